@@ -1,0 +1,101 @@
+"""The pipe adapter: one message from a stream, the result to another, sysexits status.
+
+Postfix pipe(8) and Exim's transport filter read the exit status, and Postfix lets a leading
+enhanced status code (``4.3.0 ...``) on the first line of output override it, so every
+failure's first stderr line starts with the status code. Nothing is written to the output
+unless the message was accepted, and every unexpected error is a temporary failure (75).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from mailroute.errors import MessageError
+from mailroute.exitcodes import ExitCode
+from mailroute.item import Envelope
+from mailroute.pipeline import Pipeline, Result
+from mailroute.results import Action
+
+__all__ = ["PipeOutcome", "exit_code_for", "read_bounded", "run_pipe", "write_output"]
+
+log = logging.getLogger("mailroute.pipe")
+
+
+@dataclass(frozen=True, slots=True)
+class PipeOutcome:
+    """The exit code and the one diagnostic line of a pipe run."""
+
+    code: ExitCode
+    line: str
+
+
+def exit_code_for(result: Result) -> ExitCode:
+    """The sysexits code for a pipeline result (CLI.md)."""
+    if result.action in (Action.ACCEPT, Action.DISCARD):
+        return ExitCode.OK
+    if result.action is Action.REJECT:
+        return ExitCode.DATAERR if isinstance(result.error, MessageError) else ExitCode.UNAVAILABLE
+    return ExitCode.TEMPFAIL
+
+
+def read_bounded(stream: BinaryIO, limit: int) -> bytes | None:
+    """Read at most ``limit`` bytes; ``None`` when the stream holds more."""
+    data = stream.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+def write_output(data: bytes, stdout: BinaryIO, out_path: Path | None) -> None:
+    """Write ``data`` to ``out_path`` atomically (temp file + rename) or to ``stdout``."""
+    if out_path is None:
+        stdout.write(data)
+        stdout.flush()
+        return
+    handle, temp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, out_path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO, *,
+             envelope: Envelope | None = None, out_path: Path | None = None) -> ExitCode:
+    """Run ``pipeline`` once over the message on ``stdin``. Never raises.
+
+    Returns:
+        0 accepted (message on ``stdout``) or discarded (nothing written), 65 malformed or
+        over a limit, 69 refused by policy, 75 temporary failure or quarantine (the MTA keeps
+        the message).
+    """
+    try:
+        data = read_bounded(stdin, pipeline.limits.max_message_size)
+        if data is None:
+            stderr.write(f"5.3.4 message larger than {pipeline.limits.max_message_size} bytes\n")
+            return ExitCode.DATAERR
+        result = pipeline.process(data, envelope)
+        code = exit_code_for(result)
+        if result.action is Action.ACCEPT and result.data is not None:
+            write_output(result.data, stdout, out_path)
+        elif result.action is Action.DISCARD:
+            stderr.write(f"{result.smtp_reply.status} {result.smtp_reply.text}\n")
+        else:
+            status = result.smtp_reply.status
+            if result.action is Action.QUARANTINE:
+                status, code = "4.7.0", ExitCode.TEMPFAIL
+            stderr.write(f"{status} {result.smtp_reply.text}\n")
+        return code
+    except Exception:  # never crash the MTA's pipe: tempfail instead
+        reference = secrets.token_hex(6)
+        log.exception("pipe adapter failed, reference %s", reference)
+        stderr.write(f"4.3.0 internal error, reference {reference}\n")
+        return ExitCode.TEMPFAIL

@@ -1,0 +1,1 @@
+"""The ``mailroute`` subcommands, one module each (see mailroute.cli.COMMAND_MODULES)."""

@@ -1,0 +1,44 @@
+"""``mailroute process``: run a policy once over one message (the pipe adapter)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mailroute.adapters.pipe import run_pipe
+from mailroute.commands.common import (
+    add_envelope_arguments,
+    add_io_arguments,
+    envelope_from_args,
+    open_input,
+    report_config_error,
+)
+from mailroute.config.policy import load_policy
+from mailroute.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``process``."""
+    parser = subparsers.add_parser(
+        "process", help="run a policy over one message (stdin to stdout)",
+        description="Run the pipeline of POLICY once over the message on standard input and "
+                    "write the result to standard output. Exit codes: 0 accepted, 65 malformed "
+                    "or over a limit, 69 refused by policy, 75 try again later, 78 bad policy.")
+    parser.add_argument("--config", required=True, metavar="POLICY.toml",
+                        help="the policy file")
+    add_io_arguments(parser)
+    add_envelope_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the policy and run it over the input."""
+    try:
+        pipeline = load_policy(args.config)
+    except ConfigError as error:
+        return report_config_error(error)
+    with open_input(args) as stream:
+        return run_pipe(pipeline, stream, sys.stdout.buffer, sys.stderr,
+                        envelope=envelope_from_args(args), out_path=args.out_file)

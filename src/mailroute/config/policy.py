@@ -1,0 +1,170 @@
+"""Policy files: TOML to a validated, frozen :class:`~mailroute.pipeline.Pipeline`.
+
+Layout (an empty file is a valid policy with no filters)::
+
+    [limits]                # optional; any field of mailroute.Limits
+    max_message_size = 52428800
+
+    [parser]
+    on_ambiguity = "reject" # or "record"
+
+    [gateway]
+    authserv_id = "mx.example.net"
+    internal_domains = ["example.net"]
+
+    [[pipeline]]
+    filter = "disclaimer"   # then the filter's own options
+    text = "footer.txt"
+    [pipeline.when]         # optional condition
+    direction = ["outbound"]
+    sender_domain = ["example.net"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+from mailroute.config.options import Options
+from mailroute.errors import ConfigError
+from mailroute.filters.registry import build_filter
+from mailroute.item import Direction
+from mailroute.limits import Limits
+from mailroute.mime.scan import AmbiguityPolicy
+from mailroute.pipeline import Condition, Conditional, Filter, Pipeline
+
+__all__ = ["load_policy", "policy_from_mapping"]
+
+_TOP_LEVEL = {"limits", "parser", "gateway", "pipeline"}
+
+
+def load_policy(path: str | Path) -> Pipeline:
+    """Load and validate a policy file.
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or holds an invalid setting; the
+            message names the file, the key path and, where it can be found, the line.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read policy: {exc.__class__.__name__}",
+                          source=str(source)) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(source)) from exc
+    try:
+        return policy_from_mapping(data, source=str(source), base_dir=source.parent)
+    except ConfigError as exc:
+        line = _locate(text, exc.key)
+        if line is None:
+            raise
+        raise ConfigError(str(exc).split(": ", 2)[-1], source=f"{source}:{line}",
+                          key=exc.key) from exc
+
+
+def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
+                        base_dir: Path | None = None) -> Pipeline:
+    """Build a pipeline from already-parsed policy data (see :func:`load_policy`)."""
+    top = Options(data, source=source, base_dir=base_dir)
+    limits = _limits(Options(top.table("limits"), source=source, prefix="limits"))
+    parser = Options(top.table("parser"), source=source, prefix="parser")
+    on_ambiguity = AmbiguityPolicy(parser.choice("on_ambiguity", ("reject", "record"),
+                                                 "reject"))
+    parser.finish()
+    gateway = Options(top.table("gateway"), source=source, prefix="gateway")
+    authserv_id = gateway.string("authserv_id", "mailroute")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", authserv_id):
+        raise gateway.error("authserv_id", "must be a host name")
+    internal = frozenset(d.lower() for d in gateway.string_list("internal_domains"))
+    gateway.finish()
+    entries = top.raw("pipeline", [])
+    if not isinstance(entries, list):
+        raise top.error("pipeline", "must be an array of tables ([[pipeline]])")
+    filters: list[Filter] = []
+    for index, entry in enumerate(entries):
+        prefix = f"pipeline[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError("must be a table", source=source, key=prefix)
+        options = Options({k: v for k, v in entry.items() if k != "when"}, source=source,
+                          prefix=prefix, base_dir=base_dir)
+        step = build_filter(options.string("filter"), options)
+        options.finish()
+        if "when" in entry:
+            when = entry["when"]
+            if not isinstance(when, Mapping):
+                raise ConfigError("must be a table", source=source, key=f"{prefix}.when")
+            condition = _condition(Options(when, source=source, prefix=f"{prefix}.when"))
+            step = Conditional(step, condition)
+        filters.append(step)
+    top.finish()
+    return Pipeline(filters=tuple(filters), limits=limits, on_ambiguity=on_ambiguity,
+                    internal_domains=internal, authserv_id=authserv_id)
+
+
+def _limits(options: Options) -> Limits:
+    values = {f.name: options.integer(f.name, f.default, minimum=1)
+              for f in dataclasses.fields(Limits)}
+    options.finish()
+    return Limits(**values)
+
+
+def _condition(options: Options) -> Condition:
+    directions = options.string_list("direction")
+    try:
+        parsed = frozenset(Direction(d) for d in directions)
+    except ValueError as exc:
+        raise options.error("direction", "must be inbound, outbound or internal") from exc
+    condition = Condition(
+        directions=parsed,
+        sender_domains=_lower(options.string_list("sender_domain")),
+        recipient_domains=_lower(options.string_list("recipient_domain")),
+        senders=_lower(options.string_list("sender")),
+        recipients=_lower(options.string_list("recipient")),
+    )
+    options.finish()
+    return condition
+
+
+def _lower(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(v.lower() for v in values)
+
+
+def _locate(text: str, key: str | None) -> int | None:
+    """The line of ``key`` (``pipeline[2].text``) in the TOML text, when it can be found."""
+    if not key:
+        return None
+    parts = key.split(".")
+    lines = text.splitlines()
+    start = 0
+    table = re.fullmatch(r"(\w+)\[(\d+)\]", parts[0])
+    if table:
+        name, wanted = table.group(1), int(table.group(2))
+        seen = -1
+        for number, line in enumerate(lines):
+            if line.strip() == f"[[{name}]]":
+                seen += 1
+                if seen == wanted:
+                    start = number
+                    break
+        else:
+            return None
+        parts = parts[1:]
+        if not parts:
+            return start + 1
+    elif len(parts) > 1:
+        for number, line in enumerate(lines):
+            if line.strip() == f"[{parts[0]}]":
+                start = number
+                parts = parts[1:]
+                break
+    pattern = re.compile(rf"^\s*{re.escape(parts[-1])}\s*=")
+    for number in range(start, len(lines)):
+        if pattern.match(lines[number]):
+            return number + 1
+    return start + 1 if start else None

@@ -1,0 +1,1 @@
+"""Filters: each a pure transform of a MailItem (see mailroute.pipeline.Filter)."""

@@ -1,0 +1,302 @@
+"""Raw header fields: scanned as bytes, parsed on demand, written safely.
+
+A :class:`HeaderField` keeps the exact bytes it was read from (folding, spacing and line
+ending included), so an untouched field is re-emitted byte for byte. Values are unfolded and
+decoded only when asked. New fields come from :func:`make_field`, which refuses CR, LF and
+NUL in values and checks that the folded result reads back as exactly one field.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError
+from mailroute.limits import Limits
+from mailroute.mime.defects import Defect, DefectKind
+
+__all__ = ["HeaderBlock", "HeaderField", "make_field", "parse_addresses"]
+
+_FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_MAX_LINE = 78
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderField:
+    """One header field exactly as written.
+
+    Attributes:
+        raw: the whole field, continuation lines and final line ending included.
+        name: the field name as written (without spaces before the colon).
+    """
+
+    raw: bytes
+    name: str
+
+    @property
+    def lower_name(self) -> str:
+        """The field name in lower case, for comparisons."""
+        return self.name.lower()
+
+    @property
+    def raw_value(self) -> bytes:
+        """The bytes after the colon, folding kept, final line ending removed."""
+        colon = self.raw.find(b":")
+        value = self.raw[colon + 1:] if colon >= 0 else b""
+        if value.endswith(b"\r\n"):
+            return value[:-2]
+        if value.endswith(b"\n"):
+            return value[:-1]
+        return value
+
+    @property
+    def value(self) -> str:
+        """The unfolded value with surrounding white space removed (not RFC 2047-decoded).
+
+        Bytes that are not UTF-8 are kept as surrogate escapes, never replaced.
+        """
+        text = self.raw_value.decode("utf-8", "surrogateescape")
+        return _FOLD.sub("", text).strip(" \t")
+
+    def decoded(self, limits: Limits | None = None) -> str:
+        """The value with RFC 2047 encoded words decoded.
+
+        Raises:
+            LimitExceededError: the value is longer than ``limits.max_header_value_size``.
+            MalformedMessageError: an encoded word names an unknown charset.
+        """
+        value = self.value
+        _check_value_size(value, limits)
+        if "=?" not in value:
+            return value
+        try:
+            return str(email.header.make_header(email.header.decode_header(value)))
+        except (LookupError, UnicodeError, email.errors.HeaderParseError, RecursionError) as exc:
+            raise MalformedMessageError(
+                f"cannot decode header field {self.name}") from exc
+
+
+def _check_value_size(value: str, limits: Limits | None) -> None:
+    bound = (limits or Limits()).max_header_value_size
+    if len(value) > bound:
+        raise LimitExceededError(
+            f"header field value longer than {bound} bytes", limit="max_header_value_size")
+
+
+def parse_addresses(field: HeaderField, limits: Limits | None = None) -> tuple[str, ...]:
+    """The lower-cased addr-specs in an address field (From, To, Cc ...).
+
+    The value is bounded before the stdlib parser sees it, and the parser's
+    ``RecursionError`` on nested comments becomes a typed error.
+    """
+    value = field.value
+    _check_value_size(value, limits)
+    try:
+        pairs = email.utils.getaddresses([value])
+    except (RecursionError, ValueError, IndexError) as exc:
+        raise MalformedMessageError(f"cannot parse addresses in {field.name}") from exc
+    return tuple(addr.lower() for _, addr in pairs if addr and "@" in addr)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderBlock:
+    """The header fields of one entity, in order. Immutable; edits return new blocks."""
+
+    fields: tuple[HeaderField, ...] = ()
+
+    def __iter__(self) -> Iterator[HeaderField]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def get(self, name: str) -> HeaderField | None:
+        """The first field called ``name`` (case-insensitive), or ``None``."""
+        lower = name.lower()
+        for field in self.fields:
+            if field.lower_name == lower:
+                return field
+        return None
+
+    def get_all(self, name: str) -> tuple[HeaderField, ...]:
+        """Every field called ``name``, in order."""
+        lower = name.lower()
+        return tuple(f for f in self.fields if f.lower_name == lower)
+
+    def count(self, name: str) -> int:
+        """How many fields are called ``name``."""
+        return len(self.get_all(name))
+
+    def value(self, name: str) -> str | None:
+        """The unfolded value of the first field called ``name``, or ``None``."""
+        field = self.get(name)
+        return field.value if field is not None else None
+
+    def added(self, field: HeaderField, *, position: str = "top") -> HeaderBlock:
+        """A block with ``field`` added at the ``top`` or the ``bottom``."""
+        if position == "top":
+            return HeaderBlock((field, *self.fields))
+        if position == "bottom":
+            return HeaderBlock((*self.fields, field))
+        raise ValueError("position must be 'top' or 'bottom'")
+
+    def removed(self, name: str) -> HeaderBlock:
+        """A block without any field called ``name``."""
+        lower = name.lower()
+        return HeaderBlock(tuple(f for f in self.fields if f.lower_name != lower))
+
+    def replaced(self, name: str, field: HeaderField) -> HeaderBlock:
+        """A block where ``field`` stands in place of the first ``name`` field and the others
+        are gone; added at the bottom when there was none."""
+        lower = name.lower()
+        out: list[HeaderField] = []
+        placed = False
+        for existing in self.fields:
+            if existing.lower_name == lower:
+                if not placed:
+                    out.append(field)
+                    placed = True
+                continue
+            out.append(existing)
+        if not placed:
+            out.append(field)
+        return HeaderBlock(tuple(out))
+
+    def to_bytes(self) -> bytes:
+        """The raw bytes of every field, concatenated."""
+        return b"".join(f.raw for f in self.fields)
+
+
+@dataclass(slots=True)
+class ScannedHeaders:
+    """What :func:`scan_header_block` found."""
+
+    block: HeaderBlock
+    separator: bytes
+    body_start: int
+    defects: list[Defect]
+
+
+def scan_header_block(buf: bytes, start: int, end: int, limits: Limits,
+                      path: tuple[int, ...]) -> ScannedHeaders:
+    """Split ``buf[start:end]`` into header fields, the blank separator line and the body.
+
+    Lines end in LF or CRLF. A line that is neither a field, a continuation nor blank ends the
+    header block (recorded as a missing separator). Limits are enforced as the block is read.
+    """
+    fields: list[HeaderField] = []
+    defects: list[Defect] = []
+    current: list[bytes] = []
+    current_name: str | None = None
+    pos = start
+    separator = b""
+
+    def flush() -> None:
+        nonlocal current, current_name
+        if current_name is not None:
+            fields.append(HeaderField(b"".join(current), current_name))
+            if len(fields) > limits.max_header_fields:
+                raise LimitExceededError(
+                    f"more than {limits.max_header_fields} header fields",
+                    limit="max_header_fields")
+        current, current_name = [], None
+
+    while pos < end:
+        newline = buf.find(b"\n", pos, end)
+        line_end = end if newline < 0 else newline + 1
+        line = buf[pos:line_end]
+        content = line.rstrip(b"\r\n")
+        if len(content) > limits.max_header_line_length:
+            raise LimitExceededError(
+                f"header line longer than {limits.max_header_line_length} bytes",
+                limit="max_header_line_length")
+        if line_end - start > limits.max_header_block_size:
+            raise LimitExceededError(
+                f"header block larger than {limits.max_header_block_size} bytes",
+                limit="max_header_block_size")
+        if not content and line.endswith(b"\n"):
+            separator = line
+            pos = line_end
+            break
+        if b"\r" in content:
+            defects.append(Defect(DefectKind.BARE_CR_IN_HEADER, path))
+        if content[:1] in (b" ", b"\t"):
+            if current_name is None:
+                defects.append(Defect(DefectKind.LEADING_CONTINUATION, path))
+                current_name = ""
+            current.append(line)
+            pos = line_end
+            continue
+        flush()
+        colon = content.find(b":")
+        if pos == start and content.startswith(b"From "):
+            defects.append(Defect(DefectKind.MBOX_FROM_LINE, path))
+            current, current_name = [line], ""
+            pos = line_end
+            continue
+        if colon <= 0:
+            defects.append(Defect(DefectKind.MISSING_HEADER_SEPARATOR, path))
+            break
+        raw_name = content[:colon]
+        name = raw_name.rstrip(b" \t")
+        if name != raw_name:
+            defects.append(Defect(DefectKind.SPACE_BEFORE_COLON, path,
+                                  _safe_name(name)))
+        if not _FIELD_NAME.match(name):
+            defects.append(Defect(DefectKind.INVALID_FIELD_NAME, path))
+        current, current_name = [line], name.decode("latin-1")
+        pos = line_end
+    flush()
+    return ScannedHeaders(HeaderBlock(tuple(fields)), separator, pos, defects)
+
+
+def _safe_name(name: bytes) -> str:
+    return name.decode("ascii", "replace")[:40] if _FIELD_NAME.match(name) else "?"
+
+
+def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderField:
+    """Build a new header field, folded to 78 columns where white space allows.
+
+    Non-ASCII values become RFC 2047 encoded words (UTF-8).
+
+    Raises:
+        UnsafeHeaderValueError: the name is not a valid field name, or the value contains
+            CR, LF or NUL, or the result would not read back as one field.
+    """
+    if not _FIELD_NAME.match(name.encode("latin-1", "replace")) or not name.isascii():
+        raise UnsafeHeaderValueError("invalid header field name")
+    if any(ch in value for ch in "\r\n\0"):
+        raise UnsafeHeaderValueError(f"value for {name} contains CR, LF or NUL")
+    if newline not in (b"\r\n", b"\n"):
+        raise ValueError("newline must be CRLF or LF")
+    nl = newline.decode("ascii")
+    if value.isascii():
+        text = _fold(f"{name}: {value}", nl)
+    else:
+        encoded = email.header.Header(value, "utf-8", header_name=name).encode(linesep=nl)
+        text = f"{name}: {encoded}"
+    raw = (text + nl).encode("ascii")
+    scanned = scan_header_block(raw + newline, 0, len(raw) + len(newline), Limits(), ())
+    if len(scanned.block) != 1 or scanned.defects or scanned.block.fields[0].raw != raw:
+        raise UnsafeHeaderValueError(f"value for {name} does not form a single field")
+    return HeaderField(raw, name)
+
+
+def _fold(line: str, nl: str) -> str:
+    if len(line) <= _MAX_LINE:
+        return line
+    words = line.split(" ")
+    lines: list[str] = []
+    current = words[0]
+    for word in words[1:]:
+        if len(current) + 1 + len(word) > _MAX_LINE and current.strip():
+            lines.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}"
+    lines.append(current)
+    return nl.join(lines)

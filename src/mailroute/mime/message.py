@@ -1,0 +1,254 @@
+"""A parsed message and the edits filters make to it.
+
+Edits never mutate: each returns a new :class:`Message` whose tree shares every untouched
+part with the old one. Only the edited part and the structure of its ancestors are new, so
+everything else is emitted from the original bytes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+
+from mailroute.errors import MalformedMessageError
+from mailroute.mime.defects import STRUCTURAL_DEFECTS, Defect
+from mailroute.mime.headers import HeaderBlock, HeaderField, make_field
+from mailroute.mime.params import parse_parameters, quote_parameter
+from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
+from mailroute.mime.text import codec_name
+from mailroute.mime.transfer import choose_encoding, encode_payload
+
+__all__ = ["Message", "Path", "build_leaf"]
+
+Path = tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message: the root entity, the defects found when it was scanned, and its line break.
+
+    Attributes:
+        root: the top-level entity.
+        defects: what the scanner recorded (paths refer to the scanned tree).
+        newline: the line break the message uses (CRLF or LF); new pieces use it too.
+    """
+
+    root: Part
+    defects: tuple[Defect, ...] = ()
+    newline: bytes = b"\r\n"
+
+    @property
+    def headers(self) -> HeaderBlock:
+        """The top-level header fields."""
+        return self.root.headers
+
+    def to_bytes(self) -> bytes:
+        """The message as bytes; untouched parts are copied from the input verbatim."""
+        return self.root.to_bytes()
+
+    def part(self, path: Path) -> Part:
+        """The entity at ``path`` (child indices from the root).
+
+        Raises:
+            IndexError: no such entity.
+        """
+        part = self.root
+        for index in path:
+            part = part.children[index]
+        return part
+
+    def walk(self) -> Iterator[tuple[Path, Part]]:
+        """Every entity with its path, parents before children, in document order."""
+        stack: list[tuple[Path, Part]] = [((), self.root)]
+        while stack:
+            path, part = stack.pop()
+            yield path, part
+            children = part.children
+            for index in range(len(children) - 1, -1, -1):
+                stack.append(((*path, index), children[index]))
+
+    def structurally_sound(self, path: Path = ()) -> bool:
+        """False when the scanner recorded a structural defect at or below ``path``."""
+        return not any(d.kind in STRUCTURAL_DEFECTS and d.path[:len(path)] == path
+                       for d in self.defects)
+
+    # -- header edits ---------------------------------------------------------------------
+
+    def field(self, name: str, value: str) -> HeaderField:
+        """A new, safe header field using this message's line break."""
+        return make_field(name, value, newline=self.newline)
+
+    def with_header(self, name: str, value: str, *, position: str = "top",
+                    path: Path = ()) -> Message:
+        """Add a field ``name: value`` at the ``top`` or ``bottom`` of an entity's header."""
+        return self.with_field(self.field(name, value), position=position, path=path)
+
+    def with_field(self, field: HeaderField, *, position: str = "top",
+                   path: Path = ()) -> Message:
+        """Add a ready-made field."""
+        part = self.part(path)
+        return self.replace_part(path, replace(part, headers=part.headers.added(
+            field, position=position)))
+
+    def without_header(self, name: str, *, path: Path = ()) -> Message:
+        """Remove every field called ``name`` from an entity's header."""
+        part = self.part(path)
+        if part.headers.get(name) is None:
+            return self
+        return self.replace_part(path, replace(part, headers=part.headers.removed(name)))
+
+    def replace_header(self, name: str, value: str, *, path: Path = ()) -> Message:
+        """Put one ``name: value`` where the first ``name`` field was (bottom if none)."""
+        part = self.part(path)
+        field = self.field(name, value)
+        return self.replace_part(path, replace(part, headers=part.headers.replaced(name, field)))
+
+    # -- structural edits -----------------------------------------------------------------
+
+    def replace_part(self, path: Path, new: Part) -> Message:
+        """A message with ``new`` at ``path``; ancestors get new structure, nothing else."""
+        chain = [self.root]
+        for index in path:
+            chain.append(chain[-1].children[index])
+        current = new
+        for depth in range(len(path) - 1, -1, -1):
+            parent = chain[depth]
+            assert isinstance(parent.body, MultipartBody)
+            children = list(parent.body.children)
+            children[path[depth]] = current
+            current = replace(parent, body=replace(parent.body, children=tuple(children)))
+        return replace(self, root=current)
+
+    def replace_text(self, path: Path, text: str) -> Message:
+        """Replace the text of a ``text/*`` leaf, keeping its charset when the text fits it.
+
+        Otherwise the part becomes UTF-8 and its ``charset`` parameter says so. The transfer
+        encoding is kept where it can carry the text. Line breaks follow the message's.
+
+        Raises:
+            MalformedMessageError: the entity is not a leaf.
+        """
+        part = self.part(path)
+        if not isinstance(part.body, LeafBody):
+            raise MalformedMessageError("replace_text needs a leaf entity")
+        charset = part.charset or "us-ascii"
+        try:
+            data = text.encode(codec_name(charset))
+        except (UnicodeEncodeError, MalformedMessageError):
+            charset, data = "utf-8", text.encode("utf-8")
+        encoding = choose_encoding(data, part.transfer_encoding)
+        headers = part.headers
+        if charset != (part.charset or "us-ascii") or part.headers.get("Content-Type") is None:
+            headers = headers.replaced("Content-Type", self.field(
+                "Content-Type", _with_param(part, "charset", charset)))
+        if encoding != part.transfer_encoding:
+            headers = headers.replaced("Content-Transfer-Encoding",
+                                       self.field("Content-Transfer-Encoding", encoding))
+        body = encode_payload(data, encoding, self.newline)
+        separator = part.separator or self.newline
+        return self.replace_part(path, replace(part, headers=headers, separator=separator,
+                                               body=LeafBody(Span.of(body))))
+
+    def insert_part(self, parent: Path, index: int, new: Part) -> Message:
+        """Insert ``new`` as child ``index`` of the multipart at ``parent``.
+
+        Raises:
+            MalformedMessageError: the entity at ``parent`` is not a multipart.
+        """
+        host = self.part(parent)
+        body = host.body
+        if not isinstance(body, MultipartBody):
+            raise MalformedMessageError("insert_part needs a multipart entity")
+        nl = self.newline
+        dash = b"--" + body.boundary.encode("latin-1")
+        delimiters = list(body.delimiters)
+        children = list(body.children)
+        index = max(0, min(index, len(children)))
+        if index == 0 and delimiters and delimiters[0].to_bytes().startswith(b"--"):
+            # The old first delimiter had no line break before it: give it one now that a
+            # part precedes it, and let the new first delimiter start the body.
+            delimiters[0] = Span.of(nl + delimiters[0].to_bytes())
+            delimiters.insert(0, Span.of(dash + nl))
+        else:
+            delimiters.insert(index, Span.of(nl + dash + nl))
+        children.insert(index, new)
+        close = body.close if body.close is not None else Span.of(nl + dash + b"--" + nl)
+        return self.replace_part(parent, replace(host, body=replace(
+            body, delimiters=tuple(delimiters), children=tuple(children), close=close)))
+
+    def wrap(self, path: Path, *, subtype: str = "mixed", before: Iterable[Part] = (),
+             after: Iterable[Part] = ()) -> Message:
+        """Put the entity at ``path`` inside a new ``multipart/<subtype>`` with other parts.
+
+        The wrapped entity's body and content header fields keep their exact bytes. When the
+        root is wrapped, its other fields (From, Subject ...) stay on the new root.
+        """
+        target = self.part(path)
+        nl = self.newline
+        outer_fields: tuple[HeaderField, ...] = ()
+        inner = target
+        if not path:
+            content = tuple(f for f in target.headers if f.lower_name.startswith("content-"))
+            outer_fields = tuple(f for f in target.headers
+                                 if not f.lower_name.startswith("content-"))
+            inner = replace(target, headers=HeaderBlock(content))
+        members = (*before, inner, *after)
+        boundary = new_boundary(b"".join(m.to_bytes() for m in members))
+        ctype = self.field("Content-Type", f"multipart/{subtype}; "
+                           + quote_parameter("boundary", boundary))
+        fields = [*outer_fields, ctype]
+        if not path and not any(f.lower_name == "mime-version" for f in outer_fields):
+            fields.insert(len(outer_fields), self.field("MIME-Version", "1.0"))
+        dash = b"--" + boundary.encode("ascii")
+        delimiters = tuple(Span.of(dash + nl if i == 0 else nl + dash + nl)
+                           for i in range(len(members)))
+        wrapper = Part(HeaderBlock(tuple(fields)), target.separator or nl, MultipartBody(
+            boundary, Span.of(b""), delimiters, members, Span.of(nl + dash + b"--" + nl),
+            Span.of(b"")))
+        return self.replace_part(path, wrapper)
+
+
+def _with_param(part: Part, name: str, value: str) -> str:
+    current = part.headers.value("Content-Type")
+    if current is None:
+        return f"text/plain; {quote_parameter(name, value)}"
+    head, params, _ = parse_parameters(current)
+    params[name] = value
+    return "; ".join([head, *(quote_parameter(k, v) for k, v in params.items())])
+
+
+def new_boundary(avoid: bytes) -> str:
+    """A random boundary that does not occur in ``avoid``."""
+    while True:
+        boundary = f"=_mailroute_{secrets.token_hex(12)}"
+        if boundary.encode("ascii") not in avoid:
+            return boundary
+
+
+def build_leaf(content_type: str, payload: bytes | str, *, charset: str | None = None,
+               encoding: str | None = None, fields: Iterable[tuple[str, str]] = (),
+               newline: bytes = b"\r\n") -> Part:
+    """A new leaf entity.
+
+    Args:
+        content_type: ``type/subtype`` (parameters other than charset may follow).
+        payload: bytes, or text that is encoded with ``charset`` (UTF-8 by default).
+        charset: added as the ``charset`` parameter for text payloads.
+        encoding: the transfer encoding; chosen from the payload when omitted.
+        fields: further ``(name, value)`` header fields (Content-Disposition ...).
+        newline: the line break to use, normally the host message's.
+    """
+    if isinstance(payload, str):
+        charset = charset or "utf-8"
+        data = payload.encode(codec_name(charset))
+        content_type = f"{content_type}; {quote_parameter('charset', charset)}"
+    else:
+        data = payload
+    chosen = encoding or ("base64" if not content_type.startswith("text/")
+                          else choose_encoding(data, "7bit"))
+    header_fields = [make_field("Content-Type", content_type, newline=newline),
+                     make_field("Content-Transfer-Encoding", chosen, newline=newline)]
+    header_fields += [make_field(n, v, newline=newline) for n, v in fields]
+    body = encode_payload(data, chosen, newline)
+    return Part(HeaderBlock(tuple(header_fields)), newline, LeafBody(Span.of(body)))

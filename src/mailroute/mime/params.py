@@ -1,0 +1,147 @@
+"""Content-Type / Content-Disposition parameters, parsed strictly enough to see ambiguity.
+
+The stdlib silently takes the first of two ``boundary`` parameters and ignores a plain one
+when RFC 2231 continuations are present; this parser reports both situations instead.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+
+from mailroute.mime.defects import DefectKind
+
+__all__ = ["ContentType", "parse_content_type", "parse_parameters", "quote_parameter"]
+
+_TOKEN = re.compile(r"[^\s()<>@,;:\\\"/\[\]?=]+")
+_TSPECIALS = re.compile(r"[\s()<>@,;:\\\"/\[\]?=]")
+_SECTION = re.compile(r"^(?P<name>[^*]+)(?:\*(?P<index>\d+))?(?P<ext>\*)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ContentType:
+    """A parsed media type with lower-cased type, subtype and parameter names."""
+
+    maintype: str = "text"
+    subtype: str = "plain"
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mime_type(self) -> str:
+        """``type/subtype``."""
+        return f"{self.maintype}/{self.subtype}"
+
+    def param(self, name: str) -> str | None:
+        """A parameter value, or ``None``."""
+        return self.params.get(name.lower())
+
+
+def parse_parameters(text: str) -> tuple[str, dict[str, str], list[DefectKind]]:
+    """Split ``value; a=b; c="d"`` into the leading value, the parameters and defects.
+
+    RFC 2231 sections and extended values are joined and decoded.
+    """
+    defects: list[DefectKind] = []
+    head, _, rest = text.partition(";")
+    plain: dict[str, str] = {}
+    sections: dict[str, dict[int, tuple[str, bool]]] = {}
+    pos = 0
+    while pos < len(rest):
+        while pos < len(rest) and rest[pos] in " \t;\r\n":
+            pos += 1
+        if pos >= len(rest):
+            break
+        match = re.compile(r"[^=;\s]+").match(rest, pos)
+        if not match:
+            defects.append(DefectKind.MALFORMED_CONTENT_TYPE)
+            break
+        name = match.group(0).lower()
+        pos = match.end()
+        while pos < len(rest) and rest[pos] in " \t":
+            pos += 1
+        if pos >= len(rest) or rest[pos] != "=":
+            defects.append(DefectKind.MALFORMED_CONTENT_TYPE)
+            continue
+        pos += 1
+        while pos < len(rest) and rest[pos] in " \t":
+            pos += 1
+        value, pos = _read_value(rest, pos)
+        section = _SECTION.match(name)
+        if section and (section.group("index") is not None or section.group("ext")):
+            base = section.group("name")
+            index = int(section.group("index") or 0)
+            parts = sections.setdefault(base, {})
+            if index in parts:
+                defects.append(DefectKind.DUPLICATE_PARAMETER)
+            parts[index] = (value, bool(section.group("ext")))
+        else:
+            if name in plain:
+                defects.append(DefectKind.DUPLICATE_PARAMETER)
+                continue
+            plain[name] = value
+    params = dict(plain)
+    for base, parts in sections.items():
+        if base in plain:
+            defects.append(DefectKind.CONFLICTING_PARAMETER)
+        params[base] = _join_sections(parts)
+    return head.strip(), params, defects
+
+
+def _read_value(text: str, pos: int) -> tuple[str, int]:
+    if pos < len(text) and text[pos] == '"':
+        out: list[str] = []
+        pos += 1
+        while pos < len(text):
+            ch = text[pos]
+            if ch == "\\" and pos + 1 < len(text):
+                out.append(text[pos + 1])
+                pos += 2
+                continue
+            if ch == '"':
+                return "".join(out), pos + 1
+            out.append(ch)
+            pos += 1
+        return "".join(out), pos
+    end = text.find(";", pos)
+    end = len(text) if end < 0 else end
+    return text[pos:end].strip(), end
+
+
+def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
+    ordered = [parts[i] for i in sorted(parts)]
+    charset = "utf-8"
+    pieces: list[str] = []
+    for number, (value, extended) in enumerate(ordered):
+        if extended and number == 0 and value.count("'") >= 2:
+            charset, _, value = value.split("'", 2)
+            charset = charset or "utf-8"
+        if extended:
+            try:
+                value = urllib.parse.unquote(value, encoding=charset, errors="strict")
+            except (LookupError, UnicodeDecodeError):
+                value = urllib.parse.unquote(value, encoding="latin-1")
+        pieces.append(value)
+    return "".join(pieces)
+
+
+def parse_content_type(value: str | None,
+                       default: str = "text/plain") -> tuple[ContentType, list[DefectKind]]:
+    """Parse a Content-Type value; a missing or unparsable type falls back to ``default``."""
+    if value is None:
+        maintype, subtype = default.split("/")
+        return ContentType(maintype, subtype, {}), []
+    head, params, defects = parse_parameters(value)
+    maintype, slash, subtype = head.lower().partition("/")
+    if not slash or not _TOKEN.fullmatch(maintype) or not _TOKEN.fullmatch(subtype.strip()):
+        defects.append(DefectKind.MALFORMED_CONTENT_TYPE)
+        maintype, subtype = default.split("/")
+    return ContentType(maintype, subtype.strip(), params), defects
+
+
+def quote_parameter(name: str, value: str) -> str:
+    """``name=value``, quoted when the value needs it."""
+    if value and not _TSPECIALS.search(value) and value.isascii():
+        return f"{name}={value}"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{name}="{escaped}"'

@@ -1,0 +1,82 @@
+"""Content-Transfer-Encoding: decoding leaves on demand, encoding new bodies."""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass
+
+from mailroute.errors import MalformedMessageError
+from mailroute.mime.defects import DefectKind
+from mailroute.mime.part import LeafBody, Part
+
+__all__ = ["Decoded", "choose_encoding", "decode_payload", "encode_payload"]
+
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+IDENTITY = frozenset({"7bit", "8bit", "binary"})
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded leaf payload and what was odd about its encoding."""
+
+    data: bytes
+    defects: tuple[DefectKind, ...] = ()
+
+
+def decode_payload(part: Part) -> Decoded:
+    """Undo the transfer encoding of a leaf.
+
+    Raises:
+        MalformedMessageError: the part is a multipart or its encoding is unknown.
+    """
+    if not isinstance(part.body, LeafBody):
+        raise MalformedMessageError("cannot decode the payload of a multipart")
+    raw = part.body.span.to_bytes()
+    encoding = part.transfer_encoding
+    if encoding in IDENTITY:
+        return Decoded(raw)
+    if encoding == "quoted-printable":
+        return Decoded(binascii.a2b_qp(raw))
+    if encoding == "base64":
+        compact = _NOT_BASE64.sub(b"", raw)
+        try:
+            return Decoded(binascii.a2b_base64(compact, strict_mode=True))
+        except binascii.Error:
+            lenient = binascii.a2b_base64(compact + b"=" * (-len(compact) % 4))
+            return Decoded(lenient, (DefectKind.INVALID_BASE64,))
+    raise MalformedMessageError("unknown Content-Transfer-Encoding")
+
+
+def encode_payload(data: bytes, encoding: str, newline: bytes) -> bytes:
+    """Apply ``encoding`` to ``data``; text line breaks become ``newline``.
+
+    Base64 output ends with a line break; other encodings keep the text's own ending.
+    """
+    if encoding == "base64":
+        encoded = binascii.b2a_base64(data, newline=False)
+        lines = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+        return newline.join(lines) + newline
+    normal = _LINE_BREAK.sub(b"\n", data)
+    if encoding == "quoted-printable":
+        encoded = binascii.b2a_qp(normal, istext=True)
+        body = encoded.replace(b"\n", newline)
+    elif encoding in IDENTITY:
+        body = normal.replace(b"\n", newline)
+    else:
+        raise ValueError(f"cannot encode with {encoding!r}")
+    return body
+
+
+def choose_encoding(data: bytes, original: str) -> str:
+    """Keep ``original`` where it can carry ``data``, else the narrowest that can."""
+    if original in ("base64", "quoted-printable"):
+        return original
+    longest = max((len(line) for line in _LINE_BREAK.split(data)), default=0)
+    if longest <= 998 and b"\0" not in data:
+        if data.isascii():
+            return original if original in IDENTITY else "7bit"
+        if original in ("8bit", "binary"):
+            return original
+    return "quoted-printable"

@@ -1,0 +1,85 @@
+"""Exchange Online routing: the tenant model, one-hop decisions, the simulator, generators.
+
+Everything here is pure policy (notes/exchange-online.md): :func:`load_topology` is the only
+function that reads a file. Typical use::
+
+    topology = load_topology("t2.toml")
+    tenant = deployed(topology)                       # the tenant with mailroute installed
+    result = simulate(envelope, message, topology, tenant=tenant, origin=Origin.MAILBOX)
+    findings = lint(topology)                         # section 4.6
+    script = render_powershell(topology)              # section 4
+"""
+
+from __future__ import annotations
+
+from mailroute.routing.decide import Route, RouteKind, TraceStep
+from mailroute.routing.exo import Attribution, ExoCopy, ExoDecision, Generated, decide_exo
+from mailroute.routing.gateway import (
+    Flow,
+    GatewayDecision,
+    GatewayPolicy,
+    GatewaySplit,
+    decide_gateway,
+)
+from mailroute.routing.hop import Connection, Hop, MessageFacts, MessageFlag, Source
+from mailroute.routing.load import load_topology, parse_topology
+from mailroute.routing.markers import (
+    MARKER_TOKEN_RE,
+    MarkerCheck,
+    MarkerCodec,
+    SimulatedMarkers,
+    marker_exception_pattern,
+)
+from mailroute.routing.model import Tenant
+from mailroute.routing.plan import Plan, build_plan, deployed
+from mailroute.routing.simulate import Origin, Outcome, SimStep, Simulation, Status, simulate
+from mailroute.routing.topology import (
+    ExoConfigOptions,
+    GatewayConfig,
+    MarkerConfig,
+    Topology,
+    TopologyKind,
+)
+
+__all__ = [
+    "MARKER_TOKEN_RE",
+    "Attribution",
+    "Connection",
+    "ExoConfigOptions",
+    "ExoCopy",
+    "ExoDecision",
+    "Flow",
+    "GatewayConfig",
+    "GatewayDecision",
+    "GatewayPolicy",
+    "GatewaySplit",
+    "Generated",
+    "Hop",
+    "MarkerCheck",
+    "MarkerCodec",
+    "MarkerConfig",
+    "MessageFacts",
+    "MessageFlag",
+    "Origin",
+    "Outcome",
+    "Plan",
+    "Route",
+    "RouteKind",
+    "SimStep",
+    "SimulatedMarkers",
+    "Simulation",
+    "Source",
+    "Status",
+    "Tenant",
+    "Topology",
+    "TopologyKind",
+    "TraceStep",
+    "build_plan",
+    "decide_exo",
+    "decide_gateway",
+    "deployed",
+    "load_topology",
+    "marker_exception_pattern",
+    "parse_topology",
+    "simulate",
+]

@@ -1,0 +1,313 @@
+"""One pass of transport rules over a message, with per-recipient forks (section 2.4).
+
+Rules run by priority. Message-level predicates decide whether a rule can apply at all;
+per-recipient predicates split the recipients of a copy into those that match (who get a
+copy with the actions) and the others (who keep a copy without them). ``StopRuleProcessing``
+takes only the matching copy out of the loop. Audit modes record "would apply" and do
+nothing else. Within a rule the actions apply in the order: header removal, header set,
+disclaimer, SCL, routing override, then reject / delete / quarantine / redirect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from mailroute.results import Reply
+from mailroute.routing.decide import RouteKind, TraceStep
+from mailroute.routing.hop import MessageFacts, MessageFlag, header_values, remove_headers
+from mailroute.routing.hop import set_header as with_header
+from mailroute.routing.match import (
+    domain_of,
+    ip_in_ranges,
+    is_subdomain,
+    patterns_match,
+    words_match,
+)
+from mailroute.routing.model import (
+    DisclaimerFallback,
+    MessageType,
+    Predicates,
+    RecipientAddressType,
+    RuleMode,
+    Scope,
+    SenderAddressLocation,
+    Tenant,
+    TransportRule,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+__all__ = ["Addressee", "RuleContext", "RuleCopy", "Terminal", "run_rules"]
+
+_TYPE_FLAGS = {
+    MessageType.OOF: MessageFlag.OOF,
+    MessageType.AUTO_FORWARD: MessageFlag.AUTO_FORWARD,
+    MessageType.ENCRYPTED: MessageFlag.ENCRYPTED,
+    MessageType.CALENDARING: MessageFlag.CALENDARING,
+    MessageType.PERMISSION_CONTROLLED: MessageFlag.PERMISSION_CONTROLLED,
+    MessageType.VOICEMAIL: MessageFlag.VOICEMAIL,
+    MessageType.SIGNED: MessageFlag.SIGNED,
+    MessageType.APPROVAL_REQUEST: MessageFlag.APPROVAL_REQUEST,
+    MessageType.READ_RECEIPT: MessageFlag.READ_RECEIPT,
+}
+_WRAP_KEEPS = frozenset({"from", "to", "cc", "subject", "date"})
+_RULES_LOOP = "X-MS-Exchange-Transport-Rules-Loop"
+
+
+@dataclass(frozen=True, slots=True)
+class Addressee:
+    """A resolved recipient: ``address`` (primary/target), as written, and in-org status."""
+
+    address: str
+    original: str
+    in_org: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    """How a copy's journey ends inside the rule pass (reject, delete, quarantine)."""
+
+    kind: RouteKind
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCopy:
+    """One copy of the message inside the rule pass (forks create more)."""
+
+    recipients: tuple[Addressee, ...]
+    message: MessageFacts
+    connector: str | None = None
+    stopped: bool = False
+    terminal: Terminal | None = None
+    applied: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """Facts of the pass every predicate may read."""
+
+    tenant: Tenant
+    mail_from: str
+    authenticated: bool
+    client_ip: str | None
+    now: datetime | None
+
+
+def run_rules(ctx: RuleContext, recipients: tuple[Addressee, ...], message: MessageFacts,
+              trace: list[TraceStep]) -> list[RuleCopy]:
+    """Run every active rule of ``ctx.tenant`` and return the resulting copies."""
+    copies = [RuleCopy(recipients, message)]
+    for rule in ctx.tenant.rules_by_priority:
+        if not rule.active(ctx.now):
+            continue
+        result: list[RuleCopy] = []
+        for copy in copies:
+            result.extend(_apply_rule(ctx, rule, copy, trace))
+        copies = result
+    return copies
+
+
+def _apply_rule(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
+                trace: list[TraceStep]) -> list[RuleCopy]:
+    if copy.stopped or copy.terminal is not None:
+        return [copy]
+    matched, others = _split(ctx, rule, copy)
+    if not matched:
+        return [copy]
+    if rule.mode is not RuleMode.ENFORCE:
+        trace.append(TraceStep("R", f"{rule.mode} mode: would apply, no action", rule.name))
+        return [copy]
+    out: list[RuleCopy] = []
+    if others:
+        names = ", ".join(a.address for a in matched)
+        trace.append(TraceStep("R", f"fork: rule applies to {names} only", rule.name))
+        out.append(replace(copy, recipients=others))
+    out.append(_act(ctx, rule, replace(copy, recipients=matched), trace))
+    return out
+
+
+def _split(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
+           ) -> tuple[tuple[Addressee, ...], tuple[Addressee, ...]]:
+    cond, exc = rule.conditions, rule.exceptions
+    if not all(_message_checks(ctx, rule, cond, copy)):
+        return (), copy.recipients
+    if any(_message_checks(ctx, rule, exc, copy)):
+        return (), copy.recipients
+    if not (cond.per_recipient or exc.per_recipient):
+        return copy.recipients, ()
+    matched = tuple(a for a in copy.recipients
+                    if all(_recipient_checks(ctx, rule, cond, a))
+                    and not any(_recipient_checks(ctx, rule, exc, a)))
+    others = tuple(a for a in copy.recipients if a not in matched)
+    return matched, others
+
+
+def _senders(rule: TransportRule, ctx: RuleContext, message: MessageFacts) -> tuple[str, ...]:
+    if rule.sender_address_location is SenderAddressLocation.ENVELOPE:
+        return (ctx.mail_from,)
+    if rule.sender_address_location is SenderAddressLocation.HEADER:
+        return message.from_addrs
+    return (*message.from_addrs, ctx.mail_from)
+
+
+def _sender_in_org(ctx: RuleContext, sender: str) -> bool:
+    if ctx.tenant.directory.lookup(sender) is not None:
+        return True
+    return ctx.tenant.accepted_domain(domain_of(sender)) is not None if sender else False
+
+
+def _member_of(ctx: RuleContext, sender: str, groups: tuple[str, ...]) -> bool:
+    for group in groups:
+        entry = ctx.tenant.directory.lookup(group)
+        if entry is not None and sender.lower() in (m.lower() for m in entry.members):
+            return True
+    return False
+
+
+def _message_checks(ctx: RuleContext, rule: TransportRule, p: Predicates,
+                    copy: RuleCopy) -> Iterator[bool]:
+    """The results of the set message-level predicates of ``p`` (lazily, in order)."""
+    message = copy.message
+    if p.header_contains is not None:
+        values = header_values(message.headers, p.header_contains.header)
+        yield any(words_match(v, p.header_contains.words) for v in values)
+    if p.header_matches is not None:
+        values = header_values(message.headers, p.header_matches.header)
+        yield any(patterns_match(v, p.header_matches.patterns) for v in values)
+    if p.message_type_matches is not None:
+        yield _TYPE_FLAGS[p.message_type_matches] in message.flags
+    if p.scl_over is not None:
+        yield message.scl is not None and message.scl >= p.scl_over
+    if p.sender_ip_ranges:
+        yield ip_in_ranges(ctx.client_ip, p.sender_ip_ranges)
+    if p.message_size_over is not None:
+        yield message.size > p.message_size_over
+    if p.any_of_recipient_address_matches_patterns:
+        pats = p.any_of_recipient_address_matches_patterns
+        yield any(patterns_match(a.address, pats) for a in copy.recipients)
+    if p.any_of_to_header:
+        wanted = {a.lower() for a in p.any_of_to_header}
+        to = " ".join(header_values(message.headers, "To")).lower()
+        yield any(a in to for a in wanted)
+    if (p.from_scope or p.sender_domain_is or p.from_addresses
+            or p.from_address_matches_patterns or p.from_member_of):
+        yield any(_sender_checks(ctx, p, s) for s in _senders(rule, ctx, message))
+
+
+def _sender_checks(ctx: RuleContext, p: Predicates, sender: str) -> bool:
+    """All set sender predicates hold for ``sender``."""
+    sender = sender.lower()
+    if p.from_scope is Scope.IN_ORGANIZATION and not (
+            ctx.authenticated and _sender_in_org(ctx, sender)):
+        return False
+    if p.from_scope is Scope.NOT_IN_ORGANIZATION and _sender_in_org(ctx, sender):
+        return False
+    domain = domain_of(sender)
+    if p.sender_domain_is and not any(is_subdomain(domain, d) for d in p.sender_domain_is):
+        return False
+    if p.from_addresses and sender not in (a.lower() for a in p.from_addresses):
+        return False
+    if p.from_address_matches_patterns and not (
+            sender and patterns_match(sender, p.from_address_matches_patterns)):
+        return False
+    return not p.from_member_of or _member_of(ctx, sender, p.from_member_of)
+
+
+def _recipient_checks(ctx: RuleContext, rule: TransportRule, p: Predicates,
+                      who: Addressee) -> Iterator[bool]:
+    """The results of the set per-recipient predicates of ``p`` for one recipient."""
+    address = (who.address if rule.recipient_address_type is RecipientAddressType.RESOLVED
+               else who.original).lower()
+    if p.sent_to_scope is not None:
+        yield who.in_org == (p.sent_to_scope is Scope.IN_ORGANIZATION)
+    if p.recipient_domain_is:
+        yield any(is_subdomain(domain_of(address), d) for d in p.recipient_domain_is)
+    if p.sent_to:
+        yield address in (a.lower() for a in p.sent_to)
+    if p.recipient_address_matches_patterns:
+        yield patterns_match(address, p.recipient_address_matches_patterns)
+    if p.recipient_address_contains_words:
+        yield words_match(address, p.recipient_address_contains_words)
+
+
+def _act(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
+         trace: list[TraceStep]) -> RuleCopy:
+    actions = rule.actions
+    message = copy.message
+    done: list[str] = []
+    if actions.remove_header:
+        message = message.evolve(headers=remove_headers(message.headers,
+                                                        name=actions.remove_header))
+        done.append(f"removed {actions.remove_header}")
+    if actions.set_header is not None:
+        message = message.evolve(headers=with_header(message.headers, actions.set_header.name,
+                                                     actions.set_header.value))
+        done.append(f"set {actions.set_header.name}: {actions.set_header.value}")
+    terminal: Terminal | None = None
+    if actions.apply_html_disclaimer is not None:
+        message, terminal, note = _disclaim(message, actions.apply_html_disclaimer.fallback_action)
+        done.append(note)
+    if actions.set_scl is not None:
+        message = message.evolve(scl=actions.set_scl)
+        done.append(f"SCL {actions.set_scl}")
+    connector = copy.connector
+    if actions.route_message_outbound_connector:
+        if connector and connector != actions.route_message_outbound_connector:
+            done.append(f"second routing action replaces '{connector}' (model: last wins)")
+        connector = actions.route_message_outbound_connector
+        done.append(f"route via '{connector}'")
+    recipients = copy.recipients
+    if actions.reject is not None and terminal is None:
+        code = actions.reject.enhanced_status_code
+        terminal = Terminal(RouteKind.NDR, Reply(550, code, actions.reject.reason_text))
+        done.append(f"reject {code}")
+    if actions.delete_message and terminal is None:
+        terminal = Terminal(RouteKind.DROP)
+        done.append("delete")
+    if actions.quarantine and terminal is None:
+        terminal = Terminal(RouteKind.QUARANTINE)
+        done.append("quarantine")
+    if actions.redirect_message_to and terminal is None:
+        if header_values(message.headers, _RULES_LOOP):
+            terminal = Terminal(RouteKind.NDR, Reply(
+                550, "5.7.128", "TRANSPORT.RULES.RejectMessage; Transport rules loop count "
+                "exceeded"))
+            done.append("redirect refused: rules loop header present")
+        else:
+            message = message.evolve(headers=with_header(message.headers, _RULES_LOOP, "1"))
+            recipients = tuple(_redirect_target(ctx, a) for a in actions.redirect_message_to)
+            done.append("redirect to " + ", ".join(actions.redirect_message_to))
+    stopped = rule.stop_rule_processing or actions.quarantine
+    if rule.stop_rule_processing:
+        done.append("stop processing rules")
+    trace.append(TraceStep("R", "; ".join(done) or "matched (no action)", rule.name,
+                           connector if actions.route_message_outbound_connector else None))
+    return RuleCopy(recipients, message, connector, stopped, terminal,
+                    (*copy.applied, rule.name))
+
+
+def _redirect_target(ctx: RuleContext, address: str) -> Addressee:
+    entry = ctx.tenant.directory.lookup(address)
+    primary = entry.primary if entry is not None else address
+    in_org = entry is not None or ctx.tenant.accepted_domain(domain_of(address)) is not None
+    return Addressee(primary.lower(), address.lower(), in_org)
+
+
+def _disclaim(message: MessageFacts, fallback: DisclaimerFallback,
+              ) -> tuple[MessageFacts, Terminal | None, str]:
+    if not (message.has(MessageFlag.SIGNED) or message.has(MessageFlag.ENCRYPTED)):
+        return message.evolve(disclaimers=message.disclaimers + 1), None, "disclaimer appended"
+    if fallback is DisclaimerFallback.IGNORE:
+        return message, None, "disclaimer skipped (signed/encrypted, fallback Ignore)"
+    if fallback is DisclaimerFallback.REJECT:
+        reply = Reply(550, "5.7.1", "disclaimer could not be applied")
+        return message, Terminal(RouteKind.NDR, reply), "disclaimer fallback Reject: NDR"
+    headers = tuple((k, v) for k, v in message.headers if k.lower() in _WRAP_KEEPS)
+    flags = message.flags - {MessageFlag.SIGNED, MessageFlag.ENCRYPTED}
+    wrapped = message.evolve(headers=headers, flags=flags, wrapped=True,
+                             disclaimers=message.disclaimers + 1)
+    return wrapped, None, "disclaimer fallback Wrap: new message, custom X- headers not carried"

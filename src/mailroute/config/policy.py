@@ -136,35 +136,29 @@ def _lower(values: tuple[str, ...]) -> frozenset[str]:
 
 
 def _locate(text: str, key: str | None) -> int | None:
-    """The line of ``key`` (``pipeline[2].text``) in the TOML text, when it can be found."""
+    """The line of ``key`` (``pipeline[2].add.X-Foo``) in the TOML text, when it can be found.
+
+    Looks inside the key's table (``[[pipeline]]`` number 2, or ``[limits]``) for the deepest
+    key part that stands before an ``=``; the table header's line is the fallback.
+    """
     if not key:
         return None
     parts = key.split(".")
     lines = text.splitlines()
-    start = 0
+    start, stop = 0, len(lines)
     table = re.fullmatch(r"(\w+)\[(\d+)\]", parts[0])
-    if table:
-        name, wanted = table.group(1), int(table.group(2))
-        seen = -1
-        for number, line in enumerate(lines):
-            if line.strip() == f"[[{name}]]":
-                seen += 1
-                if seen == wanted:
-                    start = number
-                    break
-        else:
-            return None
+    header = f"[[{table.group(1)}]]" if table else f"[{parts[0]}]"
+    wanted = int(table.group(2)) if table else 0
+    headers = [n for n, line in enumerate(lines) if line.strip() == header]
+    found_table = wanted < len(headers)
+    if found_table:
+        start = headers[wanted]
+        later = [n for n, line in enumerate(lines) if n > start and line.strip() == header]
+        stop = later[0] if later else len(lines)
         parts = parts[1:]
-        if not parts:
-            return start + 1
-    elif len(parts) > 1:
-        for number, line in enumerate(lines):
-            if line.strip() == f"[{parts[0]}]":
-                start = number
-                parts = parts[1:]
-                break
-    pattern = re.compile(rf"^\s*{re.escape(parts[-1])}\s*=")
-    for number in range(start, len(lines)):
-        if pattern.match(lines[number]):
-            return number + 1
-    return start + 1 if start else None
+    for part in reversed(parts):
+        pattern = re.compile(rf"(^|[\s{{,]){re.escape(part)}\s*=")
+        for number in range(start, stop):
+            if pattern.search(lines[number]):
+                return number + 1
+    return start + 1 if found_table else None

@@ -22,6 +22,8 @@ __all__ = ["HeaderBlock", "HeaderField", "make_field", "parse_addresses"]
 
 _FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+# "From :" is a From field with space before the colon (ambiguous), not an mbox "From " line.
+_FROM_FIELD = re.compile(rb"From[ \t]*:")
 _MAX_LINE = 78
 
 
@@ -233,7 +235,7 @@ def scan_header_block(buf: bytes, start: int, end: int, limits: Limits,
             continue
         flush()
         colon = content.find(b":")
-        if pos == start and content.startswith(b"From "):
+        if pos == start and content.startswith(b"From ") and not _FROM_FIELD.match(content):
             defects.append(Defect(DefectKind.MBOX_FROM_LINE, path))
             current, current_name = [line], ""
             pos = line_end

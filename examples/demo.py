@@ -1,0 +1,57 @@
+"""Run the bundled gateway policy over the bundled messages and show what it did.
+
+Each message goes through `mailroute process` exactly as Postfix pipe(8) or an Exim transport
+filter would run it: the message on standard input, the envelope as flags, the result on
+standard output and the verdict in the exit code.
+
+    .venv/bin/python examples/demo.py [--policy examples/gateway/policy.toml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXIT_MEANING = {0: "accepted", 1: "negative", 65: "rejected: malformed (5.6.0)",
+                69: "rejected by policy", 75: "temporary failure", 78: "configuration error"}
+
+
+def show(name: str, before: bytes, after: bytes, code: int, stderr: str) -> None:
+    """Print the verdict and a unified diff of the message."""
+    print(f"=== {name}: exit {code} ({EXIT_MEANING.get(code, '?')})")
+    if stderr.strip():
+        print(f"    reply: {stderr.strip().splitlines()[0]}")
+    if code != 0:
+        return
+    diff = list(difflib.unified_diff(
+        before.decode("utf-8", "replace").splitlines(),
+        after.decode("utf-8", "replace").splitlines(), "in", "out", lineterm="", n=1))
+    print("\n".join("    " + line for line in diff[2:]) if diff else "    (unchanged)")
+
+
+def main() -> int:
+    """Process every bundled message; return non-zero if a result is not the expected one."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--policy", type=Path, default=HERE / "gateway" / "policy.toml")
+    args = parser.parse_args()
+    envelopes = tomllib.loads((HERE / "messages" / "envelopes.toml").read_text())
+    for path in sorted((HERE / "messages").glob("*.eml")):
+        envelope = envelopes[path.name]
+        flags = ["--mail-from", envelope["mail_from"]]
+        for rcpt in envelope["rcpt_to"]:
+            flags += ["--rcpt", rcpt]
+        data = path.read_bytes()
+        done = subprocess.run(
+            [sys.executable, "-m", "mailroute", "process", "--config", str(args.policy),
+             *flags], input=data, capture_output=True, check=False)
+        show(path.name, data, done.stdout, done.returncode, done.stderr.decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

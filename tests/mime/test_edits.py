@@ -1,0 +1,162 @@
+"""Edits change what they name and leave every other byte alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailroute.errors import UnsafeHeaderValueError
+from mailroute.mime import build_leaf, decode_text, make_field, parse
+
+MIXED = (
+    b"From: Alice <alice@example.net>\r\n"
+    b"To: bob@example.org\r\n"
+    b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+    b"X-Folded: first\r\n second\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="outer"\r\n'
+    b"\r\n"
+    b"preamble\r\n"
+    b"--outer\r\n"
+    b'Content-Type: multipart/alternative; boundary="inner"\r\n'
+    b"\r\n"
+    b"--inner\r\n"
+    b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"Gr=FC=DFe aus K=F6ln\r\n"
+    b"--inner\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n"
+    b"\r\n"
+    b"<p>Gr\xc3\xbc\xc3\x9fe</p>\r\n"
+    b"--inner--\r\n"
+    b"--outer\r\n"
+    b"Content-Type: application/pdf\r\n"
+    b"Content-Disposition: attachment; filename=a.pdf\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"JVBERi0xLjQK\r\n"
+    b"--outer--  \r\n"
+    b"epilogue\r\n"
+)
+
+SIGNED = (
+    b"From: alice@example.net\r\n"
+    b"Subject: signed\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/signed; protocol="application/pkcs7-signature";\r\n'
+    b'  micalg=sha-256; boundary="sig"\r\n'
+    b"\r\n"
+    b"This is an S/MIME signed message\r\n"
+    b"--sig\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"signed text   with  odd   spacing \r\n"
+    b"--sig\r\n"
+    b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"MIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n"
+    b"--sig--\r\n"
+)
+
+
+def test_editing_one_leaf_keeps_every_other_part_byte_identical() -> None:
+    message = parse(MIXED)
+    before = {path: part.to_bytes() for path, part in message.walk()}
+    edited = message.replace_text((0, 0), "Grüße aus Köln\r\n-- \r\nFußzeile\r\n")
+    after = dict(edited.walk())
+    for path, part in after.items():
+        if path in ((), (0,), (0, 0)):
+            continue
+        assert part.to_bytes() == before[path], path
+    assert decode_text(edited.part((0, 0))) == "Grüße aus Köln\r\n-- \r\nFußzeile\r\n"
+    assert edited.part((0, 0)).charset == "iso-8859-1"
+    out = edited.to_bytes()
+    assert out.startswith(MIXED[:MIXED.index(b"--outer\r\n")])
+    assert out.endswith(b"--outer--  \r\nepilogue\r\n")
+    reparsed = parse(out)
+    assert [p.mime_type for _, p in reparsed.walk()] == [p.mime_type for _, p in message.walk()]
+
+
+def test_text_that_does_not_fit_the_charset_becomes_utf8() -> None:
+    edited = parse(MIXED).replace_text((0, 0), "Grüße – ☃\r\n")
+    part = parse(edited.to_bytes()).part((0, 0))
+    assert part.charset == "utf-8"
+    assert decode_text(part) == "Grüße – ☃\r\n"
+
+
+def test_wrapping_a_signed_message_keeps_the_signed_entity_byte_identical() -> None:
+    message = parse(SIGNED)
+    signed_body = message.root.body_bytes()
+    note = build_leaf("text/plain", "Disclaimer\r\n", newline=message.newline)
+    wrapped = message.wrap((), after=[note])
+    out = wrapped.to_bytes()
+    reparsed = parse(out)
+    assert reparsed.root.mime_type == "multipart/mixed"
+    inner = reparsed.part((0,))
+    assert inner.mime_type == "multipart/signed"
+    assert inner.body_bytes() == signed_body
+    ct_field = message.headers.get("Content-Type")
+    assert ct_field is not None
+    assert inner.headers.get("Content-Type") == ct_field
+    assert reparsed.part((0, 0)).to_bytes() == message.part((0,)).to_bytes()
+    assert reparsed.headers.value("From") == "alice@example.net"
+    assert reparsed.headers.value("Subject") == "signed"
+    assert decode_text(reparsed.part((1,))) == "Disclaimer\r\n"
+
+
+def test_header_edits() -> None:
+    message = parse(MIXED)
+    added = message.with_header("X-Scanned", "yes").with_header("X-Last", "1",
+                                                                position="bottom")
+    out = added.to_bytes()
+    assert out.startswith(b"X-Scanned: yes\r\nFrom: Alice")
+    assert b"X-Last: 1\r\n\r\npreamble" in out
+    removed = parse(out).without_header("x-folded")
+    assert b"X-Folded" not in removed.to_bytes()
+    replaced = message.replace_header("Subject", "new")
+    assert replaced.headers.get_all("Subject")[0].raw == b"Subject: new\r\n"
+    assert replaced.to_bytes().index(b"Subject: new") < replaced.to_bytes().index(b"X-Folded")
+
+
+def test_insert_part_adds_a_child_and_keeps_the_others() -> None:
+    message = parse(MIXED)
+    extra = build_leaf("text/plain", "added\r\n")
+    out = message.insert_part((), 1, extra).to_bytes()
+    reparsed = parse(out)
+    assert [p.mime_type for p in reparsed.root.children] == [
+        "multipart/alternative", "text/plain", "application/pdf"]
+    assert reparsed.part((2,)).to_bytes() == message.part((1,)).to_bytes()
+    first = parse(out.replace(b"preamble\r\n", b"")).insert_part((), 0, extra)
+    assert parse(first.to_bytes()).root.children[0].mime_type == "text/plain"
+
+
+def test_lf_messages_get_lf_in_new_pieces() -> None:
+    message = parse(MIXED.replace(b"\r\n", b"\n"))
+    assert message.newline == b"\n"
+    out = message.with_header("X-New", "v").replace_text((0, 0), "a\nb\n").to_bytes()
+    assert b"\r" not in out
+
+
+@pytest.mark.parametrize("value", ["a\r\nBcc: x@evil.example", "a\nb", "a\rb", "nul\0"])
+def test_header_writer_refuses_line_breaks_and_nul(value: str) -> None:
+    with pytest.raises(UnsafeHeaderValueError):
+        make_field("Subject", value)
+    with pytest.raises(UnsafeHeaderValueError):
+        parse(MIXED).with_header("Subject", value)
+
+
+def test_header_writer_encodes_non_ascii_and_folds_long_values() -> None:
+    field = make_field("Subject", "Grüße " * 30)
+    assert field.raw.isascii()
+    assert field.decoded() == "Grüße " * 30
+    assert all(len(line) <= 78 for line in field.raw.split(b"\r\n"))
+    long = make_field("X-Long", " ".join(["word"] * 40))
+    assert all(len(line) <= 78 for line in long.raw.split(b"\r\n"))
+    assert long.value == " ".join(["word"] * 40)
+
+
+def test_header_writer_refuses_bad_names() -> None:
+    for name in ("Bad Name", "Colon:", "", "Ümlaut"):
+        with pytest.raises(UnsafeHeaderValueError):
+            make_field(name, "x")

@@ -1,0 +1,132 @@
+"""The `mailroute` command as an MTA calls it: a real process, stdin to stdout, sysexits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.mime.test_edits import MIXED
+
+MAILROUTE = [sys.executable, "-m", "mailroute"]
+
+
+def run(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*MAILROUTE, *args], input=data, capture_output=True, timeout=60,
+                          check=False)
+
+
+@pytest.fixture
+def empty_policy(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.toml"
+    path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("data", [
+    MIXED,
+    MIXED.replace(b"\r\n", b"\n"),
+    b"Subject: x\r\n\r\nbinary \x00\xff\xfe\r\nno final newline",
+    b"",
+])
+def test_process_with_an_empty_policy_copies_input_byte_for_byte(empty_policy: Path,
+                                                                 data: bytes) -> None:
+    done = run(["process", "--config", str(empty_policy)], data)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+
+
+@pytest.mark.parametrize("data", [
+    b"From: a@example.net\r\nFrom: b@example.net\r\n\r\nbody",
+    b"Subject: x\r\n" + b"".join(b'Content-Type: multipart/mixed; boundary="b%04d"\r\n\r\n'
+                                  b"--b%04d\r\n" % (i, i) for i in range(150)),
+    b"Subject: " + b"x" * 5000 + b"\r\n\r\n",
+])
+def test_malformed_or_over_limit_input_exits_65_with_empty_stdout(empty_policy: Path,
+                                                                  data: bytes) -> None:
+    done = run(["process", "--config", str(empty_policy)], data)
+    assert done.returncode == 65
+    assert done.stdout == b""
+    assert done.stderr.startswith(b"5.")
+
+
+def test_over_size_input_answers_5_3_4(tmp_path: Path) -> None:
+    policy = tmp_path / "small.toml"
+    policy.write_text("[limits]\nmax_message_size = 100\n")
+    done = run(["process", "--config", str(policy)], b"Subject: x\r\n\r\n" + b"a" * 200)
+    assert done.returncode == 65
+    assert done.stdout == b""
+    assert done.stderr.startswith(b"5.3.4 ")
+
+
+def test_invalid_policy_exits_78_naming_file_and_key(tmp_path: Path) -> None:
+    policy = tmp_path / "bad.toml"
+    policy.write_text("[limits]\nmax_depht = 3\n")
+    done = run(["process", "--config", str(policy)], MIXED)
+    assert done.returncode == 78
+    assert done.stdout == b""
+    assert str(policy).encode() in done.stderr
+    assert b"limits.max_depht" in done.stderr
+
+
+def test_usage_error_exits_2() -> None:
+    assert run(["process"], b"").returncode == 2
+    assert run(["no-such-command"], b"").returncode == 2
+
+
+def test_help_lists_process() -> None:
+    done = run(["--help"], b"")
+    assert done.returncode == 0
+    assert b"process" in done.stdout
+
+
+def test_in_and_out_files(tmp_path: Path, empty_policy: Path) -> None:
+    source, target = tmp_path / "in.eml", tmp_path / "out.eml"
+    source.write_bytes(MIXED)
+    done = run(["process", "--config", str(empty_policy), "--in", str(source), "--out",
+                str(target)], b"")
+    assert done.returncode == 0
+    assert target.read_bytes() == MIXED
+    assert done.stdout == b""
+
+
+def test_out_file_is_not_written_on_failure(tmp_path: Path, empty_policy: Path) -> None:
+    target = tmp_path / "out.eml"
+    done = run(["process", "--config", str(empty_policy), "--out", str(target)],
+               b"From: a\r\nFrom: b\r\n\r\n")
+    assert done.returncode == 65
+    assert not target.exists()
+
+
+def test_policy_rejection_exits_69(tmp_path: Path) -> None:
+    """A filter outcome 'reject' (not a message error) maps to EX_UNAVAILABLE."""
+    from mailroute.adapters.pipe import exit_code_for
+    from mailroute.errors import PolicyError
+    from mailroute.pipeline import Result
+    from mailroute.results import Action, Reply
+
+    rejected = Result(Action.REJECT, None, Reply(554, "5.7.1", "no"), error=PolicyError("no"))
+    outcome = Result(Action.REJECT, None, Reply(554, "5.7.1", "no"))
+    assert exit_code_for(rejected) == 69
+    assert exit_code_for(outcome) == 69
+
+
+def test_internal_error_in_the_pipe_adapter_exits_75(tmp_path: Path) -> None:
+    """A bug anywhere below the adapter must make the MTA retry, not bounce or lose mail."""
+    import io
+
+    from mailroute.adapters.pipe import run_pipe
+    from mailroute.pipeline import Pipeline
+
+    class Broken(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise MemoryError
+
+    err = io.StringIO()
+    out = io.BytesIO()
+    code = run_pipe(Pipeline(), Broken(), out, err)
+    assert code == 75
+    assert out.getvalue() == b""
+    assert err.getvalue().startswith("4.3.0 ")

@@ -1,0 +1,182 @@
+"""The pipeline: order, outcomes, direction, conditions and fail-safe error handling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailroute import Action, Context, Envelope, MailItem, Outcome, Pipeline, parse
+from mailroute.errors import KeyUnavailableError, PolicyError
+from mailroute.item import Direction
+from mailroute.pipeline import Condition, Conditional
+from mailroute.results import AuthResult, AuthStatus
+
+MESSAGE = b"From: a@example.net\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+@dataclass(frozen=True)
+class Tag:
+    value: str
+    name: str = "tag"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem:
+        return item.evolve(message=item.message.with_header("X-Tag", self.value,
+                                                            position="bottom"))
+
+
+@dataclass(frozen=True)
+class Stop:
+    outcome: Outcome
+    name: str = "stop"
+
+    def apply(self, item: MailItem, ctx: Context) -> Outcome:
+        return self.outcome
+
+
+@dataclass(frozen=True)
+class Raise:
+    error: Exception
+    name: str = "raise"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem:
+        raise self.error
+
+
+@dataclass(frozen=True)
+class Clocked:
+    name: str = "clocked"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem:
+        return item.evolve(message=item.message.with_header("X-Now", str(int(ctx.clock()))))
+
+
+def test_empty_pipeline_is_the_identity() -> None:
+    result = Pipeline().process(MESSAGE)
+    assert result.action is Action.ACCEPT
+    assert result.data == MESSAGE
+    assert result.reply == "250 2.0.0 message accepted"
+
+
+def test_filters_run_in_order() -> None:
+    result = Pipeline(filters=(Tag("1"), Tag("2"))).process(MESSAGE)
+    assert result.data is not None
+    assert result.data.index(b"X-Tag: 1") < result.data.index(b"X-Tag: 2")
+
+
+def test_first_outcome_stops_the_run() -> None:
+    result = Pipeline(filters=(Stop(Outcome.reject("5.7.1", "no")), Tag("never"))).process(
+        MESSAGE)
+    assert result.action is Action.REJECT
+    assert result.data is None
+    assert result.reply == "554 5.7.1 no"
+
+
+def test_a_pipeline_is_a_filter() -> None:
+    inner = Pipeline(filters=(Tag("inner"),))
+    result = Pipeline(filters=(inner, Tag("outer"))).process(MESSAGE)
+    assert result.data is not None
+    assert b"X-Tag: inner\r\nX-Tag: outer\r\n" in result.data
+
+
+def test_malformed_input_is_rejected_with_5_6_0() -> None:
+    result = Pipeline().process(b"From: a\r\nFrom: b\r\n\r\nx")
+    assert result.action is Action.REJECT
+    assert result.smtp_reply.status == "5.6.0"
+    assert result.data is None
+
+
+def test_unexpected_exception_becomes_tempfail_without_leaking_its_text() -> None:
+    result = Pipeline(filters=(Raise(RuntimeError("secret-key-material")),)).process(MESSAGE)
+    assert result.action is Action.TEMPFAIL
+    assert result.smtp_reply.code == 451
+    assert result.smtp_reply.status == "4.3.0"
+    assert "secret" not in result.reply
+
+
+def test_recursion_error_becomes_tempfail() -> None:
+    result = Pipeline(filters=(Raise(RecursionError()),)).process(MESSAGE)
+    assert result.action is Action.TEMPFAIL
+
+
+def test_mailroute_errors_map_to_their_replies() -> None:
+    temporary = Pipeline(filters=(Raise(KeyUnavailableError("no key may sign")),)).process(MESSAGE)
+    assert (temporary.action, temporary.smtp_reply.code) == (Action.TEMPFAIL, 451)
+    permanent = Pipeline(filters=(Raise(PolicyError("refused")),)).process(MESSAGE)
+    assert (permanent.action, permanent.smtp_reply.status) == (Action.REJECT, "5.7.1")
+
+
+def test_clock_comes_from_the_context() -> None:
+    result = Pipeline(filters=(Clocked(),)).process(MESSAGE, context=Context(clock=lambda: 42.0))
+    assert result.data is not None
+    assert result.data.startswith(b"X-Now: 42\r\n")
+
+
+def test_direction_is_derived_from_internal_domains() -> None:
+    pipeline = Pipeline(internal_domains=frozenset({"example.net"}))
+    cases = {
+        ("a@example.net", ("b@example.org",)): Direction.OUTBOUND,
+        ("a@example.net", ("b@sub.example.net",)): Direction.INTERNAL,
+        ("x@example.org", ("b@example.net",)): Direction.INBOUND,
+        ("", ("b@example.net",)): Direction.INBOUND,
+    }
+    for (sender, rcpts), expected in cases.items():
+        envelope = Envelope(mail_from=sender, rcpt_to=rcpts)
+        assert pipeline.derive_direction(envelope) is expected
+    explicit = Envelope(mail_from="a@example.net", direction="inbound")
+    assert pipeline.derive_direction(explicit) is Direction.INBOUND
+
+
+def test_conditions_select_messages() -> None:
+    only_outbound = Conditional(Tag("footer"), Condition(
+        directions=frozenset({Direction.OUTBOUND})))
+    pipeline = Pipeline(filters=(only_outbound,), internal_domains=frozenset({"example.net"}))
+    outbound = pipeline.process(MESSAGE, Envelope(mail_from="a@example.net",
+                                                  rcpt_to=["b@example.org"]))
+    internal = pipeline.process(MESSAGE, Envelope(mail_from="a@example.net",
+                                                  rcpt_to=["c@example.net"]))
+    assert outbound.data is not None
+    assert internal.data is not None
+    assert b"X-Tag: footer" in outbound.data
+    assert internal.data == MESSAGE
+
+
+def test_recipient_and_sender_conditions() -> None:
+    condition = Condition(recipient_domains=frozenset({"example.org"}),
+                          senders=frozenset({"a@example.net"}))
+    assert condition.matches(Envelope(mail_from="A@Example.net", rcpt_to=["x@EXAMPLE.org"]))
+    assert not condition.matches(Envelope(mail_from="a@example.net", rcpt_to=["x@other.org"]))
+    assert not condition.matches(Envelope(mail_from="z@example.net", rcpt_to=["x@example.org"]))
+
+
+@dataclass(frozen=True)
+class Verifier:
+    name: str = "verifier"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem:
+        return item.with_auth_result(AuthResult("smime", AuthStatus.PASS, "good signature",
+                                                (("header.from", "a@example.net"),)))
+
+
+def test_auth_results_are_written_and_forged_copies_stripped() -> None:
+    forged = b"Authentication-Results: gw.example.net; smime=pass\r\n" + MESSAGE
+    other = b"Authentication-Results: other.example; dkim=pass\r\n" + MESSAGE
+    pipeline = Pipeline(filters=(Verifier(),), authserv_id="gw.example.net")
+    result = pipeline.process(forged)
+    assert result.data is not None
+    assert result.data.count(b"Authentication-Results") == 1
+    written = parse(result.data).headers.get("Authentication-Results")
+    assert written is not None
+    assert written.value == ('gw.example.net; smime=pass reason="good signature" '
+                             "header.from=a@example.net")
+    assert result.data.startswith(b"Authentication-Results: gw.example.net;")
+    kept = pipeline.process(other)
+    assert kept.data is not None
+    assert b"Authentication-Results: other.example; dkim=pass" in kept.data
+
+
+def test_envelope_refuses_line_breaks() -> None:
+    for bad in ({"mail_from": "a@b\r\nRCPT TO:<x>"}, {"rcpt_to": ["x@y\n"]}):
+        try:
+            Envelope(**bad)  # type: ignore[arg-type]
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad}")

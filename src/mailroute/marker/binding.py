@@ -1,0 +1,135 @@
+"""What the marker's MAC binds besides its own fields (notes/exchange-online.md 5.4).
+
+The MAC input is ``"mailroute-mark" 0x00`` followed by length-prefixed strings: the
+version, every visible field of the token, the configured org id, the normalised Message-ID
+and the sorted From addresses. Neither the envelope nor the body is bound: Exchange forks
+recipients, rewrites the envelope sender and may change the body after the gateway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+
+from mailroute.errors import MessageError
+from mailroute.limits import Limits
+from mailroute.marker.token import b64url_encode
+from mailroute.mime.headers import parse_addresses
+from mailroute.mime.message import Message
+
+__all__ = [
+    "Binding",
+    "binding_of",
+    "compute_mac",
+    "from_addresses",
+    "length_prefixed",
+    "mac_input",
+    "normalise_message_id",
+]
+
+log = logging.getLogger("mailroute.marker")
+_DOMAIN_SEPARATOR = b"mailroute-mark\x00"
+_WHITESPACE = frozenset(" \t\r\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The message facts a marker is bound to.
+
+    Attributes:
+        message_id: the normalised first Message-ID, ``""`` when there is none.
+        from_addresses: the lower-cased, sorted, comma-joined From addr-specs (``""`` when
+            there are none or they cannot be parsed).
+    """
+
+    message_id: str
+    from_addresses: str
+
+
+def length_prefixed(text: str) -> bytes:
+    """``lp(x)``: the 4-byte big-endian length of the UTF-8 bytes of ``x``, then the bytes.
+
+    Bytes that were not UTF-8 in the message (kept as surrogate escapes) are bound as the
+    original bytes.
+    """
+    data = text.encode("utf-8", "surrogateescape")
+    return len(data).to_bytes(4, "big") + data
+
+
+def mac_input(*, tag: str, kid: str, t: str, nonce: str, d: str, org_id: str,
+              binding: Binding) -> bytes:
+    """The exact bytes the HMAC is computed over."""
+    return _DOMAIN_SEPARATOR + b"".join(length_prefixed(part) for part in (
+        "1", tag, kid, t, nonce, d, org_id, binding.message_id, binding.from_addresses))
+
+
+def compute_mac(mac_key: bytes, data: bytes) -> str:
+    """HMAC-SHA-256 of ``data``, base64url without padding."""
+    return b64url_encode(hmac.new(mac_key, data, hashlib.sha256).digest())
+
+
+def normalise_message_id(value: str) -> str:
+    """Unfold, drop comments and white space outside quoted strings, keep the angle
+    brackets, lower-case the domain part (everything after the last ``@``).
+
+    One linear pass; unbalanced comments or quotes simply run to the end of the value.
+    """
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    escaped = False
+    at = -1
+    for ch in value:
+        if escaped:
+            escaped = False
+            if depth == 0:
+                out.append(ch)
+            continue
+        if ch == "\\":
+            escaped = True
+            if depth == 0:
+                out.append(ch)
+            continue
+        if quoted:
+            out.append(ch)
+            quoted = ch != '"'
+            continue
+        if depth:
+            depth += 1 if ch == "(" else -1 if ch == ")" else 0
+            continue
+        if ch == "(":
+            depth = 1
+        elif ch == '"':
+            quoted = True
+            out.append(ch)
+        elif ch not in _WHITESPACE:
+            if ch == "@":
+                at = len(out)
+            out.append(ch)
+    text = "".join(out)
+    return text if at < 0 else text[:at] + text[at:].lower()
+
+
+def from_addresses(message: Message, limits: Limits | None = None) -> str:
+    """Every From addr-spec, lower-cased, de-duplicated, sorted and comma-joined.
+
+    ``""`` when there is no From field or one cannot be parsed.
+    """
+    found: set[str] = set()
+    try:
+        for field in message.headers.get_all("From"):
+            found.update(parse_addresses(field, limits))
+    except MessageError:
+        return ""
+    return ",".join(sorted(found))
+
+
+def binding_of(message: Message, limits: Limits | None = None) -> Binding:
+    """The :class:`Binding` of a message's top-level header."""
+    ids = message.headers.get_all("Message-ID")
+    if len(ids) > 1:
+        log.warning("message has %d Message-ID fields; the marker binds the first", len(ids))
+    message_id = normalise_message_id(ids[0].value) if ids else ""
+    return Binding(message_id=message_id, from_addresses=from_addresses(message, limits))

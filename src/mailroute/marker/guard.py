@@ -1,0 +1,106 @@
+"""The second and third loop guards: the processed-Message-ID store and the Received count.
+
+The marker-set filter records (Message-ID, recipient set, direction) of every message it
+marks; marker-verify refuses a message whose key was recorded ``limit`` times within the TTL
+(notes/exchange-online.md 2.8 G2 and 5.7). Keys are SHA-256 digests, so a store never holds
+addresses. :class:`InMemoryProcessedStore` serves one process; several gateway nodes share
+state through another :class:`ProcessedStore` implementation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Protocol
+
+from mailroute.item import Direction
+from mailroute.marker.binding import length_prefixed
+from mailroute.mime.message import Message
+
+__all__ = [
+    "InMemoryProcessedStore",
+    "ProcessedStore",
+    "processed_key",
+    "received_count",
+    "shared_memory_store",
+]
+
+
+class ProcessedStore(Protocol):
+    """Where processed-message keys are counted. Implementations must be thread-safe."""
+
+    def count(self, key: str, now: float, ttl: float) -> int:
+        """How often ``key`` was recorded within ``ttl`` seconds before ``now``."""
+        ...
+
+    def record(self, key: str, now: float, ttl: float) -> int:
+        """Record ``key`` at ``now``; return the count within ``ttl``, this one included."""
+        ...
+
+
+class InMemoryProcessedStore:
+    """A bounded in-process :class:`ProcessedStore`.
+
+    At most ``max_keys`` keys are kept; when full, expired entries go first, then the key
+    recorded longest ago.
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be positive")
+        self._max_keys = max_keys
+        self._entries: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def count(self, key: str, now: float, ttl: float) -> int:
+        """How often ``key`` was recorded within ``ttl`` seconds before ``now``."""
+        with self._lock:
+            return len(self._live(key, now, ttl))
+
+    def record(self, key: str, now: float, ttl: float) -> int:
+        """Record ``key`` at ``now``; return the count within ``ttl``, this one included."""
+        with self._lock:
+            times = self._live(key, now, ttl)
+            times.append(now)
+            self._entries[key] = times
+            self._entries.move_to_end(key)
+            if len(self._entries) > self._max_keys:
+                self._evict(now, ttl)
+            return len(times)
+
+    def _live(self, key: str, now: float, ttl: float) -> list[float]:
+        return [t for t in self._entries.get(key, ()) if now - ttl < t <= now]
+
+    def _evict(self, now: float, ttl: float) -> None:
+        expired = [k for k, times in self._entries.items() if times[-1] <= now - ttl]
+        for key in expired:
+            del self._entries[key]
+        while len(self._entries) > self._max_keys:
+            self._entries.popitem(last=False)
+
+
+_SHARED = InMemoryProcessedStore()
+
+
+def shared_memory_store() -> InMemoryProcessedStore:
+    """The process-wide in-memory store that marker-set and marker-verify share by default."""
+    return _SHARED
+
+
+def processed_key(message_id: str, recipients: Iterable[str], direction: Direction | None
+                  ) -> str:
+    """The digest of (normalised Message-ID, sorted lower-cased recipients, direction)."""
+    rcpts = ",".join(sorted({r.lower() for r in recipients}))
+    data = b"".join(length_prefixed(part) for part in (
+        message_id, rcpts, direction.value if direction is not None else ""))
+    return hashlib.sha256(data).hexdigest()
+
+
+def received_count(message: Message) -> int:
+    """How many ``Received`` fields the top-level header holds."""
+    return message.headers.count("Received")

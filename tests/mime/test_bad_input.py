@@ -194,7 +194,7 @@ def test_overlong_boundary_makes_the_entity_a_leaf() -> None:
 
 # row 10: structural defects are recorded, not fatal
 @pytest.mark.parametrize(("data", "kind"), [
-    (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n", 
+    (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n",
      DefectKind.MISSING_CLOSE_BOUNDARY),
     (b"Content-Type: multipart/mixed; boundary=b\r\n\r\nno parts here\r\n",
      DefectKind.NO_START_BOUNDARY),

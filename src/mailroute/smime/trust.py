@@ -1,0 +1,121 @@
+"""Certificate path validation for e-mail certificates, with ``cryptography.x509.verification``.
+
+The default client verifier wants EKU clientAuth; S/MIME certificates carry emailProtection,
+and S/MIME issuing CAs often carry only emailProtection. The policies here require
+emailProtection (or anyExtendedKeyUsage) where an EKU is present and accept its absence, as
+RFC 8550 section 4.4.4 does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+__all__ = ["ChainVerdict", "TrustAnchors", "certificate_emails", "normalise_address"]
+
+_EMAIL_EKUS = frozenset({ExtendedKeyUsageOID.EMAIL_PROTECTION,
+                         ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
+
+
+@dataclass(frozen=True, slots=True)
+class ChainVerdict:
+    """The outcome of path validation: ``status`` is ``valid``, ``expired``,
+    ``not-yet-valid``, ``untrusted`` or ``bad-key-usage``; ``detail`` a short safe text."""
+
+    status: str
+    detail: str = ""
+    chain: tuple[x509.Certificate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrustAnchors:
+    """The certificates the gateway trusts for S/MIME (never the web PKI's roots).
+
+    Attributes:
+        roots: the trust anchors.
+        max_chain_depth: intermediates allowed between leaf and anchor.
+    """
+
+    roots: tuple[x509.Certificate, ...]
+    max_chain_depth: int = 8
+
+    def check(self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
+              at: datetime) -> ChainVerdict:
+        """Validate ``leaf`` for e-mail signing at time ``at``."""
+        if at < leaf.not_valid_before_utc:
+            return ChainVerdict("not-yet-valid", "certificate not yet valid")
+        if at > leaf.not_valid_after_utc:
+            return ChainVerdict("expired", "certificate expired")
+        if not _may_sign(leaf):
+            return ChainVerdict("bad-key-usage", "key usage does not allow signing")
+        if not self.roots:
+            return ChainVerdict("untrusted", "no trust anchors configured")
+        ee = ExtensionPolicy.permit_all().may_be_present(
+            x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _check_eku)
+        ca = (ExtensionPolicy.permit_all()
+              .require_present(x509.BasicConstraints, Criticality.CRITICAL, _check_ca)
+              .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _check_eku))
+        verifier = (PolicyBuilder().store(Store(list(self.roots))).time(at)
+                    .max_chain_depth(self.max_chain_depth)
+                    .extension_policies(ca_policy=ca, ee_policy=ee)
+                    .build_client_verifier())
+        try:
+            verified = verifier.verify(leaf, list(intermediates))
+        except VerificationError as exc:
+            if "expired" in str(exc) or "not valid at validation time" in str(exc):
+                return ChainVerdict("expired", "a certificate in the chain is not valid now")
+            return ChainVerdict("untrusted", "no valid chain to a trust anchor")
+        return ChainVerdict("valid", "", tuple(verified.chain))
+
+
+def _check_eku(policy: Policy, cert: x509.Certificate,
+               value: x509.ExtendedKeyUsage | None) -> None:
+    if value is not None and not _EMAIL_EKUS.intersection(value):
+        raise ValueError("extended key usage does not allow e-mail protection")
+
+
+def _check_ca(policy: Policy, cert: x509.Certificate,
+              value: x509.BasicConstraints | None) -> None:
+    if value is None or not value.ca:
+        raise ValueError("issuer is not a CA")
+
+
+def _may_sign(cert: x509.Certificate) -> bool:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.digital_signature or usage.content_commitment
+
+
+def certificate_emails(cert: x509.Certificate) -> tuple[str, ...]:
+    """The certificate's e-mail addresses: SAN rfc822Names, else the subject emailAddress.
+
+    Domains are lower-cased; local parts are kept as written.
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        found = [str(v) for v in san.get_values_for_type(x509.RFC822Name)]
+    except x509.ExtensionNotFound:
+        found = []
+    if not found:
+        found = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
+    return tuple(normalise_address(a) for a in found)
+
+
+def normalise_address(address: str) -> str:
+    """``local@domain`` with the domain lower-cased and the local part kept."""
+    local, at, domain = address.strip().rpartition("@")
+    return f"{local}@{domain.lower()}" if at else address.strip()

@@ -1,0 +1,306 @@
+"""Verification of CMS SignedData: every signer, with a typed verdict and a precise reason.
+
+The signed attributes are checked over the bytes as received (the ``[0]`` tag turned into
+SET OF), then over their DER re-encoding if that fails, and the result records which one
+matched. ``messageDigest`` is compared with the digest of the exact content bytes the caller
+passes (the raw signed entity from the MIME tree, never a re-serialisation). The chain is
+checked by :class:`~mailroute.smime.trust.TrustAnchors`; ``signingTime`` is reported as the
+signer's claim, validity is judged at the verification time.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from mailroute.errors import MalformedMessageError
+from mailroute.smime.algorithms import DIGESTS, WEAK_DIGESTS
+from mailroute.smime.der import header, load_content_info
+from mailroute.smime.trust import TrustAnchors, certificate_emails, normalise_address
+
+__all__ = ["SignerResult", "SignerStatus", "Verification", "verify"]
+
+MAX_SIGNERS = 16
+MAX_CERTIFICATES = 64
+
+
+class SignerStatus(enum.StrEnum):
+    """The verdict for one signer."""
+
+    VALID = "valid"
+    BAD_DIGEST = "bad-digest"
+    BAD_SIGNATURE = "bad-signature"
+    UNTRUSTED = "untrusted"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not-yet-valid"
+    BAD_KEY_USAGE = "bad-key-usage"
+    FROM_MISMATCH = "from-mismatch"
+    WEAK_ALGORITHM = "weak-algorithm"
+    UNSUPPORTED_ALGORITHM = "unsupported-algorithm"
+    NO_CERTIFICATE = "no-certificate"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class SignerResult:
+    """One signer's verdict.
+
+    Attributes:
+        status: the verdict; only ``valid`` is good.
+        emails: the certificate's e-mail addresses (SAN rfc822Name).
+        subject: the certificate subject (RFC 4514), empty when no certificate was found.
+        certificate: the signer's certificate, if found.
+        digest: digest algorithm name (``sha256`` ...).
+        signature_algorithm: ``rsa-pkcs1v15``, ``rsa-pss``, ``ecdsa`` or ``ed25519``.
+        signing_time: the signingTime attribute: a claim of the signer, not a proof.
+        attrs_encoding: ``received`` or ``der``: which encoding of the signed attributes the
+            signature covered (``""`` when there were none or the signature did not verify).
+    """
+
+    status: SignerStatus
+    emails: tuple[str, ...] = ()
+    subject: str = ""
+    certificate: x509.Certificate | None = None
+    digest: str = ""
+    signature_algorithm: str = ""
+    signing_time: datetime | None = None
+    attrs_encoding: str = ""
+
+    @property
+    def valid(self) -> bool:
+        """True when the signer is valid in every respect checked."""
+        return self.status is SignerStatus.VALID
+
+    @property
+    def email(self) -> str:
+        """The first e-mail address of the certificate, or ``""``."""
+        return self.emails[0] if self.emails else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Every signer's verdict, and the signed content.
+
+    ``valid`` is True only when there is at least one signer and every signer is valid.
+    """
+
+    signers: tuple[SignerResult, ...]
+    content: bytes
+
+    @property
+    def valid(self) -> bool:
+        """All signers valid (and at least one)."""
+        return bool(self.signers) and all(s.valid for s in self.signers)
+
+    @property
+    def reason(self) -> str:
+        """``valid``, ``no-signers`` or the first signer's failure reason."""
+        if not self.signers:
+            return "no-signers"
+        for signer in self.signers:
+            if not signer.valid:
+                return signer.status.value
+        return "valid"
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    status: SignerStatus
+    encoding: str = ""
+
+
+def verify(data: bytes, *, content: bytes | None, trust: TrustAnchors, at: datetime,
+           from_addresses: Collection[str] | None = None, max_size: int) -> Verification:
+    """Verify a DER/BER ContentInfo holding SignedData.
+
+    Args:
+        data: the CMS structure.
+        content: the detached content (the exact raw bytes), or ``None`` for an opaque
+            signature whose content is inside.
+        trust: the trust anchors.
+        at: the verification time.
+        from_addresses: when given, a signer must have one of these addresses (compared
+            with the domain lower-cased), or its verdict is ``from-mismatch``.
+        max_size: the largest CMS structure accepted.
+
+    Raises:
+        MalformedMessageError: not SignedData, content both embedded and detached, or neither.
+    """
+    info = load_content_info(data, max_size=max_size)
+    if info["content_type"].native != "signed_data":
+        raise MalformedMessageError("not a CMS SignedData structure")
+    signed = info["content"]
+    try:
+        encap = signed["encap_content_info"]
+        econtent_type = encap["content_type"].native
+        embedded = encap["content"]
+        inner = None if embedded.native is None else bytes(embedded.native)
+        signer_infos = list(signed["signer_infos"])
+        certificates = _certificates(signed)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MalformedMessageError("malformed SignedData") from exc
+    if (inner is None) == (content is None):
+        raise MalformedMessageError("signed content must be either embedded or detached")
+    signed_content = inner if inner is not None else content
+    assert signed_content is not None
+    if len(signer_infos) > MAX_SIGNERS:
+        raise MalformedMessageError("too many signers")
+    wanted = {normalise_address(a) for a in from_addresses} if from_addresses is not None else None
+    results = tuple(_signer(si, econtent_type, signed_content, certificates, trust, at, wanted)
+                    for si in signer_infos)
+    return Verification(results, signed_content)
+
+
+def _certificates(signed: cms.SignedData) -> list[x509.Certificate]:
+    found: list[x509.Certificate] = []
+    choices = signed["certificates"]
+    if choices.native is None:
+        return []
+    for choice in choices:
+        if len(found) >= MAX_CERTIFICATES:
+            raise MalformedMessageError("too many certificates")
+        if choice.name == "certificate":
+            found.append(x509.load_der_x509_certificate(choice.chosen.dump(force=True)))
+    return found
+
+
+def _signer(si: cms.SignerInfo, econtent_type: str, content: bytes,
+            certificates: list[x509.Certificate], trust: TrustAnchors, at: datetime,
+            wanted: set[str] | None) -> SignerResult:
+    try:
+        cert = _find_certificate(si["sid"], certificates)
+        digest_name = str(si["digest_algorithm"]["algorithm"].native)
+        attrs = si["signed_attrs"]
+        claimed_time = _single(attrs, "signing_time") if attrs.native is not None else None
+    except (ValueError, TypeError, KeyError):
+        return SignerResult(SignerStatus.MALFORMED)
+    signing_time = claimed_time if isinstance(claimed_time, datetime) else None
+    result = SignerResult(SignerStatus.NO_CERTIFICATE, digest=digest_name,
+                          signing_time=signing_time)
+    if cert is None:
+        return result
+    result = replace(result, emails=certificate_emails(cert), certificate=cert,
+                     subject=cert.subject.rfc4514_string())
+    if digest_name in WEAK_DIGESTS:
+        return replace(result, status=SignerStatus.WEAK_ALGORITHM)
+    if digest_name not in DIGESTS:
+        return replace(result, status=SignerStatus.UNSUPPORTED_ALGORITHM)
+    try:
+        checked, algorithm = _check_signature(si, econtent_type, content, cert, digest_name)
+    except (ValueError, TypeError, KeyError, UnsupportedAlgorithm):
+        return replace(result, status=SignerStatus.MALFORMED)
+    result = replace(result, signature_algorithm=algorithm, status=checked.status)
+    if checked.status is not SignerStatus.VALID:
+        return result
+    result = replace(result, attrs_encoding=checked.encoding)
+    verdict = trust.check(cert, [c for c in certificates if c != cert], at)
+    if verdict.status != "valid":
+        return replace(result, status=SignerStatus(verdict.status))
+    if wanted is not None and not wanted.intersection(result.emails):
+        return replace(result, status=SignerStatus.FROM_MISMATCH)
+    return result
+
+
+def _find_certificate(sid: cms.SignerIdentifier,
+                      certificates: list[x509.Certificate]) -> x509.Certificate | None:
+    for cert in certificates:
+        if sid.name == "issuer_and_serial_number":
+            wanted = sid.chosen
+            if wanted["serial_number"].native != cert.serial_number:
+                continue
+            parsed = asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
+            if wanted["issuer"] == parsed.issuer:
+                return cert
+        else:
+            try:
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            except x509.ExtensionNotFound:
+                continue
+            if hmac.compare_digest(ski.value.digest, sid.chosen.native):
+                return cert
+    return None
+
+
+def _single(attrs: cms.CMSAttributes, name: str) -> object:
+    values = [a["values"] for a in attrs if a["type"].native == name]
+    if len(values) > 1 or (values and len(values[0]) != 1):
+        raise ValueError(f"attribute {name} must occur once with one value")
+    return values[0][0].native if values else None
+
+
+def _check_signature(si: cms.SignerInfo, econtent_type: str, content: bytes,
+                     cert: x509.Certificate, digest_name: str) -> tuple[_Checked, str]:
+    public = cert.public_key()
+    algorithm = _algorithm_name(si, public)
+    attrs = si["signed_attrs"]
+    if attrs.native is None:
+        if econtent_type != "data":
+            return _Checked(SignerStatus.MALFORMED), algorithm
+        ok = _verify_raw(public, si, content, digest_name)
+        return _Checked(SignerStatus.VALID if ok else SignerStatus.BAD_SIGNATURE), algorithm
+    if _single(attrs, "content_type") != econtent_type:
+        return _Checked(SignerStatus.MALFORMED), algorithm
+    claimed = _single(attrs, "message_digest")
+    if not isinstance(claimed, bytes):
+        return _Checked(SignerStatus.MALFORMED), algorithm
+    actual = hashlib.new(digest_name, content).digest()
+    if not hmac.compare_digest(claimed, actual):
+        return _Checked(SignerStatus.BAD_DIGEST), algorithm
+    received = b"\x31" + attrs.dump()[1:]
+    if _verify_raw(public, si, received, digest_name):
+        return _Checked(SignerStatus.VALID, "received"), algorithm
+    children = sorted(a.dump(force=True) for a in attrs)
+    der = header(0x31, sum(len(c) for c in children)) + b"".join(children)
+    if der != received and _verify_raw(public, si, der, digest_name):
+        return _Checked(SignerStatus.VALID, "der"), algorithm
+    return _Checked(SignerStatus.BAD_SIGNATURE), algorithm
+
+
+def _algorithm_name(si: cms.SignerInfo, public: object) -> str:
+    oid_name = si["signature_algorithm"]["algorithm"].native
+    if isinstance(public, rsa.RSAPublicKey):
+        return "rsa-pss" if oid_name == "rsassa_pss" else "rsa-pkcs1v15"
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return "ecdsa"
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    raise UnsupportedAlgorithm("unsupported signer key type")
+
+
+def _verify_raw(public: object, si: cms.SignerInfo, data: bytes, digest_name: str) -> bool:
+    signature = si["signature"].native
+    hash_algorithm = DIGESTS.get(digest_name, hashes.SHA512)()
+    try:
+        if isinstance(public, rsa.RSAPublicKey):
+            algorithm = si["signature_algorithm"]
+            if algorithm["algorithm"].native == "rsassa_pss":
+                params = algorithm["parameters"]
+                pss_hash = DIGESTS[params["hash_algorithm"]["algorithm"].native]()
+                mgf_hash = DIGESTS[
+                    params["mask_gen_algorithm"]["parameters"]["algorithm"].native]()
+                pss = padding.PSS(mgf=padding.MGF1(mgf_hash),
+                                  salt_length=params["salt_length"].native)
+                public.verify(signature, data, pss, pss_hash)
+            else:
+                public.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(signature, data, ec.ECDSA(hash_algorithm))
+        elif isinstance(public, ed25519.Ed25519PublicKey):
+            public.verify(signature, data)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True

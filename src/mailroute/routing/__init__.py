@@ -7,13 +7,14 @@ function that reads a file. Typical use::
     tenant = deployed(topology)                       # the tenant with mailroute installed
     result = simulate(envelope, message, topology, tenant=tenant, origin=Origin.MAILBOX)
     findings = lint(topology)                         # section 4.6
-    script = render_powershell(topology)              # section 4
+    script, findings = exo_config(topology)           # lint, then section 4 PowerShell
 """
 
 from __future__ import annotations
 
 from mailroute.routing.decide import Route, RouteKind, TraceStep
 from mailroute.routing.exo import Attribution, ExoCopy, ExoDecision, Generated, decide_exo
+from mailroute.routing.exoconfig import LintRefused, exo_config
 from mailroute.routing.gateway import (
     Flow,
     GatewayDecision,
@@ -22,6 +23,7 @@ from mailroute.routing.gateway import (
     decide_gateway,
 )
 from mailroute.routing.hop import Connection, Hop, MessageFacts, MessageFlag, Source
+from mailroute.routing.lint import Finding, Severity, lint
 from mailroute.routing.load import load_topology, parse_topology
 from mailroute.routing.markers import (
     MARKER_TOKEN_RE,
@@ -30,8 +32,11 @@ from mailroute.routing.markers import (
     SimulatedMarkers,
     marker_exception_pattern,
 )
+from mailroute.routing.mermaid import render_mermaid
 from mailroute.routing.model import Tenant
 from mailroute.routing.plan import Plan, build_plan, deployed
+from mailroute.routing.powershell import Script, UnsafeValueError, ps_quote, render_powershell
+from mailroute.routing.render import render_text, route_object, simulation_object
 from mailroute.routing.simulate import Origin, Outcome, SimStep, Simulation, Status, simulate
 from mailroute.routing.topology import (
     ExoConfigOptions,
@@ -48,6 +53,7 @@ __all__ = [
     "ExoConfigOptions",
     "ExoCopy",
     "ExoDecision",
+    "Finding",
     "Flow",
     "GatewayConfig",
     "GatewayDecision",
@@ -55,6 +61,7 @@ __all__ = [
     "GatewaySplit",
     "Generated",
     "Hop",
+    "LintRefused",
     "MarkerCheck",
     "MarkerCodec",
     "MarkerConfig",
@@ -65,6 +72,8 @@ __all__ = [
     "Plan",
     "Route",
     "RouteKind",
+    "Script",
+    "Severity",
     "SimStep",
     "SimulatedMarkers",
     "Simulation",
@@ -74,12 +83,21 @@ __all__ = [
     "Topology",
     "TopologyKind",
     "TraceStep",
+    "UnsafeValueError",
     "build_plan",
     "decide_exo",
     "decide_gateway",
     "deployed",
+    "exo_config",
+    "lint",
     "load_topology",
     "marker_exception_pattern",
     "parse_topology",
+    "ps_quote",
+    "render_mermaid",
+    "render_powershell",
+    "render_text",
+    "route_object",
     "simulate",
+    "simulation_object",
 ]

@@ -237,7 +237,7 @@ class InboundConnector:
     sender_domains: tuple[str, ...] = ("*",)
     sender_ip_addresses: tuple[str, ...] = ()
     tls_sender_certificate_name: str | None = None
-    require_tls: bool = False
+    require_tls: bool = True
     restrict_domains_to_certificate: bool = False
     restrict_domains_to_ip_addresses: bool = False
     associated_accepted_domains: tuple[str, ...] = ()

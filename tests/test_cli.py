@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.mime.strategies import messages
 from tests.mime.test_edits import MIXED
 
 MAILROUTE = [sys.executable, "-m", "mailroute"]
@@ -130,3 +133,23 @@ def test_internal_error_in_the_pipe_adapter_exits_75(tmp_path: Path) -> None:
     assert code == 75
     assert out.getvalue() == b""
     assert err.getvalue().startswith("4.3.0 ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(st.binary(max_size=2000), messages().map(lambda built: built.data)))
+def test_empty_policy_copies_any_input_or_refuses_it_cleanly(data: bytes) -> None:
+    """The pipe adapter's contract over arbitrary bytes: identity, or 65 with nothing written."""
+    import io
+
+    from mailroute.adapters.pipe import run_pipe
+    from mailroute.pipeline import Pipeline
+
+    out, err = io.BytesIO(), io.StringIO()
+    code = run_pipe(Pipeline(), io.BytesIO(data), out, err)
+    if code == 0:
+        assert out.getvalue() == data
+        assert err.getvalue() == ""
+    else:
+        assert code == 65
+        assert out.getvalue() == b""
+        assert err.getvalue().startswith("5.")

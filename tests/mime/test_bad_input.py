@@ -108,6 +108,26 @@ def test_huge_address_list_is_bounded_before_the_stdlib_parser() -> None:
         parse_addresses(field)
 
 
+def test_many_encoded_words_are_bounded_before_decoding() -> None:
+    words = b" ".join([b"=?utf-8?q?caf=C3=A9?="] * 4000)
+    limits = Limits(max_header_line_length=10**6, max_header_block_size=10**6)
+    field = parse(b"Subject: " + words + b"\r\n\r\n", limits=limits).headers.get("Subject")
+    assert field is not None
+    with pytest.raises(LimitExceededError):
+        field.decoded()
+    few = parse(b"Subject: " + b" ".join([b"=?utf-8?q?caf=C3=A9?="] * 3) + b"\r\n\r\n")
+    subject = few.headers.get("Subject")
+    assert subject is not None
+    assert subject.decoded() == "cafécafécafé"
+
+
+def test_encoded_word_with_unknown_charset_is_a_typed_error() -> None:
+    field = parse(b"Subject: =?x-unknown?q?abc?=\r\n\r\n").headers.get("Subject")
+    assert field is not None
+    with pytest.raises(MalformedMessageError):
+        field.decoded()
+
+
 # row 6: duplicate singleton fields
 @pytest.mark.parametrize("name", [b"From", b"Sender", b"Date", b"Subject", b"Message-ID"])
 def test_duplicate_singletons_are_ambiguous(name: bytes) -> None:
@@ -252,6 +272,14 @@ def test_bytes_that_do_not_match_the_charset_are_a_typed_error() -> None:
     message = parse(b"Content-Type: text/plain; charset=utf-8\r\n\r\n\xff\xfe broken")
     with pytest.raises(MalformedMessageError):
         decode_text(message.root)
+
+
+def test_rfc2231_parameter_with_raw_eight_bit_bytes_does_not_crash() -> None:
+    """Regression: found by fuzz/scan_fuzz.py (UnicodeEncodeError from urllib's unquote)."""
+    data = b"Content-Type: text/plain; name*=utf-8''a%41\xff\xfe\r\n\r\nx"
+    message = parse(data)
+    assert message.to_bytes() == data
+    assert message.root.content_type.param("name") == "aA\xff\xfe"
 
 
 def test_eight_bit_header_bytes_survive_untouched() -> None:

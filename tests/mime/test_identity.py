@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mailroute.errors import MailrouteError
 from mailroute.mime import AmbiguityPolicy, parse
 from tests.mime.strategies import Built, messages
 
@@ -68,3 +70,20 @@ def test_stdlib_corpus_round_trips(path: Path) -> None:
 ])
 def test_edge_cases_round_trip(data: bytes) -> None:
     assert parse(data, on_ambiguity=AmbiguityPolicy.RECORD).to_bytes() == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(built=messages(), cuts=st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=8)),
+                                       max_size=6))
+def test_mutated_messages_round_trip_or_raise_only_mailroute_errors(
+        built: Built, cuts: list[tuple[int, bytes]]) -> None:
+    """Splice random bytes into valid messages: the scanner returns or raises its own error."""
+    data = built.data
+    for position, insert in cuts:
+        at = position % (len(data) + 1)
+        data = data[:at] + insert + data[at + len(insert) // 2:]
+    try:
+        message = parse(data)
+    except MailrouteError:
+        return
+    assert message.to_bytes() == data

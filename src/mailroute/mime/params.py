@@ -117,12 +117,18 @@ def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
             charset, _, value = value.split("'", 2)
             charset = charset or "utf-8"
         if extended:
-            try:
-                value = urllib.parse.unquote(value, encoding=charset, errors="strict")
-            except (LookupError, UnicodeDecodeError):
-                value = urllib.parse.unquote(value, encoding="latin-1")
+            value = _percent_decode(value, charset)
         pieces.append(value)
     return "".join(pieces)
+
+
+def _percent_decode(value: str, charset: str) -> str:
+    """RFC 2231 %XX decoding on bytes (the value may hold surrogate-escaped raw bytes)."""
+    raw = urllib.parse.unquote_to_bytes(value.encode("utf-8", "surrogateescape"))
+    try:
+        return raw.decode(charset)
+    except (LookupError, UnicodeError):
+        return raw.decode("latin-1")
 
 
 def parse_content_type(value: str | None,

@@ -1,0 +1,242 @@
+"""``mailroute route``, ``simulate`` and ``exo-config``: Exchange Online routing (CLI.md).
+
+``route`` decides one hop (EXO or the gateway), ``simulate`` follows the message until every
+recipient's journey ends, and ``exo-config`` prints the tenant configuration after the lint.
+The message is described by flags (``--header``, ``--flag``), never read from standard input.
+
+Exit codes: ``route`` 0, or 69 when every recipient is refused (the first line on standard
+error starts with the enhanced status code); ``simulate`` 0, or 1 when it finds a loop or a
+bypass; ``exo-config`` 0, or 78 when the lint reports an error; 78 for any configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+from mailroute.commands.common import (
+    add_envelope_arguments,
+    envelope_from_args,
+    report_config_error,
+)
+from mailroute.errors import ConfigError
+from mailroute.exitcodes import ExitCode
+from mailroute.item import Direction, Envelope
+from mailroute.routing import (
+    Connection,
+    Hop,
+    LintRefused,
+    MessageFacts,
+    MessageFlag,
+    Origin,
+    RouteKind,
+    SimulatedMarkers,
+    Source,
+    Topology,
+    decide_exo,
+    decide_gateway,
+    deployed,
+    exo_config,
+    load_topology,
+    render_text,
+    route_object,
+    simulation_object,
+)
+from mailroute.routing import simulate as run_simulation
+from mailroute.routing.exoconfig import SCRIPTS
+from mailroute.routing.match import domain_of
+
+__all__ = ["register"]
+
+_NOW_DEFAULT = "the current time"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``route``, ``simulate`` and ``exo-config``."""
+    route = subparsers.add_parser(
+        "route", help="the routing decision for one message at one hop",
+        description="Decide one hop (Exchange Online or the gateway) for the message described "
+                    "by the flags. Exit codes: 0 routed, 69 every recipient refused, 78 bad "
+                    "topology.")
+    _common(route)
+    route.add_argument("--at", choices=["exo", "gateway"], default="exo",
+                       help="the node that decides (default: exo)")
+    route.add_argument("--source", choices=[s.value for s in Source],
+                       help="who connects (default: derived from --direction, the TLS name "
+                            "and the sender)")
+    route.set_defaults(handler=run_route)
+    sim = subparsers.add_parser(
+        "simulate", help="every hop until final delivery, or the loop it finds",
+        description="Simulate the message hop by hop through the topology with mailroute's "
+                    "configuration installed. Exit codes: 0 no loop and no bypass, 1 a loop, "
+                    "hop limit or bypass was found, 78 bad topology.")
+    _common(sim)
+    sim.add_argument("--origin", choices=[o.value for o in Origin],
+                     help="where the message starts (default: mailbox for senders in accepted "
+                          "domains, else internet)")
+    sim.set_defaults(handler=run_simulate)
+    gen = subparsers.add_parser(
+        "exo-config", help="the Exchange Online connectors and rules, or a diagram",
+        description="Lint the topology (errors refuse) and print the PowerShell for the "
+                    "connectors and transport rules, or a Mermaid diagram of the mail flow. "
+                    "Nothing is executed. Exit codes: 0 printed, 78 bad topology or lint "
+                    "error.")
+    gen.add_argument("--config", required=True, metavar="TOPOLOGY.toml", help="the topology")
+    gen.add_argument("--format", choices=["powershell", "mermaid"], default="powershell",
+                     dest="fmt", help="output format (default: powershell)")
+    gen.add_argument("--script", choices=SCRIPTS, default="all",
+                     help="which PowerShell script (default: all four, as #region blocks)")
+    gen.set_defaults(handler=run_exo_config)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="TOPOLOGY.toml", help="the topology")
+    add_envelope_arguments(parser)
+    parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                        help="a header field of the message (repeatable)")
+    parser.add_argument("--flag", action="append", default=[],
+                        choices=[f.value for f in MessageFlag],
+                        help="a message fact such as oof, calendaring, dsn (repeatable)")
+    parser.add_argument("--message-id", metavar="ID", help="the Message-ID (default: from "
+                        "--header, else a fixed sample id)")
+    parser.add_argument("--scl", type=int, help="EOP's spam confidence level")
+    parser.add_argument("--now", type=int, metavar="UNIX_TIME",
+                        help=f"the clock (default: {_NOW_DEFAULT})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts:
+    headers: list[tuple[str, str]] = []
+    for field in args.header:
+        name, sep, value = field.partition(":")
+        if not sep or not name.strip():
+            raise ValueError("--header needs 'Name: value'")
+        if any(ch in field for ch in "\r\n\0"):
+            raise ValueError("--header contains CR, LF or NUL")
+        headers.append((name.strip(), value.strip()))
+    found = {k.lower(): v for k, v in headers}
+    message_id = args.message_id or found.get("message-id") or "<sample@mailroute.invalid>"
+    sender = found.get("from", envelope.mail_from)
+    return MessageFacts(headers=tuple(headers), message_id=message_id,
+                        from_addrs=(sender.strip("<> ").lower(),) if sender else (),
+                        flags=frozenset(MessageFlag(f) for f in args.flag), scl=args.scl)
+
+
+def _load(args: argparse.Namespace) -> Topology:
+    return load_topology(args.config)
+
+
+def _now(args: argparse.Namespace) -> int:
+    if args.now is not None:
+        return int(args.now)
+    return int(datetime.now(UTC).timestamp())
+
+
+def _sender_local(topology: Topology, envelope: Envelope) -> bool:
+    return topology.tenant.accepted_domain(domain_of(envelope.mail_from)) is not None
+
+
+def _source(args: argparse.Namespace, topology: Topology, envelope: Envelope) -> Source:
+    if args.source:
+        return Source(args.source)
+    if envelope.tls_peer_name and envelope.tls_peer_name.lower() in topology.gateway.identities:
+        return Source.GATEWAY
+    if envelope.direction is Direction.INBOUND or envelope.client_address:
+        return Source.INTERNET
+    if envelope.direction is not None or _sender_local(topology, envelope):
+        return Source.MAILBOX
+    return Source.INTERNET
+
+
+def _inputs(args: argparse.Namespace) -> tuple[Topology, Envelope, MessageFacts] | int:
+    try:
+        topology = _load(args)
+    except ConfigError as error:
+        return report_config_error(error)
+    try:
+        envelope = envelope_from_args(args)
+        message = _message(args, envelope)
+    except ValueError as error:
+        sys.stderr.write(f"mailroute {args.command}: {error}\n")
+        return ExitCode.USAGE
+    return topology, envelope, message
+
+
+def run_route(args: argparse.Namespace) -> int:
+    """Decide one hop and print the decision."""
+    inputs = _inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    topology, envelope, message = inputs
+    source = _source(args, topology, envelope)
+    names = (envelope.tls_peer_name,) if envelope.tls_peer_name else ()
+    hop = Hop(envelope=envelope, message=message, connection=Connection(
+        source=source, client_ip=envelope.client_address, tls=True, peer_cert_names=names))
+    now = _now(args)
+    rules: tuple[str, ...] = ()
+    if args.at == "gateway":
+        markers = SimulatedMarkers(tag=topology.gateway.marker.tag,
+                                   org_id=topology.tenant.tenant_id,
+                                   loop_window_s=topology.gateway.loop_window_s)
+        g = decide_gateway(hop, topology, markers=markers, now=now)
+        routes, trace = g.routes, g.trace
+    else:
+        d = decide_exo(hop, deployed(topology), now=datetime.fromtimestamp(now, UTC))
+        routes, trace = d.routes, d.trace
+        rules = tuple(dict.fromkeys(r for c in d.copies for r in c.rules))
+    obj = route_object(routes, rules, trace)
+    if args.json:
+        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    else:
+        sys.stdout.write("".join(f"{t.step:<4}{t.detail}\n" for t in trace))
+        for r in routes:
+            sys.stdout.write(f"{r.recipient}: {r.kind} {r.next_hop}\n".rstrip() + "\n")
+    refused = [r for r in routes if r.kind is RouteKind.REJECT]
+    if routes and len(refused) == len(routes) and refused[0].reply is not None:
+        reply = refused[0].reply
+        sys.stderr.write(f"{reply.status} {reply.text}\n")
+        return ExitCode.UNAVAILABLE
+    return ExitCode.OK
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """Simulate the message and print the trace."""
+    inputs = _inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    topology, envelope, message = inputs
+    if args.origin:
+        origin = Origin(args.origin)
+    elif envelope.direction is Direction.INBOUND:
+        origin = Origin.INTERNET
+    elif envelope.direction is not None or _sender_local(topology, envelope):
+        origin = Origin.MAILBOX
+    else:
+        origin = Origin.INTERNET
+    sim = run_simulation(envelope, message, topology, tenant=deployed(topology), origin=origin,
+                         now=_now(args))
+    if args.json:
+        sys.stdout.write(json.dumps(simulation_object(sim), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(sim))
+    return ExitCode.NEGATIVE if sim.loop or sim.bypass else ExitCode.OK
+
+
+def run_exo_config(args: argparse.Namespace) -> int:
+    """Lint, then print PowerShell or Mermaid."""
+    try:
+        topology = _load(args)
+        text, findings = exo_config(topology, fmt=args.fmt, script=args.script,
+                                    source=args.config)
+    except LintRefused as refused:
+        for finding in refused.findings:
+            sys.stderr.write(f"4.3.5 {args.config}: {finding}\n")
+        return ExitCode.CONFIG
+    except ConfigError as error:
+        return report_config_error(error)
+    for finding in findings:
+        sys.stderr.write(f"{args.config}: {finding}\n")
+    sys.stdout.write(text)
+    return ExitCode.OK

@@ -22,6 +22,7 @@ FilterBuilder = Callable[[Options], Filter]
 # name -> (module, builder function, extra that provides its dependencies)
 FILTERS: dict[str, tuple[str, str, str | None]] = {
     "headers": ("mailroute.filters.headers", "build", None),
+    "disclaimer": ("mailroute.filters.disclaimer", "build", "html"),
     "marker-set": ("mailroute.filters.marker", "build_set", None),
     "marker-verify": ("mailroute.filters.marker", "build_verify", None),
 }

@@ -1,0 +1,257 @@
+"""A linear scan of an HTML document for the offsets a disclaimer can be inserted at.
+
+One left-to-right pass with compiled regular expressions (no backtracking across the
+document, no recursion): tags, comments, doctypes and the raw-text elements whose content is
+not markup (``script``, ``style``, ``textarea``, ``title`` ...) are skipped the way an HTML5
+tokenizer skips them. The result is trusted on its own only when the scan saw nothing an
+HTML5 parser could read differently (``simple``); otherwise html5lib decides, and this scan
+is the bounded fallback for documents too large or too deep for html5lib.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["HtmlPoints", "quote_marker", "scan_html"]
+
+_WS = "\t\n\f\r "
+_OPEN = re.compile(r"<(?:!--|[!?/A-Za-z])")
+_START = re.compile(
+    r"<([A-Za-z][^\t\n\f\r />\x00]*)"
+    r"((?:[\t\n\f\r ]+[^\t\n\f\r \"'>/=\x00]+"
+    r"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"[^\"]*\"|'[^']*'|[^\t\n\f\r \"'=<>`]+))?)*)"
+    r"[\t\n\f\r ]*(/?)>")
+_END = re.compile(r"</([A-Za-z][^\t\n\f\r />\x00]*)[\t\n\f\r ]*>")
+_LENIENT_TAG = re.compile(r"</?[A-Za-z][^\t\n\f\r />\x00]*[^>]*>?")
+_ATTR = re.compile(
+    r"([^\t\n\f\r \"'>/=\x00]+)(?:[\t\n\f\r ]*=[\t\n\f\r ]*"
+    r"(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r \"'=<>`]+)))?")
+_RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes",
+                       "textarea", "title"})
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
+                   "meta", "param", "source", "track", "wbr", "image", "keygen", "basefont",
+                   "bgsound", "frame", "menuitem"})
+# Elements after which an HTML5 parser no longer treats </body> the simple way.
+_UNSIMPLE = frozenset({"svg", "math", "template", "frameset", "plaintext", "select"})
+_TABLE = "table"
+_MARKER_HINTS = ("appendonsend", "rplyfwdmsg", "reference-message-container", "gmail_quote",
+                 "moz-cite-prefix", "yahoo_quoted", "cite")
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlPoints:
+    """Offsets (in characters of the decoded HTML) where a disclaimer may go.
+
+    Attributes:
+        bottom: just before the closing ``</body>`` (or ``</html>``), else the end.
+        top: just after the ``<body>`` start tag (or ``</head>``, ``<html>``, the doctype).
+        quote: the start of the first reply-quote marker (Outlook, Gmail, Apple Mail,
+            Thunderbird, Yahoo), or ``None``.
+        simple: nothing in the document can be read differently by an HTML5 parser.
+        max_depth: the deepest element nesting the scan counted.
+    """
+
+    bottom: int
+    top: int
+    quote: int | None
+    simple: bool
+    max_depth: int
+
+
+def quote_marker(name: str, attrs: dict[str, str]) -> str | None:
+    """Which reply-quote marker the start tag ``name`` with ``attrs`` is, if any."""
+    ident = attrs.get("id", "").lower()
+    classes = attrs.get("class", "").lower().split()
+    if name == "div":
+        if ident in ("appendonsend", "x_appendonsend"):
+            return "outlook-appendonsend"
+        if ident in ("divrplyfwdmsg", "x_divrplyfwdmsg"):
+            return "outlook-header"
+        if ident == "mail-editor-reference-message-container":
+            return "outlook-mac"
+        if "gmail_quote" in classes:
+            return "gmail"
+        if "moz-cite-prefix" in classes:
+            return "thunderbird"
+        if "yahoo_quoted" in classes:
+            return "yahoo"
+    if name == "blockquote" and attrs.get("type", "").lower() == "cite":
+        return "cite"
+    return None
+
+
+def parse_attributes(text: str) -> dict[str, str]:
+    """Attribute name (lower case) -> value of a start tag's attribute text; first wins."""
+    attrs: dict[str, str] = {}
+    for match in _ATTR.finditer(text):
+        name = match.group(1).lower()
+        if name not in attrs:
+            attrs[name] = next((g for g in match.group(2, 3, 4) if g is not None), "")
+    return attrs
+
+
+class _State:
+    """The mutable state of one scan (kept out of the frozen result)."""
+
+    def __init__(self) -> None:
+        self.simple = True
+        self.depth = 0
+        self.max_depth = 0
+        self.tables = 0
+        self.body_end: int | None = None
+        self.html_end: int | None = None
+        self.after_body = False
+        self.body_start_end: int | None = None
+        self.head_end: int | None = None
+        self.html_start_end: int | None = None
+        self.doctype_end: int | None = None
+        self.quote: int | None = None
+        self.last_hr: int | None = None
+
+    def content(self) -> None:
+        """Non-space text or an element after </body>: the parser reopens the body."""
+        if self.after_body:
+            self.body_end = self.html_end = None
+            self.after_body = False
+
+
+def scan_html(html: str) -> HtmlPoints:
+    """Scan ``html`` once and return its insertion points."""
+    state = _State()
+    length = len(html)
+    pos = 0
+    while pos < length:
+        match = _OPEN.search(html, pos)
+        text_end = match.start() if match else length
+        if html[pos:text_end].strip(_WS):
+            state.content()
+            state.last_hr = None
+        if match is None:
+            break
+        pos = _step(html, match.start(), state)
+    return _points(state, length)
+
+
+def _step(html: str, start: int, state: _State) -> int:
+    """Consume the markup at ``start``; return the offset after it."""
+    if html.startswith("<!--", start):
+        return _comment(html, start, state)
+    if html.startswith("<!", start) or html.startswith("<?", start):
+        if html.startswith("<![CDATA[", start):
+            state.simple = False
+        close = html.find(">", start)
+        end = len(html) if close < 0 else close + 1
+        if html[start:start + 9].lower() == "<!doctype" and state.doctype_end is None:
+            state.doctype_end = end
+        return end
+    if html.startswith("</", start):
+        return _end_tag(html, start, state)
+    return _start_tag(html, start, state)
+
+
+def _comment(html: str, start: int, state: _State) -> int:
+    body = start + 4
+    if html.startswith(">", body) or html.startswith("->", body):
+        state.simple = False
+        return html.find(">", body) + 1
+    close = html.find("-->", body)
+    bang = html.find("--!>", body)
+    if bang >= 0 and (close < 0 or bang < close):
+        state.simple = False
+        return bang + 4
+    if close < 0:
+        state.simple = False
+        return len(html)
+    return close + 3
+
+
+def _end_tag(html: str, start: int, state: _State) -> int:
+    match = _END.match(html, start)
+    if match is None:
+        state.simple = False
+        lenient = _LENIENT_TAG.match(html, start)
+        if lenient is None:  # "</" + non-letter: a bogus comment up to ">"
+            close = html.find(">", start)
+            return len(html) if close < 0 else close + 1
+        name = re.split(r"[\t\n\f\r />]", lenient.group()[2:], maxsplit=1)[0].lower()
+        end = lenient.end()
+    else:
+        name = match.group(1).lower()
+        end = match.end()
+    state.depth = max(0, state.depth - 1)
+    state.last_hr = None
+    if name == _TABLE:
+        state.tables = max(0, state.tables - 1)
+    if name == "body":
+        if state.tables:
+            state.simple = False
+        state.body_end, state.html_end, state.after_body = start, None, True
+    elif name == "html":
+        state.html_end = start
+        state.after_body = True
+    elif name == "head":
+        state.head_end = end
+    else:
+        state.content()
+    return end
+
+
+def _start_tag(html: str, start: int, state: _State) -> int:
+    match = _START.match(html, start)
+    if match is None:
+        state.simple = False
+        lenient = _LENIENT_TAG.match(html, start)
+        assert lenient is not None  # _OPEN matched "<" + letter
+        state.content()
+        return lenient.end()
+    name = match.group(1).lower()
+    end = match.end()
+    if name in _UNSIMPLE:
+        state.simple = False
+    if name == "body":
+        if state.body_start_end is None:
+            state.body_start_end = end
+        return end
+    if name == "html":
+        if state.html_start_end is None:
+            state.html_start_end = end
+        return end
+    if name not in ("head", "meta", "link", "style", "title", "base"):
+        state.content()
+    if name == _TABLE:
+        state.tables += 1
+    if name not in _VOID and not match.group(3):
+        state.depth += 1
+        state.max_depth = max(state.max_depth, state.depth)
+    if state.quote is None and name in ("div", "blockquote"):
+        raw_attrs = match.group(2)
+        lowered = raw_attrs.lower()
+        if any(hint in lowered for hint in _MARKER_HINTS):
+            kind = quote_marker(name, parse_attributes(raw_attrs))
+            if kind is not None:
+                before_hr = state.last_hr if kind == "outlook-header" else None
+                state.quote = before_hr if before_hr is not None else start
+    state.last_hr = start if name == "hr" else None
+    if name in _RAW_TEXT:
+        return _raw_text(html, name, end, state)
+    return end
+
+
+def _raw_text(html: str, name: str, end: int, state: _State) -> int:
+    closing = re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE).search(html, end)
+    if closing is None:
+        state.simple = False
+        return len(html)
+    if name == "script" and "<!--" in html[end:closing.start()]:
+        state.simple = False
+    close = html.find(">", closing.start())
+    return len(html) if close < 0 else close + 1
+
+
+def _points(state: _State, length: int) -> HtmlPoints:
+    bottom = next((p for p in (state.body_end, state.html_end) if p is not None), length)
+    top = next((p for p in (state.body_start_end, state.head_end, state.html_start_end,
+                            state.doctype_end) if p is not None), 0)
+    return HtmlPoints(bottom=bottom, top=top, quote=state.quote, simple=state.simple,
+                      max_depth=state.max_depth)

@@ -1,0 +1,235 @@
+"""Adding a disclaimer to one message: decode each body, insert, re-encode in its charset.
+
+Every body is decoded with its declared charset (strictly: never with replacement
+characters), the disclaimer inserted at the chosen place, and the result written back with
+:meth:`~mailroute.mime.Message.replace_text`, which keeps the charset when the disclaimer
+fits it and otherwise switches the part to UTF-8 (an HTML ``<meta charset>`` is then updated
+too). Everything else in the message keeps its bytes. A body that already carries the
+disclaimer (its template fingerprint, quoted history included) is left as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from mailroute.disclaimer.locate import HtmlLimits, locate
+from mailroute.disclaimer.select import BODY_TYPES, plan_message
+from mailroute.disclaimer.template import (
+    Template,
+    compact_text,
+    contains_pieces,
+    html_to_compact_text,
+)
+from mailroute.disclaimer.textplace import insert_text
+from mailroute.errors import MalformedMessageError
+from mailroute.mime import Message, Part, Path, build_leaf, decode_payload
+from mailroute.mime.text import codec_name
+
+__all__ = ["Disclaimer", "Insertion", "Settings", "add_disclaimer", "decode_body"]
+
+_PGP_ARMOR = re.compile(r"(?m)^-----BEGIN PGP (?:SIGNED )?MESSAGE-----\r?$")
+_META_CHARSET = re.compile(r"(<meta\b[^>]*?\bcharset\s*=\s*[\"']?)([-\w.:]+)", re.IGNORECASE)
+_UTF7 = "utf-7"
+
+
+@dataclass(frozen=True, slots=True)
+class Disclaimer:
+    """The templates of one disclaimer and their renderings for one message.
+
+    Attributes:
+        text_template: the plain-text template.
+        html_template: the HTML template (derived from the text one when not configured).
+        text: the rendered text.
+        html: the rendered HTML fragment.
+    """
+
+    text_template: Template
+    html_template: Template
+    text: str
+    html: str
+
+    def carried_by(self, body: str, *, is_html: bool) -> bool:
+        """True when ``body`` already contains this disclaimer (quoted or not)."""
+        if is_html and self.html_template.token in body:
+            return True
+        compact = html_to_compact_text(body) if is_html else compact_text(body)
+        return (contains_pieces(compact, self.text_template.fingerprint)
+                or contains_pieces(compact, self.html_template.fingerprint))
+
+    @property
+    def html_fragment(self) -> str:
+        """The HTML that is inserted: the rendering inside a ``div`` carrying the token."""
+        return (f'<div data-mailroute-disclaimer="{self.html_template.token}">'
+                f"{self.html}</div>")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """How a disclaimer is placed (see :mod:`mailroute.filters.disclaimer` for the options)."""
+
+    placement: str = "bottom"
+    html_parser: str = "auto"
+    html_limits: HtmlLimits = field(default_factory=HtmlLimits)
+    invites: str = "skip"
+    auto_replies: str = "skip"
+    signed: str = "wrap"
+
+
+@dataclass(frozen=True, slots=True)
+class Insertion:
+    """The edited message and what happened to each body.
+
+    Attributes:
+        message: the result (the input message itself when nothing changed).
+        inserted: bodies that got the disclaimer.
+        present: bodies that already carried it.
+        skipped: ``(path, reason)`` for bodies left alone (undecodable, utf-7 HTML ...).
+        protected: signed or encrypted entities found.
+        wrapped: True when the message was wrapped with a disclaimer part.
+        refused: True when the policy rejects protected mail and some was found.
+        skip_reason: why the whole message was left alone, if it was.
+        locators: the HTML locating method used per HTML body (scan, html5lib, fallback).
+    """
+
+    message: Message
+    inserted: tuple[Path, ...] = ()
+    present: tuple[Path, ...] = ()
+    skipped: tuple[tuple[Path, str], ...] = ()
+    protected: tuple[Path, ...] = ()
+    wrapped: bool = False
+    refused: bool = False
+    skip_reason: str | None = None
+    locators: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """A one-line account for logs and annotations (paths and reasons only)."""
+        if self.skip_reason:
+            return f"skipped: {self.skip_reason}"
+        parts = [f"inserted={len(self.inserted)}", f"present={len(self.present)}"]
+        if self.protected:
+            parts.append(f"protected={len(self.protected)}")
+        if self.wrapped:
+            parts.append("wrapped")
+        parts.extend(f"skipped{_dotted(p)}={reason}" for p, reason in self.skipped)
+        return " ".join(parts)
+
+
+def _dotted(path: Path) -> str:
+    return "[" + ".".join(str(i) for i in path) + "]"
+
+
+def decode_body(part: Part) -> tuple[str | None, str]:
+    """The text of a body, or ``None`` and why it cannot be read exactly."""
+    decoded = decode_payload(part)
+    if decoded.defects:
+        return None, "invalid-transfer-encoding"
+    charset = part.charset or "us-ascii"
+    try:
+        codec = codec_name(charset)
+    except MalformedMessageError:
+        return None, "unknown-charset"
+    try:
+        return decoded.data.decode(codec), codec
+    except UnicodeDecodeError:
+        pass
+    if codec == "ascii":
+        try:  # a very common mislabel: UTF-8 declared as (or defaulting to) us-ascii
+            return decoded.data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            pass
+    return None, "undecodable"
+
+
+def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings) -> Insertion:
+    """Insert ``disclaimer`` into every body of ``message`` (see the module docstring)."""
+    plan = plan_message(message, placement=settings.placement, invites=settings.invites,
+                        skip_auto_replies=settings.auto_replies == "skip")
+    if plan.skip_reason:
+        return Insertion(message, skip_reason=plan.skip_reason)
+    result = message
+    inserted: list[Path] = []
+    present: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    protected = list(plan.protected)
+    locators: list[str] = []
+    for path in plan.bodies:
+        part = message.part(path)
+        is_html = part.mime_type == BODY_TYPES[1]
+        text, codec = decode_body(part)
+        if text is None:
+            skipped.append((path, codec))
+            continue
+        if is_html and codec == _UTF7:
+            skipped.append((path, "utf-7-html"))
+            continue
+        if _PGP_ARMOR.search(text):
+            protected.append(path)
+            continue
+        if disclaimer.carried_by(text, is_html=is_html):
+            present.append(path)
+            continue
+        if is_html:
+            location = locate(text, settings.placement, parser=settings.html_parser,
+                              limits=settings.html_limits)
+            locators.append(location.method)
+            fragment = disclaimer.html_fragment
+            edited = text[:location.offset] + fragment + text[location.offset:]
+            if not _fits(fragment, codec):
+                edited = _META_CHARSET.sub(r"\g<1>utf-8", edited, count=1)
+        else:
+            newline = message.newline.decode("ascii")
+            edited = insert_text(text, disclaimer.text, settings.placement, newline=newline)
+        result = result.replace_text(path, edited)
+        inserted.append(path)
+    protected.sort()
+    outcome = Insertion(result, tuple(inserted), tuple(present), tuple(skipped),
+                      tuple(protected), locators=tuple(locators))
+    if not protected or settings.signed == "skip":
+        return outcome
+    if settings.signed == "reject":
+        return Insertion(message, protected=tuple(protected), refused=True)
+    if inserted or present or any(_signed_carries(message, p, disclaimer) for p in protected):
+        return outcome
+    return Insertion(_wrap(result, disclaimer), tuple(inserted), tuple(present),
+                   tuple(skipped), tuple(protected), wrapped=True, locators=tuple(locators))
+
+
+def _fits(fragment: str, codec: str) -> bool:
+    try:
+        fragment.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _signed_carries(message: Message, path: Path, disclaimer: Disclaimer) -> bool:
+    """True when the signed content at ``path`` (readable, not encrypted) has the disclaimer."""
+    entity = message.part(path)
+    if entity.mime_type != "multipart/signed" or not entity.children:
+        if entity.is_multipart or entity.mime_type not in BODY_TYPES:
+            return False
+        text, _ = decode_body(entity)
+        return text is not None and disclaimer.carried_by(
+            text, is_html=entity.mime_type == BODY_TYPES[1])
+    stack = [entity.children[0]]
+    while stack:
+        part = stack.pop()
+        if part.is_multipart:
+            stack.extend(part.children)
+            continue
+        if part.mime_type in BODY_TYPES and not part.is_attachment:
+            text, _ = decode_body(part)
+            if text is not None and disclaimer.carried_by(
+                    text, is_html=part.mime_type == BODY_TYPES[1]):
+                return True
+    return False
+
+
+def _wrap(message: Message, disclaimer: Disclaimer) -> Message:
+    """The whole message, byte for byte, followed by a plain-text disclaimer part."""
+    text = "\n".join(disclaimer.text.splitlines()) + "\n"
+    charset = "us-ascii" if text.isascii() else "utf-8"
+    leaf = build_leaf("text/plain", text, charset=charset,
+                      fields=[("Content-Disposition", "inline")], newline=message.newline)
+    return message.wrap((), subtype="mixed", after=(leaf,))

@@ -1,0 +1,162 @@
+"""Disclaimer templates: ``{{name}}`` and Exchange-style ``%%Name%%`` tokens.
+
+Variable names are compared without case, spaces, ``_``, ``-`` or ``.``, so ``{{display_name}}``,
+``%%DisplayName%%`` and a CSV column ``Display Name`` are one variable; a few Exchange token
+names have aliases (``%%PhoneNumber%%`` is ``phone``). Values are stripped of control,
+line-separator and bidi-override characters; in HTML they are escaped as well, so a value can
+neither add markup nor start a new line (and so never a header field).
+
+The *fingerprint* of a template is its static text (everything but the tokens) with white
+space and reply quote markers removed: a body that contains every static piece in order
+already carries the disclaimer, even when a reply client re-wrapped or quoted it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "MISSING_POLICIES",
+    "Template",
+    "canonical_name",
+    "clean_value",
+    "compact_text",
+    "contains_pieces",
+    "html_to_compact_text",
+]
+
+MISSING_POLICIES = ("empty", "skip")
+
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_. -]{0,63}?)\s*\}\}"
+                    r"|%%([A-Za-z][A-Za-z0-9_]{0,63})%%")
+_NAME_NOISE = re.compile(r"[^a-z0-9]")
+_ALIASES = {
+    "name": "displayname",
+    "fullname": "displayname",
+    "jobtitle": "title",
+    "phonenumber": "phone",
+    "telephone": "phone",
+    "telephonenumber": "phone",
+    "mobilenumber": "mobile",
+    "mobilephone": "mobile",
+    "faxnumber": "fax",
+    "emailaddress": "email",
+    "mail": "email",
+    "primarysmtpaddress": "email",
+    "address": "email",
+    "companyname": "company",
+    "countryorregion": "country",
+    "zipcode": "postalcode",
+    "streetaddress": "street",
+}
+# C0/C1 controls, line and paragraph separators, bidi embeddings, overrides and isolates.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_QUOTE_PREFIX = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
+_SPACE = re.compile(r"\s+")
+_TAG = re.compile(r"<[^>]*>")
+_MIN_PIECE_ALNUM = 3
+
+
+def canonical_name(name: str) -> str:
+    """The variable a token or column name refers to (``Display Name`` -> ``displayname``)."""
+    key = _NAME_NOISE.sub("", name.lower())
+    return _ALIASES.get(key, key)
+
+
+def clean_value(value: str) -> str:
+    """``value`` with every control, line-separator and bidi character turned into a space."""
+    return _SPACE.sub(" ", _UNSAFE.sub(" ", value)).strip()
+
+
+def compact_text(text: str) -> str:
+    """Text with reply quote markers (``> ``) and all white space removed, for matching."""
+    return _SPACE.sub("", _QUOTE_PREFIX.sub("", text))
+
+
+def html_to_compact_text(markup: str) -> str:
+    """The text of an HTML fragment, compacted as :func:`compact_text` does."""
+    return compact_text(html.unescape(_TAG.sub("", markup)))
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A parsed template.
+
+    Attributes:
+        source: the template as written.
+        is_html: True for an HTML template (values are escaped when rendered).
+        pieces: static strings and variables in order; a variable is ``(canonical name,)``.
+        fingerprint: the compacted static pieces that identify this template in a body.
+            Pieces with fewer than three letters or digits (``--``, ``|``) are left out; an
+            all-variable template has an empty fingerprint and is recognised by its token.
+        token: a short digest of the template source, written into HTML insertions.
+    """
+
+    source: str
+    is_html: bool
+    pieces: tuple[str | tuple[str], ...]
+    fingerprint: tuple[str, ...]
+    token: str
+
+    @classmethod
+    def parse(cls, source: str, *, is_html: bool) -> Template:
+        """Split ``source`` into static text and variables."""
+        pieces: list[str | tuple[str]] = []
+        last = 0
+        for match in _TOKEN.finditer(source):
+            if match.start() > last:
+                pieces.append(source[last:match.start()])
+            pieces.append((canonical_name(match.group(1) or match.group(2)),))
+            last = match.end()
+        if last < len(source):
+            pieces.append(source[last:])
+        found = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                text = html_to_compact_text(piece) if is_html else compact_text(piece)
+                if sum(ch.isalnum() for ch in text) >= _MIN_PIECE_ALNUM:
+                    found.append(text)
+        kind = b"html\0" if is_html else b"text\0"
+        token = hashlib.sha256(kind + source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return cls(source, is_html, tuple(pieces), tuple(found), token)
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The canonical names of every variable used."""
+        return frozenset(p[0] for p in self.pieces if isinstance(p, tuple))
+
+    def render(self, values: Mapping[str, str], *, missing: str = "empty") -> str | None:
+        """The template with every variable replaced by its cleaned (and escaped) value.
+
+        Args:
+            values: canonical variable name -> raw value.
+            missing: ``empty`` renders a missing or empty value as nothing; ``skip``
+                returns ``None`` so that no disclaimer is inserted.
+        """
+        out: list[str] = []
+        for piece in self.pieces:
+            if isinstance(piece, str):
+                out.append(piece)
+                continue
+            value = clean_value(values.get(piece[0], ""))
+            if not value and missing == "skip":
+                return None
+            out.append(html.escape(value, quote=True) if self.is_html else value)
+        return "".join(out)
+
+
+def contains_pieces(compact_body: str, pieces: tuple[str, ...]) -> bool:
+    """True when every piece occurs in ``compact_body``, in order (and there is a piece)."""
+    if not pieces:
+        return False
+    position = 0
+    for piece in pieces:
+        found = compact_body.find(piece, position)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True

@@ -1,0 +1,71 @@
+"""Putting a disclaimer into plain text: at the bottom, at the top, or above the quoted reply.
+
+A reply's quoted part starts at the first line that is an attribution ("On ... wrote:",
+"Am ... schrieb ...:", "Le ... a écrit :"), a separator ("-----Original Message-----",
+Outlook's line of underscores) or a ``>`` quote; an unknown attribution line ending in ``:``
+right above the first ``>`` line counts too. The disclaimer uses the text's own line breaks.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["insert_text", "reply_offset"]
+
+_REPLY = re.compile(
+    r"(?m)^(?:"
+    r"[ \t]*-{2,}[ \t]*(?:Original Message|Ursprüngliche Nachricht|Message d'origine|"
+    r"Mensaje original|Messaggio originale|Oorspronkelijk bericht|Forwarded message|"
+    r"Weitergeleitete Nachricht)[ \t]*-{2,}[ \t]*\r?$"
+    r"|_{20,}[ \t]*\r?$"
+    r"|On [^\r\n]{1,300}(?:\r?\n[^\r\n>]{1,300})? wrote:[ \t]*\r?$"
+    r"|Am [^\r\n]{1,300}(?:\r?\n[^\r\n>]{1,300})? schrieb[^\r\n]{0,300}:[ \t]*\r?$"
+    r"|Le [^\r\n]{1,300}(?:\r?\n[^\r\n>]{1,300})? a écrit ?:[ \t]*\r?$"
+    r"|El [^\r\n]{1,300} escribió:[ \t]*\r?$"
+    r"|Il [^\r\n]{1,300} ha scritto:[ \t]*\r?$"
+    r"|Op [^\r\n]{1,300} schreef[^\r\n]{0,300}:[ \t]*\r?$"
+    r"|>)")
+_PREVIOUS_LINE = re.compile(r"[^\r\n]*:[ \t]*\r?\n\Z")
+
+
+def reply_offset(text: str) -> int | None:
+    """Where the quoted part of a reply starts (a line start), or ``None``."""
+    match = _REPLY.search(text)
+    if match is None:
+        return None
+    start = match.start()
+    if text.startswith(">", start) and start > 0:
+        line_start = text.rfind("\n", 0, start - 1) + 1
+        previous = text[line_start:start]
+        if previous.strip() and _PREVIOUS_LINE.match(previous):
+            return line_start
+    return start
+
+
+def _line_break(text: str, default: str) -> str:
+    first = text.find("\n")
+    if first < 0:
+        return default
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
+def insert_text(text: str, disclaimer: str, placement: str, *, newline: str = "\r\n") -> str:
+    """``text`` with ``disclaimer`` inserted at ``placement`` (bottom, top or reply).
+
+    The disclaimer is set off by one blank line and written with the text's line breaks
+    (``newline`` when the text has none).
+    """
+    nl = _line_break(text, newline)
+    block = nl.join(disclaimer.splitlines()) + nl
+    if placement == "top":
+        return block + nl + text
+    offset = reply_offset(text) if placement == "reply" else None
+    if offset is None:
+        if not text:
+            return block
+        head = text if text.endswith(("\n", "\r")) else text + nl
+        return head + nl + block
+    head, tail = text[:offset], text[offset:]
+    if head and not head.endswith(nl + nl) and head.strip():
+        head += nl
+    return head + block + nl + tail

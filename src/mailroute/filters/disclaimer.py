@@ -1,0 +1,152 @@
+"""The ``disclaimer`` filter: a text disclaimer in text bodies, an HTML one in HTML bodies.
+
+Policy options (the ``mailroute disclaimer`` flags without dashes, ``-`` as ``_``):
+
+``text`` (file, required), ``html`` (file; default: the text one, escaped), ``position``
+(``bottom`` default, ``top``, ``reply``: above the quoted part of a reply), ``var`` (list of
+``NAME=VALUE``), ``directory`` (sender directory, ``.csv`` or ``.toml``), ``missing``
+(``empty`` default, or ``skip``: no disclaimer when a variable has no value), ``signed``
+(``wrap`` default, ``skip``, ``reject``), ``invites`` (``skip`` default: leave invitations
+alone; ``bodies``: edit their text and HTML bodies, never the calendar part),
+``auto_replies`` (``skip`` default, or ``add``), ``html_parser`` (``auto`` default: the linear
+scan where it is unambiguous, html5lib otherwise; ``html5lib``: always html5lib),
+``html_max_chars`` and ``html_max_depth`` (the limits beyond which html5lib is not used).
+
+Template variables come from, lowest priority first: the sender's address (``email``), the
+``var`` options, the sender directory entry of the ``From`` address (or the envelope sender).
+The filter annotates the item with ``disclaimer`` (a summary) and, when HTML was edited,
+``disclaimer.html-locator`` (``scan``, ``html5lib`` or ``fallback`` per HTML body).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailroute.config.options import Options
+from mailroute.disclaimer.directory import SenderDirectory, load_directory
+from mailroute.disclaimer.insert import Disclaimer, Settings, add_disclaimer
+from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlLimits
+from mailroute.disclaimer.template import MISSING_POLICIES, Template, canonical_name
+from mailroute.errors import MailrouteError
+from mailroute.item import MailItem
+from mailroute.mime import parse_addresses
+from mailroute.pipeline import Context
+from mailroute.results import Outcome
+
+__all__ = ["DisclaimerFilter", "build", "html_from_text"]
+
+_MAX_TEMPLATE = 64 * 1024
+SIGNED_POLICIES = ("wrap", "skip", "reject")
+
+
+@dataclass(frozen=True, slots=True)
+class DisclaimerFilter:
+    """Insert a disclaimer once into every body of a message (see the module docstring)."""
+
+    text_template: Template
+    html_template: Template
+    variables: tuple[tuple[str, str], ...] = ()
+    directory: SenderDirectory = field(default_factory=SenderDirectory)
+    missing: str = "empty"
+    settings: Settings = field(default_factory=Settings)
+    name: str = "disclaimer"
+
+    def values_for(self, item: MailItem) -> dict[str, str]:
+        """The template values for ``item``'s sender."""
+        sender = _sender(item)
+        values = {"email": sender} if sender else {}
+        values.update(self.variables)
+        if sender:
+            values.update(self.directory.lookup(sender))
+        return values
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        """Add the disclaimer, or reject protected mail when ``signed = "reject"``."""
+        values = self.values_for(item)
+        text = self.text_template.render(values, missing=self.missing)
+        markup = self.html_template.render(values, missing=self.missing)
+        if text is None or markup is None:
+            return item.annotate("disclaimer", "skipped: missing-value")
+        disclaimer = Disclaimer(self.text_template, self.html_template, text, markup)
+        result = add_disclaimer(item.message, disclaimer, self.settings)
+        if result.refused:
+            return Outcome.reject("5.7.1", "signed or encrypted mail cannot carry the "
+                                  "required disclaimer")
+        changed = item.evolve(message=result.message).annotate("disclaimer", result.summary())
+        if result.locators:
+            changed = changed.annotate("disclaimer.html-locator", ",".join(result.locators))
+        return changed
+
+
+def _sender(item: MailItem) -> str:
+    field_ = item.message.headers.get("From")
+    if field_ is not None:
+        try:
+            addresses = parse_addresses(field_)
+        except MailrouteError:
+            addresses = ()
+        if addresses:
+            return addresses[0]
+    return item.envelope.mail_from.strip().lower()
+
+
+def html_from_text(source: str) -> str:
+    """An HTML template from a text template: escaped, line breaks as ``<br>``."""
+    escaped = html.escape(source.rstrip("\r\n"), quote=False)
+    return "<br>\n".join(escaped.splitlines())
+
+
+def _read_template(options: Options, name: str, path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise options.error(name, f"cannot read {path}: {exc.__class__.__name__}") from exc
+    if len(data) > _MAX_TEMPLATE:
+        raise options.error(name, f"{path} is larger than {_MAX_TEMPLATE} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise options.error(name, f"{path} is not UTF-8") from exc
+
+
+def _variables(options: Options) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for entry in options.string_list("var"):
+        name, sep, value = entry.partition("=")
+        if not sep or not canonical_name(name):
+            raise options.error("var", f"expected NAME=VALUE, got {name[:40]!r}")
+        pairs.append((canonical_name(name), value))
+    return tuple(pairs)
+
+
+def build(options: Options) -> DisclaimerFilter:
+    """Build the filter from its policy options or command-line flags."""
+    text_source = _read_template(options, "text", options.path("text"))
+    html_path = options.optional_path("html")
+    html_source = (_read_template(options, "html", html_path) if html_path is not None
+                   else html_from_text(text_source))
+    directory_path = options.optional_path("directory")
+    try:
+        directory = (load_directory(directory_path) if directory_path is not None
+                     else SenderDirectory())
+    except ValueError as exc:
+        raise options.error("directory", str(exc)) from exc
+    limits = HtmlLimits(
+        max_chars=options.integer("html_max_chars", HtmlLimits().max_chars, minimum=1),
+        max_depth=options.integer("html_max_depth", HtmlLimits().max_depth, minimum=1))
+    settings = Settings(
+        placement=options.choice("position", PLACEMENTS, "bottom"),
+        html_parser=options.choice("html_parser", PARSERS, "auto"),
+        html_limits=limits,
+        invites=options.choice("invites", ("skip", "bodies"), "skip"),
+        auto_replies=options.choice("auto_replies", ("skip", "add"), "skip"),
+        signed=options.choice("signed", SIGNED_POLICIES, "wrap"))
+    return DisclaimerFilter(
+        text_template=Template.parse(text_source, is_html=False),
+        html_template=Template.parse(html_source, is_html=True),
+        variables=_variables(options),
+        directory=directory,
+        missing=options.choice("missing", MISSING_POLICIES, "empty"),
+        settings=settings)

@@ -57,7 +57,7 @@ def _outcome_object(o: Outcome) -> dict[str, object]:
     return {"recipient": o.recipient, "address": o.address, "kind": o.kind,
             "status": str(o.status), "final": o.final, "gateway_passes": o.gateway_passes,
             "exo_passes": o.exo_passes, "flows": list(o.flows), "bypass": o.bypass,
-            "marker_at_delivery": o.marker_at_delivery,
+            "marker_at_delivery": o.marker_at_delivery, "disclaimers": o.disclaimers,
             "reply": str(o.reply) if o.reply else None}
 
 
@@ -98,6 +98,8 @@ def render_text(sim: Simulation) -> str:
             flags.append("BYPASS")
         if o.marker_at_delivery:
             flags.append("MARKER LEAKED")
+        if o.disclaimers > 1:
+            flags.append(f"{o.disclaimers} DISCLAIMERS")
         reply = f" ({o.reply})" if o.reply else ""
         name = o.recipient if o.address == o.recipient else f"{o.recipient} -> {o.address}"
         mark = f"  {' '.join(flags)}" if flags else ""

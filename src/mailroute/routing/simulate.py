@@ -94,6 +94,7 @@ class Outcome:
         gateway_passes / exo_passes: node visits on the way.
         flows: the directions the gateway processed it with, in order.
         marker_at_delivery: a marker was still present when delivered (must be ``False``).
+        disclaimers: EXO disclaimers the delivered message carries (2 means applied twice).
         bypass: delivered although the topology's policy wanted a gateway pass.
         reply: the SMTP reply for refusals, NDRs and loops.
         steps: indexes of the :class:`SimStep` objects on its path.
@@ -108,6 +109,7 @@ class Outcome:
     exo_passes: int
     flows: tuple[str, ...]
     marker_at_delivery: bool
+    disclaimers: int
     bypass: bool
     reply: Reply | None
     steps: tuple[int, ...]
@@ -268,8 +270,10 @@ def _state(pending: _Pending, run: _Run) -> tuple[object, ...]:
     message = pending.hop.message
     mark = tuple(v.strip()[:10] for v in values_of(message.headers, gw.marker.header))
     bypass = tuple(values_of(message.headers, gw.bypass_header))
+    conn = pending.hop.connection
     return (pending.node, frozenset(pending.tracks), pending.hop.envelope.mail_from, mark,
-            bypass, message.flags, message.wrapped)
+            bypass, message.flags, message.wrapped, conn.source, conn.client_ip,
+            conn.peer_cert_names)
 
 
 def _visit(run: _Run, pending: _Pending) -> None:
@@ -425,8 +429,8 @@ def _end(run: _Run, track: _Track, address: str, status: Status, final: str,
     marker = delivered and bool(values_of(message.headers, run.topology.gateway.marker.header))
     bypass = delivered and track.gw < _required_passes(run, track, address, message)
     run.outcomes.append(Outcome(track.original, address.lower(), track.kind, status, final,
-                                track.gw, track.exo, track.flows, marker, bypass, reply,
-                                track.steps))
+                                track.gw, track.exo, track.flows, marker,
+                                message.disclaimers, bypass, reply, track.steps))
 
 
 def _required_passes(run: _Run, track: _Track, address: str, message: MessageFacts) -> int:

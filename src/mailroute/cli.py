@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroute.commands.disclaimer",
     "mailroute.commands.routing",
     "mailroute.commands.marker",
+    "mailroute.commands.smime",
 )
 
 

@@ -25,6 +25,10 @@ FILTERS: dict[str, tuple[str, str, str | None]] = {
     "disclaimer": ("mailroute.filters.disclaimer", "build", "html"),
     "marker-set": ("mailroute.filters.marker", "build_set", None),
     "marker-verify": ("mailroute.filters.marker", "build_verify", None),
+    "smime-sign": ("mailroute.filters.smime", "build_sign", "smime"),
+    "smime-encrypt": ("mailroute.filters.smime", "build_encrypt", "smime"),
+    "smime-decrypt": ("mailroute.filters.smime", "build_decrypt", "smime"),
+    "smime-verify": ("mailroute.filters.smime", "build_verify", "smime"),
 }
 
 

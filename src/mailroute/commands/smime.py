@@ -1,0 +1,151 @@
+"""``mailroute smime sign|encrypt|decrypt|verify`` (CLI.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mailroute.adapters.pipe import read_bounded
+from mailroute.commands.common import (
+    add_envelope_arguments,
+    add_io_arguments,
+    envelope_from_args,
+    open_input,
+    options_from_args,
+    report_config_error,
+    run_filter_command,
+)
+from mailroute.errors import ConfigError, MalformedMessageError, MessageError
+from mailroute.exitcodes import ExitCode
+from mailroute.filters.registry import build_filter
+from mailroute.filters.smime import SmimeVerify, verify_message
+from mailroute.item import MailItem
+from mailroute.limits import DEFAULT_LIMITS
+from mailroute.mime.scan import parse
+from mailroute.pipeline import Context
+from mailroute.smime.algorithms import CONTENT_CIPHERS, DIGESTS
+from mailroute.smime.verify import Verification
+
+__all__ = ["register"]
+
+_SIGN = ("cert", "key", "chain", "opaque", "passphrase_file", "pss", "digest")
+_ENCRYPT = ("recipient_cert", "cipher", "oaep")
+_DECRYPT = ("cert", "key", "passphrase_file", "on_failure")
+_VERIFY = ("trust", "from_match")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``smime`` and its four subcommands."""
+    smime = subparsers.add_parser("smime", help="S/MIME sign, encrypt, decrypt, verify",
+                                  description="S/MIME (RFC 8551) for one message.")
+    commands = smime.add_subparsers(dest="smime_command", metavar="ACTION", required=True)
+
+    sign = commands.add_parser(
+        "sign", help="sign (detached multipart/signed unless --opaque)",
+        description="Sign the message. The entity is canonicalised (CRLF, 7-bit transfer "
+                    "encodings) and the bytes written are exactly the bytes signed.")
+    sign.add_argument("--cert", required=True, type=Path, metavar="FILE",
+                      help="signer certificate (PEM or DER)")
+    sign.add_argument("--key", required=True, type=Path, metavar="FILE",
+                      help="signer private key (PEM or DER; RSA, EC or Ed25519)")
+    sign.add_argument("--chain", action="append", default=[], metavar="FILE",
+                      help="intermediate certificates to include (repeatable)")
+    sign.add_argument("--opaque", action="store_true", default=None,
+                      help="application/pkcs7-mime signed-data instead of multipart/signed")
+    sign.add_argument("--passphrase-file", type=Path, metavar="FILE",
+                      help="file whose first line decrypts the key")
+    sign.add_argument("--pss", action="store_true", default=None,
+                      help="RSASSA-PSS instead of PKCS#1 v1.5 for RSA keys")
+    sign.add_argument("--digest", choices=sorted(DIGESTS), help="digest (default sha256)")
+    _common(sign, lambda a: run_filter_command(a, "smime-sign", _SIGN))
+
+    encrypt = commands.add_parser("encrypt", help="encrypt to every certificate given",
+                                  description="Encrypt the message (application/pkcs7-mime).")
+    encrypt.add_argument("--recipient-cert", action="append", required=True,
+                         metavar="FILE", help="recipient certificate (repeatable)")
+    encrypt.add_argument("--cipher", choices=list(CONTENT_CIPHERS),
+                         help="content cipher (default aes-256-cbc; GCM uses "
+                              "AuthEnvelopedData)")
+    encrypt.add_argument("--oaep", action="store_true", default=None,
+                         help="RSAES-OAEP (SHA-256) key transport instead of PKCS#1 v1.5")
+    _common(encrypt, lambda a: run_filter_command(a, "smime-encrypt", _ENCRYPT))
+
+    decrypt = commands.add_parser(
+        "decrypt", help="decrypt; writes the inner message",
+        description="Decrypt a top-level S/MIME encrypted message. Writes the outer header "
+                    "fields (without the encrypted layer's Content-* fields) and the "
+                    "decrypted entity. Exit 65 when the message is not encrypted, 69 when "
+                    "it cannot be decrypted (one message for every cause).")
+    decrypt.add_argument("--cert", required=True, type=Path, metavar="FILE",
+                         help="our certificate")
+    decrypt.add_argument("--key", required=True, type=Path, metavar="FILE",
+                         help="our private key (RSA)")
+    decrypt.add_argument("--passphrase-file", type=Path, metavar="FILE",
+                         help="file whose first line decrypts the key")
+    decrypt.set_defaults(on_failure="reject")
+    _common(decrypt, lambda a: run_filter_command(a, "smime-decrypt", _DECRYPT))
+
+    verify = commands.add_parser(
+        "verify", help="verify every signer; exit 0 only when all are valid",
+        description="Verify the top-level S/MIME signature against the trust anchors. Exit 0 "
+                    "when every signer is valid, 1 otherwise (unsigned included), 65 for a "
+                    "message that cannot be parsed.")
+    verify.add_argument("--trust", action="append", required=True, metavar="FILE",
+                        help="trust anchor certificates (repeatable)")
+    verify.add_argument("--from-match", action=argparse.BooleanOptionalAction, default=None,
+                        help="require a signer address equal to From (default: on)")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    add_io_arguments(verify)
+    add_envelope_arguments(verify)
+    verify.set_defaults(handler=run_verify)
+
+
+def _common(parser: argparse.ArgumentParser, handler: object) -> None:
+    add_io_arguments(parser)
+    add_envelope_arguments(parser)
+    parser.set_defaults(handler=handler)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Verify the input message's S/MIME signature and report every signer."""
+    try:
+        options = options_from_args(args, _VERIFY)
+        step = build_filter("smime-verify", options)
+        options.finish()
+    except ConfigError as error:
+        return report_config_error(error)
+    assert isinstance(step, SmimeVerify)
+    with open_input(args) as stream:
+        data = read_bounded(stream, DEFAULT_LIMITS.max_message_size)
+    if data is None:
+        sys.stderr.write(f"5.3.4 message larger than {DEFAULT_LIMITS.max_message_size} bytes\n")
+        return ExitCode.DATAERR
+    try:
+        message = parse(data, limits=DEFAULT_LIMITS)
+    except MessageError as error:
+        sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
+        return ExitCode.DATAERR
+    item = MailItem(envelope=envelope_from_args(args), message=message)
+    try:
+        found = verify_message(item, Context(), step.trust, from_match=step.from_match)
+        report = _report(found[1] if found is not None else None)
+    except MalformedMessageError:
+        report = {"valid": False, "reason": "malformed", "signers": []}
+    if args.json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        sys.stderr.write(f"smime {report['reason']}\n")
+        for signer in report["signers"]:  # type: ignore[attr-defined]
+            sys.stderr.write(f"signer {signer['email'] or signer['subject']}: "
+                             f"{signer['reason']}\n")
+    return ExitCode.OK if report["valid"] else ExitCode.NEGATIVE
+
+
+def _report(result: Verification | None) -> dict[str, object]:
+    if result is None:
+        return {"valid": False, "reason": "no-signature", "signers": []}
+    return {"valid": result.valid, "reason": result.reason, "signers": [
+        {"email": s.email, "subject": s.subject, "valid": s.valid, "reason": s.status.value}
+        for s in result.signers]}

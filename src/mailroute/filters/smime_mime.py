@@ -1,0 +1,197 @@
+"""The MIME side of S/MIME (RFC 8551 section 3): which bytes are signed or encrypted, and the
+entities that carry the CMS structures.
+
+Signing canonicalises first (CRLF line ends, 8-bit leaves re-encoded as quoted-printable or
+base64) so that the bytes emitted are exactly the bytes signed. Verification takes the signed
+entity's bytes from the parsed tree, which are the bytes as received. Decryption looks at the
+top-level entity only and builds the result from the outer header fields and the decrypted
+entity, never mixing in other parts (EFAIL).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from mailroute.limits import Limits
+from mailroute.mime.emit import body_chunks
+from mailroute.mime.headers import HeaderBlock, HeaderField, make_field
+from mailroute.mime.message import Message, build_leaf
+from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
+from mailroute.mime.scan import parse
+from mailroute.mime.transfer import decode_payload, encode_payload
+from mailroute.smime.der import Chunk
+
+__all__ = [
+    "CRLF",
+    "SignedLayer",
+    "canonicalise",
+    "decrypted_message",
+    "encrypted_payload",
+    "entity_chunks",
+    "find_signed",
+    "pkcs7_message",
+    "signed_message",
+    "split_root",
+]
+
+CRLF = b"\r\n"
+PKCS7_MIME = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+PKCS7_SIGNATURE = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
+ENCRYPTED_TYPES = frozenset({"enveloped-data", "authenveloped-data"})
+_LONG_LINE = re.compile(rb"[^\n]{999}")
+_DETACHED_SIGNATURE_FIELDS = (("Content-Disposition", 'attachment; filename="smime.p7s"'),
+                              ("Content-Description", "S/MIME Cryptographic Signature"))
+
+
+def split_root(message: Message) -> tuple[tuple[HeaderField, ...], Part]:
+    """The root's non-content fields, and the root as an entity with only its Content-* fields."""
+    root = message.root
+    content = tuple(f for f in root.headers if f.lower_name.startswith("content-"))
+    outer = tuple(f for f in root.headers if not f.lower_name.startswith("content-"))
+    return outer, replace(root, headers=HeaderBlock(content))
+
+
+def entity_chunks(part: Part) -> list[Chunk]:
+    """The bytes of ``part`` as chunks (header fields, separator, body), nothing copied."""
+    return [*(f.raw for f in part.headers), part.separator, *body_chunks(part)]
+
+
+def _seven_bit_crlf(body: bytes) -> bool:
+    return (body.isascii() and b"\0" not in body and body.count(b"\n") == body.count(CRLF)
+            and _LONG_LINE.search(body) is None)
+
+
+def canonicalise(message: Message, limits: Limits) -> Message:
+    """The message with CRLF line ends and every leaf 7-bit safe (RFC 8551 section 3.1).
+
+    Leaves that already are stay byte-identical; 8-bit text becomes quoted-printable, other
+    8-bit content base64.
+    """
+    for path, part in list(message.walk()):
+        if part.is_multipart:
+            continue
+        body = part.body_bytes()
+        if _seven_bit_crlf(body):
+            continue
+        if body.isascii() and b"\0" not in body and _LONG_LINE.search(body) is None:
+            continue  # only the line ends differ: fixed below for the whole message
+        data = decode_payload(part).data
+        encoding = "quoted-printable" if part.mime_type.startswith("text/") else "base64"
+        headers = part.headers.replaced("Content-Transfer-Encoding", make_field(
+            "Content-Transfer-Encoding", encoding, newline=message.newline))
+        message = message.replace_part(path, replace(
+            part, headers=headers,
+            body=LeafBody(Span.of(encode_payload(data, encoding, message.newline)))))
+    needs_crlf = message.newline != CRLF or any(
+        not p.is_multipart and p.body_bytes().count(b"\n") != p.body_bytes().count(CRLF)
+        for _, p in message.walk())
+    if needs_crlf:
+        data = message.to_bytes().replace(CRLF, b"\n").replace(b"\n", CRLF)
+        return parse(data, limits=limits)
+    return message
+
+
+def signed_message(message: Message, signature_der: bytes, micalg: str) -> Message:
+    """``message`` (already canonical) as ``multipart/signed`` with the detached signature."""
+    signature = build_leaf('application/pkcs7-signature; name="smime.p7s"', signature_der,
+                           encoding="base64", fields=_DETACHED_SIGNATURE_FIELDS,
+                           newline=message.newline)
+    wrapped = message.wrap((), subtype="signed", after=(signature,))
+    body = wrapped.root.body
+    assert isinstance(body, MultipartBody)
+    return wrapped.replace_header(
+        "Content-Type", 'multipart/signed; protocol="application/pkcs7-signature"; '
+                        f'micalg={micalg}; boundary="{body.boundary}"')
+
+
+def pkcs7_message(message: Message, smime_type: str, body: bytes) -> Message:
+    """The root replaced by an ``application/pkcs7-mime`` leaf holding base64 ``body``."""
+    outer, _ = split_root(message)
+    nl = message.newline
+    fields = list(outer)
+    if not any(f.lower_name == "mime-version" for f in outer):
+        fields.append(make_field("MIME-Version", "1.0", newline=nl))
+    fields += [
+        make_field("Content-Type", f'application/pkcs7-mime; smime-type={smime_type}; '
+                                   'name="smime.p7m"', newline=nl),
+        make_field("Content-Transfer-Encoding", "base64", newline=nl),
+        make_field("Content-Disposition", 'attachment; filename="smime.p7m"', newline=nl),
+    ]
+    return message.replace_part((), Part(HeaderBlock(tuple(fields)), nl, LeafBody(Span.of(body))))
+
+
+@dataclass(frozen=True, slots=True)
+class SignedLayer:
+    """The signature found: the CMS bytes, the signed entity's bytes when detached, and
+    where the signed entity is (``()`` the root, ``(0,)`` the first part of a wrapper)."""
+
+    cms: bytes
+    content: bytes | None
+    path: tuple[int, ...] = ()
+
+
+def find_signed(message: Message) -> SignedLayer | None:
+    """The signature at the top of the tree, or ``None`` when the message is not signed there.
+
+    Besides the root, the first part of a top-level ``multipart/mixed`` counts: that is what
+    a gateway's disclaimer wrap produces (the signed entity byte-identical inside, the other
+    parts unsigned, which the ``path`` records). Signed entities anywhere else are errant
+    layers (RFC 8551 section 3, LAMPS e-mail guidance) and are not the message's signature.
+    """
+    root = message.root
+    layer = _signed_entity(message, root, ())
+    if layer is None and root.mime_type == "multipart/mixed" and root.children:
+        layer = _signed_entity(message, root.children[0], (0,))
+    return layer
+
+
+def _signed_entity(message: Message, part: Part, path: tuple[int, ...]) -> SignedLayer | None:
+    if part.mime_type == "multipart/signed":
+        protocol = (part.content_type.param("protocol") or "").lower()
+        if protocol not in PKCS7_SIGNATURE or len(part.children) != 2:
+            return None
+        if not message.structurally_sound(path):
+            return None
+        return SignedLayer(decode_payload(part.children[1]).data, part.children[0].to_bytes(),
+                           path)
+    if part.mime_type in PKCS7_MIME:
+        smime_type = (part.content_type.param("smime-type") or "").lower()
+        if smime_type == "signed-data" or (not smime_type and _sniff(part) == 0x02):
+            return SignedLayer(decode_payload(part).data, None, path)
+    return None
+
+
+def encrypted_payload(message: Message) -> bytes | None:
+    """The CMS bytes of a top-level encrypted entity, or ``None``."""
+    root = message.root
+    if root.mime_type not in PKCS7_MIME:
+        return None
+    smime_type = (root.content_type.param("smime-type") or "").lower()
+    if smime_type in ENCRYPTED_TYPES or (not smime_type and _sniff(root) in (0x03, 0x17)):
+        return decode_payload(root).data
+    return None
+
+
+def _sniff(part: Part) -> int:
+    """The last arc of the CMS content type OID (2 signed, 3 enveloped, 23 authenveloped)."""
+    data = decode_payload(part).data[:40]
+    marker = bytes.fromhex("2a864886f70d0107")
+    at = data.find(marker)
+    if at >= 0 and at + len(marker) < len(data):
+        return data[at + len(marker)]
+    return 0x17 if bytes.fromhex("2a864886f70d0109100117") in data else -1
+
+
+def decrypted_message(message: Message, plaintext: bytes, limits: Limits) -> Message:
+    """The outer header fields minus the encrypted layer's Content-* fields, then the
+    decrypted entity (CLI.md "Pinned details").
+
+    Raises:
+        MessageError: the plaintext is not a sound MIME entity.
+    """
+    inner = parse(plaintext, limits=limits)
+    outer, _ = split_root(message)
+    root = inner.root
+    return Message(replace(root, headers=HeaderBlock((*outer, *root.headers))),
+                   inner.defects, inner.newline)

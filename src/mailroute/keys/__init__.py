@@ -1,0 +1,1 @@
+"""Where secrets and certificates come from: certificate stores, key files."""

@@ -1,0 +1,156 @@
+"""The S/MIME filters in a pipeline: results, annotations, wrap round trip, policy files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from mailroute.config.policy import load_policy
+from mailroute.filters.smime import SmimeDecrypt, SmimeEncrypt, SmimeSign, SmimeVerify
+from mailroute.item import Envelope
+from mailroute.keys.certstore import DirectoryCertStore
+from mailroute.mime import build_leaf, parse
+from mailroute.pipeline import Context, Pipeline
+from mailroute.results import Action
+from mailroute.smime import Identity, Signer, TrustAnchors
+from tests.smime.pki import NOW, Pki
+from tests.smime.test_mime_interop import MESSAGE
+
+CONTEXT = Context(clock=NOW.timestamp)
+
+
+def _signer(pki: Pki) -> Signer:
+    return Signer(pki.alice.cert, pki.alice.key, (pki.issuing.cert,))
+
+
+def _verify(pki: Pki, data: bytes, authserv_id: str = "mailroute") -> tuple[str, object]:
+    result = Pipeline(filters=(SmimeVerify(TrustAnchors((pki.root.cert,))),),
+                      authserv_id=authserv_id).process(data, context=CONTEXT)
+    assert result.action is Action.ACCEPT
+    assert result.item is not None
+    assert result.data is not None
+    fields = parse(result.data).headers.get_all("Authentication-Results")
+    return "\n".join(f.value for f in fields), result.item.annotation("smime.verify")
+
+
+@pytest.mark.parametrize("opaque", [False, True], ids=["detached", "opaque"])
+def test_sign_then_disclaimer_wrap_still_verifies(pki: Pki, opaque: bool) -> None:
+    signed = Pipeline(filters=(SmimeSign(_signer(pki), opaque=opaque),)).process(
+        MESSAGE, context=CONTEXT)
+    assert signed.data is not None
+    disclaimer = build_leaf("text/plain", "Sent through the gateway.\r\n")
+    wrapped = parse(signed.data).wrap((), after=(disclaimer,))
+    assert wrapped.root.mime_type == "multipart/mixed"
+    header, verdict = _verify(pki, wrapped.to_bytes())
+    assert verdict == "valid"
+    assert header == ("mailroute; smime=pass reason=\"valid\" "
+                      "body.smime-identifier=alice@example.org body.smime-part=1")
+
+
+def test_verify_writes_our_result_and_strips_forged_copies(pki: Pki) -> None:
+    signed = Pipeline(filters=(SmimeSign(_signer(pki)),)).process(MESSAGE, context=CONTEXT)
+    assert signed.data is not None
+    forged = b"Authentication-Results: mx.example.net; smime=pass\r\n" + signed.data.replace(
+        b"signed body", b"signed b0dy")
+    header, verdict = _verify(pki, forged, authserv_id="mx.example.net")
+    assert verdict == "bad-digest"
+    assert header == ("mx.example.net; smime=fail reason=\"bad-digest\" "
+                      "body.smime-identifier=alice@example.org")
+
+
+def test_unsigned_message_gets_smime_none(pki: Pki) -> None:
+    header, verdict = _verify(pki, MESSAGE)
+    assert (header, verdict) == ("mailroute; smime=none", "none")
+
+
+def test_signed_part_deeper_in_the_tree_is_not_the_messages_signature(pki: Pki) -> None:
+    signed = Pipeline(filters=(SmimeSign(_signer(pki)),)).process(MESSAGE, context=CONTEXT)
+    assert signed.data is not None
+    first = build_leaf("text/plain", "unsigned text first\r\n")
+    errant = parse(signed.data).wrap((), before=(first,))
+    assert _verify(pki, errant.to_bytes())[1] == "none"
+
+
+@pytest.mark.parametrize(("cipher", "authenticated"), [("aes-256-cbc", "no"),
+                                                       ("aes-256-gcm", "yes")])
+def test_decrypt_flags_cbc_plaintext_as_unauthenticated(pki: Pki, cipher: str,
+                                                        authenticated: str) -> None:
+    pipeline = Pipeline(filters=(
+        SmimeEncrypt((pki.alice.cert,), cipher=cipher),
+        SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),))))
+    result = pipeline.process(MESSAGE, context=CONTEXT)
+    assert result.data == MESSAGE
+    assert result.item is not None
+    assert result.item.annotation("smime.authenticated") == authenticated
+    assert result.item.annotation("smime.cipher") == cipher
+
+
+def test_encrypt_leaves_an_encrypted_message_alone(pki: Pki) -> None:
+    once = Pipeline(filters=(SmimeEncrypt((pki.alice.cert,)),)).process(MESSAGE,
+                                                                        context=CONTEXT)
+    assert once.data is not None
+    twice = Pipeline(filters=(SmimeEncrypt((pki.alice.cert,)),)).process(once.data,
+                                                                         context=CONTEXT)
+    assert twice.data == once.data
+
+
+def test_decrypt_filter_passes_undecryptable_mail_on_by_default(pki: Pki) -> None:
+    once = Pipeline(filters=(SmimeEncrypt((pki.alice.cert,)),)).process(MESSAGE,
+                                                                        context=CONTEXT)
+    assert once.data is not None
+    result = Pipeline(filters=(SmimeDecrypt((Identity(pki.dave.cert, pki.dave.key),)),)
+                      ).process(once.data, context=CONTEXT)
+    assert result.action is Action.ACCEPT
+    assert result.data == once.data
+    assert result.item is not None
+    assert result.item.annotation("smime.decrypt") == "failed"
+
+
+def test_policy_file_with_a_certificate_store(pki: Pki, tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    shutil.copy(pki.alice.cert_path, store / "alice.pem")
+    shutil.copy(pki.alice.key_path, store / "alice.key")
+    shutil.copy(pki.dave.cert_path, store / "dave.crt")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[pipeline]]\nfilter = "smime-encrypt"\ncert_dir = "certs"\n'
+                      'cipher = "aes-256-gcm"\n'
+                      '[[pipeline]]\nfilter = "smime-decrypt"\ncert_dir = "certs"\n')
+    pipeline = load_policy(policy)
+    result = pipeline.process(MESSAGE, Envelope(mail_from="a@example.net",
+                                                rcpt_to=["alice@EXAMPLE.org"]))
+    assert result.data == MESSAGE
+    assert result.item is not None
+    assert result.item.annotation("smime.cipher") == "aes-256-gcm"
+    missing = pipeline.process(MESSAGE, Envelope(rcpt_to=["nobody@example.org"]))
+    assert missing.action is Action.REJECT
+
+
+def test_directory_store_finds_certificates_and_keys(pki: Pki, tmp_path: Path) -> None:
+    p12 = tmp_path / "alice.p12"
+    subprocess.run(["openssl", "pkcs12", "-export", "-inkey", str(pki.alice.key_path), "-in",
+                    str(pki.alice.cert_path), "-passout", "pass:pw", "-out", str(p12)],
+                   check=True, capture_output=True)
+    der = tmp_path / "bob.der"
+    der.write_bytes(pki.bob.cert.public_bytes(Encoding.DER))
+    store = DirectoryCertStore.load(tmp_path, passphrase=b"pw")
+    assert [e.certificate for e in store.certificates_for("alice@Example.ORG")] == [
+        pki.alice.cert]
+    assert store.certificates_for("bob@example.net")[0].key is None
+    assert [e.emails for e in store.with_keys()] == [("alice@example.org",)]
+
+
+def test_policy_names_match_cli_flags(pki: Pki, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[[pipeline]]\nfilter = "smime-sign"\ncert = "{pki.alice.cert_path}"\n'
+                      f'key = "{pki.alice.key_path}"\nchain = ["{pki.chain_path}"]\n'
+                      'opaque = true\n')
+    done = subprocess.run([sys.executable, "-m", "mailroute", "process", "--config",
+                           str(policy)], input=MESSAGE, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert parse(done.stdout).root.content_type.param("smime-type") == "signed-data"

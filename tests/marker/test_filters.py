@@ -322,3 +322,10 @@ def test_marker_set_subprocess_logs_no_secret(tmp_path: Path) -> None:
     assert b"marker minted with key k1" in done.stderr
     assert SECRET_A_B64.encode() not in done.stderr + done.stdout
     assert SECRET_A not in done.stderr + done.stdout
+
+
+def test_in_memory_store_keeps_a_bounded_history_per_key() -> None:
+    store = InMemoryProcessedStore()
+    for second in range(1000):
+        store.record("same", second, 10_000)
+    assert store.count("same", 1000, 10_000) == InMemoryProcessedStore.MAX_PER_KEY

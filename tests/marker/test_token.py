@@ -7,10 +7,19 @@ import re
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from mailroute.errors import MessageError
 from mailroute.item import Direction
-from mailroute.marker import DEFAULT_FIELD, TOKEN_PATTERN, check_message, mark, parse_token
+from mailroute.marker import (
+    DEFAULT_FIELD,
+    TOKEN_PATTERN,
+    check_message,
+    mark,
+    normalise_message_id,
+    parse_token,
+)
+from mailroute.marker.binding import from_addresses
 from mailroute.marker.token import MAX_FIELD_LENGTH, format_time
-from mailroute.mime import parse
+from mailroute.mime import parse, parse_addresses
 from mailroute.mime.message import Message
 from mailroute.results import MarkerVerdict
 from tests.marker.helpers import MESSAGE, NOW, TAG, ring
@@ -103,3 +112,30 @@ def test_arbitrary_values_never_verify(value: str) -> None:
 def test_unmutated_token_in_the_same_harness_verifies() -> None:
     # The property above would pass vacuously if the harness broke every token.
     assert check_message(carrying(VALUE), RING, now=NOW).verdict is MarkerVerdict.VALID_FRESH
+
+
+# -- the fast paths of the binding agree with the general parsers --------------------------
+
+ID_CHARS = st.sampled_from("abcXYZ019.-_+$!<>@ ()\"\\\t")
+FROM_CHARS = st.sampled_from("abcXYZ019.-_+ü <>@,;:()\"\\=?\t")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=ID_CHARS, max_size=40))
+def test_message_id_fast_path_agrees_with_the_scan(value: str) -> None:
+    from mailroute.marker.binding import _scan_message_id
+
+    assert normalise_message_id(value) == _scan_message_id(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=FROM_CHARS, max_size=40))
+def test_from_fast_path_agrees_with_getaddresses(value: str) -> None:
+    message = parse(b"From: " + value.strip(" \t").encode() + b"\r\n\r\n")
+    field = message.headers.get("From")
+    assert field is not None
+    try:
+        general = ",".join(sorted(set(parse_addresses(field))))
+    except MessageError:
+        general = ""
+    assert from_addresses(message) == general

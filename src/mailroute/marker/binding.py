@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailroute.errors import MessageError
-from mailroute.limits import Limits
+from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.marker.token import b64url_encode
-from mailroute.mime.headers import parse_addresses
+from mailroute.mime.headers import HeaderField, parse_addresses
 from mailroute.mime.message import Message
 
 __all__ = [
@@ -32,6 +34,12 @@ __all__ = [
 log = logging.getLogger("mailroute.marker")
 _DOMAIN_SEPARATOR = b"mailroute-mark\x00"
 _WHITESPACE = frozenset(" \t\r\n")
+_SPECIAL = r"\s()\"\\<>,;:@"
+_PLAIN_ID = re.compile(rf"<[^{_SPECIAL}]*@[^{_SPECIAL}]*>")
+# ``Display Name <local@domain>`` or ``local@domain`` without quotes, comments, encoded
+# words or groups: the addr-spec getaddresses() would return, found without it.
+_PLAIN_FROM = re.compile(rf"(?:[^{_SPECIAL}=]*(?:[ \t]+[^{_SPECIAL}=]+)*[ \t]*)?"
+                         rf"<([^{_SPECIAL}]+@[^{_SPECIAL}]+)>|([^{_SPECIAL}]+@[^{_SPECIAL}]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +69,11 @@ def length_prefixed(text: str) -> bytes:
 def mac_input(*, tag: str, kid: str, t: str, nonce: str, d: str, org_id: str,
               binding: Binding) -> bytes:
     """The exact bytes the HMAC is computed over."""
-    return _DOMAIN_SEPARATOR + b"".join(length_prefixed(part) for part in (
-        "1", tag, kid, t, nonce, d, org_id, binding.message_id, binding.from_addresses))
+    out = bytearray(_DOMAIN_SEPARATOR)
+    for part in ("1", tag, kid, t, nonce, d, org_id, binding.message_id,
+                 binding.from_addresses):
+        out += length_prefixed(part)
+    return bytes(out)
 
 
 def compute_mac(mac_key: bytes, data: bytes) -> str:
@@ -76,6 +87,13 @@ def normalise_message_id(value: str) -> str:
 
     One linear pass; unbalanced comments or quotes simply run to the end of the value.
     """
+    if _PLAIN_ID.fullmatch(value):  # the common case; the same result as the scan
+        local, _, domain = value.rpartition("@")
+        return f"{local}@{domain.lower()}"
+    return _scan_message_id(value)
+
+
+def _scan_message_id(value: str) -> str:
     out: list[str] = []
     depth = 0
     quoted = False
@@ -117,19 +135,35 @@ def from_addresses(message: Message, limits: Limits | None = None) -> str:
 
     ``""`` when there is no From field or one cannot be parsed.
     """
-    found: set[str] = set()
-    try:
-        for field in message.headers.get_all("From"):
-            found.update(parse_addresses(field, limits))
-    except MessageError:
-        return ""
-    return ",".join(sorted(found))
+    return _join_addresses(message.headers.get_all("From"), limits)
 
 
 def binding_of(message: Message, limits: Limits | None = None) -> Binding:
-    """The :class:`Binding` of a message's top-level header."""
-    ids = message.headers.get_all("Message-ID")
+    """The :class:`Binding` of a message's top-level header (one pass over the fields)."""
+    ids: list[HeaderField] = []
+    froms: list[HeaderField] = []
+    for field in message.headers:
+        name = field.lower_name
+        if name == "message-id":
+            ids.append(field)
+        elif name == "from":
+            froms.append(field)
     if len(ids) > 1:
         log.warning("message has %d Message-ID fields; the marker binds the first", len(ids))
     message_id = normalise_message_id(ids[0].value) if ids else ""
-    return Binding(message_id=message_id, from_addresses=from_addresses(message, limits))
+    return Binding(message_id=message_id, from_addresses=_join_addresses(froms, limits))
+
+
+def _join_addresses(fields: Iterable[HeaderField], limits: Limits | None) -> str:
+    found: set[str] = set()
+    try:
+        for field in fields:
+            value = field.value
+            plain = _PLAIN_FROM.fullmatch(value) if len(value) <= 998 else None
+            if plain is not None:
+                found.add((plain[1] or plain[2]).lower())
+            else:
+                found.update(parse_addresses(field, limits or DEFAULT_LIMITS))
+    except MessageError:
+        return ""
+    return ",".join(sorted(found))

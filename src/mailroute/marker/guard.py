@@ -44,8 +44,11 @@ class InMemoryProcessedStore:
     """A bounded in-process :class:`ProcessedStore`.
 
     At most ``max_keys`` keys are kept; when full, expired entries go first, then the key
-    recorded longest ago.
+    recorded longest ago. Per key only the latest :attr:`MAX_PER_KEY` times are kept, so a
+    count saturates there (guards use limits far below it).
     """
+
+    MAX_PER_KEY = 64
 
     def __init__(self, max_keys: int = 100_000) -> None:
         if max_keys < 1:
@@ -67,6 +70,7 @@ class InMemoryProcessedStore:
         with self._lock:
             times = self._live(key, now, ttl)
             times.append(now)
+            del times[:-self.MAX_PER_KEY]
             self._entries[key] = times
             self._entries.move_to_end(key)
             if len(self._entries) > self._max_keys:

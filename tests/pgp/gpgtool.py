@@ -75,7 +75,8 @@ def copy_home(source: Path, target: Path) -> Path:
 
 def split_signed(raw: bytes) -> tuple[bytes, bytes]:
     """(signed bytes, signature) of a CRLF multipart/signed, cut by delimiters only."""
-    boundary = re.search(rb'boundary="?([^";\r\n]+)"?', raw)
+    boundary = re.search(rb'multipart/signed;(?:[^\r\n]|\r\n[ \t])*?boundary="?([^";\r\n]+)"?',
+                         raw)
     assert boundary is not None
     b = boundary.group(1)
     delim = b"\r\n--" + b

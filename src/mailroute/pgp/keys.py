@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["KeyFound", "KeyInfo", "KeyLookup", "KeyMissing", "MissingReason",
-           "find_by_address", "find_signer", "parse_colons", "uid_address"]
+           "find_by_address", "find_key", "parse_colons", "uid_address"]
 
 _UNUSABLE_VALIDITY = frozenset("reid")  # revoked, expired, invalid, disabled
 
@@ -134,14 +134,17 @@ def find_by_address(keys: Iterable[KeyInfo], address: str, capability: str = "E"
     return KeyFound(wanted, best.fingerprint)
 
 
-def find_signer(keys: Iterable[KeyInfo], ident: str) -> KeyLookup:
-    """A signing key by fingerprint (primary or subkey, 40 hex digits) or by address."""
+def find_key(keys: Iterable[KeyInfo], ident: str, capability: str) -> KeyLookup:
+    """A key by fingerprint (primary or subkey, at least 16 hex digits) or by address.
+
+    ``capability`` is ``E`` (encrypt) or ``S`` (sign).
+    """
     compact = ident.replace(" ", "").upper()
     if len(compact) >= 16 and all(c in "0123456789ABCDEF" for c in compact):
         for key in keys:
             if any(f.endswith(compact) for f in key.fingerprints):
-                if key.usable and "S" in key.capabilities:
+                if key.usable and capability in key.capabilities:
                     return KeyFound(ident, key.fingerprint)
                 return KeyMissing(ident, MissingReason.UNUSABLE)
         return KeyMissing(ident, MissingReason.NO_KEY)
-    return find_by_address(keys, ident, "S")
+    return find_by_address(keys, ident, capability)

@@ -14,7 +14,7 @@ from mailroute.pgp.keys import (
     KeyInfo,
     KeyLookup,
     find_by_address,
-    find_signer,
+    find_key,
     parse_colons,
 )
 from mailroute.pgp.runner import GpgRunner
@@ -112,10 +112,10 @@ class KeyStore:
         """The encryption key for ``address`` (local keys only), or why there is none."""
         return find_by_address(self.public_keys(), address)
 
-    def lookup_all(self, addresses: Sequence[str]) -> tuple[KeyLookup, ...]:
-        """:meth:`lookup` for several addresses with one listing."""
+    def lookup_all(self, idents: Sequence[str]) -> tuple[KeyLookup, ...]:
+        """Encryption keys for several addresses or fingerprints, with one listing."""
         keys = self.public_keys()
-        return tuple(find_by_address(keys, a) for a in addresses)
+        return tuple(find_key(keys, ident, "E") for ident in idents)
 
     def signer(self, ident: str) -> str:
         """The fingerprint of the secret signing key ``ident`` (fingerprint or address).
@@ -123,7 +123,7 @@ class KeyStore:
         Raises:
             SigningError: no usable secret key.
         """
-        found = find_signer(self.secret_keys(), ident)
+        found = find_key(self.secret_keys(), ident, "S")
         if not isinstance(found, KeyFound):
             raise SigningError(f"no usable secret signing key ({found.reason})")
         return found.fingerprint

@@ -22,6 +22,10 @@ FilterBuilder = Callable[[Options], Filter]
 # name -> (module, builder function, extra that provides its dependencies)
 FILTERS: dict[str, tuple[str, str, str | None]] = {
     "headers": ("mailroute.filters.headers", "build", None),
+    "pgp-sign": ("mailroute.filters.pgp", "build_sign", "pgp"),
+    "pgp-encrypt": ("mailroute.filters.pgp", "build_encrypt", "pgp"),
+    "pgp-decrypt": ("mailroute.filters.pgp", "build_decrypt", "pgp"),
+    "pgp-verify": ("mailroute.filters.pgp", "build_verify", "pgp"),
     "disclaimer": ("mailroute.filters.disclaimer", "build", "html"),
     "marker-set": ("mailroute.filters.marker", "build_set", None),
     "marker-verify": ("mailroute.filters.marker", "build_verify", None),

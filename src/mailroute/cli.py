@@ -19,6 +19,7 @@ log = logging.getLogger("mailroute")
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mailroute.commands.process",
+    "mailroute.commands.pgp",
     "mailroute.commands.disclaimer",
     "mailroute.commands.routing",
     "mailroute.commands.marker",

@@ -336,8 +336,9 @@ def _firewall(hop: Hop, session: _Session, trace: list[TraceStep]) -> MessageFac
         return message
     headers = message.headers
     if hop.connection.source is Source.MAILBOX:
-        headers = remove_headers(headers, prefixes=("x-ms-exchange-",))
-        trace.append(TraceStep("E6", "submission: X-MS-Exchange-* headers removed"))
+        headers = remove_headers(headers, prefixes=(*ORG_PREFIXES, CROSS_PREFIX))
+        trace.append(TraceStep("E6", "submission: organization, forest and cross-premises "
+                               "headers removed"))
     else:
         headers = remove_headers(headers, prefixes=ORG_PREFIXES)
         connector = session.connector
@@ -420,7 +421,8 @@ _EXO_SELF = Connection(source=Source.EXO)
 
 def _route_copy(tenant: Tenant, copy: RuleCopy, entries: dict[str, Recipient | None],
                 trace: list[TraceStep]) -> ExoCopy:
-    routes = tuple(replace(_route_one(tenant, copy, a, entries.get(a.address)),
+    routes = tuple(replace(_route_one(tenant, copy, a, entries[a.address] if a.address in entries
+                                      else tenant.directory.lookup(a.address)),
                            original=a.original) for a in copy.recipients)
     for route in routes:
         where = f" -> {route.next_hop}" if route.next_hop else ""

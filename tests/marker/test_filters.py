@@ -191,6 +191,14 @@ def test_too_many_received_fields_is_a_loop() -> None:
                                             context=at(NOW)).action is Action.REJECT
 
 
+def exo_lap(data: bytes | None) -> bytes:
+    """What a lap through Exchange does: a Received field on top, the marker removed."""
+    assert data is not None
+    lapped = parse(data).without_header(DEFAULT_FIELD).with_header(
+        "Received", "from gw.example.net by AM0PR01MB1234.eurprd01.prod.outlook.com")
+    return lapped.to_bytes()
+
+
 def test_processed_message_coming_back_without_its_marker_is_a_loop() -> None:
     store = InMemoryProcessedStore()
     first = MarkerVerifyFilter(ring=RING, store=store)
@@ -198,13 +206,25 @@ def test_processed_message_coming_back_without_its_marker_is_a_loop() -> None:
     pipeline = Pipeline(filters=(first, last))
     once = pipeline.process(MESSAGE, EXO, context=at(NOW))
     assert once.action is Action.ACCEPT
-    stripped = parse(once.data or b"").without_header(DEFAULT_FIELD).to_bytes()
-    again = pipeline.process(stripped, EXO, context=at(NOW + 60))
+    returned = exo_lap(once.data)
+    again = pipeline.process(returned, EXO, context=at(NOW + 60))
     assert (again.action, again.smtp_reply.status) == (Action.REJECT, "5.4.6")
+    assert "already processed (seen)" in again.reply
     other_rcpt = Envelope(rcpt_to=("carol@example.org",), direction=Direction.OUTBOUND)
-    assert pipeline.process(stripped, other_rcpt, context=at(NOW + 60)).action is Action.ACCEPT
-    later = pipeline.process(stripped, INTERNET, context=at(NOW + HOUR + 1))
+    assert pipeline.process(returned, other_rcpt, context=at(NOW + 60)).action is Action.ACCEPT
+    later = pipeline.process(returned, EXO, context=at(NOW + HOUR + 1))
     assert later.action is Action.ACCEPT
+
+
+def test_the_same_input_handed_over_again_is_a_retry_not_a_loop() -> None:
+    store = InMemoryProcessedStore()
+    pipeline = Pipeline(filters=(MarkerVerifyFilter(ring=RING, store=store),
+                                 MarkerSetFilter(ring=RING, store=store)))
+    first = pipeline.process(MESSAGE, EXO, context=at(NOW))
+    retry = pipeline.process(MESSAGE, EXO, context=at(NOW + 300))  # reinjection had failed
+    assert (first.action, retry.action) == (Action.ACCEPT, Action.ACCEPT)
+    assert pipeline.process(exo_lap(retry.data), EXO, context=at(NOW + 360)
+                            ).action is Action.REJECT
 
 
 def test_processed_guard_counts_only_marked_messages_and_can_be_turned_off() -> None:
@@ -213,7 +233,7 @@ def test_processed_guard_counts_only_marked_messages_and_can_be_turned_off() -> 
     for _ in range(3):  # verification alone records nothing: retries are not loops
         assert pipeline.process(MESSAGE, EXO, context=at(NOW)).action is Action.ACCEPT
     key = processed_key("<20260921.abc123@mail.example.net>", EXO.rcpt_to, EXO.direction)
-    store.record(key, NOW, HOUR)
+    store.record(key, NOW, HOUR, fingerprint="an earlier lap")
     assert pipeline.process(MESSAGE, EXO, context=at(NOW)).action is Action.REJECT
     off = Pipeline(filters=(MarkerVerifyFilter(ring=RING, store=store, processed_limit=0),))
     assert off.process(MESSAGE, EXO, context=at(NOW)).action is Action.ACCEPT
@@ -221,9 +241,10 @@ def test_processed_guard_counts_only_marked_messages_and_can_be_turned_off() -> 
 
 def test_in_memory_store_expires_and_stays_bounded() -> None:
     store = InMemoryProcessedStore(max_keys=3)
-    assert store.record("a", 100, 10) == 1
-    assert store.record("a", 105, 10) == 2
+    assert store.record("a", 100, 10, fingerprint="x") == 1
+    assert store.record("a", 105, 10, fingerprint="y") == 2
     assert store.count("a", 111, 10) == 1
+    assert store.count("a", 106, 10, other_than="y") == 1
     assert store.count("a", 200, 10) == 0
     for name in "bcde":
         store.record(name, 106, 10)

@@ -29,6 +29,7 @@ from mailroute.item import MailItem
 from mailroute.marker.binding import normalise_message_id
 from mailroute.marker.guard import (
     ProcessedStore,
+    arrival_fingerprint,
     processed_key,
     received_count,
     shared_memory_store,
@@ -85,8 +86,10 @@ class MarkerSetFilter:
                               direction=item.envelope.direction, field_name=self.field_name,
                               id_domain=self.id_domain, limits=ctx.limits, random=self.random)
         message_id = message.headers.value("Message-ID") or ""
+        arrival = item.annotation("marker.arrival") or arrival_fingerprint(item.message)
         self.store.record(processed_key(normalise_message_id(message_id), item.envelope.rcpt_to,
-                                        item.envelope.direction), now, self.processed_ttl)
+                                        item.envelope.direction), now, self.processed_ttl,
+                          fingerprint=arrival)
         log.info("marker minted with key %s", token.kid)
         return item.evolve(message=message).annotate("marker.key_id", token.kid)
 
@@ -117,7 +120,8 @@ class MarkerVerifyFilter:
         if hops > self.max_received:
             log.warning("loop guard: %d Received fields (limit %d)", hops, self.max_received)
             return Outcome.reject("5.4.6", f"mailroute: too many hops ({hops})")
-        if self._processed_before(item, now):
+        arrival = arrival_fingerprint(message)
+        if self._processed_before(item, now, arrival):
             log.warning("loop guard: message already processed within %d s",
                         self.processed_ttl)
             return Outcome.reject("5.4.6", "mailroute: message already processed (seen)")
@@ -125,7 +129,7 @@ class MarkerVerifyFilter:
                               field_name=self.field_name, limits=ctx.limits)
         source = self.classify(item)
         item = item.annotate("marker.verdict", check.verdict.value).annotate(
-            "marker.source", source)
+            "marker.source", source).annotate("marker.arrival", arrival)
         if check.verdict is MarkerVerdict.MISSING:
             return item
         _log_verdict(check, source)
@@ -158,7 +162,7 @@ class MarkerVerifyFilter:
                 return "internet"
         return "return-path"
 
-    def _processed_before(self, item: MailItem, now: float) -> bool:
+    def _processed_before(self, item: MailItem, now: float, arrival: str) -> bool:
         if self.processed_limit == 0:
             return False
         message_id = item.message.headers.value("Message-ID")
@@ -166,7 +170,8 @@ class MarkerVerifyFilter:
             return False
         key = processed_key(normalise_message_id(message_id), item.envelope.rcpt_to,
                             item.envelope.direction)
-        return self.store.count(key, now, self.processed_ttl) >= self.processed_limit
+        return self.store.count(key, now, self.processed_ttl,
+                                other_than=arrival) >= self.processed_limit
 
 
 def _log_verdict(check: MarkerCheck, source: str) -> None:

@@ -86,6 +86,9 @@ def test_symlinked_key_file_is_refused(tmp_path: Path) -> None:
      "key[0].not_before"),
     ("extra = 1\n" + key_file_text(), "extra"),
     ("tag = \n", None),
+    ('tag = "g7k2qd"\norg_id = "x"\nkey = ["k1"]\n', "key[0]"),
+    ('tag = "g7k2qd"\norg_id = "x"\nkey = "k1"\n', "key"),
+    ('tag = "g7k2qd"\norg_id = 5\n[[key]]\n', "org_id"),
 ])
 def test_invalid_key_files_name_the_key_and_never_the_secret(tmp_path: Path, text: str,
                                                              key: str | None) -> None:

@@ -180,17 +180,18 @@ def parse_key_ring(table: Mapping[str, object], *, source: str = "<key file>") -
     if not isinstance(entries, list) or not entries:
         raise top.error("key", "must be a non-empty array of tables ([[key]])")
     top.finish()
-    keys = [_parse_key(entry, Options(entry, source=source, prefix=f"key[{index}]"))
-            for index, entry in enumerate(entries)]
+    keys = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise ConfigError("must be a table", source=source, key=f"key[{index}]")
+        keys.append(_parse_key(Options(entry, source=source, prefix=f"key[{index}]")))
     try:
         return KeyRing(tag=tag, org_id=org_id, keys=tuple(keys))
     except ValueError as exc:
         raise top.error("key", str(exc)) from exc
 
 
-def _parse_key(entry: object, options: Options) -> MarkerKey:
-    if not isinstance(entry, Mapping):
-        raise ConfigError("must be a table", source=options.source, key=options.prefix)
+def _parse_key(options: Options) -> MarkerKey:
     kid = options.string("id")
     if not KID_PATTERN.fullmatch(kid):
         raise options.error("id", "must be 1-8 characters a-z0-9")

@@ -188,3 +188,17 @@ def test_signed_message_is_not_taken_for_a_detached_signature(store: KeyStore,
     whole = gpg(pgp_world.peer, "--sign", "--armor", "-u", pgp_world.alice, data=b"other\r\n")
     (check,) = store.verify_detached(whole.stdout, b"m\r\n")
     assert not check.valid
+
+
+def test_key_listing_follows_imports(tmp_path: Path, pgp_world: PgpWorld) -> None:
+    from gpgtool import copy_home, kill_agent
+    home = copy_home(pgp_world.gateway, tmp_path / "h")
+    try:
+        store = KeyStore(home)
+        assert isinstance(store.lookup("mallory@example.com"), KeyMissing)
+        exported = gpg(pgp_world.peer, "--export", "--armor", pgp_world.mallory).stdout
+        assert store.import_keys(exported) == 1
+        assert store.lookup("mallory@example.com") == KeyFound("mallory@example.com",
+                                                               pgp_world.mallory)
+    finally:
+        kill_agent(home)

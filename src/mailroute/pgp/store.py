@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,20 +94,44 @@ class KeyStore:
     def __init__(self, home: Path, *, timeout: float = 30.0, max_output: int = 64 << 20,
                  gpg_binary: str = "gpg") -> None:
         self.home = home
+        self._cache: dict[str, tuple[tuple[tuple[int, int], ...], tuple[KeyInfo, ...]]] = {}
+        self._cache_lock = threading.Lock()
         self._runner = GpgRunner(home, timeout=timeout, max_output=max_output,
                                  gpg_binary=gpg_binary)
 
     # -- keys --------------------------------------------------------------------------------
 
+    def _stamp(self) -> tuple[tuple[int, int], ...]:
+        """Modification stamps of the keyrings; a listing is reused while they hold."""
+        stamps = []
+        for name in ("pubring.kbx", "pubring.gpg", "private-keys-v1.d", "trustdb.gpg"):
+            try:
+                info = (self.home / name).stat()
+            except FileNotFoundError:
+                stamps.append((0, 0))
+                continue
+            stamps.append((info.st_mtime_ns, info.st_size))
+        return tuple(stamps)
+
+    def _listing(self, option: str) -> tuple[KeyInfo, ...]:
+        stamp = self._stamp()
+        with self._cache_lock:
+            cached = self._cache.get(option)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        run = self._runner.run(["--with-colons", "--fixed-list-mode", option])
+        keys = parse_colons(run.data.decode("utf-8", "replace"))
+        with self._cache_lock:
+            self._cache[option] = (stamp, keys)
+        return keys
+
     def public_keys(self) -> tuple[KeyInfo, ...]:
-        """Every public key in the home."""
-        run = self._runner.run(["--with-colons", "--fixed-list-mode", "--list-keys"])
-        return parse_colons(run.data.decode("utf-8", "replace"))
+        """Every public key in the home (cached until a keyring file changes)."""
+        return self._listing("--list-keys")
 
     def secret_keys(self) -> tuple[KeyInfo, ...]:
-        """Every key with a secret part in the home."""
-        run = self._runner.run(["--with-colons", "--fixed-list-mode", "--list-secret-keys"])
-        return parse_colons(run.data.decode("utf-8", "replace"))
+        """Every key with a secret part in the home (cached like :meth:`public_keys`)."""
+        return self._listing("--list-secret-keys")
 
     def lookup(self, address: str) -> KeyLookup:
         """The encryption key for ``address`` (local keys only), or why there is none."""

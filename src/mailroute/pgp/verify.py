@@ -163,16 +163,18 @@ def verify_message(store: KeyStore, message: Message, *,
                    limits: Limits = DEFAULT_LIMITS,
                    extra: Sequence[SignatureReport] = ()) -> MessageVerification:
     """Verify every PGP/MIME and inline signature of ``message`` (plus ``extra`` reports)."""
+    signed = find_signed(message)
+    inline = [b for b in find_inline(message) if b.kind is InlineKind.SIGNED]
+    if not signed and not inline:
+        return summarise(extra)
     keys = store.public_keys()
     senders = from_addresses(message, limits)
     reports = list(extra)
-    for entity in find_signed(message):
+    for entity in signed:
         for check in store.verify_detached(entity.signature, to_crlf(entity.signed)):
             reports.append(report(keys, check, covers=entity.path, form="pgp-mime",
                                   complete=entity.path == (), from_addresses=senders))
-    for block in find_inline(message):
-        if block.kind is not InlineKind.SIGNED:
-            continue
+    for block in inline:
         for check in store.verify_inline(block.data):
             reports.append(report(keys, check, covers=block.path, form="inline",
                                   complete=block.path == () and block.alone,

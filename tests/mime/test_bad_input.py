@@ -282,6 +282,20 @@ def test_rfc2231_parameter_with_raw_eight_bit_bytes_does_not_crash() -> None:
     assert message.root.content_type.param("name") == "aA\xff\xfe"
 
 
+def test_rfc2231_charset_with_a_nul_does_not_crash() -> None:
+    """Regression: found by fuzz/scan_fuzz.py (ValueError from the codec lookup)."""
+    data = b"Content-Type: text/plain; name*=\"u\x00tf'en'a%41\"\r\n\r\nx"
+    message = parse(data)
+    assert message.root.content_type.param("name") == "aA"
+
+
+@pytest.mark.parametrize("label", [b"base64", b"zlib", b"hex", b"rot13", b"u\x00tf-8"])
+def test_codecs_that_are_not_charsets_are_refused(label: bytes) -> None:
+    message = parse(b"Content-Type: text/plain; charset=\"" + label + b"\"\r\n\r\naGk=\r\n")
+    with pytest.raises(MalformedMessageError):
+        decode_text(message.root)
+
+
 def test_eight_bit_header_bytes_survive_untouched() -> None:
     data = b"Subject: Gr\xfc\xdfe\r\n\r\nbody"
     message = parse(data)

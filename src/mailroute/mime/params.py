@@ -10,6 +10,8 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
+from mailroute.errors import MalformedMessageError
+from mailroute.mime.charsets import codec_name
 from mailroute.mime.defects import DefectKind
 
 __all__ = ["ContentType", "parse_content_type", "parse_parameters", "quote_parameter"]
@@ -126,8 +128,8 @@ def _percent_decode(value: str, charset: str) -> str:
     """RFC 2231 %XX decoding on bytes (the value may hold surrogate-escaped raw bytes)."""
     raw = urllib.parse.unquote_to_bytes(value.encode("utf-8", "surrogateescape"))
     try:
-        return raw.decode(charset)
-    except (LookupError, UnicodeError):
+        return raw.decode(codec_name(charset))
+    except (MalformedMessageError, UnicodeError):
         return raw.decode("latin-1")
 
 

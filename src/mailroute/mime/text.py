@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import codecs
-
 from mailroute.errors import MalformedMessageError
+from mailroute.mime.charsets import codec_name
 from mailroute.mime.part import Part
 from mailroute.mime.transfer import decode_payload
 
 __all__ = ["codec_name", "decode_text"]
-
-
-def codec_name(charset: str | None) -> str:
-    """The Python codec name for a MIME charset label (``us-ascii`` when absent).
-
-    Raises:
-        MalformedMessageError: Python has no codec for the label.
-    """
-    label = (charset or "us-ascii").strip().lower()
-    try:
-        return codecs.lookup(label).name
-    except LookupError as exc:
-        raise MalformedMessageError("unknown charset") from exc
 
 
 def decode_text(part: Part) -> str:

@@ -10,6 +10,7 @@ disclaimer (its template fingerprint, quoted history included) is left as it is.
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from mailroute.disclaimer.template import (
 )
 from mailroute.disclaimer.textplace import insert_text
 from mailroute.errors import MalformedMessageError
-from mailroute.mime import Message, Part, Path, build_leaf, decode_payload
+from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.text import codec_name
 
 __all__ = ["Disclaimer", "Insertion", "Settings", "add_disclaimer", "decode_body"]
@@ -53,6 +54,9 @@ class Disclaimer:
         """True when ``body`` already contains this disclaimer (quoted or not)."""
         if is_html and self.html_template.token in body:
             return True
+        anchors = (self.text_template.anchor, self.html_template.anchor)
+        if all(anchors) and not any(anchor in body for anchor in anchors):
+            return False
         compact = html_to_compact_text(body) if is_html else compact_text(body)
         return (contains_pieces(compact, self.text_template.fingerprint)
                 or contains_pieces(compact, self.html_template.fingerprint))
@@ -119,23 +123,40 @@ def _dotted(path: Path) -> str:
     return "[" + ".".join(str(i) for i in path) + "]"
 
 
-def decode_body(part: Part) -> tuple[str | None, str]:
-    """The text of a body, or ``None`` and why it cannot be read exactly."""
-    decoded = decode_payload(part)
-    if decoded.defects:
-        return None, "invalid-transfer-encoding"
-    charset = part.charset or "us-ascii"
+def _payload(part: Part) -> bytes | None:
+    """The decoded payload, or ``None`` when its transfer encoding is damaged."""
+    if part.transfer_encoding == "base64" and isinstance(part.body, LeafBody):
+        compact = part.body.span.to_bytes().translate(None, b"\r\n")
+        try:  # the common case, without the general decoder's per-byte filtering
+            return binascii.a2b_base64(compact, strict_mode=True)
+        except binascii.Error:
+            pass
     try:
-        codec = codec_name(charset)
+        decoded = decode_payload(part)
+    except MalformedMessageError:
+        return None
+    return None if decoded.defects else decoded.data
+
+
+def decode_body(part: Part, charset: str | None = None) -> tuple[str | None, str]:
+    """The text of a body, or ``None`` and why it cannot be read exactly.
+
+    ``charset`` is the part's declared charset when the caller already has it.
+    """
+    data = _payload(part)
+    if data is None:
+        return None, "invalid-transfer-encoding"
+    try:
+        codec = codec_name(charset or part.charset or "us-ascii")
     except MalformedMessageError:
         return None, "unknown-charset"
     try:
-        return decoded.data.decode(codec), codec
+        return data.decode(codec), codec
     except UnicodeDecodeError:
         pass
     if codec == "ascii":
         try:  # a very common mislabel: UTF-8 declared as (or defaulting to) us-ascii
-            return decoded.data.decode("utf-8"), "utf-8"
+            return data.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             pass
     return None, "undecodable"
@@ -153,10 +174,11 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
     skipped: list[tuple[Path, str]] = []
     protected = list(plan.protected)
     locators: list[str] = []
-    for path in plan.bodies:
+    for body in plan.bodies:
+        path = body.path
         part = message.part(path)
-        is_html = part.mime_type == BODY_TYPES[1]
-        text, codec = decode_body(part)
+        is_html = body.mime_type == BODY_TYPES[1]
+        text, codec = decode_body(part, body.charset)
         if text is None:
             skipped.append((path, codec))
             continue

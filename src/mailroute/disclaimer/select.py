@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailroute.mime import Message, Part, Path
+from mailroute.mime import ContentType, Message, Part, Path, parse_parameters
 
-__all__ = ["PROTECTED_TYPES", "Plan", "auto_reply", "plan_message"]
+__all__ = ["BODY_TYPES", "PROTECTED_TYPES", "Body", "Plan", "auto_reply", "plan_message"]
 
 PROTECTED_TYPES = frozenset({
     "multipart/signed", "multipart/encrypted", "application/pkcs7-mime",
@@ -26,6 +26,16 @@ PROTECTED_TYPES = frozenset({
 BODY_TYPES = ("text/plain", "text/html")
 _INVITE_TYPES = frozenset({"text/calendar", "application/ics"})
 _AUTO_FIELDS = ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")
+_AUTO_NAMES = frozenset({"auto-submitted", "precedence", *(n.lower() for n in _AUTO_FIELDS)})
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A body leaf to edit: where it is, its media type and declared charset."""
+
+    path: Path
+    mime_type: str
+    charset: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +43,12 @@ class Plan:
     """What to do with a message.
 
     Attributes:
-        bodies: paths of the body leaves to edit, in document order.
+        bodies: the body leaves to edit, in document order.
         protected: paths of the outermost signed or encrypted entities.
         skip_reason: why the whole message stays as it is (``None``: go ahead).
     """
 
-    bodies: tuple[Path, ...] = ()
+    bodies: tuple[Body, ...] = ()
     protected: tuple[Path, ...] = ()
     skip_reason: str | None = None
 
@@ -46,6 +56,9 @@ class Plan:
 def auto_reply(message: Message) -> bool:
     """True for automatic replies (RFC 3834 ``Auto-Submitted`` and the common non-standard
     fields Exchange, Sieve vacation and others set)."""
+    present = {field.lower_name for field in message.headers}
+    if present.isdisjoint(_AUTO_NAMES):
+        return False
     headers = message.headers
     submitted = (headers.value("Auto-Submitted") or "").strip().lower()
     if submitted and not submitted.startswith("no"):
@@ -53,7 +66,7 @@ def auto_reply(message: Message) -> bool:
     precedence = (headers.value("Precedence") or "").strip().lower()
     if precedence == "auto_reply":
         return True
-    return any(headers.get(name) is not None for name in _AUTO_FIELDS)
+    return not present.isdisjoint(name.lower() for name in _AUTO_FIELDS)
 
 
 def plan_message(message: Message, *, placement: str, invites: str = "skip",
@@ -68,16 +81,17 @@ def plan_message(message: Message, *, placement: str, invites: str = "skip",
     """
     if skip_auto_replies and auto_reply(message):
         return Plan(skip_reason="auto-reply")
-    if message.root.mime_type == "multipart/report":
+    root_type = message.root.content_type
+    if root_type.mime_type == "multipart/report":
         return Plan(skip_reason="report")
     defective = {d.path for d in message.defects if not message.structurally_sound(d.path)}
-    bodies: list[Path] = []
+    bodies: list[Body] = []
     protected: list[Path] = []
     has_invite = False
-    stack: list[tuple[Path, Part]] = [((), message.root)]
+    stack: list[tuple[Path, Part, ContentType]] = [((), message.root, root_type)]
     while stack:
-        path, part = stack.pop()
-        mime_type = part.mime_type
+        path, part, ctype = stack.pop()
+        mime_type = ctype.mime_type
         if mime_type in _INVITE_TYPES:
             has_invite = True
             continue
@@ -87,39 +101,52 @@ def plan_message(message: Message, *, placement: str, invites: str = "skip",
         if path in defective or mime_type == "multipart/report":
             continue
         if part.is_multipart:
-            children = _candidates(part, placement)
-            stack.extend(((*path, i), part.children[i]) for i in reversed(children))
+            kept = _candidates(part, mime_type, placement)
+            stack.extend(((*path, i), part.children[i], t) for i, t in reversed(kept))
             continue
-        if mime_type in BODY_TYPES and not part.is_attachment:
-            bodies.append(path)
+        if mime_type in BODY_TYPES and not _is_attachment(part, ctype):
+            charset = ctype.param("charset")
+            bodies.append(Body(path, mime_type, charset.lower() if charset else None))
     if has_invite and invites == "skip":
         return Plan(skip_reason="invite")
     return Plan(tuple(bodies), tuple(protected))
 
 
-def _body_leaf(part: Part) -> str | None:
-    if part.is_multipart or part.is_attachment or part.mime_type not in BODY_TYPES:
-        return None
-    return part.mime_type
+def _is_attachment(part: Part, ctype: ContentType) -> bool:
+    """:attr:`Part.is_attachment` without parsing Content-Type again."""
+    value = part.headers.value("Content-Disposition")
+    if value:
+        disposition, params, _ = parse_parameters(value)
+        disposition = disposition.strip().lower()
+        if disposition == "attachment":
+            return True
+        named = bool(params.get("filename")) or ctype.param("name") is not None
+        return named and disposition != "inline"
+    return ctype.param("name") is not None
 
 
-def _candidates(part: Part, placement: str) -> list[int]:
-    """Indices of the children of a multipart worth looking into."""
+def _candidates(part: Part, mime_type: str,
+                placement: str) -> list[tuple[int, ContentType]]:
+    """The children of a multipart worth looking into, with their content types."""
     children = part.children
+    types = [child.content_type for child in children]
+    if mime_type == "multipart/related" and children:
+        root = _related_root(part)
+        return [(root, types[root])]
     indices = list(range(len(children)))
-    if part.mime_type == "multipart/related" and children:
-        return [_related_root(part)]
-    if part.mime_type != "multipart/mixed":
-        return indices
-    kept: list[int] = []
-    for mime_type in BODY_TYPES:
-        same = [i for i in indices if _body_leaf(children[i]) == mime_type]
-        if len(same) > 1:
-            kept.append(same[0] if placement == "top" else same[-1])
-        else:
-            kept.extend(same)
-    others = [i for i in indices if _body_leaf(children[i]) is None]
-    return sorted(kept + others)
+    if mime_type == "multipart/mixed":
+        kinds = [None if child.is_multipart or t.mime_type not in BODY_TYPES
+                 or _is_attachment(child, t) else t.mime_type
+                 for child, t in zip(children, types, strict=True)]
+        indices = [i for i, kind in enumerate(kinds) if kind is None]
+        for body_type in BODY_TYPES:
+            same = [i for i, kind in enumerate(kinds) if kind == body_type]
+            if len(same) > 1:
+                indices.append(same[0] if placement == "top" else same[-1])
+            else:
+                indices.extend(same)
+        indices.sort()
+    return [(i, types[i]) for i in indices]
 
 
 def _related_root(part: Part) -> int:

@@ -59,6 +59,7 @@ _QUOTE_PREFIX = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
 _SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*>")
 _MIN_PIECE_ALNUM = 3
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]{3,}")
 
 
 def canonical_name(name: str) -> str:
@@ -94,6 +95,8 @@ class Template:
             Pieces with fewer than three letters or digits (``--``, ``|``) are left out; an
             all-variable template has an empty fingerprint and is recognised by its token.
         token: a short digest of the template source, written into HTML insertions.
+        anchor: the longest ASCII word of the static text (empty when there is none): a body
+            without it cannot carry the fingerprint, which saves compacting the body.
     """
 
     source: str
@@ -101,6 +104,7 @@ class Template:
     pieces: tuple[str | tuple[str], ...]
     fingerprint: tuple[str, ...]
     token: str
+    anchor: str
 
     @classmethod
     def parse(cls, source: str, *, is_html: bool) -> Template:
@@ -114,15 +118,17 @@ class Template:
             last = match.end()
         if last < len(source):
             pieces.append(source[last:])
-        found = []
-        for piece in pieces:
-            if isinstance(piece, str):
-                text = html_to_compact_text(piece) if is_html else compact_text(piece)
-                if sum(ch.isalnum() for ch in text) >= _MIN_PIECE_ALNUM:
-                    found.append(text)
+        found: list[str] = []
+        words: list[str] = []
+        for plain in _static_texts(pieces, is_html=is_html):
+            text = compact_text(plain)
+            if sum(ch.isalnum() for ch in text) >= _MIN_PIECE_ALNUM:
+                found.append(text)
+                words.extend(_ASCII_WORD.findall(plain))
         kind = b"html\0" if is_html else b"text\0"
         token = hashlib.sha256(kind + source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        return cls(source, is_html, tuple(pieces), tuple(found), token)
+        anchor = max(words, key=len, default="")
+        return cls(source, is_html, tuple(pieces), tuple(found), token, anchor)
 
     @property
     def variables(self) -> frozenset[str]:
@@ -147,6 +153,15 @@ class Template:
                 return None
             out.append(html.escape(value, quote=True) if self.is_html else value)
         return "".join(out)
+
+
+def _static_texts(pieces: list[str | tuple[str]], *, is_html: bool) -> list[str]:
+    """The text between variables; for HTML, as a reader sees it (a tag that holds a
+    variable, such as ``<a href="{{url}}">``, is markup and drops out whole)."""
+    if not is_html:
+        return [p for p in pieces if isinstance(p, str)]
+    joined = "".join(p if isinstance(p, str) else "\0" for p in pieces)
+    return html.unescape(_TAG.sub(" ", joined)).split("\0")
 
 
 def contains_pieces(compact_body: str, pieces: tuple[str, ...]) -> bool:

@@ -55,7 +55,9 @@ class DisclaimerFilter:
 
     def values_for(self, item: MailItem) -> dict[str, str]:
         """The template values for ``item``'s sender."""
-        sender = _sender(item)
+        needs_sender = len(self.directory) > 0 or "email" in (
+            self.text_template.variables | self.html_template.variables)
+        sender = _sender(item) if needs_sender else ""
         values = {"email": sender} if sender else {}
         values.update(self.variables)
         if sender:

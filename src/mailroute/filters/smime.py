@@ -110,7 +110,7 @@ class SmimeEncrypt:
     name: str = "smime-encrypt"
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
-        """Encrypt the root entity (after canonicalisation) into application/pkcs7-mime."""
+        """Encrypt the root entity, byte for byte, into application/pkcs7-mime."""
         if encrypted_payload(item.message) is not None:
             return item
         certificates = list(self.recipients)
@@ -122,7 +122,9 @@ class SmimeEncrypt:
                         return Outcome.reject("5.7.1", "no certificate for a recipient")
                     return item
                 certificates += [e.certificate for e in found]
-        message = canonicalise(item.message, ctx.limits)
+        # The entity is encrypted as it is: CMS content is binary, and decryption must give
+        # back exactly what was encrypted (sign first if the bytes must also be canonical).
+        message = item.message
         _, entity = split_root(message)
         made = encrypt(entity_chunks(entity), certificates,
                        cipher=self.cipher, oaep=self.oaep)

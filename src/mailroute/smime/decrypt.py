@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from asn1crypto import cms
+from asn1crypto import algos, cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mailroute.errors import DecryptionError, MalformedMessageError
-from mailroute.smime.der import GcmParameters, header, load_content_info
+from mailroute.smime.der import OCTET_STRING, GcmParameters, children, octets, read_tlv
 
 __all__ = ["DECRYPTION_FAILED", "Decrypted", "Identity", "decrypt"]
 
@@ -73,46 +73,88 @@ def decrypt(data: bytes, identities: Sequence[Identity], *, max_size: int) -> De
     """
     try:
         return _decrypt(data, identities, max_size)
-    except (DecryptionError, MalformedMessageError, ValueError, TypeError, KeyError,
+    except (DecryptionError, MalformedMessageError, ValueError, TypeError, KeyError, IndexError,
             InvalidTag):
         raise DecryptionError(DECRYPTION_FAILED) from None
 
 
+_ENVELOPED = bytes.fromhex("2a864886f70d010703")
+_AUTH_ENVELOPED = bytes.fromhex("2a864886f70d0109100117")
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    recipient_infos: cms.RecipientInfos
+    algorithm: algos.EncryptionAlgorithm
+    ciphertext: list[memoryview]
+    mac: bytes | None
+    aad: bytes
+
+
+def _envelope(data: bytes, max_size: int) -> _Envelope:
+    """Locate the parts of (Auth)EnvelopedData; the ciphertext stays views into ``data``.
+
+    asn1crypto parses only the small parts: it copies the contents of every level it parses,
+    which for a 28 MB message would mean several copies of the ciphertext.
+    """
+    if len(data) > max_size:
+        raise MalformedMessageError("CMS structure exceeds the size limit")
+    outer = read_tlv(data, 0, len(data))
+    kind, explicit = children(data, outer)[:2]
+    content_type = data[kind.content:kind.end]
+    if outer.tag != 0x30 or kind.tag != 0x06 or explicit.tag != 0xA0:
+        raise MalformedMessageError("not a CMS ContentInfo")
+    fields = children(data, children(data, explicit)[0])
+    if fields and fields[0].tag == 0x02:
+        fields = fields[1:]  # version
+    if fields and fields[0].tag == 0xA0:
+        fields = fields[1:]  # originatorInfo
+    if len(fields) < 2 or fields[0].tag != 0x31 or fields[1].tag != 0x30:
+        raise MalformedMessageError("malformed EnvelopedData")
+    infos = cms.RecipientInfos.load(data[fields[0].start:fields[0].end], strict=False)
+    content_info = children(data, fields[1])
+    if len(content_info) < 2:
+        raise MalformedMessageError("malformed EncryptedContentInfo")
+    algorithm = algos.EncryptionAlgorithm.load(
+        data[content_info[1].start:content_info[1].end], strict=False)
+    ciphertext = (octets(data, content_info[2])
+                  if len(content_info) > 2 and content_info[2].tag in (0x80, 0xA0) else [])
+    if content_type == _ENVELOPED:
+        return _Envelope(infos, algorithm, ciphertext, None, b"")
+    if content_type != _AUTH_ENVELOPED:
+        raise MalformedMessageError("not enveloped data")
+    rest = fields[2:]
+    aad = b""
+    if rest and rest[0].tag == 0xA1:  # authAttrs: the MAC covers their SET OF encoding
+        aad = b"\x31" + data[rest[0].start + 1:rest[0].end]
+        rest = rest[1:]
+    if not rest or rest[0].tag != OCTET_STRING:
+        raise MalformedMessageError("AuthEnvelopedData without a MAC")
+    return _Envelope(infos, algorithm, ciphertext, b"".join(octets(data, rest[0])), aad)
+
+
 def _decrypt(data: bytes, identities: Sequence[Identity], max_size: int) -> Decrypted:
-    info = load_content_info(data, max_size=max_size)
-    kind = info["content_type"].native
-    if kind == "enveloped_data":
-        envelope = info["content"]
-        content_info = envelope["encrypted_content_info"]
-        mac, aad = None, b""
-    elif kind == "authenticated_enveloped_data":
-        envelope = info["content"]
-        content_info = envelope["auth_encrypted_content_info"]
-        mac = envelope["mac"].native
-        attrs = envelope["auth_attrs"]
-        aad = b"" if attrs.native is None else header(0x31, len(attrs.contents)) + attrs.contents
-    else:
-        raise DecryptionError(DECRYPTION_FAILED)
-    algorithm = content_info["content_encryption_algorithm"]
+    envelope = _envelope(data, max_size)
+    algorithm = envelope.algorithm
     name = algorithm["algorithm"].native
     key_size = _CBC.get(name) or _GCM.get(name)
-    if key_size is None or (name in _GCM) != (mac is not None):
+    if key_size is None or (name in _GCM) != (envelope.mac is not None):
         raise DecryptionError(DECRYPTION_FAILED)
-    ciphertext = content_info["encrypted_content"].native or b""
-    candidates = _unwrapped_keys(envelope["recipient_infos"], identities, key_size)
+    candidates = _unwrapped_keys(envelope.recipient_infos, identities, key_size)
     if not candidates:
         raise DecryptionError(DECRYPTION_FAILED)
     for position, key in enumerate(candidates):
         try:
-            if mac is not None:
-                plaintext = _gcm(algorithm, key, ciphertext, mac, aad)
+            if envelope.mac is not None:
+                plaintext = _gcm(algorithm, key, envelope.ciphertext, envelope.mac,
+                                 envelope.aad)
             else:
-                plaintext = _cbc(name, algorithm["parameters"].native, key, ciphertext)
+                plaintext = _cbc(name, algorithm["parameters"].native, key, envelope.ciphertext)
         except (ValueError, InvalidTag):
             if position == len(candidates) - 1:
                 raise
             continue
-        return Decrypted(plaintext, _NAMES[name], mac is not None)
+        return Decrypted(plaintext, _NAMES[name], envelope.mac is not None)
     raise DecryptionError(DECRYPTION_FAILED)
 
 
@@ -167,27 +209,45 @@ def _unwrap(ktri: cms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey, key_size: i
     return unwrapped if len(unwrapped) == key_size else random_key
 
 
-def _cbc(name: str, iv: bytes, key: bytes, ciphertext: bytes) -> bytes:
+def _cbc(name: str, iv: bytes, key: bytes, ciphertext: list[memoryview]) -> bytes:
     block = 8 if name == "tripledes_3key" else 16
-    if not ciphertext or len(ciphertext) % block or len(iv) != block:
+    size = sum(len(piece) for piece in ciphertext)
+    if not size or size % block or len(iv) != block:
         raise ValueError("bad CBC input")
     cipher_algorithm = TripleDES(key) if block == 8 else algorithms.AES(key)
     decryptor = Cipher(cipher_algorithm, modes.CBC(iv)).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    pad = padded[-1]
+    pieces = [decryptor.update(piece) for piece in ciphertext]
+    pieces.append(decryptor.finalize())
+    tail = b"".join(pieces)[-block:] if len(pieces[-2]) < block else pieces[-2][-block:]
+    pad = tail[-1]
     # Check the padding without an early exit on the first wrong byte.
     good = 1 <= pad <= block
     expected = bytes((pad,)) * pad if good else b"\0"
-    if not (hmac.compare_digest(padded[-len(expected):], expected) and good):
+    if not (hmac.compare_digest(tail[-len(expected):], expected) and good):
         raise ValueError("bad padding")
-    return padded[:-pad]
+    return _joined_without_tail(pieces, pad)
 
 
-def _gcm(algorithm: object, key: bytes, ciphertext: bytes, mac: bytes, aad: bytes) -> bytes:
-    params = GcmParameters.load(algorithm["parameters"].dump())  # type: ignore[index]
+def _joined_without_tail(pieces: list[bytes], drop: int) -> bytes:
+    """``b"".join(pieces)[:-drop]`` with one copy instead of two."""
+    views = [memoryview(p) for p in pieces if p]
+    while drop:
+        last = views.pop()
+        if len(last) > drop:
+            views.append(last[:len(last) - drop])
+            break
+        drop -= len(last)
+    return b"".join(views)
+
+
+def _gcm(algorithm: algos.EncryptionAlgorithm, key: bytes, ciphertext: list[memoryview],
+         mac: bytes, aad: bytes) -> bytes:
+    params = GcmParameters.load(algorithm["parameters"].dump())
     nonce = params["aes_nonce"].native
     if len(mac) != params["aes_icv_len"].native or not 12 <= len(mac) <= 16:
         raise ValueError("bad GCM parameters")
     decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, mac, min_tag_length=12)).decryptor()
     decryptor.authenticate_additional_data(aad)
-    return decryptor.update(ciphertext) + decryptor.finalize()
+    pieces = [decryptor.update(piece) for piece in ciphertext]
+    pieces.append(decryptor.finalize())
+    return pieces[0] if len(pieces) == 2 and not pieces[1] else b"".join(pieces)

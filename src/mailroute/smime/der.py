@@ -8,6 +8,7 @@ big content stays one buffer from start to end.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from asn1crypto import cms, core
 
@@ -16,9 +17,13 @@ from mailroute.errors import MalformedMessageError
 __all__ = [
     "Chunk",
     "GcmParameters",
+    "Tlv",
+    "children",
     "chunks_length",
     "header",
     "load_content_info",
+    "octets",
+    "read_tlv",
     "tlv",
 ]
 
@@ -71,3 +76,105 @@ def load_content_info(data: bytes, *, max_size: int) -> cms.ContentInfo:
     except (ValueError, TypeError, KeyError) as exc:
         raise MalformedMessageError("not a CMS ContentInfo structure") from exc
     return info
+
+
+_MAX_NESTING = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Tlv:
+    """One BER/DER element located in a buffer (low tag numbers only, as CMS needs).
+
+    ``content`` is where the contents start, ``end`` where the element ends (after the
+    end-of-contents octets when the length is indefinite).
+    """
+
+    tag: int
+    start: int
+    content: int
+    end: int
+    indefinite: bool
+
+    @property
+    def content_end(self) -> int:
+        """Where the contents end."""
+        return self.end - 2 if self.indefinite else self.end
+
+
+def _header(buf: bytes, pos: int, limit: int) -> tuple[int, int | None, int]:
+    if pos + 2 > limit:
+        raise MalformedMessageError("truncated ASN.1 element")
+    tag, first = buf[pos], buf[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise MalformedMessageError("unsupported ASN.1 tag")
+    if first < 0x80:
+        return tag, first, pos + 2
+    if first == 0x80:
+        if not tag & 0x20:
+            raise MalformedMessageError("indefinite length on a primitive element")
+        return tag, None, pos + 2
+    size = first & 0x7F
+    if size > 8 or pos + 2 + size > limit:
+        raise MalformedMessageError("bad ASN.1 length")
+    return tag, int.from_bytes(buf[pos + 2:pos + 2 + size], "big"), pos + 2 + size
+
+
+def read_tlv(buf: bytes, pos: int, limit: int) -> Tlv:
+    """The element starting at ``pos``, which must end by ``limit``.
+
+    Raises:
+        MalformedMessageError: truncated, too deeply nested or otherwise unreadable.
+    """
+    tag, length, content = _header(buf, pos, limit)
+    if length is not None:
+        if content + length > limit:
+            raise MalformedMessageError("truncated ASN.1 element")
+        return Tlv(tag, pos, content, content + length, False)
+    depth, at = 1, content
+    while depth:
+        if buf[at:at + 2] == b"\0\0":
+            depth, at = depth - 1, at + 2
+            continue
+        _, inner, inner_content = _header(buf, at, limit)
+        if inner is None:
+            depth += 1
+            if depth > _MAX_NESTING:
+                raise MalformedMessageError("ASN.1 nesting too deep")
+            at = inner_content
+        else:
+            at = inner_content + inner
+        if at > limit:
+            raise MalformedMessageError("truncated ASN.1 element")
+    return Tlv(tag, pos, content, at, True)
+
+
+def children(buf: bytes, parent: Tlv) -> list[Tlv]:
+    """The elements inside a constructed element."""
+    found = []
+    at, stop = parent.content, parent.content_end
+    while at < stop:
+        child = read_tlv(buf, at, stop)
+        found.append(child)
+        at = child.end
+    return found
+
+
+def octets(buf: bytes, element: Tlv) -> list[memoryview]:
+    """The contents of an OCTET STRING (or an implicitly tagged one), primitive or
+    constructed (BER chunks), as views into ``buf``: nothing is copied."""
+    view = memoryview(buf)
+    if not element.tag & 0x20:
+        return [view[element.content:element.end]]
+    pieces: list[memoryview] = []
+    stack = [element]
+    while stack:
+        current = stack.pop()
+        if current.tag & 0x20:
+            if len(stack) > _MAX_NESTING:
+                raise MalformedMessageError("ASN.1 nesting too deep")
+            stack.extend(reversed(children(buf, current)))
+        elif current.tag == OCTET_STRING:
+            pieces.append(view[current.content:current.end])
+        else:
+            raise MalformedMessageError("unexpected element in a constructed OCTET STRING")
+    return pieces

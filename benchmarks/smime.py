@@ -1,0 +1,148 @@
+"""S/MIME sign, encrypt and decrypt: mailroute in-process against the openssl CLI.
+
+Claim (issue 5): on the 28 MB corpus message ("large" category), in-process sign and encrypt
+take at most 1.5x openssl's process time, and peak memory stays at or below 3x the message
+size. Printed for a large and a small corpus message:
+
+- mailroute: ``Pipeline.process`` with one filter (``smime-sign`` detached, ``smime-encrypt``
+  AES-256-CBC, ``smime-decrypt``): parsing, canonicalising, the crypto and serialising to
+  bytes, best of N runs; peak memory = the tracemalloc peak of one more run, input excluded;
+- openssl: ``openssl smime -sign``, ``openssl cms -encrypt -aes256``, ``openssl cms -decrypt``
+  on the same files, wall time best of N, peak RSS of the process (os.wait4).
+
+Run: ``.venv/bin/python benchmarks/smime.py [--runs N] [--corpus DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._corpus import corpus_dir, manifest
+from tests.smime.pki import NOW, build_pki
+
+from mailroute.filters.smime import SmimeDecrypt, SmimeEncrypt, SmimeSign
+from mailroute.pipeline import Context, Filter, Pipeline
+from mailroute.smime import Identity, Signer
+
+CONTEXT = Context(clock=NOW.timestamp)
+
+
+def peak_memory(work: Callable[[], object]) -> int:
+    """Bytes allocated at the peak of ``work`` above what was allocated before it."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    work()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - base
+
+
+def tool_once(args: list[str]) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes, from GNU time) of one run of an external command."""
+    start = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *args], capture_output=True,
+                          check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(args)}")
+    return seconds, int(done.stderr.split()[-1]) * 1024
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Best times and peak memory of mailroute and openssl for one operation."""
+
+    ours: float
+    ours_peak: int
+    theirs: float
+    theirs_rss: int
+    output: bytes
+
+
+def compare(step: Filter, data: bytes, peer: list[str], runs: int) -> Measured:
+    """One filter through a pipeline against the peer command, runs interleaved so that
+    both see the same machine load; best time of each, then one traced run for memory."""
+    pipeline = Pipeline(filters=(step,))
+    output: list[bytes] = []
+
+    def work() -> None:
+        result = pipeline.process(data, context=CONTEXT)
+        assert result.data is not None, result.reply
+        output[:] = [result.data]
+
+    ours = theirs = float("inf")
+    rss = 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        ours = min(ours, time.perf_counter() - start)
+        seconds, peak_rss = tool_once(peer)
+        theirs, rss = min(theirs, seconds), max(rss, peak_rss)
+    result = output[0]
+    output.clear()
+    return Measured(ours, peak_memory(work), theirs, rss, result)
+
+
+def row(label: str, size: int, m: Measured) -> str:
+    """One printed line: times, ratio, memory as multiples of the input size."""
+    return (f"{label:<8} input {size / 1e6:7.2f} MB  mailroute {m.ours * 1000:7.1f} ms  "
+            f"openssl {m.theirs * 1000:7.1f} ms  ratio {m.ours / m.theirs:5.2f}x  "
+            f"peak mailroute {m.ours_peak / 1e6:6.1f} MB = {m.ours_peak / size:4.2f}x input  "
+            f"(openssl RSS {m.theirs_rss / 1e6:6.1f} MB)")
+
+
+def main() -> int:
+    """Run the comparison and print one line per operation and message."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--corpus", type=Path, default=None)
+    args = parser.parse_args()
+    folder = corpus_dir(args.corpus) if args.corpus else corpus_dir()
+    entries = manifest(folder)
+    large = max((e for e in entries if e["category"] == "large"), key=lambda e: e["bytes"])
+    small = next(e for e in entries if e["category"] == "plain")
+    with tempfile.TemporaryDirectory() as work_dir:
+        work = Path(work_dir)
+        pki = build_pki(work / "pki")
+        signer = Signer(pki.alice.cert, pki.alice.key, (pki.issuing.cert,))
+        alice = [str(pki.alice.cert_path), str(pki.alice.key_path)]
+        for entry in (large, small):
+            path = folder / str(entry["file"])
+            data = path.read_bytes()
+            print(f"# {entry['file']} ({len(data)} bytes), best of {args.runs} interleaved runs")
+            sign = compare(SmimeSign(signer), data, [
+                "openssl", "smime", "-sign", "-in", str(path), "-signer", alice[0], "-inkey",
+                alice[1], "-certfile", str(pki.chain_path), "-out", str(work / "signed.eml")],
+                args.runs)
+            print(row("sign", len(data), sign))
+            encrypt = compare(SmimeEncrypt((pki.alice.cert,)), data, [
+                "openssl", "cms", "-encrypt", "-aes256", "-in", str(path),
+                "-out", str(work / "encrypted-by-openssl.eml"), alice[0]], args.runs)
+            print(row("encrypt", len(data), encrypt))
+            encrypted = work / "encrypted.eml"
+            encrypted.write_bytes(encrypt.output)
+            decrypt = compare(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),)),
+                              encrypt.output, [
+                "openssl", "cms", "-decrypt", "-in", str(encrypted), "-recip", alice[0],
+                "-inkey", alice[1], "-out", str(work / "decrypted.eml")], args.runs)
+            assert decrypt.output == data, "decrypt did not give the input back"
+            print(row("decrypt", len(encrypt.output), decrypt))
+            both = (sign.ours + encrypt.ours) / (sign.theirs + encrypt.theirs)
+            peak = max(sign.ours_peak, encrypt.ours_peak) / len(data)
+            print(f"sign+encrypt: time {both:.2f}x openssl (target <= 1.5x on the large "
+                  f"message), peak {peak:.2f}x the message (target <= 3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

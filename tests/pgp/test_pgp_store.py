@@ -202,3 +202,13 @@ def test_key_listing_follows_imports(tmp_path: Path, pgp_world: PgpWorld) -> Non
                                                                pgp_world.mallory)
     finally:
         kill_agent(home)
+
+
+def test_output_is_bounded(pgp_world: PgpWorld) -> None:
+    from mailroute.errors import LimitExceededError
+    enc = gpg(pgp_world.peer, "--encrypt", "--armor", "-r", pgp_world.alice,
+              data=b"A" * 100_000).stdout
+    assert len(enc) < 2_000  # compresses well: a small input that expands
+    small = KeyStore(pgp_world.gateway, max_output=10_000)
+    with pytest.raises(LimitExceededError):
+        small.decrypt(enc)

@@ -233,3 +233,22 @@ def test_wrapped_signed_message_still_verifies_with_gpg(store: KeyStore, pgp_wor
     (auth,) = result.item.auth_results
     assert auth.status.value == "neutral"
     assert "part 1" in auth.reason
+
+
+def test_disclaimer_filter_in_wrap_mode_keeps_gpg_verifying(
+        store: KeyStore, pgp_world: PgpWorld, person: Person,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from mailroute.config.options import Options
+    from mailroute.filters.registry import build_filter
+    folder = tmp_path_factory.mktemp("disclaimer")
+    (folder / "d.txt").write_text("Confidential: for the addressee only.\n")
+    options = Options({"text": "d.txt"}, source="policy.toml", base_dir=folder)
+    disclaimer = build_filter("disclaimer", options)
+    options.finish()
+    for raw in (signed_by(store, person, person.author(PLAIN)),
+                gpg_signed_mail(pgp_world, person)):
+        out = run(disclaimer, raw).data
+        assert out is not None
+        assert parse(out).root.mime_type == "multipart/mixed"
+        assert b"Confidential: for the addressee only." in out
+        assert _gpg_verify(pgp_world, out) == person.fpr

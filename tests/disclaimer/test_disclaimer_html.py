@@ -56,6 +56,7 @@ REPLIES = [
      '<blockquote type="cite">'),
     ('<div>new</div><div id="mail-editor-reference-message-container">q</div>',
      '<div id="mail-editor-reference-message-container">'),
+    ('<div>new</div><div class="yahoo_quoted" id="y">q</div>', '<div class="yahoo_quoted"'),
 ]
 
 

@@ -284,3 +284,69 @@ def test_envelope_sender_is_used_without_from(tmp_path: Path) -> None:
     data = b"To: b@x\r\nSubject: s\r\n\r\nHi\r\n"
     out = run(step, data, Envelope(mail_from="J.Doe@corp.example")).data or b""
     assert body_texts(out)[0][1] == "Hi\n\nCFO j.doe@corp.example\n"
+
+
+def test_html_without_mime_charset_is_read_as_its_meta_says(tmp_path: Path) -> None:
+    html = ('<html><head><meta charset="windows-1252"></head><body><p>Caf\xe9 “x”</p>'
+            "</body></html>").encode("windows-1252")
+    data = HEAD + b"Content-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + html
+    out = run(make_filter(tmp_path, var=[f"greeting={WIDE}"]), data).data or b""
+    part = stdlib(out)
+    assert part.get_content_charset() == "utf-8"
+    text = part.get_content()
+    assert '<meta charset="utf-8">' in text
+    assert "<p>Café “x”</p>" in text
+    assert WIDE in text
+
+
+def test_unknown_charset_and_encoding_are_left_alone(tmp_path: Path) -> None:
+    step = make_filter(tmp_path, var=["greeting=x"])
+    for header, reason in ((b"Content-Type: text/plain; charset=x-klingon\r\n", "unknown-charset"),
+                           (b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uue\r\n",
+                            "invalid-transfer-encoding")):
+        data = HEAD + header + b"\r\nqapla\r\n"
+        result = run(step, data)
+        assert result.data == data
+        assert result.item is not None
+        assert result.item.annotation("disclaimer") == f"inserted=0 present=0 skipped[]={reason}"
+
+
+def test_forwarded_message_and_nested_report_are_not_looked_into(tmp_path: Path) -> None:
+    body = _leaf("text/plain", "utf-8", "See below\n", "8bit")
+    forwarded = (b"Content-Type: message/rfc822\r\n\r\nFrom: c@x\r\nSubject: old\r\n"
+                 b"Content-Type: text/plain\r\n\r\nold text\r\n")
+    report = (b'Content-Type: multipart/report; report-type=disposition-notification; '
+              b'boundary="n"\r\n\r\n--n\r\nContent-Type: text/plain\r\n\r\nread\r\n'
+              b"--n\r\nContent-Type: message/disposition-notification\r\n\r\nx: y\r\n--n--\r\n")
+    data = _mixed(body, forwarded, report)
+    out = run(make_filter(tmp_path, var=["greeting=x"]), data).data or b""
+    original, edited = parse(data), parse(out)
+    assert edited.part((1,)).to_bytes() == original.part((1,)).to_bytes()
+    assert edited.part((2,)).to_bytes() == original.part((2,)).to_bytes()
+    assert MARKER in stdlib(edited.part((0,)).to_bytes()).get_content()
+
+
+def test_signed_part_beside_a_body_is_kept_and_not_wrapped(tmp_path: Path) -> None:
+    body = _leaf("text/plain", "utf-8", "Cover note\n", "8bit")
+    signed = ENCRYPTED[0]
+    data = _mixed(body, signed)
+    result = run(make_filter(tmp_path, var=["greeting=x"]), data)
+    edited = parse(result.data or b"")
+    assert edited.root.mime_type == "multipart/mixed"
+    assert edited.part((1,)).to_bytes() == signed
+    assert MARKER in stdlib(edited.part((0,)).to_bytes()).get_content()
+    assert result.item is not None
+    assert result.item.annotation("disclaimer") == "inserted=1 present=0 protected=1"
+
+
+@pytest.mark.parametrize("attribution", [
+    "El lun, 3 mar 2025, Ana escribió:", "Il giorno lun 3 mar 2025, Anna ha scritto:",
+    "Op ma 3 mrt 2025 schreef Anna <a@x>:", "----- Forwarded message -----",
+])
+def test_more_reply_attributions(tmp_path: Path, attribution: str) -> None:
+    text = f"Gracias\n\n{attribution}\n> old\n"
+    data = HEAD + _leaf("text/plain", "utf-8", text, "8bit")
+    out = run(make_filter(tmp_path, var=["greeting=x"], position="reply"), data).data or b""
+    [(_, result)] = body_texts(out)
+    assert result == ("Gracias\n\n" + RENDERED_TEXT.format(greeting="x") + "\n"
+                      + attribution + "\n> old\n")

@@ -11,6 +11,7 @@ disclaimer (its template fingerprint, quoted history included) is left as it is.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import re
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ from mailroute.mime.text import codec_name
 __all__ = ["Disclaimer", "Insertion", "Settings", "add_disclaimer", "decode_body"]
 
 _PGP_ARMOR = re.compile(r"(?m)^-----BEGIN PGP (?:SIGNED )?MESSAGE-----\r?$")
+_META_CHARSET_BYTES = re.compile(rb"<meta\b[^>]*?\bcharset\s*=\s*[\"']?([-\w.:]+)",
+                                 re.IGNORECASE)
 _META_CHARSET = re.compile(r"(<meta\b[^>]*?\bcharset\s*=\s*[\"']?)([-\w.:]+)", re.IGNORECASE)
 _UTF7 = "utf-7"
 
@@ -139,9 +142,11 @@ def _payload(part: Part) -> bytes | None:
 
 
 def decode_body(part: Part, charset: str | None = None) -> tuple[str | None, str]:
-    """The text of a body, or ``None`` and why it cannot be read exactly.
+    """The text of a body and the codec that read it, or ``None`` and why it cannot be read.
 
-    ``charset`` is the part's declared charset when the caller already has it.
+    ``charset`` is the part's declared charset when the caller already has it. Without a
+    declared charset, text that is not ASCII is read as the HTML ``<meta charset>`` says, or
+    as UTF-8.
     """
     data = _payload(part)
     if data is None:
@@ -154,11 +159,18 @@ def decode_body(part: Part, charset: str | None = None) -> tuple[str | None, str
         return data.decode(codec), codec
     except UnicodeDecodeError:
         pass
-    if codec == "ascii":
-        try:  # a very common mislabel: UTF-8 declared as (or defaulting to) us-ascii
-            return data.decode("utf-8"), "utf-8"
+    if codec != "ascii":
+        return None, "undecodable"
+    fallbacks = ["utf-8"]  # a very common mislabel: UTF-8 declared as (or defaulting to) ASCII
+    meta = _META_CHARSET_BYTES.search(data, 0, 4096) if part.mime_type == "text/html" else None
+    if meta is not None and not (charset or part.charset):
+        with contextlib.suppress(MalformedMessageError):
+            fallbacks.insert(0, codec_name(meta.group(1).decode("ascii")))
+    for fallback in fallbacks:
+        try:
+            return data.decode(fallback), fallback
         except UnicodeDecodeError:
-            pass
+            continue
     return None, "undecodable"
 
 
@@ -195,9 +207,9 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             location = locate(text, settings.placement, parser=settings.html_parser,
                               limits=settings.html_limits)
             locators.append(location.method)
-            fragment = disclaimer.html_fragment
-            edited = text[:location.offset] + fragment + text[location.offset:]
-            if not _fits(fragment, codec):
+            edited = text[:location.offset] + disclaimer.html_fragment + text[location.offset:]
+            if not _fits(edited, codec_name(body.charset or "us-ascii")):
+                # replace_text will make the part UTF-8: the document must say so too
                 edited = _META_CHARSET.sub(r"\g<1>utf-8", edited, count=1)
         else:
             newline = message.newline.decode("ascii")
@@ -217,9 +229,9 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
                    tuple(skipped), tuple(protected), wrapped=True, locators=tuple(locators))
 
 
-def _fits(fragment: str, codec: str) -> bool:
+def _fits(text: str, codec: str) -> bool:
     try:
-        fragment.encode(codec)
+        text.encode(codec)
     except UnicodeEncodeError:
         return False
     return True

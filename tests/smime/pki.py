@@ -8,10 +8,10 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
@@ -32,6 +32,8 @@ def _name(cn: str) -> x509.Name:
 
 
 def _key(kind: str) -> PrivateKey:
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
     if kind == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)

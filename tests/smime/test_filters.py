@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+)
 
 from mailroute.config.policy import load_policy
 from mailroute.filters.smime import SmimeDecrypt, SmimeEncrypt, SmimeSign, SmimeVerify
@@ -19,7 +23,7 @@ from mailroute.pipeline import Context, Pipeline
 from mailroute.results import Action
 from mailroute.smime import Identity, Signer, TrustAnchors
 from tests.smime.pki import NOW, Pki
-from tests.smime.test_mime_interop import MESSAGE
+from tests.smime.test_mime_interop import EIGHT_BIT_LF, MESSAGE
 
 CONTEXT = Context(clock=NOW.timestamp)
 
@@ -154,3 +158,30 @@ def test_policy_names_match_cli_flags(pki: Pki, tmp_path: Path) -> None:
                            str(policy)], input=MESSAGE, capture_output=True, check=False)
     assert done.returncode == 0, done.stderr
     assert parse(done.stdout).root.content_type.param("smime-type") == "signed-data"
+
+
+def test_encrypt_then_decrypt_gives_an_8bit_lf_message_back_byte_for_byte(pki: Pki) -> None:
+    pipeline = Pipeline(filters=(SmimeEncrypt((pki.alice.cert,), cipher="aes-128-gcm"),
+                                 SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),))))
+    assert pipeline.process(EIGHT_BIT_LF, context=CONTEXT).data == EIGHT_BIT_LF
+
+
+def test_sign_with_a_passphrase_protected_key(pki: Pki, tmp_path: Path) -> None:
+    key = tmp_path / "alice-enc.key"
+    key.write_bytes(pki.alice.key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(b"s3cret-pass")))
+    good = tmp_path / "pass.txt"
+    good.write_bytes(b"s3cret-pass\n")
+    bad = tmp_path / "wrong.txt"
+    bad.write_bytes(b"not-it\n")
+    base = [sys.executable, "-m", "mailroute", "smime", "sign", "--cert",
+            str(pki.alice.cert_path), "--key", str(key), "--passphrase-file"]
+    done = subprocess.run([*base, str(good)], input=MESSAGE, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert parse(done.stdout).root.mime_type == "multipart/signed"
+    refused = subprocess.run([*base, str(bad)], input=MESSAGE, capture_output=True,
+                             check=False)
+    assert refused.returncode == 78
+    assert refused.stdout == b""
+    assert b"not-it" not in refused.stderr
+    assert b"s3cret" not in refused.stderr

@@ -135,3 +135,16 @@ def test_rules_created_disabled_then_enabled_in_priority_order() -> None:
     assert scripts.install.count("-Enabled $false") == len(created)
     assert scripts.remove.index("Remove-TransportRule") < scripts.remove.index(
         "Remove-OutboundConnector")
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "routing"
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_topology_page_shows_the_generated_diagram_and_script(name: str) -> None:
+    page = (DOCS / FILES[name].replace(".toml", ".md")).read_text(encoding="utf-8")
+    powershell, _ = exo_config(topology(name))
+    mermaid, _ = exo_config(topology(name), fmt="mermaid")
+    assert f"```mermaid\n{mermaid}```" in page
+    assert f"```powershell\n{powershell}```" in page
+    assert 'filter = "marker-set"' in page

@@ -346,7 +346,10 @@ def _firewall(hop: Hop, session: _Session, trace: list[TraceStep]) -> MessageFac
                    and connector.cloud_services_mail_enabled
                    and session.attribution is Attribution.ORIGINATING)
         if promote:
-            cross = [(k, v) for k, v in headers if k.lower().startswith(CROSS_PREFIX)]
+            # AuthAs and MessageDirectionality are stamped below from this decision.
+            cross = [(k, v) for k, v in headers if k.lower().startswith(CROSS_PREFIX)
+                     and k.lower()[len(CROSS_PREFIX):] not in ("authas",
+                                                               "messagedirectionality")]
             headers = remove_headers(headers, prefixes=(CROSS_PREFIX,))
             headers = (*headers, *(("X-MS-Exchange-Organization-" + k[len(CROSS_PREFIX):], v)
                                    for k, v in cross))
@@ -355,10 +358,11 @@ def _firewall(hop: Hop, session: _Session, trace: list[TraceStep]) -> MessageFac
         else:
             headers = remove_headers(headers, prefixes=(CROSS_PREFIX,))
         trace.append(TraceStep("E6", "organization/forest headers removed at ingress"))
-    headers = set_header(headers, "X-MS-Exchange-Organization-MessageDirectionality",
-                         str(session.attribution))
-    headers = set_header(headers, "X-MS-Exchange-Organization-AuthAs", session.auth_as)
-    return message.evolve(headers=headers)
+    # Organization headers were removed above, so the stamps can simply be appended.
+    headers = (*headers, ("X-MS-Exchange-Organization-MessageDirectionality",
+                          str(session.attribution)),
+               ("X-MS-Exchange-Organization-AuthAs", session.auth_as))
+    return message.with_headers(headers)
 
 
 # --- 2.3: recipient resolution -------------------------------------------------------------
@@ -421,9 +425,9 @@ _EXO_SELF = Connection(source=Source.EXO)
 
 def _route_copy(tenant: Tenant, copy: RuleCopy, entries: dict[str, Recipient | None],
                 trace: list[TraceStep]) -> ExoCopy:
-    routes = tuple(replace(_route_one(tenant, copy, a, entries[a.address] if a.address in entries
-                                      else tenant.directory.lookup(a.address)),
-                           original=a.original) for a in copy.recipients)
+    routes = tuple(_route_one(tenant, copy, a, entries[a.address] if a.address in entries
+                              else tenant.directory.lookup(a.address))
+                   for a in copy.recipients)
     for route in routes:
         where = f" -> {route.next_hop}" if route.next_hop else ""
         why = f" ({route.reply})" if route.reply else ""
@@ -434,6 +438,12 @@ def _route_copy(tenant: Tenant, copy: RuleCopy, entries: dict[str, Recipient | N
 
 def _route_one(tenant: Tenant, copy: RuleCopy, who: Addressee,
                entry: Recipient | None) -> Route:
+    route = _route_kind(tenant, copy, who, entry)
+    return route if who.original == who.address else replace(route, original=who.original)
+
+
+def _route_kind(tenant: Tenant, copy: RuleCopy, who: Addressee,
+                entry: Recipient | None) -> Route:
     address = who.address
     if copy.terminal is not None:
         return Route(address, copy.terminal.kind, reply=copy.terminal.reply)
@@ -503,9 +513,10 @@ def _domain_connector(tenant: Tenant, domain: str, accepted: bool,
 def _after_routing(tenant: Tenant, hop: Hop, copy: ExoCopy) -> list[Generated]:
     out: list[Generated] = []
     for route in copy.routes:
+        if route.kind not in (RouteKind.LOCAL, RouteKind.FORWARD):
+            continue
         entry = tenant.directory.lookup(route.recipient)
-        if route.kind in (RouteKind.LOCAL, RouteKind.FORWARD) and entry is not None and (
-                entry.forwarding_smtp):
+        if entry is not None and entry.forwarding_smtp:
             env = Envelope(mail_from=entry.primary, rcpt_to=(entry.forwarding_smtp,))
             facts = copy.message.evolve(flags=copy.message.flags | {MessageFlag.AUTO_FORWARD})
             out.append(Generated("forward", Hop(envelope=env, connection=_EXO_SELF,
@@ -520,7 +531,7 @@ def _after_routing(tenant: Tenant, hop: Hop, copy: ExoCopy) -> list[Generated]:
 
 
 def _journal(tenant: Tenant, hop: Hop, copy: ExoCopy) -> list[Generated]:
-    if copy.message.has(MessageFlag.JOURNAL_REPORT):
+    if not tenant.org.journal_rules or copy.message.has(MessageFlag.JOURNAL_REPORT):
         return []
     live = [r for r in copy.routes if r.kind in (RouteKind.LOCAL, RouteKind.CONNECTOR,
                                                  RouteKind.MX, RouteKind.FORWARD)]

@@ -254,7 +254,7 @@ def _send(topology: Topology, markers: MarkerCodec, now: int, flow: Flow,
     if gw.topology is TopologyKind.T3 and not from_exo and gw.inbound_tls_identity:
         identity = gw.inbound_tls_identity
     token = markers.mint(message, flow.letter, now)
-    marked = message.evolve(headers=set_header(message.headers, gw.marker.header, token))
+    marked = message.with_headers(set_header(message.headers, gw.marker.header, token))
     trace.append(TraceStep("G7", f"{flow} processed; marker minted ({flow.letter})"))
     trace.append(TraceStep("G8", f"to {topology.tenant.exo_smart_host} as {identity}"))
     return [GatewaySplit(rcpts, flow, RouteKind.EXO, topology.tenant.exo_smart_host, identity,

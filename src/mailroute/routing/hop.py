@@ -7,7 +7,7 @@ Section 1.6 of notes/exchange-online.md. Headers are kept as an ordered tuple of
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from mailroute.item import Envelope
 
@@ -95,6 +95,22 @@ class MessageFacts:
     received_count: int = 0
     disclaimers: int = 0
     wrapped: bool = False
+    _index: dict[str, list[str]] | None = field(default=None, init=False, repr=False,
+                                                compare=False, hash=False)
+
+    def values(self, name: str) -> list[str]:
+        """Every value of field ``name`` (case-insensitive), from an index built on first use.
+
+        The index is a memo of the immutable ``headers``; it never changes what the object
+        compares or hashes as.
+        """
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in self.headers:
+                index.setdefault(key.lower(), []).append(value)
+            object.__setattr__(self, "_index", index)
+        return index.get(name.lower(), [])
 
     def has(self, flag: MessageFlag) -> bool:
         """True when ``flag`` is set."""
@@ -103,6 +119,13 @@ class MessageFacts:
     def evolve(self, **changes: object) -> MessageFacts:
         """Return a copy with ``changes`` applied."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_headers(self, headers: Headers) -> MessageFacts:
+        """Return a copy with other headers (the hot path of every rule action)."""
+        return MessageFacts(headers=headers, message_id=self.message_id,
+                            from_addrs=self.from_addrs, flags=self.flags, scl=self.scl,
+                            size=self.size, received_count=self.received_count,
+                            disclaimers=self.disclaimers, wrapped=self.wrapped)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,16 +141,20 @@ class Hop:
 def header_values(headers: Headers, name: str) -> list[str]:
     """Every value of field ``name`` (case-insensitive), in order."""
     lname = name.lower()
-    return [value for key, value in headers if key.lower() == lname]
+    size = len(name)
+    return [value for key, value in headers if len(key) == size and key.lower() == lname]
 
 
 def remove_headers(headers: Headers, *, name: str | None = None,
                    prefixes: tuple[str, ...] = ()) -> Headers:
     """Drop the fields called ``name`` and every field whose name starts with a prefix."""
-    lname = name.lower() if name else None
+    if not prefixes and name is not None:
+        lname, size = name.lower(), len(name)
+        return tuple([kv for kv in headers if len(kv[0]) != size or kv[0].lower() != lname])
+    lname = name.lower() if name else ""
     lprefixes = tuple(p.lower() for p in prefixes)
-    return tuple((k, v) for k, v in headers
-                 if k.lower() != lname and not k.lower().startswith(lprefixes))
+    return tuple([kv for kv in headers
+                  if (key := kv[0].lower()) != lname and not key.startswith(lprefixes)])
 
 
 def set_header(headers: Headers, name: str, value: str) -> Headers:

@@ -319,18 +319,27 @@ class Predicates:
     recipient_address_contains_words: tuple[str, ...] = ()
     any_of_recipient_address_matches_patterns: tuple[str, ...] = ()
     any_of_to_header: tuple[str, ...] = ()
+    per_recipient: bool = field(init=False, repr=False, compare=False, default=False)
+    message_level: bool = field(init=False, repr=False, compare=False, default=False)
+
+    def __post_init__(self) -> None:
+        per = bool(self.sent_to_scope or self.recipient_domain_is or self.sent_to
+                   or self.recipient_address_matches_patterns
+                   or self.recipient_address_contains_words)
+        whole = bool(self.header_contains or self.header_matches or self.from_scope
+                     or self.sender_domain_is or self.message_type_matches
+                     or self.scl_over is not None or self.sender_ip_ranges
+                     or self.message_size_over is not None or self.from_addresses
+                     or self.from_address_matches_patterns or self.from_member_of
+                     or self.any_of_recipient_address_matches_patterns
+                     or self.any_of_to_header)
+        object.__setattr__(self, "per_recipient", per)
+        object.__setattr__(self, "message_level", whole)
 
     @property
     def is_empty(self) -> bool:
         """True when no predicate is set."""
-        return self == _NO_PREDICATES
-
-    @property
-    def per_recipient(self) -> bool:
-        """True when a predicate is evaluated per recipient (and so can fork)."""
-        return bool(self.sent_to_scope or self.recipient_domain_is or self.sent_to
-                    or self.recipient_address_matches_patterns
-                    or self.recipient_address_contains_words)
+        return not (self.per_recipient or self.message_level)
 
 
 _NO_PREDICATES = Predicates()

@@ -100,10 +100,13 @@ class RuleContext:
 def run_rules(ctx: RuleContext, recipients: tuple[Addressee, ...], message: MessageFacts,
               trace: list[TraceStep]) -> list[RuleCopy]:
     """Run every active rule of ``ctx.tenant`` and return the resulting copies."""
-    copies = [RuleCopy(recipients, message)]
+    copies: list[RuleCopy] = [RuleCopy(recipients, message)]
+    now = ctx.now
     for rule in ctx.tenant.rules_by_priority:
-        if not rule.active(ctx.now):
+        if not (rule.enabled if now is None else rule.active(now)):
             continue
+        if all(c.stopped or c.terminal is not None for c in copies):
+            break  # every copy left the rule loop: later rules cannot apply
         result: list[RuleCopy] = []
         for copy in copies:
             result.extend(_apply_rule(ctx, rule, copy, trace))
@@ -112,30 +115,28 @@ def run_rules(ctx: RuleContext, recipients: tuple[Addressee, ...], message: Mess
 
 
 def _apply_rule(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
-                trace: list[TraceStep]) -> list[RuleCopy]:
+                trace: list[TraceStep]) -> tuple[RuleCopy, ...]:
     if copy.stopped or copy.terminal is not None:
-        return [copy]
+        return (copy,)
     matched, others = _split(ctx, rule, copy)
     if not matched:
-        return [copy]
+        return (copy,)
     if rule.mode is not RuleMode.ENFORCE:
         trace.append(TraceStep("R", f"{rule.mode} mode: would apply, no action", rule.name))
-        return [copy]
-    out: list[RuleCopy] = []
-    if others:
-        names = ", ".join(a.address for a in matched)
-        trace.append(TraceStep("R", f"fork: rule applies to {names} only", rule.name))
-        out.append(replace(copy, recipients=others))
-    out.append(_act(ctx, rule, replace(copy, recipients=matched), trace))
-    return out
+        return (copy,)
+    if not others:
+        return (_act(ctx, rule, copy, matched, trace),)
+    names = ", ".join(a.address for a in matched)
+    trace.append(TraceStep("R", f"fork: rule applies to {names} only", rule.name))
+    return (replace(copy, recipients=others), _act(ctx, rule, copy, matched, trace))
 
 
 def _split(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
            ) -> tuple[tuple[Addressee, ...], tuple[Addressee, ...]]:
     cond, exc = rule.conditions, rule.exceptions
-    if not all(_message_checks(ctx, rule, cond, copy)):
+    if cond.message_level and not _message_holds(ctx, rule, cond, copy, every=True):
         return (), copy.recipients
-    if any(_message_checks(ctx, rule, exc, copy)):
+    if exc.message_level and _message_holds(ctx, rule, exc, copy, every=False):
         return (), copy.recipients
     if not (cond.per_recipient or exc.per_recipient):
         return copy.recipients, ()
@@ -168,34 +169,46 @@ def _member_of(ctx: RuleContext, sender: str, groups: tuple[str, ...]) -> bool:
     return False
 
 
-def _message_checks(ctx: RuleContext, rule: TransportRule, p: Predicates,
-                    copy: RuleCopy) -> Iterator[bool]:
-    """The results of the set message-level predicates of ``p`` (lazily, in order)."""
+def _message_holds(ctx: RuleContext, rule: TransportRule, p: Predicates, copy: RuleCopy,
+                   *, every: bool) -> bool:
+    """``every``: all set message-level predicates hold (conditions); else any (exceptions).
+
+    Written as early returns rather than ``all(generator)``: this is the hottest loop of a
+    decision. A result that differs from ``every`` settles the answer.
+    """
     message = copy.message
     if p.header_contains is not None:
-        values = header_values(message.headers, p.header_contains.header)
-        yield any(words_match(v, p.header_contains.words) for v in values)
+        values = message.values(p.header_contains.header)
+        if any(words_match(v, p.header_contains.words) for v in values) is not every:
+            return not every
     if p.header_matches is not None:
-        values = header_values(message.headers, p.header_matches.header)
-        yield any(patterns_match(v, p.header_matches.patterns) for v in values)
-    if p.message_type_matches is not None:
-        yield _TYPE_FLAGS[p.message_type_matches] in message.flags
-    if p.scl_over is not None:
-        yield message.scl is not None and message.scl >= p.scl_over
-    if p.sender_ip_ranges:
-        yield ip_in_ranges(ctx.client_ip, p.sender_ip_ranges)
-    if p.message_size_over is not None:
-        yield message.size > p.message_size_over
+        values = message.values(p.header_matches.header)
+        if any(patterns_match(v, p.header_matches.patterns) for v in values) is not every:
+            return not every
+    if p.message_type_matches is not None and (
+            (_TYPE_FLAGS[p.message_type_matches] in message.flags) is not every):
+        return not every
+    if p.scl_over is not None and (
+            (message.scl is not None and message.scl >= p.scl_over) is not every):
+        return not every
+    if p.sender_ip_ranges and ip_in_ranges(ctx.client_ip, p.sender_ip_ranges) is not every:
+        return not every
+    if p.message_size_over is not None and (message.size > p.message_size_over) is not every:
+        return not every
     if p.any_of_recipient_address_matches_patterns:
         pats = p.any_of_recipient_address_matches_patterns
-        yield any(patterns_match(a.address, pats) for a in copy.recipients)
+        if any(patterns_match(a.address, pats) for a in copy.recipients) is not every:
+            return not every
     if p.any_of_to_header:
-        wanted = {a.lower() for a in p.any_of_to_header}
         to = " ".join(header_values(message.headers, "To")).lower()
-        yield any(a in to for a in wanted)
+        if any(a.lower() in to for a in p.any_of_to_header) is not every:
+            return not every
     if (p.from_scope or p.sender_domain_is or p.from_addresses
             or p.from_address_matches_patterns or p.from_member_of):
-        yield any(_sender_checks(ctx, p, s) for s in _senders(rule, ctx, message))
+        senders = _senders(rule, ctx, message)
+        if any(_sender_checks(ctx, p, s) for s in senders) is not every:
+            return not every
+    return every
 
 
 def _sender_checks(ctx: RuleContext, p: Predicates, sender: str) -> bool:
@@ -235,17 +248,18 @@ def _recipient_checks(ctx: RuleContext, rule: TransportRule, p: Predicates,
 
 
 def _act(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
-         trace: list[TraceStep]) -> RuleCopy:
+         recipients: tuple[Addressee, ...], trace: list[TraceStep]) -> RuleCopy:
     actions = rule.actions
     message = copy.message
     done: list[str] = []
     if actions.remove_header:
-        message = message.evolve(headers=remove_headers(message.headers,
-                                                        name=actions.remove_header))
+        kept = remove_headers(message.headers, name=actions.remove_header)
+        if len(kept) != len(message.headers):
+            message = message.with_headers(kept)
         done.append(f"removed {actions.remove_header}")
     if actions.set_header is not None:
-        message = message.evolve(headers=with_header(message.headers, actions.set_header.name,
-                                                     actions.set_header.value))
+        message = message.with_headers(with_header(message.headers, actions.set_header.name,
+                                                   actions.set_header.value))
         done.append(f"set {actions.set_header.name}: {actions.set_header.value}")
     terminal: Terminal | None = None
     if actions.apply_html_disclaimer is not None:
@@ -260,7 +274,6 @@ def _act(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
             done.append(f"second routing action replaces '{connector}' (model: last wins)")
         connector = actions.route_message_outbound_connector
         done.append(f"route via '{connector}'")
-    recipients = copy.recipients
     if actions.reject is not None and terminal is None:
         code = actions.reject.enhanced_status_code
         terminal = Terminal(RouteKind.NDR, Reply(550, code, actions.reject.reason_text))
@@ -278,7 +291,7 @@ def _act(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
                 "exceeded"))
             done.append("redirect refused: rules loop header present")
         else:
-            message = message.evolve(headers=with_header(message.headers, _RULES_LOOP, "1"))
+            message = message.with_headers(with_header(message.headers, _RULES_LOOP, "1"))
             recipients = tuple(_redirect_target(ctx, a) for a in actions.redirect_message_to)
             done.append("redirect to " + ", ".join(actions.redirect_message_to))
     stopped = rule.stop_rule_processing or actions.quarantine

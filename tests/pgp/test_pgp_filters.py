@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PgpWorld
-from gpgtool import gpg
+from gpgtool import armored_message, gpg
 from messages import HEAD, PLAIN, from_bob
 
 from mailroute.config.options import Options
@@ -55,10 +55,24 @@ def test_missing_key_follows_policy(store: KeyStore, policy: str, action: Action
 def test_protected_messages_are_not_signed_or_encrypted_again(store: KeyStore) -> None:
     signed = run(PgpSignFilter(store, "alice@example.org"), PLAIN).data
     assert signed is not None
-    again = run(PgpSignFilter(store, "alice@example.org"), signed)
-    assert again.data == signed
-    encrypted = run(PgpEncryptFilter(store), signed, rcpt=("alice@example.org",))
-    assert encrypted.data == signed
+    assert run(PgpSignFilter(store, "alice@example.org"), signed).data == signed
+    encrypted = run(PgpEncryptFilter(store), PLAIN, rcpt=("alice@example.org",)).data
+    assert encrypted is not None
+    assert run(PgpEncryptFilter(store), encrypted, rcpt=("alice@example.org",)).data == encrypted
+    assert run(PgpSignFilter(store, "alice@example.org"), encrypted).data == encrypted
+
+
+def test_signed_message_is_encrypted_in_nested_form(store: KeyStore,
+                                                    pgp_world: PgpWorld) -> None:
+    signed = run(PgpSignFilter(store, "alice@example.org"), PLAIN).data
+    assert signed is not None
+    encrypted = run(PgpEncryptFilter(store), signed, rcpt=("alice@example.org",)).data
+    assert encrypted is not None
+    inner = gpg(pgp_world.peer, "--decrypt", data=armored_message(encrypted))
+    assert inner.has("GOODMDC")
+    assert inner.stdout == signed[signed.index(b"Content-Type: multipart/signed"):]
+    result = run(PgpDecryptFilter(store), encrypted)
+    assert auth(result) == ("pass", "good signature")
 
 
 def test_signer_other_than_from_is_a_policy_result(store: KeyStore) -> None:

@@ -16,8 +16,9 @@ per gpg call, default 30).
   and an integrity check. Signatures inside the encrypted message are verified and reported.
 * ``pgp-verify``: ``on_invalid`` (``pass`` or ``reject``). Adds an RFC 8601 ``pgp`` result.
 
-Messages that are already signed or encrypted (PGP or S/MIME) are passed on untouched by
-``pgp-sign`` and ``pgp-encrypt``.
+Messages that are already encrypted (PGP or S/MIME) are passed on untouched by ``pgp-sign``
+and ``pgp-encrypt``; ``pgp-sign`` also leaves signed messages alone, while ``pgp-encrypt``
+encrypts a signed message as it is (nested form, RFC 3156 section 6.1).
 """
 
 from __future__ import annotations
@@ -63,14 +64,17 @@ __all__ = [
 ]
 
 log = logging.getLogger("mailroute.pgp")
-_PROTECTED_TYPES = frozenset({"multipart/signed", "multipart/encrypted",
-                              "application/pkcs7-mime", "application/x-pkcs7-mime"})
+_ENCRYPTED_TYPES = frozenset({"multipart/encrypted", "application/pkcs7-mime",
+                              "application/x-pkcs7-mime"})
 
 
-def _already_protected(message: Message) -> bool:
-    if message.root.mime_type in _PROTECTED_TYPES:
+def _already_protected(message: Message, *, signed_counts: bool) -> bool:
+    """True for an encrypted message, and for a signed one when ``signed_counts``."""
+    kind = message.root.mime_type
+    if kind in _ENCRYPTED_TYPES or (signed_counts and kind == "multipart/signed"):
         return True
-    return any(b.path == () and b.alone for b in find_inline(message))
+    return any(b.path == () and b.alone and (signed_counts or b.kind is InlineKind.ENCRYPTED)
+               for b in find_inline(message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,7 @@ class PgpSignFilter:
     def apply(self, item: MailItem, ctx: Context) -> MailItem:
         """Replace the content by ``multipart/signed`` over its canonical form."""
         message = item.message
-        if _already_protected(message):
+        if _already_protected(message, signed_counts=True):
             return item.annotate("pgp-sign", "skipped-protected")
         entity = canonical_entity(message, seven_bit=True)
         signed = self.store.sign_detached(entity, self.store.signer(self.signer),
@@ -108,7 +112,7 @@ class PgpEncryptFilter:
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Replace the content by ``multipart/encrypted``; missing keys follow the policy."""
         message = item.message
-        if _already_protected(message):
+        if _already_protected(message, signed_counts=False):
             return item.annotate("pgp-encrypt", "skipped-protected")
         wanted = self.recipients or item.envelope.rcpt_to
         lookups = self.store.lookup_all(wanted)
@@ -123,7 +127,10 @@ class PgpEncryptFilter:
             return Outcome.reject("5.7.1", "no PGP key for a recipient", 550)
         fprs = [k.fingerprint for k in lookups if isinstance(k, KeyFound)]
         signer = self.store.signer(self.sign_with) if self.sign_with else None
-        entity = canonical_entity(message, seven_bit=True)
+        # a signed message is encrypted as it is (RFC 3156 section 6.1, nested form):
+        # re-encoding a part inside it would break its signature
+        nested = message.root.mime_type == "multipart/signed"
+        entity = canonical_entity(message, seven_bit=not nested)
         armored = self.store.encrypt(entity, fprs, sign_with=signer, passphrase=self.passphrase)
         new = build_encrypted(message, armored, limits=ctx.limits)
         return item.evolve(message=new).annotate("pgp-encrypt", "encrypted")
@@ -151,8 +158,10 @@ class PgpDecryptFilter:
     name: str = "pgp-decrypt"
 
     def _failed(self, item: MailItem, message: Message, reason: str) -> MailItem:
+        log.info("PGP decryption refused: %s", reason)
         if self.on_failure == "reject":
-            raise DecryptionError(f"cannot decrypt the PGP message ({reason})")
+            # one text for every cause: the SMTP reply must not be a format oracle
+            raise DecryptionError("cannot decrypt the PGP message")
         flagged = message.with_header(self.flag_header, f"decrypt=failed; reason={reason}")
         return item.evolve(message=flagged).annotate("pgp-decrypt", f"failed {reason}")
 

@@ -11,11 +11,18 @@
   measured ten times slower than taking turns.
 * Status lines only: gpg's log goes to ``/dev/null``, so what python-gnupg reads on fd 2 is
   nothing but ``[GNUPG:]`` lines.
+
+python-gnupg's own log records ("gpg returned a non-zero error code", a traceback for a
+broken pipe when gpg stops reading) are kept out of the root logger unless the application
+configured the ``gnupg`` logger itself: the outcome of every call is decided here from the
+status lines, and a stray line on standard error would break the pipe adapter's rule that the
+first line carries the enhanced status code.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import subprocess
 import threading
@@ -37,6 +44,10 @@ BASE_OPTIONS: tuple[str, ...] = (
     "--trust-model", "always", "--pinentry-mode", "loopback", "--no-symkey-cache",
     "--no-greeting", "--no-allow-multiple-messages", "--exit-on-status-write-error",
 )
+
+_GNUPG_LOG = logging.getLogger("gnupg")
+if all(isinstance(h, logging.NullHandler) for h in _GNUPG_LOG.handlers):
+    _GNUPG_LOG.propagate = False
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()

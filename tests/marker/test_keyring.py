@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from pathlib import Path
 
@@ -137,3 +139,9 @@ def test_loading_logs_nothing_secret(tmp_path: Path, caplog: pytest.LogCaptureFi
     with pytest.raises(ConfigError):
         load_key_ring(write_key_file(tmp_path, mode=0o644, name="open.toml"))
     assert not leaks(caplog.text)
+
+
+def test_derived_key_is_rfc5869_hkdf_sha256_with_empty_salt() -> None:
+    prk = hmac.new(b"", SECRET_A, hashlib.sha256).digest()
+    okm = hmac.new(prk, b"mailroute/mark/v1/k1" + b"\x01", hashlib.sha256).digest()
+    assert derive_mac_key(SECRET_A, "k1") == okm

@@ -7,6 +7,7 @@ import pytest
 from mailroute.item import Direction
 from mailroute.marker import (
     DEFAULT_FIELD,
+    Binding,
     KeyRing,
     Windows,
     binding_of,
@@ -15,6 +16,7 @@ from mailroute.marker import (
     normalise_message_id,
     parse_token,
 )
+from mailroute.marker.binding import mac_input
 from mailroute.mime import build_leaf, parse
 from mailroute.mime.message import Message
 from mailroute.results import MarkerVerdict
@@ -329,3 +331,15 @@ def test_marker_is_one_unfolded_line_at_the_top() -> None:
     first = data.split(b"\r\n", 1)[0]
     assert first.startswith(b"X-Mailroute-Mark: v1.g7k2qd.k1.1790000000.")
     assert len(first) < 998
+
+
+def test_mac_input_is_the_length_prefixed_layout_of_5_4() -> None:
+    data = mac_input(tag="g7k2qd", kid="k1", t="1790000000", nonce="n" * 16, d="o",
+                     org_id="example.net",
+                     binding=Binding(message_id="<a@b>", from_addresses="ä@x"))
+    expected = (b"mailroute-mark\x00" + b"\x00\x00\x00\x011" + b"\x00\x00\x00\x06g7k2qd"
+                + b"\x00\x00\x00\x02k1" + b"\x00\x00\x00\x0a1790000000"
+                + b"\x00\x00\x00\x10" + b"n" * 16 + b"\x00\x00\x00\x01o"
+                + b"\x00\x00\x00\x0bexample.net" + b"\x00\x00\x00\x05<a@b>"
+                + b"\x00\x00\x00\x04\xc3\xa4@x")
+    assert data == expected

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import re
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ __all__ = [
 
 log = logging.getLogger("mailroute.marker")
 _DOMAIN_SEPARATOR = b"mailroute-mark\x00"
+_LENGTH = struct.Struct(">I").pack
 _WHITESPACE = frozenset(" \t\r\n")
 _SPECIAL = r"\s()\"\\<>,;:@"
 _PLAIN_ID = re.compile(rf"<[^{_SPECIAL}]*@[^{_SPECIAL}]*>")
@@ -63,17 +65,18 @@ def length_prefixed(text: str) -> bytes:
     original bytes.
     """
     data = text.encode("utf-8", "surrogateescape")
-    return len(data).to_bytes(4, "big") + data
+    return _LENGTH(len(data)) + data
 
 
 def mac_input(*, tag: str, kid: str, t: str, nonce: str, d: str, org_id: str,
               binding: Binding) -> bytes:
-    """The exact bytes the HMAC is computed over."""
-    out = bytearray(_DOMAIN_SEPARATOR)
+    """The exact bytes the HMAC is computed over: the separator, then ``lp()`` of each part."""
+    out = [_DOMAIN_SEPARATOR]
     for part in ("1", tag, kid, t, nonce, d, org_id, binding.message_id,
                  binding.from_addresses):
-        out += length_prefixed(part)
-    return bytes(out)
+        data = part.encode("utf-8", "surrogateescape")
+        out += (_LENGTH(len(data)), data)
+    return b"".join(out)
 
 
 def compute_mac(mac_key: bytes, data: bytes) -> str:

@@ -9,6 +9,9 @@ Claim (issue 4): over 20,000 mint+verify pairs per second. Printed:
 - floor: two bare HMAC-SHA-256 computations over the same MAC input with the stdlib, the
   cheapest any implementation of the design could be; the ratio shows the marker's overhead.
 
+Each figure is given per wall-clock second and per CPU second of the process; on a shared,
+busy machine the CPU figure is the one to compare with the target.
+
 Run: ``.venv/bin/python benchmarks/marker.py [--seconds N]``.
 """
 
@@ -40,11 +43,12 @@ MESSAGE = (b"Received: from client.example.net by mx.example.net\r\n"
            b"\r\nHello Bob,\r\nsee you tomorrow.\r\n")
 
 
-def rate(work: Callable[[], object], seconds: float) -> float:
-    """Calls of ``work`` per second, measured for about ``seconds``."""
+def rate(work: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Calls of ``work`` per wall-clock second and per CPU second of this process, measured
+    for about ``seconds`` (the CPU figure is the one a busy shared machine distorts least)."""
     for _ in range(200):
         work()
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
     deadline = start + seconds
     while True:
         for _ in range(500):
@@ -52,7 +56,7 @@ def rate(work: Callable[[], object], seconds: float) -> float:
         calls += 500
         now = time.perf_counter()
         if now >= deadline:
-            return calls / (now - start)
+            return calls / (now - start), calls / (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -87,17 +91,19 @@ def main() -> None:
         hmac.new(key, data, hashlib.sha256).digest()
         hmac.new(key, data, hashlib.sha256).digest()
 
-    core_rate = rate(core, seconds)
-    pipe_rate = rate(pipeline, seconds)
-    floor_rate = rate(floor, seconds)
+    core_rate, core_cpu = rate(core, seconds)
+    pipe_rate, pipe_cpu = rate(pipeline, seconds)
+    floor_rate, floor_cpu = rate(floor, seconds)
     print(f"message: {len(MESSAGE)} bytes, {seconds:.1f} s per measurement")
-    print(f"core      mint+verify pairs/s: {core_rate:10,.0f}   (target > 20,000: "
-          f"{'met' if core_rate > 20_000 else 'NOT met'})")
-    print(f"pipeline  mint+verify pairs/s: {pipe_rate:10,.0f}   (parse and emit included)")
-    print(f"floor     2x bare HMAC/s:      {floor_rate:10,.0f}")
-    print(f"ratio core/floor: {core_rate / floor_rate:.3f}   "
-          f"pipeline/floor: {pipe_rate / floor_rate:.3f}")
-
+    print(f"{'':10}{'per wall second':>18}{'per CPU second':>18}")
+    print(f"{'core':10}{core_rate:18,.0f}{core_cpu:18,.0f}   mint+verify pairs")
+    print(f"{'pipeline':10}{pipe_rate:18,.0f}{pipe_cpu:18,.0f}   mint+verify pairs, parse and "
+          "emit included")
+    print(f"{'floor':10}{floor_rate:18,.0f}{floor_cpu:18,.0f}   2x bare HMAC-SHA-256")
+    print(f"ratio core/floor: {core_cpu / floor_cpu:.3f}   pipeline/floor: "
+          f"{pipe_cpu / floor_cpu:.3f}   (CPU)")
+    verdict = "met" if core_cpu > 20_000 else "NOT met"
+    print(f"target > 20,000 core pairs per second: {verdict}")
 
 if __name__ == "__main__":
     main()

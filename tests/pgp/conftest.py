@@ -1,6 +1,7 @@
 """Keys for the PGP tests, generated once per session in throwaway homes.
 
-* ``alice@example.org``: Ed25519 primary (sign) + Cv25519 subkey (encrypt), no passphrase.
+* ``alice@example.org``: Ed25519 primary (sign) + Cv25519 subkey (encrypt), no passphrase;
+  a second user ID ``alice@work.example``.
 * ``bob@example.net``: RSA 2048 (sign and encrypt), passphrase ``BOB_PASS``.
 * ``mallory@example.com``: Ed25519/Cv25519, only in the peer home (unknown to the gateway).
 
@@ -51,6 +52,9 @@ def pgp_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgpWorld]:
     _gen(peer, "Alice <alice@example.org>", "ed25519", "sign,cert", "")
     alice = fingerprint(peer, "alice@example.org")
     _add_subkey(peer, alice, "cv25519", "")
+    subprocess.run(["gpg", "--homedir", str(peer), "--batch", "--quick-add-uid", alice,
+                    "Alice Work <alice@work.example>"], check=True, capture_output=True,
+                   timeout=60)
     _gen(peer, "Bob <bob@example.net>", "rsa2048", "sign,cert,encr", BOB_PASS)
     bob = fingerprint(peer, "bob@example.net")
     kill_agent(peer)

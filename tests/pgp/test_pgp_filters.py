@@ -173,3 +173,18 @@ def test_policy_builds_every_filter(pgp_world: PgpWorld, tmp_path: Path) -> None
                            source="t.toml"))
     with pytest.raises(ConfigError, match="gnupghome"):
         build_decrypt(Options({"gnupghome": str(tmp_path / "none")}, source="t.toml"))
+
+
+def test_second_user_id_binds_the_from_address(store: KeyStore) -> None:
+    raw = PLAIN.replace(b"From: Alice <alice@example.org>", b"From: Alice <alice@work.example>")
+    signed = run(PgpSignFilter(store, "alice@example.org"), raw).data
+    assert signed is not None
+    result = run(PgpVerifyFilter(store), signed)
+    assert result.item is not None
+    (only,) = result.item.auth_results
+    assert only.properties == (("header.from", "alice@work.example"),)
+    from mailroute.mime import parse
+    from mailroute.pgp import verify_message
+    (signer,) = verify_message(store, parse(signed)).to_json()["signers"]  # type: ignore[misc]
+    assert signer["email"] == "alice@work.example"
+    assert signer["covers"] == "message"

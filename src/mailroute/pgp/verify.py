@@ -46,6 +46,7 @@ class SignatureReport:
         check: gpg's verdict on the signature.
         uids: the signing key's user IDs (from the key store).
         from_match: a user ID's address equals a From address.
+        email: that From address, or else the first address of the key's user IDs.
     """
 
     covers: Path
@@ -54,6 +55,7 @@ class SignatureReport:
     check: SignatureCheck
     uids: tuple[str, ...] = ()
     from_match: bool = False
+    email: str = ""
 
     @property
     def covers_text(self) -> str:
@@ -73,9 +75,8 @@ class SignatureReport:
 
     def to_json(self) -> dict[str, object]:
         """The CLI.md ``signers[]`` shape plus fingerprint and coverage."""
-        emails = [u for u in (_address(uid) for uid in self.uids) if u]
-        return {"email": emails[0] if emails else "", "subject": self.uids[0] if self.uids
-                else "", "valid": self.check.valid, "reason": self.reason,
+        return {"email": self.email, "subject": self.uids[0] if self.uids else "",
+                "valid": self.check.valid, "reason": self.reason,
                 "fingerprint": self.check.primary_fingerprint or "", "key_id":
                 self.check.key_id, "covers": self.covers_text, "complete": self.complete,
                 "form": self.form}
@@ -102,8 +103,7 @@ class MessageVerification:
         props: tuple[tuple[str, str], ...] = ()
         matched = [r for r in self.reports if r.complete and r.check.valid and r.from_match]
         if matched:
-            address = next(a for a in (_address(u) for u in matched[0].uids) if a)
-            props = (("header.from", address),)
+            props = (("header.from", matched[0].email),)
         return AuthResult("pgp", status, self.reason, props)
 
     def to_json(self) -> dict[str, object]:
@@ -128,9 +128,10 @@ def report(keys: Sequence[KeyInfo], check: SignatureCheck, *, covers: Path, form
            complete: bool, from_addresses: Iterable[str]) -> SignatureReport:
     """A :class:`SignatureReport` with the signer's user IDs and the From binding."""
     uids = _uids(keys, check)
-    addresses = {a for a in (_address(u) for u in uids) if a}
-    return SignatureReport(covers, form, complete, check, uids,
-                           bool(addresses & set(from_addresses)))
+    addresses = [a for a in (_address(u) for u in uids) if a]
+    matching = [a for a in addresses if a in set(from_addresses)]
+    email = matching[0] if matching else (addresses[0] if addresses else "")
+    return SignatureReport(covers, form, complete, check, uids, bool(matching), email)
 
 
 def summarise(reports: Sequence[SignatureReport]) -> MessageVerification:

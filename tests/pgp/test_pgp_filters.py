@@ -185,6 +185,8 @@ def test_second_user_id_binds_the_from_address(store: KeyStore) -> None:
     assert only.properties == (("header.from", "alice@work.example"),)
     from mailroute.mime import parse
     from mailroute.pgp import verify_message
-    (signer,) = verify_message(store, parse(signed)).to_json()["signers"]  # type: ignore[misc]
+    signers = verify_message(store, parse(signed)).to_json()["signers"]
+    assert isinstance(signers, list)
+    (signer,) = signers
     assert signer["email"] == "alice@work.example"
     assert signer["covers"] == "message"

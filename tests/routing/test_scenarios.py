@@ -375,3 +375,32 @@ def test_scenario(s: Scenario) -> None:
     errors = {f.code for f in findings if f.severity is Severity.ERROR}
     assert errors == s.lint_errors, [str(f) for f in findings]
     assert s.lint_other <= {f.code for f in findings}
+
+
+_SENDERS = {Origin.MAILBOX: (A, "carol@example.net"), Origin.INTERNET: (X, ""),
+            Origin.GATEWAY: (X,)}
+_RCPTS = ((B,), (X,), (B, X), ("sales@example.net",), ("project@example.net",),
+          ("a.smith@example.net", "dave@example.net"))
+_FLAGS = (frozenset(), frozenset({MessageFlag.OOF}), frozenset({MessageFlag.CALENDARING}),
+          frozenset({MessageFlag.DSN}), frozenset({MessageFlag.SIGNED}))
+
+
+@pytest.mark.parametrize("name", ["t1", "t2", "t3"])
+def test_correct_configuration_never_loops_bypasses_or_leaks_the_marker(name: str) -> None:
+    topo, tenant = support.installed(name)
+    runs = 0
+    for origin, senders in _SENDERS.items():
+        for sender in senders:
+            for rcpts in _RCPTS:
+                if origin is not Origin.MAILBOX and X in rcpts:
+                    continue  # relay from the internet is refused, not routed
+                for flags in _FLAGS:
+                    sim = simulate(Envelope(mail_from=sender, rcpt_to=rcpts),
+                                   support.message(sender, flags=flags), topo, tenant=tenant,
+                                   origin=origin, now=support.NOW)
+                    runs += 1
+                    assert not sim.loop, (origin, sender, rcpts, flags)
+                    assert not sim.bypass, (origin, sender, rcpts, flags)
+                    assert all(o.status is Status.DELIVERED for o in sim.outcomes), sim.outcomes
+                    assert not any(o.marker_at_delivery for o in sim.outcomes)
+    assert runs == 120

@@ -8,7 +8,7 @@ R for rules, X for routing, G1...G8), which rule or connector, and why.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailroute.results import Reply
 
@@ -39,9 +39,11 @@ _TERMINAL = frozenset({RouteKind.LOCAL, RouteKind.FORWARD, RouteKind.NDR, RouteK
                        RouteKind.DROP, RouteKind.QUARANTINE, RouteKind.AMBIGUOUS})
 
 
-@dataclass(frozen=True, slots=True)
-class TraceStep:
-    """One explained step of a decision.
+class TraceStep(NamedTuple):
+    """One explained step of a decision (immutable).
+
+    A named tuple rather than a frozen dataclass: a decision creates a dozen of these and
+    construction cost is most of a decision's budget (see benchmarks/routing.py).
 
     Attributes:
         step: the note's step id (``E1``, ``R``, ``X``, ``G3`` ...).
@@ -62,9 +64,8 @@ def step(step_id: str, detail: str, *, rule: str | None = None,
     return TraceStep(step_id, detail, rule, connector)
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """The route of one recipient.
+class Route(NamedTuple):
+    """The route of one recipient (immutable; a named tuple for the same reason as TraceStep).
 
     Attributes:
         recipient: the address the next hop receives (resolved).

@@ -9,8 +9,8 @@ recipient of every copy (2.5). It never performs I/O; the clock is an argument.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from mailroute.item import Envelope
 from mailroute.results import Reply
@@ -119,8 +119,7 @@ class ExoDecision:
         return (*(r for c in self.copies for r in c.routes), *self.rejected)
 
 
-@dataclass(frozen=True, slots=True)
-class _Session:
+class _Session(NamedTuple):
     attribution: Attribution
     connector: InboundConnector | None
     authenticated: bool
@@ -439,7 +438,7 @@ def _route_copy(tenant: Tenant, copy: RuleCopy, entries: dict[str, Recipient | N
 def _route_one(tenant: Tenant, copy: RuleCopy, who: Addressee,
                entry: Recipient | None) -> Route:
     route = _route_kind(tenant, copy, who, entry)
-    return route if who.original == who.address else replace(route, original=who.original)
+    return route if who.original == who.address else route._replace(original=who.original)
 
 
 def _route_kind(tenant: Tenant, copy: RuleCopy, who: Addressee,

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
 from mailroute.results import MarkerVerdict
@@ -81,6 +82,14 @@ def _lp(value: str) -> bytes:
     return len(raw).to_bytes(4, "big") + raw
 
 
+@lru_cache(maxsize=64)
+def _derive(secret: bytes, kid: str) -> bytes:
+    """HKDF-SHA256 (RFC 5869, empty salt, one block) of section 5.4."""
+    prk = hmac.new(b"\x00" * 32, secret, hashlib.sha256).digest()
+    info = b"mailroute/mark/v1/" + kid.encode("ascii")
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
 def _normal_message_id(message_id: str) -> str:
     compact = "".join(message_id.split())
     local, at, domain = compact.rpartition("@")
@@ -110,9 +119,7 @@ class SimulatedMarkers:
     secret: bytes = b"mailroute simulation key, not for production use"
 
     def _key(self) -> bytes:
-        prk = hmac.new(b"\x00" * 32, self.secret, hashlib.sha256).digest()
-        info = b"mailroute/mark/v1/" + self.kid.encode("ascii")
-        return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+        return _derive(self.secret, self.kid)
 
     def _mac(self, fields: tuple[str, ...], message: MessageFacts) -> str:
         data = b"mailroute-mark\x00" + b"".join(_lp(f) for f in fields)

@@ -10,8 +10,8 @@ disclaimer, SCL, routing override, then reject / delete / quarantine / redirect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from mailroute.results import Reply
 from mailroute.routing.decide import RouteKind, TraceStep
@@ -57,8 +57,7 @@ _WRAP_KEEPS = frozenset({"from", "to", "cc", "subject", "date"})
 _RULES_LOOP = "X-MS-Exchange-Transport-Rules-Loop"
 
 
-@dataclass(frozen=True, slots=True)
-class Addressee:
+class Addressee(NamedTuple):
     """A resolved recipient: ``address`` (primary/target), as written, and in-org status."""
 
     address: str
@@ -74,9 +73,8 @@ class Terminal:
     reply: Reply | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RuleCopy:
-    """One copy of the message inside the rule pass (forks create more)."""
+class RuleCopy(NamedTuple):
+    """One copy of the message inside the rule pass (forks create more; immutable)."""
 
     recipients: tuple[Addressee, ...]
     message: MessageFacts
@@ -86,9 +84,8 @@ class RuleCopy:
     applied: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RuleContext:
-    """Facts of the pass every predicate may read."""
+class RuleContext(NamedTuple):
+    """Facts of the pass every predicate may read (immutable)."""
 
     tenant: Tenant
     mail_from: str
@@ -105,19 +102,22 @@ def run_rules(ctx: RuleContext, recipients: tuple[Addressee, ...], message: Mess
     for rule in ctx.tenant.rules_by_priority:
         if not (rule.enabled if now is None else rule.active(now)):
             continue
-        if all(c.stopped or c.terminal is not None for c in copies):
-            break  # every copy left the rule loop: later rules cannot apply
         result: list[RuleCopy] = []
+        alive = False
         for copy in copies:
+            if copy.stopped or copy.terminal is not None:
+                result.append(copy)
+                continue
+            alive = True
             result.extend(_apply_rule(ctx, rule, copy, trace))
+        if not alive:
+            break  # every copy left the rule loop: later rules cannot apply
         copies = result
     return copies
 
 
 def _apply_rule(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
                 trace: list[TraceStep]) -> tuple[RuleCopy, ...]:
-    if copy.stopped or copy.terminal is not None:
-        return (copy,)
     matched, others = _split(ctx, rule, copy)
     if not matched:
         return (copy,)
@@ -128,7 +128,7 @@ def _apply_rule(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
         return (_act(ctx, rule, copy, matched, trace),)
     names = ", ".join(a.address for a in matched)
     trace.append(TraceStep("R", f"fork: rule applies to {names} only", rule.name))
-    return (replace(copy, recipients=others), _act(ctx, rule, copy, matched, trace))
+    return (copy._replace(recipients=others), _act(ctx, rule, copy, matched, trace))
 
 
 def _split(ctx: RuleContext, rule: TransportRule, copy: RuleCopy,
@@ -179,11 +179,13 @@ def _message_holds(ctx: RuleContext, rule: TransportRule, p: Predicates, copy: R
     message = copy.message
     if p.header_contains is not None:
         values = message.values(p.header_contains.header)
-        if any(words_match(v, p.header_contains.words) for v in values) is not every:
+        words = p.header_contains.words
+        if (bool(values) and any(words_match(v, words) for v in values)) is not every:
             return not every
     if p.header_matches is not None:
         values = message.values(p.header_matches.header)
-        if any(patterns_match(v, p.header_matches.patterns) for v in values) is not every:
+        patterns = p.header_matches.patterns
+        if (bool(values) and any(patterns_match(v, patterns) for v in values)) is not every:
             return not every
     if p.message_type_matches is not None and (
             (_TYPE_FLAGS[p.message_type_matches] in message.flags) is not every):

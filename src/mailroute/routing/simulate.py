@@ -441,7 +441,12 @@ def _required_passes(run: _Run, track: _Track, address: str, message: MessageFac
     sender_domain = domain_of(track.sender)
     sender_in = bool(sender_domain) and any(is_subdomain(sender_domain, d) for d in domains)
     if gw.topology is TopologyKind.T1:
-        return 0 if (rcpt_in and (sender_in or not track.sender)) else 1
+        # One pass per external leg: to an external recipient, or from an external sender
+        # into the tenant. Copies EXO makes inside the tenant (fan-out, forward, NDR) start
+        # no new inbound leg.
+        if not rcpt_in:
+            return 1
+        return 0 if (sender_in or not track.sender or track.kind != "message") else 1
     exempt = set(_EXEMPT)
     if not opts.route_calendaring:
         exempt.add(MessageFlag.CALENDARING)

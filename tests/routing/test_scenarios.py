@@ -381,8 +381,9 @@ _SENDERS = {Origin.MAILBOX: (A, "carol@example.net"), Origin.INTERNET: (X, ""),
             Origin.GATEWAY: (X,)}
 _RCPTS = ((B,), (X,), (B, X), ("sales@example.net",), ("project@example.net",),
           ("a.smith@example.net", "dave@example.net"))
-_FLAGS = (frozenset(), frozenset({MessageFlag.OOF}), frozenset({MessageFlag.CALENDARING}),
-          frozenset({MessageFlag.DSN}), frozenset({MessageFlag.SIGNED}))
+_FLAGS: tuple[frozenset[MessageFlag], ...] = (
+    frozenset(), frozenset({MessageFlag.OOF}), frozenset({MessageFlag.CALENDARING}),
+    frozenset({MessageFlag.DSN}), frozenset({MessageFlag.SIGNED}))
 
 
 @pytest.mark.parametrize("name", ["t1", "t2", "t3"])

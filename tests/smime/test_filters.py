@@ -185,3 +185,13 @@ def test_sign_with_a_passphrase_protected_key(pki: Pki, tmp_path: Path) -> None:
     assert refused.stdout == b""
     assert b"not-it" not in refused.stderr
     assert b"s3cret" not in refused.stderr
+
+
+def test_the_cli_works_without_the_smime_extra(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['asn1crypto'] = None\n"
+            "from mailroute.cli import main\n"
+            "sys.exit(main(['smime', 'verify', '--trust', 'x.pem']))\n")
+    done = subprocess.run([sys.executable, "-c", code], input=MESSAGE, capture_output=True,
+                          check=False, cwd=tmp_path)
+    assert done.returncode == 78
+    assert b"install mailroute[smime]" in done.stderr

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailroute.adapters.pipe import read_bounded
 from mailroute.commands.common import (
@@ -20,13 +21,13 @@ from mailroute.commands.common import (
 from mailroute.errors import ConfigError, MalformedMessageError, MessageError
 from mailroute.exitcodes import ExitCode
 from mailroute.filters.registry import build_filter
-from mailroute.filters.smime import SmimeVerify, verify_message
 from mailroute.item import MailItem
 from mailroute.limits import DEFAULT_LIMITS
 from mailroute.mime.scan import parse
 from mailroute.pipeline import Context
-from mailroute.smime.algorithms import CONTENT_CIPHERS, DIGESTS
-from mailroute.smime.verify import Verification
+
+if TYPE_CHECKING:
+    from mailroute.smime.verify import Verification
 
 __all__ = ["register"]
 
@@ -34,6 +35,10 @@ _SIGN = ("cert", "key", "chain", "opaque", "passphrase_file", "pss", "digest")
 _ENCRYPT = ("recipient_cert", "cipher", "oaep")
 _DECRYPT = ("cert", "key", "passphrase_file", "on_failure")
 _VERIFY = ("trust", "from_match")
+# Spelled out rather than imported: this module is loaded for every `mailroute` run, and
+# mailroute.smime needs the optional asn1crypto (the smime extra).
+_CIPHERS = ("aes-256-cbc", "aes-128-cbc", "aes-256-gcm", "aes-128-gcm")
+_DIGESTS = ("sha224", "sha256", "sha384", "sha512")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,14 +63,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="file whose first line decrypts the key")
     sign.add_argument("--pss", action="store_true", default=None,
                       help="RSASSA-PSS instead of PKCS#1 v1.5 for RSA keys")
-    sign.add_argument("--digest", choices=sorted(DIGESTS), help="digest (default sha256)")
+    sign.add_argument("--digest", choices=_DIGESTS, help="digest (default sha256)")
     _common(sign, lambda a: run_filter_command(a, "smime-sign", _SIGN))
 
     encrypt = commands.add_parser("encrypt", help="encrypt to every certificate given",
                                   description="Encrypt the message (application/pkcs7-mime).")
     encrypt.add_argument("--recipient-cert", action="append", required=True,
                          metavar="FILE", help="recipient certificate (repeatable)")
-    encrypt.add_argument("--cipher", choices=list(CONTENT_CIPHERS),
+    encrypt.add_argument("--cipher", choices=_CIPHERS,
                          help="content cipher (default aes-256-cbc; GCM uses "
                               "AuthEnvelopedData)")
     encrypt.add_argument("--oaep", action="store_true", default=None,
@@ -116,6 +121,8 @@ def run_verify(args: argparse.Namespace) -> int:
         options.finish()
     except ConfigError as error:
         return report_config_error(error)
+    from mailroute.filters.smime import SmimeVerify, verify_message
+
     assert isinstance(step, SmimeVerify)
     with open_input(args) as stream:
         data = read_bounded(stream, DEFAULT_LIMITS.max_message_size)

@@ -41,7 +41,9 @@ def _key(kind: str) -> PrivateKey:
 
 def issue(folder: Path, name: str, *, issuer: Identity | None, ca: bool = False,
           email: str | None = None, kind: str = "rsa", not_before: dt.datetime | None = None,
-          not_after: dt.datetime | None = None) -> Identity:
+          not_after: dt.datetime | None = None,
+          eku: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.EMAIL_PROTECTION,)
+          ) -> Identity:
     """Issue a certificate (self-signed when ``issuer`` is None) and write PEM files."""
     key = _key(kind)
     subject = _name(name)
@@ -75,8 +77,7 @@ def issue(folder: Path, name: str, *, issuer: Identity | None, ca: bool = False,
             key_encipherment=kind == "rsa", data_encipherment=False,
             key_agreement=kind == "ec", key_cert_sign=False, crl_sign=False,
             encipher_only=False, decipher_only=False), critical=True)
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
         if email:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)

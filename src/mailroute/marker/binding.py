@@ -38,10 +38,13 @@ _LENGTH = struct.Struct(">I").pack
 _WHITESPACE = frozenset(" \t\r\n")
 _SPECIAL = r"\s()\"\\<>,;:@"
 _PLAIN_ID = re.compile(rf"<[^{_SPECIAL}]*@[^{_SPECIAL}]*>")
-# ``Display Name <local@domain>`` or ``local@domain`` without quotes, comments, encoded
-# words or groups: the addr-spec getaddresses() would return, found without it.
-_PLAIN_FROM = re.compile(rf"(?:[^{_SPECIAL}=]*(?:[ \t]+[^{_SPECIAL}=]+)*[ \t]*)?"
-                         rf"<([^{_SPECIAL}]+@[^{_SPECIAL}]+)>|([^{_SPECIAL}]+@[^{_SPECIAL}]+)")
+# ``Display Name <local@domain>`` or ``local@domain`` in plain atoms, without quotes,
+# comments, encoded words or groups: the addr-spec getaddresses() would return, found without
+# it. Anything else goes to the general parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/?^_`{|}~-]+"
+_ADDR = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_WORD = r"(?:[A-Za-z0-9!#$%&'*+/?^_`{|}~.-]|[^\x00-\x7f])+"
+_PLAIN_FROM = re.compile(rf"(?:{_WORD}(?:[ \t]+{_WORD})*[ \t]*)?<({_ADDR})>|({_ADDR})")
 
 
 @dataclass(frozen=True, slots=True)

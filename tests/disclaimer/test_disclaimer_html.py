@@ -19,7 +19,7 @@ CASES = [
     ("<html><body><p>x</p></body></html>", "</body></html>", True),
     ("<html><body><p>x</p><!-- </body> --></BODY >\r\n</html>\r\n", "</BODY >", True),
     ("<p>no body at all</p>\n", "", True),
-    ("<html><body>a</body>b</html>", "</html>", True),
+    ("<html><body>a</body>b</html>", "</html>", False),
     ("<html><body>a</body>\n<!-- c --></html>\n", "</body>", True),
     ("<script>var a='</body>';</script><body>z</body>", "</body>", True),
     ("<html><body><textarea></body></textarea>t</body></html>", "</body></html>", True),
@@ -28,7 +28,7 @@ CASES = [
     ("<html><body><svg><title></body></title></svg>z</body></html>", "</body></html>", False),
     ("<html><body><!-- unterminated </body>", "", False),
     ("<html><body><a b\"c='</body>'>x</a>", "", False),
-    ("<html><body>x</body></html>trailing", "", True),
+    ("<html><body>x</body></html>trailing", "", False),
 ]
 
 

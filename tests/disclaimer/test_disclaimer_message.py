@@ -311,6 +311,19 @@ def test_unknown_charset_and_encoding_are_left_alone(tmp_path: Path) -> None:
         assert result.item.annotation("disclaimer") == f"inserted=0 present=0 skipped[]={reason}"
 
 
+def test_utf16_is_edited_only_in_base64(tmp_path: Path) -> None:
+    step = make_filter(tmp_path, var=["greeting=x"])
+    encoded = HEAD + _leaf("text/plain", "utf-16", "Hallo\n", "base64")
+    assert body_texts(run(step, encoded).data or b"")[0][1] == \
+        "Hallo\n\n" + RENDERED_TEXT.format(greeting="x")
+    raw = HEAD + _leaf("text/plain", "utf-16", "Hallo\n", "8bit")
+    result = run(step, raw)
+    assert result.data == raw
+    assert result.item is not None
+    assert result.item.annotation("disclaimer") == \
+        "inserted=0 present=0 skipped[]=charset-needs-base64"
+
+
 def test_forwarded_message_and_nested_report_are_not_looked_into(tmp_path: Path) -> None:
     body = _leaf("text/plain", "utf-8", "See below\n", "8bit")
     forwarded = (b"Content-Type: message/rfc822\r\n\r\nFrom: c@x\r\nSubject: old\r\n"

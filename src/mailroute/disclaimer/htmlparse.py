@@ -22,7 +22,7 @@ from bs4 import BeautifulSoup, Tag
 from bs4.builder._html5lib import HTML5TreeBuilder
 from html5lib import _tokenizer, constants
 
-from mailroute.disclaimer.htmlscan import HtmlPoints, quote_marker, scan_html
+from mailroute.disclaimer.htmlscan import HtmlPoints, hr_before, quote_marker, scan_html
 
 __all__ = ["parse_points"]
 
@@ -87,6 +87,14 @@ class _RecordingBuilder(HTML5TreeBuilder):
 
     recorder: _Recorder | None = None
 
+    def prepare_markup(self, markup: Any, user_specified_encoding: Any = None,
+                       document_declared_encoding: Any = None,
+                       exclude_encodings: Any = None) -> Iterator[tuple[Any, None, None, bool]]:
+        """The markup as it is, without beautifulsoup4's "looks like XML" warning: mail HTML
+        from Outlook often starts with an XML declaration, and it is HTML all the same."""
+        self.user_specified_encoding = user_specified_encoding
+        yield (markup, None, None, False)
+
     def feed(self, markup: Any) -> None:
         parser = _RecordingParser(tree=self.create_treebuilder)
         assert self.underlying_builder is not None
@@ -116,6 +124,8 @@ class _Offsets:
 
 def parse_points(html: str) -> HtmlPoints:
     """Insertion points of ``html`` as html5lib reads it (see :class:`HtmlPoints`)."""
+    if "<" not in html:  # no markup: nothing to parse (and no beautifulsoup4 warning)
+        return scan_html(html)
     builder = _RecordingBuilder()
     soup = BeautifulSoup(html, builder=builder)
     recorder = builder.recorder
@@ -145,13 +155,11 @@ def _quote(soup: BeautifulSoup, where: _Offsets) -> int | None:
         kind = quote_marker(tag.name, _attrs(tag))
         if kind is None:
             continue
-        anchor = tag
-        if kind == "outlook-header":
-            previous = tag.find_previous_sibling()
-            if isinstance(previous, Tag) and previous.name == "hr":
-                anchor = previous
-        if anchor.sourceline is None or anchor.sourcepos is None:
+        if tag.sourceline is None or tag.sourcepos is None:
             return None
-        after = where.offset(anchor.sourceline, anchor.sourcepos + 1)
-        return where.tag_start(after, anchor.name, end_tag=False)
+        start = where.tag_start(where.offset(tag.sourceline, tag.sourcepos + 1), tag.name,
+                                end_tag=False)
+        if kind == "outlook-header":
+            return hr_before(where.html, start)
+        return start
     return None

@@ -35,6 +35,9 @@ _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "
 # Elements after which an HTML5 parser no longer treats </body> the simple way.
 _UNSIMPLE = frozenset({"svg", "math", "template", "frameset", "plaintext", "select"})
 _TABLE = "table"
+_HR_BEFORE = re.compile(r"<hr(?:[\t\n\f\r /][^<>]*)?>[\t\n\f\r ]*\Z", re.IGNORECASE)
+_HEAD_ONLY = frozenset({"head", "meta", "link", "style", "title", "base", "script", "noscript",
+                        "template"})
 _MARKER_HINTS = ("appendonsend", "rplyfwdmsg", "reference-message-container", "gmail_quote",
                  "moz-cite-prefix", "yahoo_quoted", "cite")
 
@@ -81,6 +84,13 @@ def quote_marker(name: str, attrs: dict[str, str]) -> str | None:
     return None
 
 
+def hr_before(html: str, start: int) -> int:
+    """``start``, or the start of an ``<hr>`` tag that precedes it with only white space
+    between (Outlook's separator line above its reply header)."""
+    match = _HR_BEFORE.search(html, max(0, start - 512), start)
+    return match.start() if match else start
+
+
 def parse_attributes(text: str) -> dict[str, str]:
     """Attribute name (lower case) -> value of a start tag's attribute text; first wins."""
     attrs: dict[str, str] = {}
@@ -107,13 +117,17 @@ class _State:
         self.html_start_end: int | None = None
         self.doctype_end: int | None = None
         self.quote: int | None = None
-        self.last_hr: int | None = None
+        self.body_seen = False
 
     def content(self) -> None:
-        """Non-space text or an element after </body>: the parser reopens the body."""
+        """Non-space text or an element after </body>: the parser reopens the body.
+
+        Where the end then is depends on parser details: html5lib decides such documents.
+        """
         if self.after_body:
             self.body_end = self.html_end = None
             self.after_body = False
+            self.simple = False
 
 
 def scan_html(html: str) -> HtmlPoints:
@@ -126,7 +140,6 @@ def scan_html(html: str) -> HtmlPoints:
         text_end = match.start() if match else length
         if html[pos:text_end].strip(_WS):
             state.content()
-            state.last_hr = None
         if match is None:
             break
         pos = _step(html, match.start(), state)
@@ -180,20 +193,19 @@ def _end_tag(html: str, start: int, state: _State) -> int:
         name = match.group(1).lower()
         end = match.end()
     state.depth = max(0, state.depth - 1)
-    state.last_hr = None
     if name == _TABLE:
         state.tables = max(0, state.tables - 1)
+    if name in ("body", "html") and state.tables:
+        state.simple = False  # an open table makes a parser ignore these end tags
     if name == "body":
-        if state.tables:
-            state.simple = False
         state.body_end, state.html_end, state.after_body = start, None, True
     elif name == "html":
         state.html_end = start
         state.after_body = True
-    elif name == "head":
-        state.head_end = end
     else:
         state.content()
+        if name == "head":
+            state.head_end = end
     return end
 
 
@@ -209,16 +221,19 @@ def _start_tag(html: str, start: int, state: _State) -> int:
     end = match.end()
     if name in _UNSIMPLE:
         state.simple = False
-    if name == "body":
-        if state.body_start_end is None:
-            state.body_start_end = end
-        return end
     if name == "html":
         if state.html_start_end is None:
             state.html_start_end = end
         return end
-    if name not in ("head", "meta", "link", "style", "title", "base"):
-        state.content()
+    state.content()
+    if name in _HEAD_ONLY and state.body_seen:
+        state.simple = False  # a parser drops or moves these once the body has begun
+    if name not in _HEAD_ONLY:
+        state.body_seen = True
+    if name == "body":
+        if state.body_start_end is None:
+            state.body_start_end = end
+        return end
     if name == _TABLE:
         state.tables += 1
     if name not in _VOID and not match.group(3):
@@ -230,9 +245,7 @@ def _start_tag(html: str, start: int, state: _State) -> int:
         if any(hint in lowered for hint in _MARKER_HINTS):
             kind = quote_marker(name, parse_attributes(raw_attrs))
             if kind is not None:
-                before_hr = state.last_hr if kind == "outlook-header" else None
-                state.quote = before_hr if before_hr is not None else start
-    state.last_hr = start if name == "hr" else None
+                state.quote = hr_before(html, start) if kind == "outlook-header" else start
     if name in _RAW_TEXT:
         return _raw_text(html, name, end, state)
     return end

@@ -197,6 +197,10 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
         if is_html and codec == _UTF7:
             skipped.append((path, "utf-7-html"))
             continue
+        if part.transfer_encoding != "base64" and "\r\n".encode(codec) != b"\r\n":
+            # UTF-16/32 bytes cannot be re-encoded line by line (7bit/8bit/QP): leave them
+            skipped.append((path, "charset-needs-base64"))
+            continue
         if _PGP_ARMOR.search(text):
             protected.append(path)
             continue

@@ -162,10 +162,12 @@ def test_attachments_are_never_touched(tmp_path: Path) -> None:
     html = (b"Content-Type: text/html; charset=utf-8\r\nContent-Disposition: attachment\r\n"
             b"\r\n<html><body>x</body></html>\r\n")
     named = b'Content-Type: text/plain; name="notes.txt"\r\n\r\nnotes\r\n'
-    data = _mixed(body, log, html, named)
+    shown = (b"Content-Type: text/plain\r\nContent-Disposition: inline; filename=readme.txt"
+             b"\r\n\r\nread me\r\n")
+    data = _mixed(body, log, html, named, shown)
     out = run(make_filter(tmp_path, var=["greeting=x"]), data).data or b""
     original, edited = parse(data), parse(out)
-    for index in (1, 2, 3):
+    for index in (1, 2, 3, 4):
         assert edited.part((index,)).to_bytes() == original.part((index,)).to_bytes()
     assert MARKER in stdlib(edited.part((0,)).to_bytes()).get_content()
 
@@ -363,3 +365,12 @@ def test_more_reply_attributions(tmp_path: Path, attribution: str) -> None:
     [(_, result)] = body_texts(out)
     assert result == ("Gracias\n\n" + RENDERED_TEXT.format(greeting="x") + "\n"
                       + attribution + "\n> old\n")
+
+
+def test_html_template_defaults_to_the_escaped_text(tmp_path: Path) -> None:
+    step = make_filter(tmp_path, text="-- \nA & B <Legal>\n{{greeting}}\n", html=None,
+                       var=["greeting=<i>x</i>"])
+    data = HEAD + _leaf("text/html", "utf-8", "<html><body><p>Hi</p></body></html>", "8bit")
+    [(_, markup)] = body_texts(run(step, data).data or b"")
+    assert markup.endswith("-- <br>\nA &amp; B &lt;Legal&gt;<br>\n&lt;i&gt;x&lt;/i&gt;</div>"
+                           "</body></html>")

@@ -63,10 +63,12 @@ def test_unknown_option_is_a_config_error(tmp_path: Path) -> None:
     ('text = "footer.txt"\nposition = "middle"', "position"),
     ('text = "footer.txt"\nvar = ["novalue"]', "var"),
     ('text = "footer.txt"\ndirectory = "senders.json"', "directory"),
+    ('text = "blank.txt"', "text"),
 ])
 def test_bad_options_name_their_key(tmp_path: Path, options: str, key: str) -> None:
     write_templates(tmp_path)
     (tmp_path / "senders.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "blank.txt").write_text(" \n", encoding="utf-8")
     (tmp_path / "policy.toml").write_text(f'[[pipeline]]\nfilter = "disclaimer"\n{options}\n',
                                           encoding="utf-8")
     with pytest.raises(mailroute.ConfigError, match=rf"pipeline\[0\]\.{key}"):

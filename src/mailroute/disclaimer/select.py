@@ -1,7 +1,8 @@
 """Which entities of a message get a disclaimer, and which must never be changed.
 
 Bodies are ``text/plain`` and ``text/html`` leaves that are not attachments. Never edited:
-attachments (any ``Content-Disposition: attachment`` or file name), ``text/calendar``,
+attachments (``Content-Disposition: attachment`` or any file name, even inline),
+``text/calendar``,
 delivery and disposition reports (``multipart/report``), the resources of a
 ``multipart/related`` (only its root is a body), entities with structural defects, and
 signed or encrypted entities, which are *protected* (wrapped, skipped or the message
@@ -113,16 +114,15 @@ def plan_message(message: Message, *, placement: str, invites: str = "skip",
 
 
 def _is_attachment(part: Part, ctype: ContentType) -> bool:
-    """:attr:`Part.is_attachment` without parsing Content-Type again."""
+    """An attachment: ``Content-Disposition: attachment``, or any file name (a text file shown
+    inline is still a file; mail clients write their bodies without one)."""
+    if ctype.param("name"):
+        return True
     value = part.headers.value("Content-Disposition")
-    if value:
-        disposition, params, _ = parse_parameters(value)
-        disposition = disposition.strip().lower()
-        if disposition == "attachment":
-            return True
-        named = bool(params.get("filename")) or ctype.param("name") is not None
-        return named and disposition != "inline"
-    return ctype.param("name") is not None
+    if not value:
+        return False
+    disposition, params, _ = parse_parameters(value)
+    return disposition.strip().lower() == "attachment" or bool(params.get("filename"))
 
 
 def _candidates(part: Part, mime_type: str,

@@ -126,6 +126,8 @@ def _variables(options: Options) -> tuple[tuple[str, str], ...]:
 def build(options: Options) -> DisclaimerFilter:
     """Build the filter from its policy options or command-line flags."""
     text_source = _read_template(options, "text", options.path("text"))
+    if not text_source.strip():
+        raise options.error("text", "the disclaimer template is empty")
     html_path = options.optional_path("html")
     html_source = (_read_template(options, "html", html_path) if html_path is not None
                    else html_from_text(text_source))

@@ -195,3 +195,16 @@ def test_the_cli_works_without_the_smime_extra(tmp_path: Path) -> None:
                           check=False, cwd=tmp_path)
     assert done.returncode == 78
     assert b"install mailroute[smime]" in done.stderr
+
+
+@pytest.mark.parametrize(("action", "flags"), [
+    ("sign", ("--cert", "alice", "--key", "dave")),
+    ("encrypt", ("--recipient-cert", "bob"))], ids=["key-not-for-cert", "ec-recipient"])
+def test_unusable_keys_are_configuration_errors(pki: Pki, action: str,
+                                                flags: tuple[str, ...]) -> None:
+    paths = {"alice": pki.alice.cert_path, "dave": pki.dave.key_path, "bob": pki.bob.cert_path}
+    args = [str(paths.get(f, f)) for f in flags]
+    done = subprocess.run([sys.executable, "-m", "mailroute", "smime", action, *args],
+                          input=MESSAGE, capture_output=True, check=False)
+    assert done.returncode == 78, done.stderr
+    assert done.stdout == b""

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailroute.config.options import Options
-from mailroute.errors import DecryptionError, MalformedMessageError
+from mailroute.errors import DecryptionError, MalformedMessageError, SigningError
 from mailroute.filters.smime_mime import (
     SignedLayer,
     canonicalise,
@@ -116,7 +116,8 @@ class SmimeEncrypt:
         certificates = list(self.recipients)
         if self.store is not None:
             for rcpt in item.envelope.rcpt_to:
-                found = self.store.certificates_for(rcpt)
+                found = [e for e in self.store.certificates_for(rcpt)
+                         if isinstance(e.certificate.public_key(), rsa.RSAPublicKey)]
                 if not found:
                     if self.on_missing == "reject":
                         return Outcome.reject("5.7.1", "no certificate for a recipient")
@@ -146,7 +147,10 @@ class SmimeDecrypt:
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem:
         """Replace the encrypted layer by the decrypted entity."""
-        payload = encrypted_payload(item.message)
+        try:
+            payload = encrypted_payload(item.message)
+        except MalformedMessageError:
+            payload = b""  # undecodable: fails below like any other undecryptable message
         if payload is None:
             if self.on_failure == "reject":
                 raise MalformedMessageError("the message is not S/MIME encrypted")
@@ -233,13 +237,19 @@ def build_sign(options: Options) -> SmimeSign:
     key = load_private_key(options.path("key"), _passphrase(options))
     chain = tuple(all_certificates(options.path_list("chain")))
     digest = options.choice("digest", tuple(DIGESTS), "sha256")
-    signer = Signer(certificate, key, chain, digest=digest, pss=options.boolean("pss", False))
+    try:
+        signer = Signer(certificate, key, chain, digest=digest,
+                        pss=options.boolean("pss", False))
+    except SigningError as exc:
+        raise options.error("key", str(exc)) from None
     return SmimeSign(signer, opaque=options.boolean("opaque", False))
 
 
 def build_encrypt(options: Options) -> SmimeEncrypt:
     """Options: ``recipient_cert`` (list), ``cipher``, ``oaep``, ``cert_dir``, ``on_missing``."""
     recipients = tuple(all_certificates(options.path_list("recipient_cert")))
+    if not all(isinstance(c.public_key(), rsa.RSAPublicKey) for c in recipients):
+        raise options.error("recipient_cert", "only RSA recipient certificates are supported")
     folder = options.optional_path("cert_dir")
     store = DirectoryCertStore.load(folder) if folder is not None else None
     if not recipients and store is None:

@@ -203,7 +203,10 @@ def _sniff(part: Part) -> int:
     """The last arc of the CMS content type OID (2 signed, 3 enveloped, 23 authenveloped)."""
     if part.transfer_encoding == "base64" and isinstance(part.body, LeafBody):
         head = bytes(part.body.span.view()[:200]).translate(None, b" \t\r\n")
-        data = binascii.a2b_base64(head[:len(head) - len(head) % 4])[:40]
+        try:
+            data = binascii.a2b_base64(head[:len(head) - len(head) % 4])[:40]
+        except binascii.Error:
+            return -1
     else:
         data = _payload(part)[:40]
     marker = bytes.fromhex("2a864886f70d0107")

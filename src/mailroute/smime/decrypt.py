@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from asn1crypto import algos, cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -74,7 +74,7 @@ def decrypt(data: bytes, identities: Sequence[Identity], *, max_size: int) -> De
     try:
         return _decrypt(data, identities, max_size)
     except (DecryptionError, MalformedMessageError, ValueError, TypeError, KeyError, IndexError,
-            InvalidTag):
+            AttributeError, InvalidTag, UnsupportedAlgorithm):
         raise DecryptionError(DECRYPTION_FAILED) from None
 
 

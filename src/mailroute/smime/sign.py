@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from mailroute.errors import SigningError
 from mailroute.smime.algorithms import CAPABILITIES, DIGESTS, digest_for
-from mailroute.smime.der import CONTEXT_0, OCTET_STRING, SEQUENCE, Chunk, chunks_length, tlv
+from mailroute.smime.der import CONTEXT_0, OCTET_STRING, SEQUENCE, Chunk, tlv
 
 __all__ = ["Signer", "SigningKey", "sign"]
 
@@ -108,9 +108,7 @@ def sign(content: Sequence[Chunk], signer: Signer, *, signing_time: datetime,
             *tlv(SEQUENCE, encap), signed_data["certificates"].dump(),
             signed_data["signer_infos"].dump()]
     inner = [cms.ContentType("signed_data").dump(), *tlv(CONTEXT_0, tlv(SEQUENCE, body))]
-    result = tlv(SEQUENCE, inner)
-    assert chunks_length(result) > 0
-    return result
+    return tlv(SEQUENCE, inner)
 
 
 def _signed_attributes(message_digest: bytes, signing_time: datetime) -> cms.CMSAttributes:

@@ -32,6 +32,9 @@ from mailroute.smime.trust import TrustAnchors, certificate_emails, normalise_ad
 
 __all__ = ["SignerResult", "SignerStatus", "Verification", "verify"]
 
+# What reading hostile ASN.1 and certificates can raise (asn1crypto is lazy and not strict).
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError,
+               x509.InvalidVersion, UnsupportedAlgorithm)
 MAX_SIGNERS = 16
 MAX_CERTIFICATES = 64
 
@@ -139,17 +142,17 @@ def verify(data: bytes, *, content: bytes | None, trust: TrustAnchors, at: datet
         MalformedMessageError: not SignedData, content both embedded and detached, or neither.
     """
     info = load_content_info(data, max_size=max_size)
-    if info["content_type"].native != "signed_data":
-        raise MalformedMessageError("not a CMS SignedData structure")
-    signed = info["content"]
     try:
+        if info["content_type"].native != "signed_data":
+            raise MalformedMessageError("not a CMS SignedData structure")
+        signed = info["content"]
         encap = signed["encap_content_info"]
         econtent_type = encap["content_type"].native
         embedded = encap["content"]
         inner = None if embedded.native is None else bytes(embedded.native)
         signer_infos = list(signed["signer_infos"])
         certificates = _certificates(signed)
-    except (ValueError, TypeError, KeyError) as exc:
+    except _UNREADABLE as exc:
         raise MalformedMessageError("malformed SignedData") from exc
     if (inner is None) == (content is None):
         raise MalformedMessageError("signed content must be either embedded or detached")
@@ -179,6 +182,16 @@ def _certificates(signed: cms.SignedData) -> list[x509.Certificate]:
 def _signer(si: cms.SignerInfo, econtent_type: str, content: bytes,
             certificates: list[x509.Certificate], trust: TrustAnchors, at: datetime,
             wanted: set[str] | None) -> SignerResult:
+    """One signer's verdict; anything unreadable on the way is ``malformed``."""
+    try:
+        return _check_signer(si, econtent_type, content, certificates, trust, at, wanted)
+    except _UNREADABLE:
+        return SignerResult(SignerStatus.MALFORMED)
+
+
+def _check_signer(si: cms.SignerInfo, econtent_type: str, content: bytes,
+                  certificates: list[x509.Certificate], trust: TrustAnchors, at: datetime,
+                  wanted: set[str] | None) -> SignerResult:
     try:
         cert = _find_certificate(si["sid"], certificates)
         digest_name = str(si["digest_algorithm"]["algorithm"].native)

@@ -32,6 +32,9 @@ _RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes"
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
                    "meta", "param", "source", "track", "wbr", "image", "keygen", "basefont",
                    "bgsound", "frame", "menuitem"})
+# Elements a parser closes by itself when a sibling starts: not counted as nesting.
+_SELF_CLOSING = frozenset({"p", "li", "dt", "dd", "option", "optgroup", "tr", "td", "th",
+                           "rb", "rt", "rtc", "rp"})
 # Elements after which an HTML5 parser no longer treats </body> the simple way.
 _UNSIMPLE = frozenset({"svg", "math", "template", "frameset", "plaintext", "select"})
 _TABLE = "table"
@@ -192,7 +195,8 @@ def _end_tag(html: str, start: int, state: _State) -> int:
     else:
         name = match.group(1).lower()
         end = match.end()
-    state.depth = max(0, state.depth - 1)
+    if name not in _SELF_CLOSING and name not in ("body", "html"):
+        state.depth = max(0, state.depth - 1)
     if name == _TABLE:
         state.tables = max(0, state.tables - 1)
     if name in ("body", "html") and state.tables:
@@ -236,7 +240,7 @@ def _start_tag(html: str, start: int, state: _State) -> int:
         return end
     if name == _TABLE:
         state.tables += 1
-    if name not in _VOID and not match.group(3):
+    if name not in _VOID and name not in _SELF_CLOSING and not match.group(3):
         state.depth += 1
         state.max_depth = max(state.max_depth, state.depth)
     if state.quote is None and name in ("div", "blockquote"):

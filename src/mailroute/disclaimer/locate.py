@@ -32,8 +32,8 @@ class HtmlLimits:
         max_depth: element nesting depth, as the linear scan counts it.
     """
 
-    max_chars: int = 1_000_000
-    max_depth: int = 256
+    max_chars: int = 131_072
+    max_depth: int = 64
 
 
 @dataclass(frozen=True, slots=True)

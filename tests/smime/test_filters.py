@@ -21,7 +21,7 @@ from mailroute.keys.certstore import DirectoryCertStore
 from mailroute.mime import build_leaf, parse
 from mailroute.pipeline import Context, Pipeline
 from mailroute.results import Action
-from mailroute.smime import Identity, Signer, TrustAnchors
+from mailroute.smime import Identity, Signer, TrustAnchors, base64_lines, encrypt
 from tests.smime.pki import NOW, Pki
 from tests.smime.test_mime_interop import EIGHT_BIT_LF, MESSAGE
 
@@ -208,3 +208,18 @@ def test_unusable_keys_are_configuration_errors(pki: Pki, action: str,
                           input=MESSAGE, capture_output=True, check=False)
     assert done.returncode == 78, done.stderr
     assert done.stdout == b""
+
+
+def test_an_ambiguous_decrypted_entity_is_not_delivered(pki: Pki) -> None:
+    entity = b"Content-Type: text/plain\r\nContent-Type: text/html\r\n\r\n<b>hi</b>\r\n"
+    made = encrypt([entity], [pki.alice.cert])
+    encrypted = (b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: application/"
+                 b"pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64"
+                 b"\r\n\r\n" + base64_lines(made.chunks))
+    identity = (Identity(pki.alice.cert, pki.alice.key),)
+    passed = Pipeline(filters=(SmimeDecrypt(identity),)).process(encrypted, context=CONTEXT)
+    assert passed.data == encrypted
+    refused = Pipeline(filters=(SmimeDecrypt(identity, on_failure="reject"),)).process(
+        encrypted, context=CONTEXT)
+    assert refused.action is Action.REJECT
+    assert refused.reply == "554 5.7.5 cannot decrypt the message"

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailroute.config.options import Options
-from mailroute.errors import DecryptionError, MalformedMessageError, SigningError
+from mailroute.errors import DecryptionError, MalformedMessageError, MessageError, SigningError
 from mailroute.filters.smime_mime import (
     SignedLayer,
     canonicalise,
@@ -158,7 +158,7 @@ class SmimeDecrypt:
         try:
             result = decrypt(payload, self.identities, max_size=ctx.limits.max_message_size)
             message = decrypted_message(item.message, result.content, ctx.limits)
-        except (DecryptionError, MalformedMessageError):
+        except (DecryptionError, MessageError):  # MessageError: the plaintext is no sound MIME
             if self.on_failure == "reject":
                 raise DecryptionError("cannot decrypt the message") from None
             return item.annotate("smime.decrypt", "failed")

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from mailroute.errors import MalformedMessageError
 from mailroute.smime.algorithms import DIGESTS, WEAK_DIGESTS
-from mailroute.smime.der import header, load_content_info
+from mailroute.smime.der import Chunk, children, header, load_content_info, octets, read_tlv, tlv
 from mailroute.smime.trust import TrustAnchors, certificate_emails, normalise_address
 
 __all__ = ["SignerResult", "SignerStatus", "Verification", "verify"]
@@ -141,15 +141,11 @@ def verify(data: bytes, *, content: bytes | None, trust: TrustAnchors, at: datet
     Raises:
         MalformedMessageError: not SignedData, content both embedded and detached, or neither.
     """
-    info = load_content_info(data, max_size=max_size)
+    detached, inner = _without_content(data, max_size)
+    info = load_content_info(detached, max_size=max_size)
     try:
-        if info["content_type"].native != "signed_data":
-            raise MalformedMessageError("not a CMS SignedData structure")
         signed = info["content"]
-        encap = signed["encap_content_info"]
-        econtent_type = encap["content_type"].native
-        embedded = encap["content"]
-        inner = None if embedded.native is None else bytes(embedded.native)
+        econtent_type = signed["encap_content_info"]["content_type"].native
         signer_infos = list(signed["signer_infos"])
         certificates = _certificates(signed)
     except _UNREADABLE as exc:
@@ -164,6 +160,41 @@ def verify(data: bytes, *, content: bytes | None, trust: TrustAnchors, at: datet
     results = tuple(_signer(si, econtent_type, signed_content, certificates, trust, at, wanted)
                     for si in signer_infos)
     return Verification(results, signed_content)
+
+
+_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")
+
+
+def _without_content(data: bytes, max_size: int) -> tuple[bytes, bytes | None]:
+    """The SignedData rebuilt without its embedded content, and that content.
+
+    asn1crypto copies the contents of every level it parses; an opaque 28 MB signature would
+    be copied several times. The content is cut out here (views into ``data``, joined once)
+    and asn1crypto gets the small rest, every other element's bytes as received.
+    """
+    if len(data) > max_size:
+        raise MalformedMessageError("CMS structure exceeds the size limit")
+    try:
+        outer = read_tlv(data, 0, len(data))
+        kind, explicit = children(data, outer)[:2]
+        if data[kind.start:kind.end] != _SIGNED_DATA or explicit.tag != 0xA0:
+            raise MalformedMessageError("not a CMS SignedData structure")
+        fields = children(data, children(data, explicit)[0])
+        encap = children(data, fields[2])
+        if fields[2].tag != 0x30 or encap[0].tag != 0x06:
+            raise MalformedMessageError("malformed SignedData")
+        content = None
+        if len(encap) > 1:
+            if encap[1].tag != 0xA0:
+                raise MalformedMessageError("malformed SignedData")
+            content = b"".join(octets(data, children(data, encap[1])[0]))
+    except (IndexError, ValueError) as exc:
+        raise MalformedMessageError("malformed SignedData") from exc
+    pieces: list[Chunk] = [data[f.start:f.end] for f in fields]
+    pieces[2] = b"".join(tlv(0x30, [data[encap[0].start:encap[0].end]]))
+    rebuilt = tlv(0x30, [data[kind.start:kind.end],
+                         *tlv(0xA0, tlv(0x30, pieces))])
+    return b"".join(rebuilt), content
 
 
 def _certificates(signed: cms.SignedData) -> list[x509.Certificate]:

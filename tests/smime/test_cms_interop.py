@@ -237,3 +237,15 @@ def test_every_decryption_failure_has_the_same_error(pki: Pki, entity_file: Path
             decrypt(data, who, max_size=MAX)
         texts.add(str(caught.value))
     assert texts == {DECRYPTION_FAILED}
+
+
+def test_cbc_encryption_decrypts_with_gpgsm(pki: Pki, tmp_path: Path,
+                                            gpgsm_home: dict[str, str]) -> None:
+    path = tmp_path / "enc.der"
+    path.write_bytes(b"".join(encrypt([ENTITY], [pki.alice.cert]).chunks))
+    out = tmp_path / "plain.txt"
+    status = run("gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
+                 "--status-fd", "1", "--decrypt", "-o", out, path, stdin=b"test\n",
+                 env=gpgsm_home).stdout
+    assert b"[GNUPG:] DECRYPTION_OKAY" in status
+    assert out.read_bytes() == ENTITY

@@ -60,13 +60,44 @@ def encode_payload(data: bytes, encoding: str, newline: bytes) -> bytes:
         return newline.join(lines) + newline
     normal = _LINE_BREAK.sub(b"\n", data)
     if encoding == "quoted-printable":
-        encoded = binascii.b2a_qp(normal, istext=True)
-        body = encoded.replace(b"\n", newline)
+        logical = binascii.b2a_qp(normal, istext=True).replace(b"=\n", b"").split(b"\n")
+        soft = b"=" + newline
+        body = newline.join(soft.join(_qp_pieces(line)) for line in logical)
     elif encoding in IDENTITY:
         body = normal.replace(b"\n", newline)
     else:
         raise ValueError(f"cannot encode with {encoding!r}")
     return body
+
+
+_QP_LINE = 76
+_CONTINUATION = frozenset(b"89AB")
+
+
+def _qp_pieces(line: bytes) -> list[bytes]:
+    """One encoded line in pieces of at most 76 characters with their soft break.
+
+    binascii breaks at a fixed column, which can cut a UTF-8 character in two (``=C3=`` /
+    ``=96``): legal quoted-printable, but decoders that work line by line garble it. A piece
+    never ends inside an ``=XX`` escape nor before an escaped UTF-8 continuation byte.
+    """
+    pieces = []
+    while len(line) > _QP_LINE:
+        cut = _QP_LINE - 1  # room for the "=" of the soft break
+        if line[cut - 1] == 0x3D:  # "=" : do not cut "=XX"
+            cut -= 1
+        elif line[cut - 2] == 0x3D:
+            cut -= 2
+        for _ in range(3):  # a UTF-8 sequence has at most three continuation bytes
+            if line[cut] == 0x3D and line[cut + 1] in _CONTINUATION and cut > 3 \
+                    and line[cut - 3] == 0x3D:
+                cut -= 3
+            else:
+                break
+        pieces.append(line[:cut])
+        line = line[cut:]
+    pieces.append(line)
+    return pieces
 
 
 def choose_encoding(data: bytes, original: str) -> str:

@@ -6,6 +6,7 @@ stays as it was, and every entity the filter did not edit keeps its exact bytes.
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.disclaimer.helpers import MARKER, RENDERED_TEXT, body_texts, run, std
 
 EDITABLE = ("plain", "html", "alternative", "attachments", "related", "reply", "apple",
             "text-attach")
+_CONTINUATION = (b"=8", b"=9", b"=A", b"=B")
 _FRAGMENT = re.compile(r'<div data-mailroute-disclaimer="[0-9a-f]{16}">(.*?)</div>', re.S)
 
 
@@ -103,6 +105,12 @@ def test_untouched_entities_keep_their_bytes(corpus: Corpus, tmp_path: Path,
             part = original.part(path)
             assert part.mime_type in ("text/plain", "text/html"), entry["file"]
             assert not part.is_attachment, entry["file"]
+            if edited.part(path).transfer_encoding == "quoted-printable" and \
+                    edited.part(path).charset == "utf-8":
+                lines = edited.part(path).body_bytes().split(b"\r\n")
+                for line, following in itertools.pairwise(lines):
+                    # a soft break never cuts a UTF-8 character (alterMIME#12)
+                    assert not (line.endswith(b"=") and following[:2] in _CONTINUATION)
         for path, raw in old_leaves.items():
             part = original.part(path)
             if part.is_attachment or not part.mime_type.startswith("text/"):

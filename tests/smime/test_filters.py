@@ -135,6 +135,7 @@ def test_policy_file_with_a_certificate_store(pki: Pki, tmp_path: Path) -> None:
     assert missing.action is Action.REJECT
 
 
+@pytest.mark.interop
 def test_directory_store_finds_certificates_and_keys(pki: Pki, tmp_path: Path) -> None:
     p12 = tmp_path / "alice.p12"
     subprocess.run(["openssl", "pkcs12", "-export", "-inkey", str(pki.alice.key_path), "-in",

@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._corpus import corpus_dir, manifest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.smime.pki import NOW, build_pki
 
 from mailroute.filters.smime import SmimeDecrypt, SmimeEncrypt, SmimeSign
@@ -47,15 +48,21 @@ def peak_memory(work: Callable[[], object]) -> int:
     return peak - base
 
 
+GNU_TIME = Path("/usr/bin/time")  # Debian package "time"; without it RSS is not shown
+
+
 def tool_once(args: list[str]) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes, from GNU time) of one run of an external command."""
+    """Wall time and peak RSS (bytes, from GNU time; -1 without it) of one run of a command.
+
+    GNU time, not os.wait4: a forked child's maxrss includes this process's own memory.
+    """
+    prefix = [str(GNU_TIME), "-f", "%M"] if GNU_TIME.exists() else []
     start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", *args], capture_output=True,
-                          check=False)
+    done = subprocess.run([*prefix, *args], capture_output=True, check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}")
-    return seconds, int(done.stderr.split()[-1]) * 1024
+    return seconds, int(done.stderr.split()[-1]) * 1024 if prefix else -1
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,8 @@ def row(label: str, size: int, m: Measured) -> str:
     return (f"{label:<8} input {size / 1e3:9.1f} kB  mailroute {m.ours * 1000:7.1f} ms  "
             f"openssl {m.theirs * 1000:7.1f} ms  ratio {m.ours / m.theirs:5.2f}x  "
             f"peak mailroute {m.ours_peak / 1e3:8.1f} kB = {m.ours_peak / size:5.2f}x input  "
-            f"(openssl RSS {m.theirs_rss / 1e3:7.0f} kB)")
+            + (f"(openssl RSS {m.theirs_rss / 1e3:7.0f} kB)" if m.theirs_rss >= 0 else
+               "(openssl RSS n/a: install GNU time)"))
 
 
 def main() -> int:
@@ -109,12 +117,14 @@ def main() -> int:
     args = parser.parse_args()
     folder = corpus_dir(args.corpus) if args.corpus else corpus_dir()
     entries = manifest(folder)
-    large = max((e for e in entries if e["category"] == "large"), key=lambda e: e["bytes"])
+    large = max((e for e in entries if e["category"] == "large"),
+                key=lambda e: int(str(e["bytes"])))
     small = next(e for e in entries if e["category"] == "plain")
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         pki = build_pki(work / "pki")
         signer = Signer(pki.alice.cert, pki.alice.key, (pki.issuing.cert,))
+        assert isinstance(pki.alice.key, rsa.RSAPrivateKey)
         alice = [str(pki.alice.cert_path), str(pki.alice.key_path)]
         for entry in (large, small):
             path = folder / str(entry["file"])

@@ -30,6 +30,7 @@ from mailroute.filters.smime_mime import (
 )
 from mailroute.item import MailItem
 from mailroute.keys.certstore import (
+    CertificateStore,
     DirectoryCertStore,
     all_certificates,
     load_certificates,
@@ -105,7 +106,7 @@ class SmimeEncrypt:
     recipients: tuple[x509.Certificate, ...]
     cipher: str = "aes-256-cbc"
     oaep: bool = False
-    store: DirectoryCertStore | None = None
+    store: CertificateStore | None = None
     on_missing: str = "reject"
     name: str = "smime-encrypt"
 

@@ -6,6 +6,7 @@ when RFC 2231 continuations are present; this parser reports both situations ins
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -133,9 +134,31 @@ def _percent_decode(value: str, charset: str) -> str:
         return raw.decode("latin-1")
 
 
+_CACHED_VALUE = 512  # longer values (rare) are parsed every time
+
+
 def parse_content_type(value: str | None,
                        default: str = "text/plain") -> tuple[ContentType, list[DefectKind]]:
-    """Parse a Content-Type value; a missing or unparsable type falls back to ``default``."""
+    """Parse a Content-Type value; a missing or unparsable type falls back to ``default``.
+
+    Parts parse their Content-Type on every property access (``mime_type``, ``charset`` ...),
+    so short values are cached; the :class:`ContentType` is shared and must not be changed.
+    """
+    if value is not None and len(value) > _CACHED_VALUE:
+        return _parse_content_type(value, default)
+    ctype, defects = _cached_content_type(value, default)
+    return ctype, list(defects)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_content_type(value: str | None,
+                         default: str) -> tuple[ContentType, tuple[DefectKind, ...]]:
+    ctype, defects = _parse_content_type(value, default)
+    return ctype, tuple(defects)
+
+
+def _parse_content_type(value: str | None,
+                        default: str) -> tuple[ContentType, list[DefectKind]]:
     if value is None:
         maintype, subtype = default.split("/")
         return ContentType(maintype, subtype, {}), []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 __all__ = ["HtmlPoints", "quote_marker", "scan_html"]
 
-_WS = "\t\n\f\r "
+_NON_SPACE = re.compile(r"[^\t\n\f\r ]")
 _OPEN = re.compile(r"<(?:!--|[!?/A-Za-z])")
 _START = re.compile(
     r"<([A-Za-z][^\t\n\f\r />\x00]*)"
@@ -141,7 +141,7 @@ def scan_html(html: str) -> HtmlPoints:
     while pos < length:
         match = _OPEN.search(html, pos)
         text_end = match.start() if match else length
-        if html[pos:text_end].strip(_WS):
+        if state.after_body and _NON_SPACE.search(html, pos, text_end):
             state.content()
         if match is None:
             break

@@ -153,3 +153,22 @@ def test_empty_policy_copies_any_input_or_refuses_it_cleanly(data: bytes) -> Non
         assert code == 65
         assert out.getvalue() == b""
         assert err.getvalue().startswith("5.")
+
+
+@pytest.mark.parametrize("command", [
+    ["process", "--config", "/dev/null"],
+    ["marker", "verify", "--key-file", "/nonexistent/keys.toml"],
+])
+def test_unreadable_in_file_is_a_usage_error_not_a_tempfail(tmp_path: Path,
+                                                            command: list[str]) -> None:
+    done = run([*command, "--in", str(tmp_path / "missing.eml")], b"")
+    assert done.returncode in (2, 78)
+    assert done.stdout == b""
+    assert b"internal error" not in done.stderr
+
+
+def test_unreadable_in_file_exits_2(tmp_path: Path, empty_policy: Path) -> None:
+    done = run(["process", "--config", str(empty_policy), "--in",
+                str(tmp_path / "missing.eml")], b"")
+    assert done.returncode == 2
+    assert b"missing.eml" in done.stderr

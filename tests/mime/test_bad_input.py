@@ -11,7 +11,7 @@ from mailroute.errors import (
     MalformedMessageError,
 )
 from mailroute.limits import Limits
-from mailroute.mime import DefectKind, decode_payload, decode_text, parse, parse_addresses
+from mailroute.mime import Decoded, DefectKind, decode_payload, decode_text, parse, parse_addresses
 
 
 def nested(depth: int) -> bytes:
@@ -248,6 +248,15 @@ def test_invalid_base64_decodes_with_a_defect() -> None:
     decoded = decode_payload(message.root)
     assert decoded.data == b"hello world"
     assert DefectKind.INVALID_BASE64 in decoded.defects
+
+
+def test_base64_with_line_breaks_is_valid_and_stray_bytes_are_a_defect() -> None:
+    wrapped = parse(b"Content-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8=\r\n")
+    assert decode_payload(wrapped.root) == Decoded(b"hello")
+    stray = parse(b"Content-Transfer-Encoding: base64\r\n\r\naGVs*bG8=\r\n")
+    decoded = decode_payload(stray.root)
+    assert decoded.data == b"hello"
+    assert decoded.defects == (DefectKind.INVALID_BASE64,)
 
 
 def test_unknown_transfer_encoding_is_a_typed_error() -> None:

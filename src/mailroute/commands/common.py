@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from mailroute.adapters.pipe import run_pipe
+from mailroute.adapters.pipe import read_bounded, run_pipe
 from mailroute.config.options import Options
-from mailroute.errors import ConfigError
+from mailroute.errors import ConfigError, MessageError
 from mailroute.exitcodes import ExitCode
 from mailroute.filters.registry import build_filter
 from mailroute.item import Direction, Envelope
+from mailroute.limits import DEFAULT_LIMITS, Limits
+from mailroute.mime import Message, parse
 from mailroute.pipeline import Pipeline
+from mailroute.results import Reply
 
 __all__ = [
     "add_envelope_arguments",
@@ -21,8 +24,11 @@ __all__ = [
     "envelope_from_args",
     "open_input",
     "options_from_args",
+    "read_message",
     "report_config_error",
     "run_filter_command",
+    "run_pipeline_command",
+    "write_status",
 ]
 
 
@@ -55,10 +61,57 @@ def envelope_from_args(args: argparse.Namespace) -> Envelope:
                     direction=args.direction)
 
 
-def open_input(args: argparse.Namespace) -> BinaryIO:
-    """The message stream: ``--in`` or standard input."""
+def open_input(args: argparse.Namespace) -> BinaryIO | ExitCode:
+    """The message stream: ``--in`` or standard input.
+
+    A ``--in`` file that cannot be opened is a usage error: the reason goes to standard
+    error and 2 comes back instead of a stream.
+    """
     path: Path | None = getattr(args, "in_file", None)
-    return path.open("rb") if path is not None else sys.stdin.buffer
+    if path is None:
+        return sys.stdin.buffer
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        sys.stderr.write(f"mailroute: --in {path}: {exc.strerror or 'cannot read'}\n")
+        return ExitCode.USAGE
+
+
+def write_status(reply: Reply) -> None:
+    """Write ``reply`` as the status line Postfix pipe(8) reads (``5.6.0 text``)."""
+    sys.stderr.write(f"{reply.status} {reply.text}\n")
+
+
+def read_message(args: argparse.Namespace,
+                 limits: Limits = DEFAULT_LIMITS) -> Message | ExitCode:
+    """Read and parse the input message, for commands that inspect rather than transform.
+
+    On failure the status line is written and the exit code returned: 2 when ``--in``
+    cannot be read, 65 when the message is over the size limit or malformed.
+    """
+    stream = open_input(args)
+    if isinstance(stream, ExitCode):
+        return stream
+    with stream:
+        data = read_bounded(stream, limits.max_message_size)
+    if data is None:
+        sys.stderr.write(f"5.3.4 message larger than {limits.max_message_size} bytes\n")
+        return ExitCode.DATAERR
+    try:
+        return parse(data, limits=limits)
+    except MessageError as error:
+        write_status(error.reply)
+        return ExitCode.DATAERR
+
+
+def run_pipeline_command(args: argparse.Namespace, pipeline: Pipeline) -> int:
+    """Run ``pipeline`` over the input with the pipe adapter's I/O and exit codes."""
+    stream = open_input(args)
+    if isinstance(stream, ExitCode):
+        return stream
+    with stream:
+        return run_pipe(pipeline, stream, sys.stdout.buffer, sys.stderr,
+                        envelope=envelope_from_args(args), out_path=args.out_file)
 
 
 def report_config_error(error: ConfigError) -> int:
@@ -91,6 +144,4 @@ def run_filter_command(args: argparse.Namespace, filter_name: str,
         options.finish()
     except ConfigError as error:
         return report_config_error(error)
-    with open_input(args) as stream:
-        return run_pipe(Pipeline(filters=(step,)), stream, sys.stdout.buffer, sys.stderr,
-                        envelope=envelope_from_args(args), out_path=args.out_file)
+    return run_pipeline_command(args, Pipeline(filters=(step,)))

@@ -13,22 +13,20 @@ import math
 import sys
 from pathlib import Path
 
-from mailroute.adapters.pipe import read_bounded, run_pipe
 from mailroute.commands.common import (
     add_envelope_arguments,
     add_io_arguments,
-    envelope_from_args,
-    open_input,
     options_from_args,
+    read_message,
     report_config_error,
+    run_pipeline_command,
 )
-from mailroute.errors import ConfigError, MessageError
+from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 from mailroute.filters.marker import field_option, ring_option, windows_option
 from mailroute.filters.registry import build_filter
 from mailroute.limits import DEFAULT_LIMITS
 from mailroute.marker.verify import check_message
-from mailroute.mime.scan import parse
 from mailroute.pipeline import Context, Pipeline
 
 __all__ = ["register"]
@@ -112,10 +110,7 @@ def run_set(args: argparse.Namespace) -> int:
         options.finish()
     except ConfigError as error:
         return report_config_error(error)
-    pipeline = Pipeline(filters=(step,), context=_context(args))
-    with open_input(args) as stream:
-        return run_pipe(pipeline, stream, sys.stdout.buffer, sys.stderr,
-                        envelope=envelope_from_args(args), out_path=args.out_file)
+    return run_pipeline_command(args, Pipeline(filters=(step,), context=_context(args)))
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -128,16 +123,9 @@ def run_verify(args: argparse.Namespace) -> int:
         options.finish()
     except ConfigError as error:
         return report_config_error(error)
-    with open_input(args) as stream:
-        data = read_bounded(stream, DEFAULT_LIMITS.max_message_size)
-    if data is None:
-        sys.stderr.write(f"5.3.4 message larger than {DEFAULT_LIMITS.max_message_size} bytes\n")
-        return ExitCode.DATAERR
-    try:
-        message = parse(data, limits=DEFAULT_LIMITS)
-    except MessageError as error:
-        sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
-        return ExitCode.DATAERR
+    message = read_message(args)
+    if isinstance(message, ExitCode):
+        return message
     now = args.now if args.now is not None else Context().clock()
     check = check_message(message, ring, now=now, windows=windows, field_name=field_name,
                           limits=DEFAULT_LIMITS)

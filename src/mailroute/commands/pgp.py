@@ -15,20 +15,19 @@ import json
 import sys
 from pathlib import Path
 
-from mailroute.adapters.pipe import read_bounded
 from mailroute.commands.common import (
     add_envelope_arguments,
     add_io_arguments,
-    open_input,
     options_from_args,
+    read_message,
     report_config_error,
     run_filter_command,
+    write_status,
 )
 from mailroute.errors import ConfigError, MessageError, TemporaryError
 from mailroute.exitcodes import ExitCode
 from mailroute.filters.registry import build_filter
 from mailroute.limits import DEFAULT_LIMITS
-from mailroute.mime import parse
 
 __all__ = ["register"]
 
@@ -145,19 +144,16 @@ def run_verify(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return report_config_error(error)
     assert isinstance(step, PgpVerifyFilter)
-    with open_input(args) as stream:
-        data = read_bounded(stream, DEFAULT_LIMITS.max_message_size)
-    if data is None:
-        sys.stderr.write(f"5.3.4 message larger than {DEFAULT_LIMITS.max_message_size} bytes\n")
-        return ExitCode.DATAERR
+    message = read_message(args)
+    if isinstance(message, ExitCode):
+        return message
     try:
-        message = parse(data, limits=DEFAULT_LIMITS)
         verification = verify_message(step.store, message, limits=DEFAULT_LIMITS)
     except MessageError as error:
-        sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
+        write_status(error.reply)
         return ExitCode.DATAERR
     except TemporaryError as error:
-        sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
+        write_status(error.reply)
         return ExitCode.TEMPFAIL
     if args.json:
         sys.stdout.write(json.dumps(verification.to_json()) + "\n")

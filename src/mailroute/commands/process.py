@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from mailroute.adapters.pipe import run_pipe
 from mailroute.commands.common import (
     add_envelope_arguments,
     add_io_arguments,
-    envelope_from_args,
-    open_input,
     report_config_error,
+    run_pipeline_command,
 )
 from mailroute.config.policy import load_policy
 from mailroute.errors import ConfigError
@@ -39,6 +36,4 @@ def run(args: argparse.Namespace) -> int:
         pipeline = load_policy(args.config)
     except ConfigError as error:
         return report_config_error(error)
-    with open_input(args) as stream:
-        return run_pipe(pipeline, stream, sys.stdout.buffer, sys.stderr,
-                        envelope=envelope_from_args(args), out_path=args.out_file)
+    return run_pipeline_command(args, pipeline)

@@ -8,22 +8,19 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailroute.adapters.pipe import read_bounded
 from mailroute.commands.common import (
     add_envelope_arguments,
     add_io_arguments,
     envelope_from_args,
-    open_input,
     options_from_args,
+    read_message,
     report_config_error,
     run_filter_command,
 )
-from mailroute.errors import ConfigError, MalformedMessageError, MessageError
+from mailroute.errors import ConfigError, MalformedMessageError
 from mailroute.exitcodes import ExitCode
 from mailroute.filters.registry import build_filter
 from mailroute.item import MailItem
-from mailroute.limits import DEFAULT_LIMITS
-from mailroute.mime.scan import parse
 from mailroute.pipeline import Context
 
 if TYPE_CHECKING:
@@ -124,16 +121,9 @@ def run_verify(args: argparse.Namespace) -> int:
     from mailroute.filters.smime import SmimeVerify, verify_message
 
     assert isinstance(step, SmimeVerify)
-    with open_input(args) as stream:
-        data = read_bounded(stream, DEFAULT_LIMITS.max_message_size)
-    if data is None:
-        sys.stderr.write(f"5.3.4 message larger than {DEFAULT_LIMITS.max_message_size} bytes\n")
-        return ExitCode.DATAERR
-    try:
-        message = parse(data, limits=DEFAULT_LIMITS)
-    except MessageError as error:
-        sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
-        return ExitCode.DATAERR
+    message = read_message(args)
+    if isinstance(message, ExitCode):
+        return message
     item = MailItem(envelope=envelope_from_args(args), message=message)
     try:
         found = verify_message(item, Context(), step.trust, from_match=step.from_match)

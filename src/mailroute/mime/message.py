@@ -135,8 +135,11 @@ class Message:
             raise MalformedMessageError("replace_text needs a leaf entity")
         charset = part.charset or "us-ascii"
         try:
-            data = text.encode(codec_name(charset))
-        except (UnicodeEncodeError, MalformedMessageError):
+            codec = codec_name(charset)
+            data = text.encode(codec)
+            if data.decode(codec) != text:  # a lossy mapping, e.g. shift_jis writes "¥" as "\\"
+                raise UnicodeEncodeError(codec, text, 0, len(text), "does not round-trip")
+        except (UnicodeError, MalformedMessageError):
             charset, data = "utf-8", text.encode("utf-8")
         encoding = choose_encoding(data, part.transfer_encoding)
         headers = part.headers

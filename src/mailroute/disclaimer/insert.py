@@ -234,11 +234,11 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
 
 
 def _fits(text: str, codec: str) -> bool:
+    """True when ``codec`` gives ``text`` back unchanged (as replace_text requires)."""
     try:
-        text.encode(codec)
-    except UnicodeEncodeError:
+        return text.encode(codec).decode(codec) == text
+    except UnicodeError:
         return False
-    return True
 
 
 def _signed_carries(message: Message, path: Path, disclaimer: Disclaimer) -> bool:

@@ -65,7 +65,7 @@ def encode_payload(data: bytes, encoding: str, newline: bytes) -> bytes:
     normal = _LINE_BREAK.sub(b"\n", data)
     if encoding == "quoted-printable":
         encoded = binascii.b2a_qp(normal, istext=True)
-        if _REBREAK.search(encoded):
+        if _CUT.search(encoded) or max(map(len, encoded.split(b"\n"))) > _QP_LINE:
             logical = encoded.replace(b"=\n", b"").split(b"\n")
             encoded = b"\n".join(b"=\n".join(_qp_pieces(line)) for line in logical)
         body = encoded.replace(b"\n", newline)
@@ -77,9 +77,10 @@ def encode_payload(data: bytes, encoding: str, newline: bytes) -> bytes:
 
 
 _QP_LINE = 76
-# binascii cut a UTF-8 character at a soft break, or wrote a 77-character line (it does when
-# it encodes a trailing blank): then the lines are broken again in Python.
-_REBREAK = re.compile(rb"=[0-9A-F]{2}=\n=[89AB]|[^\n]{77}")
+# binascii cut a UTF-8 character at a soft break (a literal search, fast), or wrote a
+# 77-character line (it does when it encodes a trailing blank): then the lines are broken
+# again in Python.
+_CUT = re.compile(rb"=\n=[89AB]")
 _CONTINUATION = frozenset(b"89AB")
 
 

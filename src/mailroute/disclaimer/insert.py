@@ -1,10 +1,12 @@
 """Adding a disclaimer to one message: decode each body, insert, re-encode in its charset.
 
 Every body is decoded with its declared charset (strictly: never with replacement
-characters), the disclaimer inserted at the chosen place, and the result written back with
-:meth:`~mailroute.mime.Message.replace_text`, which keeps the charset when the disclaimer
-fits it and otherwise switches the part to UTF-8 (an HTML ``<meta charset>`` is then updated
-too). Everything else in the message keeps its bytes. A body that already carries the
+characters) and the disclaimer inserted at the chosen place. When the body keeps its charset
+and transfer encoding, only the encoded bytes from the line break before the insertion point
+are written again (:mod:`~mailroute.disclaimer.splice`); otherwise the whole body is written
+back with :meth:`~mailroute.mime.Message.replace_text`, which keeps the charset when the
+disclaimer fits it and otherwise switches the part to UTF-8 (an HTML ``<meta charset>`` is
+then updated too). Everything else in the message keeps its bytes. A body that already carries the
 disclaimer (its template fingerprint, quoted history included) is left as it is.
 """
 
@@ -17,13 +19,14 @@ from dataclasses import dataclass, field
 
 from mailroute.disclaimer.locate import HtmlLimits, locate
 from mailroute.disclaimer.select import BODY_TYPES, plan_message
+from mailroute.disclaimer.splice import splice_text
 from mailroute.disclaimer.template import (
     Template,
     compact_text,
     contains_pieces,
     html_to_compact_text,
 )
-from mailroute.disclaimer.textplace import insert_text
+from mailroute.disclaimer.textplace import text_insertion
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.text import codec_name
@@ -211,14 +214,20 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             location = locate(text, settings.placement, parser=settings.html_parser,
                               limits=settings.html_limits)
             locators.append(location.method)
-            edited = text[:location.offset] + disclaimer.html_fragment + text[location.offset:]
-            if not _fits(edited, codec_name(body.charset or "us-ascii")):
-                # replace_text will make the part UTF-8: the document must say so too
-                edited = _META_CHARSET.sub(r"\g<1>utf-8", edited, count=1)
+            offset, insertion = location.offset, disclaimer.html_fragment
         else:
             newline = message.newline.decode("ascii")
-            edited = insert_text(text, disclaimer.text, settings.placement, newline=newline)
-        result = result.replace_text(path, edited)
+            offset, insertion = text_insertion(text, disclaimer.text, settings.placement,
+                                               newline=newline)
+        spliced = splice_text(result, path, text, offset, insertion, codec)
+        if spliced is not None:
+            result = spliced
+        else:
+            edited = text[:offset] + insertion + text[offset:]
+            if is_html and not _fits(edited, codec_name(body.charset or "us-ascii")):
+                # replace_text will make the part UTF-8: the document must say so too
+                edited = _META_CHARSET.sub(r"\g<1>utf-8", edited, count=1)
+            result = result.replace_text(path, edited)
         inserted.append(path)
     protected.sort()
     outcome = Insertion(result, tuple(inserted), tuple(present), tuple(skipped),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["insert_text", "reply_offset"]
+__all__ = ["insert_text", "reply_offset", "text_insertion"]
 
 _REPLY = re.compile(
     r"(?m)^(?:"
@@ -49,8 +49,9 @@ def _line_break(text: str, default: str) -> str:
     return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
 
 
-def insert_text(text: str, disclaimer: str, placement: str, *, newline: str = "\r\n") -> str:
-    """``text`` with ``disclaimer`` inserted at ``placement`` (bottom, top or reply).
+def text_insertion(text: str, disclaimer: str, placement: str, *,
+                   newline: str = "\r\n") -> tuple[int, str]:
+    """Where in ``text`` the disclaimer goes (bottom, top or reply) and what is inserted.
 
     The disclaimer is set off by one blank line and written with the text's line breaks
     (``newline`` when the text has none).
@@ -58,14 +59,19 @@ def insert_text(text: str, disclaimer: str, placement: str, *, newline: str = "\
     nl = _line_break(text, newline)
     block = nl.join(disclaimer.splitlines()) + nl
     if placement == "top":
-        return block + nl + text
+        return 0, block + nl
     offset = reply_offset(text) if placement == "reply" else None
     if offset is None:
         if not text:
-            return block
-        head = text if text.endswith(("\n", "\r")) else text + nl
-        return head + nl + block
-    head, tail = text[:offset], text[offset:]
-    if head and not head.endswith(nl + nl) and head.strip():
-        head += nl
-    return head + block + nl + tail
+            return 0, block
+        ending = "" if text.endswith(("\n", "\r")) else nl
+        return len(text), ending + nl + block
+    head = text[:offset]
+    lead = nl if head and not head.endswith(nl + nl) and head.strip() else ""
+    return offset, lead + block + nl
+
+
+def insert_text(text: str, disclaimer: str, placement: str, *, newline: str = "\r\n") -> str:
+    """``text`` with the disclaimer inserted as :func:`text_insertion` says."""
+    offset, insertion = text_insertion(text, disclaimer, placement, newline=newline)
+    return text[:offset] + insertion + text[offset:]

@@ -1,0 +1,90 @@
+"""Inserting text into a body without re-encoding the part of it before the insertion.
+
+A disclaimer at the bottom of a 7bit, 8bit or quoted-printable body changes only its last
+line: the encoded bytes up to the line break before the insertion point are kept as they are,
+and only the rest (that line, the disclaimer, what follows) is encoded again. That is faster
+than re-encoding the whole body, and keeps every byte the sender's client wrote before the
+insertion point. It applies when the body keeps its charset and transfer encoding; otherwise
+(a charset switch to UTF-8, base64, 7bit gaining non-ASCII text) the caller re-encodes the
+whole body with :meth:`~mailroute.mime.Message.replace_text`. The kept prefix is checked by
+decoding it, so a body whose encoded and decoded line breaks do not match is never spliced.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import replace
+
+from mailroute.mime import LeafBody, Message, Part, Path, Span
+from mailroute.mime.text import codec_name
+from mailroute.mime.transfer import choose_encoding, encode_payload
+
+__all__ = ["splice_text"]
+
+_LINE_ORIENTED = ("7bit", "8bit", "quoted-printable")
+
+
+def splice_text(message: Message, path: Path, text: str, offset: int, insertion: str,
+                codec: str) -> Message | None:
+    """``message`` with ``insertion`` put into the body at ``path`` at ``offset`` of ``text``.
+
+    ``text`` is the body as decoded with ``codec``. Returns ``None`` when the body cannot be
+    spliced (see the module docstring); the caller then re-encodes the whole body.
+    """
+    part = message.part(path)
+    encoding = part.transfer_encoding
+    if encoding not in _LINE_ORIENTED or not isinstance(part.body, LeafBody):
+        return None
+    try:
+        if codec != codec_name(part.charset or "us-ascii"):
+            return None  # decoded with a fallback: the label changes, the whole body with it
+    except ValueError:
+        return None
+    start = text.rfind("\n", 0, offset) + 1
+    tail_text = text[start:offset] + insertion + text[offset:]
+    try:
+        tail = tail_text.encode(codec)
+        prefix = text[:start].encode(codec)
+        if tail.decode(codec) != tail_text:
+            return None
+    except UnicodeError:
+        return None
+    if choose_encoding(tail, encoding) != encoding:
+        return None
+    raw = part.body.span.to_bytes()
+    cut = _encoded_prefix(raw, prefix, encoding, text.count("\n", start))
+    if cut is None:
+        return None
+    body = raw[:cut] + encode_payload(tail, encoding, message.newline)
+    return message.replace_part(path, _with_body(part, body))
+
+
+def _with_body(part: Part, body: bytes) -> Part:
+    return replace(part, body=LeafBody(Span.of(body)))
+
+
+def _encoded_prefix(raw: bytes, prefix: bytes, encoding: str, tail_breaks: int) -> int | None:
+    """Where the encoded bytes of ``prefix`` end in ``raw``, or ``None``.
+
+    ``tail_breaks`` is the number of line breaks in the decoded text after the prefix; the
+    prefix ends after the hard line break that many breaks before the end.
+    """
+    if encoding != "quoted-printable":
+        return len(prefix) if raw.startswith(prefix) else None
+    position = len(raw)
+    seen = 0
+    while True:
+        newline = raw.rfind(b"\n", 0, position)
+        if newline < 0:
+            cut = 0
+            break
+        soft = raw.endswith(b"=", 0, newline) or raw.endswith(b"=\r", 0, newline)
+        if not soft:
+            if seen == tail_breaks:
+                cut = newline + 1
+                break
+            seen += 1
+        position = newline
+    if binascii.a2b_qp(raw[:cut]) != prefix:
+        return None
+    return cut

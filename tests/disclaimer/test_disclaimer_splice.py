@@ -1,0 +1,85 @@
+"""Splicing: the encoded bytes before the insertion point are kept as the sender wrote them."""
+
+from __future__ import annotations
+
+import binascii
+
+import pytest
+
+from mailroute.disclaimer.insert import decode_body
+from mailroute.disclaimer.splice import splice_text
+from mailroute.mime import decode_text, parse
+
+HEAD = (b"From: a@example.net\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n")
+
+
+def _message(body: bytes, cte: str) -> bytes:
+    return HEAD + f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode() + body
+
+
+def _splice(data: bytes, insertion: str, at_end: bool = True) -> tuple[bytes, bytes] | None:
+    message = parse(data)
+    text, codec = decode_body(message.root)
+    assert text is not None
+    offset = len(text) if at_end else 0
+    spliced = splice_text(message, (), text, offset, insertion, codec)
+    if spliced is None:
+        return None
+    assert decode_text(spliced.root) == text[:offset] + insertion.replace(
+        "\n", "\r\n") + text[offset:]
+    return message.root.body_bytes(), spliced.root.body_bytes()
+
+
+def test_quoted_printable_prefix_is_kept_byte_for_byte() -> None:
+    # a soft break as another client wrote it (cutting "ü"), then a hard break, then a line
+    body = (b"Gr=C3=\r\n=BC=C3=9Fe aus K=C3=B6ln,=20\r\nzweite Zeile mit =E2=82=AC\r\n"
+            b"letzte Zeile\r\n")
+    result = _splice(_message(body, "quoted-printable"), "-- \nFußzeile 東京\n")
+    assert result is not None
+    before, after = result
+    assert after.startswith(before)
+    assert after[len(before):] == b"--=20\r\nFu=C3=9Fzeile =E6=9D=B1=E4=BA=AC\r\n"
+
+
+def test_last_line_without_line_break_is_encoded_again() -> None:
+    body = b"erste Zeile\r\nohne Ende =C3=A4"
+    result = _splice(_message(body, "quoted-printable"), "\n\nx\n")
+    assert result is not None
+    _, after = result
+    assert after.startswith(b"erste Zeile\r\n")
+    assert binascii.a2b_qp(after) == b"erste Zeile\r\nohne Ende \xc3\xa4\r\n\r\nx\r\n"
+
+
+def test_encoded_line_feed_is_not_mistaken_for_a_line_break() -> None:
+    body = b"eins=0Azwei\r\ndrei\r\n"
+    data = _message(body, "quoted-printable")
+    message = parse(data)
+    text, codec = decode_body(message.root)
+    assert text == "eins\nzwei\r\ndrei\r\n"
+    offset = text.index("zwei")
+    # the decoded LF has no encoded line break to match: the prefix check refuses to splice
+    assert splice_text(message, (), text, offset, "[x]", codec) is None
+
+
+@pytest.mark.parametrize(("cte", "insertion", "spliced"), [
+    ("7bit", "-- \nplain ascii\n", True),
+    ("7bit", "-- \nnicht ascii: ä\n", False),   # 7bit cannot carry it: whole body re-encoded
+    ("8bit", "-- \nnicht ascii: ä\n", True),
+])
+def test_identity_encodings(cte: str, insertion: str, spliced: bool) -> None:
+    body = b"line one\r\nline two\r\n"
+    result = _splice(_message(body, cte), insertion)
+    assert (result is not None) is spliced
+    if result is not None:
+        before, after = result
+        assert after.startswith(before)
+
+
+def test_base64_and_top_placement_are_not_spliced_needlessly() -> None:
+    data = _message(b"bGluZSBvbmUNCg==\r\n", "base64")
+    assert _splice(data, "x\n") is None
+    top = _splice(_message(b"line one\r\nline two\r\n", "quoted-printable"), "top\n",
+                  at_end=False)
+    assert top is not None
+    assert top[1] == b"top\r\nline one\r\nline two\r\n"

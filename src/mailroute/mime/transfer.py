@@ -92,21 +92,22 @@ def _qp_pieces(line: bytes) -> list[bytes]:
     never ends inside an ``=XX`` escape nor before an escaped UTF-8 continuation byte.
     """
     pieces = []
-    while len(line) > _QP_LINE:
-        cut = _QP_LINE - 1  # room for the "=" of the soft break
+    start, size = 0, len(line)
+    while size - start > _QP_LINE:
+        cut = start + _QP_LINE - 1  # room for the "=" of the soft break
         if line[cut - 1] == 0x3D:  # "=" : do not cut "=XX"
             cut -= 1
         elif line[cut - 2] == 0x3D:
             cut -= 2
         for _ in range(3):  # a UTF-8 sequence has at most three continuation bytes
-            if line[cut] == 0x3D and line[cut + 1] in _CONTINUATION and cut > 3 \
-                    and line[cut - 3] == 0x3D:
+            if line[cut] == 0x3D and line[cut + 1] in _CONTINUATION \
+                    and line[cut - 3] == 0x3D and cut - 3 > start:
                 cut -= 3
             else:
                 break
-        pieces.append(line[:cut])
-        line = line[cut:]
-    pieces.append(line)
+        pieces.append(line[start:cut])
+        start = cut
+    pieces.append(line[start:])
     return pieces
 
 

@@ -33,10 +33,11 @@ import mailroute
 
 SMALL = 64 * 1024
 LARGE = 8 * 1024 * 1024
+# The footer of notes/adapters.md §1.2 ("Grüße aus Köln" and a marker string, UTF-8).
 TEXT = ("-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n"
-        "Grüße aus Köln – {{display_name}}\n")
+        "Grüße aus Köln, {{display_name}}\n")
 HTML = ('<p style="color:#555">Vertraulich / Confidential. mailroute-disclaimer-v1<br>'
-        "Grüße aus Köln – {{display_name}}</p>")
+        "Grüße aus Köln, {{display_name}}</p>")
 RENDERED_TEXT = TEXT.replace("{{display_name}}", "Anna Schmidt")
 RENDERED_HTML = HTML.replace("{{display_name}}", "Anna Schmidt")
 POLICY = """[[pipeline]]

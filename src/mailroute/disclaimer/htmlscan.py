@@ -151,19 +151,20 @@ def scan_html(html: str) -> HtmlPoints:
 
 def _step(html: str, start: int, state: _State) -> int:
     """Consume the markup at ``start``; return the offset after it."""
+    second = html[start + 1]
+    if second == "/":
+        return _end_tag(html, start, state)
+    if second != "!" and second != "?":
+        return _start_tag(html, start, state)
     if html.startswith("<!--", start):
         return _comment(html, start, state)
-    if html.startswith("<!", start) or html.startswith("<?", start):
-        if html.startswith("<![CDATA[", start):
-            state.simple = False
-        close = html.find(">", start)
-        end = len(html) if close < 0 else close + 1
-        if html[start:start + 9].lower() == "<!doctype" and state.doctype_end is None:
-            state.doctype_end = end
-        return end
-    if html.startswith("</", start):
-        return _end_tag(html, start, state)
-    return _start_tag(html, start, state)
+    if html.startswith("<![CDATA[", start):
+        state.simple = False
+    close = html.find(">", start)  # doctype or bogus comment
+    end = len(html) if close < 0 else close + 1
+    if html[start:start + 9].lower() == "<!doctype" and state.doctype_end is None:
+        state.doctype_end = end
+    return end
 
 
 def _comment(html: str, start: int, state: _State) -> int:
@@ -229,7 +230,8 @@ def _start_tag(html: str, start: int, state: _State) -> int:
         if state.html_start_end is None:
             state.html_start_end = end
         return end
-    state.content()
+    if state.after_body:
+        state.content()
     if name in _HEAD_ONLY and state.body_seen:
         state.simple = False  # a parser drops or moves these once the body has begun
     if name not in _HEAD_ONLY:

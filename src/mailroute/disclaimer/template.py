@@ -55,7 +55,6 @@ _ALIASES = {
 }
 # C0/C1 controls, line and paragraph separators, bidi embeddings, overrides and isolates.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_QUOTE_PREFIX = re.compile(r"(?m)^[ \t]*(?:>[ \t]?)+")
 _SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*>")
 _MIN_PIECE_ALNUM = 3
@@ -75,7 +74,9 @@ def clean_value(value: str) -> str:
 
 def compact_text(text: str) -> str:
     """Text with reply quote markers (``> ``) and all white space removed, for matching."""
-    return _SPACE.sub("", _QUOTE_PREFIX.sub("", text))
+    if ">" in text:  # quote markers start lines; white space goes below anyway
+        text = "".join(line.lstrip(" \t>") for line in text.split("\n"))
+    return "".join(text.split())
 
 
 def html_to_compact_text(markup: str) -> str:

@@ -76,10 +76,10 @@ class DisclaimerFilter:
         if result.refused:
             return Outcome.reject("5.7.1", "signed or encrypted mail cannot carry the "
                                   "required disclaimer")
-        changed = item.evolve(message=result.message).annotate("disclaimer", result.summary())
+        notes = [("disclaimer", result.summary())]
         if result.locators:
-            changed = changed.annotate("disclaimer.html-locator", ",".join(result.locators))
-        return changed
+            notes.append(("disclaimer.html-locator", ",".join(result.locators)))
+        return item.evolve(message=result.message, annotations=(*item.annotations, *notes))
 
 
 def _sender(item: MailItem) -> str:

@@ -7,8 +7,9 @@ import binascii
 import pytest
 
 from mailroute.disclaimer.insert import decode_body
+from mailroute.disclaimer.select import Body
 from mailroute.disclaimer.splice import splice_text
-from mailroute.mime import decode_text, parse
+from mailroute.mime import Message, decode_text, parse
 
 HEAD = (b"From: a@example.net\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\n")
@@ -18,12 +19,17 @@ def _message(body: bytes, cte: str) -> bytes:
     return HEAD + f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode() + body
 
 
+def _body(message: Message) -> Body:
+    root = message.root
+    return Body((), root.mime_type, root.charset, root.transfer_encoding)
+
+
 def _splice(data: bytes, insertion: str, at_end: bool = True) -> tuple[bytes, bytes] | None:
     message = parse(data)
     text, codec = decode_body(message.root)
     assert text is not None
     offset = len(text) if at_end else 0
-    spliced = splice_text(message, (), text, offset, insertion, codec)
+    spliced = splice_text(message, _body(message), text, offset, insertion, codec)
     if spliced is None:
         return None
     assert decode_text(spliced.root) == text[:offset] + insertion.replace(
@@ -59,7 +65,7 @@ def test_encoded_line_feed_is_not_mistaken_for_a_line_break() -> None:
     assert text == "eins\nzwei\r\ndrei\r\n"
     offset = text.index("zwei")
     # the decoded LF has no encoded line break to match: the prefix check refuses to splice
-    assert splice_text(message, (), text, offset, "[x]", codec) is None
+    assert splice_text(message, _body(message), text, offset, "[x]", codec) is None
 
 
 @pytest.mark.parametrize(("cte", "insertion", "spliced"), [

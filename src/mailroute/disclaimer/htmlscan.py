@@ -107,6 +107,10 @@ def parse_attributes(text: str) -> dict[str, str]:
 class _State:
     """The mutable state of one scan (kept out of the frozen result)."""
 
+    __slots__ = ("after_body", "body_end", "body_seen", "body_start_end", "depth",
+                 "doctype_end", "head_end", "html_end", "html_start_end", "max_depth", "quote",
+                 "simple", "tables")
+
     def __init__(self) -> None:
         self.simple = True
         self.depth = 0

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from mailroute.disclaimer.locate import HtmlLimits, locate
-from mailroute.disclaimer.select import BODY_TYPES, plan_message
+from mailroute.disclaimer.select import BODY_TYPES, Body, plan_message
 from mailroute.disclaimer.splice import splice_text
 from mailroute.disclaimer.template import (
     Template,
@@ -129,12 +129,18 @@ def _dotted(path: Path) -> str:
     return "[" + ".".join(str(i) for i in path) + "]"
 
 
-def _payload(part: Part) -> bytes | None:
+def _payload(part: Part, encoding: str) -> bytes | None:
     """The decoded payload, or ``None`` when its transfer encoding is damaged."""
-    if part.transfer_encoding == "base64" and isinstance(part.body, LeafBody):
-        compact = part.body.span.to_bytes().translate(None, b"\r\n")
+    if not isinstance(part.body, LeafBody):
+        return None
+    raw = part.body.span.to_bytes()
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(raw)
+    if encoding in ("7bit", "8bit", "binary"):
+        return raw
+    if encoding == "base64":
         try:  # the common case, without the general decoder's per-byte filtering
-            return binascii.a2b_base64(compact, strict_mode=True)
+            return binascii.a2b_base64(raw.translate(None, b"\r\n"), strict_mode=True)
         except binascii.Error:
             pass
     try:
@@ -144,18 +150,20 @@ def _payload(part: Part) -> bytes | None:
     return None if decoded.defects else decoded.data
 
 
-def decode_body(part: Part, charset: str | None = None) -> tuple[str | None, str]:
+def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
     """The text of a body and the codec that read it, or ``None`` and why it cannot be read.
 
-    ``charset`` is the part's declared charset when the caller already has it. Without a
+    ``body`` carries the part's content facts when the caller already has them. Without a
     declared charset, text that is not ASCII is read as the HTML ``<meta charset>`` says, or
     as UTF-8.
     """
-    data = _payload(part)
+    if body is None:
+        body = Body((), part.mime_type, part.charset, part.transfer_encoding)
+    data = _payload(part, body.transfer_encoding)
     if data is None:
         return None, "invalid-transfer-encoding"
     try:
-        codec = codec_name(charset or part.charset or "us-ascii")
+        codec = codec_name(body.charset or "us-ascii")
     except MalformedMessageError:
         return None, "unknown-charset"
     try:
@@ -165,8 +173,8 @@ def decode_body(part: Part, charset: str | None = None) -> tuple[str | None, str
     if codec != "ascii":
         return None, "undecodable"
     fallbacks = ["utf-8"]  # a very common mislabel: UTF-8 declared as (or defaulting to) ASCII
-    meta = _META_CHARSET_BYTES.search(data, 0, 4096) if part.mime_type == "text/html" else None
-    if meta is not None and not (charset or part.charset):
+    meta = _META_CHARSET_BYTES.search(data, 0, 4096) if body.mime_type == "text/html" else None
+    if meta is not None and not body.charset:
         with contextlib.suppress(MalformedMessageError):
             fallbacks.insert(0, codec_name(meta.group(1).decode("ascii")))
     for fallback in fallbacks:
@@ -193,18 +201,18 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
         path = body.path
         part = message.part(path)
         is_html = body.mime_type == BODY_TYPES[1]
-        text, codec = decode_body(part, body.charset)
+        text, codec = decode_body(part, body)
         if text is None:
             skipped.append((path, codec))
             continue
         if is_html and codec == _UTF7:
             skipped.append((path, "utf-7-html"))
             continue
-        if part.transfer_encoding != "base64" and "\r\n".encode(codec) != b"\r\n":
+        if body.transfer_encoding != "base64" and "\r\n".encode(codec) != b"\r\n":
             # UTF-16/32 bytes cannot be re-encoded line by line (7bit/8bit/QP): leave them
             skipped.append((path, "charset-needs-base64"))
             continue
-        if _PGP_ARMOR.search(text):
+        if "-----BEGIN PGP " in text and _PGP_ARMOR.search(text):
             protected.append(path)
             continue
         if disclaimer.carried_by(text, is_html=is_html):
@@ -219,7 +227,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             newline = message.newline.decode("ascii")
             offset, insertion = text_insertion(text, disclaimer.text, settings.placement,
                                                newline=newline)
-        spliced = splice_text(result, path, text, offset, insertion, codec)
+        spliced = splice_text(result, body, text, offset, insertion, codec)
         if spliced is not None:
             result = spliced
         else:

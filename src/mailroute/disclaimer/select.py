@@ -32,11 +32,12 @@ _AUTO_NAMES = frozenset({"auto-submitted", "precedence", *(n.lower() for n in _A
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """A body leaf to edit: where it is, its media type and declared charset."""
+    """A body leaf to edit: where it is, its media type, declared charset and encoding."""
 
     path: Path
     mime_type: str
     charset: str | None
+    transfer_encoding: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,8 @@ def plan_message(message: Message, *, placement: str, invites: str = "skip",
             continue
         if mime_type in BODY_TYPES and not _is_attachment(part, ctype):
             charset = ctype.param("charset")
-            bodies.append(Body(path, mime_type, charset.lower() if charset else None))
+            bodies.append(Body(path, mime_type, charset.lower() if charset else None,
+                               part.transfer_encoding))
     if has_invite and invites == "skip":
         return Plan(skip_reason="invite")
     return Plan(tuple(bodies), tuple(protected))

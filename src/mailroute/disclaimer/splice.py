@@ -15,7 +15,8 @@ from __future__ import annotations
 import binascii
 from dataclasses import replace
 
-from mailroute.mime import LeafBody, Message, Part, Path, Span
+from mailroute.disclaimer.select import Body
+from mailroute.mime import LeafBody, Message, Span
 from mailroute.mime.text import codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload
 
@@ -24,19 +25,19 @@ __all__ = ["splice_text"]
 _LINE_ORIENTED = ("7bit", "8bit", "quoted-printable")
 
 
-def splice_text(message: Message, path: Path, text: str, offset: int, insertion: str,
+def splice_text(message: Message, body: Body, text: str, offset: int, insertion: str,
                 codec: str) -> Message | None:
-    """``message`` with ``insertion`` put into the body at ``path`` at ``offset`` of ``text``.
+    """``message`` with ``insertion`` put into ``body`` at ``offset`` of its ``text``.
 
     ``text`` is the body as decoded with ``codec``. Returns ``None`` when the body cannot be
     spliced (see the module docstring); the caller then re-encodes the whole body.
     """
-    part = message.part(path)
-    encoding = part.transfer_encoding
+    part = message.part(body.path)
+    encoding = body.transfer_encoding
     if encoding not in _LINE_ORIENTED or not isinstance(part.body, LeafBody):
         return None
     try:
-        if codec != codec_name(part.charset or "us-ascii"):
+        if codec != codec_name(body.charset or "us-ascii"):
             return None  # decoded with a fallback: the label changes, the whole body with it
     except ValueError:
         return None
@@ -55,12 +56,8 @@ def splice_text(message: Message, path: Path, text: str, offset: int, insertion:
     cut = _encoded_prefix(raw, prefix, encoding, text.count("\n", start))
     if cut is None:
         return None
-    body = raw[:cut] + encode_payload(tail, encoding, message.newline)
-    return message.replace_part(path, _with_body(part, body))
-
-
-def _with_body(part: Part, body: bytes) -> Part:
-    return replace(part, body=LeafBody(Span.of(body)))
+    encoded = raw[:cut] + encode_payload(tail, encoding, message.newline)
+    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
 
 
 def _encoded_prefix(raw: bytes, prefix: bytes, encoding: str, tail_breaks: int) -> int | None:

@@ -22,6 +22,7 @@ import gc
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -97,6 +98,31 @@ def mailroute_time(pipeline: mailroute.Pipeline, data: bytes, runs: int) -> floa
     return best
 
 
+_CHILD = """
+import sys
+from pathlib import Path
+import mailroute
+pipeline = mailroute.load_policy(sys.argv[1])
+data = Path(sys.argv[2]).read_bytes()
+if sys.argv[3] == "process":
+    result = pipeline.process(data)
+    assert result.action == "accept"
+"""
+
+
+def mailroute_rss_growth(policy: Path, source: Path, report: Path) -> int:
+    """Peak RSS of a fresh interpreter that processes ``source``, minus the peak of one that
+    only loads the policy and reads the message (GNU time; bytes)."""
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    peaks = []
+    for mode in ("read", "process"):
+        subprocess.run([gnu_time, "-f", "%M", "-o", str(report), sys.executable, "-c", _CHILD,
+                        str(policy), str(source), mode], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peaks.append(int(report.read_text().split()[-1]) * 1024)
+    return peaks[1] - peaks[0]
+
+
 def mailroute_peak(pipeline: mailroute.Pipeline, data: bytes) -> int:
     """tracemalloc peak of one run beyond the input (which the caller already holds)."""
     gc.collect()
@@ -129,7 +155,7 @@ def main() -> int:
         (work_dir / "policy.toml").write_text(POLICY, encoding="utf-8")
         pipeline = mailroute.load_policy(work_dir / "policy.toml")
         classes: dict[str, list[tuple[float, float, int, str]]] = {}
-        large: list[tuple[str, int, float, float, int, int]] = []
+        large: list[tuple[str, int, float, float, int, int, int]] = []
         for entry in entries:
             source = folder / str(entry["file"])
             data = source.read_bytes()
@@ -140,6 +166,8 @@ def main() -> int:
             if kind == "large":
                 large.append((source.name, len(data), ours, theirs,
                               mailroute_peak(pipeline, data),
+                              mailroute_rss_growth(work_dir / "policy.toml", source,
+                                                   work_dir / "child.rss"),
                               altermime_rss(altermime, source, work_dir / "work.eml", work_dir)))
             else:
                 classes.setdefault(kind, []).append((ours, theirs, len(data), source.name))
@@ -161,11 +189,14 @@ def main() -> int:
         print(f"{'':<8}per-message ratio: min {per_message[0][0]:.1f}x ({per_message[0][1]}), "
               f"median {statistics.median(r for r, _ in per_message):.1f}x, "
               f"max {per_message[-1][0]:.1f}x; {below} of {len(rows)} below 5x")
-    for name, size, ours, theirs, our_peak, their_rss in large:
+    for name, size, ours, theirs, our_peak, our_rss, their_rss in large:
         print(f"large   {name}: {size / 1e6:.1f} MB; mailroute {ours * 1e3:.1f} ms, "
-              f"altermime {theirs * 1e3:.1f} ms, ratio {theirs / ours:.1f}x; peak memory "
-              f"mailroute {our_peak / 1e6:.1f} MB ({our_peak / size:.2f}x the message), "
-              f"altermime RSS {their_rss / 1e6:.1f} MB")
+              f"altermime {theirs * 1e3:.1f} ms, ratio {theirs / ours:.1f}x")
+        print(f"        peak memory: mailroute allocates {our_peak / 1e6:.1f} MB beyond the "
+              f"input ({our_peak / size:.2f}x the message; input + output "
+              f"{(our_peak + size) / size:.2f}x), its RSS grows {our_rss / 1e6:.1f} MB "
+              f"({our_rss / size:.2f}x) over reading the message; altermime RSS "
+              f"{their_rss / 1e6:.1f} MB (it streams)")
     if not large:
         print("large: none in this corpus (generated with --no-large?)")
     return 0

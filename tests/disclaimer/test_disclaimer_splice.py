@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import binascii
 
 import pytest
@@ -82,10 +83,36 @@ def test_identity_encodings(cte: str, insertion: str, spliced: bool) -> None:
         assert after.startswith(before)
 
 
-def test_base64_and_top_placement_are_not_spliced_needlessly() -> None:
-    data = _message(b"bGluZSBvbmUNCg==\r\n", "base64")
-    assert _splice(data, "x\n") is None
+def test_top_placement_encodes_the_whole_body() -> None:
     top = _splice(_message(b"line one\r\nline two\r\n", "quoted-printable"), "top\n",
                   at_end=False)
     assert top is not None
     assert top[1] == b"top\r\nline one\r\nline two\r\n"
+
+
+def test_base64_keeps_the_whole_lines_before_the_insertion() -> None:
+    text = ("Grüße aus Köln, " * 20 + "\r\n") * 3
+    encoded = base64.encodebytes(text.encode()).replace(b"\n", b"\r\n")
+    message = parse(_message(encoded, "base64"))
+    decoded, codec = decode_body(message.root)
+    assert decoded == text
+    spliced = splice_text(message, _body(message), decoded, len(decoded), "-- \r\nä\r\n", codec)
+    assert spliced is not None
+    after = spliced.root.body_bytes()
+    kept = len(text.encode()) // 57
+    assert after.startswith(encoded[:kept * 78])
+    assert decode_text(spliced.root) == text + "-- \r\nä\r\n"
+
+
+def test_base64_with_uneven_lines_or_stateful_charset_is_not_spliced() -> None:
+    uneven = b"bGluZSBvbmUN\r\nCmxpbmUgdHdvDQo=\r\n"
+    message = parse(_message(uneven, "base64"))
+    decoded, codec = decode_body(message.root)
+    assert decoded is not None
+    assert splice_text(message, _body(message), decoded, len(decoded), "x", codec) is None
+    utf16 = base64.encodebytes("Zeile\r\n".encode("utf-16")).replace(b"\n", b"\r\n")
+    data = _message(utf16, "base64").replace(b"charset=utf-8", b"charset=utf-16")
+    message = parse(data)
+    decoded, codec = decode_body(message.root)
+    assert decoded == "Zeile\r\n"
+    assert splice_text(message, _body(message), decoded, len(decoded), "x", codec) is None

@@ -2,7 +2,8 @@
 
 A disclaimer at the bottom of a 7bit, 8bit or quoted-printable body changes only its last
 line: the encoded bytes up to the line break before the insertion point are kept as they are,
-and only the rest (that line, the disclaimer, what follows) is encoded again. That is faster
+and only the rest (that line, the disclaimer, what follows) is encoded again. In a base64 body
+the whole encoded lines before the insertion point are kept. That is faster
 than re-encoding the whole body, and keeps every byte the sender's client wrote before the
 insertion point. It applies when the body keeps its charset and transfer encoding; otherwise
 (a charset switch to UTF-8, base64, 7bit gaining non-ASCII text) the caller re-encodes the
@@ -16,13 +17,14 @@ import binascii
 from dataclasses import replace
 
 from mailroute.disclaimer.select import Body
-from mailroute.mime import LeafBody, Message, Span
+from mailroute.mime import LeafBody, Message, Part, Span
 from mailroute.mime.text import codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload
 
 __all__ = ["splice_text"]
 
 _LINE_ORIENTED = ("7bit", "8bit", "quoted-printable")
+_STATEFUL = ("utf-16", "utf-32", "utf-7", "iso2022", "hz")
 
 
 def splice_text(message: Message, body: Body, text: str, offset: int, insertion: str,
@@ -34,13 +36,16 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     """
     part = message.part(body.path)
     encoding = body.transfer_encoding
-    if encoding not in _LINE_ORIENTED or not isinstance(part.body, LeafBody):
+    if not isinstance(part.body, LeafBody) or (
+            encoding not in _LINE_ORIENTED and encoding != "base64"):
         return None
     try:
         if codec != codec_name(body.charset or "us-ascii"):
             return None  # decoded with a fallback: the label changes, the whole body with it
     except ValueError:
         return None
+    if encoding == "base64":
+        return _splice_base64(message, body, part, text, offset, insertion, codec)
     start = text.rfind("\n", 0, offset) + 1
     tail_text = text[start:offset] + insertion + text[offset:]
     try:
@@ -57,6 +62,39 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     if cut is None:
         return None
     encoded = raw[:cut] + encode_payload(tail, encoding, message.newline)
+    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+
+
+def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: int,
+                   insertion: str, codec: str) -> Message | None:
+    """Keep the whole base64 lines before the insertion point; encode the rest again."""
+    if codec.startswith(_STATEFUL):
+        return None  # byte offsets in the middle of such text are not character boundaries
+    assert isinstance(part.body, LeafBody)
+    raw = part.body.span.to_bytes()
+    first = raw.find(b"\n")
+    line = raw[:first].rstrip(b"\r") if first > 0 else b""
+    if not line or len(line) % 4:
+        return None
+    try:
+        before = text[:offset].encode(codec)
+        tail = insertion.encode(codec) + text[offset:].encode(codec)
+        if (before + tail).decode(codec) != text[:offset] + insertion + text[offset:]:
+            return None
+    except UnicodeError:
+        return None
+    per_line = len(line) // 4 * 3
+    stride = first + 1
+    lines = len(before) // per_line
+    cut = lines * stride
+    try:
+        kept = binascii.a2b_base64(raw[:cut])
+    except binascii.Error:
+        return None
+    if kept != before[:lines * per_line]:
+        return None  # the lines before are not all of the first line's length
+    rest = before[lines * per_line:] + tail
+    encoded = raw[:cut] + encode_payload(rest, "base64", message.newline)
     return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
 
 

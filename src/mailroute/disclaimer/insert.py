@@ -29,7 +29,7 @@ from mailroute.disclaimer.template import (
 from mailroute.disclaimer.textplace import text_insertion
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
-from mailroute.mime.text import codec_name
+from mailroute.mime.charsets import codec_name
 
 __all__ = ["Disclaimer", "Insertion", "Settings", "add_disclaimer", "decode_body"]
 

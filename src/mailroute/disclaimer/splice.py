@@ -17,8 +17,9 @@ import binascii
 from dataclasses import replace
 
 from mailroute.disclaimer.select import Body
+from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part, Span
-from mailroute.mime.text import codec_name
+from mailroute.mime.charsets import codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload
 
 __all__ = ["splice_text"]
@@ -42,7 +43,7 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     try:
         if codec != codec_name(body.charset or "us-ascii"):
             return None  # decoded with a fallback: the label changes, the whole body with it
-    except ValueError:
+    except MalformedMessageError:
         return None
     if encoding == "base64":
         return _splice_base64(message, body, part, text, offset, insertion, codec)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,15 +85,22 @@ def test_openssl_verify_notices_a_changed_entity(tmp_path: Path) -> None:
     assert _smime_verify(tmp_path, tampered).returncode != 0
 
 
-def _gpg_env(folder: Path) -> dict[str, str]:
-    home = folder / "gnupg"
+@pytest.fixture
+def gpg_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A throwaway GnuPG home with one signing key; its agent is stopped afterwards."""
+    home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     env = dict(os.environ, GNUPGHOME=str(home))
+    _make_key(tmp_path, env)
+    yield env
+    _sh(_tool("gpgconf"), "--kill", "gpg-agent", cwd=tmp_path, env=env)
+
+
+def _make_key(folder: Path, env: dict[str, str]) -> None:
     made = _sh(_tool("gpg"), "--batch", "--pinentry-mode", "loopback", "--passphrase", "",
                "--quick-gen-key", "Anna Schmidt <anna.schmidt@corp.example>", "ed25519",
                "sign", "1d", cwd=folder, env=env)
     assert made.returncode == 0, made.stderr
-    return env
 
 
 def _pgp_signed(folder: Path, env: dict[str, str]) -> bytes:
@@ -117,9 +125,9 @@ def _gpg_verify(folder: Path, env: dict[str, str], content: bytes,
                cwd=folder, env=env)
 
 
-def test_gpg_signed_message_still_verifies(tmp_path: Path,
+def test_gpg_signed_message_still_verifies(tmp_path: Path, gpg_env: dict[str, str],
                                            wide_filter: DisclaimerFilter) -> None:
-    env = _gpg_env(tmp_path)
+    env = gpg_env
     signed = _pgp_signed(tmp_path, env)
     out = run(wide_filter, signed).data
     assert out is not None

@@ -160,3 +160,10 @@ def test_header_writer_refuses_bad_names() -> None:
     for name in ("Bad Name", "Colon:", "", "Ümlaut"):
         with pytest.raises(UnsafeHeaderValueError):
             make_field(name, "x")
+
+
+def test_parsed_content_types_are_shared_read_only() -> None:
+    part = parse(MIXED).part((0, 0))
+    with pytest.raises(TypeError):
+        part.content_type.params["charset"] = "utf-8"  # type: ignore[index]
+    assert parse(MIXED).part((0, 0)).charset == "iso-8859-1"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.charsets import codec_name
@@ -28,7 +30,12 @@ class ContentType:
 
     maintype: str = "text"
     subtype: str = "plain"
-    params: dict[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        # Parsed values are cached and shared between parts: the parameters are read-only.
+        if not isinstance(self.params, MappingProxyType):
+            object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
     @property
     def mime_type(self) -> str:

@@ -374,3 +374,15 @@ def test_html_template_defaults_to_the_escaped_text(tmp_path: Path) -> None:
     [(_, markup)] = body_texts(run(step, data).data or b"")
     assert markup.endswith("-- <br>\nA &amp; B &lt;Legal&gt;<br>\n&lt;i&gt;x&lt;/i&gt;</div>"
                            "</body></html>")
+
+
+def test_message_with_lf_line_ends(tmp_path: Path) -> None:
+    text = _leaf("text/plain", "utf-8", "Hallo Köln\nzweite Zeile\n", "quoted-printable")
+    html = _leaf("text/html", "iso-8859-1", "<html><body><p>K\xf6ln</p></body></html>\n",
+                 "quoted-printable")
+    data = _mixed(text, html, subtype="alternative").replace(b"\r\n", b"\n")
+    out = run(make_filter(tmp_path, var=[f"greeting={WIDE}"]), data).data or b""
+    assert b"\r" not in out
+    [(_, plain), (_, markup)] = body_texts(out)
+    assert plain == "Hallo Köln\nzweite Zeile\n\n" + RENDERED_TEXT.format(greeting=WIDE)
+    assert markup.startswith("<html><body><p>Köln</p><div data-mailroute-disclaimer=")

@@ -60,8 +60,15 @@ ALPHABETS = {
 
 def _message(text: str, charset: str, cte: str) -> bytes:
     data = text.encode(charset)
-    body = (base64.encodebytes(data).replace(b"\n", b"\r\n") if cte == "base64"
-            else binascii.b2a_qp(data, istext=False).replace(b"\n", b"\r\n"))
+    if cte == "base64":
+        body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    elif cte == "quoted-printable":  # line breaks as line breaks: the body can be spliced
+        body = binascii.b2a_qp(data.replace(b"\r\n", b"\n"), istext=True)
+        body = body.replace(b"\n", b"\r\n")
+    elif cte == "qp-binary":  # line breaks as =0D=0A: splicing must notice and step back
+        body, cte = binascii.b2a_qp(data, istext=False), "quoted-printable"
+    else:
+        body = data
     return (b"From: a@corp.example\r\nTo: b@partner.example\r\nSubject: p\r\nMIME-Version: 1.0"
             + f"\r\nContent-Type: text/plain; charset={charset}\r\n"
               f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode() + body)
@@ -70,7 +77,7 @@ def _message(text: str, charset: str, cte: str) -> bytes:
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.data(), st.sampled_from(sorted(ALPHABETS)),
-       st.sampled_from(["base64", "quoted-printable"]),
+       st.sampled_from(["base64", "quoted-printable", "qp-binary", "8bit"]),
        st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1,
                max_size=40))
 def test_text_survives_in_every_charset(tmp_path: Path, data: st.DataObject, charset: str,

@@ -386,3 +386,17 @@ def test_message_with_lf_line_ends(tmp_path: Path) -> None:
     [(_, plain), (_, markup)] = body_texts(out)
     assert plain == "Hallo Köln\nzweite Zeile\n\n" + RENDERED_TEXT.format(greeting=WIDE)
     assert markup.startswith("<html><body><p>Köln</p><div data-mailroute-disclaimer=")
+
+
+def test_defect_in_one_branch_leaves_the_healthy_branch_editable(tmp_path: Path) -> None:
+    broken = (b'Content-Type: multipart/mixed; boundary="inner"\r\n\r\n--inner\r\n'
+              b"Content-Type: text/plain\r\n\r\nunclosed\r\n")
+    body = _leaf("text/plain", "utf-8", "Healthy\n", "8bit")
+    data = _mixed(body, broken)
+    message = parse(data, on_ambiguity="record")
+    assert not message.structurally_sound((1,))
+    assert not message.structurally_sound(())
+    out = Pipeline(filters=(make_filter(tmp_path, var=["greeting=x"]),)).process(data).data
+    edited = parse(out or b"", on_ambiguity="record")
+    assert edited.part((1,)).to_bytes() == message.part((1,)).to_bytes()
+    assert MARKER in stdlib(edited.part((0,)).to_bytes()).get_content()

@@ -239,7 +239,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
         inserted.append(path)
     protected.sort()
     outcome = Insertion(result, tuple(inserted), tuple(present), tuple(skipped),
-                      tuple(protected), locators=tuple(locators))
+                        tuple(protected), locators=tuple(locators))
     if not protected or settings.signed == "skip":
         return outcome
     if settings.signed == "reject":
@@ -247,7 +247,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
     if inserted or present or any(_signed_carries(message, p, disclaimer) for p in protected):
         return outcome
     return Insertion(_wrap(result, disclaimer), tuple(inserted), tuple(present),
-                   tuple(skipped), tuple(protected), wrapped=True, locators=tuple(locators))
+                     tuple(skipped), tuple(protected), wrapped=True, locators=tuple(locators))
 
 
 def _fits(text: str, codec: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailroute.mime import ContentType, Message, Part, Path, parse_parameters
+from mailroute.mime.defects import STRUCTURAL_DEFECTS
 
 __all__ = ["BODY_TYPES", "PROTECTED_TYPES", "Body", "Plan", "auto_reply", "plan_message"]
 
@@ -86,7 +87,9 @@ def plan_message(message: Message, *, placement: str, invites: str = "skip",
     root_type = message.root.content_type
     if root_type.mime_type == "multipart/report":
         return Plan(skip_reason="report")
-    defective = {d.path for d in message.defects if not message.structurally_sound(d.path)}
+    # Entities whose own structure is damaged (their children may be cut wrongly), not those
+    # that merely contain one: message.structurally_sound() answers "at or below".
+    defective = {d.path for d in message.defects if d.kind in STRUCTURAL_DEFECTS}
     bodies: list[Body] = []
     protected: list[Path] = []
     has_invite = False

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailroute.config.options import Options
+from mailroute.disclaimer import htmlparse
 from mailroute.disclaimer.directory import SenderDirectory, load_directory
 from mailroute.disclaimer.insert import Disclaimer, Settings, add_disclaimer
 from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlLimits
@@ -38,6 +39,9 @@ from mailroute.results import Outcome
 __all__ = ["DisclaimerFilter", "build", "html_from_text"]
 
 _MAX_TEMPLATE = 64 * 1024
+# Imported here, not only when a document needs it, so that a policy using this filter fails
+# to load without the "html" extra (beautifulsoup4, html5lib) instead of failing per message.
+_HTML_PARSER = htmlparse.parse_points
 SIGNED_POLICIES = ("wrap", "skip", "reject")
 
 

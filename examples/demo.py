@@ -10,7 +10,10 @@ standard output and the verdict in the exit code.
 from __future__ import annotations
 
 import argparse
+import base64
 import difflib
+import os
+import secrets
 import subprocess
 import sys
 import tomllib
@@ -21,11 +24,26 @@ EXIT_MEANING = {0: "accepted", 1: "negative", 65: "rejected: malformed (5.6.0)",
                 69: "rejected by policy", 75: "temporary failure", 78: "configuration error"}
 
 
+def ensure_marker_keys(policy: Path) -> None:
+    """Create the demo's marker key file with a fresh secret, mode 0600, if it is missing."""
+    path = policy.parent / "run" / "marker-keys.toml"
+    if path.exists():
+        return
+    path.parent.mkdir(exist_ok=True)
+    secret = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    text = (f'tag = "g7k2qd"\norg_id = "example.net"\n\n[[key]]\nid = "demo1"\n'
+            f'secret = "{secret}"\n')
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(text)
+
+
 def show(name: str, before: bytes, after: bytes, code: int, stderr: str) -> None:
     """Print the verdict and a unified diff of the message."""
     print(f"=== {name}: exit {code} ({EXIT_MEANING.get(code, '?')})")
-    if stderr.strip():
-        print(f"    reply: {stderr.strip().splitlines()[0]}")
+    label = "log" if code == 0 else "reply"
+    for line in stderr.strip().splitlines()[:2]:
+        print(f"    {label}: {line}")
     if code != 0:
         return
     diff = list(difflib.unified_diff(
@@ -39,6 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--policy", type=Path, default=HERE / "gateway" / "policy.toml")
     args = parser.parse_args()
+    ensure_marker_keys(args.policy)
     envelopes = tomllib.loads((HERE / "messages" / "envelopes.toml").read_text())
     for path in sorted((HERE / "messages").glob("*.eml")):
         envelope = envelopes[path.name]

@@ -57,6 +57,8 @@ REPLIES = [
     ('<div>new</div><div id="mail-editor-reference-message-container">q</div>',
      '<div id="mail-editor-reference-message-container">'),
     ('<div>new</div><div class="yahoo_quoted" id="y">q</div>', '<div class="yahoo_quoted"'),
+    ('<p>new</p><div><div style="border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm '
+     '0cm 0cm"><p><b>Von:</b> Max</p></div></div>', '<div style="border:none;border-top'),
 ]
 
 

@@ -42,7 +42,7 @@ _HR_BEFORE = re.compile(r"<hr(?:[\t\n\f\r /][^<>]*)?>[\t\n\f\r ]*\Z", re.IGNOREC
 _HEAD_ONLY = frozenset({"head", "meta", "link", "style", "title", "base", "script", "noscript",
                         "template"})
 _MARKER_HINTS = ("appendonsend", "rplyfwdmsg", "reference-message-container", "gmail_quote",
-                 "moz-cite-prefix", "yahoo_quoted", "cite")
+                 "moz-cite-prefix", "yahoo_quoted", "cite", "border-top")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,9 @@ def quote_marker(name: str, attrs: dict[str, str]) -> str | None:
             return "thunderbird"
         if "yahoo_quoted" in classes:
             return "yahoo"
+        style = "".join(attrs.get("style", "").lower().split())
+        if "border-top:solid#e1e1e1" in style or "border-top:solid#b5c4df" in style:
+            return "outlook-desktop"  # the line above "From: ... Sent: ..." in Word HTML
     if name == "blockquote" and attrs.get("type", "").lower() == "cite":
         return "cite"
     return None

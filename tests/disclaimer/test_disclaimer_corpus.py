@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,17 +55,23 @@ def _check_html(before: str, after: str, greeting: str, has_closing_body: bool) 
         assert tail == ""
 
 
+def _edited(corpus: Corpus, step: DisclaimerFilter) -> Iterator[
+        tuple[dict[str, object], bytes, bytes]]:
+    """(manifest entry, input, output) for every message whose bodies may be edited."""
+    for entry in corpus.entries:
+        if entry["category"] in EDITABLE:
+            data = corpus.data(entry)
+            out = run(step, data).data
+            assert out is not None
+            yield entry, data, out
+
+
 @pytest.mark.parametrize("greeting", [WIDE, LATIN], ids=["wide", "latin"])
 def test_every_body_gets_the_disclaimer_once(corpus: Corpus, tmp_path: Path,
                                              greeting: str) -> None:
     step = make_filter(tmp_path, var=[f"greeting={greeting}"])
     checked = 0
-    for entry in corpus.entries:
-        if entry["category"] not in EDITABLE:
-            continue
-        data = corpus.data(entry)
-        out = run(step, data).data
-        assert out is not None
+    for entry, data, out in _edited(corpus, step):
         if entry.get("already_has_disclaimer"):
             assert out == data, entry["file"]
             continue
@@ -89,12 +96,7 @@ def test_every_body_gets_the_disclaimer_once(corpus: Corpus, tmp_path: Path,
 def test_untouched_entities_keep_their_bytes(corpus: Corpus, tmp_path: Path,
                                              greeting: str) -> None:
     step = make_filter(tmp_path, var=[f"greeting={greeting}"])
-    for entry in corpus.entries:
-        if entry["category"] not in EDITABLE:
-            continue
-        data = corpus.data(entry)
-        out = run(step, data).data
-        assert out is not None
+    for entry, data, out in _edited(corpus, step):
         original, edited = parse(data), parse(out)
         assert [f.raw for f in original.headers if not f.lower_name.startswith("content-")] \
             == [f.raw for f in edited.headers if not f.lower_name.startswith("content-")]

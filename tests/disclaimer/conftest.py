@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +10,6 @@ import pytest
 
 from mailroute.config.options import Options
 from mailroute.filters.disclaimer import DisclaimerFilter, build
-
-GENERATOR = Path(os.environ.get(
-    "MAILROUTE_CORPUS_GEN",
-    Path(__file__).resolve().parents[3] / "shared" / "corpus" / "corpus-gen.py"))
 
 # The corpus' replies quote this footer; the greeting variable brings the non-ASCII text.
 TEXT_TEMPLATE = "-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n{{greeting}}\n"
@@ -39,14 +32,11 @@ class Corpus:
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    """``corpus-gen.py --no-large`` output with its manifest."""
-    out = tmp_path_factory.mktemp("disclaimer-corpus")
-    subprocess.run([sys.executable, str(GENERATOR), str(out), "--no-large"], check=True,
-                   capture_output=True, timeout=300)
-    entries = tuple(json.loads((out / "manifest.json").read_text()))
+def corpus(corpus_dir: Path) -> Corpus:
+    """The shared corpus with its manifest."""
+    entries = tuple(json.loads((corpus_dir / "manifest.json").read_text()))
     assert len(entries) > 150
-    return Corpus(out, entries)
+    return Corpus(corpus_dir, entries)
 
 
 def write_templates(folder: Path, text: str = TEXT_TEMPLATE,

@@ -19,11 +19,11 @@ log = logging.getLogger("mailroute")
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mailroute.commands.process",
-    "mailroute.commands.pgp",
     "mailroute.commands.disclaimer",
-    "mailroute.commands.routing",
     "mailroute.commands.marker",
     "mailroute.commands.smime",
+    "mailroute.commands.pgp",
+    "mailroute.commands.routing",
 )
 
 

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BOB_PASS, PgpWorld
-from gpgtool import armored_message, gpg, split_signed
-from messages import ENTITY, HEAD, PLAIN, from_bob
+
+from tests.pgp.gpgtool import armored_message, gpg, split_signed
+from tests.pgp.messages import ENTITY, HEAD, PLAIN, from_bob
+from tests.pgp.world import BOB_PASS, PgpWorld
 
 pytestmark = pytest.mark.interop
 

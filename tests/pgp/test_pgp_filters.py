@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import PgpWorld
-from gpgtool import armored_message, gpg
-from messages import HEAD, PLAIN, from_bob
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError
@@ -24,6 +21,9 @@ from mailroute.item import Envelope
 from mailroute.pgp import KeyStore
 from mailroute.pipeline import Filter, Pipeline, Result
 from mailroute.results import Action
+from tests.pgp.gpgtool import armored_message, gpg
+from tests.pgp.messages import HEAD, PLAIN, from_bob
+from tests.pgp.world import PgpWorld
 
 pytestmark = pytest.mark.interop
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from conftest import BOB_PASS, PgpWorld
-from gpgtool import armored_message, gpg, lf_to_crlf, split_signed
-from messages import ENTITY, HEAD, MIXED, PLAIN, PLAIN_LF, from_bob
 
 from mailroute.filters.pgp import (
     PgpDecryptFilter,
@@ -20,6 +17,9 @@ from mailroute.mime import build_leaf, parse
 from mailroute.pgp import KeyStore
 from mailroute.pipeline import Filter, Pipeline, Result
 from mailroute.results import Action
+from tests.pgp.gpgtool import armored_message, gpg, lf_to_crlf, split_signed
+from tests.pgp.messages import ENTITY, HEAD, MIXED, PLAIN, PLAIN_LF, from_bob
+from tests.pgp.world import BOB_PASS, PgpWorld
 
 pytestmark = pytest.mark.interop
 

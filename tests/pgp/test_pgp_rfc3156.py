@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from messages import ENTITY, MIXED, PLAIN, PLAIN_LF
-
 from mailroute.mime import decode_payload, parse
 from mailroute.pgp.inline import InlineKind, find_inline
 from mailroute.pgp.rfc3156 import (
@@ -14,6 +12,7 @@ from mailroute.pgp.rfc3156 import (
     find_signed,
     with_entity,
 )
+from tests.pgp.messages import ENTITY, MIXED, PLAIN, PLAIN_LF
 
 SIG = b"-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n"
 

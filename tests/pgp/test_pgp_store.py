@@ -7,8 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import BOB_PASS, PgpWorld
-from gpgtool import gpg, new_home
 
 from mailroute.errors import ConfigError, SigningError, TemporaryError
 from mailroute.pgp import (
@@ -21,6 +19,8 @@ from mailroute.pgp import (
     init_home,
 )
 from mailroute.pgp.runner import _home_lock
+from tests.pgp.gpgtool import gpg, new_home
+from tests.pgp.world import BOB_PASS, PgpWorld
 
 pytestmark = pytest.mark.interop
 
@@ -69,7 +69,7 @@ def test_sign_and_verify_with_passphrase(store: KeyStore, pgp_world: PgpWorld) -
 
 def test_wrong_passphrase_does_not_sign(tmp_path: Path, pgp_world: PgpWorld) -> None:
     # a fresh agent (own copy of the home) so no cached passphrase helps
-    from gpgtool import copy_home, kill_agent
+    from tests.pgp.gpgtool import copy_home, kill_agent
     home = copy_home(pgp_world.gateway, tmp_path / "h")
     try:
         with pytest.raises(SigningError):
@@ -191,7 +191,7 @@ def test_signed_message_is_not_taken_for_a_detached_signature(store: KeyStore,
 
 
 def test_key_listing_follows_imports(tmp_path: Path, pgp_world: PgpWorld) -> None:
-    from gpgtool import copy_home, kill_agent
+    from tests.pgp.gpgtool import copy_home, kill_agent
     home = copy_home(pgp_world.gateway, tmp_path / "h")
     try:
         store = KeyStore(home)

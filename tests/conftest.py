@@ -18,6 +18,9 @@ CORPUS_GENERATOR = Path(os.environ.get(
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``corpus-gen.py --no-large`` output (messages and manifest.json), generated once."""
+    assert CORPUS_GENERATOR.is_file(), (
+        f"the corpus generator is expected at {CORPUS_GENERATOR} (the shared folder beside "
+        "the checkout); set MAILROUTE_CORPUS_GEN to its path")
     out = tmp_path_factory.mktemp("corpus")
     subprocess.run([sys.executable, str(CORPUS_GENERATOR), str(out), "--no-large"],
                    check=True, capture_output=True, timeout=300)

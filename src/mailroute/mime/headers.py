@@ -12,6 +12,7 @@ import email.header
 import email.utils
 import re
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 
 from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError
@@ -38,11 +39,11 @@ class HeaderField:
 
     raw: bytes
     name: str
+    lower_name: str = dataclasses.field(init=False, repr=False, compare=False)
+    """The field name in lower case, for comparisons (computed once: lookups are hot)."""
 
-    @property
-    def lower_name(self) -> str:
-        """The field name in lower case, for comparisons."""
-        return self.name.lower()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lower_name", self.name.lower())
 
     @property
     def raw_value(self) -> bytes:
@@ -192,68 +193,63 @@ def scan_header_block(buf: bytes, start: int, end: int, limits: Limits,
     """
     fields: list[HeaderField] = []
     defects: list[Defect] = []
-    current: list[bytes] = []
-    current_name: str | None = None
-    pos = start
+    name: str | None = None  # of the field being read; "" for junk kept verbatim
+    field_start = pos = start
     separator = b""
-
-    def flush() -> None:
-        nonlocal current, current_name
-        if current_name is not None:
-            fields.append(HeaderField(b"".join(current), current_name))
-            if len(fields) > limits.max_header_fields:
-                raise LimitExceededError(
-                    f"more than {limits.max_header_fields} header fields",
-                    limit="max_header_fields")
-        current, current_name = [], None
-
+    max_line, max_block = limits.max_header_line_length, limits.max_header_block_size
     while pos < end:
         newline = buf.find(b"\n", pos, end)
         line_end = end if newline < 0 else newline + 1
-        line = buf[pos:line_end]
-        content = line.rstrip(b"\r\n")
-        if len(content) > limits.max_header_line_length:
-            raise LimitExceededError(
-                f"header line longer than {limits.max_header_line_length} bytes",
-                limit="max_header_line_length")
-        if line_end - start > limits.max_header_block_size:
-            raise LimitExceededError(
-                f"header block larger than {limits.max_header_block_size} bytes",
-                limit="max_header_block_size")
-        if not content and line.endswith(b"\n"):
-            separator = line
-            pos = line_end
+        content = buf[pos:line_end].rstrip(b"\r\n")
+        if len(content) > max_line:
+            raise LimitExceededError(f"header line longer than {max_line} bytes",
+                                     limit="max_header_line_length")
+        if line_end - start > max_block:
+            raise LimitExceededError(f"header block larger than {max_block} bytes",
+                                     limit="max_header_block_size")
+        if not content and newline >= 0:
+            separator = buf[pos:line_end]
             break
         if b"\r" in content:
             defects.append(Defect(DefectKind.BARE_CR_IN_HEADER, path))
-        if content[:1] in (b" ", b"\t"):
-            if current_name is None:
+        if content[:1] in (b" ", b"\t"):  # a continuation line
+            if name is None:
                 defects.append(Defect(DefectKind.LEADING_CONTINUATION, path))
-                current_name = ""
-            current.append(line)
+                name, field_start = "", pos
             pos = line_end
             continue
-        flush()
-        colon = content.find(b":")
+        if name is not None:
+            _append(fields, HeaderField(buf[field_start:pos], name), limits)
+        field_start = pos
         if pos == start and content.startswith(b"From ") and not _FROM_FIELD.match(content):
             defects.append(Defect(DefectKind.MBOX_FROM_LINE, path))
-            current, current_name = [line], ""
-            pos = line_end
+            name, pos = "", line_end
             continue
+        colon = content.find(b":")
         if colon <= 0:
             defects.append(Defect(DefectKind.MISSING_HEADER_SEPARATOR, path))
+            name = None
             break
         raw_name = content[:colon]
-        name = raw_name.rstrip(b" \t")
-        if name != raw_name:
-            defects.append(Defect(DefectKind.SPACE_BEFORE_COLON, path,
-                                  _safe_name(name)))
-        if not _FIELD_NAME.match(name):
+        clean = raw_name.rstrip(b" \t")
+        if len(clean) != len(raw_name):
+            defects.append(Defect(DefectKind.SPACE_BEFORE_COLON, path, _safe_name(clean)))
+        if not _FIELD_NAME.match(clean):
             defects.append(Defect(DefectKind.INVALID_FIELD_NAME, path))
-        current, current_name = [line], name.decode("latin-1")
-        pos = line_end
-    flush()
-    return ScannedHeaders(HeaderBlock(tuple(fields)), separator, pos, defects)
+        name, pos = clean.decode("latin-1"), line_end
+    else:
+        line_end = pos
+    if name is not None:
+        _append(fields, HeaderField(buf[field_start:pos], name), limits)
+    body_start = line_end if separator else pos
+    return ScannedHeaders(HeaderBlock(tuple(fields)), separator, body_start, defects)
+
+
+def _append(fields: list[HeaderField], header: HeaderField, limits: Limits) -> None:
+    fields.append(header)
+    if len(fields) > limits.max_header_fields:
+        raise LimitExceededError(f"more than {limits.max_header_fields} header fields",
+                                 limit="max_header_fields")
 
 
 def _safe_name(name: bytes) -> str:

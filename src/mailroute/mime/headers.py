@@ -8,11 +8,11 @@ NUL in values and checks that the folded result reads back as exactly one field.
 
 from __future__ import annotations
 
+import dataclasses
 import email.header
 import email.utils
 import re
 from collections.abc import Iterator
-import dataclasses
 from dataclasses import dataclass
 
 from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError

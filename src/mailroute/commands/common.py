@@ -62,13 +62,13 @@ def envelope_from_args(args: argparse.Namespace) -> Envelope:
 
 
 def open_input(args: argparse.Namespace) -> BinaryIO | ExitCode:
-    """The message stream: ``--in`` or standard input.
+    """The message stream: ``--in`` or standard input (also ``--in -``).
 
     A ``--in`` file that cannot be opened is a usage error: the reason goes to standard
     error and 2 comes back instead of a stream.
     """
     path: Path | None = getattr(args, "in_file", None)
-    if path is None:
+    if path is None or str(path) == "-":
         return sys.stdin.buffer
     try:
         return path.open("rb")

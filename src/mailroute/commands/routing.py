@@ -15,10 +15,12 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from mailroute.commands.common import (
     add_envelope_arguments,
     envelope_from_args,
+    read_message,
     report_config_error,
 )
 from mailroute.errors import ConfigError
@@ -46,6 +48,7 @@ from mailroute.routing import (
 )
 from mailroute.routing import simulate as run_simulation
 from mailroute.routing.exoconfig import SCRIPTS
+from mailroute.routing.facts import message_facts
 from mailroute.routing.match import domain_of
 
 __all__ = ["register"]
@@ -94,6 +97,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, metavar="TOPOLOGY.toml", help="the topology")
     add_envelope_arguments(parser)
+    parser.add_argument("--in", dest="in_file", metavar="FILE", type=Path,
+                        help="take header fields, Message-ID, From, size and MIME facts from "
+                             "this message ('-' for standard input); --header and --flag add "
+                             "to them")
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="a header field of the message (repeatable)")
     parser.add_argument("--flag", action="append", default=[],
@@ -107,8 +114,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts:
-    headers: list[tuple[str, str]] = []
+def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts | ExitCode:
+    base = MessageFacts()
+    if args.in_file is not None:
+        parsed = read_message(args)
+        if isinstance(parsed, ExitCode):
+            return parsed
+        base = message_facts(parsed, size=len(parsed.to_bytes()))
+    headers: list[tuple[str, str]] = list(base.headers)
     for field in args.header:
         name, sep, value = field.partition(":")
         if not sep or not name.strip():
@@ -117,11 +130,13 @@ def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts:
             raise ValueError("--header contains CR, LF or NUL")
         headers.append((name.strip(), value.strip()))
     found = {k.lower(): v for k, v in headers}
-    message_id = args.message_id or found.get("message-id") or "<sample@mailroute.invalid>"
+    message_id = (args.message_id or base.message_id or found.get("message-id")
+                  or "<sample@mailroute.invalid>")
     sender = found.get("from", envelope.mail_from)
-    return MessageFacts(headers=tuple(headers), message_id=message_id,
-                        from_addrs=(sender.strip("<> ").lower(),) if sender else (),
-                        flags=frozenset(MessageFlag(f) for f in args.flag), scl=args.scl)
+    from_addrs = base.from_addrs or ((sender.strip("<> ").lower(),) if sender else ())
+    return base.evolve(headers=tuple(headers), message_id=message_id, from_addrs=from_addrs,
+                       flags=base.flags | {MessageFlag(f) for f in args.flag},
+                       scl=args.scl if args.scl is not None else base.scl)
 
 
 def _load(args: argparse.Namespace) -> Topology:
@@ -161,6 +176,8 @@ def _inputs(args: argparse.Namespace) -> tuple[Topology, Envelope, MessageFacts]
     except ValueError as error:
         sys.stderr.write(f"mailroute {args.command}: {error}\n")
         return ExitCode.USAGE
+    if isinstance(message, ExitCode):
+        return message
     return topology, envelope, message
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from mailroute.routing.decide import Route, RouteKind, TraceStep
 from mailroute.routing.exo import Attribution, ExoCopy, ExoDecision, Generated, decide_exo
 from mailroute.routing.exoconfig import LintRefused, exo_config
+from mailroute.routing.facts import message_facts
 from mailroute.routing.gateway import (
     Flow,
     GatewayDecision,
@@ -92,6 +93,7 @@ __all__ = [
     "lint",
     "load_topology",
     "marker_exception_pattern",
+    "message_facts",
     "parse_topology",
     "ps_quote",
     "render_mermaid",

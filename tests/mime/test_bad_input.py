@@ -259,6 +259,14 @@ def test_base64_with_line_breaks_is_valid_and_stray_bytes_are_a_defect() -> None
     assert decoded.defects == (DefectKind.INVALID_BASE64,)
 
 
+def test_invalid_base64_with_a_dangling_character_decodes_what_it_can() -> None:
+    """Regression: found by fuzz/scan_fuzz.py (binascii.Error from the lenient decode)."""
+    message = parse(b"Content-Transfer-Encoding: base64\r\n\r\naGVsb*\r\n")
+    decoded = decode_payload(message.root)
+    assert decoded.data == b"hel"
+    assert decoded.defects == (DefectKind.INVALID_BASE64,)
+
+
 def test_unknown_transfer_encoding_is_a_typed_error() -> None:
     message = parse(b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n")
     with pytest.raises(MalformedMessageError):

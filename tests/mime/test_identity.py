@@ -91,3 +91,30 @@ def test_mutated_messages_round_trip_or_raise_only_mailroute_errors(
     except MailrouteError:
         return
     assert message.to_bytes() == data
+
+
+def _both_scans_agree(data: bytes) -> None:
+    from mailroute.limits import DEFAULT_LIMITS
+    from mailroute.mime.headers import _scan_careful, _scan_plain
+
+    fast = _scan_plain(data, 0, len(data), DEFAULT_LIMITS)
+    if fast is None:
+        return
+    careful = _scan_careful(data, 0, len(data), DEFAULT_LIMITS, ())
+    assert fast.block == careful.block
+    assert (fast.separator, fast.body_start) == (careful.separator, careful.body_start)
+    assert careful.defects == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(built=messages(), noise=st.binary(max_size=40), at=st.integers(0, 400))
+def test_fast_header_scan_agrees_with_the_careful_one(built: Built, noise: bytes,
+                                                      at: int) -> None:
+    """The regex fast path may only ever decline, never read a header block differently."""
+    _both_scans_agree(built.data)
+    _both_scans_agree(built.data[:at] + noise + built.data[at:])
+
+
+@pytest.mark.parametrize("path", STDLIB_MESSAGES, ids=lambda p: p.name)
+def test_fast_header_scan_agrees_on_the_stdlib_corpus(path: Path) -> None:
+    _both_scans_agree(path.read_bytes())

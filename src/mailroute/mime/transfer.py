@@ -12,7 +12,7 @@ from mailroute.mime.part import LeafBody, Part
 
 __all__ = ["Decoded", "choose_encoding", "decode_payload", "encode_payload"]
 
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
+_NOT_BASE64_DATA = re.compile(rb"[^A-Za-z0-9+/]")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 IDENTITY = frozenset({"7bit", "8bit", "binary"})
 
@@ -47,7 +47,10 @@ def decode_payload(part: Part) -> Decoded:
         try:
             return Decoded(binascii.a2b_base64(compact, strict_mode=True))
         except binascii.Error:
-            clean = _NOT_BASE64.sub(b"", compact)
+            # Keep the alphabet only; a last group of one character carries no whole byte.
+            clean = _NOT_BASE64_DATA.sub(b"", compact)
+            if len(clean) % 4 == 1:
+                clean = clean[:-1]
             lenient = binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
             return Decoded(lenient, (DefectKind.INVALID_BASE64,))
     raise MalformedMessageError("unknown Content-Transfer-Encoding")

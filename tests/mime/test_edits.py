@@ -167,3 +167,13 @@ def test_parsed_content_types_are_shared_read_only() -> None:
     with pytest.raises(TypeError):
         part.content_type.params["charset"] = "utf-8"  # type: ignore[index]
     assert parse(MIXED).part((0, 0)).charset == "iso-8859-1"
+
+
+def test_a_long_value_without_white_space_stays_on_the_field_line() -> None:
+    token = "v1.g7k2qd.k1.1790000000." + "A" * 80
+    assert make_field("X-Mailroute-Mark", token).raw == f"X-Mailroute-Mark: {token}\r\n".encode()
+    folded = make_field("X-Long", token + " tail " + "w " * 40)
+    first, *rest = folded.raw.split(b"\r\n")[:-1]
+    assert first == f"X-Long: {token}".encode()
+    assert all(len(line) <= 78 for line in rest)
+    assert folded.value == (token + " tail " + "w " * 40).strip()

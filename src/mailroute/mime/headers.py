@@ -321,8 +321,10 @@ def _fold(line: str, nl: str) -> str:
         return line
     words = line.split(" ")
     lines: list[str] = []
-    current = words[0]
-    for word in words[1:]:
+    # "Name: first-word" stays on one line: breaking right after the name only moves the
+    # value to a continuation line, which some header matchers do not unfold.
+    current = " ".join(words[:2])
+    for word in words[2:]:
         if len(current) + 1 + len(word) > _MAX_LINE and current.strip():
             lines.append(current)
             current = " " + word

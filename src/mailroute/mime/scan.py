@@ -142,9 +142,8 @@ class _Scanner:
         for outer in node.ancestors:
             if outer.startswith(boundary) or boundary.startswith(outer):
                 self.defect(DefectKind.NESTED_BOUNDARY_CONFLICT, node.path)
-        if node.headers.value("Content-Transfer-Encoding") and (
-                (node.headers.value("Content-Transfer-Encoding") or "").strip().lower()
-                not in _IDENTITY_ENCODINGS):
+        encoding = node.headers.value("Content-Transfer-Encoding")
+        if encoding and encoding.strip().lower() not in _IDENTITY_ENCODINGS:
             self.defect(DefectKind.ENCODED_MULTIPART, node.path)
         node.boundary = boundary
         self._split(node, body_start, boundary.encode("latin-1"),

@@ -221,9 +221,7 @@ class Pipeline:
             message = _strip_own_auth_results(message, self.authserv_id)
         direction = self.derive_direction(envelope)
         if direction is not envelope.direction:
-            envelope = Envelope(mail_from=envelope.mail_from, rcpt_to=envelope.rcpt_to,
-                                client_address=envelope.client_address,
-                                tls_peer_name=envelope.tls_peer_name, direction=direction)
+            envelope = replace(envelope, direction=direction)
         item = MailItem(envelope=envelope, message=message)
         result = self.apply(item, ctx)
         if isinstance(result, Outcome):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from mailroute import Filter, Pipeline
 from mailroute.filters.pgp import (
     PgpDecryptFilter,
     PgpEncryptFilter,
@@ -40,7 +41,6 @@ from mailroute.item import Envelope
 from mailroute.mime import parse
 from mailroute.pgp import KeyStore
 from mailroute.pgp.rfc3156 import canonical_entity
-from mailroute.pipeline import Filter, Pipeline
 from mailroute.results import Action
 
 ADDRESS = "bench@example.org"

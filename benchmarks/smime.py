@@ -31,8 +31,8 @@ from benchmarks._corpus import corpus_dir, manifest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.smime.pki import NOW, build_pki
 
+from mailroute import Context, Filter, Pipeline
 from mailroute.filters.smime import SmimeDecrypt, SmimeEncrypt, SmimeSign
-from mailroute.pipeline import Context, Filter, Pipeline
 from mailroute.smime import Identity, Signer
 
 CONTEXT = Context(clock=NOW.timestamp)

@@ -105,9 +105,9 @@ def test_out_file_is_not_written_on_failure(tmp_path: Path, empty_policy: Path) 
 
 def test_policy_rejection_exits_69(tmp_path: Path) -> None:
     """A filter outcome 'reject' (not a message error) maps to EX_UNAVAILABLE."""
+    from mailroute import Result
     from mailroute.adapters.pipe import exit_code_for
     from mailroute.errors import PolicyError
-    from mailroute.pipeline import Result
     from mailroute.results import Action, Reply
 
     rejected = Result(Action.REJECT, None, Reply(554, "5.7.1", "no"), error=PolicyError("no"))

@@ -1,17 +1,31 @@
-"""What flows through a pipeline: the envelope, the message and what filters learned about it."""
+"""The filter contract: what flows through a pipeline, what a filter may use, what it is.
+
+:class:`Envelope` and :class:`MailItem` are what flows; :class:`Context` is everything a
+filter may use besides the message (all injected, so tests need no I/O); :class:`Filter` is
+the protocol every filter, and every pipeline, implements. This module sits at the bottom of
+the layer list (docs/architecture.md): filters, pipelines, sessions and adapters import it,
+it imports nothing above the error, result and limit types.
+"""
 
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
-from mailroute.results import AuthResult
+from mailroute.errors import ConfigError
+from mailroute.limits import DEFAULT_LIMITS, Limits
+from mailroute.results import AuthResult, Outcome
 
 if TYPE_CHECKING:
     from mailroute.mime.message import Message
 
-__all__ = ["Direction", "Envelope", "MailItem"]
+__all__ = ["Context", "Direction", "Envelope", "Filter", "MailItem", "TxtResolver"]
+
+T = TypeVar("T")
+TxtResolver = Callable[[str], Sequence[str]]
 
 
 class Direction(enum.StrEnum):
@@ -99,3 +113,49 @@ class MailItem:
     def with_auth_result(self, result: AuthResult) -> MailItem:
         """Return a copy with one more authentication result."""
         return replace(self, auth_results=(*self.auth_results, result))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """What a filter may use besides the message: all of it injected, so tests need no I/O.
+
+    Attributes:
+        clock: returns the current UNIX time.
+        resolver: DNS TXT lookup (name -> TXT strings), or ``None`` where DNS is not used.
+        keys: named key stores (certificate store, GnuPG home, marker key ring ...).
+        limits: the resource limits in force.
+    """
+
+    clock: Callable[[], float] = time.time
+    resolver: TxtResolver | None = None
+    keys: Mapping[str, object] = field(default_factory=dict)
+    limits: Limits = DEFAULT_LIMITS
+
+    def key_store(self, name: str, kind: type[T]) -> T:
+        """The key store called ``name``, checked to be a ``kind``.
+
+        Raises:
+            ConfigError: no such store, or it is of another kind.
+        """
+        store = self.keys.get(name)
+        if not isinstance(store, kind):
+            raise ConfigError(f"no {kind.__name__} key store named {name!r}")
+        return store
+
+
+@runtime_checkable
+class Filter(Protocol):
+    """One step of mail processing.
+
+    ``apply`` returns the (possibly changed) item to go on, or an :class:`Outcome` to stop.
+    It raises only :class:`~mailroute.errors.MailrouteError` subclasses.
+    """
+
+    @property
+    def name(self) -> str:
+        """A short name for logs and traces (the policy's ``filter`` value)."""
+        ...
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        """Process ``item``."""
+        ...

@@ -6,8 +6,8 @@ import email
 import email.policy
 from email.message import EmailMessage
 
+from mailroute import Filter, Pipeline, Result
 from mailroute.item import Envelope
-from mailroute.pipeline import Filter, Pipeline, Result
 
 RENDERED_TEXT = "-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n{greeting}\n"
 MARKER = "Vertraulich / Confidential. mailroute-disclaimer-v1"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mailroute import Filter, Pipeline, Result
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError
 from mailroute.filters.pgp import (
@@ -16,10 +17,9 @@ from mailroute.filters.pgp import (
     build_decrypt,
     build_sign,
 )
-from mailroute.filters.registry import build_filter
 from mailroute.item import Envelope
 from mailroute.pgp import KeyStore
-from mailroute.pipeline import Filter, Pipeline, Result
+from mailroute.policy import build_filter
 from mailroute.results import Action
 from tests.pgp.gpgtool import armored_message, gpg
 from tests.pgp.messages import HEAD, PLAIN, from_bob

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from mailroute import Filter, Pipeline, Result
 from mailroute.filters.pgp import (
     PgpDecryptFilter,
     PgpEncryptFilter,
@@ -15,7 +16,6 @@ from mailroute.filters.pgp import (
 from mailroute.item import Envelope
 from mailroute.mime import build_leaf, parse
 from mailroute.pgp import KeyStore
-from mailroute.pipeline import Filter, Pipeline, Result
 from mailroute.results import Action
 from tests.pgp.gpgtool import armored_message, gpg, lf_to_crlf, split_signed
 from tests.pgp.messages import ENTITY, HEAD, MIXED, PLAIN, PLAIN_LF, from_bob
@@ -239,7 +239,7 @@ def test_disclaimer_filter_in_wrap_mode_keeps_gpg_verifying(
         store: KeyStore, pgp_world: PgpWorld, person: Person,
         tmp_path_factory: pytest.TempPathFactory) -> None:
     from mailroute.config.options import Options
-    from mailroute.filters.registry import build_filter
+    from mailroute.policy import build_filter
     folder = tmp_path_factory.mktemp("disclaimer")
     (folder / "d.txt").write_text("Confidential: for the addressee only.\n")
     options = Options({"text": "d.txt"}, source="policy.toml", base_dir=folder)

@@ -14,7 +14,7 @@ from tests.smime.pki import Pki, build_pki
 
 ENTITY = (b"Content-Type: text/plain; charset=us-ascii\r\n"
           b"Content-Transfer-Encoding: 7bit\r\n\r\n"
-          b"Hello, this is the signed body.\r\nFrom here on it is a test.\r\n")
+          b"Hello, this is the signed body.\r\nSo far, so good: a test.\r\n")
 
 
 def run(*args: str | Path, stdin: bytes | None = None, env: dict[str, str] | None = None,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailroute.filters.smime_mime import _long_line, canonicalise
 from mailroute.limits import DEFAULT_LIMITS
 from mailroute.mime import parse
+from mailroute.mime.canonical import canonicalise, has_long_line
 from tests.smime.test_mime_interop import EIGHT_BIT_LF, MESSAGE
 
 MIXED_8BIT = (b"From: a@example.org\r\nMIME-Version: 1.0\r\n"
@@ -23,16 +23,23 @@ def test_long_line_finds_exactly_the_lines_over_998(prefix: int, length: int,
                                                     expected: bool) -> None:
     lines = b"x" * 76 + b"\r\n"
     data = lines * prefix + b"y" * length + b"\r\n" + lines * 3
-    assert _long_line(data) is expected
+    assert has_long_line(data) is expected
 
 
 def test_long_line_does_not_count_the_crlf() -> None:
-    assert not _long_line(b"a" * 998 + b"\r\n" + b"b" * 998 + b"\r\n")
+    assert not has_long_line(b"a" * 998 + b"\r\n" + b"b" * 998 + b"\r\n")
 
 
 def test_a_canonical_message_is_left_byte_identical() -> None:
-    message = parse(MESSAGE)
-    assert canonicalise(message, DEFAULT_LIMITS).to_bytes() == MESSAGE
+    assert canonicalise(parse(MESSAGE), DEFAULT_LIMITS).to_bytes() == MESSAGE
+
+
+def test_a_from_line_is_protected_as_for_pgp_mime() -> None:
+    # mbox delivery would write ">From here": the signed body must not contain the risk.
+    risky = MESSAGE.replace(b"\r\nSo far", b"\r\nFrom here")
+    result = canonicalise(parse(risky), DEFAULT_LIMITS).to_bytes()
+    assert b"\r\n=46rom here, so good: a test.\r\n" in result
+    assert b"Content-Transfer-Encoding: quoted-printable\r\n" in result
 
 
 def test_lf_and_8bit_text_become_crlf_quoted_printable() -> None:
@@ -59,4 +66,4 @@ def test_a_long_ascii_line_is_re_encoded() -> None:
     long_text = MESSAGE.replace(b"Hello, this is", b"Hello " + b"w" * 1200 + b" this is")
     result = canonicalise(parse(long_text), DEFAULT_LIMITS)
     assert result.root.transfer_encoding == "quoted-printable"
-    assert not _long_line(result.to_bytes())
+    assert not has_long_line(result.to_bytes())

@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from mailroute.config.policy import load_policy
+from mailroute import Context, Pipeline
 from mailroute.filters.smime import SmimeDecrypt, SmimeEncrypt, SmimeSign, SmimeVerify
 from mailroute.item import Envelope
 from mailroute.keys.certstore import DirectoryCertStore
 from mailroute.mime import build_leaf, parse
-from mailroute.pipeline import Context, Pipeline
+from mailroute.policy import load_policy
 from mailroute.results import Action
 from mailroute.smime import Identity, Signer, TrustAnchors, base64_lines, encrypt
 from tests.smime.pki import NOW, Pki

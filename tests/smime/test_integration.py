@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mailroute.config.policy import load_policy
 from mailroute.mime import parse
+from mailroute.policy import load_policy
 from tests.smime.conftest import ENTITY, run
 from tests.smime.pki import Pki, issue
 from tests.smime.test_mime_interop import MESSAGE, mailroute, smime_verify

@@ -19,8 +19,9 @@ from typing import BinaryIO, TextIO
 from mailroute.errors import MessageError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
-from mailroute.pipeline import Pipeline, Result
+from mailroute.pipeline import Pipeline
 from mailroute.results import Action
+from mailroute.session import Result
 
 __all__ = ["PipeOutcome", "exit_code_for", "read_bounded", "run_pipe", "write_output"]
 

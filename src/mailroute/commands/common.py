@@ -11,11 +11,11 @@ from mailroute.adapters.pipe import read_bounded, run_pipe
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, MessageError
 from mailroute.exitcodes import ExitCode
-from mailroute.filters.registry import build_filter
 from mailroute.item import Direction, Envelope
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import Message, parse
 from mailroute.pipeline import Pipeline
+from mailroute.policy import build_filter
 from mailroute.results import Reply
 
 __all__ = [

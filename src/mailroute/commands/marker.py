@@ -2,7 +2,7 @@
 
 ``set`` runs the ``marker-set`` filter over one message; ``verify`` reports the verdict of
 the message's marker (exit 0 only for ``valid-fresh`` and ``valid-stale``, 1 otherwise).
-``--now`` replaces the clock through the pipeline's :class:`~mailroute.pipeline.Context`.
+``--now`` replaces the clock through the pipeline's :class:`~mailroute.item.Context`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from mailroute.commands.common import (
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 from mailroute.filters.marker import field_option, ring_option, windows_option
-from mailroute.filters.registry import build_filter
+from mailroute.item import Context
 from mailroute.limits import DEFAULT_LIMITS
 from mailroute.marker.verify import check_message
-from mailroute.pipeline import Context, Pipeline
+from mailroute.pipeline import Pipeline
+from mailroute.policy import build_filter
 
 __all__ = ["register"]
 

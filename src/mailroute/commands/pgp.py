@@ -26,8 +26,8 @@ from mailroute.commands.common import (
 )
 from mailroute.errors import ConfigError, MessageError, TemporaryError
 from mailroute.exitcodes import ExitCode
-from mailroute.filters.registry import build_filter
 from mailroute.limits import DEFAULT_LIMITS
+from mailroute.policy import build_filter
 
 __all__ = ["register"]
 

@@ -10,8 +10,8 @@ from mailroute.commands.common import (
     report_config_error,
     run_pipeline_command,
 )
-from mailroute.config.policy import load_policy
 from mailroute.errors import ConfigError
+from mailroute.policy import load_policy
 
 __all__ = ["register"]
 

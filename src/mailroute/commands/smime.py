@@ -19,9 +19,8 @@ from mailroute.commands.common import (
 )
 from mailroute.errors import ConfigError, MalformedMessageError
 from mailroute.exitcodes import ExitCode
-from mailroute.filters.registry import build_filter
-from mailroute.item import MailItem
-from mailroute.pipeline import Context
+from mailroute.item import Context, MailItem
+from mailroute.policy import build_filter
 
 if TYPE_CHECKING:
     from mailroute.smime.verify import Verification

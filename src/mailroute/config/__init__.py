@@ -1,6 +1,9 @@
-"""Configuration: policy TOML to frozen, validated objects."""
+"""Configuration primitives: typed, checked access to option tables.
+
+The policy loader itself (TOML to a pipeline) is :mod:`mailroute.policy`, at the top of the
+layers, because it knows every filter.
+"""
 
 from mailroute.config.options import Options
-from mailroute.config.policy import load_policy, policy_from_mapping
 
-__all__ = ["Options", "load_policy", "policy_from_mapping"]
+__all__ = ["Options"]

@@ -31,9 +31,8 @@ from mailroute.disclaimer.insert import Disclaimer, Settings, add_disclaimer
 from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlLimits
 from mailroute.disclaimer.template import MISSING_POLICIES, Template, canonical_name
 from mailroute.errors import MailrouteError
-from mailroute.item import MailItem
+from mailroute.item import Context, MailItem
 from mailroute.mime import parse_addresses
-from mailroute.pipeline import Context
 from mailroute.results import Outcome
 
 __all__ = ["DisclaimerFilter", "build", "html_from_text"]

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from mailroute.config.options import Options
 from mailroute.errors import UnsafeHeaderValueError
-from mailroute.item import MailItem
+from mailroute.item import Context, MailItem
 from mailroute.mime.headers import make_field
-from mailroute.pipeline import Context
 
 __all__ = ["HeadersFilter", "build"]
 

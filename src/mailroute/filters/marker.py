@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from mailroute.config.options import Options
 from mailroute.errors import UnsafeHeaderValueError
-from mailroute.item import MailItem
+from mailroute.item import Context, MailItem
 from mailroute.marker.binding import normalise_message_id
 from mailroute.marker.guard import (
     ProcessedStore,
@@ -38,7 +38,6 @@ from mailroute.marker.keyring import KeyRing, load_key_ring
 from mailroute.marker.mint import DEFAULT_FIELD, RandomSource, is_host_name, mark
 from mailroute.marker.verify import MarkerCheck, Windows, check_message
 from mailroute.mime.headers import make_field
-from mailroute.pipeline import Context
 from mailroute.results import MarkerVerdict, Outcome
 
 __all__ = [

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, DecryptionError, MessageError
-from mailroute.item import MailItem
+from mailroute.item import Context, MailItem
 from mailroute.mime import Message, make_field
 from mailroute.pgp.inline import InlineKind, find_inline
 from mailroute.pgp.keys import KeyFound, KeyMissing
@@ -49,7 +49,6 @@ from mailroute.pgp.verify import (
     report,
     verify_message,
 )
-from mailroute.pipeline import Context
 from mailroute.results import Outcome
 
 __all__ = [

@@ -17,18 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailroute.config.options import Options
 from mailroute.errors import DecryptionError, MalformedMessageError, MessageError, SigningError
-from mailroute.filters.smime_mime import (
-    SignedLayer,
-    canonicalise,
-    decrypted_message,
-    encrypted_payload,
-    entity_chunks,
-    find_signed,
-    pkcs7_message,
-    signed_message,
-    split_root,
-)
-from mailroute.item import MailItem
+from mailroute.item import Context, MailItem
 from mailroute.keys.certstore import (
     CertificateStore,
     DirectoryCertStore,
@@ -37,8 +26,8 @@ from mailroute.keys.certstore import (
     load_private_key,
     read_passphrase,
 )
+from mailroute.mime.canonical import canonicalise
 from mailroute.mime.headers import parse_addresses
-from mailroute.pipeline import Context
 from mailroute.results import AuthResult, AuthStatus, Outcome
 from mailroute.smime import (
     Identity,
@@ -54,6 +43,16 @@ from mailroute.smime import (
     verify,
 )
 from mailroute.smime.algorithms import CONTENT_CIPHERS, DIGESTS, micalg_name
+from mailroute.smime.entity import (
+    SignedLayer,
+    decrypted_message,
+    encrypted_payload,
+    entity_chunks,
+    find_signed,
+    pkcs7_message,
+    signed_message,
+    split_root,
+)
 
 __all__ = [
     "SmimeDecrypt",

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mailroute.errors import ConfigError
-from mailroute.smime.trust import certificate_emails, normalise_address
+from mailroute.keys.addresses import certificate_emails, normalise_address
 
 __all__ = [
     "CertificateStore",

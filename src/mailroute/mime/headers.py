@@ -12,14 +12,15 @@ import dataclasses
 import email.header
 import email.utils
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError
 from mailroute.limits import Limits
 from mailroute.mime.defects import Defect, DefectKind
 
-__all__ = ["HeaderBlock", "HeaderField", "make_field", "parse_addresses"]
+__all__ = ["HeaderBlock", "HeaderField", "is_content_field", "make_field", "parse_addresses",
+           "split_content"]
 
 _FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -286,6 +287,21 @@ def _append(fields: list[HeaderField], header: HeaderField, limits: Limits) -> N
 
 def _safe_name(name: bytes) -> str:
     return name.decode("ascii", "replace")[:40] if _FIELD_NAME.match(name) else "?"
+
+
+def is_content_field(field: HeaderField) -> bool:
+    """True for the ``Content-*`` fields that describe an entity's content."""
+    return field.lower_name.startswith("content-")
+
+
+def split_content(fields: Iterable[HeaderField]
+                  ) -> tuple[tuple[HeaderField, ...], tuple[HeaderField, ...]]:
+    """``fields`` split into the rest (first) and the ``Content-*`` fields, order kept."""
+    outer: list[HeaderField] = []
+    content: list[HeaderField] = []
+    for field in fields:
+        (content if is_content_field(field) else outer).append(field)
+    return tuple(outer), tuple(content)
 
 
 def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderField:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.defects import STRUCTURAL_DEFECTS, Defect
-from mailroute.mime.headers import HeaderBlock, HeaderField, make_field
+from mailroute.mime.headers import HeaderBlock, HeaderField, make_field, split_content
 from mailroute.mime.params import parse_parameters, quote_parameter
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
 from mailroute.mime.text import codec_name
@@ -193,9 +193,7 @@ class Message:
         outer_fields: tuple[HeaderField, ...] = ()
         inner = target
         if not path:
-            content = tuple(f for f in target.headers if f.lower_name.startswith("content-"))
-            outer_fields = tuple(f for f in target.headers
-                                 if not f.lower_name.startswith("content-"))
+            outer_fields, content = split_content(target.headers)
             inner = replace(target, headers=HeaderBlock(content))
         members = (*before, inner, *after)
         boundary = _boundary_outside(members)

@@ -13,23 +13,22 @@ encrypted parts further down are reported with their path and never stand for th
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import (
-    HeaderBlock,
     Message,
     Part,
     Path,
     decode_payload,
-    encode_payload,
     make_field,
     new_boundary,
     parse,
 )
+from mailroute.mime.canonical import content_entity, to_crlf
+from mailroute.mime.canonical import seven_bit as make_seven_bit
+from mailroute.mime.headers import split_content
 from mailroute.mime.params import quote_parameter
-from mailroute.mime.part import LeafBody, Span
 
 __all__ = [
     "EncryptedEnvelope",
@@ -43,65 +42,16 @@ __all__ = [
     "with_entity",
 ]
 
-_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
-_BARE_CR = re.compile(rb"\r(?!\n)")
-_RISKY_LINE = re.compile(rb"(?:^|\n)From |[ \t]\r?\n|[ \t]\Z")
-_FROM_LINE = re.compile(rb"(?m)^From ")
-_LONG_LINE = re.compile(rb"[^\r\n]{999}")
-_IDENTITY = ("7bit", "8bit", "binary")
-
-
-def to_crlf(data: bytes) -> bytes:
-    """Every line break (CRLF, LF or a lone CR) as CRLF."""
-    return _LINE_BREAK.sub(b"\r\n", data)
-
-
-def _needs_reencoding(part: Part) -> bool:
-    if part.is_multipart or part.transfer_encoding not in _IDENTITY:
-        return False
-    if part.mime_type.startswith(("message/", "multipart/")):
-        return False  # RFC 2046 allows only identity encodings here
-    body = part.body_bytes()
-    return (not body.isascii() or b"\0" in body or _BARE_CR.search(body) is not None
-            or _RISKY_LINE.search(body) is not None or _LONG_LINE.search(body) is not None)
-
-
-def _seven_bit_leaf(part: Part, newline: bytes) -> Part:
-    data = decode_payload(part).data
-    if part.mime_type.startswith("text/"):
-        encoding = "quoted-printable"
-        body = _FROM_LINE.sub(b"=46rom ", encode_payload(data, encoding, newline))
-    else:
-        encoding = "base64"
-        body = encode_payload(data, encoding, newline)
-    field = make_field("Content-Transfer-Encoding", encoding, newline=newline)
-    return replace(part, headers=part.headers.replaced("Content-Transfer-Encoding", field),
-                   body=LeafBody(Span.of(body)))
-
-
-def _entity_message(message: Message) -> Message:
-    """The root's content as a message of its own: Content-* fields and body."""
-    root = message.root
-    content = tuple(f for f in root.headers if f.lower_name.startswith("content-"))
-    if not any(f.lower_name == "content-type" for f in content):
-        content = (make_field("Content-Type", "text/plain; charset=us-ascii",
-                              newline=message.newline), *content)
-    return Message(replace(root, headers=HeaderBlock(content)), newline=message.newline)
-
-
 def canonical_entity(message: Message, *, seven_bit: bool) -> bytes:
     """The entity to sign or encrypt, in canonical CRLF form."""
-    entity = _entity_message(message)
+    entity = Message(content_entity(message, default_type=True), newline=message.newline)
     if seven_bit:
-        paths = [path for path, part in entity.walk() if _needs_reencoding(part)]
-        for path in paths:
-            entity = entity.replace_part(path, _seven_bit_leaf(entity.part(path),
-                                                               entity.newline))
+        entity = make_seven_bit(entity)
     return to_crlf(entity.to_bytes())
 
 
 def _outer_fields(message: Message) -> bytes:
-    fields = [f for f in message.headers if not f.lower_name.startswith("content-")]
+    fields, _ = split_content(message.headers)
     raw = b"".join(f.raw for f in fields)
     if not any(f.lower_name == "mime-version" for f in fields):
         raw += make_field("MIME-Version", "1.0", newline=message.newline).raw
@@ -166,8 +116,7 @@ def with_entity(message: Message, entity: bytes, *, limits: Limits = DEFAULT_LIM
     """
     nl = message.newline
     body = _in_newline(to_crlf(entity), nl)
-    fields = b"".join(f.raw for f in message.headers
-                      if not f.lower_name.startswith("content-"))
+    fields = b"".join(f.raw for f in split_content(message.headers)[0])
     return parse(fields + body, limits=limits)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -23,7 +23,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-__all__ = ["ChainVerdict", "TrustAnchors", "certificate_emails", "normalise_address"]
+__all__ = ["ChainVerdict", "TrustAnchors"]
 
 _EMAIL_EKUS = frozenset({ExtendedKeyUsageOID.EMAIL_PROTECTION,
                          ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
@@ -98,24 +98,3 @@ def _may_sign(cert: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         return True
     return usage.digital_signature or usage.content_commitment
-
-
-def certificate_emails(cert: x509.Certificate) -> tuple[str, ...]:
-    """The certificate's e-mail addresses: SAN rfc822Names, else the subject emailAddress.
-
-    Domains are lower-cased; local parts are kept as written.
-    """
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        found = [str(v) for v in san.get_values_for_type(x509.RFC822Name)]
-    except x509.ExtensionNotFound:
-        found = []
-    if not found:
-        found = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
-    return tuple(normalise_address(a) for a in found)
-
-
-def normalise_address(address: str) -> str:
-    """``local@domain`` with the domain lower-cased and the local part kept."""
-    local, at, domain = address.strip().rpartition("@")
-    return f"{local}@{domain.lower()}" if at else address.strip()

@@ -26,9 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mailroute.errors import MalformedMessageError
+from mailroute.keys.addresses import certificate_emails, normalise_address
 from mailroute.smime.algorithms import DIGESTS, WEAK_DIGESTS
 from mailroute.smime.der import Chunk, children, header, load_content_info, octets, read_tlv, tlv
-from mailroute.smime.trust import TrustAnchors, certificate_emails, normalise_address
+from mailroute.smime.trust import TrustAnchors
 
 __all__ = ["SignerResult", "SignerStatus", "Verification", "verify"]
 

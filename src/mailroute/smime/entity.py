@@ -1,8 +1,8 @@
 """The MIME side of S/MIME (RFC 8551 section 3): which bytes are signed or encrypted, and the
 entities that carry the CMS structures.
 
-Signing canonicalises first (CRLF line ends, 8-bit leaves re-encoded as quoted-printable or
-base64) so that the bytes emitted are exactly the bytes signed. Verification takes the signed
+Signing canonicalises first (:func:`mailroute.mime.canonical.canonicalise`) so that the bytes
+emitted are exactly the bytes signed. Verification takes the signed
 entity's bytes from the parsed tree, which are the bytes as received. Decryption looks at the
 top-level entity only and builds the result from the outer header fields and the decrypted
 entity, never mixing in other parts (EFAIL).
@@ -15,18 +15,17 @@ from dataclasses import dataclass, replace
 
 from mailroute.errors import MalformedMessageError
 from mailroute.limits import Limits
+from mailroute.mime.canonical import content_entity
 from mailroute.mime.emit import body_chunks
-from mailroute.mime.headers import HeaderBlock, HeaderField, make_field
+from mailroute.mime.headers import HeaderBlock, HeaderField, make_field, split_content
 from mailroute.mime.message import Message, build_leaf
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
 from mailroute.mime.scan import parse
-from mailroute.mime.transfer import decode_payload, encode_payload
+from mailroute.mime.transfer import decode_payload
 from mailroute.smime.der import Chunk
 
 __all__ = [
-    "CRLF",
     "SignedLayer",
-    "canonicalise",
     "decrypted_message",
     "encrypted_payload",
     "entity_chunks",
@@ -36,76 +35,22 @@ __all__ = [
     "split_root",
 ]
 
-CRLF = b"\r\n"
 PKCS7_MIME = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 PKCS7_SIGNATURE = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
 ENCRYPTED_TYPES = frozenset({"enveloped-data", "authenveloped-data"})
-_WINDOW = 500
-_MAX_LINE = 998
 _DETACHED_SIGNATURE_FIELDS = (("Content-Disposition", 'attachment; filename="smime.p7s"'),
                               ("Content-Description", "S/MIME Cryptographic Signature"))
 
 
 def split_root(message: Message) -> tuple[tuple[HeaderField, ...], Part]:
     """The root's non-content fields, and the root as an entity with only its Content-* fields."""
-    root = message.root
-    content = tuple(f for f in root.headers if f.lower_name.startswith("content-"))
-    outer = tuple(f for f in root.headers if not f.lower_name.startswith("content-"))
-    return outer, replace(root, headers=HeaderBlock(content))
+    outer, _ = split_content(message.root.headers)
+    return outer, content_entity(message)
 
 
 def entity_chunks(part: Part) -> list[Chunk]:
     """The bytes of ``part`` as chunks (header fields, separator, body), nothing copied."""
     return [*(f.raw for f in part.headers), part.separator, *body_chunks(part)]
-
-
-def _long_line(data: bytes) -> bool:
-    """True when a line is longer than 998 bytes (RFC 5322 section 2.1.1), CRLF excluded.
-
-    A run of 999 bytes without LF contains a whole aligned window of 500 bytes without LF, so
-    only such windows are looked at closely: one C-level ``find`` per 500 bytes.
-    """
-    find = data.find
-    for at in range(0, len(data) - _WINDOW + 1, _WINDOW):
-        if find(b"\n", at, at + _WINDOW) >= 0:
-            continue
-        begin = data.rfind(b"\n", 0, at) + 1
-        stop = find(b"\n", at)
-        stop = len(data) if stop < 0 else stop
-        if data[stop - 1:stop] == b"\r":
-            stop -= 1
-        if stop - begin > _MAX_LINE:
-            return True
-    return False
-
-
-def canonicalise(message: Message, limits: Limits) -> Message:
-    """The message with CRLF line ends and every leaf 7-bit safe (RFC 8551 section 3.1).
-
-    Leaves that already are stay byte-identical; 8-bit text becomes quoted-printable, other
-    8-bit content base64.
-    """
-    bare_lf = message.newline != CRLF
-    for path, part in list(message.walk()):
-        if part.is_multipart:
-            continue
-        body = part.body_bytes()
-        if body.isascii() and b"\0" not in body and not _long_line(body):
-            bare_lf = bare_lf or body.count(b"\n") != body.count(CRLF)
-            continue
-        data = decode_payload(part).data
-        encoding = "quoted-printable" if part.mime_type.startswith("text/") else "base64"
-        headers = part.headers.replaced("Content-Transfer-Encoding", make_field(
-            "Content-Transfer-Encoding", encoding, newline=message.newline))
-        message = message.replace_part(path, replace(
-            part, headers=headers,
-            body=LeafBody(Span.of(encode_payload(data, encoding, message.newline)))))
-    if bare_lf:
-        data = message.to_bytes()
-        if b"\r" in data:
-            data = data.replace(CRLF, b"\n")
-        return parse(data.replace(b"\n", CRLF), limits=limits)
-    return message
 
 
 def signed_message(message: Message, signature_der: bytes, micalg: str) -> Message:

@@ -1,4 +1,11 @@
-"""Policy files: TOML to a validated, frozen :class:`~mailroute.pipeline.Pipeline`.
+"""The assembler: policy TOML to a validated, frozen :class:`~mailroute.pipeline.Pipeline`.
+
+It sits at the top of the library's layers: it knows every filter by name (the registry
+below) and builds them from their options. Builders are imported only when a policy uses
+them, so that an optional part's dependencies (beautifulsoup4 for disclaimers, python-gnupg
+for PGP) are needed only by those who use it. A builder takes
+:class:`~mailroute.config.options.Options`, returns a :class:`~mailroute.item.Filter` and
+must call ``options.finish()``.
 
 Layout (an empty file is a valid policy with no filters)::
 
@@ -23,22 +30,41 @@ Layout (an empty file is a valid policy with no filters)::
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError
-from mailroute.filters.registry import build_filter
-from mailroute.item import Direction
+from mailroute.item import Direction, Filter
 from mailroute.limits import Limits
 from mailroute.mime.scan import AmbiguityPolicy
-from mailroute.pipeline import Condition, Conditional, Filter, Pipeline
+from mailroute.pipeline import Condition, Conditional, Pipeline
 
-__all__ = ["load_policy", "policy_from_mapping"]
+__all__ = ["FILTERS", "FilterBuilder", "build_filter", "load_policy", "policy_from_mapping"]
+
+FilterBuilder = Callable[[Options], Filter]
 
 _TOP_LEVEL = {"limits", "parser", "gateway", "pipeline"}
+
+
+# name -> (module, builder function, extra that provides its dependencies)
+FILTERS: dict[str, tuple[str, str, str | None]] = {
+    "headers": ("mailroute.filters.headers", "build", None),
+    "pgp-sign": ("mailroute.filters.pgp", "build_sign", "pgp"),
+    "pgp-encrypt": ("mailroute.filters.pgp", "build_encrypt", "pgp"),
+    "pgp-decrypt": ("mailroute.filters.pgp", "build_decrypt", "pgp"),
+    "pgp-verify": ("mailroute.filters.pgp", "build_verify", "pgp"),
+    "disclaimer": ("mailroute.filters.disclaimer", "build", "html"),
+    "marker-set": ("mailroute.filters.marker", "build_set", None),
+    "marker-verify": ("mailroute.filters.marker", "build_verify", None),
+    "smime-sign": ("mailroute.filters.smime", "build_sign", "smime"),
+    "smime-encrypt": ("mailroute.filters.smime", "build_encrypt", "smime"),
+    "smime-decrypt": ("mailroute.filters.smime", "build_decrypt", "smime"),
+    "smime-verify": ("mailroute.filters.smime", "build_verify", "smime"),
+}
 
 
 def load_policy(path: str | Path) -> Pipeline:
@@ -105,6 +131,31 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
     top.finish()
     return Pipeline(filters=tuple(filters), limits=limits, on_ambiguity=on_ambiguity,
                     internal_domains=internal, authserv_id=authserv_id)
+
+
+def build_filter(name: str, options: Options) -> Filter:
+    """Build filter ``name`` from ``options``.
+
+    Raises:
+        ConfigError: unknown filter name, a missing optional dependency, or bad options.
+    """
+    entry = FILTERS.get(name)
+    if entry is None:
+        raise options.error("filter", f"unknown filter {name!r}")
+    module_name, function, extra = entry
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"; install mailroute[{extra}]" if extra else ""
+        raise options.error("filter", f"filter {name!r} is not available ({exc.name}{hint})"
+                            ) from exc
+    builder: FilterBuilder = getattr(module, function)
+    try:
+        return builder(options)
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise options.error("filter", f"cannot build filter {name!r}: {exc}") from exc
 
 
 def _limits(options: Options) -> Limits:

@@ -1,0 +1,77 @@
+"""Which way a message travels: per recipient (the gateway's G5) and for the whole message.
+
+One function decides for the runtime (the session derives a message's direction from it) and
+for the routing simulator (which splits recipients by it), so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+from mailroute.item import Direction
+
+__all__ = ["Flow", "domain_of", "flow_of", "is_subdomain", "message_direction"]
+
+
+class Flow(enum.StrEnum):
+    """Direction of one recipient relative to the organisation (G5)."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INTERNAL = "internal"
+    RELAY = "relay"
+
+    @property
+    def letter(self) -> str:
+        """The marker's direction field (``i``, ``o``, ``n``, ``x``)."""
+        return {"inbound": "i", "outbound": "o", "internal": "n"}.get(self.value, "x")
+
+
+def domain_of(address: str) -> str:
+    """The lower-case domain of an address; ``""`` for the null sender or no ``@``."""
+    return address.rpartition("@")[2].lower() if "@" in address else ""
+
+
+def is_subdomain(domain: str, parent: str) -> bool:
+    """True when ``domain`` is ``parent`` or below it."""
+    domain, parent = domain.lower(), parent.lower()
+    return domain == parent or domain.endswith("." + parent)
+
+
+def _inside(domain: str, org_domains: Iterable[str]) -> bool:
+    return bool(domain) and any(is_subdomain(domain, d) for d in org_domains)
+
+
+def flow_of(sender: str, recipient: str, org_domains: Iterable[str]) -> Flow:
+    """The flow of mail from ``sender`` to ``recipient``.
+
+    A null sender (a bounce) flows towards its recipient: inbound to the organisation,
+    outbound otherwise. Mail from outside to outside is ``RELAY``.
+    """
+    domains = tuple(org_domains)
+    rcpt_in = _inside(domain_of(recipient), domains)
+    sender_domain = domain_of(sender)
+    if not sender_domain:
+        return Flow.INBOUND if rcpt_in else Flow.OUTBOUND
+    if _inside(sender_domain, domains):
+        return Flow.INTERNAL if rcpt_in else Flow.OUTBOUND
+    return Flow.INBOUND if rcpt_in else Flow.RELAY
+
+
+def message_direction(sender: str, recipients: Iterable[str], org_domains: Iterable[str]
+                      ) -> Direction:
+    """The direction of a whole message from its recipients' flows.
+
+    Outbound when any recipient is outbound, internal when every recipient is internal,
+    inbound otherwise (mail from outside, relayed mail included).
+    """
+    domains = tuple(org_domains)
+    flows = {flow_of(sender, r, domains) for r in recipients}
+    if Flow.OUTBOUND in flows:
+        return Direction.OUTBOUND
+    if flows == {Flow.INTERNAL}:
+        return Direction.INTERNAL
+    if not flows and _inside(domain_of(sender), domains):
+        return Direction.OUTBOUND
+    return Direction.INBOUND

@@ -1,0 +1,186 @@
+"""The gateway session: one message from bytes to a decision, in three steps adapters drive.
+
+1. :func:`prepare` checks limits, parses (ambiguity included), derives the direction and
+   removes Authentication-Results fields that forge this gateway's authserv-id.
+2. The caller runs its filters (a :class:`~mailroute.pipeline.Pipeline`, or any
+   :class:`~mailroute.item.Filter`) on the prepared item.
+3. :func:`finish` turns the filters' result into a :class:`Result`: the emitted bytes for
+   adapters that replace the message (pipe, SMTP), and :attr:`Result.edits` (header fields
+   added, removed or changed, body replaced or not) for adapters that patch the message the
+   MTA holds (milter).
+
+:func:`run_session` does all three and never raises: malformed or over-limit input is
+rejected, every unexpected exception becomes a temporary failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from mailroute.errors import InternalError, MailrouteError
+from mailroute.gateway.flow import message_direction
+from mailroute.item import Context, Envelope, Filter, MailItem
+from mailroute.limits import DEFAULT_LIMITS, Limits
+from mailroute.mime.edits import Edits, diff_messages
+from mailroute.mime.headers import HeaderBlock
+from mailroute.mime.message import Message
+from mailroute.mime.scan import AmbiguityPolicy, parse
+from mailroute.results import Action, AuthResult, Outcome, Reply
+
+__all__ = [
+    "ACCEPTED",
+    "Result",
+    "SessionSettings",
+    "finish",
+    "format_auth_results",
+    "prepare",
+    "run_session",
+]
+
+log = logging.getLogger("mailroute")
+ACCEPTED = Reply(250, "2.0.0", "message accepted")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSettings:
+    """What the session does around the filters.
+
+    Attributes:
+        limits: limits for parsing (and the default for filters).
+        on_ambiguity: ``reject`` (default) or ``record`` ambiguous messages.
+        internal_domains: domains of the organisation, to derive the direction.
+        authserv_id: the RFC 8601 authserv-id of this gateway; incoming
+            Authentication-Results fields claiming it are removed before filters run.
+        strip_own_auth_results: remove those forged fields (on whenever filters run).
+    """
+
+    limits: Limits = DEFAULT_LIMITS
+    on_ambiguity: AmbiguityPolicy = AmbiguityPolicy.REJECT
+    internal_domains: frozenset[str] = frozenset()
+    authserv_id: str = "mailroute"
+    strip_own_auth_results: bool = True
+
+    def derive_direction(self, envelope: Envelope) -> Envelope:
+        """``envelope`` with its direction derived, unless it has one or no domains are set."""
+        if envelope.direction is not None or not self.internal_domains:
+            return envelope
+        direction = message_direction(envelope.mail_from, envelope.rcpt_to,
+                                      self.internal_domains)
+        return replace(envelope, direction=direction)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a session decided.
+
+    Attributes:
+        action: ``accept``, ``reject``, ``tempfail``, ``discard`` or ``quarantine``.
+        data: the output message when accepted (or quarantined), else ``None``.
+        smtp_reply: the reply as a value.
+        item: the final item when filters ran to the end.
+        error: the error that stopped processing, if any.
+        prepared: the item as prepared, before any filter ran (``None`` when preparing
+            failed).
+    """
+
+    action: Action
+    data: bytes | None
+    smtp_reply: Reply
+    item: MailItem | None = None
+    error: MailrouteError | None = None
+    prepared: MailItem | None = field(default=None, compare=False)
+
+    @property
+    def reply(self) -> str:
+        """The SMTP reply text, e.g. ``554 5.6.0 message nesting too deep``."""
+        return str(self.smtp_reply)
+
+    @property
+    def edits(self) -> Edits:
+        """How the accepted output differs from the input, as header and body edits.
+
+        Raises:
+            ValueError: the message was not accepted (there is nothing to patch).
+        """
+        if self.action is not Action.ACCEPT or self.item is None or self.prepared is None:
+            raise ValueError(f"no edits: the message was not accepted ({self.action})")
+        return diff_messages(self.prepared.message, self.item.message)
+
+
+def prepare(data: bytes, envelope: Envelope, settings: SessionSettings) -> MailItem:
+    """Step 1: parse ``data`` under the limits, derive the direction, clean the header.
+
+    Raises:
+        MailrouteError: malformed, ambiguous or over-limit input.
+    """
+    message = parse(data, limits=settings.limits, on_ambiguity=settings.on_ambiguity)
+    if settings.strip_own_auth_results:
+        message = strip_own_auth_results(message, settings.authserv_id)
+    return MailItem(envelope=settings.derive_direction(envelope), message=message)
+
+
+def finish(prepared: MailItem, outcome: MailItem | Outcome, settings: SessionSettings
+           ) -> Result:
+    """Step 3: the result of running filters on ``prepared``.
+
+    An accepted item gets one Authentication-Results field with every result the filters
+    collected; a quarantined message keeps the prepared bytes.
+    """
+    if isinstance(outcome, Outcome):
+        keep = outcome.action is Action.QUARANTINE
+        return Result(outcome.action, prepared.message.to_bytes() if keep else None,
+                      outcome.reply, prepared=prepared)
+    final = outcome
+    if final.auth_results:
+        value = format_auth_results(settings.authserv_id, final.auth_results)
+        final = final.evolve(message=final.message.with_header("Authentication-Results", value))
+    return Result(Action.ACCEPT, final.message.to_bytes(), ACCEPTED, item=final,
+                  prepared=prepared)
+
+
+def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
+                settings: SessionSettings) -> Result:
+    """Prepare, run ``step``, finish. Never raises.
+
+    Malformed or over-limit input is rejected (554 5.6.0 / 552 5.3.4); every unexpected
+    exception becomes a temporary failure (451 4.3.0) so that the sender retries.
+    """
+    try:
+        prepared = prepare(data, envelope, settings)
+        return finish(prepared, step.apply(prepared, ctx), settings)
+    except MailrouteError as error:
+        action = Action.TEMPFAIL if error.retryable else Action.REJECT
+        return Result(action, None, error.reply, error=error)
+    except Exception:  # the one place that turns bugs into tempfail
+        reference = secrets.token_hex(6)
+        log.exception("internal error, reference %s", reference)
+        internal = InternalError(f"internal error, reference {reference}")
+        return Result(Action.TEMPFAIL, None, internal.reply, error=internal)
+
+
+def strip_own_auth_results(message: Message, authserv_id: str) -> Message:
+    """Remove Authentication-Results fields that claim to be ours (RFC 8601 section 5)."""
+    wanted = authserv_id.lower()
+    kept = tuple(f for f in message.headers
+                 if f.lower_name != "authentication-results"
+                 or f.value.split(";", 1)[0].strip().lower() != wanted)
+    if len(kept) == len(message.headers):
+        return message
+    return message.replace_part((), replace(message.root, headers=HeaderBlock(kept)))
+
+
+def format_auth_results(authserv_id: str, results: Iterable[AuthResult]) -> str:
+    """An RFC 8601 Authentication-Results value: ``id; method=result reason="..." ...``."""
+    entries = []
+    for result in results:
+        text = f"{result.method}={result.status.value}"
+        if result.reason:
+            reason = result.reason.replace("\\", "\\\\").replace('"', '\\"')
+            text += f' reason="{reason}"'
+        for name, value in result.properties:
+            text += f" {name}={value}"
+        entries.append(text)
+    return f"{authserv_id}; " + "; ".join(entries)

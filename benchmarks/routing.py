@@ -21,13 +21,13 @@ from mailroute.routing import (
     Hop,
     MessageFacts,
     Origin,
-    SimulatedMarkers,
     Source,
     decide_exo,
     decide_gateway,
     deployed,
     load_topology,
     simulate,
+    simulation_markers,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "topologies" / "t2-beside-mx-eop.toml"
@@ -58,7 +58,7 @@ def main() -> None:
                            message_id="<bench@example.net>", from_addrs=("alice@example.net",))
     exo_hop = Hop(envelope=envelope, connection=Connection(source=Source.MAILBOX),
                   message=message)
-    markers = SimulatedMarkers(tag=topology.gateway.marker.tag, org_id=tenant.tenant_id)
+    markers = simulation_markers(topology.gateway.marker.tag, tenant.tenant_id)
     gw_message = message.evolve(headers=(*message.headers,
                                          ("X-MS-Exchange-CrossTenant-Id", tenant.tenant_id)))
     gw_hop = Hop(envelope=envelope, message=gw_message, connection=Connection(

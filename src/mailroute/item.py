@@ -22,7 +22,8 @@ from mailroute.results import AuthResult, Outcome
 if TYPE_CHECKING:
     from mailroute.mime.message import Message
 
-__all__ = ["Context", "Direction", "Envelope", "Filter", "MailItem", "TxtResolver"]
+__all__ = ["Context", "Direction", "Envelope", "Filter", "MailItem", "ProcessedStore",
+           "TxtResolver"]
 
 T = TypeVar("T")
 TxtResolver = Callable[[str], Sequence[str]]
@@ -115,6 +116,25 @@ class MailItem:
         return replace(self, auth_results=(*self.auth_results, result))
 
 
+class ProcessedStore(Protocol):
+    """Where the gateway counts the messages it processed (the processed-message loop guard).
+
+    Keys are digests (never addresses); each record carries an arrival fingerprint, so a
+    retry of the same arrival is not counted against itself. Implementations must be safe
+    for concurrent use: :class:`mailroute.marker.guard.InMemoryProcessedStore` within one
+    process.
+    """
+
+    def count(self, key: str, now: float, ttl: float, *, other_than: str = "") -> int:
+        """How often ``key`` was recorded within ``ttl`` seconds before ``now`` with a
+        fingerprint other than ``other_than``."""
+        ...
+
+    def record(self, key: str, now: float, ttl: float, *, fingerprint: str = "") -> int:
+        """Record ``key`` at ``now``; return the count within ``ttl``, this one included."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """What a filter may use besides the message: all of it injected, so tests need no I/O.
@@ -124,12 +144,15 @@ class Context:
         resolver: DNS TXT lookup (name -> TXT strings), or ``None`` where DNS is not used.
         keys: named key stores (certificate store, GnuPG home, marker key ring ...).
         limits: the resource limits in force.
+        processed: the processed-message store the loop guard counts in; ``None`` turns
+            the processed-message guard off (a policy loaded from a file brings its own).
     """
 
     clock: Callable[[], float] = time.time
     resolver: TxtResolver | None = None
     keys: Mapping[str, object] = field(default_factory=dict)
     limits: Limits = DEFAULT_LIMITS
+    processed: ProcessedStore | None = None
 
     def key_store(self, name: str, kind: type[T]) -> T:
         """The key store called ``name``, checked to be a ``kind``.

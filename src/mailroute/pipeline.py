@@ -10,7 +10,7 @@ session directly.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailroute.item import Context, Direction, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
@@ -120,7 +120,10 @@ class Pipeline:
         """Parse ``data``, run the filters, and serialise the result. Never raises.
 
         Malformed or over-limit input is rejected (554 5.6.0 / 552 5.3.4); every unexpected
-        exception becomes a temporary failure (451 4.3.0) so that the sender retries.
+        exception becomes a temporary failure (451 4.3.0) so that the sender retries. A
+        ``context`` without a processed-message store uses the pipeline's own.
         """
         ctx = context or self.context or Context(limits=self.limits)
+        if ctx.processed is None and self.context is not None:
+            ctx = replace(ctx, processed=self.context.processed)  # the policy's store
         return run_session(data, envelope or Envelope(), self, ctx, self.session_settings)

@@ -38,7 +38,8 @@ from pathlib import Path
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError
-from mailroute.item import Direction, Filter
+from mailroute.gateway.processed import InMemoryProcessedStore
+from mailroute.item import Context, Direction, Filter
 from mailroute.limits import Limits
 from mailroute.mime.scan import AmbiguityPolicy
 from mailroute.pipeline import Condition, Conditional, Pipeline
@@ -129,8 +130,9 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
             step = Conditional(step, condition)
         filters.append(step)
     top.finish()
+    context = Context(limits=limits, processed=InMemoryProcessedStore())
     return Pipeline(filters=tuple(filters), limits=limits, on_ambiguity=on_ambiguity,
-                    internal_domains=internal, authserv_id=authserv_id)
+                    internal_domains=internal, authserv_id=authserv_id, context=context)
 
 
 def build_filter(name: str, options: Options) -> Filter:

@@ -25,7 +25,6 @@ from mailroute.gateway.flow import message_direction
 from mailroute.item import Context, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime.edits import Edits, diff_messages
-from mailroute.mime.headers import HeaderBlock
 from mailroute.mime.message import Message
 from mailroute.mime.scan import AmbiguityPolicy, parse
 from mailroute.results import Action, AuthResult, Outcome, Reply
@@ -164,12 +163,8 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
 def strip_own_auth_results(message: Message, authserv_id: str) -> Message:
     """Remove Authentication-Results fields that claim to be ours (RFC 8601 section 5)."""
     wanted = authserv_id.lower()
-    kept = tuple(f for f in message.headers
-                 if f.lower_name != "authentication-results"
-                 or f.value.split(";", 1)[0].strip().lower() != wanted)
-    if len(kept) == len(message.headers):
-        return message
-    return message.replace_part((), replace(message.root, headers=HeaderBlock(kept)))
+    return message.keep_headers(lambda f: f.lower_name != "authentication-results"
+                                or f.value.split(";", 1)[0].strip().lower() != wanted)
 
 
 def format_auth_results(authserv_id: str, results: Iterable[AuthResult]) -> str:

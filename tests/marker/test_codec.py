@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from mailroute.item import Envelope
-from mailroute.marker.codec import RingMarkers
 from mailroute.results import MarkerVerdict
 from mailroute.routing import (
     MessageFacts,
@@ -15,7 +14,7 @@ from mailroute.routing import (
     render_text,
     simulate,
 )
-from mailroute.routing.markers import SimulatedMarkers
+from mailroute.routing.markers import RingMarkers, simulation_markers
 from mailroute.routing.model import Predicates
 from tests.marker.helpers import NOW, OTHER_TAG, TAG, ring
 from tests.routing.support import (
@@ -64,7 +63,7 @@ def test_simulation_with_the_real_ring_matches_the_stand_in(name: str, sender: s
     real = simulate(envelope, facts, topo, tenant=tenant, origin=origin, now=NOW,
                     markers=CODEC)
     stand_in = simulate(envelope, facts, topo, tenant=tenant, origin=origin, now=NOW,
-                        markers=SimulatedMarkers(tag=TAG, org_id=topo.tenant.tenant_id))
+                        markers=simulation_markers(TAG, topo.tenant.tenant_id))
     assert summary(real) == summary(stand_in)
     assert not real.loop
     assert not real.bypass
@@ -80,7 +79,7 @@ def test_real_marker_stops_the_loop_of_a_rule_without_exception(name: str) -> No
     real = simulate(envelope, message(sender), topo, tenant=broken, origin=origin, now=NOW,
                     markers=CODEC)
     stand_in = simulate(envelope, message(sender), topo, tenant=broken, origin=origin, now=NOW,
-                        markers=SimulatedMarkers(tag=TAG, org_id=topo.tenant.tenant_id))
+                        markers=simulation_markers(TAG, topo.tenant.tenant_id))
     assert real.loop
     assert summary(real) == summary(stand_in)
     assert {o.status for o in real.outcomes} == {Status.LOOP}

@@ -24,13 +24,15 @@ from mailroute.marker import (
     parse_token,
 )
 from mailroute.marker.binding import Binding
+from mailroute.marker.keyring import SIMULATION_SECRET
+from mailroute.marker.token import TOKEN_PATTERN
 from mailroute.marker.verify import Windows, check_value
 from mailroute.mime import parse
 from mailroute.mime.headers import HeaderField
 from mailroute.results import MarkerVerdict
 from mailroute.routing import marker_exception_pattern
 from mailroute.routing.hop import MessageFacts
-from mailroute.routing.markers import MARKER_TOKEN_RE, SimulatedMarkers
+from mailroute.routing.markers import simulation_markers
 from mailroute.routing.match import patterns_match
 from tests.marker.helpers import MESSAGE, NOW, OTHER_TAG, TAG, ring
 
@@ -79,17 +81,18 @@ def test_pattern_matches_no_marker_with_any_other_tag(tag: str) -> None:
 
 def test_routing_token_grammar_agrees_with_the_marker_grammar() -> None:
     value = minted_value()
-    assert MARKER_TOKEN_RE.match(value)
+    assert TOKEN_PATTERN.fullmatch(value)
     assert parse_token(value) is not None
 
 
 def test_routing_simulated_markers_verify_under_the_same_key() -> None:
-    """Routing's stand-in codec implements the same MAC (5.4): a ring holding its key
-    accepts its tokens, so the simulator's verdicts are those the gateway would give."""
-    sim = SimulatedMarkers(tag=TAG, org_id="11111111-2222-3333-4444-555555555555")
+    """The simulator's default codec is the real marker: a key file holding the simulation
+    secret accepts its tokens, so the simulator's verdicts are those the gateway would give."""
+    org_id = "11111111-2222-3333-4444-555555555555"
+    sim = simulation_markers(TAG, org_id)
     sim_ring = parse_key_ring(tomllib.loads(
-        f'tag = "{TAG}"\norg_id = "{sim.org_id}"\n[[key]]\nid = "{sim.kid}"\n'
-        f'secret = "{base64.b64encode(sim.secret).decode()}"\n'))
+        f'tag = "{TAG}"\norg_id = "{org_id}"\n[[key]]\nid = "sim1"\n'
+        f'secret = "{base64.b64encode(SIMULATION_SECRET).decode()}"\n'))
     facts = MessageFacts(message_id="<abc.1@Example.NET>", from_addrs=("alice@example.net",))
     token = sim.mint(facts, "o", NOW)
     binding = Binding(message_id="<abc.1@example.net>", from_addresses="alice@example.net")

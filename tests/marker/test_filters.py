@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import subprocess
 import sys
@@ -12,7 +11,8 @@ import pytest
 
 from mailroute import Action, Context, Envelope, Pipeline, load_policy, parse
 from mailroute.errors import ConfigError
-from mailroute.filters.marker import MarkerSetFilter, MarkerVerifyFilter
+from mailroute.filters.marker import MarkerSetFilter, MarkerVerifyFilter, arrival_of
+from mailroute.gateway import GatewaySettings, classify_source
 from mailroute.item import Direction, MailItem
 from mailroute.marker import (
     DEFAULT_FIELD,
@@ -48,18 +48,31 @@ def at(now: float) -> Context:
     return Context(clock=lambda: now)
 
 
+def verify_step(**settings: object) -> MarkerVerifyFilter:
+    return MarkerVerifyFilter(ring=RING, settings=GatewaySettings(**settings))  # type: ignore[arg-type]
+
+
+def with_store(*steps: MarkerVerifyFilter | MarkerSetFilter,
+               store: InMemoryProcessedStore | None = None) -> Pipeline:
+    """A pipeline of ``steps`` whose context brings ``store`` (a new one by default)."""
+    processed = store if store is not None else InMemoryProcessedStore()
+    return Pipeline(filters=steps, context=Context(processed=processed))
+
+
 def gateway(store: InMemoryProcessedStore | None = None, **verify: object
             ) -> tuple[Pipeline, InMemoryProcessedStore]:
     """verify first, mark last, one shared store."""
-    shared = store or InMemoryProcessedStore()
-    first = MarkerVerifyFilter(ring=RING, store=shared, **verify)  # type: ignore[arg-type]
-    last = MarkerSetFilter(ring=RING, store=InMemoryProcessedStore())
-    return Pipeline(filters=(first, last)), shared
+    shared = store if store is not None else InMemoryProcessedStore()
+    return with_store(verify_step(**verify), MarkerSetFilter(ring=RING), store=shared), shared
 
 
 def verifier(**verify: object) -> Pipeline:
-    step = MarkerVerifyFilter(ring=RING, store=InMemoryProcessedStore(), **verify)  # type: ignore[arg-type]
-    return Pipeline(filters=(step,))
+    return with_store(verify_step(**verify))
+
+
+def classify(step: MarkerVerifyFilter, item: MailItem) -> str:
+    arrival = arrival_of(item, at(NOW), RING, step.settings)
+    return classify_source(arrival, step.settings).value
 
 
 def marked_bytes(*, now: float = NOW, key_ring: KeyRing = RING) -> bytes:
@@ -156,22 +169,21 @@ def test_every_message_leaving_the_gateway_carries_exactly_one_valid_marker(
     (None, "internet"),
 ])
 def test_tls_name_decides_the_source(name: str | None, expected: str) -> None:
-    step = MarkerVerifyFilter(ring=RING)
+    step = verify_step()
     item = _item(Envelope(tls_peer_name=name, client_address="40.107.22.1"))
-    assert step.classify(item) == expected
+    assert classify(step, item) == expected
 
 
 def test_networks_and_tenant_id_narrow_the_return_path() -> None:
-    step = MarkerVerifyFilter(ring=RING, tenant_id="T-1",
-                              return_path_networks=(ipaddress.ip_network("40.107.0.0/16"),))
+    step = verify_step(tenant_id="T-1", return_path_networks=("40.107.0.0/16",))
     tenant = b"X-MS-Exchange-CrossTenant-Id: t-1\r\n"
-    assert step.classify(_item(EXO, tenant + MESSAGE)) == "return-path"
-    assert step.classify(_item(EXO, MESSAGE)) == "internet"
-    assert step.classify(_item(Envelope(tls_peer_name="mail.protection.outlook.com",
-                                        client_address="203.0.113.9"), tenant + MESSAGE)
-                         ) == "internet"
-    fixed = MarkerVerifyFilter(ring=RING, source="return-path")
-    assert fixed.classify(_item(INTERNET)) == "return-path"
+    assert classify(step, _item(EXO, tenant + MESSAGE)) == "return-path"
+    assert classify(step, _item(EXO, MESSAGE)) == "internet"
+    assert classify(step, _item(Envelope(tls_peer_name="mail.protection.outlook.com",
+                                         client_address="203.0.113.9"), tenant + MESSAGE)
+                    ) == "internet"
+    fixed = verify_step(source="return-path")
+    assert classify(fixed, _item(INTERNET)) == "return-path"
 
 
 def _item(envelope: Envelope, data: bytes = MESSAGE) -> MailItem:
@@ -200,10 +212,7 @@ def exo_lap(data: bytes | None) -> bytes:
 
 
 def test_processed_message_coming_back_without_its_marker_is_a_loop() -> None:
-    store = InMemoryProcessedStore()
-    first = MarkerVerifyFilter(ring=RING, store=store)
-    last = MarkerSetFilter(ring=RING, store=store)
-    pipeline = Pipeline(filters=(first, last))
+    pipeline = with_store(verify_step(), MarkerSetFilter(ring=RING))
     once = pipeline.process(MESSAGE, EXO, context=at(NOW))
     assert once.action is Action.ACCEPT
     returned = exo_lap(once.data)
@@ -217,9 +226,7 @@ def test_processed_message_coming_back_without_its_marker_is_a_loop() -> None:
 
 
 def test_the_same_input_handed_over_again_is_a_retry_not_a_loop() -> None:
-    store = InMemoryProcessedStore()
-    pipeline = Pipeline(filters=(MarkerVerifyFilter(ring=RING, store=store),
-                                 MarkerSetFilter(ring=RING, store=store)))
+    pipeline = with_store(verify_step(), MarkerSetFilter(ring=RING))
     first = pipeline.process(MESSAGE, EXO, context=at(NOW))
     retry = pipeline.process(MESSAGE, EXO, context=at(NOW + 300))  # reinjection had failed
     assert (first.action, retry.action) == (Action.ACCEPT, Action.ACCEPT)
@@ -229,13 +236,13 @@ def test_the_same_input_handed_over_again_is_a_retry_not_a_loop() -> None:
 
 def test_processed_guard_counts_only_marked_messages_and_can_be_turned_off() -> None:
     store = InMemoryProcessedStore()
-    pipeline = Pipeline(filters=(MarkerVerifyFilter(ring=RING, store=store),))
+    pipeline = with_store(verify_step(), store=store)
     for _ in range(3):  # verification alone records nothing: retries are not loops
         assert pipeline.process(MESSAGE, EXO, context=at(NOW)).action is Action.ACCEPT
     key = processed_key("<20260921.abc123@mail.example.net>", EXO.rcpt_to, EXO.direction)
     store.record(key, NOW, HOUR, fingerprint="an earlier lap")
     assert pipeline.process(MESSAGE, EXO, context=at(NOW)).action is Action.REJECT
-    off = Pipeline(filters=(MarkerVerifyFilter(ring=RING, store=store, processed_limit=0),))
+    off = with_store(verify_step(processed_limit=0), store=store)
     assert off.process(MESSAGE, EXO, context=at(NOW)).action is Action.ACCEPT
 
 
@@ -257,7 +264,7 @@ def test_in_memory_store_expires_and_stays_bounded() -> None:
 
 def test_no_signing_key_tempfails_and_writes_nothing() -> None:
     retired = ring(keys=({"id": "k1", "secret": SECRET_A_B64, "sign_until": NOW},))
-    pipeline = Pipeline(filters=(MarkerSetFilter(ring=retired, store=InMemoryProcessedStore()),))
+    pipeline = Pipeline(filters=(MarkerSetFilter(ring=retired),))
     result = pipeline.process(MESSAGE, EXO, context=at(NOW))
     assert result.action is Action.TEMPFAIL
     assert result.data is None
@@ -276,8 +283,9 @@ def test_policy_file_builds_both_filters_with_relative_key_file(tmp_path: Path) 
     first, last = pipeline.filters
     assert isinstance(first, MarkerVerifyFilter)
     assert isinstance(last, MarkerSetFilter)
-    assert (first.on_invalid, first.windows.max_age, first.windows.loop_window,
-            first.processed_ttl) == ("reject", 86400, 600, 600)
+    settings = first.settings
+    assert (settings.on_invalid, settings.windows.max_age, settings.windows.loop_window,
+            settings.processed_ttl) == ("reject", 86400, 600, 600)
     assert last.id_domain == "gw.example.net"
     result = pipeline.process(MESSAGE.replace(b"Message-ID: <20260921.abc123@Mail.Example.NET>"
                                               b"\r\n", b""), INTERNET)

@@ -9,12 +9,13 @@ from mailroute.routing import (
     Connection,
     MessageFacts,
     MessageFlag,
-    SimulatedMarkers,
+    RingMarkers,
     Source,
     Tenant,
     Topology,
     deployed,
     load_topology,
+    simulation_markers,
 )
 from mailroute.routing.model import TransportRule
 from mailroute.routing.simulate import EXO_EGRESS_IP, EXO_TLS_NAME
@@ -32,9 +33,9 @@ def topology(name: str) -> Topology:
     return load_topology(EXAMPLES / FILES[name])
 
 
-def codec(tag: str = "g7k2qd") -> SimulatedMarkers:
+def codec(tag: str = "g7k2qd") -> RingMarkers:
     """The codec the simulator uses by default for the example tenant."""
-    return SimulatedMarkers(tag=tag, org_id=TENANT_ID)
+    return simulation_markers(tag, TENANT_ID)
 
 
 def message(sender: str = "alice@example.net", *, headers: tuple[tuple[str, str], ...] = (),

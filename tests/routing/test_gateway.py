@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.item import Envelope
 from mailroute.results import MarkerVerdict, Reply
 from mailroute.routing import (
@@ -103,15 +104,22 @@ def test_loop_guards_received_count_and_processed_cache() -> None:
     d = decide_gateway(busy, t2, markers=codec(), now=NOW)
     assert d.rejected[0].reply is not None
     assert d.rejected[0].reply.status == "5.4.6"
+    store = InMemoryProcessedStore()
     first = decide_gateway(from_exo("alice@example.net", "bob@example.net"), t2,
-                           markers=codec(), now=NOW)
-    assert first.cache_key is not None
+                           markers=codec(), now=NOW, processed=store)
+    assert first.record is not None
     assert first.splits
-    second = decide_gateway(from_exo("alice@example.net", "bob@example.net"), t2,
-                            markers=codec(), now=NOW, seen={first.cache_key: 1})
+    store.record(first.record.key, NOW, first.record.ttl, fingerprint=first.record.fingerprint)
+    lapped = from_exo("alice@example.net", "bob@example.net")
+    lapped = replace(lapped, message=lapped.message.evolve(received_count=2))
+    second = decide_gateway(lapped, t2, markers=codec(), now=NOW, processed=store)
     assert second.splits == ()
+    assert second.record is None
     assert second.rejected[0].reply is not None
     assert second.rejected[0].reply.status == "5.4.6"
+    retry = decide_gateway(from_exo("alice@example.net", "bob@example.net"), t2,
+                           markers=codec(), now=NOW, processed=store)
+    assert retry.splits  # the same arrival handed over again is a retry, not a loop
 
 
 def test_directions_split_with_one_marker_each() -> None:

@@ -6,15 +6,16 @@ import re
 
 import pytest
 
+from mailroute.marker.token import TOKEN_PATTERN
 from mailroute.results import MarkerVerdict
-from mailroute.routing import MARKER_TOKEN_RE, SimulatedMarkers, marker_exception_pattern
+from mailroute.routing import marker_exception_pattern, simulation_markers
 from tests.routing.support import NOW, codec, message
 
 TAGS = ["g7k2qd", "abcdef", "zz2345", "a7b7c7"]
 
 
 def _token(tag: str, *, kid: str = "k1", direction: str = "o") -> str:
-    return SimulatedMarkers(tag=tag, org_id="org", kid=kid).mint(message(), direction, NOW)
+    return simulation_markers(tag, "org", kid=kid).mint(message(), direction, NOW)
 
 
 @pytest.mark.parametrize("tag", TAGS)
@@ -23,7 +24,7 @@ def test_exception_pattern_matches_tokens_with_the_configured_tag(tag: str) -> N
     for kid in ("a", "k1", "abcdefgh"):
         for direction in "ionx":
             token = _token(tag, kid=kid, direction=direction)
-            assert MARKER_TOKEN_RE.match(token)
+            assert TOKEN_PATTERN.fullmatch(token)
             assert pattern.search(token)
             assert pattern.search("  " + token)  # unanchored: leading whitespace kept by EXO
 

@@ -32,8 +32,8 @@ from mailroute.routing.lint import Severity
 from mailroute.routing.model import (
     AcceptedDomain,
     Actions,
-    Disclaimer,
     DomainType,
+    ExoDisclaimer,
     HeaderPatterns,
     JournalRule,
     OrgConfig,
@@ -112,7 +112,7 @@ _STOP_ALL = TransportRule(name="corp tag all mail", actions=Actions(
 _VENDOR_CLEANUP = TransportRule(name="vendor header cleanup",
                                 actions=Actions(remove_header=MARK))
 _WRAP_DISCLAIMER = TransportRule(name="legal disclaimer", actions=Actions(
-    apply_html_disclaimer=Disclaimer(text="<p>Legal</p>")))
+    apply_html_disclaimer=ExoDisclaimer(text="<p>Legal</p>")))
 _RELAY_DOMAIN = AcceptedDomain(domain="legacy.example.net", type=DomainType.INTERNAL_RELAY)
 _STAR = OutboundConnector(name="other smart host", recipient_domains=("*",),
                           use_mx_record=False, smart_hosts=("relay.provider.example",))

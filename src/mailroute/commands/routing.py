@@ -34,16 +34,17 @@ from mailroute.routing import (
     MessageFlag,
     Origin,
     RouteKind,
-    SimulatedMarkers,
     Source,
     Topology,
     decide_exo,
     decide_gateway,
     deployed,
     exo_config,
+    gateway_settings,
     load_topology,
     render_text,
     route_object,
+    simulation_markers,
     simulation_object,
 )
 from mailroute.routing import simulate as run_simulation
@@ -194,9 +195,8 @@ def run_route(args: argparse.Namespace) -> int:
     now = _now(args)
     rules: tuple[str, ...] = ()
     if args.at == "gateway":
-        markers = SimulatedMarkers(tag=topology.gateway.marker.tag,
-                                   org_id=topology.tenant.tenant_id,
-                                   loop_window_s=topology.gateway.loop_window_s)
+        markers = simulation_markers(topology.gateway.marker.tag, topology.tenant.tenant_id,
+                                     windows=gateway_settings(topology).windows)
         g = decide_gateway(hop, topology, markers=markers, now=now)
         routes, trace = g.routes, g.trace
     else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from mailroute.mime import ContentType, Message, Part, Path, parse_parameters
 from mailroute.mime.defects import STRUCTURAL_DEFECTS
 
-__all__ = ["BODY_TYPES", "PROTECTED_TYPES", "Body", "Plan", "auto_reply", "plan_message"]
+__all__ = ["BODY_TYPES", "PROTECTED_TYPES", "Body", "BodyPlan", "auto_reply", "plan_message"]
 
 PROTECTED_TYPES = frozenset({
     "multipart/signed", "multipart/encrypted", "application/pkcs7-mime",
@@ -42,7 +42,7 @@ class Body:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class BodyPlan:
     """What to do with a message.
 
     Attributes:
@@ -73,7 +73,7 @@ def auto_reply(message: Message) -> bool:
 
 
 def plan_message(message: Message, *, placement: str, invites: str = "skip",
-                 skip_auto_replies: bool = True) -> Plan:
+                 skip_auto_replies: bool = True) -> BodyPlan:
     """The bodies to edit and the protected entities of ``message``.
 
     Args:
@@ -83,10 +83,10 @@ def plan_message(message: Message, *, placement: str, invites: str = "skip",
         skip_auto_replies: leave automatic replies alone.
     """
     if skip_auto_replies and auto_reply(message):
-        return Plan(skip_reason="auto-reply")
+        return BodyPlan(skip_reason="auto-reply")
     root_type = message.root.content_type
     if root_type.mime_type == "multipart/report":
-        return Plan(skip_reason="report")
+        return BodyPlan(skip_reason="report")
     # Entities whose own structure is damaged (their children may be cut wrongly), not those
     # that merely contain one: message.structurally_sound() answers "at or below".
     defective = {d.path for d in message.defects if d.kind in STRUCTURAL_DEFECTS}
@@ -114,8 +114,8 @@ def plan_message(message: Message, *, placement: str, invites: str = "skip",
             bodies.append(Body(path, mime_type, charset.lower() if charset else None,
                                part.transfer_encoding))
     if has_invite and invites == "skip":
-        return Plan(skip_reason="invite")
-    return Plan(tuple(bodies), tuple(protected))
+        return BodyPlan(skip_reason="invite")
+    return BodyPlan(tuple(bodies), tuple(protected))
 
 
 def _is_attachment(part: Part, ctype: ContentType) -> bool:

@@ -16,7 +16,6 @@ from mailroute.marker.guard import (
     ProcessedStore,
     processed_key,
     received_count,
-    shared_memory_store,
 )
 from mailroute.marker.keyring import KeyRing, MarkerKey, load_key_ring, parse_key_ring
 from mailroute.marker.mint import DEFAULT_FIELD, direction_code, mark, mint_token
@@ -46,5 +45,5 @@ __all__ = [
     "parse_token",
     "processed_key",
     "received_count",
-    "shared_memory_store",
+
 ]

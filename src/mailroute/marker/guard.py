@@ -11,18 +11,17 @@ same queue file handed over again after a failed delivery (a pipe transport retr
 not, so records with the current fingerprint do not count and a retry is never a loop.
 
 :class:`InMemoryProcessedStore` serves one process; several gateway nodes share state through
-another :class:`ProcessedStore` implementation.
+another :class:`~mailroute.item.ProcessedStore` implementation. The store is passed in through
+:attr:`mailroute.item.Context.processed`: there is no process-wide default.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Protocol
 
-from mailroute.item import Direction
+from mailroute.gateway.processed import InMemoryProcessedStore
+from mailroute.item import Direction, ProcessedStore
 from mailroute.marker.binding import length_prefixed
 from mailroute.mime.message import Message
 
@@ -32,79 +31,7 @@ __all__ = [
     "arrival_fingerprint",
     "processed_key",
     "received_count",
-    "shared_memory_store",
 ]
-
-
-class ProcessedStore(Protocol):
-    """Where processed-message keys are counted. Implementations must be thread-safe."""
-
-    def count(self, key: str, now: float, ttl: float, *, other_than: str = "") -> int:
-        """How often ``key`` was recorded within ``ttl`` seconds before ``now`` with a
-        fingerprint other than ``other_than``."""
-        ...
-
-    def record(self, key: str, now: float, ttl: float, *, fingerprint: str = "") -> int:
-        """Record ``key`` at ``now``; return the count within ``ttl``, this one included."""
-        ...
-
-
-class InMemoryProcessedStore:
-    """A bounded in-process :class:`ProcessedStore`.
-
-    At most ``max_keys`` keys are kept; when full, expired entries go first, then the key
-    recorded longest ago. Per key only the latest :attr:`MAX_PER_KEY` times are kept, so a
-    count saturates there (guards use limits far below it).
-    """
-
-    MAX_PER_KEY = 64
-
-    def __init__(self, max_keys: int = 100_000) -> None:
-        if max_keys < 1:
-            raise ValueError("max_keys must be positive")
-        self._max_keys = max_keys
-        self._entries: OrderedDict[str, list[tuple[float, str]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def count(self, key: str, now: float, ttl: float, *, other_than: str = "") -> int:
-        """How often ``key`` was recorded within ``ttl`` seconds before ``now`` with a
-        fingerprint other than ``other_than``."""
-        with self._lock:
-            return sum(1 for _, mark in self._live(key, now, ttl)
-                       if not other_than or mark != other_than)
-
-    def record(self, key: str, now: float, ttl: float, *, fingerprint: str = "") -> int:
-        """Record ``key`` at ``now``; return the count within ``ttl``, this one included."""
-        with self._lock:
-            times = self._live(key, now, ttl)
-            times.append((now, fingerprint))
-            del times[:-self.MAX_PER_KEY]
-            self._entries[key] = times
-            self._entries.move_to_end(key)
-            if len(self._entries) > self._max_keys:
-                self._evict(now, ttl)
-            return len(times)
-
-    def _live(self, key: str, now: float, ttl: float) -> list[tuple[float, str]]:
-        return [entry for entry in self._entries.get(key, ()) if now - ttl < entry[0] <= now]
-
-    def _evict(self, now: float, ttl: float) -> None:
-        expired = [k for k, times in self._entries.items() if times[-1][0] <= now - ttl]
-        for key in expired:
-            del self._entries[key]
-        while len(self._entries) > self._max_keys:
-            self._entries.popitem(last=False)
-
-
-_SHARED = InMemoryProcessedStore()
-
-
-def shared_memory_store() -> InMemoryProcessedStore:
-    """The process-wide in-memory store that marker-set and marker-verify share by default."""
-    return _SHARED
 
 
 def processed_key(message_id: str, recipients: Iterable[str], direction: Direction | None

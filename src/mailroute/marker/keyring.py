@@ -37,7 +37,8 @@ from mailroute.config.options import Options
 from mailroute.errors import ConfigError, KeyUnavailableError
 from mailroute.marker.token import KID_PATTERN, TAG_PATTERN
 
-__all__ = ["KeyRing", "MarkerKey", "derive_mac_key", "load_key_ring", "parse_key_ring"]
+__all__ = ["SIMULATION_SECRET", "KeyRing", "MarkerKey", "derive_mac_key", "fixed_key_ring",
+           "load_key_ring", "parse_key_ring"]
 
 MIN_SECRET_BYTES = 32
 MAX_KEY_FILE_BYTES = 1024 * 1024
@@ -132,6 +133,21 @@ class KeyRing:
             if key.kid == kid:
                 return key if key.may_verify(now) else None
         return None
+
+
+#: The secret of :func:`fixed_key_ring` rings: public, for simulations and tests only.
+SIMULATION_SECRET = b"mailroute simulation key, not for production use"
+
+
+def fixed_key_ring(tag: str, org_id: str, *, kid: str = "sim1",
+                   secret: bytes = SIMULATION_SECRET) -> KeyRing:
+    """A ring of one key that signs and verifies forever, from a known secret.
+
+    The routing simulator and users' policy tests mint and verify real markers with it; a
+    gateway must never use it (its secret is in this source file).
+    """
+    return KeyRing(tag=tag, org_id=org_id,
+                   keys=(MarkerKey(kid=kid, mac_key=derive_mac_key(secret, kid)),))
 
 
 def load_key_ring(path: Path) -> KeyRing:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from mailroute.errors import MalformedMessageError
@@ -98,6 +98,14 @@ class Message:
         if part.headers.get(name) is None:
             return self
         return self.replace_part(path, replace(part, headers=part.headers.removed(name)))
+
+    def keep_headers(self, keep: Callable[[HeaderField], bool], *, path: Path = ()) -> Message:
+        """Keep only the fields of an entity's header for which ``keep`` is true."""
+        part = self.part(path)
+        kept = tuple(f for f in part.headers if keep(f))
+        if len(kept) == len(part.headers):
+            return self
+        return self.replace_part(path, replace(part, headers=HeaderBlock(kept)))
 
     def replace_header(self, name: str, value: str, *, path: Path = ()) -> Message:
         """Put one ``name: value`` where the first ``name`` field was (bottom if none)."""

@@ -22,23 +22,23 @@ from mailroute.routing.gateway import (
     GatewayPolicy,
     GatewaySplit,
     decide_gateway,
+    gateway_settings,
 )
 from mailroute.routing.hop import Connection, Hop, MessageFacts, MessageFlag, Source
 from mailroute.routing.lint import Finding, Severity, lint
 from mailroute.routing.load import load_topology, parse_topology
 from mailroute.routing.markers import (
-    MARKER_TOKEN_RE,
-    MarkerCheck,
     MarkerCodec,
-    SimulatedMarkers,
+    RingMarkers,
     marker_exception_pattern,
+    simulation_markers,
 )
 from mailroute.routing.mermaid import render_mermaid
 from mailroute.routing.model import Tenant
 from mailroute.routing.plan import Plan, build_plan, deployed
 from mailroute.routing.powershell import Script, UnsafeValueError, ps_quote, render_powershell
 from mailroute.routing.render import render_text, route_object, simulation_object
-from mailroute.routing.simulate import Origin, Outcome, SimStep, Simulation, Status, simulate
+from mailroute.routing.simulate import JourneyOutcome, Origin, SimStep, Simulation, Status, simulate
 from mailroute.routing.topology import (
     ExoConfigOptions,
     GatewayConfig,
@@ -48,7 +48,6 @@ from mailroute.routing.topology import (
 )
 
 __all__ = [
-    "MARKER_TOKEN_RE",
     "Attribution",
     "Connection",
     "ExoConfigOptions",
@@ -62,21 +61,20 @@ __all__ = [
     "GatewaySplit",
     "Generated",
     "Hop",
+    "JourneyOutcome",
     "LintRefused",
-    "MarkerCheck",
     "MarkerCodec",
     "MarkerConfig",
     "MessageFacts",
     "MessageFlag",
     "Origin",
-    "Outcome",
     "Plan",
+    "RingMarkers",
     "Route",
     "RouteKind",
     "Script",
     "Severity",
     "SimStep",
-    "SimulatedMarkers",
     "Simulation",
     "Source",
     "Status",
@@ -90,6 +88,7 @@ __all__ = [
     "decide_gateway",
     "deployed",
     "exo_config",
+    "gateway_settings",
     "lint",
     "load_topology",
     "marker_exception_pattern",
@@ -101,5 +100,6 @@ __all__ = [
     "render_text",
     "route_object",
     "simulate",
+    "simulation_markers",
     "simulation_object",
 ]

@@ -1,20 +1,27 @@
-"""The gateway's procedure for one received message, G1-G8 of section 2.8, as a pure function.
+"""The gateway's procedure for one received message in the simulator, G1-G8 of section 2.8.
 
-``decide_gateway`` classifies the source (G1), applies the loop guards (G2), cleans headers
-and verifies markers (G3, verdicts of section 5.7 from a :class:`~.markers.MarkerCodec`),
-never bounces a bounce (G4), splits recipients by direction (G5), asks the policy (G6),
-mints the marker last (G7) and picks the next hop (G8). The processed-ID cache is passed in
-as a mapping of counts; the decision returns the key to count.
+G1-G3 (source, loop guards, marker verdict, header hygiene) are the one gateway decision,
+:func:`mailroute.gateway.decide_arrival`, that the runtime ``marker-verify`` filter makes
+too, with the settings :func:`gateway_settings` derives from the topology. This module adds
+what only the simulated service does: never bounce a bounce (G4), split recipients by
+direction (G5, :func:`mailroute.gateway.flow_of`), ask the policy (G6), mint the marker last
+(G7) and pick the next hop (G8). The processed-message store is passed in; the decision
+returns the key and fingerprint to record when the message was sent on.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from mailroute.results import MarkerVerdict, Reply
+from mailroute.gateway.decide import Arrival, ArrivalDecision, ArrivalSource, decide_arrival
+from mailroute.gateway.flow import Flow, domain_of, flow_of, message_direction
+from mailroute.gateway.settings import GatewaySettings
+from mailroute.marker.binding import normalise_message_id
+from mailroute.marker.guard import processed_key
+from mailroute.marker.verify import MarkerCheck, Windows
+from mailroute.results import Reply
 from mailroute.routing.decide import Route, RouteKind, TraceStep
 from mailroute.routing.hop import (
     Hop,
@@ -24,40 +31,53 @@ from mailroute.routing.hop import (
     remove_headers,
     set_header,
 )
-from mailroute.routing.markers import MarkerCheck, MarkerCodec
-from mailroute.routing.match import cert_name_matches, domain_of, ip_in_ranges, is_subdomain
+from mailroute.routing.markers import MarkerCodec
 from mailroute.routing.topology import Topology, TopologyKind
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from mailroute.item import ProcessedStore
 
 __all__ = [
-    "CacheKey",
+    "EXO_TLS_NAME",
     "Flow",
     "GatewayDecision",
     "GatewayPolicy",
     "GatewaySplit",
+    "ProcessedRecord",
     "decide_gateway",
+    "gateway_settings",
 ]
 
-CacheKey = tuple[str, tuple[str, ...], str]
 EXO_TLS_NAME = "*.mail.protection.outlook.com"
-_MS_PREFIXES = ("x-ms-exchange-organization-", "x-ms-exchange-crosspremises-")
-_LOOP = Reply(554, "5.4.6", "mailroute: routing loop detected")
+_TENANT_HEADER = "X-MS-Exchange-CrossTenant-Id"
 
 
-class Flow(enum.StrEnum):
-    """Direction of one recipient relative to the organisation (G5)."""
+def gateway_settings(topology: Topology) -> GatewaySettings:
+    """The gateway settings a topology implies: what ``marker-verify`` must be set to.
 
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-    INTERNAL = "internal"
-    RELAY = "relay"
+    Exchange Online of the topology's tenant is recognised by its certificate name, its
+    egress ranges and the tenant id; the marker's windows, the loop guards and the header
+    hygiene come from the gateway section.
+    """
+    gw = topology.gateway
+    return GatewaySettings(
+        marker_field=gw.marker.header,
+        windows=Windows(max_age=gw.marker.max_age_s, loop_window=gw.loop_window_s,
+                        max_future_skew=gw.marker.max_future_skew_s),
+        return_path_tls_names=(EXO_TLS_NAME,), return_path_networks=gw.exo_ip_ranges,
+        tenant_id=topology.tenant.tenant_id, max_received=gw.max_received,
+        processed_limit=gw.processed_limit, processed_ttl=gw.processed_cache_ttl_s,
+        strip_ms_headers=gw.strip_ms_headers, strip_tenant_header=True,
+        bypass_header=gw.bypass_header)
 
-    @property
-    def letter(self) -> str:
-        """The marker's direction field (``i``, ``o``, ``n``, ``x``)."""
-        return {"inbound": "i", "outbound": "o", "internal": "n"}.get(self.value, "x")
+
+@dataclass(frozen=True, slots=True)
+class ProcessedRecord:
+    """What to record in the processed-message store once the message was sent on."""
+
+    key: str
+    fingerprint: str
+    ttl: int
 
 
 class GatewayPolicy(Protocol):
@@ -99,16 +119,18 @@ class GatewayDecision:
         marker: the verdict on the marker field(s) received.
         rejected: recipients refused in the session (kind ``REJECT``, with reply).
         splits: the messages sent on.
-        cache_key: the processed-ID cache key to count, ``None`` without Message-ID.
+        record: what to record as processed when anything was sent on, else ``None``.
         trace: the explained steps.
+        arrival: the shared gateway decision on the arrival (G1-G3).
     """
 
     from_exo: bool
     marker: MarkerCheck
     rejected: tuple[Route, ...]
     splits: tuple[GatewaySplit, ...]
-    cache_key: CacheKey | None
+    record: ProcessedRecord | None
     trace: tuple[TraceStep, ...]
+    arrival: ArrivalDecision
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -118,7 +140,7 @@ class GatewayDecision:
 
 
 def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: int,
-                   seen: Mapping[CacheKey, int] | None = None,
+                   processed: ProcessedStore | None = None,
                    policy: GatewayPolicy | None = None) -> GatewayDecision:
     """Run G1-G8 for ``hop`` arriving at the gateway of ``topology``.
 
@@ -127,29 +149,29 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
         topology: tenant, gateway and options.
         markers: verifies and mints markers (section 5).
         now: the clock, Unix seconds.
-        seen: processed-ID cache counts within the TTL (G2).
+        processed: the processed-message store (G2); ``None`` counts nothing.
         policy: the gateway's policy verdict (G6); ``None`` accepts everything.
     """
-    gw = topology.gateway
-    trace: list[TraceStep] = []
+    settings = gateway_settings(topology)
     message = hop.message
     rcpts = tuple(r.lower() for r in hop.envelope.rcpt_to)
-    from_exo = _from_exo(hop, topology)
-    trace.append(TraceStep("G1", "from EXO (TLS name, EOP range, tenant id)" if from_exo else
-                           "from the internet (not EXO of this tenant)"))
-    values = header_values(message.headers, gw.marker.header)
-    check = markers.verify(values, message, now)
-    flows = {r: _flow(hop.envelope.mail_from, r, topology) for r in rcpts}
-    key: CacheKey | None = None
-    if message.message_id:
-        key = (message.message_id, tuple(sorted(rcpts)),
-               ",".join(sorted({str(f) for f in flows.values()})))
-    refusal = _loop_guard(gw.max_received, gw.processed_cache_threshold, message, key, seen,
-                          from_exo, check, trace)
-    if refusal is not None:
-        refused = tuple(Route(r, RouteKind.REJECT, reply=refusal) for r in rcpts)
-        return GatewayDecision(from_exo, check, refused, (), key, tuple(trace))
-    message = _hygiene(message, topology, from_exo, check, trace)
+    check = markers.verify(header_values(message.headers, settings.marker_field), message, now)
+    key, fingerprint = _processed_key(hop, topology), f"received:{message.received_count}"
+    seen = 0
+    if processed is not None and key is not None and settings.processed_limit:
+        seen = processed.count(key, now, settings.processed_ttl, other_than=fingerprint)
+    conn = hop.connection
+    arrival = decide_arrival(Arrival(
+        tls_peer_names=conn.peer_cert_names if conn.tls else (), client_address=conn.client_ip,
+        tenant_ids=tuple(header_values(message.headers, _TENANT_HEADER)),
+        received_count=message.received_count, processed_count=seen, marker=check), settings)
+    from_exo = arrival.source is ArrivalSource.RETURN_PATH
+    trace = [TraceStep(s.step, s.detail) for s in arrival.trace]
+    if arrival.refusal is not None:
+        refused = tuple(Route(r, RouteKind.REJECT, reply=arrival.refusal) for r in rcpts)
+        return GatewayDecision(from_exo, check, refused, (), None, tuple(trace), arrival)
+    message = _hygiene(message, topology, arrival, trace)
+    flows = {r: flow_of(hop.envelope.mail_from, r, topology.org_domains) for r in rcpts}
     rejected: list[Route] = []
     groups: dict[Flow, list[str]] = {}
     for rcpt in rcpts:
@@ -172,64 +194,33 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
             continue
         splits.extend(_send(topology, markers, now, flow, tuple(members), message, from_exo,
                             trace))
-    return GatewayDecision(from_exo, check, tuple(rejected), tuple(splits), key, tuple(trace))
+    record = (ProcessedRecord(key, fingerprint, settings.processed_ttl)
+              if splits and key is not None else None)
+    return GatewayDecision(from_exo, check, tuple(rejected), tuple(splits), record,
+                           tuple(trace), arrival)
 
 
-def _from_exo(hop: Hop, topology: Topology) -> bool:
-    conn = hop.connection
-    name_ok = conn.tls and any(cert_name_matches(EXO_TLS_NAME, n) for n in conn.peer_cert_names)
-    ip_ok = ip_in_ranges(conn.client_ip, topology.gateway.exo_ip_ranges)
-    ids = header_values(hop.message.headers, "X-MS-Exchange-CrossTenant-Id")
-    return name_ok and ip_ok and topology.tenant.tenant_id.lower() in (i.lower() for i in ids)
+def _processed_key(hop: Hop, topology: Topology) -> str | None:
+    """The runtime's processed-message key: Message-ID, recipients, message direction."""
+    if not hop.message.message_id:
+        return None
+    direction = message_direction(hop.envelope.mail_from, hop.envelope.rcpt_to,
+                                  topology.org_domains)
+    return processed_key(normalise_message_id(hop.message.message_id), hop.envelope.rcpt_to,
+                         direction)
 
 
-def _flow(sender: str, rcpt: str, topology: Topology) -> Flow:
-    domains = topology.org_domains
-    rcpt_in = any(is_subdomain(domain_of(rcpt), d) for d in domains)
-    sender_domain = domain_of(sender)
-    if not sender_domain:
-        return Flow.INBOUND if rcpt_in else Flow.OUTBOUND
-    sender_in = any(is_subdomain(sender_domain, d) for d in domains)
-    if sender_in:
-        return Flow.INTERNAL if rcpt_in else Flow.OUTBOUND
-    return Flow.INBOUND if rcpt_in else Flow.RELAY
-
-
-def _loop_guard(max_received: int, threshold: int, message: MessageFacts,
-                key: CacheKey | None, seen: Mapping[CacheKey, int] | None, from_exo: bool,
-                check: MarkerCheck, trace: list[TraceStep]) -> Reply | None:
-    if message.received_count > max_received:
-        trace.append(TraceStep("G2", f"{message.received_count} Received fields: loop"))
-        return _LOOP.with_text("mailroute: too many hops")
-    if key is not None and seen is not None and seen.get(key, 0) + 1 >= threshold:
-        trace.append(TraceStep("G2", "processed-ID cache: same message, recipients and "
-                               "direction seen before: loop"))
-        return _LOOP
-    if from_exo and check.verdict is MarkerVerdict.VALID_FRESH:
-        trace.append(TraceStep("G3", f"own fresh marker from EXO (age {check.age_seconds} s): "
-                               "already processed, loop"))
-        return _LOOP.with_text(f"mailroute: message already processed (age "
-                               f"{check.age_seconds} s)")
-    return None
-
-
-def _hygiene(message: MessageFacts, topology: Topology, from_exo: bool, check: MarkerCheck,
+def _hygiene(message: MessageFacts, topology: Topology, arrival: ArrivalDecision,
              trace: list[TraceStep]) -> MessageFacts:
-    gw = topology.gateway
-    headers = remove_headers(message.headers, name=gw.bypass_header)
-    if check.verdict is not MarkerVerdict.MISSING:
-        where = "EXO" if from_exo else "the internet"
-        trace.append(TraceStep("G3", f"marker from {where}: {check.verdict}; removed"))
-        headers = remove_headers(headers, name=gw.marker.header)
-    if not from_exo and gw.strip_ms_headers:
-        headers = remove_headers(headers, prefixes=_MS_PREFIXES)
-        trace.append(TraceStep("G3", "internet mail: X-MS-Exchange organization and "
-                               "cross-premises headers removed"))
-    headers = remove_headers(headers, name="X-MS-Exchange-CrossTenant-Id")
+    headers = message.headers
+    for name in arrival.remove_fields:
+        headers = remove_headers(headers, name=name)
+    if arrival.remove_prefixes:
+        headers = remove_headers(headers, prefixes=arrival.remove_prefixes)
     message = message.evolve(headers=headers, received_count=message.received_count + 1)
     if not message.message_id:
         digest = hashlib.sha256(repr(message.headers).encode()).hexdigest()[:16]
-        new_id = f"<mailroute.{digest}@{gw.tls_identity}>"
+        new_id = f"<mailroute.{digest}@{topology.gateway.tls_identity}>"
         message = message.evolve(message_id=new_id,
                                  headers=set_header(message.headers, "Message-ID", new_id))
         trace.append(TraceStep("G3", "no Message-ID: one added before minting"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailroute.routing.hop import MessageFacts
-from mailroute.routing.markers import SimulatedMarkers
+from mailroute.routing.markers import simulation_markers
 from mailroute.routing.match import cert_name_matches, domain_pattern_matches, is_subdomain
 from mailroute.routing.model import (
     ConnectorSource,
@@ -197,9 +197,8 @@ def _connector_problem(conn: OutboundConnector | None, gw_conns: frozenset[str],
 def _marker_exception(c: LintContext) -> Iterator[Finding]:
     gw = c.topology.gateway
     mark = gw.marker.header.lower()
-    own = SimulatedMarkers(tag=gw.marker.tag, org_id="lint")
-    other = SimulatedMarkers(tag="aaaaaa" if gw.marker.tag != "aaaaaa" else "bbbbbb",
-                             org_id="lint")
+    own = simulation_markers(gw.marker.tag, "lint")
+    other = simulation_markers("aaaaaa" if gw.marker.tag != "aaaaaa" else "bbbbbb", "lint")
     sample = MessageFacts(message_id="<lint@example.invalid>")
     mine, theirs = own.mint(sample, "o", 0), other.mint(sample, "o", 0)
     for i in c.routing:

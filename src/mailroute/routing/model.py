@@ -20,10 +20,10 @@ __all__ = [
     "ConnectorSource",
     "ConnectorType",
     "Directory",
-    "Disclaimer",
     "DisclaimerFallback",
     "DisclaimerLocation",
     "DomainType",
+    "ExoDisclaimer",
     "HeaderPatterns",
     "HeaderWords",
     "InboundConnector",
@@ -354,7 +354,7 @@ class SetHeader:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Disclaimer:
+class ExoDisclaimer:
     """``ApplyHtmlDisclaimerText`` / ``-Location`` / ``-FallbackAction``."""
 
     text: str
@@ -377,7 +377,7 @@ class Actions:
     route_message_outbound_connector: str | None = None
     set_header: SetHeader | None = None
     remove_header: str | None = None
-    apply_html_disclaimer: Disclaimer | None = None
+    apply_html_disclaimer: ExoDisclaimer | None = None
     set_scl: int | None = None
     reject: RejectAction | None = None
     delete_message: bool = False

@@ -13,7 +13,7 @@ from mailroute.routing.decide import Route, RouteKind
 
 if TYPE_CHECKING:
     from mailroute.routing.decide import TraceStep
-    from mailroute.routing.simulate import Outcome, Simulation
+    from mailroute.routing.simulate import JourneyOutcome, Simulation
 
 __all__ = ["render_text", "route_object", "simulation_object"]
 
@@ -53,7 +53,7 @@ def route_object(routes: tuple[Route, ...], rules: tuple[str, ...],
     }
 
 
-def _outcome_object(o: Outcome) -> dict[str, object]:
+def _outcome_object(o: JourneyOutcome) -> dict[str, object]:
     return {"recipient": o.recipient, "address": o.address, "kind": o.kind,
             "status": str(o.status), "final": o.final, "gateway_passes": o.gateway_passes,
             "exo_passes": o.exo_passes, "flows": list(o.flows), "bypass": o.bypass,

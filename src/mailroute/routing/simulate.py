@@ -4,7 +4,7 @@ Every node visit is one :class:`SimStep` produced by :func:`~.exo.decide_exo` or
 :func:`~.gateway.decide_gateway`. Recipients are followed separately through every fork
 until each ends: delivered (mailbox, internet, journal), rejected, NDR, dropped, quarantined,
 loop (a repeated state, or a loop guard's ``5.4.6``) or hop limit. Each end is an
-:class:`Outcome` with the gateway and EXO pass counts and the ``BYPASS`` verdict of the
+:class:`JourneyOutcome` with the gateway and EXO pass counts and the ``BYPASS`` verdict of the
 topology's policy.
 """
 
@@ -15,14 +15,20 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mailroute.item import Envelope
+from mailroute.gateway.processed import InMemoryProcessedStore
+from mailroute.item import Envelope, ProcessedStore
 from mailroute.results import Reply
 from mailroute.routing.decide import Route, RouteKind, TraceStep
 from mailroute.routing.exo import ExoDecision, decide_exo, egress_message, ndr_hop
-from mailroute.routing.gateway import CacheKey, GatewayDecision, GatewayPolicy, decide_gateway
+from mailroute.routing.gateway import (
+    GatewayDecision,
+    GatewayPolicy,
+    decide_gateway,
+    gateway_settings,
+)
 from mailroute.routing.hop import Connection, Hop, MessageFacts, MessageFlag, Source
 from mailroute.routing.hop import header_values as values_of
-from mailroute.routing.markers import MarkerCodec, SimulatedMarkers
+from mailroute.routing.markers import MarkerCodec, simulation_markers
 from mailroute.routing.match import domain_of, is_subdomain
 from mailroute.routing.model import Tenant
 from mailroute.routing.topology import RoutingMode, Topology, TopologyKind
@@ -30,8 +36,8 @@ from mailroute.routing.topology import RoutingMode, Topology, TopologyKind
 __all__ = [
     "EXO_EGRESS_IP",
     "EXO_TLS_NAME",
+    "JourneyOutcome",
     "Origin",
-    "Outcome",
     "SimStep",
     "Simulation",
     "Status",
@@ -83,7 +89,7 @@ class SimStep:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class JourneyOutcome:
     """The end of one recipient's journey.
 
     Attributes:
@@ -122,7 +128,7 @@ class Simulation:
     envelope: Envelope
     origin: Origin
     steps: tuple[SimStep, ...]
-    outcomes: tuple[Outcome, ...]
+    outcomes: tuple[JourneyOutcome, ...]
 
     @property
     def loop(self) -> bool:
@@ -134,7 +140,7 @@ class Simulation:
         """True when any recipient got mail that should have passed the gateway."""
         return any(o.bypass for o in self.outcomes)
 
-    def outcome(self, recipient: str, kind: str = "message") -> Outcome:
+    def outcome(self, recipient: str, kind: str = "message") -> JourneyOutcome:
         """The first outcome for ``recipient`` (original address) of message ``kind``."""
         for o in self.outcomes:
             if o.recipient == recipient.lower() and o.kind == kind:
@@ -171,8 +177,8 @@ class _Run:
     now: int
     max_steps: int
     steps: list[SimStep] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
-    cache: dict[CacheKey, int] = field(default_factory=dict)
+    outcomes: list[JourneyOutcome] = field(default_factory=list)
+    processed: ProcessedStore = field(default_factory=InMemoryProcessedStore)
     queue: deque[_Pending] = field(default_factory=deque)
 
 
@@ -191,13 +197,14 @@ def simulate(envelope: Envelope, message: MessageFacts, topology: Topology, *,
         origin: where the message starts.
         connection: the connection facts for ``GATEWAY``/``DIRECT``/``INTERNET`` origins.
         now: the clock, Unix seconds (constant during the simulation).
-        markers: the marker codec (default: :class:`~.markers.SimulatedMarkers`).
+        markers: the marker codec (default: the real marker over the fixed simulation ring,
+            :func:`~.markers.simulation_markers`).
         policy: the gateway's policy verdict (default: accept).
         max_steps: node visits after which every open journey ends as ``HOP_LIMIT``.
     """
-    codec = markers if markers is not None else SimulatedMarkers(
-        tag=topology.gateway.marker.tag, org_id=topology.tenant.tenant_id,
-        loop_window_s=topology.gateway.loop_window_s)
+    codec = markers if markers is not None else simulation_markers(
+        topology.gateway.marker.tag, topology.tenant.tenant_id,
+        windows=gateway_settings(topology).windows)
     run = _Run(topology, tenant if tenant is not None else topology.tenant, codec, policy, now,
                max_steps)
     tracks = {r.lower(): _Track(r.lower(), "message", envelope.mail_from)
@@ -380,9 +387,11 @@ def _forward(run: _Run, pending: _Pending, node: str, message: MessageFacts,
 
 def _visit_gateway(run: _Run, pending: _Pending) -> None:
     decision: GatewayDecision = decide_gateway(pending.hop, run.topology, markers=run.markers,
-                                               now=run.now, seen=run.cache, policy=run.policy)
-    if decision.cache_key is not None:
-        run.cache[decision.cache_key] = run.cache.get(decision.cache_key, 0) + 1
+                                               now=run.now, processed=run.processed,
+                                               policy=run.policy)
+    if decision.record is not None:
+        record = decision.record
+        run.processed.record(record.key, run.now, record.ttl, fingerprint=record.fingerprint)
     passes = 1 + max((t.gw for t in pending.tracks.values()), default=0)
     index = _record(run, pending, f"gateway pass {passes}", decision.routes, (), None,
                     decision.trace)
@@ -428,7 +437,7 @@ def _end(run: _Run, track: _Track, address: str, status: Status, final: str,
     delivered = status is Status.DELIVERED
     marker = delivered and bool(values_of(message.headers, run.topology.gateway.marker.header))
     bypass = delivered and track.gw < _required_passes(run, track, address, message)
-    run.outcomes.append(Outcome(track.original, address.lower(), track.kind, status, final,
+    run.outcomes.append(JourneyOutcome(track.original, address.lower(), track.kind, status, final,
                                 track.gw, track.exo, track.flows, marker,
                                 message.disclaimers, bypass, reply, track.steps))
 

@@ -74,7 +74,10 @@ class GatewayConfig:
         egress_ips_shared: the egress addresses are shared with others (cloud relay, NAT).
         exo_ip_ranges: ranges accepted as "from EXO".
         loop_window_s: a valid own marker younger than this, arriving from EXO, is a loop.
-        processed_cache_ttl_s / processed_cache_threshold: the processed-ID loop guard.
+        processed_cache_ttl_s / processed_limit: the processed-message loop guard: an arrival
+            is a loop when the gateway sent the same message (Message-ID, recipients,
+            direction) on ``processed_limit`` times within the TTL (``marker-verify``'s
+            ``processed_ttl`` and ``processed_limit``).
         max_received: ``Received`` count above which mail is refused as a loop.
         strip_ms_headers: remove ``X-MS-Exchange-Organization-*``/``-CrossPremises-*`` from
             internet mail.
@@ -93,7 +96,7 @@ class GatewayConfig:
     exo_ip_ranges: tuple[str, ...] = EXO_IP_RANGES
     loop_window_s: int = 3600
     processed_cache_ttl_s: int = 3600
-    processed_cache_threshold: int = 2
+    processed_limit: int = 1
     max_received: int = 100
     strip_ms_headers: bool = True
     bypass_header: str = "X-Mailroute-Bypass"

@@ -119,7 +119,7 @@ class GatewayDecision:
         marker: the verdict on the marker field(s) received.
         rejected: recipients refused in the session (kind ``REJECT``, with reply).
         splits: the messages sent on.
-        record: what to record as processed when anything was sent on, else ``None``.
+        record: what to record as processed once a marker was minted, else ``None``.
         trace: the explained steps.
         arrival: the shared gateway decision on the arrival (G1-G3).
     """
@@ -194,8 +194,10 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
             continue
         splits.extend(_send(topology, markers, now, flow, tuple(members), message, from_exo,
                             trace))
+    # Recorded where the runtime's marker-set records: when a marker was minted.
+    minted = any(s.route is RouteKind.EXO for s in splits)
     record = (ProcessedRecord(key, fingerprint, settings.processed_ttl)
-              if splits and key is not None else None)
+              if minted and key is not None else None)
     return GatewayDecision(from_exo, check, tuple(rejected), tuple(splits), record,
                            tuple(trace), arrival)
 

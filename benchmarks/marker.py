@@ -28,8 +28,10 @@ from collections.abc import Callable
 
 from mailroute import Context, Envelope, Pipeline, parse
 from mailroute.filters.marker import MarkerSetFilter, MarkerVerifyFilter
+from mailroute.gateway.processed import InMemoryProcessedStore
+from mailroute.gateway.settings import GatewaySettings
 from mailroute.item import Direction
-from mailroute.marker import InMemoryProcessedStore, binding_of, check_message, mark
+from mailroute.marker import binding_of, check_message, mark
 from mailroute.marker.binding import mac_input
 from mailroute.marker.keyring import parse_key_ring
 
@@ -72,10 +74,10 @@ def main() -> None:
         marked, _ = mark(message, RING, now=NOW, direction=Direction.OUTBOUND)
         assert check_message(marked, RING, now=NOW).valid
 
-    setter = Pipeline(filters=(MarkerSetFilter(ring=RING, store=InMemoryProcessedStore()),))
-    verifier = Pipeline(filters=(MarkerVerifyFilter(ring=RING, store=InMemoryProcessedStore(),
-                                                    processed_limit=0),))
-    context = Context(clock=lambda: NOW)
+    setter = Pipeline(filters=(MarkerSetFilter(ring=RING),))
+    verifier = Pipeline(filters=(MarkerVerifyFilter(
+        ring=RING, settings=GatewaySettings(processed_limit=0)),))
+    context = Context(clock=lambda: NOW, processed=InMemoryProcessedStore())
     envelope = Envelope(rcpt_to=("bob@example.org",), direction=Direction.OUTBOUND)
 
     def pipeline() -> None:

@@ -121,7 +121,7 @@ class ProcessedStore(Protocol):
 
     Keys are digests (never addresses); each record carries an arrival fingerprint, so a
     retry of the same arrival is not counted against itself. Implementations must be safe
-    for concurrent use: :class:`mailroute.marker.guard.InMemoryProcessedStore` within one
+    for concurrent use: :class:`mailroute.gateway.processed.InMemoryProcessedStore` within one
     process.
     """
 

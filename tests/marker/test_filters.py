@@ -13,10 +13,10 @@ from mailroute import Action, Context, Envelope, Pipeline, load_policy, parse
 from mailroute.errors import ConfigError
 from mailroute.filters.marker import MarkerSetFilter, MarkerVerifyFilter, arrival_of
 from mailroute.gateway import GatewaySettings, classify_source
+from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.item import Direction, MailItem
 from mailroute.marker import (
     DEFAULT_FIELD,
-    InMemoryProcessedStore,
     KeyRing,
     check_message,
     mark,

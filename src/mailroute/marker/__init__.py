@@ -6,13 +6,10 @@ which Exchange rules recognise by its deployment tag and the gateway verifies.
 - :mod:`~mailroute.marker.binding`: the length-prefixed MAC input.
 - :mod:`~mailroute.marker.mint` / :mod:`~mailroute.marker.verify`: minting and verdicts.
 - :mod:`~mailroute.marker.guard`: the processed-Message-ID store and the Received count.
-- :mod:`~mailroute.marker.codec`: ``RingMarkers``, the real marker as the routing simulator's
-  codec (imported on demand, so that the marker does not load the routing model).
 """
 
 from mailroute.marker.binding import Binding, binding_of, normalise_message_id
 from mailroute.marker.guard import (
-    InMemoryProcessedStore,
     ProcessedStore,
     processed_key,
     received_count,
@@ -26,7 +23,6 @@ __all__ = [
     "DEFAULT_FIELD",
     "TOKEN_PATTERN",
     "Binding",
-    "InMemoryProcessedStore",
     "KeyRing",
     "MarkerCheck",
     "MarkerKey",

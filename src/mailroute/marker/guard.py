@@ -10,8 +10,9 @@ fields as it arrived. A message that went round a loop has gained ``Received`` f
 same queue file handed over again after a failed delivery (a pipe transport retrying) has
 not, so records with the current fingerprint do not count and a retry is never a loop.
 
-:class:`InMemoryProcessedStore` serves one process; several gateway nodes share state through
-another :class:`~mailroute.item.ProcessedStore` implementation. The store is passed in through
+:class:`mailroute.gateway.processed.InMemoryProcessedStore` serves one process; several
+gateway nodes share state through another :class:`~mailroute.item.ProcessedStore`
+implementation. The store is passed in through
 :attr:`mailroute.item.Context.processed`: there is no process-wide default.
 """
 
@@ -20,13 +21,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.item import Direction, ProcessedStore
 from mailroute.marker.binding import length_prefixed
 from mailroute.mime.message import Message
 
 __all__ = [
-    "InMemoryProcessedStore",
     "ProcessedStore",
     "arrival_fingerprint",
     "processed_key",

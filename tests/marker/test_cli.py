@@ -182,3 +182,17 @@ def test_process_refuses_a_fresh_marker_from_exchange_with_69(keys: Path,
     from_internet = run(["process", "--config", str(policy)], now_marked)
     assert from_internet.returncode == 0
     assert parse(from_internet.stdout).headers.count(DEFAULT_FIELD) == 1
+
+
+def test_process_with_on_missing_reject_refuses_unmarked_mail_with_69(keys: Path,
+                                                                      tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[[pipeline]]\nfilter = "marker-verify"\nkey_file = "{keys.name}"\n'
+                      'on_missing = "reject"\n')
+    refused = run(["process", "--config", str(policy)], MESSAGE)
+    assert (refused.returncode, refused.stdout) == (69, b"")
+    assert refused.stderr.startswith(b"5.7.1 ")
+    marked = set_marker(keys, now=int(time.time()))
+    passed = run(["process", "--config", str(policy)], marked)
+    assert passed.returncode == 0
+    assert DEFAULT_FIELD.encode() not in passed.stdout  # verified and stripped

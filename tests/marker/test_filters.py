@@ -358,3 +358,31 @@ def test_in_memory_store_keeps_a_bounded_history_per_key() -> None:
     for second in range(1000):
         store.record("same", second, 10_000)
     assert store.count("same", 1000, 10_000) == InMemoryProcessedStore.MAX_PER_KEY
+
+
+def test_hygiene_options_remove_what_exchange_would_trust() -> None:
+    data = (b"X-MS-Exchange-Organization-SCL: -1\r\nX-MS-Exchange-CrossTenant-Id: t-1\r\n"
+            b"X-Mailroute-Bypass: 1\r\n" + MESSAGE)
+    plain = verifier().process(data, INTERNET, context=at(NOW))
+    assert plain.data == data  # off by default: nothing but the marker is ever removed
+    cleaned = verifier(strip_ms_headers=True, strip_tenant_header=True,
+                       bypass_header="X-Mailroute-Bypass").process(data, INTERNET,
+                                                                   context=at(NOW))
+    assert cleaned.data == MESSAGE
+    from_exchange = verifier(strip_ms_headers=True).process(data, EXO, context=at(NOW))
+    assert from_exchange.data is not None
+    assert b"X-MS-Exchange-Organization-SCL" in from_exchange.data  # only internet mail
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('on_missing = "drop"', "must be one of pass, reject"),
+    ("loop_window = 700000", "loop_window must not be longer than max_age"),
+    ('bypass_header = "Bad Name"', "not a valid header field name"),
+])
+def test_marker_verify_options_are_checked_at_load(tmp_path: Path, line: str,
+                                                   message: str) -> None:
+    write_key_file(tmp_path)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[[pipeline]]\nfilter = "marker-verify"\nkey_file = "keys.toml"\n{line}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_policy(policy)

@@ -17,7 +17,7 @@ import contextlib
 import re
 from dataclasses import dataclass, field
 
-from mailroute.disclaimer.locate import HtmlLimits, locate
+from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlLimits, locate
 from mailroute.disclaimer.select import BODY_TYPES, Body, plan_message
 from mailroute.disclaimer.splice import splice_text
 from mailroute.disclaimer.template import (
@@ -31,7 +31,8 @@ from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.charsets import codec_name
 
-__all__ = ["Disclaimer", "Insertion", "Settings", "add_disclaimer", "decode_body"]
+__all__ = ["AUTO_REPLY_POLICIES", "INVITE_POLICIES", "SIGNED_POLICIES", "Disclaimer", "Insertion",
+           "Settings", "add_disclaimer", "decode_body"]
 
 _PGP_ARMOR = re.compile(r"(?m)^-----BEGIN PGP (?:SIGNED )?MESSAGE-----\r?$")
 _META_CHARSET_BYTES = re.compile(rb"<meta\b[^>]*?\bcharset\s*=\s*[\"']?([-\w.:]+)",
@@ -74,9 +75,18 @@ class Disclaimer:
                 f"{self.html}</div>")
 
 
+SIGNED_POLICIES = ("wrap", "skip", "reject")
+INVITE_POLICIES = ("skip", "bodies")
+AUTO_REPLY_POLICIES = ("skip", "add")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """How a disclaimer is placed (see :mod:`mailroute.filters.disclaimer` for the options)."""
+    """How a disclaimer is placed (see :mod:`mailroute.filters.disclaimer` for the options).
+
+    Every choice is checked when the object is built: ``Settings(signed="rejct")`` raises
+    ``ValueError`` instead of quietly wrapping.
+    """
 
     placement: str = "bottom"
     html_parser: str = "auto"
@@ -84,6 +94,15 @@ class Settings:
     invites: str = "skip"
     auto_replies: str = "skip"
     signed: str = "wrap"
+
+    def __post_init__(self) -> None:
+        for name, choices in (("placement", PLACEMENTS), ("html_parser", PARSERS),
+                              ("invites", INVITE_POLICIES),
+                              ("auto_replies", AUTO_REPLY_POLICIES),
+                              ("signed", SIGNED_POLICIES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, "
+                                 f"not {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,14 @@ from pathlib import Path
 from mailroute.config.options import Options
 from mailroute.disclaimer import htmlparse
 from mailroute.disclaimer.directory import SenderDirectory, load_directory
-from mailroute.disclaimer.insert import Disclaimer, Settings, add_disclaimer
+from mailroute.disclaimer.insert import (
+    AUTO_REPLY_POLICIES,
+    INVITE_POLICIES,
+    SIGNED_POLICIES,
+    Disclaimer,
+    Settings,
+    add_disclaimer,
+)
 from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlLimits
 from mailroute.disclaimer.template import MISSING_POLICIES, Template, canonical_name
 from mailroute.errors import MailrouteError
@@ -41,7 +48,6 @@ _MAX_TEMPLATE = 64 * 1024
 # Imported here, not only when a document needs it, so that a policy using this filter fails
 # to load without the "html" extra (beautifulsoup4, html5lib) instead of failing per message.
 _HTML_PARSER = htmlparse.parse_points
-SIGNED_POLICIES = ("wrap", "skip", "reject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +153,8 @@ def build(options: Options) -> DisclaimerFilter:
         placement=options.choice("position", PLACEMENTS, "bottom"),
         html_parser=options.choice("html_parser", PARSERS, "auto"),
         html_limits=limits,
-        invites=options.choice("invites", ("skip", "bodies"), "skip"),
-        auto_replies=options.choice("auto_replies", ("skip", "add"), "skip"),
+        invites=options.choice("invites", INVITE_POLICIES, "skip"),
+        auto_replies=options.choice("auto_replies", AUTO_REPLY_POLICIES, "skip"),
         signed=options.choice("signed", SIGNED_POLICIES, "wrap"))
     return DisclaimerFilter(
         text_template=Template.parse(text_source, is_html=False),

@@ -1,0 +1,113 @@
+"""The gateway session: prepare, run filters, finish; and the edit list a milter would send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from mailroute import Action, Context, Envelope, MailItem, Outcome, Pipeline, parse
+from mailroute.item import Direction
+from mailroute.mime.edits import Edits, HeaderEditKind, diff_messages, field_pairs
+from mailroute.session import SessionSettings, finish, prepare, run_session
+from mailroute.testing import build_message
+
+MESSAGE = build_message(headers=(("X-Old", "1"), ("Received", "from a by b"),
+                                 ("Received", "from c by d")))
+SETTINGS = SessionSettings(internal_domains=frozenset({"example.net"}), authserv_id="gw.test")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A filter applying one message edit."""
+
+    change: str
+    name: str = "edit"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem:
+        m = item.message
+        if self.change == "add-top":
+            m = m.with_header("X-New", "top")
+        elif self.change == "add-bottom":
+            m = m.with_header("X-Tail", "bottom", position="bottom")
+        elif self.change == "remove":
+            m = m.without_header("X-Old")
+        elif self.change == "change":
+            m = m.replace_header("Subject", "changed")
+        elif self.change == "second-received":
+            m = m.keep_headers(lambda f: f.raw != b"Received: from c by d\r\n")
+        elif self.change == "body":
+            m = m.replace_text((), "New body\r\n")
+        return item.evolve(message=m)
+
+
+def _edits(*changes: str) -> tuple[Edits, bytes]:
+    pipeline = Pipeline(filters=tuple(Edit(c) for c in changes))
+    result = pipeline.process(MESSAGE, Envelope(mail_from="alice@example.net",
+                                                rcpt_to=["bob@example.org"]))
+    assert result.action is Action.ACCEPT
+    assert result.data is not None
+    return result.edits, result.data
+
+
+@pytest.mark.parametrize("changes", [
+    ("add-top",), ("add-bottom",), ("remove",), ("change",), ("second-received",),
+    ("add-top", "remove", "change", "add-bottom"), ("body",), ("body", "add-top"),
+])
+def test_applying_the_edits_to_the_input_gives_the_output(changes: tuple[str, ...]) -> None:
+    edits, output = _edits(*changes)
+    before, after = parse(MESSAGE), parse(output)
+    assert edits.apply(field_pairs(before)) == field_pairs(after)
+    if "body" in changes:
+        assert edits.body == after.root.body_bytes()
+    else:
+        assert not edits.body_replaced
+
+
+def test_edit_kinds_and_indexes() -> None:
+    edits, _ = _edits("add-top", "second-received", "change")
+    kinds = [(e.kind, e.name, e.index) for e in edits.headers]
+    assert (HeaderEditKind.INSERT, "X-New", 0) in kinds
+    assert (HeaderEditKind.DELETE, "Received", 2) in kinds  # the second Received field
+    assert (HeaderEditKind.CHANGE, "Subject", 1) in kinds
+    assert _edits()[0].unchanged
+
+
+def test_no_edits_for_a_message_that_was_not_accepted() -> None:
+    result = Pipeline().process(b"From: a\r\nFrom: b\r\n\r\nx")
+    with pytest.raises(ValueError, match="not accepted"):
+        _ = result.edits
+
+
+def test_prepare_derives_direction_and_removes_forged_own_results() -> None:
+    forged = b"Authentication-Results: gw.test; dkim=pass\r\n" + MESSAGE
+    item = prepare(forged, Envelope(mail_from="alice@example.net", rcpt_to=["b@example.org"]),
+                   SETTINGS)
+    assert item.envelope.direction is Direction.OUTBOUND
+    assert item.message.headers.get("Authentication-Results") is None
+    kept = prepare(forged, Envelope(), SessionSettings(strip_own_auth_results=False))
+    assert kept.message.to_bytes() == forged
+
+
+def test_finish_keeps_the_prepared_bytes_for_quarantine_only() -> None:
+    item = prepare(MESSAGE, Envelope(), SETTINGS)
+    held = finish(item, Outcome.quarantine(), SETTINGS)
+    assert (held.action, held.data) == (Action.QUARANTINE, MESSAGE)
+    refused = finish(item, Outcome.reject(), SETTINGS)
+    assert (refused.action, refused.data) == (Action.REJECT, None)
+
+
+def test_run_session_turns_a_bug_into_tempfail() -> None:
+    class Broken:
+        name = "broken"
+
+        def apply(self, item: MailItem, ctx: Context) -> MailItem:
+            raise KeyError("bug")
+
+    result = run_session(MESSAGE, Envelope(), Broken(), Context(), SETTINGS)
+    assert (result.action, result.smtp_reply.status) == (Action.TEMPFAIL, "4.3.0")
+
+
+def test_diff_of_identical_trees_is_empty() -> None:
+    message = parse(MESSAGE)
+    assert diff_messages(message, message).unchanged

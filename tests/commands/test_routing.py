@@ -11,7 +11,7 @@ from mailroute.cli import main
 from tests.routing.support import EXAMPLES, FILES, NOW
 
 T2 = str(EXAMPLES / FILES["t2"])
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "routing" / "golden"
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailroute.gateway.match import cert_name_matches, ip_in_ranges
 from mailroute.gateway.settings import (
@@ -51,9 +52,11 @@ class ArrivalSource(enum.StrEnum):
     RETURN_PATH = "return-path"
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayStep:
-    """One explained step of the decision (``G1`` ... ``G3``) for traces and logs."""
+class GatewayStep(NamedTuple):
+    """One explained step of the decision (``G1`` ... ``G3``) for traces and logs.
+
+    A named tuple: the simulator makes several per gateway pass, and construction cost counts.
+    """
 
     step: str
     detail: str

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 from mailroute.item import Direction
 
-__all__ = ["Flow", "domain_of", "flow_of", "is_subdomain", "message_direction"]
+__all__ = ["Flow", "direction_of", "domain_of", "flow_of", "is_inside", "is_subdomain",
+           "message_direction"]
 
 
 class Flow(enum.StrEnum):
@@ -25,7 +26,10 @@ class Flow(enum.StrEnum):
     @property
     def letter(self) -> str:
         """The marker's direction field (``i``, ``o``, ``n``, ``x``)."""
-        return {"inbound": "i", "outbound": "o", "internal": "n"}.get(self.value, "x")
+        return _LETTERS[self]
+
+
+_LETTERS = {Flow.INBOUND: "i", Flow.OUTBOUND: "o", Flow.INTERNAL: "n", Flow.RELAY: "x"}
 
 
 def domain_of(address: str) -> str:
@@ -39,7 +43,8 @@ def is_subdomain(domain: str, parent: str) -> bool:
     return domain == parent or domain.endswith("." + parent)
 
 
-def _inside(domain: str, org_domains: Iterable[str]) -> bool:
+def is_inside(domain: str, org_domains: Iterable[str]) -> bool:
+    """True when ``domain`` is one of ``org_domains`` or below one."""
     return bool(domain) and any(is_subdomain(domain, d) for d in org_domains)
 
 
@@ -50,28 +55,35 @@ def flow_of(sender: str, recipient: str, org_domains: Iterable[str]) -> Flow:
     outbound otherwise. Mail from outside to outside is ``RELAY``.
     """
     domains = tuple(org_domains)
-    rcpt_in = _inside(domain_of(recipient), domains)
+    rcpt_in = is_inside(domain_of(recipient), domains)
     sender_domain = domain_of(sender)
     if not sender_domain:
         return Flow.INBOUND if rcpt_in else Flow.OUTBOUND
-    if _inside(sender_domain, domains):
+    if is_inside(sender_domain, domains):
         return Flow.INTERNAL if rcpt_in else Flow.OUTBOUND
     return Flow.INBOUND if rcpt_in else Flow.RELAY
 
 
 def message_direction(sender: str, recipients: Iterable[str], org_domains: Iterable[str]
                       ) -> Direction:
-    """The direction of a whole message from its recipients' flows.
+    """The direction of a whole message from its recipients' flows (see :func:`direction_of`)."""
+    domains = tuple(org_domains)
+    return direction_of({flow_of(sender, r, domains) for r in recipients},
+                        sender_inside=is_inside(domain_of(sender), domains))
+
+
+def direction_of(flows: Iterable[Flow], *, sender_inside: bool) -> Direction:
+    """The direction of a message whose recipients have ``flows``.
 
     Outbound when any recipient is outbound, internal when every recipient is internal,
-    inbound otherwise (mail from outside, relayed mail included).
+    inbound otherwise (mail from outside, relayed mail included). Without recipients, the
+    sender decides: outbound from inside, inbound from outside.
     """
-    domains = tuple(org_domains)
-    flows = {flow_of(sender, r, domains) for r in recipients}
-    if Flow.OUTBOUND in flows:
+    found = set(flows)
+    if Flow.OUTBOUND in found:
         return Direction.OUTBOUND
-    if flows == {Flow.INTERNAL}:
+    if found == {Flow.INTERNAL}:
         return Direction.INTERNAL
-    if not flows and _inside(domain_of(sender), domains):
+    if not found and sender_inside:
         return Direction.OUTBOUND
     return Direction.INBOUND

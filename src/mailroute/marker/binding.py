@@ -8,7 +8,6 @@ recipients, rewrites the envelope sender and may change the body after the gatew
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
@@ -84,7 +83,7 @@ def mac_input(*, tag: str, kid: str, t: str, nonce: str, d: str, org_id: str,
 
 def compute_mac(mac_key: bytes, data: bytes) -> str:
     """HMAC-SHA-256 of ``data``, base64url without padding."""
-    return b64url_encode(hmac.new(mac_key, data, hashlib.sha256).digest())
+    return b64url_encode(hmac.digest(mac_key, data, "sha256"))
 
 
 def normalise_message_id(value: str) -> str:

@@ -12,11 +12,13 @@ returns the key and fingerprint to record when the message was sent on.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mailroute.gateway.decide import Arrival, ArrivalDecision, ArrivalSource, decide_arrival
-from mailroute.gateway.flow import Flow, domain_of, flow_of, message_direction
+from mailroute.gateway.flow import Flow, direction_of, domain_of, flow_of, is_inside
 from mailroute.gateway.settings import GatewaySettings
 from mailroute.marker.binding import normalise_message_id
 from mailroute.marker.guard import processed_key
@@ -149,14 +151,16 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
         topology: tenant, gateway and options.
         markers: verifies and mints markers (section 5).
         now: the clock, Unix seconds.
-        processed: the processed-message store (G2); ``None`` counts nothing.
+        processed: the processed-message store (G2); ``None`` counts and records nothing.
         policy: the gateway's policy verdict (G6); ``None`` accepts everything.
     """
-    settings = gateway_settings(topology)
+    settings, domains = _VIEWS.of(topology)
     message = hop.message
     rcpts = tuple(r.lower() for r in hop.envelope.rcpt_to)
+    flows = {r: flow_of(hop.envelope.mail_from, r, domains) for r in rcpts}
     check = markers.verify(header_values(message.headers, settings.marker_field), message, now)
-    key, fingerprint = _processed_key(hop, topology), f"received:{message.received_count}"
+    key = _processed_key(hop, flows, domains) if processed is not None else None
+    fingerprint = f"received:{message.received_count}"
     seen = 0
     if processed is not None and key is not None and settings.processed_limit:
         seen = processed.count(key, now, settings.processed_ttl, other_than=fingerprint)
@@ -171,7 +175,6 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
         refused = tuple(Route(r, RouteKind.REJECT, reply=arrival.refusal) for r in rcpts)
         return GatewayDecision(from_exo, check, refused, (), None, tuple(trace), arrival)
     message = _hygiene(message, topology, arrival, trace)
-    flows = {r: flow_of(hop.envelope.mail_from, r, topology.org_domains) for r in rcpts}
     rejected: list[Route] = []
     groups: dict[Flow, list[str]] = {}
     for rcpt in rcpts:
@@ -202,12 +205,41 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
                            tuple(trace), arrival)
 
 
-def _processed_key(hop: Hop, topology: Topology) -> str | None:
+class _TopologyView:
+    """The settings and domains of the topologies seen last, found by identity.
+
+    Hashing a topology walks the whole tenant; the simulator asks for the same object at
+    every gateway pass, so an identity check is all a hit costs.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._seen: OrderedDict[int, tuple[Topology, GatewaySettings, tuple[str, ...]]] = (
+            OrderedDict())
+        self._lock = threading.Lock()
+
+    def of(self, topology: Topology) -> tuple[GatewaySettings, tuple[str, ...]]:
+        with self._lock:
+            found = self._seen.get(id(topology))
+            if found is not None and found[0] is topology:
+                return found[1], found[2]
+        view = (topology, gateway_settings(topology), topology.org_domains)
+        with self._lock:
+            self._seen[id(topology)] = view
+            if len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+        return view[1], view[2]
+
+
+_VIEWS = _TopologyView()
+
+
+def _processed_key(hop: Hop, flows: dict[str, Flow], domains: tuple[str, ...]) -> str | None:
     """The runtime's processed-message key: Message-ID, recipients, message direction."""
     if not hop.message.message_id:
         return None
-    direction = message_direction(hop.envelope.mail_from, hop.envelope.rcpt_to,
-                                  topology.org_domains)
+    direction = direction_of(flows.values(),
+                             sender_inside=is_inside(domain_of(hop.envelope.mail_from), domains))
     return processed_key(normalise_message_id(hop.message.message_id), hop.envelope.rcpt_to,
                          direction)
 

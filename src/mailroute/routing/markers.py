@@ -10,7 +10,6 @@ ring of :func:`simulation_markers`. There is no second implementation of the mar
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -96,13 +95,10 @@ class RingMarkers:
 
 
 def _repeatable_nonces(message: MessageFacts, direction: str, now: int) -> RandomSource:
-    """Nonces derived from the inputs, so that a simulation prints the same tokens each run."""
-    counter = itertools.count()
-
-    def nonce(size: int) -> bytes:
-        seed = f"{message.message_id}|{direction}|{now}|{next(counter)}".encode()
-        return hashlib.sha256(seed).digest()[:size]
-    return nonce
+    """A nonce derived from the inputs, so that a simulation prints the same tokens each run
+    (a token has one nonce, so one seed per mint is enough)."""
+    digest = hashlib.sha256(f"{message.message_id}|{direction}|{now}".encode()).digest()
+    return lambda size: digest[:size]
 
 
 def simulation_markers(tag: str, org_id: str, *, windows: Windows | None = None,

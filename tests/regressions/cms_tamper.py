@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mailroute.smime import base64_lines, encrypt
-from tests.smime.pki import Pki
+from tests.smime.pki import Pki, PrivateKey
 
 BLOCK = 16
 HEAD = (b"From: alice@example.org\r\nTo: gateway@example.net\r\nSubject: pin\r\n"
@@ -33,8 +33,9 @@ def message(der: bytes) -> bytes:
             + base64_lines(iter([der])))
 
 
-def content_key(der: bytes, key: rsa.RSAPrivateKey) -> bytes:
+def content_key(der: bytes, key: PrivateKey) -> bytes:
     """The content-encryption key, unwrapped with the recipient's key (the test knows it)."""
+    assert isinstance(key, rsa.RSAPrivateKey)
     info = cms.ContentInfo.load(der)
     wrapped = info["content"]["recipient_infos"][0].chosen["encrypted_key"].native
     return key.decrypt(wrapped, padding.PKCS1v15())

@@ -17,12 +17,10 @@ from mailroute.commands.common import (
     read_message,
     report_config_error,
     run_filter_command,
-    run_pipeline_command,
 )
 from mailroute.errors import ConfigError, MalformedMessageError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Context, Filter, MailItem
-from mailroute.pipeline import Pipeline
 from mailroute.policy import build_filter
 from mailroute.results import Outcome
 
@@ -92,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          help="file whose first line decrypts the key")
     # The output is the inner message as it was encrypted (CLI.md): no flag field.
     decrypt.set_defaults(on_failure="reject", flag=False)
-    _common(decrypt, run_decrypt)
+    _common(decrypt, lambda a: run_filter_command(a, "smime-decrypt", _DECRYPT,
+                                                  wrap=_NoteUnauthenticated))
 
     verify = commands.add_parser(
         "verify", help="verify every signer; exit 0 only when all are valid",
@@ -123,22 +122,12 @@ class _NoteUnauthenticated:
     name: str = "smime-decrypt"
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        """Run the inner filter; write a warning line when it decrypted CBC content."""
         result = self.inner.apply(item, ctx)
         if isinstance(result, MailItem) and result.annotation("smime.authenticated") == "no":
-            sys.stderr.write(f"smime: decrypted {result.annotation('smime.cipher')} content "
+            sys.stderr.write(f"warning: {result.annotation('smime.cipher')} content "
                              "is not integrity-protected; it may have been changed in transit\n")
         return result
-
-
-def run_decrypt(args: argparse.Namespace) -> int:
-    """Decrypt the input message; note unauthenticated (CBC) content on stderr."""
-    try:
-        options = options_from_args(args, _DECRYPT)
-        step = build_filter("smime-decrypt", options)
-        options.finish()
-    except ConfigError as error:
-        return report_config_error(error)
-    return run_pipeline_command(args, Pipeline(filters=(_NoteUnauthenticated(step),)))
 
 
 def run_verify(args: argparse.Namespace) -> int:

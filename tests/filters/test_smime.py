@@ -19,7 +19,7 @@ from mailroute.filters.smime import SmimeDecrypt, SmimeEncrypt, SmimeSign, Smime
 from mailroute.item import Envelope
 from mailroute.keys.certstore import DirectoryCertStore
 from mailroute.mime import build_leaf, parse
-from mailroute.policy import load_policy
+from mailroute.policy import load_policy, policy_from_mapping
 from mailroute.results import Action
 from mailroute.smime import Identity, Signer, TrustAnchors, base64_lines, encrypt
 from tests.smime.pki import NOW, Pki
@@ -227,3 +227,16 @@ def test_an_ambiguous_decrypted_entity_is_not_delivered(pki: Pki) -> None:
         encrypted, context=CONTEXT)
     assert refused.action is Action.REJECT
     assert refused.reply == "554 5.7.5 cannot decrypt the message"
+
+
+@pytest.mark.parametrize(("given", "built"), [(None, "deliver"), ("pass", "deliver"),
+                                              ("flag", "deliver"), ("reject", "reject"),
+                                              ("quarantine", "quarantine")])
+def test_decrypt_on_failure_names(pki: Pki, given: str | None, built: str) -> None:
+    entry = {"filter": "smime-decrypt", "cert": str(pki.alice.cert_path),
+             "key": str(pki.alice.key_path)}
+    if given is not None:
+        entry["on_failure"] = given
+    step = policy_from_mapping({"pipeline": [entry]}).filters[0]
+    assert isinstance(step, SmimeDecrypt)
+    assert step.on_failure == built

@@ -300,7 +300,7 @@ def build_encrypt(options: Options) -> SmimeEncrypt:
 
 def build_decrypt(options: Options) -> SmimeDecrypt:
     """Options: ``cert`` and ``key`` and/or ``cert_dir``, ``passphrase_file``, ``on_failure``
-    (``pass`` is read as ``deliver``), ``flag``."""
+    (``pass``, the old name, and ``flag``, pgp-decrypt's name, mean ``deliver``), ``flag``."""
     passphrase = _passphrase(options)
     identities: list[Identity] = []
     cert_path = options.optional_path("cert")
@@ -319,9 +319,9 @@ def build_decrypt(options: Options) -> SmimeDecrypt:
                        if isinstance(e.key, rsa.RSAPrivateKey)]
     if not identities:
         raise options.error("cert", "is required (or cert_dir)")
-    on_failure = options.choice("on_failure", (*_ON_FAILURE, "pass"), "deliver")
+    on_failure = options.choice("on_failure", (*_ON_FAILURE, "pass", "flag"), "deliver")
     return SmimeDecrypt(tuple(identities),
-                        on_failure="deliver" if on_failure == "pass" else on_failure,
+                        on_failure="deliver" if on_failure in ("pass", "flag") else on_failure,
                         flag=options.boolean("flag", True))
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mailroute import Context, Pipeline, Result
 from mailroute.filters.smime import SmimeDecrypt
-from mailroute.pipeline import Context, Pipeline, Result
 from mailroute.results import Action
 from mailroute.smime import Identity
 from tests.regressions.cms_tamper import (

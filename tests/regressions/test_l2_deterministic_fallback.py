@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from asn1crypto import cms
 
+from mailroute import Context, Pipeline
 from mailroute.errors import DecryptionError
 from mailroute.filters.smime import SmimeDecrypt
-from mailroute.pipeline import Context, Pipeline
 from mailroute.smime import Identity, decrypt
 from mailroute.smime.decrypt import rejection_key
 from tests.regressions.cms_tamper import enveloped, message

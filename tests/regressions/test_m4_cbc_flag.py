@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mailroute.config.policy import policy_from_mapping
+from mailroute import Context, Pipeline
 from mailroute.errors import ConfigError
 from mailroute.filters.smime import SmimeDecrypt
 from mailroute.mime import parse
-from mailroute.pipeline import Context, Pipeline
+from mailroute.policy import policy_from_mapping
 from mailroute.results import Action
 from mailroute.smime import Identity
 from tests.regressions.cms_tamper import (

@@ -28,7 +28,8 @@ class Condition:
     """Which messages a filter applies to. Every non-empty criterion must match.
 
     Domains and addresses are compared case-insensitively; a recipient criterion matches
-    when any recipient matches.
+    when any recipient matches. ``annotations`` are ``(key, value)`` pairs that earlier
+    filters must have left on the item (the latest value of a key counts).
     """
 
     directions: frozenset[Direction] = frozenset()
@@ -36,6 +37,12 @@ class Condition:
     recipient_domains: frozenset[str] = frozenset()
     senders: frozenset[str] = frozenset()
     recipients: frozenset[str] = frozenset()
+    annotations: frozenset[tuple[str, str]] = frozenset()
+
+    def matches_item(self, item: MailItem) -> bool:
+        """True when the envelope criteria and every annotation criterion match ``item``."""
+        return self.matches(item.envelope) and all(
+            item.annotation(key) == value for key, value in self.annotations)
 
     def matches(self, envelope: Envelope) -> bool:
         """True when ``envelope`` meets every criterion given."""
@@ -53,7 +60,7 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class Conditional:
-    """A filter that runs ``inner`` only when ``condition`` matches the envelope."""
+    """A filter that runs ``inner`` only when ``condition`` matches the item."""
 
     inner: Filter
     condition: Condition
@@ -65,7 +72,7 @@ class Conditional:
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Run the inner filter if the condition matches, else pass the item on."""
-        return self.inner.apply(item, ctx) if self.condition.matches(item.envelope) else item
+        return self.inner.apply(item, ctx) if self.condition.matches_item(item) else item
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

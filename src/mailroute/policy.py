@@ -25,6 +25,7 @@ Layout (an empty file is a valid policy with no filters)::
     [pipeline.when]         # optional condition
     direction = ["outbound"]
     sender_domain = ["example.net"]
+    annotation = { "smime.authenticated" = "no" }   # facts left by earlier filters
 """
 
 from __future__ import annotations
@@ -179,9 +180,18 @@ def _condition(options: Options) -> Condition:
         recipient_domains=_lower(options.string_list("recipient_domain")),
         senders=_lower(options.string_list("sender")),
         recipients=_lower(options.string_list("recipient")),
+        annotations=_annotations(options),
     )
     options.finish()
     return condition
+
+
+def _annotations(options: Options) -> frozenset[tuple[str, str]]:
+    table = options.table("annotation")
+    for key, value in table.items():
+        if not isinstance(value, str):
+            raise options.error(f"annotation.{key}", "must be a string")
+    return frozenset((key, str(value)) for key, value in table.items())
 
 
 def _lower(values: tuple[str, ...]) -> frozenset[str]:

@@ -19,7 +19,7 @@ from mailroute.filters.smime import SmimeDecrypt, SmimeEncrypt, SmimeSign, Smime
 from mailroute.item import Envelope
 from mailroute.keys.certstore import DirectoryCertStore
 from mailroute.mime import build_leaf, parse
-from mailroute.policy import load_policy
+from mailroute.policy import load_policy, policy_from_mapping
 from mailroute.results import Action
 from mailroute.smime import Identity, Signer, TrustAnchors, base64_lines, encrypt
 from tests.smime.pki import NOW, Pki
@@ -88,7 +88,8 @@ def test_decrypt_flags_cbc_plaintext_as_unauthenticated(pki: Pki, cipher: str,
         SmimeEncrypt((pki.alice.cert,), cipher=cipher),
         SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),))))
     result = pipeline.process(MESSAGE, context=CONTEXT)
-    assert result.data == MESSAGE
+    assert result.data == (f"X-Mailroute-SMIME: decrypted; cipher={cipher}; "
+                           f"authenticated={authenticated}\r\n").encode() + MESSAGE
     assert result.item is not None
     assert result.item.annotation("smime.authenticated") == authenticated
     assert result.item.annotation("smime.cipher") == cipher
@@ -110,9 +111,9 @@ def test_decrypt_filter_passes_undecryptable_mail_on_by_default(pki: Pki) -> Non
     result = Pipeline(filters=(SmimeDecrypt((Identity(pki.dave.cert, pki.dave.key),)),)
                       ).process(once.data, context=CONTEXT)
     assert result.action is Action.ACCEPT
-    assert result.data == once.data
+    assert result.data == b"X-Mailroute-SMIME: undecryptable\r\n" + once.data
     assert result.item is not None
-    assert result.item.annotation("smime.decrypt") == "failed"
+    assert result.item.annotation("smime.decrypt") == "undecryptable"
 
 
 def test_policy_file_with_a_certificate_store(pki: Pki, tmp_path: Path) -> None:
@@ -128,7 +129,8 @@ def test_policy_file_with_a_certificate_store(pki: Pki, tmp_path: Path) -> None:
     pipeline = load_policy(policy)
     result = pipeline.process(MESSAGE, Envelope(mail_from="a@example.net",
                                                 rcpt_to=["alice@EXAMPLE.org"]))
-    assert result.data == MESSAGE
+    assert result.data == (b"X-Mailroute-SMIME: decrypted; cipher=aes-256-gcm; "
+                           b"authenticated=yes\r\n" + MESSAGE)
     assert result.item is not None
     assert result.item.annotation("smime.cipher") == "aes-256-gcm"
     missing = pipeline.process(MESSAGE, Envelope(rcpt_to=["nobody@example.org"]))
@@ -163,7 +165,8 @@ def test_policy_names_match_cli_flags(pki: Pki, tmp_path: Path) -> None:
 
 def test_encrypt_then_decrypt_gives_an_8bit_lf_message_back_byte_for_byte(pki: Pki) -> None:
     pipeline = Pipeline(filters=(SmimeEncrypt((pki.alice.cert,), cipher="aes-128-gcm"),
-                                 SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),))))
+                                 SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),),
+                                              flag=False)))
     assert pipeline.process(EIGHT_BIT_LF, context=CONTEXT).data == EIGHT_BIT_LF
 
 
@@ -219,8 +222,21 @@ def test_an_ambiguous_decrypted_entity_is_not_delivered(pki: Pki) -> None:
                  b"\r\n\r\n" + base64_lines(made.chunks))
     identity = (Identity(pki.alice.cert, pki.alice.key),)
     passed = Pipeline(filters=(SmimeDecrypt(identity),)).process(encrypted, context=CONTEXT)
-    assert passed.data == encrypted
+    assert passed.data == b"X-Mailroute-SMIME: undecryptable\r\n" + encrypted
     refused = Pipeline(filters=(SmimeDecrypt(identity, on_failure="reject"),)).process(
         encrypted, context=CONTEXT)
     assert refused.action is Action.REJECT
     assert refused.reply == "554 5.7.5 cannot decrypt the message"
+
+
+@pytest.mark.parametrize(("given", "built"), [(None, "deliver"), ("pass", "deliver"),
+                                              ("flag", "deliver"), ("reject", "reject"),
+                                              ("quarantine", "quarantine")])
+def test_decrypt_on_failure_names(pki: Pki, given: str | None, built: str) -> None:
+    entry = {"filter": "smime-decrypt", "cert": str(pki.alice.cert_path),
+             "key": str(pki.alice.key_path)}
+    if given is not None:
+        entry["on_failure"] = given
+    step = policy_from_mapping({"pipeline": [entry]}).filters[0]
+    assert isinstance(step, SmimeDecrypt)
+    assert step.on_failure == built

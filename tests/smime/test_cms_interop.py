@@ -242,7 +242,7 @@ def test_every_decryption_failure_has_the_same_error(pki: Pki, entity_file: Path
 def test_cbc_encryption_decrypts_with_gpgsm(pki: Pki, tmp_path: Path,
                                             gpgsm_home: dict[str, str]) -> None:
     path = tmp_path / "enc.der"
-    path.write_bytes(b"".join(encrypt([ENTITY], [pki.alice.cert]).chunks))
+    path.write_bytes(b"".join(encrypt([ENTITY], [pki.alice.cert], cipher="aes-256-cbc").chunks))
     out = tmp_path / "plain.txt"
     status = run("gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
                  "--status-fd", "1", "--decrypt", "-o", out, path, stdin=b"test\n",

@@ -43,7 +43,7 @@ def test_mutated_cms_raises_only_the_documented_errors(pki: Pki) -> None:
     detached = b"".join(sign([ENTITY], signer, signing_time=NOW))
     opaque = b"".join(sign([ENTITY], signer, signing_time=NOW, detached=False))
     gcm = b"".join(encrypt([ENTITY], [pki.alice.cert], cipher="aes-256-gcm").chunks)
-    cbc = b"".join(encrypt([ENTITY], [pki.alice.cert], oaep=True).chunks)
+    cbc = b"".join(encrypt([ENTITY], [pki.alice.cert], cipher="aes-256-cbc", oaep=True).chunks)
     trust = TrustAnchors((pki.root.cert,))
     identity = [Identity(pki.alice.cert, pki.alice.key)]
     rnd = random.Random(20261130)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -11,7 +12,7 @@ from mailroute.adapters.pipe import read_bounded, run_pipe
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, MessageError
 from mailroute.exitcodes import ExitCode
-from mailroute.item import Direction, Envelope
+from mailroute.item import Direction, Envelope, Filter
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import Message, parse
 from mailroute.pipeline import Pipeline
@@ -136,12 +137,14 @@ def options_from_args(args: argparse.Namespace, names: tuple[str, ...]) -> Optio
 
 
 def run_filter_command(args: argparse.Namespace, filter_name: str,
-                       option_names: tuple[str, ...]) -> int:
-    """Run a one-filter pipeline over the input: the shape of every transform command."""
+                       option_names: tuple[str, ...],
+                       wrap: Callable[[Filter], Filter] | None = None) -> int:
+    """Run a one-filter pipeline over the input: the shape of every transform command.
+    ``wrap``, when given, wraps the built filter (to report on its result)."""
     try:
         options = options_from_args(args, option_names)
         step = build_filter(filter_name, options)
         options.finish()
     except ConfigError as error:
         return report_config_error(error)
-    return run_pipeline_command(args, Pipeline(filters=(step,)))
+    return run_pipeline_command(args, Pipeline(filters=(wrap(step) if wrap else step,)))

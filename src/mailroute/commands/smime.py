@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,9 @@ from mailroute.commands.common import (
 )
 from mailroute.errors import ConfigError, MalformedMessageError
 from mailroute.exitcodes import ExitCode
-from mailroute.item import Context, MailItem
+from mailroute.item import Context, Filter, MailItem
 from mailroute.policy import build_filter
+from mailroute.results import Outcome
 
 if TYPE_CHECKING:
     from mailroute.smime.verify import Verification
@@ -29,11 +31,11 @@ __all__ = ["register"]
 
 _SIGN = ("cert", "key", "chain", "opaque", "passphrase_file", "pss", "digest")
 _ENCRYPT = ("recipient_cert", "cipher", "oaep")
-_DECRYPT = ("cert", "key", "passphrase_file", "on_failure")
+_DECRYPT = ("cert", "key", "passphrase_file", "on_failure", "flag")
 _VERIFY = ("trust", "from_match")
 # Spelled out rather than imported: this module is loaded for every `mailroute` run, and
 # mailroute.smime needs the optional asn1crypto (the smime extra).
-_CIPHERS = ("aes-256-cbc", "aes-128-cbc", "aes-256-gcm", "aes-128-gcm")
+_CIPHERS = ("aes-256-gcm", "aes-128-gcm", "aes-256-cbc", "aes-128-cbc")
 _DIGESTS = ("sha224", "sha256", "sha384", "sha512")
 
 
@@ -67,8 +69,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     encrypt.add_argument("--recipient-cert", action="append", required=True,
                          metavar="FILE", help="recipient certificate (repeatable)")
     encrypt.add_argument("--cipher", choices=_CIPHERS,
-                         help="content cipher (default aes-256-cbc; GCM uses "
-                              "AuthEnvelopedData)")
+                         help="content cipher (default aes-256-gcm, AuthEnvelopedData; "
+                              "CBC for clients that cannot read it)")
     encrypt.add_argument("--oaep", action="store_true", default=None,
                          help="RSAES-OAEP (SHA-256) key transport instead of PKCS#1 v1.5")
     _common(encrypt, lambda a: run_filter_command(a, "smime-encrypt", _ENCRYPT))
@@ -78,15 +80,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Decrypt a top-level S/MIME encrypted message. Writes the outer header "
                     "fields (without the encrypted layer's Content-* fields) and the "
                     "decrypted entity. Exit 65 when the message is not encrypted, 69 when "
-                    "it cannot be decrypted (one message for every cause).")
+                    "it cannot be decrypted (one message for every cause). CBC content, "
+                    "which anyone on the way could have changed, is noted on stderr.")
     decrypt.add_argument("--cert", required=True, type=Path, metavar="FILE",
                          help="our certificate")
     decrypt.add_argument("--key", required=True, type=Path, metavar="FILE",
                          help="our private key (RSA)")
     decrypt.add_argument("--passphrase-file", type=Path, metavar="FILE",
                          help="file whose first line decrypts the key")
-    decrypt.set_defaults(on_failure="reject")
-    _common(decrypt, lambda a: run_filter_command(a, "smime-decrypt", _DECRYPT))
+    # The output is the inner message as it was encrypted (CLI.md): no flag field.
+    decrypt.set_defaults(on_failure="reject", flag=False)
+    _common(decrypt, lambda a: run_filter_command(a, "smime-decrypt", _DECRYPT,
+                                                  wrap=_NoteUnauthenticated))
 
     verify = commands.add_parser(
         "verify", help="verify every signer; exit 0 only when all are valid",
@@ -107,6 +112,22 @@ def _common(parser: argparse.ArgumentParser, handler: object) -> None:
     add_io_arguments(parser)
     add_envelope_arguments(parser)
     parser.set_defaults(handler=handler)
+
+
+@dataclass(frozen=True, slots=True)
+class _NoteUnauthenticated:
+    """Runs ``inner`` and says on stderr when the plaintext had no integrity protection."""
+
+    inner: Filter
+    name: str = "smime-decrypt"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        """Run the inner filter; write a warning line when it decrypted CBC content."""
+        result = self.inner.apply(item, ctx)
+        if isinstance(result, MailItem) and result.annotation("smime.authenticated") == "no":
+            sys.stderr.write(f"warning: {result.annotation('smime.cipher')} content "
+                             "is not integrity-protected; it may have been changed in transit\n")
+        return result
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -3,12 +3,20 @@
 Options are the flags of ``mailroute smime sign|encrypt|decrypt|verify`` (CLI.md) without
 dashes. Verification adds one ``smime`` Authentication-Results entry per signer (RFC 7281
 vocabulary, reason = the signer's verdict) that the pipeline writes under its authserv-id,
-after removing incoming fields claiming that id. Decryption leaves the annotations
-``smime.cipher`` and ``smime.authenticated`` (``no`` for CBC: the plaintext is malleable).
+after removing incoming fields claiming that id.
+
+Decryption removes incoming ``X-Mailroute-SMIME`` fields and writes its own: ``decrypted;
+cipher=aes-256-cbc; authenticated=no`` (CBC plaintext is malleable: EFAIL) or
+``undecryptable``. It leaves the same facts as annotations (``smime.decrypt``,
+``smime.cipher``, ``smime.authenticated``) for ``when`` conditions. Every failure tied to the
+ciphertext (no key for us, bad unwrap, bad padding or tag, plaintext that is no MIME entity)
+gets one answer, and with ``on_failure = "deliver"`` (the default) that answer is the same
+"accepted" as for a message that decrypted, so a sender learns nothing about the padding.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -43,6 +51,7 @@ from mailroute.smime import (
     verify,
 )
 from mailroute.smime.algorithms import CONTENT_CIPHERS, DIGESTS, micalg_name
+from mailroute.smime.decrypt import DECRYPTION_FAILED
 from mailroute.smime.entity import (
     SignedLayer,
     decrypted_message,
@@ -55,6 +64,7 @@ from mailroute.smime.entity import (
 )
 
 __all__ = [
+    "FLAG_FIELD",
     "SmimeDecrypt",
     "SmimeEncrypt",
     "SmimeSign",
@@ -66,6 +76,11 @@ __all__ = [
     "verify_message",
 ]
 
+log = logging.getLogger(__name__)
+
+FLAG_FIELD = "X-Mailroute-SMIME"
+DEFAULT_CIPHER = "aes-256-gcm"
+_ON_FAILURE = ("deliver", "reject", "quarantine")
 _FAIL = {SignerStatus.BAD_DIGEST, SignerStatus.BAD_SIGNATURE}
 _POLICY = {SignerStatus.UNTRUSTED, SignerStatus.EXPIRED, SignerStatus.NOT_YET_VALID,
            SignerStatus.BAD_KEY_USAGE, SignerStatus.FROM_MISMATCH, SignerStatus.WEAK_ALGORITHM}
@@ -103,7 +118,7 @@ class SmimeEncrypt:
     the envelope recipients. An already encrypted message passes unchanged."""
 
     recipients: tuple[x509.Certificate, ...]
-    cipher: str = "aes-256-cbc"
+    cipher: str = DEFAULT_CIPHER
     oaep: bool = False
     store: CertificateStore | None = None
     on_missing: str = "reject"
@@ -138,15 +153,21 @@ class SmimeEncrypt:
 class SmimeDecrypt:
     """Decrypt a top-level encrypted entity; anything else passes unchanged.
 
-    ``on_failure``: ``pass`` (default: deliver still encrypted) or ``reject``.
+    ``on_failure`` decides what an undecryptable message gets, one answer for every cause:
+    ``deliver`` (default: the message as received plus ``X-Mailroute-SMIME: undecryptable``;
+    the sender sees the same acceptance as for a message that decrypted), ``reject``
+    (554 5.7.5) or ``quarantine``. ``reject`` also refuses a message that is not encrypted.
+    ``flag`` writes the ``X-Mailroute-SMIME`` field (incoming copies are removed either way).
     """
 
     identities: tuple[Identity, ...]
-    on_failure: str = "pass"
+    on_failure: str = "deliver"
+    flag: bool = True
     name: str = "smime-decrypt"
 
-    def apply(self, item: MailItem, ctx: Context) -> MailItem:
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Replace the encrypted layer by the decrypted entity."""
+        item = item.evolve(message=item.message.without_header(FLAG_FIELD))
         try:
             payload = encrypted_payload(item.message)
         except MalformedMessageError:
@@ -158,13 +179,30 @@ class SmimeDecrypt:
         try:
             result = decrypt(payload, self.identities, max_size=ctx.limits.max_message_size)
             message = decrypted_message(item.message, result.content, ctx.limits)
-        except (DecryptionError, MessageError):  # MessageError: the plaintext is no sound MIME
-            if self.on_failure == "reject":
-                raise DecryptionError("cannot decrypt the message") from None
-            return item.annotate("smime.decrypt", "failed")
-        return (item.evolve(message=message)
+        except (DecryptionError, MessageError):  # MessageError: the plaintext is no MIME entity
+            return self._undecryptable(item)
+        authenticated = "yes" if result.authenticated else "no"
+        log.info("smime-decrypt: decrypted, cipher %s, authenticated %s",
+                 result.cipher, authenticated)
+        item = item.evolve(message=message.without_header(FLAG_FIELD))
+        return (self._flagged(item, f"decrypted; cipher={result.cipher}; "
+                                    f"authenticated={authenticated}")
+                .annotate("smime.decrypt", "decrypted")
                 .annotate("smime.cipher", result.cipher)
-                .annotate("smime.authenticated", "yes" if result.authenticated else "no"))
+                .annotate("smime.authenticated", authenticated))
+
+    def _undecryptable(self, item: MailItem) -> MailItem | Outcome:
+        log.info("smime-decrypt: %s", DECRYPTION_FAILED)
+        if self.on_failure == "reject":
+            raise DecryptionError(DECRYPTION_FAILED) from None
+        if self.on_failure == "quarantine":
+            return Outcome.quarantine(DECRYPTION_FAILED)
+        return self._flagged(item, "undecryptable").annotate("smime.decrypt", "undecryptable")
+
+    def _flagged(self, item: MailItem, value: str) -> MailItem:
+        if not self.flag:
+            return item
+        return item.evolve(message=item.message.with_header(FLAG_FIELD, value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,13 +293,14 @@ def build_encrypt(options: Options) -> SmimeEncrypt:
     if not recipients and store is None:
         raise options.error("recipient_cert", "is required (or cert_dir)")
     return SmimeEncrypt(recipients, cipher=options.choice("cipher", tuple(CONTENT_CIPHERS),
-                                                           "aes-256-cbc"),
+                                                           DEFAULT_CIPHER),
                         oaep=options.boolean("oaep", False), store=store,
                         on_missing=options.choice("on_missing", ("reject", "pass"), "reject"))
 
 
 def build_decrypt(options: Options) -> SmimeDecrypt:
-    """Options: ``cert`` and ``key`` and/or ``cert_dir``, ``passphrase_file``, ``on_failure``."""
+    """Options: ``cert`` and ``key`` and/or ``cert_dir``, ``passphrase_file``, ``on_failure``
+    (``pass``, the old name, and ``flag``, pgp-decrypt's name, mean ``deliver``), ``flag``."""
     passphrase = _passphrase(options)
     identities: list[Identity] = []
     cert_path = options.optional_path("cert")
@@ -280,8 +319,10 @@ def build_decrypt(options: Options) -> SmimeDecrypt:
                        if isinstance(e.key, rsa.RSAPrivateKey)]
     if not identities:
         raise options.error("cert", "is required (or cert_dir)")
+    on_failure = options.choice("on_failure", (*_ON_FAILURE, "pass", "flag"), "deliver")
     return SmimeDecrypt(tuple(identities),
-                        on_failure=options.choice("on_failure", ("pass", "reject"), "pass"))
+                        on_failure="deliver" if on_failure in ("pass", "flag") else on_failure,
+                        flag=options.boolean("flag", True))
 
 
 def build_verify(options: Options) -> SmimeVerify:

@@ -4,16 +4,20 @@ Supported: key transport with RSA PKCS#1 v1.5 or RSAES-OAEP, recipients named by
 serial number or by subject key identifier; AES-128/192/256-CBC, 3DES-CBC (old mail) and
 AES-GCM. Recipient infos we cannot use (key agreement, KEK, password) are skipped, not fatal.
 
-Every failure raises the same :class:`~mailroute.errors.DecryptionError` with the same text,
-and an RSA PKCS#1 v1.5 unwrap that fails continues with a random key of the right length
-(RFC 3218 section 2.3), so neither the error nor the path taken tells a padding oracle
-anything.
+Every failure raises the same :class:`~mailroute.errors.DecryptionError` with the same text.
+An RSA unwrap that fails (bad padding, wrong length, unknown algorithm) continues with a
+substitute key (RFC 3218 section 2.3) derived from the encrypted key and a secret only the
+private key holder has ("implicit rejection", as OpenSSL 3.2 does for PKCS#1 v1.5): the same
+message always takes the same path to the same result, so neither the error nor a retry tells
+a Bleichenbacher oracle anything. This does not make CBC content authenticated: whether a CBC
+message decrypts still depends on its padding, and only the caller can keep that bit from the
+sender (see ``mailroute.filters.smime``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from mailroute.errors import DecryptionError, MalformedMessageError
 from mailroute.smime.der import OCTET_STRING, GcmParameters, children, octets, read_tlv
 
-__all__ = ["DECRYPTION_FAILED", "Decrypted", "Identity", "decrypt"]
+__all__ = ["DECRYPTION_FAILED", "Decrypted", "Identity", "decrypt", "rejection_key"]
 
 DECRYPTION_FAILED = "cannot decrypt the message"
 _CBC = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32, "tripledes_3key": 24}
@@ -187,7 +191,7 @@ def _matches(rid: cms.RecipientIdentifier, certificate: x509.Certificate) -> boo
 def _unwrap(ktri: cms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey, key_size: int) -> bytes:
     algorithm = ktri["key_encryption_algorithm"]
     encrypted = ktri["encrypted_key"].native
-    random_key = os.urandom(key_size)  # drawn before trying, whatever the outcome
+    substitute = rejection_key(key, encrypted, key_size)  # computed whatever the outcome
     if algorithm["algorithm"].native == "rsaes_oaep":
         params = algorithm["parameters"]
         digest = _OAEP_HASHES[params["hash_algorithm"]["algorithm"].native]()
@@ -198,15 +202,29 @@ def _unwrap(ktri: cms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey, key_size: i
         try:
             unwrapped = key.decrypt(encrypted, oaep)
         except ValueError:
-            return random_key
+            return substitute
     elif algorithm["algorithm"].native == "rsaes_pkcs1v15":
         try:
             unwrapped = key.decrypt(encrypted, padding.PKCS1v15())
         except ValueError:
-            return random_key
+            return substitute
     else:
-        return random_key
-    return unwrapped if len(unwrapped) == key_size else random_key
+        return substitute
+    return unwrapped if len(unwrapped) == key_size else substitute
+
+
+def rejection_key(key: rsa.RSAPrivateKey, encrypted: bytes, key_size: int) -> bytes:
+    """The content key used when unwrapping ``encrypted`` fails: HMAC-SHA-256 of the
+    encrypted key under a secret derived from the private exponent, cut to ``key_size``.
+
+    Deterministic (one message, one outcome, however often it is sent) and unpredictable to
+    anyone without the private key.
+    """
+    exponent = key.private_numbers().d
+    secret = hashlib.sha256(b"mailroute implicit rejection\0"
+                            + exponent.to_bytes((exponent.bit_length() + 7) // 8, "big")).digest()
+    tag = hmac.new(secret, key_size.to_bytes(2, "big") + encrypted, hashlib.sha256).digest()
+    return tag[:key_size]
 
 
 def _cbc(name: str, iv: bytes, key: bytes, ciphertext: list[memoryview]) -> bytes:

@@ -55,11 +55,11 @@ class Encrypted:
 
 
 def encrypt(content: Sequence[Chunk], recipients: Sequence[x509.Certificate], *,
-            cipher: str = "aes-256-cbc", oaep: bool = False) -> Encrypted:
+            cipher: str = "aes-256-gcm", oaep: bool = False) -> Encrypted:
     """Encrypt the concatenated ``content`` to every certificate in ``recipients``.
 
     Args:
-        cipher: ``aes-256-cbc`` (default), ``aes-128-cbc``, ``aes-256-gcm`` or ``aes-128-gcm``.
+        cipher: ``aes-256-gcm`` (default), ``aes-128-gcm``, ``aes-256-cbc`` or ``aes-128-cbc``.
         oaep: RSAES-OAEP with SHA-256 for the key transport instead of PKCS#1 v1.5.
 
     Raises:

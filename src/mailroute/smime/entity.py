@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from mailroute.errors import MalformedMessageError
 from mailroute.limits import Limits
 from mailroute.mime.canonical import content_entity
+from mailroute.mime.defects import DefectKind
 from mailroute.mime.emit import body_chunks
 from mailroute.mime.headers import HeaderBlock, HeaderField, make_field, split_content
 from mailroute.mime.message import Message, build_leaf
@@ -38,6 +39,10 @@ __all__ = [
 PKCS7_MIME = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 PKCS7_SIGNATURE = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
 ENCRYPTED_TYPES = frozenset({"enveloped-data", "authenveloped-data"})
+# A decrypted entity starts with header fields (at least Content-Type in practice); bytes
+# that do not are what a wrong key or a tampered CBC ciphertext gives.
+_NOT_AN_ENTITY = frozenset({DefectKind.MISSING_HEADER_SEPARATOR, DefectKind.INVALID_FIELD_NAME,
+                            DefectKind.LEADING_CONTINUATION})
 _DETACHED_SIGNATURE_FIELDS = (("Content-Disposition", 'attachment; filename="smime.p7s"'),
                               ("Content-Description", "S/MIME Cryptographic Signature"))
 
@@ -169,6 +174,9 @@ def decrypted_message(message: Message, plaintext: bytes, limits: Limits) -> Mes
         MessageError: the plaintext is not a sound MIME entity.
     """
     inner = parse(plaintext, limits=limits)
+    if not inner.root.headers.fields or any(
+            d.path == () and d.kind in _NOT_AN_ENTITY for d in inner.defects):
+        raise MalformedMessageError("the decrypted content is not a MIME entity")
     outer, _ = split_root(message)
     root = inner.root
     return Message(replace(root, headers=HeaderBlock((*outer, *root.headers))),

@@ -158,14 +158,17 @@ class SmimeDecrypt:
             return item
         try:
             result = decrypt(payload, self.identities, max_size=ctx.limits.max_message_size)
-            message = decrypted_message(item.message, result.content, ctx.limits)
+            message, protected = decrypted_message(item.message, result.content, ctx.limits)
         except (DecryptionError, MessageError):  # MessageError: the plaintext is no sound MIME
             if self.on_failure == "reject":
                 raise DecryptionError("cannot decrypt the message") from None
             return item.annotate("smime.decrypt", "failed")
-        return (item.evolve(message=message)
+        item = (item.evolve(message=message)
                 .annotate("smime.cipher", result.cipher)
                 .annotate("smime.authenticated", "yes" if result.authenticated else "no"))
+        if protected is not None:
+            item = item.annotate("smime.protected-headers", protected.summary())
+        return item
 
 
 @dataclass(frozen=True, slots=True)

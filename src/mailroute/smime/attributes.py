@@ -21,6 +21,7 @@ from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
+from mailroute.errors import MalformedMessageError
 from mailroute.smime.der import Tlv, children, header, read_tlv
 
 __all__ = [
@@ -102,6 +103,13 @@ def parse_signed_attributes(raw: bytes) -> SignedAttributes:
         ValueError: the structure is unreadable, or one of the attributes verification needs
             is repeated, has other than one value or cannot be decoded.
     """
+    try:
+        return _parse(raw)
+    except MalformedMessageError as exc:  # the BER reader's error: one kind for the caller
+        raise ValueError(str(exc)) from exc
+
+
+def _parse(raw: bytes) -> SignedAttributes:
     element = read_tlv(raw, 0, len(raw))
     if element.end != len(raw) or element.tag != 0xA0:
         raise ValueError("signed attributes are not one [0] element")
@@ -162,7 +170,7 @@ def _preference(values: dict[str, list[bytes]], ignored: list[str]) -> KeyPrefer
         try:
             if len(values[oid]) == 1:
                 return read(values[oid][0])
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, MalformedMessageError):
             pass
         ignored.append(oid)
     return None

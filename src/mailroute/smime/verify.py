@@ -7,9 +7,9 @@ received (the ``[0]`` tag turned into SET OF), then over the same attribute elem
 order if that fails; the result records which one matched. ``messageDigest`` is compared
 with the digest of the exact content bytes the caller passes (the raw signed entity from the
 MIME tree, never a re-serialisation). A SHA-1 or MD5 signature is checked like any other and
-only a sound one is ``weak-algorithm``, so a forgery is ``bad-digest``. The chain is
-checked by :class:`~mailroute.smime.trust.TrustAnchors`; ``signingTime`` is reported as the
-signer's claim, validity is judged at the verification time.
+only a sound one with a valid chain is ``weak-algorithm``, so a forgery is ``bad-digest``.
+The chain is checked by :class:`~mailroute.smime.trust.TrustAnchors`; ``signingTime`` is
+reported as the signer's claim, validity is judged at the verification time.
 """
 
 from __future__ import annotations
@@ -272,12 +272,12 @@ def _check_signer(si: cms.SignerInfo, econtent_type: str, content: bytes,
     if checked.status is not SignerStatus.VALID:
         return result
     result = replace(result, attrs_encoding=checked.encoding)
-    if digest_name in WEAK_DIGESTS:
-        # cryptographically sound, so the verdict is the policy's: not a forgery
-        return replace(result, status=SignerStatus.WEAK_ALGORITHM)
     verdict = trust.check(cert, [c for c in certificates if c != cert], at)
     if verdict.status != "valid":
         return replace(result, status=SignerStatus(verdict.status))
+    if digest_name in WEAK_DIGESTS:
+        # sound and trusted but for the digest: the policy's verdict, not a forgery
+        return replace(result, status=SignerStatus.WEAK_ALGORITHM)
     if wanted is not None and not wanted.intersection(e.lower() for e in result.emails):
         return replace(result, status=SignerStatus.FROM_MISMATCH)
     return result

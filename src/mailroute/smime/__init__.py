@@ -6,6 +6,7 @@ is :mod:`mailroute.filters.smime`. ASN.1 structure is asn1crypto's, the maths
 """
 
 from mailroute.smime.armor import base64_lines
+from mailroute.smime.attributes import KeyPreference
 from mailroute.smime.decrypt import DECRYPTION_FAILED, Decrypted, Identity, decrypt
 from mailroute.smime.encrypt import Encrypted, encrypt
 from mailroute.smime.sign import Signer, SigningKey, sign
@@ -18,6 +19,7 @@ __all__ = [
     "Decrypted",
     "Encrypted",
     "Identity",
+    "KeyPreference",
     "Signer",
     "SignerResult",
     "SignerStatus",

@@ -72,7 +72,13 @@ def test_detached_signature_verifies_with_openssl_and_mailroute(pki: Pki, tmp_pa
     assert report["valid"] is True
     assert report["signers"] == [{"email": "alice@example.org",
                                   "subject": "CN=alice,O=Mailroute Test", "valid": True,
-                                  "reason": "valid"}]
+                                  "reason": "valid",
+                                  # added keys: we sign no key preference, and advertise GCM
+                                  "encryption_key_preference": None,
+                                  "smime_capabilities": ["aes256_gcm", "aes128_gcm",
+                                                         "aes256_cbc", "aes192_cbc",
+                                                         "aes128_cbc", "rsaes_oaep"],
+                                  "aes_gcm": True}]
 
 
 def test_detached_signature_verifies_with_gpgsm(pki: Pki, tmp_path: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +30,20 @@ __all__ = [
     "report_config_error",
     "run_filter_command",
     "run_pipeline_command",
+    "unix_time",
     "write_status",
 ]
+
+
+def unix_time(text: str) -> float:
+    """argparse type of ``--now``: non-negative UNIX seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be UNIX seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("must be non-negative UNIX seconds")
+    return value
 
 
 def add_io_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from mailroute.commands.common import (
     read_message,
     report_config_error,
     run_pipeline_command,
+    unix_time,
 )
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
@@ -84,18 +84,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="the marker key file (TOML, mode 0600)")
     parser.add_argument("--field", metavar="NAME",
                         help="the header field name (default X-Mailroute-Mark)")
-    parser.add_argument("--now", type=_unix_time, metavar="UNIX_TIME",
+    parser.add_argument("--now", type=unix_time, metavar="UNIX_TIME",
                         help="use this time instead of the clock (for tests)")
-
-
-def _unix_time(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be UNIX seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError("must be non-negative UNIX seconds")
-    return value
 
 
 def _context(args: argparse.Namespace) -> Context | None:

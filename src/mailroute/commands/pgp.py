@@ -159,6 +159,8 @@ def run_verify(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(verification.to_json()) + "\n")
     else:
         sys.stderr.write(f"pgp {verification.verdict}: {verification.reason}\n")
+        if verification.protected is not None:
+            sys.stderr.write(f"protected headers: {verification.protected.summary()}\n")
         for signer in verification.reports:
             who = signer.check.primary_fingerprint or signer.check.key_id or "unknown key"
             sys.stderr.write(f"signature by {who} covering {signer.covers_text}: "

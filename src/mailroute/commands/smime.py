@@ -17,6 +17,7 @@ from mailroute.commands.common import (
     read_message,
     report_config_error,
     run_filter_command,
+    unix_time,
 )
 from mailroute.errors import ConfigError, MalformedMessageError
 from mailroute.exitcodes import ExitCode
@@ -25,7 +26,7 @@ from mailroute.policy import build_filter
 from mailroute.results import Outcome
 
 if TYPE_CHECKING:
-    from mailroute.smime.verify import Verification
+    from mailroute.smime.verify import SignerResult, Verification
 
 __all__ = ["register"]
 
@@ -103,6 +104,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("--from-match", action=argparse.BooleanOptionalAction, default=None,
                         help="require a signer address equal to From (default: on)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.add_argument("--now", type=unix_time, metavar="UNIX_TIME",
+                        help="judge certificate validity at this time instead of the clock "
+                             "(like openssl cms -verify -attime)")
     add_io_arguments(verify)
     add_envelope_arguments(verify)
     verify.set_defaults(handler=run_verify)
@@ -146,7 +150,9 @@ def run_verify(args: argparse.Namespace) -> int:
         return message
     item = MailItem(envelope=envelope_from_args(args), message=message)
     try:
-        found = verify_message(item, Context(), step.trust, from_match=step.from_match)
+        now: float | None = args.now
+        ctx = Context() if now is None else Context(clock=lambda: now)
+        found = verify_message(item, ctx, step.trust, from_match=step.from_match)
         report = _report(found[1] if found is not None else None)
     except MalformedMessageError:
         report = {"valid": False, "reason": "malformed", "signers": []}
@@ -163,6 +169,18 @@ def run_verify(args: argparse.Namespace) -> int:
 def _report(result: Verification | None) -> dict[str, object]:
     if result is None:
         return {"valid": False, "reason": "no-signature", "signers": []}
-    return {"valid": result.valid, "reason": result.reason, "signers": [
-        {"email": s.email, "subject": s.subject, "valid": s.valid, "reason": s.status.value}
-        for s in result.signers]}
+    return {"valid": result.valid, "reason": result.reason,
+            "signers": [_signer_report(s) for s in result.signers]}
+
+
+def _signer_report(signer: SignerResult) -> dict[str, object]:
+    """One signer: the CLI.md keys, then ``encryption_key_preference`` and
+    ``smime_capabilities``/``aes_gcm`` (added keys, docs/smime.md)."""
+    preference: dict[str, object] | None = None
+    if signer.key_preference is not None:
+        target = signer.encryption_certificate
+        preference = {**signer.key_preference.to_json(),
+                      "certificate_subject": target.subject.rfc4514_string() if target else ""}
+    return {"email": signer.email, "subject": signer.subject, "valid": signer.valid,
+            "reason": signer.status.value, "encryption_key_preference": preference,
+            "smime_capabilities": list(signer.capabilities), "aes_gcm": signer.aes_gcm}

@@ -1,13 +1,15 @@
 """Adding a disclaimer to one message: decode each body, insert, re-encode in its charset.
 
-Every body is decoded with its declared charset (strictly: never with replacement
-characters) and the disclaimer inserted at the chosen place. When the body keeps its charset
-and transfer encoding, only the encoded bytes from the line break before the insertion point
-are written again (:mod:`~mailroute.disclaimer.splice`); otherwise the whole body is written
-back with :meth:`~mailroute.mime.Message.replace_text`, which keeps the charset when the
-disclaimer fits it and otherwise switches the part to UTF-8 (an HTML ``<meta charset>`` is
-then updated too). Everything else in the message keeps its bytes. A body that already carries the
-disclaimer (its template fingerprint, quoted history included) is left as it is.
+Every body is decoded with its declared charset as mail clients read it (the WHATWG label
+table of :mod:`mailroute.mime.charsets`: ``iso-8859-1`` is windows-1252; strictly, never
+with replacement characters) and the disclaimer inserted at the chosen place. When the body
+keeps its charset and transfer encoding, only the encoded bytes from the line break before
+the insertion point are written again (:mod:`~mailroute.disclaimer.splice`); otherwise the
+whole body is written back with :meth:`~mailroute.mime.Message.replace_text`, which keeps
+the charset when the disclaimer fits it and otherwise switches the part to UTF-8 (an HTML
+``<meta charset>`` is then updated too). Everything else in the message keeps its bytes. A
+body that already carries the disclaimer (its template fingerprint, quoted history
+included) is left as it is.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from mailroute.disclaimer.template import (
 from mailroute.disclaimer.textplace import text_insertion
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
-from mailroute.mime.charsets import codec_name
+from mailroute.mime.charsets import codec_name, is_ascii_label, label_codec_name
 
 __all__ = ["AUTO_REPLY_POLICIES", "INVITE_POLICIES", "SIGNED_POLICIES", "Disclaimer", "Insertion",
            "Settings", "add_disclaimer", "decode_body"]
@@ -185,23 +187,24 @@ def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
         codec = codec_name(body.charset or "us-ascii")
     except MalformedMessageError:
         return None, "unknown-charset"
+    if is_ascii_label(body.charset) and not data.isascii():
+        # a very common mislabel: UTF-8 declared as (or defaulting to) ASCII; else the HTML
+        # <meta charset>; else what clients show for ASCII labels (windows-1252)
+        fallbacks = ["utf-8"]
+        meta = (_META_CHARSET_BYTES.search(data, 0, 4096)
+                if body.mime_type == "text/html" else None)
+        if meta is not None and not body.charset:
+            with contextlib.suppress(MalformedMessageError):
+                fallbacks.insert(0, codec_name(meta.group(1).decode("ascii")))
+        for fallback in fallbacks:
+            try:
+                return data.decode(fallback), fallback
+            except UnicodeDecodeError:
+                continue
     try:
         return data.decode(codec), codec
     except UnicodeDecodeError:
-        pass
-    if codec != "ascii":
         return None, "undecodable"
-    fallbacks = ["utf-8"]  # a very common mislabel: UTF-8 declared as (or defaulting to) ASCII
-    meta = _META_CHARSET_BYTES.search(data, 0, 4096) if body.mime_type == "text/html" else None
-    if meta is not None and not body.charset:
-        with contextlib.suppress(MalformedMessageError):
-            fallbacks.insert(0, codec_name(meta.group(1).decode("ascii")))
-    for fallback in fallbacks:
-        try:
-            return data.decode(fallback), fallback
-        except UnicodeDecodeError:
-            continue
-    return None, "undecodable"
 
 
 def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings) -> Insertion:
@@ -251,7 +254,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             result = spliced
         else:
             edited = text[:offset] + insertion + text[offset:]
-            if is_html and not _fits(edited, codec_name(body.charset or "us-ascii")):
+            if is_html and not _fits(edited, label_codec_name(body.charset)):
                 # replace_text will make the part UTF-8: the document must say so too
                 edited = _META_CHARSET.sub(r"\g<1>utf-8", edited, count=1)
             result = result.replace_text(path, edited)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from mailroute.disclaimer.select import Body
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part, Span
-from mailroute.mime.charsets import codec_name
+from mailroute.mime.charsets import codec_name, label_codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload
 
 __all__ = ["splice_text"]
@@ -43,7 +43,10 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     try:
         if codec != codec_name(body.charset or "us-ascii"):
             return None  # decoded with a fallback: the label changes, the whole body with it
-    except MalformedMessageError:
+        # new text is written in the label's own charset: windows-1252 bytes the body has
+        # are kept, none are added under an iso-8859-1 or us-ascii label
+        insertion.encode(label_codec_name(body.charset))
+    except (MalformedMessageError, UnicodeError):
         return None
     if encoding == "base64":
         return _splice_base64(message, body, part, text, offset, insertion, codec)

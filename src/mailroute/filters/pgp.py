@@ -14,6 +14,8 @@ per gpg call, default 30).
   ``flag_header`` field, default ``X-Mailroute-PGP``; or ``reject``), ``require_encrypted``
   (refuse mail that is not PGP-encrypted). Plaintext is used only with ``DECRYPTION_OKAY``
   and an integrity check. Signatures inside the encrypted message are verified and reported.
+  Protected header fields (``protected-headers="v1"``, RFC 9788) replace the outer ones and
+  are reported in the ``pgp-decrypt.protected-headers`` annotation.
 * ``pgp-verify``: ``on_invalid`` (``pass`` or ``reject``). Adds an RFC 8601 ``pgp`` result.
 
 Messages that are already encrypted (PGP or S/MIME) are passed on untouched by ``pgp-sign``
@@ -36,8 +38,8 @@ from mailroute.pgp.rfc3156 import (
     build_encrypted,
     build_signed,
     canonical_entity,
+    decrypted,
     find_encrypted,
-    with_entity,
 )
 from mailroute.pgp.runner import check_passphrase
 from mailroute.pgp.store import DecryptResult, KeyStore
@@ -174,11 +176,14 @@ class PgpDecryptFilter:
             if not result.ok or result.plaintext is None:
                 return self._failed(item, message, result.verdict.value)
             try:
-                new = with_entity(message, result.plaintext, limits=ctx.limits)
+                new, protected = decrypted(message, result.plaintext, limits=ctx.limits)
             except MessageError:
                 return self._failed(item, message, "malformed-plaintext")
             inner = _combined(self.store, result, new, complete=True, covers=())
-            return self._verified(item.evolve(message=new), inner, ctx)
+            item = item.evolve(message=new)
+            if protected is not None:
+                item = item.annotate("pgp-decrypt.protected-headers", protected.summary())
+            return self._verified(item, inner, ctx)
         blocks = [b for b in find_inline(message) if b.kind is InlineKind.ENCRYPTED]
         usable = [b for b in blocks if b.alone]
         if not usable:

@@ -178,18 +178,21 @@ class SmimeDecrypt:
             return item
         try:
             result = decrypt(payload, self.identities, max_size=ctx.limits.max_message_size)
-            message = decrypted_message(item.message, result.content, ctx.limits)
+            message, protected = decrypted_message(item.message, result.content, ctx.limits)
         except (DecryptionError, MessageError):  # MessageError: the plaintext is no MIME entity
             return self._undecryptable(item)
         authenticated = "yes" if result.authenticated else "no"
         log.info("smime-decrypt: decrypted, cipher %s, authenticated %s",
                  result.cipher, authenticated)
         item = item.evolve(message=message.without_header(FLAG_FIELD))
-        return (self._flagged(item, f"decrypted; cipher={result.cipher}; "
+        item = (self._flagged(item, f"decrypted; cipher={result.cipher}; "
                                     f"authenticated={authenticated}")
                 .annotate("smime.decrypt", "decrypted")
                 .annotate("smime.cipher", result.cipher)
                 .annotate("smime.authenticated", authenticated))
+        if protected is not None:
+            item = item.annotate("smime.protected-headers", protected.summary())
+        return item
 
     def _undecryptable(self, item: MailItem) -> MailItem | Outcome:
         log.info("smime-decrypt: %s", DECRYPTION_FAILED)

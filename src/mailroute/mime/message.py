@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from mailroute.errors import MalformedMessageError
+from mailroute.mime.charsets import label_codec_name
 from mailroute.mime.defects import STRUCTURAL_DEFECTS, Defect
 from mailroute.mime.headers import HeaderBlock, HeaderField, make_field, split_content
 from mailroute.mime.params import parse_parameters, quote_parameter
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
-from mailroute.mime.text import codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload
 
 __all__ = ["Message", "Path", "build_leaf"]
@@ -143,7 +143,7 @@ class Message:
             raise MalformedMessageError("replace_text needs a leaf entity")
         charset = part.charset or "us-ascii"
         try:
-            codec = codec_name(charset)
+            codec = label_codec_name(charset)  # the label's own charset, never a superset
             data = text.encode(codec)
             if data.decode(codec) != text:  # a lossy mapping, e.g. shift_jis writes "¥" as "\\"
                 raise UnicodeEncodeError(codec, text, 0, len(text), "does not round-trip")
@@ -264,7 +264,7 @@ def build_leaf(content_type: str, payload: bytes | str, *, charset: str | None =
     """
     if isinstance(payload, str):
         charset = charset or "utf-8"
-        data = payload.encode(codec_name(charset))
+        data = payload.encode(label_codec_name(charset))
         content_type = f"{content_type}; {quote_parameter('charset', charset)}"
     else:
         data = payload

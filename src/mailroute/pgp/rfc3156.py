@@ -29,6 +29,7 @@ from mailroute.mime.canonical import content_entity, to_crlf
 from mailroute.mime.canonical import seven_bit as make_seven_bit
 from mailroute.mime.headers import split_content
 from mailroute.mime.params import quote_parameter
+from mailroute.mime.protected import ProtectedHeaders, decrypted_with_outer
 
 __all__ = [
     "EncryptedEnvelope",
@@ -36,6 +37,7 @@ __all__ = [
     "build_encrypted",
     "build_signed",
     "canonical_entity",
+    "decrypted",
     "find_encrypted",
     "find_signed",
     "to_crlf",
@@ -109,15 +111,26 @@ def build_encrypted(message: Message, armored: bytes, *,
 
 
 def with_entity(message: Message, entity: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Message:
-    """The outer fields of ``message`` (without its Content-* fields) and ``entity``.
+    """The outer fields of ``message`` (without its Content-* fields) and ``entity``."""
+    return decrypted(message, entity, limits=limits)[0]
 
-    This is the result of a decryption: the decrypted entity takes the place of the
-    encrypted layer. Line breaks of the entity follow the message's.
+
+def decrypted(message: Message, entity: bytes, *, limits: Limits = DEFAULT_LIMITS
+              ) -> tuple[Message, ProtectedHeaders | None]:
+    """The result of a decryption: the decrypted entity takes the place of the encrypted
+    layer under the outer fields of ``message`` (without its Content-* fields), and what its
+    protected headers were (:mod:`mailroute.mime.protected`: the inner fields win).
+
+    Line breaks of the entity follow the message's.
+
+    Raises:
+        MessageError: the entity, or the message made of it, is not sound MIME.
     """
     nl = message.newline
-    body = _in_newline(to_crlf(entity), nl)
-    fields = b"".join(f.raw for f in split_content(message.headers)[0])
-    return parse(fields + body, limits=limits)
+    inner = parse(_in_newline(to_crlf(entity), nl), limits=limits)
+    outer, _ = split_content(message.headers)
+    merged, protected = decrypted_with_outer(outer, inner)
+    return parse(merged.to_bytes(), limits=limits), protected
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import Message, Path, parse_addresses
+from mailroute.mime.protected import ProtectedHeaders, carrier_path, compare
 from mailroute.pgp.inline import InlineKind, find_inline
 from mailroute.pgp.keys import KeyInfo, uid_address
 from mailroute.pgp.rfc3156 import find_signed, to_crlf
@@ -84,11 +85,16 @@ class SignatureReport:
 
 @dataclass(frozen=True, slots=True)
 class MessageVerification:
-    """The verdict for a message and every signature behind it."""
+    """The verdict for a message and every signature behind it.
+
+    ``protected`` lists the header fields the root signature protects (RFC 9788, Autocrypt
+    ``protected-headers="v1"``) and which outer fields differ from them.
+    """
 
     verdict: Verdict
     reason: str
     reports: tuple[SignatureReport, ...]
+    protected: ProtectedHeaders | None = None
 
     @property
     def valid(self) -> bool:
@@ -109,7 +115,8 @@ class MessageVerification:
     def to_json(self) -> dict[str, object]:
         """The CLI.md verify shape."""
         return {"valid": self.valid, "verdict": self.verdict.value, "reason": self.reason,
-                "signers": [r.to_json() for r in self.reports]}
+                "signers": [r.to_json() for r in self.reports],
+                "protected_headers": self.protected.to_json() if self.protected else None}
 
 
 def _address(uid: str) -> str | None:
@@ -180,4 +187,8 @@ def verify_message(store: KeyStore, message: Message, *,
             reports.append(report(keys, check, covers=block.path, form="inline",
                                   complete=block.path == () and block.alone,
                                   from_addresses=senders))
-    return summarise(reports)
+    verification = summarise(reports)
+    if any(e.path == () for e in signed) and carrier_path(message) == (0,):
+        outer = [f for f in message.headers if not f.lower_name.startswith("content-")]
+        verification = replace(verification, protected=compare(outer, message))
+    return verification

@@ -8,6 +8,7 @@ MIME side (which bytes are signed or encrypted, the entities carrying CMS), and
 
 from mailroute.keys.addresses import certificate_emails
 from mailroute.smime.armor import base64_lines
+from mailroute.smime.attributes import KeyPreference
 from mailroute.smime.decrypt import DECRYPTION_FAILED, Decrypted, Identity, decrypt
 from mailroute.smime.encrypt import Encrypted, encrypt
 from mailroute.smime.sign import Signer, SigningKey, sign
@@ -20,6 +21,7 @@ __all__ = [
     "Decrypted",
     "Encrypted",
     "Identity",
+    "KeyPreference",
     "Signer",
     "SignerResult",
     "SignerStatus",

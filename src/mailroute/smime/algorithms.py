@@ -9,8 +9,10 @@ __all__ = [
     "CONTENT_CIPHERS",
     "DIGESTS",
     "WEAK_DIGESTS",
+    "WEAK_HASHES",
     "digest_for",
     "micalg_name",
+    "verification_hash",
 ]
 
 # mailroute digest name -> hash class. SHA-1 and MD5 are known only to be refused by name.
@@ -21,6 +23,9 @@ DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
     "sha512": hashes.SHA512,
 }
 WEAK_DIGESTS = frozenset({"md5", "sha1", "md2"})
+# Weak digests a signature is still checked with, so that a forgery is reported as one and
+# only a sound signature gets the policy verdict ``weak-algorithm``.
+WEAK_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "md5": hashes.MD5}
 
 # --cipher value -> (asn1crypto algorithm name, key length, authenticated)
 CONTENT_CIPHERS: dict[str, tuple[str, int, bool]] = {
@@ -48,3 +53,12 @@ def digest_for(name: str) -> hashes.HashAlgorithm:
 def micalg_name(digest: str) -> str:
     """The ``micalg`` parameter value for a digest name (RFC 8551 section 3.5.3.2)."""
     return "sha-" + digest.removeprefix("sha")
+
+
+def verification_hash(name: str) -> hashes.HashAlgorithm:
+    """The hash object to check a signature made with digest ``name``, weak ones included.
+
+    Raises:
+        KeyError: a digest mailroute cannot compute.
+    """
+    return (DIGESTS.get(name) or WEAK_HASHES[name])()

@@ -11,7 +11,7 @@ entity, never mixing in other parts (EFAIL).
 from __future__ import annotations
 
 import binascii
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from mailroute.errors import MalformedMessageError
 from mailroute.limits import Limits
@@ -21,6 +21,7 @@ from mailroute.mime.emit import body_chunks
 from mailroute.mime.headers import HeaderBlock, HeaderField, make_field, split_content
 from mailroute.mime.message import Message, build_leaf
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
+from mailroute.mime.protected import ProtectedHeaders, decrypted_with_outer
 from mailroute.mime.scan import parse
 from mailroute.mime.transfer import decode_payload
 from mailroute.smime.der import Chunk
@@ -166,9 +167,11 @@ def _sniff(part: Part) -> int:
     return 0x17 if bytes.fromhex("2a864886f70d0109100117") in data else -1
 
 
-def decrypted_message(message: Message, plaintext: bytes, limits: Limits) -> Message:
+def decrypted_message(message: Message, plaintext: bytes, limits: Limits
+                      ) -> tuple[Message, ProtectedHeaders | None]:
     """The outer header fields minus the encrypted layer's Content-* fields, then the
-    decrypted entity (CLI.md "Pinned details").
+    decrypted entity (CLI.md "Pinned details"); protected header fields inside the entity
+    replace the outer ones (:mod:`mailroute.mime.protected`), and are reported.
 
     Raises:
         MessageError: the plaintext is not a sound MIME entity.
@@ -178,6 +181,4 @@ def decrypted_message(message: Message, plaintext: bytes, limits: Limits) -> Mes
             d.path == () and d.kind in _NOT_AN_ENTITY for d in inner.defects):
         raise MalformedMessageError("the decrypted content is not a MIME entity")
     outer, _ = split_root(message)
-    root = inner.root
-    return Message(replace(root, headers=HeaderBlock((*outer, *root.headers))),
-                   inner.defects, inner.newline)
+    return decrypted_with_outer(outer, inner)

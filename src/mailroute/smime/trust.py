@@ -65,7 +65,9 @@ class TrustAnchors:
         ee = ExtensionPolicy.permit_all().may_be_present(
             x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _check_eku)
         ca = (ExtensionPolicy.permit_all()
-              .require_present(x509.BasicConstraints, Criticality.CRITICAL, _check_ca)
+              # present with cA TRUE, critical or not: RFC 5280 wants it critical, but
+              # OpenSSL and NSS accept CAs that do not mark it (Thunderbird's test CA)
+              .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _check_ca)
               .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _check_eku))
         verifier = (PolicyBuilder().store(Store(list(self.roots))).time(at)
                     .max_chain_depth(self.max_chain_depth)

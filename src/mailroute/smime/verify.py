@@ -1,11 +1,15 @@
 """Verification of CMS SignedData: every signer, with a typed verdict and a precise reason.
 
-The signed attributes are checked over the bytes as received (the ``[0]`` tag turned into
-SET OF), then over their DER re-encoding if that fails, and the result records which one
-matched. ``messageDigest`` is compared with the digest of the exact content bytes the caller
-passes (the raw signed entity from the MIME tree, never a re-serialisation). The chain is
-checked by :class:`~mailroute.smime.trust.TrustAnchors`; ``signingTime`` is reported as the
-signer's claim, validity is judged at the verification time.
+The signed attributes are read by :mod:`mailroute.smime.attributes` (attributes that are not
+needed are skipped, so the Microsoft and RFC 8551 encryption key preferences of Outlook and
+Thunderbird do not make a signer unreadable) and the signature is checked over the bytes as
+received (the ``[0]`` tag turned into SET OF), then over the same attribute elements in DER
+order if that fails; the result records which one matched. ``messageDigest`` is compared
+with the digest of the exact content bytes the caller passes (the raw signed entity from the
+MIME tree, never a re-serialisation). A SHA-1 or MD5 signature is checked like any other and
+only a sound one with a valid chain is ``weak-algorithm``, so a forgery is ``bad-digest``.
+The chain is checked by :class:`~mailroute.smime.trust.TrustAnchors`; ``signingTime`` is
+reported as the signer's claim, validity is judged at the verification time.
 """
 
 from __future__ import annotations
@@ -17,18 +21,18 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from asn1crypto import cms
+from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mailroute.errors import MalformedMessageError
 from mailroute.keys.addresses import certificate_emails, normalise_address
-from mailroute.smime.algorithms import DIGESTS, WEAK_DIGESTS
-from mailroute.smime.der import Chunk, children, header, load_content_info, octets, read_tlv, tlv
+from mailroute.smime.algorithms import DIGESTS, WEAK_DIGESTS, WEAK_HASHES, verification_hash
+from mailroute.smime.attributes import KeyPreference, SignedAttributes, parse_signed_attributes
+from mailroute.smime.der import Chunk, children, load_content_info, octets, read_tlv, tlv
 from mailroute.smime.trust import TrustAnchors
 
 __all__ = ["SignerResult", "SignerStatus", "Verification", "verify"]
@@ -71,6 +75,10 @@ class SignerResult:
         signing_time: the signingTime attribute: a claim of the signer, not a proof.
         attrs_encoding: ``received`` or ``der``: which encoding of the signed attributes the
             signature covered (``""`` when there were none or the signature did not verify).
+        key_preference: the signed encryption key preference (the certificate the signer
+            wants mail encrypted to), or ``None``.
+        encryption_certificate: that certificate, when the SignedData carries it.
+        capabilities: the signed ``SMIMECapabilities`` (algorithm names, preferred first).
     """
 
     status: SignerStatus
@@ -81,6 +89,14 @@ class SignerResult:
     signature_algorithm: str = ""
     signing_time: datetime | None = None
     attrs_encoding: str = ""
+    key_preference: KeyPreference | None = None
+    encryption_certificate: x509.Certificate | None = None
+    capabilities: tuple[str, ...] = ()
+
+    @property
+    def aes_gcm(self) -> bool:
+        """True when the signed capabilities advertise AES-GCM."""
+        return any(c.endswith("_gcm") for c in self.capabilities)
 
     @property
     def valid(self) -> bool:
@@ -136,7 +152,7 @@ def verify(data: bytes, *, content: bytes | None, trust: TrustAnchors, at: datet
         trust: the trust anchors.
         at: the verification time.
         from_addresses: when given, a signer must have one of these addresses (compared
-            with the domain lower-cased), or its verdict is ``from-mismatch``.
+            case-insensitively), or its verdict is ``from-mismatch``.
         max_size: the largest CMS structure accepted.
 
     Raises:
@@ -146,7 +162,7 @@ def verify(data: bytes, *, content: bytes | None, trust: TrustAnchors, at: datet
     info = load_content_info(detached, max_size=max_size)
     try:
         signed = info["content"]
-        econtent_type = signed["encap_content_info"]["content_type"].native
+        econtent_type = str(signed["encap_content_info"]["content_type"].dotted)
         signer_infos = list(signed["signer_infos"])
         certificates = _certificates(signed)
     except _UNREADABLE as exc:
@@ -157,7 +173,10 @@ def verify(data: bytes, *, content: bytes | None, trust: TrustAnchors, at: datet
     assert signed_content is not None
     if len(signer_infos) > MAX_SIGNERS:
         raise MalformedMessageError("too many signers")
-    wanted = {normalise_address(a) for a in from_addresses} if from_addresses is not None else None
+    # case-insensitive as mail clients compare (Thunderbird's certificates say Alice@...,
+    # the From field parser lower-cases): a mailbox is not told apart by case in practice
+    wanted = ({normalise_address(a).lower() for a in from_addresses}
+              if from_addresses is not None else None)
     results = tuple(_signer(si, econtent_type, signed_content, certificates, trust, at, wanted)
                     for si in signer_infos)
     return Verification(results, signed_content)
@@ -227,23 +246,27 @@ def _check_signer(si: cms.SignerInfo, econtent_type: str, content: bytes,
     try:
         cert = _find_certificate(si["sid"], certificates)
         digest_name = str(si["digest_algorithm"]["algorithm"].native)
-        attrs = si["signed_attrs"]
-        claimed_time = _single(attrs, "signing_time") if attrs.native is not None else None
+        raw_attrs = si["signed_attrs"]
+        attrs = None if isinstance(raw_attrs, core.Void) else parse_signed_attributes(
+            raw_attrs.dump())
     except (ValueError, TypeError, KeyError):
         return SignerResult(SignerStatus.MALFORMED)
-    signing_time = claimed_time if isinstance(claimed_time, datetime) else None
-    result = SignerResult(SignerStatus.NO_CERTIFICATE, digest=digest_name,
-                          signing_time=signing_time)
+    result = SignerResult(SignerStatus.NO_CERTIFICATE, digest=digest_name)
+    if attrs is not None:
+        result = replace(result, signing_time=attrs.signing_time,
+                         key_preference=attrs.key_preference, capabilities=attrs.capabilities,
+                         encryption_certificate=_preferred(attrs.key_preference, certificates))
     if cert is None:
         return result
     result = replace(result, emails=certificate_emails(cert), certificate=cert,
                      subject=cert.subject.rfc4514_string())
-    if digest_name in WEAK_DIGESTS:
+    if digest_name in WEAK_DIGESTS and digest_name not in WEAK_HASHES:
         return replace(result, status=SignerStatus.WEAK_ALGORITHM)
-    if digest_name not in DIGESTS:
+    if digest_name not in DIGESTS and digest_name not in WEAK_HASHES:
         return replace(result, status=SignerStatus.UNSUPPORTED_ALGORITHM)
     try:
-        checked, algorithm = _check_signature(si, econtent_type, content, cert, digest_name)
+        checked, algorithm = _check_signature(si, attrs, econtent_type, content, cert,
+                                              digest_name)
     except (ValueError, TypeError, KeyError, UnsupportedAlgorithm):
         return replace(result, status=SignerStatus.MALFORMED)
     result = replace(result, signature_algorithm=algorithm, status=checked.status)
@@ -253,9 +276,32 @@ def _check_signer(si: cms.SignerInfo, econtent_type: str, content: bytes,
     verdict = trust.check(cert, [c for c in certificates if c != cert], at)
     if verdict.status != "valid":
         return replace(result, status=SignerStatus(verdict.status))
-    if wanted is not None and not wanted.intersection(result.emails):
+    if digest_name in WEAK_DIGESTS:
+        # sound and trusted but for the digest: the policy's verdict, not a forgery
+        return replace(result, status=SignerStatus.WEAK_ALGORITHM)
+    if wanted is not None and not wanted.intersection(e.lower() for e in result.emails):
         return replace(result, status=SignerStatus.FROM_MISMATCH)
     return result
+
+
+def _preferred(preference: KeyPreference | None,
+               certificates: list[x509.Certificate]) -> x509.Certificate | None:
+    """The certificate a key preference names, among those the SignedData carries."""
+    if preference is None:
+        return None
+    for cert in certificates:
+        if preference.serial is not None:
+            if (cert.serial_number == preference.serial
+                    and cert.issuer.rfc4514_string() == preference.issuer):
+                return cert
+            continue
+        try:
+            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        except x509.ExtensionNotFound:
+            continue
+        if ski.value.digest == preference.key_identifier:
+            return cert
+    return None
 
 
 def _find_certificate(sid: cms.SignerIdentifier,
@@ -278,37 +324,27 @@ def _find_certificate(sid: cms.SignerIdentifier,
     return None
 
 
-def _single(attrs: cms.CMSAttributes, name: str) -> object:
-    values = [a["values"] for a in attrs if a["type"].native == name]
-    if len(values) > 1 or (values and len(values[0]) != 1):
-        raise ValueError(f"attribute {name} must occur once with one value")
-    return values[0][0].native if values else None
+_DATA = "1.2.840.113549.1.7.1"
 
 
-def _check_signature(si: cms.SignerInfo, econtent_type: str, content: bytes,
-                     cert: x509.Certificate, digest_name: str) -> tuple[_Checked, str]:
+def _check_signature(si: cms.SignerInfo, attrs: SignedAttributes | None, econtent_type: str,
+                     content: bytes, cert: x509.Certificate,
+                     digest_name: str) -> tuple[_Checked, str]:
     public = cert.public_key()
     algorithm = _algorithm_name(si, public)
-    attrs = si["signed_attrs"]
-    if attrs.native is None:
-        if econtent_type != "data":
+    if attrs is None:
+        if econtent_type != _DATA:
             return _Checked(SignerStatus.MALFORMED), algorithm
         ok = _verify_raw(public, si, content, digest_name)
         return _Checked(SignerStatus.VALID if ok else SignerStatus.BAD_SIGNATURE), algorithm
-    if _single(attrs, "content_type") != econtent_type:
-        return _Checked(SignerStatus.MALFORMED), algorithm
-    claimed = _single(attrs, "message_digest")
-    if not isinstance(claimed, bytes):
+    if attrs.content_type != econtent_type or attrs.message_digest is None:
         return _Checked(SignerStatus.MALFORMED), algorithm
     actual = hashlib.new(digest_name, content).digest()
-    if not hmac.compare_digest(claimed, actual):
+    if not hmac.compare_digest(attrs.message_digest, actual):
         return _Checked(SignerStatus.BAD_DIGEST), algorithm
-    received = b"\x31" + attrs.dump()[1:]
-    if _verify_raw(public, si, received, digest_name):
+    if _verify_raw(public, si, attrs.received, digest_name):
         return _Checked(SignerStatus.VALID, "received"), algorithm
-    children = sorted(a.dump(force=True) for a in attrs)
-    der = header(0x31, sum(len(c) for c in children)) + b"".join(children)
-    if der != received and _verify_raw(public, si, der, digest_name):
+    if attrs.der != attrs.received and _verify_raw(public, si, attrs.der, digest_name):
         return _Checked(SignerStatus.VALID, "der"), algorithm
     return _Checked(SignerStatus.BAD_SIGNATURE), algorithm
 
@@ -326,7 +362,7 @@ def _algorithm_name(si: cms.SignerInfo, public: object) -> str:
 
 def _verify_raw(public: object, si: cms.SignerInfo, data: bytes, digest_name: str) -> bool:
     signature = si["signature"].native
-    hash_algorithm = DIGESTS.get(digest_name, hashes.SHA512)()
+    hash_algorithm = verification_hash(digest_name)
     try:
         if isinstance(public, rsa.RSAPublicKey):
             algorithm = si["signature_algorithm"]

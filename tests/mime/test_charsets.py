@@ -1,0 +1,62 @@
+"""Charset labels: decoded as clients do (WHATWG), encoded in the label's own charset."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailroute.errors import MalformedMessageError
+from mailroute.mime import decode_text, parse
+from mailroute.mime.charsets import codec_name, is_ascii_label, label_codec_name
+
+
+@pytest.mark.parametrize(("label", "windows"), [
+    ("iso-8859-1", "\u201c"), ("ISO-8859-1", "\u201c"), ("us-ascii", "\u201c"),
+    ("latin1", "\u201c"), ("l1", "\u201c"), ("cp819", "\u201c"), ("ascii", "\u201c"),
+    (None, "\u201c"), ("windows-1252", "\u201c"), ("iso-8859-9", "\u201c"),
+    ("tis-620", "\u201c"), ("windows-874", "\u201c"), ("x-cp1250", "\u201c"),
+])
+def test_single_byte_labels_read_0x93_as_windows_does(label: str | None, windows: str) -> None:
+    assert b"\x93".decode(codec_name(label)) == windows
+
+
+@pytest.mark.parametrize(("label", "codec"), [
+    ("gb2312", "gbk"), ("ks_c_5601-1987", "cp949"), ("euc-kr", "cp949"),
+    ("big5", "big5hkscs"), ("shift_jis", "cp932"), ("x-gbk", "gbk"),
+    ("iso-8859-8-i", "iso8859-8"), ("utf-8", "utf-8"), ("iso-8859-2", "iso8859-2"),
+])
+def test_cjk_and_other_labels(label: str, codec: str) -> None:
+    assert codec_name(label) == codec
+
+
+def test_windows_1254_for_latin5() -> None:
+    assert b"\xd0\x80".decode(codec_name("iso-8859-9")) == "\u011e\u20ac"
+
+
+def test_bytes_windows_leaves_undefined_are_c1_controls_and_round_trip() -> None:
+    data = bytes([0x81, 0x8D, 0x8F, 0x90, 0x9D])
+    text = data.decode(codec_name("iso-8859-1"))
+    assert text == "\x81\x8d\x8f\x90\x9d"
+    assert text.encode(codec_name("iso-8859-1")) == data
+
+
+def test_encoding_uses_the_charset_the_label_names() -> None:
+    assert label_codec_name("iso-8859-1") == "iso8859-1"
+    assert label_codec_name("us-ascii") == "ascii"
+    assert label_codec_name("windows-874") == "cp874"  # a WHATWG label Python lacks
+    assert is_ascii_label(None)
+    assert is_ascii_label("US-ASCII")
+    assert not is_ascii_label("iso-8859-1")
+
+
+@pytest.mark.parametrize("label", ["base64", "x-unknown", "a\0b"])
+def test_unknown_labels_are_refused(label: str) -> None:
+    with pytest.raises(MalformedMessageError, match="unknown charset"):
+        codec_name(label)
+
+
+def test_replace_text_never_writes_windows_bytes_under_a_latin1_label() -> None:
+    message = parse(b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\nx\r\n")
+    edited = message.replace_text((), "\u201cquoted\u201d")
+    assert edited.root.charset == "utf-8"
+    assert decode_text(edited.root) == "\u201cquoted\u201d"
+    assert edited.root.body_bytes() == b"=E2=80=9Cquoted=E2=80=9D"

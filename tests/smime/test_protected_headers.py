@@ -1,0 +1,38 @@
+"""S/MIME decryption shares the protected-header handling of PGP (mailroute.mime.protected):
+an ``openssl smime -encrypt`` message whose entity repeats the header fields decrypts to one
+set of fields, the inner ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailroute import Context, Pipeline
+from mailroute.filters.smime import SmimeDecrypt
+from mailroute.smime import Identity
+from tests.smime.conftest import run
+from tests.smime.pki import NOW, Pki
+
+pytestmark = pytest.mark.interop
+
+ENTITY = (b'Content-Type: text/plain; charset=utf-8; protected-headers="v1"\r\n'
+          b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: Quarterly numbers\r\n"
+          b"\r\nhello\r\n")
+
+
+def test_decrypted_message_has_the_inner_subject_once(pki: Pki, tmp_path: Path) -> None:
+    entity = tmp_path / "entity"
+    entity.write_bytes(ENTITY)
+    encrypted = run("openssl", "smime", "-encrypt", "-aes256", "-in", str(entity),
+                    "-from", "alice@example.org", "-to", "bob@example.net", "-subject", "...",
+                    str(pki.alice.cert_path)).stdout
+    result = Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),)),)
+                      ).process(encrypted, context=Context(clock=NOW.timestamp))
+    assert result.item is not None
+    headers = result.item.message.headers
+    assert [f.value for f in headers.get_all("Subject")] == ["Quarterly numbers"]
+    assert headers.count("From") == 1
+    assert headers.count("To") == 1
+    assert result.item.annotation("smime.protected-headers") == (
+        "fields=from,subject,to; outer-differs=subject")

@@ -1,5 +1,9 @@
 """The ``mailroute`` command. Each subcommand lives in its own module under
-:mod:`mailroute.commands` and registers itself through ``register(subparsers)``."""
+:mod:`mailroute.commands` and registers itself through ``register(subparsers)``.
+
+Only the module of the command being run is imported (a mail server starts ``mailroute`` once
+per message); the others appear in ``--help`` through the one-line texts of :data:`COMMANDS`.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +17,34 @@ from collections.abc import Sequence
 from mailroute import __version__
 from mailroute.exitcodes import ExitCode
 
-__all__ = ["COMMAND_MODULES", "main"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
 
 log = logging.getLogger("mailroute")
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "mailroute.commands.process",
-    "mailroute.commands.disclaimer",
-    "mailroute.commands.marker",
-    "mailroute.commands.smime",
-    "mailroute.commands.pgp",
-    "mailroute.commands.routing",
-)
+#: command -> (the module that registers it, its one-line help as that module gives it).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "process": ("mailroute.commands.process", "run a policy over one message (stdin to stdout)"),
+    "disclaimer": ("mailroute.commands.disclaimer",
+                   "insert a disclaimer (HTML into HTML parts, text into text parts)"),
+    "marker": ("mailroute.commands.marker", "set or verify the HMAC loop marker header"),
+    "smime": ("mailroute.commands.smime", "S/MIME sign, encrypt, decrypt, verify"),
+    "pgp": ("mailroute.commands.pgp",
+            "PGP/MIME (RFC 3156) sign, encrypt, decrypt, verify with GnuPG"),
+    "route": ("mailroute.commands.routing", "the routing decision for one message at one hop"),
+    "simulate": ("mailroute.commands.routing",
+                 "every hop until final delivery, or the loop it finds"),
+    "exo-config": ("mailroute.commands.routing",
+                   "the Exchange Online connectors and rules, or a diagram"),
+}
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(m for m, _ in COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+def build_parser(argv: Sequence[str] | None = None, *,
+                 everything: bool = False) -> argparse.ArgumentParser:
+    """The argument parser: the command named in ``argv`` in full, the others by name only.
+
+    With ``everything`` every command is registered in full (for documentation and tests).
+    """
     parser = argparse.ArgumentParser(
         prog="mailroute",
         description="Composable mail-processing filters for mail gateways: S/MIME, PGP, "
@@ -39,15 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log diagnostics to standard error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
+    chosen = _chosen(sys.argv[1:] if argv is None else argv)
+    modules = COMMAND_MODULES if everything else (
+        (COMMANDS[chosen][0],) if chosen is not None else ())
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
+    for name, (_, text) in COMMANDS.items():
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, help=text, add_help=False)
     return parser
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The command named by the first argument that is not an option, if it is one."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (CLI.md)."""
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             stream=sys.stderr, format="mailroute: %(levelname)s %(message)s")

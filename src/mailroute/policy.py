@@ -155,8 +155,13 @@ def build_filter(name: str, options: Options) -> Filter:
     builder: FilterBuilder = getattr(module, function)
     try:
         return builder(options)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        # A file an option names (a certificate, key or template) is at fault: say which
+        # option, so that the policy's file and line are found as for any other error.
+        option = options.key_of_file(exc.source) if exc.key is None else None
+        if option is None:
+            raise
+        raise options.error(option, str(exc)) from exc
     except (ValueError, OSError) as exc:
         raise options.error("filter", f"cannot build filter {name!r}: {exc}") from exc
 

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroute.commands.marker",
     "mailroute.commands.smime",
     "mailroute.commands.pgp",
+    "mailroute.commands.dkim",
     "mailroute.commands.routing",
 )
 

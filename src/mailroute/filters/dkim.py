@@ -3,7 +3,7 @@
 dkim-sign options: ``domain``, ``selector``, ``key`` (PEM; RSA or Ed25519), ``algorithm``
 (must match the key when given), ``expire_after`` (seconds, optional x= tag),
 ``from_domains`` (sign only mail whose From domain is one of these or below; default:
-``domain``). One entry per key: a policy signs with RSA and Ed25519 by listing both.
+``domain``; ``*`` signs whatever the From). One entry per key: a policy signs with RSA and Ed25519 by listing both.
 
 dkim-verify options: ``dns_file`` (records instead of DNS), ``dns_timeout`` (5 s),
 ``max_signatures`` (8), ``max_header_entries`` (64), ``allow_length`` (false), ``spf``,
@@ -61,7 +61,7 @@ class DkimSignFilter:
     def apply(self, item: MailItem, ctx: Context) -> MailItem:
         """Sign when the From domain is one of ours, else pass the item on unchanged."""
         author = dmarc.from_domain(item.message)
-        if author is None or not any(author == d or author.endswith("." + d)
+        if author is None or not any(d == "*" or author == d or author.endswith("." + d)
                                      for d in self.from_domains):
             return item.annotate("dkim-sign", "skipped-foreign-from")
         signed = sign_message(item.message, self.key, domain=self.domain,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dkim as dkimpy
 import pytest
 
+import dkim as dkimpy
 from mailroute import Envelope
 from mailroute.dkim import DnsFile, sign_message, verify_message
 from mailroute.dkim.arc import verify_chain

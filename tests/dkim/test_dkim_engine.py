@@ -7,9 +7,9 @@ import base64
 import subprocess
 from pathlib import Path
 
-import dkim as dkimpy
 import pytest
 
+import dkim as dkimpy
 from mailroute.dkim import DnsFile, VerifyOptions, sign_message, verify_message
 from mailroute.dkim.keys import parse_signing_key
 from mailroute.errors import AmbiguousMessageError, ConfigError, TemporaryError

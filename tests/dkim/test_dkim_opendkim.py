@@ -9,9 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import dkim as dkimpy
 import pytest
 
+import dkim as dkimpy
 from mailroute.dkim import sign_message, verify_message
 from mailroute.mime.scan import parse
 from tests.dkim.conftest import DOMAIN, NOW, DkimWorld, message

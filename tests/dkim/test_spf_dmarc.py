@@ -19,9 +19,9 @@ from tests.dkim.conftest import NOW, DkimWorld, message
 class FakeDns:
     """TXT, address and MX records from dicts; ``TIMEOUT`` raises a temporary error."""
 
-    def __init__(self, txt: Mapping[str, Sequence[str]] = {},  # noqa: B006 - read only
-                 addresses: Mapping[str, Sequence[str]] = {},  # noqa: B006
-                 mx: Mapping[str, Sequence[str]] = {}) -> None:  # noqa: B006
+    def __init__(self, txt: Mapping[str, Sequence[str]] = {},
+                 addresses: Mapping[str, Sequence[str]] = {},
+                 mx: Mapping[str, Sequence[str]] = {}) -> None:
         self.tables = {"txt": txt, "addresses": addresses, "mx": mx}
         self.asked: list[str] = []
 

@@ -10,17 +10,17 @@ import re
 
 __all__ = ["body", "crlf", "header", "strip_b_value"]
 
-_EOL = re.compile(rb"\r?\n")
 _WSP = re.compile(rb"[ \t]+")
 _WSP_EOL = re.compile(rb"[ \t]+\r\n")
-_TRAILING_EMPTY = re.compile(rb"(?:\r\n)+\Z")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _B_TAG = re.compile(rb"((?:^|;)[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
 
 
 def crlf(data: bytes) -> bytes:
-    """``data`` with every LF or CRLF line break written as CRLF."""
-    return _EOL.sub(b"\r\n", data)
+    """``data`` with every LF or CRLF line break written as CRLF (a lone CR stays)."""
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def body(data: bytes, relaxed: bool) -> bytes:
@@ -29,10 +29,15 @@ def body(data: bytes, relaxed: bool) -> bytes:
     if text and not text.endswith(b"\r\n"):
         text += b"\r\n"
     if relaxed:
-        text = _WSP_EOL.sub(b"\r\n", _WSP.sub(b" ", text))
-    text = _TRAILING_EMPTY.sub(b"", text)
-    if text:
-        return text + b"\r\n"
+        if b"\t" in text or b"  " in text:
+            text = _WSP.sub(b" ", text)
+        if b" \r\n" in text:
+            text = _WSP_EOL.sub(b"\r\n", text)
+    end = len(text)
+    while text.endswith(b"\r\n", 0, end):
+        end -= 2
+    if end:
+        return text[:end + 2]
     return b"" if relaxed else b"\r\n"
 
 

@@ -3,7 +3,8 @@
 dkim-sign options: ``domain``, ``selector``, ``key`` (PEM; RSA or Ed25519), ``algorithm``
 (must match the key when given), ``expire_after`` (seconds, optional x= tag),
 ``from_domains`` (sign only mail whose From domain is one of these or below; default:
-``domain``; ``*`` signs whatever the From). One entry per key: a policy signs with RSA and Ed25519 by listing both.
+``domain``; ``*`` signs whatever the From). One entry per key: a policy signs with RSA
+and Ed25519 by listing both.
 
 dkim-verify options: ``dns_file`` (records instead of DNS), ``dns_timeout`` (5 s),
 ``max_signatures`` (8), ``max_header_entries`` (64), ``allow_length`` (false), ``spf``,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib
 import os
 import random
 import shutil
@@ -26,11 +27,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
-# This file is called dkim.py: keep its folder off the path so that ``import dkim`` is dkimpy.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import dkim as dkimpy
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -38,6 +36,17 @@ from mailroute.dkim import DnsFile, parse_signing_key, sign_message, verify_mess
 from mailroute.mime.scan import parse
 
 DOMAIN = "example.net"
+
+
+def load_dkimpy() -> ModuleType:
+    """dkimpy (this file is called dkim.py: its folder must not shadow the package)."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    sys.modules.pop("dkim", None)
+    return importlib.import_module("dkim")
+
+
+dkimpy = load_dkimpy()
 
 
 def small_message() -> bytes:
@@ -137,12 +146,12 @@ def main() -> None:
             algorithm = "rsa-sha256" if name == "rsa" else "ed25519-sha256"
             theirs_key = rsa_traditional if name == "rsa" else ed_seed
 
-            def sign(key: object = key, name: str = name) -> bytes:
+            def sign(key: object = key, name: str = name, data: bytes = data) -> bytes:
                 return sign_message(parse(data), key, domain=DOMAIN,  # type: ignore[arg-type]
                                     selector=name, timestamp=0).to_bytes()
 
             def dkimpy_sign(theirs_key: bytes = theirs_key, name: str = name,
-                            algorithm: str = algorithm) -> bytes:
+                            algorithm: str = algorithm, data: bytes = data) -> bytes:
                 return bytes(dkimpy.sign(data, name.encode(), DOMAIN.encode(), theirs_key,
                                          canonicalize=(b"relaxed", b"relaxed"),
                                          signature_algorithm=algorithm.encode()))
@@ -155,7 +164,7 @@ def main() -> None:
 
             conf = confs[name]
             rows = (("sign", best(sign, runs), best(dkimpy_sign, runs),
-                     best(lambda conf=conf: opendkim(conf, plain), runs)),
+                     best(lambda conf=conf, plain=plain: opendkim(conf, plain), runs)),
                     ("verify", best(verify, runs), best(dkimpy_verify, runs),
                      best(lambda p=signed_path: opendkim(verify_conf, p), runs)))
             for op, ours, theirs, od in rows:

@@ -75,13 +75,35 @@ def dnspython_lookup(timeout: float = 5.0) -> DnsLookup:
 
 
 class DnsLookup:
-    """TXT lookups with dnspython; NXDOMAIN and NODATA give ``[]``, the rest is temporary."""
+    """TXT lookups with dnspython; NXDOMAIN and NODATA give ``[]``, the rest is temporary.
 
-    def __init__(self, timeout: float) -> None:
+    Args:
+        timeout: seconds for one lookup, retries included.
+        nameservers: servers to ask instead of the system's (``/etc/resolv.conf``).
+        port: their port.
+    """
+
+    def __init__(self, timeout: float, *, nameservers: Sequence[str] = (),
+                 port: int = 53) -> None:
         import dns.resolver  # the dkim extra
 
-        self._resolver = dns.resolver.Resolver()
+        self._resolver = dns.resolver.Resolver(configure=not nameservers)
+        if nameservers:
+            self._resolver.nameservers = list(nameservers)
+            self._resolver.port = port
         self._timeout = timeout
+
+    def _resolve(self, name: str, rdtype: str) -> list[object]:
+        import dns.exception
+        import dns.resolver
+
+        try:
+            answer = self._resolver.resolve(name, rdtype, lifetime=self._timeout, search=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except dns.exception.DNSException as exc:
+            raise TemporaryError(f"DNS lookup failed: {exc.__class__.__name__}") from exc
+        return list(answer)
 
     def __call__(self, name: str) -> list[str]:
         """The TXT strings of ``name``, each record's character-strings joined.
@@ -89,14 +111,16 @@ class DnsLookup:
         Raises:
             TemporaryError: timeout, SERVFAIL or no answering server.
         """
-        import dns.exception
-        import dns.resolver
+        return [b"".join(r.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
+                for r in self._resolve(name, "TXT")]
 
-        try:
-            answer = self._resolver.resolve(name, "TXT", lifetime=self._timeout,
-                                            search=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return []
-        except dns.exception.DNSException as exc:
-            raise TemporaryError(f"DNS lookup failed: {exc.__class__.__name__}") from exc
-        return [b"".join(r.strings).decode("utf-8", "replace") for r in answer]
+    def addresses(self, name: str) -> list[str]:
+        """The IPv4 and IPv6 addresses of ``name`` (for SPF ``a`` and ``exists``)."""
+        return [r.to_text() for rdtype in ("A", "AAAA")  # type: ignore[attr-defined]
+                for r in self._resolve(name, rdtype)]
+
+    def mx(self, name: str) -> list[str]:
+        """The MX host names of ``name``, most preferred first (for SPF ``mx``)."""
+        records = sorted(self._resolve(name, "MX"),
+                         key=lambda r: r.preference)  # type: ignore[attr-defined]
+        return [r.exchange.to_text().rstrip(".") for r in records]  # type: ignore[attr-defined]

@@ -69,3 +69,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> DkimWorld:
 def message(body: str = "Hello  world.\r\n\r\nRegards,\r\nAlice \r\n", **kw: str) -> bytes:
     """A plain message from alice@example.net (trailing white space on purpose)."""
     return build_message(sender="Alice <alice@example.net>", body=body, **kw)  # type: ignore[arg-type]
+
+
+def dnsfunc(dns: DnsFile):  # type: ignore[no-untyped-def]
+    """dkimpy's ``dnsfunc`` (bytes name -> first TXT value) over ``dns``."""
+    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+        found = dns(name.decode().rstrip("."))
+        return found[0].encode() if found else None
+    return lookup

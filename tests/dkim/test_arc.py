@@ -10,13 +10,13 @@ import pytest
 
 import dkim as dkimpy
 from mailroute import Envelope
-from mailroute.dkim import DnsFile, sign_message, verify_message
+from mailroute.dkim import sign_message, verify_message
 from mailroute.dkim.arc import verify_chain
 from mailroute.errors import ConfigError
 from mailroute.mime.scan import parse
 from mailroute.policy import load_policy
 from mailroute.results import AuthStatus
-from tests.dkim.conftest import NOW, DkimWorld, message
+from tests.dkim.conftest import NOW, DkimWorld, dnsfunc, message
 
 POLICY = """
 [gateway]
@@ -40,12 +40,6 @@ key = "rsa.pem"
 authserv_id = "{authserv}"
 """
 
-
-def _dnsfunc(dns: DnsFile):  # type: ignore[no-untyped-def]
-    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
-        found = dns(name.decode().rstrip("."))
-        return found[0].encode() if found else None
-    return lookup
 
 
 def _gateway(world: DkimWorld, folder: Path, authserv: str, domain: str) -> object:
@@ -76,7 +70,7 @@ def test_signed_then_disclaimer_then_sealed_verifies_as_an_arc_chain(
     # the disclaimer broke the sender's DKIM signature ...
     assert [r.status for r in verify_message(parse(out), dns, now=NOW)] == [AuthStatus.FAIL]
     # ... and the ARC chain carries what the gateway saw before it changed the message
-    cv, _results, reason = dkimpy.arc_verify(out, dnsfunc=_dnsfunc(dns))
+    cv, _results, reason = dkimpy.arc_verify(out, dnsfunc=dnsfunc(dns))
     assert cv == b"pass", reason
     aar = parse(out).headers.value("ARC-Authentication-Results")
     assert aar is not None
@@ -89,7 +83,7 @@ def test_signed_then_disclaimer_then_sealed_verifies_as_an_arc_chain(
     again = second.process(out, envelope=Envelope(  # type: ignore[attr-defined]
         mail_from="alice@example.net", rcpt_to=["bob@example.org"]))
     assert again.action == "accept", again.reply
-    cv, _results, reason = dkimpy.arc_verify(again.data, dnsfunc=_dnsfunc(dns))
+    cv, _results, reason = dkimpy.arc_verify(again.data, dnsfunc=dnsfunc(dns))
     assert cv == b"pass", reason
     assert "arc=pass" in (parse(again.data).headers.value("Authentication-Results") or "")
 
@@ -99,9 +93,9 @@ def test_changes_after_the_seal_break_the_chain(world: DkimWorld, tmp_path: Path
     out = gateway.process(message(), envelope=Envelope(  # type: ignore[attr-defined]
         mail_from="alice@example.net", rcpt_to=["bob@example.org"])).data
     dns = world.dns(**{"rsa._domainkey.example.org": world.records["rsa._domainkey.example.net"]})
-    assert dkimpy.arc_verify(out, dnsfunc=_dnsfunc(dns))[0] == b"pass"
+    assert dkimpy.arc_verify(out, dnsfunc=dnsfunc(dns))[0] == b"pass"
     tampered = out.replace(b"Scanned by the gateway.", b"Scanned by the gateway!")
-    assert dkimpy.arc_verify(tampered, dnsfunc=_dnsfunc(dns))[0] == b"fail"
+    assert dkimpy.arc_verify(tampered, dnsfunc=dnsfunc(dns))[0] == b"fail"
     assert verify_chain(parse(tampered), dns).status is AuthStatus.FAIL
     slow = world.dns(**{"rsa._domainkey.example.org": "TIMEOUT"})
     assert verify_chain(parse(out), slow).status is AuthStatus.TEMPERROR

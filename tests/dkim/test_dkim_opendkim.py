@@ -14,7 +14,7 @@ import pytest
 import dkim as dkimpy
 from mailroute.dkim import sign_message, verify_message
 from mailroute.mime.scan import parse
-from tests.dkim.conftest import DOMAIN, NOW, DkimWorld, message
+from tests.dkim.conftest import DOMAIN, NOW, DkimWorld, dnsfunc, message
 
 pytestmark = pytest.mark.interop
 
@@ -62,20 +62,12 @@ def _ours(data: bytes, world: DkimWorld, selector: str) -> bytes:
                         timestamp=NOW).to_bytes()
 
 
-def _dnsfunc(world: DkimWorld):  # type: ignore[no-untyped-def]
-    dns = world.dns()
-
-    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
-        found = dns(name.decode().rstrip("."))
-        return found[0].encode() if found else None
-    return lookup
-
 
 @pytest.mark.parametrize("selector", ["rsa", "ed"])
 def test_opendkim_verifies_our_signatures(world: DkimWorld, selector: str) -> None:
     signed = _ours(message(), world, selector)
     assert _opendkim_verdicts(world, signed) == ["pass"]
-    assert dkimpy.DKIM(signed).verify(0, dnsfunc=_dnsfunc(world))
+    assert dkimpy.DKIM(signed).verify(0, dnsfunc=dnsfunc(world.dns()))
 
 
 def test_opendkim_verifies_both_of_a_dual_signature(world: DkimWorld) -> None:

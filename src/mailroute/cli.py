@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "smime": ("mailroute.commands.smime", "S/MIME sign, encrypt, decrypt, verify"),
     "pgp": ("mailroute.commands.pgp",
             "PGP/MIME (RFC 3156) sign, encrypt, decrypt, verify with GnuPG"),
+    "dkim": ("mailroute.commands.dkim", "DKIM sign and verify"),
     "route": ("mailroute.commands.routing", "the routing decision for one message at one hop"),
     "simulate": ("mailroute.commands.routing",
                  "every hop until final delivery, or the loop it finds"),

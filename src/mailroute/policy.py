@@ -55,6 +55,9 @@ _TOP_LEVEL = {"limits", "parser", "gateway", "pipeline"}
 # name -> (module, builder function, extra that provides its dependencies)
 FILTERS: dict[str, tuple[str, str, str | None]] = {
     "headers": ("mailroute.filters.headers", "build", None),
+    "dkim-sign": ("mailroute.filters.dkim", "build_sign", "dkim"),
+    "dkim-verify": ("mailroute.filters.dkim", "build_verify", "dkim"),
+    "arc-seal": ("mailroute.filters.arc", "build_seal", "dkim"),
     "pgp-sign": ("mailroute.filters.pgp", "build_sign", "pgp"),
     "pgp-encrypt": ("mailroute.filters.pgp", "build_encrypt", "pgp"),
     "pgp-decrypt": ("mailroute.filters.pgp", "build_decrypt", "pgp"),

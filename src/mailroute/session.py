@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from mailroute.errors import InternalError, MailrouteError
@@ -27,7 +26,7 @@ from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime.edits import Edits, diff_messages
 from mailroute.mime.message import Message
 from mailroute.mime.scan import AmbiguityPolicy, parse
-from mailroute.results import Action, AuthResult, Outcome, Reply
+from mailroute.results import Action, Outcome, Reply, format_auth_results
 
 __all__ = [
     "ACCEPTED",
@@ -165,17 +164,3 @@ def strip_own_auth_results(message: Message, authserv_id: str) -> Message:
     wanted = authserv_id.lower()
     return message.keep_headers(lambda f: f.lower_name != "authentication-results"
                                 or f.value.split(";", 1)[0].strip().lower() != wanted)
-
-
-def format_auth_results(authserv_id: str, results: Iterable[AuthResult]) -> str:
-    """An RFC 8601 Authentication-Results value: ``id; method=result reason="..." ...``."""
-    entries = []
-    for result in results:
-        text = f"{result.method}={result.status.value}"
-        if result.reason:
-            reason = result.reason.replace("\\", "\\\\").replace('"', '\\"')
-            text += f' reason="{reason}"'
-        for name, value in result.properties:
-            text += f" {name}={value}"
-        entries.append(text)
-    return f"{authserv_id}; " + "; ".join(entries)

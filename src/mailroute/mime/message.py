@@ -102,7 +102,19 @@ class Message:
     def keep_headers(self, keep: Callable[[HeaderField], bool], *, path: Path = ()) -> Message:
         """Keep only the fields of an entity's header for which ``keep`` is true."""
         part = self.part(path)
-        kept = tuple(f for f in part.headers if keep(f))
+        return self._with_fields(path, part, tuple(f for f in part.headers if keep(f)))
+
+    def without_headers(self, names: Iterable[str], prefixes: tuple[str, ...] = (), *,
+                        path: Path = ()) -> Message:
+        """Remove the fields named (case-insensitive) or whose lower-case name starts with one
+        of ``prefixes`` from an entity's header."""
+        wanted = frozenset(n.lower() for n in names)
+        part = self.part(path)
+        kept = tuple(f for f in part.headers if f.lower_name not in wanted
+                     and not (prefixes and f.lower_name.startswith(prefixes)))
+        return self._with_fields(path, part, kept)
+
+    def _with_fields(self, path: Path, part: Part, kept: tuple[HeaderField, ...]) -> Message:
         if len(kept) == len(part.headers):
             return self
         return self.replace_part(path, replace(part, headers=HeaderBlock(kept)))

@@ -17,7 +17,7 @@ import contextlib
 import re
 from dataclasses import dataclass, field
 
-from mailroute.disclaimer.locate import HtmlLimits, locate
+from mailroute.disclaimer.locate import HtmlBudget, HtmlLimits, locate
 from mailroute.disclaimer.select import BODY_TYPES, Body, plan_message
 from mailroute.disclaimer.splice import splice_text
 from mailroute.disclaimer.template import (
@@ -139,10 +139,12 @@ def _payload(part: Part, encoding: str) -> bytes | None:
     if encoding in ("7bit", "8bit", "binary"):
         return raw
     if encoding == "base64":
+        compact = raw.translate(None, b"\r\n")
+        del raw  # no copy of a large body outlives its use
         try:  # the common case, without the general decoder's per-byte filtering
-            return binascii.a2b_base64(raw.translate(None, b"\r\n"), strict_mode=True)
+            return binascii.a2b_base64(compact, strict_mode=True)
         except binascii.Error:
-            pass
+            del compact
     try:
         decoded = decode_payload(part)
     except MalformedMessageError:
@@ -197,6 +199,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
     skipped: list[tuple[Path, str]] = []
     protected = list(plan.protected)
     locators: list[str] = []
+    budget = HtmlBudget(settings.html_limits.max_message_chars)
     for body in plan.bodies:
         path = body.path
         part = message.part(path)
@@ -220,7 +223,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             continue
         if is_html:
             location = locate(text, settings.placement, parser=settings.html_parser,
-                              limits=settings.html_limits)
+                              limits=settings.html_limits, budget=budget)
             locators.append(location.method)
             offset, insertion = location.offset, disclaimer.html_fragment
         else:

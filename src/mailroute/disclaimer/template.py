@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "compact_text",
     "contains_pieces",
     "html_to_compact_text",
+    "strip_tags",
 ]
 
 MISSING_POLICIES = ("empty", "skip")
@@ -56,7 +57,9 @@ _ALIASES = {
 # C0/C1 controls, line and paragraph separators, bidi embeddings, overrides and isolates.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SPACE = re.compile(r"\s+")
-_TAG = re.compile(r"<[^>]*>")
+_TAG = re.compile(r"<[^>]*+>")
+_SLICE = 65_536
+_LONGEST_ENTITY = 40  # "&" and up to 32 name characters and ";" (html.unescape's limit)
 _MIN_PIECE_ALNUM = 3
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]{3,}")
 
@@ -73,15 +76,74 @@ def clean_value(value: str) -> str:
 
 
 def compact_text(text: str) -> str:
-    """Text with reply quote markers (``> ``) and all white space removed, for matching."""
-    if ">" in text:  # quote markers start lines; white space goes below anyway
-        text = "".join(line.lstrip(" \t>") for line in text.split("\n"))
-    return "".join(text.split())
+    """Text with reply quote markers (``> ``) and all white space removed, for matching.
+
+    Done in slices of 64 Ki characters, so that the lists of lines and words a slice needs
+    stay small whatever the body's size (48 MB of short ``>`` lines held 4.3 GB as one list).
+    """
+    out: list[str] = []
+    leading = True
+    for start in range(0, len(text), _SLICE):
+        compacted, leading = _compact_slice(text[start:start + _SLICE], leading=leading)
+        out.append(compacted)
+    return "".join(out)
 
 
 def html_to_compact_text(markup: str) -> str:
-    """The text of an HTML fragment, compacted as :func:`compact_text` does."""
-    return compact_text(html.unescape(_TAG.sub("", markup)))
+    """The text of an HTML fragment, compacted as :func:`compact_text` does.
+
+    Linear in time and memory: the markup is read in slices cut right after a ``>`` (no tag
+    spans a cut), and their text decoded and compacted 64 Ki characters at a time; a possible
+    entity at the end of a piece waits for the next one, where its ``;`` may be.
+    """
+    out: list[str] = []
+    leading = True
+    carry = ""
+    for chunk in _tag_slices(markup):
+        stripped = strip_tags(chunk)
+        for start in range(0, len(stripped), _SLICE):
+            text = carry + stripped[start:start + _SLICE]
+            amp = text.rfind("&", max(0, len(text) - _LONGEST_ENTITY))
+            text, carry = (text, "") if amp < 0 else (text[:amp], text[amp:])
+            compacted, leading = _compact_slice(html.unescape(text), leading=leading)
+            out.append(compacted)
+    out.append(_compact_slice(html.unescape(carry), leading=leading)[0])
+    return "".join(out)
+
+
+def strip_tags(markup: str, replacement: str = "") -> str:
+    """``markup`` with every ``<...>`` replaced, in linear time.
+
+    A ``<`` with no ``>`` after it is text: the search for its ``>`` is never started (the
+    plain regex searched to the end once per such ``<``, quadratic on ``<<<<...``).
+    """
+    last = markup.rfind(">")
+    if last < 0:
+        return markup
+    return _TAG.sub(replacement, markup[:last + 1]) + markup[last + 1:]
+
+
+def _tag_slices(markup: str) -> Iterator[str]:
+    """``markup`` in consecutive slices of at least :data:`_SLICE` characters (but the last),
+    each ending right after a ``>``, so that every tag lies within one slice."""
+    position, size = 0, len(markup)
+    while position < size:
+        cut = markup.find(">", position + _SLICE)
+        end = size if cut < 0 else cut + 1
+        yield markup[position:end]
+        position = end
+
+
+def _compact_slice(text: str, *, leading: bool) -> tuple[str, bool]:
+    """One slice compacted, and whether its end is still within a line's leading quote
+    markers (``leading``: the slice starts so, e.g. at a line start)."""
+    tail = text[text.rfind("\n") + 1:]
+    still = ("\n" in text or leading) and not tail.strip(" \t>")
+    if ">" in text:  # quote markers start lines; white space goes below anyway
+        lines = text.split("\n")
+        first = lines[0].lstrip(" \t>") if leading else lines[0]
+        text = first + "".join(line.lstrip(" \t>") for line in lines[1:])
+    return "".join(text.split()), still
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +224,7 @@ def _static_texts(pieces: list[str | tuple[str]], *, is_html: bool) -> list[str]
     if not is_html:
         return [p for p in pieces if isinstance(p, str)]
     joined = "".join(p if isinstance(p, str) else "\0" for p in pieces)
-    return html.unescape(_TAG.sub(" ", joined)).split("\0")
+    return html.unescape(strip_tags(joined, " ")).split("\0")
 
 
 def contains_pieces(compact_body: str, pieces: tuple[str, ...]) -> bool:

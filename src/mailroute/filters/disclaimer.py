@@ -10,7 +10,8 @@ Policy options (the ``mailroute disclaimer`` flags without dashes, ``-`` as ``_`
 alone; ``bodies``: edit their text and HTML bodies, never the calendar part),
 ``auto_replies`` (``skip`` default, or ``add``), ``html_parser`` (``auto`` default: the linear
 scan where it is unambiguous, html5lib otherwise; ``html5lib``: always html5lib),
-``html_max_chars`` and ``html_max_depth`` (the limits beyond which html5lib is not used).
+``html_max_chars`` and ``html_max_depth`` (the limits beyond which html5lib is not used),
+``html_max_message_chars`` (html5lib's budget over all HTML bodies of one message).
 
 Template variables come from, lowest priority first: the sender's address (``email``), the
 ``var`` options, the sender directory entry of the ``From`` address (or the envelope sender).
@@ -143,7 +144,9 @@ def build(options: Options) -> DisclaimerFilter:
         raise options.error("directory", str(exc)) from exc
     limits = HtmlLimits(
         max_chars=options.integer("html_max_chars", HtmlLimits().max_chars, minimum=1),
-        max_depth=options.integer("html_max_depth", HtmlLimits().max_depth, minimum=1))
+        max_depth=options.integer("html_max_depth", HtmlLimits().max_depth, minimum=1),
+        max_message_chars=options.integer("html_max_message_chars",
+                                          HtmlLimits().max_message_chars, minimum=0))
     settings = Settings(
         placement=options.choice("position", PLACEMENTS, "bottom"),
         html_parser=options.choice("html_parser", PARSERS, "auto"),

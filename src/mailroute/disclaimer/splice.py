@@ -37,9 +37,9 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     """
     part = message.part(body.path)
     encoding = body.transfer_encoding
-    if not isinstance(part.body, LeafBody) or (
+    if not isinstance(part.body, LeafBody) or not part.separator or (
             encoding not in _LINE_ORIENTED and encoding != "base64"):
-        return None
+        return None  # without a separator line the new text would join the header block
     try:
         if codec != codec_name(body.charset or "us-ascii"):
             return None  # decoded with a fallback: the label changes, the whole body with it

@@ -142,7 +142,7 @@ class Message:
         except (UnicodeError, MalformedMessageError):
             charset, data = "utf-8", text.encode("utf-8")
         encoding = choose_encoding(data, part.transfer_encoding)
-        headers = part.headers
+        headers = _terminated(part.headers, self.newline)
         if charset != (part.charset or "us-ascii") or part.headers.get("Content-Type") is None:
             headers = headers.replaced("Content-Type", self.field(
                 "Content-Type", _with_param(part, "charset", charset)))
@@ -193,9 +193,9 @@ class Message:
         outer_fields: tuple[HeaderField, ...] = ()
         inner = target
         if not path:
-            content = tuple(f for f in target.headers if f.lower_name.startswith("content-"))
-            outer_fields = tuple(f for f in target.headers
-                                 if not f.lower_name.startswith("content-"))
+            kept = tuple(_terminated_field(f, nl) for f in target.headers)
+            content = tuple(f for f in kept if f.lower_name.startswith("content-"))
+            outer_fields = tuple(f for f in kept if not f.lower_name.startswith("content-"))
             inner = replace(target, headers=HeaderBlock(content))
         members = (*before, inner, *after)
         boundary = _boundary_outside(members)
@@ -269,3 +269,21 @@ def build_leaf(content_type: str, payload: bytes | str, *, charset: str | None =
     header_fields += [make_field(n, v, newline=newline) for n, v in fields]
     body = encode_payload(data, chosen, newline)
     return Part(HeaderBlock(tuple(header_fields)), newline, LeafBody(Span.of(body)))
+
+
+def _terminated(headers: HeaderBlock, newline: bytes) -> HeaderBlock:
+    """``headers`` whose last field ends with a line break (see :func:`_terminated_field`)."""
+    fields = headers.fields
+    if not fields or fields[-1].raw.endswith(b"\n"):
+        return headers
+    return HeaderBlock((*fields[:-1], _terminated_field(fields[-1], newline)))
+
+
+def _terminated_field(field: HeaderField, newline: bytes) -> HeaderField:
+    """``field`` ending with a line break. An input that ends inside its header block leaves
+    its last field without one (or with a bare CR): a field added after it, or the separator
+    before a new body, would otherwise be glued to it."""
+    if field.raw.endswith(b"\n"):
+        return field
+    raw = field.raw[:-1] if field.raw.endswith(b"\r") else field.raw
+    return HeaderField(raw + newline, field.name)

@@ -27,7 +27,7 @@ from mailroute.disclaimer.template import (
     html_to_compact_text,
 )
 from mailroute.disclaimer.textplace import text_insertion
-from mailroute.errors import MalformedMessageError
+from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.charsets import codec_name
 
@@ -238,7 +238,11 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             if is_html and not _fits(edited, codec_name(body.charset or "us-ascii")):
                 # replace_text will make the part UTF-8: the document must say so too
                 edited = _META_CHARSET.sub(r"\g<1>utf-8", edited, count=1)
-            result = result.replace_text(path, edited)
+            try:
+                result = result.replace_text(path, edited)
+            except UnsafeHeaderValueError:  # its Content-Type cannot be written back
+                skipped.append((path, "unwritable-content-type"))
+                continue
         inserted.append(path)
     protected.sort()
     outcome = Insertion(result, tuple(inserted), tuple(present), tuple(skipped),

@@ -3,8 +3,9 @@
 Variable names are compared without case, spaces, ``_``, ``-`` or ``.``, so ``{{display_name}}``,
 ``%%DisplayName%%`` and a CSV column ``Display Name`` are one variable; a few Exchange token
 names have aliases (``%%PhoneNumber%%`` is ``phone``). Values are stripped of control,
-line-separator and bidi-override characters; in HTML they are escaped as well, so a value can
-neither add markup nor start a new line (and so never a header field).
+line-separator, bidi-override and direction-mark characters; in HTML they are escaped as well,
+so a value can neither add markup nor start a new line (and so never a header field), and a
+value that decides a link's scheme must be a relative, ``http(s):``, ``mailto:`` ... URL.
 
 The *fingerprint* of a template is its static text (everything but the tokens) with white
 space and reply quote markers removed: a body that contains every static piece in order
@@ -18,6 +19,8 @@ import html
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
+from mailroute.disclaimer.templatecheck import safe_url, url_slots
 
 __all__ = [
     "MISSING_POLICIES",
@@ -54,8 +57,11 @@ _ALIASES = {
     "zipcode": "postalcode",
     "streetaddress": "street",
 }
-# C0/C1 controls, line and paragraph separators, bidi embeddings, overrides and isolates.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0/C1 controls, line and paragraph separators, bidi embeddings, overrides and isolates,
+# and the invisible direction marks (LRM, RLM, ALM): a value is one run of text, and marks in
+# it can only make the footer read in another order than it is written.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                     "\u202a-\u202e\u2066-\u2069]")
 _SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*+>")
 _SLICE = 65_536
@@ -160,6 +166,8 @@ class Template:
         token: a short digest of the template source, written into HTML insertions.
         anchor: the longest ASCII word of the static text (empty when there is none): a body
             without it cannot carry the fingerprint, which saves compacting the body.
+        url_slots: indices in ``pieces`` of the variables that decide the scheme of a URL
+            attribute (rendered through :func:`~mailroute.disclaimer.templatecheck.safe_url`).
     """
 
     source: str
@@ -168,6 +176,7 @@ class Template:
     fingerprint: tuple[str, ...]
     token: str
     anchor: str
+    url_slots: frozenset[int] = frozenset()
 
     @classmethod
     def parse(cls, source: str, *, is_html: bool) -> Template:
@@ -191,7 +200,8 @@ class Template:
         kind = b"html\0" if is_html else b"text\0"
         token = hashlib.sha256(kind + source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         anchor = max(words, key=len, default="")
-        return cls(source, is_html, tuple(pieces), tuple(found), token, anchor)
+        slots = url_slots(tuple(pieces)) if is_html else frozenset[int]()
+        return cls(source, is_html, tuple(pieces), tuple(found), token, anchor, slots)
 
     @property
     def variables(self) -> frozenset[str]:
@@ -207,13 +217,15 @@ class Template:
                 returns ``None`` so that no disclaimer is inserted.
         """
         out: list[str] = []
-        for piece in self.pieces:
+        for index, piece in enumerate(self.pieces):
             if isinstance(piece, str):
                 out.append(piece)
                 continue
             value = clean_value(values.get(piece[0], ""))
             if not value and missing == "skip":
                 return None
+            if index in self.url_slots:
+                value = safe_url(value)  # no javascript: link from a directory value
             out.append(html.escape(value, quote=True) if self.is_html else value)
         return "".join(out)
 

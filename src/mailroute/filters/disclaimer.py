@@ -31,6 +31,7 @@ from mailroute.disclaimer.directory import SenderDirectory, load_directory
 from mailroute.disclaimer.insert import Disclaimer, Settings, add_disclaimer
 from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlLimits
 from mailroute.disclaimer.template import MISSING_POLICIES, Template, canonical_name
+from mailroute.disclaimer.templatecheck import template_problem
 from mailroute.errors import MailrouteError
 from mailroute.item import MailItem
 from mailroute.mime import parse_addresses
@@ -154,9 +155,16 @@ def build(options: Options) -> DisclaimerFilter:
         invites=options.choice("invites", ("skip", "bodies"), "skip"),
         auto_replies=options.choice("auto_replies", ("skip", "add"), "skip"),
         signed=options.choice("signed", SIGNED_POLICIES, "wrap"))
+    text_template = Template.parse(text_source, is_html=False)
+    html_template = Template.parse(html_source, is_html=True)
+    for key, template in (("text", text_template), ("html", html_template)):
+        problem = template_problem(template.source, is_html=template.is_html,
+                                   pieces=template.pieces)
+        if problem is not None:
+            raise options.error(key, f"template refused: {problem}")
     return DisclaimerFilter(
-        text_template=Template.parse(text_source, is_html=False),
-        html_template=Template.parse(html_source, is_html=True),
+        text_template=text_template,
+        html_template=html_template,
         variables=_variables(options),
         directory=directory,
         missing=options.choice("missing", MISSING_POLICIES, "empty"),

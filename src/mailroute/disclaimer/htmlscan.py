@@ -18,6 +18,7 @@ from mailroute.disclaimer.htmlstack import OpenElements
 __all__ = ["HtmlPoints", "quote_marker", "scan_html"]
 
 _NON_SPACE = re.compile(r"[^\t\n\f\r ]")
+_SPACES = ("\t", "\n", "\f", "\r", " ", "/")
 _OPEN = re.compile(r"<(?:!--|[!?/A-Za-z])")
 # Possessive quantifiers throughout: the engine keeps no backtracking state per attribute, so
 # an unterminated tag with millions of attributes costs one linear pass and no memory (with
@@ -59,6 +60,8 @@ class HtmlPoints:
             Thunderbird, Yahoo), or ``None``.
         simple: nothing in the document can be read differently by an HTML5 parser.
         max_depth: the deepest element nesting the scan counted.
+        max_attributes: the most attributes one tag may have (white space runs in the tag:
+            html5lib's time grows with the square of a tag's attributes).
     """
 
     bottom: int
@@ -66,6 +69,7 @@ class HtmlPoints:
     quote: int | None
     simple: bool
     max_depth: int
+    max_attributes: int = 0
 
 
 def quote_marker(name: str, attrs: dict[str, str]) -> str | None:
@@ -114,10 +118,12 @@ class _State:
     """The mutable state of one scan (kept out of the frozen result)."""
 
     __slots__ = ("after_body", "body_end", "body_seen", "body_start_end", "doctype_end",
-                 "head_end", "html_end", "html_start_end", "open", "quote", "simple", "tables")
+                 "head_end", "html_end", "html_start_end", "max_attributes", "open", "quote",
+                 "simple", "tables")
 
     def __init__(self) -> None:
         self.simple = True
+        self.max_attributes = 0
         self.open = OpenElements()
         self.tables = 0
         self.body_end: int | None = None
@@ -129,6 +135,12 @@ class _State:
         self.doctype_end: int | None = None
         self.quote: int | None = None
         self.body_seen = False
+
+    def attributes(self, tag: str) -> None:
+        """Note the attributes ``tag`` (the text after its name) can hold, at most."""
+        if len(tag) > self.max_attributes:  # cheap: a tag has fewer attributes than chars
+            runs = sum(tag.count(space) for space in _SPACES)
+            self.max_attributes = max(self.max_attributes, runs)
 
     def content(self) -> None:
         """Non-space text or an element after </body>: the parser reopens the body.
@@ -199,6 +211,7 @@ def _end_tag(html: str, start: int, state: _State) -> int:
             return len(html) if close < 0 else close + 1
         name = lenient.group(1).lower()
         end = lenient.end()
+        state.attributes(html[lenient.end(1):end])
     else:
         name = match.group(1).lower()
         end = match.end()
@@ -227,12 +240,14 @@ def _start_tag(html: str, start: int, state: _State) -> int:
         lenient = _LENIENT_TAG.match(html, start)
         assert lenient is not None  # _OPEN matched "<" + letter
         state.content()
+        state.attributes(html[lenient.end(1):lenient.end()])
         name = lenient.group(1).lower()
         if name not in _VOID:  # html5lib opens it all the same (<div a=""b>): count it
             state.open.start(name, self_closing=lenient.group().endswith("/>"))
         return lenient.end()
     name = match.group(1).lower()
     end = match.end()
+    state.attributes(match.group(2))
     if name in _UNSIMPLE:
         state.simple = False
     if name == "html":
@@ -282,4 +297,4 @@ def _points(state: _State, length: int) -> HtmlPoints:
     top = next((p for p in (state.body_start_end, state.head_end, state.html_start_end,
                             state.doctype_end) if p is not None), 0)
     return HtmlPoints(bottom=bottom, top=top, quote=state.quote, simple=state.simple,
-                      max_depth=state.open.max_depth)
+                      max_depth=state.open.max_depth, max_attributes=state.max_attributes)

@@ -36,11 +36,14 @@ class HtmlLimits:
             4096: a deeper document is never given to html5lib, whatever this says).
         max_message_chars: characters of HTML html5lib may see over all bodies of one
             message; bodies after that use the linear scan's answer.
+        max_attributes: attributes in one tag (html5lib is quadratic in them: 10,000 in one
+            tag took it 3 s).
     """
 
     max_chars: int = 131_072
     max_depth: int = 64
     max_message_chars: int = 262_144
+    max_attributes: int = 1024
 
 
 class HtmlBudget:
@@ -80,7 +83,8 @@ def locate(html: str, placement: str, *, parser: str = "auto",
     if budget is None:
         budget = HtmlBudget(limits.max_message_chars)
     if (len(html) > limits.max_chars or scanned.max_depth > limits.max_depth
-            or scanned.max_depth >= DEPTH_CAP or not budget.spend(len(html))):
+            or scanned.max_depth >= DEPTH_CAP or scanned.max_attributes > limits.max_attributes
+            or not budget.spend(len(html))):
         return Location(_pick(scanned, placement), "fallback")
     from mailroute.disclaimer.htmlparse import parse_points  # only when needed: it is slow
     return Location(_pick(parse_points(html), placement), "html5lib")

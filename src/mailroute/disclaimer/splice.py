@@ -14,6 +14,7 @@ decoding it, so a body whose encoded and decoded line breaks do not match is nev
 from __future__ import annotations
 
 import binascii
+import re
 from dataclasses import replace
 
 from mailroute.disclaimer.select import Body
@@ -25,6 +26,13 @@ from mailroute.mime.transfer import choose_encoding, encode_payload
 __all__ = ["splice_text"]
 
 _LINE_ORIENTED = ("7bit", "8bit", "quoted-printable")
+_IDENTITY = ("7bit", "8bit")
+# Codecs that write every character on its own (no state, no shifts), so equal bytes on one
+# side of an offset mean equal text.
+_SELF_CONTAINED = re.compile(r"(?:ascii|utf-8|latin-1|iso8859-\d+|cp125\d|koi8-[ru])\Z")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_LONG_LINE = re.compile(rb"[^\r\n]{999}")
+_MAX_LINE = 998
 _STATEFUL = ("utf-16", "utf-32", "utf-7", "iso2022", "hz")
 
 
@@ -47,6 +55,8 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
         return None
     if encoding == "base64":
         return _splice_base64(message, body, part, text, offset, insertion, codec)
+    if encoding in _IDENTITY and _SELF_CONTAINED.match(codec):
+        return _splice_identity(message, body, part, text, offset, insertion, codec)
     start = text.rfind("\n", 0, offset) + 1
     tail_text = text[start:offset] + insertion + text[offset:]
     try:
@@ -64,6 +74,57 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
         return None
     encoded = raw[:cut] + encode_payload(tail, encoding, message.newline)
     return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+
+
+def _splice_identity(message: Message, body: Body, part: Part, text: str, offset: int,
+                     insertion: str, codec: str) -> Message | None:
+    """A 7bit or 8bit body in a codec that writes each character on its own: the body's bytes
+    are the text's, so the insertion goes between the original bytes before and after it.
+
+    Only the shorter side of the text is encoded, to find the byte offset, and compared with
+    the body; the result is written in one join of views, so a body whose disclaimer goes at
+    the top (or above a long quoted reply) costs one copy, not five.
+    """
+    assert isinstance(part.body, LeafBody)
+    span = part.body.span
+    buf, first, last = span.buf, span.start, span.end
+    try:
+        added = encode_payload(insertion.encode(codec), body.transfer_encoding,
+                               message.newline)  # the message's line breaks
+        if offset <= len(text) - offset:
+            side = text[:offset].encode(codec)
+            at = first + len(side) if buf.startswith(side, first, last) else -1
+        else:
+            side = text[offset:].encode(codec)
+            at = last - len(side) if buf.endswith(side, first, last) else -1
+    except UnicodeError:
+        return None
+    if at < 0 or not _identity_fits(buf, first, last, at, added, body.transfer_encoding):
+        return None
+    with memoryview(buf) as view:
+        encoded = b"".join((view[first:at], added, view[at:last]))
+    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+
+
+def _identity_fits(buf: bytes, first: int, last: int, at: int, added: bytes,
+                   encoding: str) -> bool:
+    """True when ``added`` at ``at`` leaves a body the encoding can carry: no NUL, lines of at
+    most 998 octets from the edited line on, and only ASCII in a 7bit body (as
+    :func:`~mailroute.mime.transfer.choose_encoding` asks), checked in place."""
+    line_start = buf.rfind(b"\n", first, at) + 1 or first
+    line_end = buf.find(b"\n", at, last)
+    line_end = last if line_end < 0 else line_end
+    if b"\0" in added or buf.find(b"\0", line_start, last) >= 0:
+        return False
+    if encoding == "7bit" and (not added.isascii()
+                               or _NON_ASCII.search(buf, line_start, last) is not None):
+        return False
+    if _LONG_LINE.search(added) or _LONG_LINE.search(buf, line_end, last):
+        return False
+    if b"\n" not in added:
+        return line_end - line_start + len(added) <= _MAX_LINE
+    return (at - line_start + added.index(b"\n") <= _MAX_LINE
+            and len(added) - added.rindex(b"\n") - 1 + line_end - at <= _MAX_LINE)
 
 
 def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: int,

@@ -73,7 +73,7 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     if cut is None:
         return None
     encoded = raw[:cut] + encode_payload(tail, encoding, message.newline)
-    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+    return _replaced(message, body, part, encoded)
 
 
 def _splice_identity(message: Message, body: Body, part: Part, text: str, offset: int,
@@ -103,7 +103,7 @@ def _splice_identity(message: Message, body: Body, part: Part, text: str, offset
         return None
     with memoryview(buf) as view:
         encoded = b"".join((view[first:at], added, view[at:last]))
-    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+    return _replaced(message, body, part, encoded)
 
 
 def _identity_fits(buf: bytes, first: int, last: int, at: int, added: bytes,
@@ -157,7 +157,7 @@ def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: 
         return None  # the lines before are not all of the first line's length
     rest = before[lines * per_line:] + tail
     encoded = raw[:cut] + encode_payload(rest, "base64", message.newline)
-    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+    return _replaced(message, body, part, encoded)
 
 
 def _encoded_prefix(raw: bytes, prefix: bytes, encoding: str, tail_breaks: int) -> int | None:
@@ -185,3 +185,11 @@ def _encoded_prefix(raw: bytes, prefix: bytes, encoding: str, tail_breaks: int) 
     if binascii.a2b_qp(raw[:cut]) != prefix:
         return None
     return cut
+
+
+def _replaced(message: Message, body: Body, part: Part, encoded: bytes) -> Message | None:
+    """``message`` with ``encoded`` as the body, or ``None`` when an enclosing multipart
+    would read a line of it as its delimiter (the caller then writes the body again)."""
+    if not message.boundary_safe(body.path, encoded):
+        return None
+    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))

@@ -142,6 +142,10 @@ class Message:
         except (UnicodeError, MalformedMessageError):
             charset, data = "utf-8", text.encode("utf-8")
         encoding = choose_encoding(data, part.transfer_encoding)
+        body = encode_payload(data, encoding, self.newline)
+        if not self.boundary_safe(path, body):  # base64 never holds a "--" line
+            encoding = "base64"
+            body = encode_payload(data, encoding, self.newline)
         headers = _terminated(part.headers, self.newline)
         if charset != (part.charset or "us-ascii") or part.headers.get("Content-Type") is None:
             headers = headers.replaced("Content-Type", self.field(
@@ -149,10 +153,23 @@ class Message:
         if encoding != part.transfer_encoding:
             headers = headers.replaced("Content-Transfer-Encoding",
                                        self.field("Content-Transfer-Encoding", encoding))
-        body = encode_payload(data, encoding, self.newline)
         separator = part.separator or self.newline
         return self.replace_part(path, replace(part, headers=headers, separator=separator,
                                                body=LeafBody(Span.of(body))))
+
+    def boundary_safe(self, path: Path, body: bytes) -> bool:
+        """True when ``body``, as the new body of the leaf at ``path``, has no line that an
+        enclosing multipart would read as its delimiter (re-encoding can turn a bare CR
+        before ``--boundary`` into a line break, and so split the part in two)."""
+        part = self.root
+        for index in path:
+            if isinstance(part.body, MultipartBody):
+                dash = b"--" + part.body.boundary.encode("ascii", "replace")
+                if (body.startswith(dash) or b"\n" + dash in body
+                        or b"\r" + dash in body):
+                    return False
+            part = part.children[index]
+        return True
 
     def insert_part(self, parent: Path, index: int, new: Part) -> Message:
         """Insert ``new`` as child ``index`` of the multipart at ``parent``.

@@ -59,3 +59,15 @@ def test_reply_placement_in_bounded_memory_and_linear_time() -> None:
     head, _, quoted = text.partition("On Monday Anna wrote:")
     assert "Confidential" in head
     assert "Confidential" not in quoted
+
+
+def test_reply_placement_in_a_quoted_printable_body_rewrites_one_line() -> None:
+    msg = message(_quoted_reply(2_000_000), subtype="plain", encoding="quoted-printable")
+    size = len(msg.to_bytes())
+    assert within_memory_bound(size, peak(lambda: insert(msg, "reply")))
+    out = insert(msg, "reply").root.body_bytes()
+    original = msg.root.body_bytes()
+    at = original.index(b"On Monday")
+    assert out.startswith(original[:at])  # the sender's bytes before and after are kept
+    assert out.endswith(original[at:])
+    assert b"Confidential" in out[at:-len(original[at:]) or None]

@@ -57,6 +57,8 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
         return _splice_base64(message, body, part, text, offset, insertion, codec)
     if encoding in _IDENTITY and _SELF_CONTAINED.match(codec):
         return _splice_identity(message, body, part, text, offset, insertion, codec)
+    if _SELF_CONTAINED.match(codec):
+        return _splice_qp(message, body, part, text, offset, insertion, codec)
     start = text.rfind("\n", 0, offset) + 1
     tail_text = text[start:offset] + insertion + text[offset:]
     try:
@@ -104,6 +106,78 @@ def _splice_identity(message: Message, body: Body, part: Part, text: str, offset
     with memoryview(buf) as view:
         encoded = b"".join((view[first:at], added, view[at:last]))
     return _replaced(message, body, part, encoded)
+
+
+def _splice_qp(message: Message, body: Body, part: Part, text: str, offset: int,
+               insertion: str, codec: str) -> Message | None:
+    """A quoted-printable body: only the encoded line(s) holding the insertion point are
+    written again, found by counting hard line breaks from the nearer end of the body.
+
+    Decoding is line by line, so when those lines decode to the text they stand for, the
+    bytes before and after them are the rest of the text; they are joined as views (no copy
+    of the body but the result, wherever the disclaimer goes).
+    """
+    assert isinstance(part.body, LeafBody)
+    span = part.body.span
+    buf, first, last = span.buf, span.start, span.end
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset) + 1 or len(text)
+    if start <= len(text) - end:
+        raw_start = _hard_breaks_forward(buf, first, last, text.count("\n", 0, start))
+        raw_end = -1 if raw_start < 0 else (
+            _hard_breaks_forward(buf, raw_start, last, 1) if text.endswith("\n", 0, end)
+            else last)
+    else:
+        raw_end = last if end == len(text) else _hard_breaks_backward(
+            buf, first, last, text.count("\n", end) + 1)
+        raw_start = -1 if raw_end < 0 else _hard_breaks_backward(
+            buf, first, raw_end, text.count("\n", start, end) + 1)
+    if raw_start < 0 or raw_end < 0:
+        return None
+    try:
+        if binascii.a2b_qp(buf[raw_start:raw_end]) != text[start:end].encode(codec):
+            return None
+        lines = (text[start:offset] + insertion + text[offset:end]).encode(codec)
+    except UnicodeError:
+        return None
+    added = encode_payload(lines, "quoted-printable", message.newline)
+    with memoryview(buf) as view:
+        encoded = b"".join((view[first:raw_start], added, view[raw_end:last]))
+    return _replaced(message, body, part, encoded)
+
+
+def _soft(buf: bytes, newline: int) -> bool:
+    """True when the line break at ``newline`` is a quoted-printable soft break."""
+    return buf.endswith(b"=", 0, newline) or buf.endswith(b"=\r", 0, newline)
+
+
+def _hard_breaks_forward(buf: bytes, first: int, last: int, count: int) -> int:
+    """The offset after the ``count``-th hard line break from ``first`` (``first`` for 0),
+    or -1."""
+    position = first
+    while count:
+        newline = buf.find(b"\n", position, last)
+        if newline < 0:
+            return -1
+        position = newline + 1
+        if not _soft(buf, newline):
+            count -= 1
+    return position
+
+
+def _hard_breaks_backward(buf: bytes, first: int, last: int, count: int) -> int:
+    """The offset after the ``count``-th hard line break before ``last`` (counted from
+    ``last``; ``count`` >= 1): ``first`` when there is one fewer, -1 when fewer still."""
+    position = last
+    while True:
+        newline = buf.rfind(b"\n", first, position)
+        if newline < 0:
+            return first if count == 1 else -1
+        position = newline
+        if not _soft(buf, newline):
+            count -= 1
+            if not count:
+                return newline + 1
 
 
 def _identity_fits(buf: bytes, first: int, last: int, at: int, added: bytes,

@@ -5,6 +5,8 @@ html5lib has a budget per message."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mailroute.disclaimer.htmlscan import scan_html
@@ -12,6 +14,7 @@ from mailroute.disclaimer.htmlstack import DEPTH_CAP
 from mailroute.disclaimer.insert import Settings, add_disclaimer
 from mailroute.disclaimer.locate import HtmlBudget, HtmlLimits, locate
 from mailroute.mime import parse
+from tests.disclaimer.conftest import make_filter
 from tests.regressions.complexity import RATIO, disclaimer, growth, insert, message
 
 _BOMB = "<svg></svg>" + "<div></x>" * 14_000
@@ -71,3 +74,11 @@ def test_budget_spending() -> None:
     assert not budget.spend(6)  # nothing taken when it does not fit
     assert budget.spend(4)
     assert budget.left == 0
+
+
+def test_the_budget_is_a_policy_option(tmp_path: Path) -> None:
+    step = make_filter(tmp_path, html_max_message_chars=0)
+    assert step.settings.html_limits.max_message_chars == 0
+    data = _many_bodies(1, "<html><body><svg></svg><p>x</p></body></html>")
+    result = add_disclaimer(parse(data), disclaimer(), step.settings)
+    assert result.locators == ("fallback",)

@@ -54,9 +54,9 @@ def peak(call: Callable[[], object]) -> int:
         tracemalloc.stop()
 
 
-def within_memory_bound(size: int, peak_bytes: int) -> bool:
-    """True when ``peak_bytes`` is at most 3x ``size`` plus the constant."""
-    return peak_bytes <= MEMORY_FACTOR * size + MEMORY_CONSTANT
+def fits_memory(size: int, call: Callable[[], object]) -> bool:
+    """True when ``call`` allocates at most 3x ``size`` plus the constant at its peak."""
+    return peak(call) <= MEMORY_FACTOR * size + MEMORY_CONSTANT
 
 
 def disclaimer(text: str = TEXT, html: str = HTML) -> Disclaimer:

@@ -19,6 +19,8 @@ __all__ = ["HtmlPoints", "quote_marker", "scan_html"]
 
 _NON_SPACE = re.compile(r"[^\t\n\f\r ]")
 _SPACES = ("\t", "\n", "\f", "\r", " ", "/")
+# Shorter attribute text holds fewer attributes than any sensible limit: not counted.
+_SHORT_TAG = 256
 _OPEN = re.compile(r"<(?:!--|[!?/A-Za-z])")
 # Possessive quantifiers throughout: the engine keeps no backtracking state per attribute, so
 # an unterminated tag with millions of attributes costs one linear pass and no memory (with
@@ -60,8 +62,9 @@ class HtmlPoints:
             Thunderbird, Yahoo), or ``None``.
         simple: nothing in the document can be read differently by an HTML5 parser.
         max_depth: the deepest element nesting the scan counted.
-        max_attributes: the most attributes one tag may have (white space runs in the tag:
-            html5lib's time grows with the square of a tag's attributes).
+        max_attributes: the most attributes one tag may have (white space runs in the tag;
+            0 when every tag is short): html5lib's time grows with the square of a tag's
+            attributes.
     """
 
     bottom: int
@@ -137,8 +140,9 @@ class _State:
         self.body_seen = False
 
     def attributes(self, tag: str) -> None:
-        """Note the attributes ``tag`` (the text after its name) can hold, at most."""
-        if len(tag) > self.max_attributes:  # cheap: a tag has fewer attributes than chars
+        """Note the attributes ``tag`` (the text after its name, longer than
+        :data:`_SHORT_TAG`) can hold, at most: its runs of white space and ``/``."""
+        if len(tag) > self.max_attributes:  # a tag has fewer attributes than characters
             runs = sum(tag.count(space) for space in _SPACES)
             self.max_attributes = max(self.max_attributes, runs)
 
@@ -211,7 +215,8 @@ def _end_tag(html: str, start: int, state: _State) -> int:
             return len(html) if close < 0 else close + 1
         name = lenient.group(1).lower()
         end = lenient.end()
-        state.attributes(html[lenient.end(1):end])
+        if end - lenient.end(1) > _SHORT_TAG:
+            state.attributes(html[lenient.end(1):end])
     else:
         name = match.group(1).lower()
         end = match.end()
@@ -240,14 +245,16 @@ def _start_tag(html: str, start: int, state: _State) -> int:
         lenient = _LENIENT_TAG.match(html, start)
         assert lenient is not None  # _OPEN matched "<" + letter
         state.content()
-        state.attributes(html[lenient.end(1):lenient.end()])
+        if lenient.end() - lenient.end(1) > _SHORT_TAG:
+            state.attributes(html[lenient.end(1):lenient.end()])
         name = lenient.group(1).lower()
         if name not in _VOID:  # html5lib opens it all the same (<div a=""b>): count it
             state.open.start(name, self_closing=lenient.group().endswith("/>"))
         return lenient.end()
     name = match.group(1).lower()
     end = match.end()
-    state.attributes(match.group(2))
+    if match.end(2) - match.start(2) > _SHORT_TAG:
+        state.attributes(match.group(2))
     if name in _UNSIMPLE:
         state.simple = False
     if name == "html":

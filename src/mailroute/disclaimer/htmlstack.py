@@ -18,6 +18,8 @@ document that deep is past any sensible limit anyway.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 __all__ = ["DEPTH_CAP", "OpenElements"]
 
 DEPTH_CAP = 4096
@@ -60,19 +62,6 @@ _IMPLIED: dict[str, tuple[frozenset[str], str]] = {
     "button": (frozenset({"button"}), "scope"),
     "a": (frozenset({"a"}), "special"),
 }
-_P = frozenset({"p"})
-_HEAD = frozenset({"head"})
-_KINDS_OF: dict[str, tuple[str, ...]] = {}
-
-
-def _kinds_of(name: str) -> tuple[str, ...]:
-    """The boundary kinds ``name`` belongs to (cached: a scan asks per tag)."""
-    kinds = _KINDS_OF.get(name)
-    if kinds is None:
-        kinds = tuple(kind for kind, members in _KINDS.items() if name in members)
-        if len(_KINDS_OF) < 1024:  # a document can invent any number of names
-            _KINDS_OF[name] = kinds
-    return kinds
 # A start tag -> the elements it closes only when one of them is the current node.
 _CLOSES_CURRENT: dict[str, frozenset[str]] = {
     **{h: frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
@@ -81,6 +70,35 @@ _CLOSES_CURRENT: dict[str, frozenset[str]] = {
     "optgroup": frozenset({"option", "optgroup"}),
     **{r: frozenset({"rb", "rp", "rt", "rtc"}) for r in ("rb", "rp", "rt", "rtc")},
 }
+
+
+_P = frozenset({"p"})
+_HEAD = frozenset({"head"})
+
+
+class _Rule(NamedTuple):
+    """What a tag name does to the stack (looked up once per tag)."""
+
+    closes_p: bool
+    implied: tuple[frozenset[str], str] | None
+    closes_current: frozenset[str] | None
+    kinds: tuple[str, ...]
+    end_boundary: str
+
+
+_RULES: dict[str, _Rule] = {}
+
+
+def _rule(name: str) -> _Rule:
+    """The rule for ``name`` (cached for the first 1024 names: a document can invent any)."""
+    rule = _RULES.get(name)
+    if rule is None:
+        rule = _Rule(name in _CLOSES_P, _IMPLIED.get(name), _CLOSES_CURRENT.get(name),
+                     tuple(kind for kind, members in _KINDS.items() if name in members),
+                     "scope" if name in _SPECIAL else "special")
+        if len(_RULES) < 1024:
+            _RULES[name] = rule
+    return rule
 
 
 class OpenElements:
@@ -105,27 +123,32 @@ class OpenElements:
 
     def start(self, name: str, *, self_closing: bool) -> None:
         """A start tag of a non-void element that is not raw text."""
-        if len(self._names) >= DEPTH_CAP:
+        names, positions = self._names, self._positions
+        if len(names) >= DEPTH_CAP:
             return
-        if name in _CLOSES_P:
+        rule = _rule(name)
+        if rule.closes_p and positions.get("p"):
             self._close(_P, "button")
-        implied = _IMPLIED.get(name)
-        if implied is not None:
-            self._close(*implied)
-        current = _CLOSES_CURRENT.get(name)
-        if current is not None and self._names and self._names[-1] in current:
-            self._pop_to(len(self._names) - 1)
+        if rule.implied is not None:
+            self._close(*rule.implied)
+        if rule.closes_current is not None and names and names[-1] in rule.closes_current:
+            self._pop_to(len(names) - 1)
         if name == "body":
             self._close(_HEAD, "table")
             return
         if self_closing and (name in _FOREIGN or self.in_foreign()):
             return  # HTML ignores "/>" on its own elements, foreign content honours it
-        index = len(self._names)
-        self._names.append(name)
-        self._positions.setdefault(name, []).append(index)
-        for kind in _kinds_of(name):
+        index = len(names)
+        names.append(name)
+        own = positions.get(name)
+        if own is None:
+            positions[name] = [index]
+        else:
+            own.append(index)
+        for kind in rule.kinds:
             self._kinds[kind].append(index)
-        self.max_depth = max(self.max_depth, index + 1)
+        if index >= self.max_depth:
+            self.max_depth = index + 1
 
     def end(self, name: str) -> None:
         """An end tag: pops its element when a tree builder would, else nothing."""
@@ -133,7 +156,7 @@ class OpenElements:
         if not positions:
             return
         nearest = positions[-1]
-        stops = self._kinds["scope" if name in _SPECIAL else "special"]
+        stops = self._kinds[_rule(name).end_boundary]
         if not stops or stops[-1] <= nearest:
             self._pop_to(nearest)
 
@@ -155,5 +178,5 @@ class OpenElements:
         while len(names) > index:
             name = names.pop()
             self._positions[name].pop()
-            for kind in _kinds_of(name):
+            for kind in _rule(name).kinds:
                 self._kinds[kind].pop()

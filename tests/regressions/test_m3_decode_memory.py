@@ -5,10 +5,15 @@ base64 decode by regex substitution (48 MB: 4.25 GB) and line lists for ``positi
 from __future__ import annotations
 
 import base64
+import random
+import re
+
+import pytest
 
 from mailroute.disclaimer.insert import decode_body
-from mailroute.mime import decode_payload
+from mailroute.mime import decode_payload, transfer
 from mailroute.mime.defects import DefectKind
+from mailroute.mime.transfer import long_line
 from tests.regressions.complexity import (
     RATIO,
     fits_memory,
@@ -70,3 +75,18 @@ def test_reply_placement_in_a_quoted_printable_body_rewrites_one_line() -> None:
     assert out.startswith(original[:at])  # the sender's bytes before and after are kept
     assert out.endswith(original[at:])
     assert b"Confidential" in out[at:-len(original[at:]) or None]
+
+
+def test_long_line_detection_matches_the_definition_and_grows_linearly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rnd = random.Random(5)
+    for size in (65_536, 7):
+        monkeypatch.setattr(transfer, "_LINE_SLICE", size)
+        for _ in range(300):
+            data = bytes(rnd.choice(b"a\r\n") if rnd.random() < 0.004 else 97
+                         for _ in range(rnd.randint(0, 2500)))
+            assert long_line(data) == bool(re.search(rb"[^\r\n]{999}", data))
+            assert long_line(data, 76) == bool(re.search(rb"[^\r\n]{77}", data))
+    assert growth(lambda n: b"x" * 990 + b"\r\n" * n, long_line, 500_000) <= RATIO
+    many = b">a\r\n" * 2_000_000
+    assert fits_memory(len(many), lambda: long_line(many))

@@ -21,7 +21,7 @@ from mailroute.disclaimer.select import Body
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part, Span
 from mailroute.mime.charsets import codec_name
-from mailroute.mime.transfer import choose_encoding, encode_payload
+from mailroute.mime.transfer import choose_encoding, encode_payload, long_line
 
 __all__ = ["splice_text"]
 
@@ -31,7 +31,6 @@ _IDENTITY = ("7bit", "8bit")
 # side of an offset mean equal text.
 _SELF_CONTAINED = re.compile(r"(?:ascii|utf-8|latin-1|iso8859-\d+|cp125\d|koi8-[ru])\Z")
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
-_LONG_LINE = re.compile(rb"[^\r\n]{999}")
 _MAX_LINE = 998
 _STATEFUL = ("utf-16", "utf-32", "utf-7", "iso2022", "hz")
 
@@ -193,7 +192,7 @@ def _identity_fits(buf: bytes, first: int, last: int, at: int, added: bytes,
     if encoding == "7bit" and (not added.isascii()
                                or _NON_ASCII.search(buf, line_start, last) is not None):
         return False
-    if _LONG_LINE.search(added) or _LONG_LINE.search(buf, line_end, last):
+    if long_line(added) or long_line(buf, start=line_end, end=last):
         return False
     if b"\n" not in added:
         return line_end - line_start + len(added) <= _MAX_LINE

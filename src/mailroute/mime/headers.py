@@ -289,6 +289,9 @@ def _safe_name(name: bytes) -> str:
     return name.decode("ascii", "replace")[:40] if _FIELD_NAME.match(name) else "?"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def is_content_field(field: HeaderField) -> bool:
     """True for the ``Content-*`` fields that describe an entity's content."""
     return field.lower_name.startswith("content-")
@@ -317,6 +320,9 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderFiel
         raise UnsafeHeaderValueError("invalid header field name")
     if any(ch in value for ch in "\r\n\0"):
         raise UnsafeHeaderValueError(f"value for {name} contains CR, LF or NUL")
+    if not value.isascii() and not value.isprintable() and _SURROGATE.search(value):
+        # undecodable bytes of a field read back (surrogate escapes): no charset writes them
+        raise UnsafeHeaderValueError(f"value for {name} contains undecodable bytes")
     if newline not in (b"\r\n", b"\n"):
         raise ValueError("newline must be CRLF or LF")
     nl = newline.decode("ascii")

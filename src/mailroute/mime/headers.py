@@ -27,6 +27,9 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # "From :" is a From field with space before the colon (ambiguous), not an mbox "From " line.
 _FROM_FIELD = re.compile(rb"From[ \t]*:")
 _MAX_LINE = 78
+# Every character str.splitlines() breaks at, NUL too: the stdlib's RFC 2047 encoder folds at
+# U+2028 and friends, so such a value would come back changed.
+_UNSAFE_IN_VALUE = frozenset("\r\n\0\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,12 +314,13 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderFiel
 
     Raises:
         UnsafeHeaderValueError: the name is not a valid field name, or the value contains
-            CR, LF or NUL, or the result would not read back as one field.
+            CR, LF, NUL or another line separator (VT, FF, U+001C-U+001E, U+0085, U+2028,
+            U+2029), or the result would not read back as one field.
     """
     if not _FIELD_NAME.match(name.encode("latin-1", "replace")) or not name.isascii():
         raise UnsafeHeaderValueError("invalid header field name")
-    if any(ch in value for ch in "\r\n\0"):
-        raise UnsafeHeaderValueError(f"value for {name} contains CR, LF or NUL")
+    if not _UNSAFE_IN_VALUE.isdisjoint(value):
+        raise UnsafeHeaderValueError(f"value for {name} contains a line break or NUL")
     if newline not in (b"\r\n", b"\n"):
         raise ValueError("newline must be CRLF or LF")
     nl = newline.decode("ascii")

@@ -232,6 +232,7 @@ def _scan_careful(buf: bytes, start: int, end: int, limits: Limits,
     name: str | None = None  # of the field being read; "" for junk kept verbatim
     field_start = pos = start
     separator = b""
+    bare_cr = False
     max_line, max_block = limits.max_header_line_length, limits.max_header_block_size
     while pos < end:
         newline = buf.find(b"\n", pos, end)
@@ -246,7 +247,8 @@ def _scan_careful(buf: bytes, start: int, end: int, limits: Limits,
         if not content and newline >= 0:
             separator = buf[pos:line_end]
             break
-        if b"\r" in content:
+        if b"\r" in content and not bare_cr:  # once per block: lines are not fields
+            bare_cr = True
             defects.append(Defect(DefectKind.BARE_CR_IN_HEADER, path))
         if content[:1] in (b" ", b"\t"):  # a continuation line
             if name is None:

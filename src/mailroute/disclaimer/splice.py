@@ -14,11 +14,10 @@ decoding it, so a body whose encoded and decoded line breaks do not match is nev
 from __future__ import annotations
 
 import binascii
-from dataclasses import replace
 
 from mailroute.disclaimer.select import Body
 from mailroute.errors import MalformedMessageError
-from mailroute.mime import LeafBody, Message, Part, Span
+from mailroute.mime import LeafBody, Message, Part
 from mailroute.mime.charsets import codec_name, label_codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload
 
@@ -66,7 +65,7 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     if cut is None:
         return None
     encoded = raw[:cut] + encode_payload(tail, encoding, message.newline)
-    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+    return message.replace_part(body.path, part.with_leaf_body(encoded, message.newline))
 
 
 def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: int,
@@ -99,7 +98,7 @@ def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: 
         return None  # the lines before are not all of the first line's length
     rest = before[lines * per_line:] + tail
     encoded = raw[:cut] + encode_payload(rest, "base64", message.newline)
-    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+    return message.replace_part(body.path, part.with_leaf_body(encoded, message.newline))
 
 
 def _encoded_prefix(raw: bytes, prefix: bytes, encoding: str, tail_breaks: int) -> int | None:

@@ -148,7 +148,7 @@ class HeaderBlock:
         if position == "top":
             return HeaderBlock((field, *self.fields))
         if position == "bottom":
-            return HeaderBlock((*self.fields, field))
+            return HeaderBlock((*_ended(self.fields, field), field))
         raise ValueError("position must be 'top' or 'bottom'")
 
     def removed(self, name: str) -> HeaderBlock:
@@ -170,12 +170,23 @@ class HeaderBlock:
                 continue
             out.append(existing)
         if not placed:
-            out.append(field)
+            out = [*_ended(tuple(out), field), field]
         return HeaderBlock(tuple(out))
 
     def to_bytes(self) -> bytes:
         """The raw bytes of every field, concatenated."""
         return b"".join(f.raw for f in self.fields)
+
+
+def _ended(fields: tuple[HeaderField, ...], after: HeaderField) -> tuple[HeaderField, ...]:
+    """``fields`` with the last one's line ended (with ``after``'s line break) if it was not:
+    a message may end in a header line without one, and a field put after it must not join
+    that line."""
+    if not fields or fields[-1].raw.endswith(b"\n"):
+        return fields
+    newline = b"\r\n" if after.raw.endswith(b"\r\n") else b"\n"
+    last = fields[-1]
+    return (*fields[:-1], HeaderField(last.raw + newline, last.name))
 
 
 @dataclass(slots=True)

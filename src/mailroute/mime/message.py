@@ -170,9 +170,7 @@ class Message:
             headers = headers.replaced("Content-Transfer-Encoding",
                                        self.field("Content-Transfer-Encoding", encoding))
         body = encode_payload(data, encoding, self.newline)
-        separator = part.separator or self.newline
-        return self.replace_part(path, replace(part, headers=headers, separator=separator,
-                                               body=LeafBody(Span.of(body))))
+        return self.replace_part(path, part.with_leaf_body(body, self.newline, headers))
 
     def insert_part(self, parent: Path, index: int, new: Part) -> Message:
         """Insert ``new`` as child ``index`` of the multipart at ``parent``.

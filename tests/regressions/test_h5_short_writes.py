@@ -25,12 +25,10 @@ from tests.regressions.helpers import big_message, empty_policy, first_line, mai
 MESSAGE = big_message(3 * 1024 * 1024)
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (needs root, as the test machines run), unmounted afterwards."""
-    folder = tmp_path / "small"
+def _tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted on ``folder`` (needs root, as the test machines run), then unmounted."""
     folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                           capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
@@ -38,6 +36,18 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs."""
+    yield from _tmpfs(tmp_path / "small", "size=1m")
+
+
+@pytest.fixture
+def read_only_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A read-only tmpfs (root may write into any directory that is not read-only)."""
+    yield from _tmpfs(tmp_path / "ro", "ro,size=1m")
 
 
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["raw-stdout", "buffered-stdout"])
@@ -96,6 +106,18 @@ def test_out_file_on_a_full_tmpfs_leaves_the_old_file_and_no_temp_file(
     assert stdout == b""
     assert target.read_bytes() == b"the previous result\r\n"
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["result.eml"]
+
+
+def test_out_file_in_a_read_only_directory_gives_75(tmp_path: Path,
+                                                    read_only_tmpfs: Path) -> None:
+    process = mailroute(["process", "--config", str(empty_policy(tmp_path)), "--out",
+                         str(read_only_tmpfs / "result.eml")], stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = process.communicate(b"Subject: x\r\n\r\nbody\r\n", timeout=60)
+    assert process.returncode == 75
+    assert first_line(stderr) == "4.3.0 cannot write the output file: Read-only file system"
+    assert stdout == b""
+    assert list(read_only_tmpfs.iterdir()) == []
 
 
 def test_out_file_in_a_missing_directory_gives_75(tmp_path: Path) -> None:

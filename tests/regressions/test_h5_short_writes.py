@@ -13,6 +13,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -71,25 +72,27 @@ def test_a_reader_that_closes_early_gives_75_and_a_status_line(tmp_path: Path,
     assert b"Exception ignored" not in stderr
 
 
+def _copy_to(stdout: BinaryIO, tmp_path: Path, unbuffered: bool) -> tuple[int, bytes]:
+    """Run ``process`` with an empty policy over MESSAGE, standard output on ``stdout``."""
+    process = mailroute(["process", "--config", str(empty_policy(tmp_path))],
+                        unbuffered=unbuffered, stdin=subprocess.PIPE, stdout=stdout,
+                        stderr=subprocess.PIPE)
+    _, stderr = process.communicate(MESSAGE, timeout=60)
+    return process.returncode, stderr
+
+
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["raw-stdout", "buffered-stdout"])
 def test_stdout_on_a_full_device_gives_75(tmp_path: Path, unbuffered: bool) -> None:
     with open("/dev/full", "wb") as full:
-        process = mailroute(["process", "--config", str(empty_policy(tmp_path))],
-                            unbuffered=unbuffered, stdin=subprocess.PIPE, stdout=full,
-                            stderr=subprocess.PIPE)
-        _, stderr = process.communicate(MESSAGE, timeout=60)
-    assert process.returncode == 75
+        code, stderr = _copy_to(full, tmp_path, unbuffered)
+    assert code == 75
     assert first_line(stderr) == "4.3.0 cannot write the result: No space left on device"
 
 
 def test_raw_stdout_into_a_small_tmpfs_gives_75(tmp_path: Path, small_tmpfs: Path) -> None:
-    target = small_tmpfs / "stdout.eml"
-    with target.open("wb") as out:
-        process = mailroute(["process", "--config", str(empty_policy(tmp_path))],
-                            unbuffered=True, stdin=subprocess.PIPE, stdout=out,
-                            stderr=subprocess.PIPE)
-        _, stderr = process.communicate(MESSAGE, timeout=60)
-    assert process.returncode == 75
+    with (small_tmpfs / "stdout.eml").open("wb") as out:
+        code, stderr = _copy_to(out, tmp_path, unbuffered=True)
+    assert code == 75
     assert first_line(stderr) == "4.3.0 cannot write the result: No space left on device"
 
 

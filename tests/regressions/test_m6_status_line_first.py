@@ -31,13 +31,13 @@ resource.setrlimit(resource.RLIMIT_AS, (size + 24 * 2**20, resource.RLIM_INFINIT
 sys.exit(main(sys.argv[1:]))
 """
 
-# A bug inside the pipeline: the scanner raises. The pipeline turns it into a tempfail result.
+# A bug inside the session: the scanner raises. The session turns it into a tempfail result.
 BUG_IN_PIPELINE = """
 import sys
-import mailroute.pipeline
+import mailroute.session
 def broken(*args, **kwargs):
     raise ZeroDivisionError("a bug")
-mailroute.pipeline.parse = broken
+mailroute.session.parse = broken
 from mailroute.cli import main
 sys.exit(main(sys.argv[1:]))
 """

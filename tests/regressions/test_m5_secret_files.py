@@ -1,4 +1,6 @@
-"""M5 and L3: every kind of secret file is checked by the one function, read_secret_file.
+"""M5 and L3: every kind of secret file is checked by the one function, read_secret_file
+(marker key files, PGP and S/MIME passphrase files, S/MIME private keys, PKCS#12 bundles,
+DKIM keys).
 
 Before, S/MIME private keys, their passphrase files and PKCS#12 bundles were read whatever
 their mode (``smime decrypt --key k.pem`` with mode 0644, or a symbolic link, exited 0), and a
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from mailroute.config.options import Options
+from mailroute.dkim.keys import load_signing_key
 from mailroute.errors import ConfigError
 from mailroute.filters.pgp import build_sign
 from mailroute.keys.certstore import (
@@ -51,6 +54,7 @@ LOADERS: dict[str, tuple[Callable[[Path], object], str, str]] = {
     "smime-private-key": (load_private_key, "private key file", "key.pem"),
     "smime-passphrase-file": (read_passphrase, "passphrase file", "pass.txt"),
     "pkcs12": (_pkcs12, "PKCS#12 file", "bundle.p12"),
+    "dkim-key-file": (load_signing_key, "DKIM key file", "dkim.pem"),
 }
 
 
@@ -105,7 +109,8 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["marker-key-file", "smime-private-key",
-                                  "smime-passphrase-file", "pgp-passphrase-file"])
+                                  "smime-passphrase-file", "pgp-passphrase-file",
+                                  "dkim-key-file"])
 def test_a_directory_is_refused(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "dir"
     path.mkdir(mode=0o700)

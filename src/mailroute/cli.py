@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import secrets
 import sys
 from collections.abc import Sequence
 
 from mailroute import __version__
+from mailroute.adapters.pipe import report_internal_error
+from mailroute.errors import OutputError
 from mailroute.exitcodes import ExitCode
 
 __all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
@@ -89,10 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("4.3.0 interrupted\n")
         return ExitCode.TEMPFAIL
-    except Exception:  # an MTA must see "try again", never a traceback
-        reference = secrets.token_hex(6)
-        log.exception("unexpected error, reference %s", reference)
-        sys.stderr.write(f"4.3.0 internal error, reference {reference}\n")
+    except OutputError as error:  # standard output took less than all: nothing is claimed
+        sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
+        return ExitCode.TEMPFAIL
+    except Exception:  # noqa: BLE001 - the MTA sees "try again" first; a traceback with -v
+        report_internal_error(sys.stderr, "mailroute")
         return ExitCode.TEMPFAIL
 
 

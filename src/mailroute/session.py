@@ -154,7 +154,7 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
         return Result(action, None, error.reply, error=error)
     except Exception:  # the one place that turns bugs into tempfail
         reference = secrets.token_hex(6)
-        log.exception("internal error, reference %s", reference)
+        log.info("internal error, reference %s", reference, exc_info=True)  # -v only
         internal = InternalError(f"internal error, reference {reference}")
         return Result(Action.TEMPFAIL, None, internal.reply, error=internal)
 

@@ -15,6 +15,7 @@ from mailroute.commands.common import (
     report_config_error,
     run_filter_command,
     unix_time,
+    write_stdout_text,
 )
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
@@ -99,7 +100,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 "result": r.status.value, "domain": r.domain, "selector": r.selector,
                 "algorithm": r.algorithm} for r in results]
     if args.json:
-        sys.stdout.write(json.dumps({"valid": valid, "reason": reason,
+        write_stdout_text(json.dumps({"valid": valid, "reason": reason,
                                      "signers": signers}) + "\n")
     else:
         sys.stderr.write(f"dkim {reason}\n")

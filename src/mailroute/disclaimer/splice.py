@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import binascii
 import re
-from dataclasses import replace
 
 from mailroute.disclaimer.select import Body
 from mailroute.errors import MalformedMessageError
-from mailroute.mime import LeafBody, Message, Part, Span
+from mailroute.mime import LeafBody, Message, Part
 from mailroute.mime.charsets import codec_name, label_codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload, long_line
 
@@ -44,9 +43,9 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     """
     part = message.part(body.path)
     encoding = body.transfer_encoding
-    if not isinstance(part.body, LeafBody) or not part.separator or (
+    if not isinstance(part.body, LeafBody) or (
             encoding not in _LINE_ORIENTED and encoding != "base64"):
-        return None  # without a separator line the new text would join the header block
+        return None
     try:
         if codec != codec_name(body.charset or "us-ascii"):
             return None  # decoded with a fallback: the label changes, the whole body with it
@@ -268,4 +267,4 @@ def _replaced(message: Message, body: Body, part: Part, encoded: bytes) -> Messa
     would read a line of it as its delimiter (the caller then writes the body again)."""
     if not message.boundary_safe(body.path, encoded):
         return None
-    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+    return message.replace_part(body.path, part.with_leaf_body(encoded, message.newline))

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailroute.errors import ConfigError
+from mailroute.keys.secretfile import read_secret_file
 
 __all__ = [
     "ALGORITHMS",
@@ -71,13 +72,10 @@ def load_signing_key(path: Path) -> SigningKey:
     """Read :func:`parse_signing_key` from ``path``.
 
     Raises:
-        ConfigError: unreadable or unusable key file.
+        ConfigError: unreadable or unusable key file, or one that fails the secret-file
+            checks of :func:`~mailroute.keys.secretfile.read_secret_file`.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read key: {exc.__class__.__name__}", source=str(path)) from exc
-    return parse_signing_key(data, source=str(path))
+    return parse_signing_key(read_secret_file(path, what="DKIM key file"), source=str(path))
 
 
 def parse_tags(value: str) -> dict[str, str]:

@@ -173,9 +173,7 @@ class Message:
         if encoding != part.transfer_encoding:
             headers = headers.replaced("Content-Transfer-Encoding",
                                        self.field("Content-Transfer-Encoding", encoding))
-        separator = part.separator or self.newline
-        return self.replace_part(path, replace(part, headers=headers, separator=separator,
-                                               body=LeafBody(Span.of(body))))
+        return self.replace_part(path, part.with_leaf_body(body, self.newline, headers))
 
     def boundary_safe(self, path: Path, body: bytes) -> bool:
         """True when ``body``, as the new body of the leaf at ``path``, has no line that an

@@ -15,9 +15,9 @@ limit plus one), header fields are counted across all entities (``max_total_head
 and a defect is recorded once per entity, kind and detail, however often it occurs.
 
 Nothing is decoded or copied except header fields. Ambiguities (two From, two Content-Type,
-``From :``, bare CR in a header, duplicate or conflicting boundary parameters, nested
-boundaries that are prefixes of each other) are recorded as defects and, under the default
-policy, refused; structural oddities (missing close delimiter, no start delimiter) are
+``From :``, bare CR in a header, duplicate or conflicting boundary parameters) are recorded as
+defects and, under the default policy, refused; structural oddities (missing close delimiter,
+no start delimiter, a nested multipart whose delimiter lines an ancestor reads as its own) are
 recorded, and transform filters leave such entities alone.
 """
 
@@ -40,6 +40,7 @@ __all__ = ["AmbiguityPolicy", "parse"]
 _SINGLETONS = ("from", "sender", "date", "subject", "message-id")
 _CONTENT_SINGLETONS = ("content-type", "content-transfer-encoding")
 _IDENTITY_ENCODINGS = ("7bit", "8bit", "binary")
+_READ_AS_OUTER = re.compile(r"(?:--)?[ \t]*")
 _BLANKS = re.compile(rb"[ \t]*")
 
 
@@ -156,9 +157,12 @@ class _Scanner:
         if node.depth + 1 > self.limits.max_depth:
             raise LimitExceededError(f"MIME nesting deeper than {self.limits.max_depth}",
                                      limit="max_depth")
-        for outer in node.ancestors:
-            if outer.startswith(boundary) or boundary.startswith(outer):
-                self.defect(DefectKind.NESTED_BOUNDARY_CONFLICT, node.path)
+        for depth, outer in enumerate(node.ancestors):
+            # An inner delimiter line an ancestor would read as its own (the same boundary,
+            # or it plus "--" or blanks) makes that ancestor's parts uncertain. A boundary
+            # that merely begins with another one leaves every delimiter line unambiguous.
+            if boundary.startswith(outer) and _READ_AS_OUTER.fullmatch(boundary[len(outer):]):
+                self.defect(DefectKind.NESTED_BOUNDARY_REUSE, node.path[:depth])
         encoding = node.headers.value("Content-Transfer-Encoding")
         if encoding and encoding.strip().lower() not in _IDENTITY_ENCODINGS:
             self.defect(DefectKind.ENCODED_MULTIPART, node.path)

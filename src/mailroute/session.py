@@ -16,17 +16,20 @@ rejected, every unexpected exception becomes a temporary failure.
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from mailroute.errors import InternalError, MailrouteError
 from mailroute.gateway.flow import message_direction
 from mailroute.item import Context, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
-from mailroute.mime.edits import Edits, diff_messages
 from mailroute.mime.message import Message
 from mailroute.mime.scan import AmbiguityPolicy, parse
 from mailroute.results import Action, Outcome, Reply, format_auth_results
+
+if TYPE_CHECKING:
+    from mailroute.mime.edits import Edits
 
 __all__ = [
     "ACCEPTED",
@@ -105,6 +108,8 @@ class Result:
         """
         if self.action is not Action.ACCEPT or self.item is None or self.prepared is None:
             raise ValueError(f"no edits: the message was not accepted ({self.action})")
+        from mailroute.mime.edits import diff_messages  # difflib, on demand
+
         return diff_messages(self.prepared.message, self.item.message)
 
 
@@ -153,7 +158,7 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
         action = Action.TEMPFAIL if error.retryable else Action.REJECT
         return Result(action, None, error.reply, error=error)
     except Exception:  # the one place that turns bugs into tempfail
-        reference = secrets.token_hex(6)
+        reference = os.urandom(6).hex()
         log.info("internal error, reference %s", reference, exc_info=True)  # -v only
         internal = InternalError(f"internal error, reference {reference}")
         return Result(Action.TEMPFAIL, None, internal.reply, error=internal)

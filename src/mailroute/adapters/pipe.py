@@ -9,7 +9,7 @@ unless the message was accepted, and every unexpected error is a temporary failu
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -69,7 +69,7 @@ def report_internal_error(stderr: TextIO, what: str) -> None:
     Call from an ``except`` block. The status line comes first because Postfix pipe(8) reads
     the first line; the traceback is logged at INFO, which only ``-v`` shows.
     """
-    reference = secrets.token_hex(6)
+    reference = os.urandom(6).hex()
     stderr.write(f"4.3.0 internal error, reference {reference}\n")
     stderr.flush()
     log.info("%s failed, reference %s", what, reference, exc_info=True)

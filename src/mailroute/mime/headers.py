@@ -9,8 +9,6 @@ NUL in values and checks that the folded result reads back as exactly one field.
 from __future__ import annotations
 
 import dataclasses
-import email.header
-import email.utils
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -80,6 +78,8 @@ class HeaderField:
         _check_value_size(value, limits)
         if "=?" not in value:
             return value
+        import email.errors  # the email package costs start-up; few need it
+        import email.header
         try:
             return str(email.header.make_header(email.header.decode_header(value)))
         except (LookupError, UnicodeError, email.errors.HeaderParseError, RecursionError) as exc:
@@ -103,6 +103,7 @@ def parse_addresses(field: HeaderField, limits: Limits | None = None) -> tuple[s
     value = field.value
     _check_value_size(value, limits)
     try:
+        import email.utils  # loaded on first use (start-up)
         pairs = email.utils.getaddresses([value])
     except (RecursionError, ValueError, IndexError) as exc:
         raise MalformedMessageError(f"cannot parse addresses in {field.name}") from exc
@@ -346,6 +347,7 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderFiel
     if value.isascii():
         text = _fold(f"{name}: {value}", nl)
     else:
+        import email.header  # loaded on first use (start-up)
         encoded = email.header.Header(value, "utf-8", header_name=name).encode(linesep=nl)
         text = f"{name}: {encoded}"
     raw = (text + nl).encode("ascii")

@@ -6,14 +6,26 @@ from dataclasses import replace
 
 import pytest
 
-from mailroute.routing import LintRefused, Severity, Tenant, Topology, exo_config, lint
+from mailroute.item import Envelope
+from mailroute.routing import (
+    LintRefused,
+    Origin,
+    Severity,
+    Simulation,
+    Tenant,
+    Topology,
+    exo_config,
+    lint,
+    simulate,
+)
 from mailroute.routing.model import (
     AcceptedDomain,
     DomainType,
     InboundConnector,
     OutboundConnector,
+    RuleMode,
 )
-from tests.routing.support import FILES, installed, topology
+from tests.routing.support import FILES, NOW, change_rule, installed, message, topology
 
 
 def _codes(topo: Topology, tenant: Tenant | None = None) -> dict[str, Severity]:
@@ -103,3 +115,45 @@ def test_generation_is_refused_on_lint_errors() -> None:
     assert refused.value.findings[0].severity is Severity.ERROR
     assert "t2.toml" in str(refused.value)
     assert "L-UNTRUSTED-STRIP-MISSING" in str(refused.value)
+
+
+def _relay_domain(tenant: Tenant, domain: str, mx: str) -> Tenant:
+    return replace(tenant, accepted_domains=(
+        *tenant.accepted_domains, AcceptedDomain(domain=domain, type=DomainType.INTERNAL_RELAY)),
+        mx=(*tenant.mx, (domain, mx)))
+
+
+def _simulate_to(topo: Topology, tenant: Tenant, rcpt: str) -> Simulation:
+    return simulate(Envelope(mail_from="alice@example.net", rcpt_to=(rcpt,)), message(), topo,
+                    tenant=tenant, origin=Origin.MAILBOX, now=NOW)
+
+
+def test_internal_relay_domain_served_by_the_star_connector_to_the_gateway_loops() -> None:
+    """T1: the ``*`` connector catches an InternalRelay domain of the organisation; the
+    gateway hands org-domain mail back to Exchange Online (G8), which picks ``*`` again."""
+    topo, tenant = installed("t1")
+    looped = _relay_domain(tenant, "legacy.example.net", "onprem.legacy.example")
+    found = [f for f in lint(topo, looped) if f.code == "L-INTERNALRELAY-LOOP"]
+    assert [(f.severity, f.subject) for f in found] == [(Severity.ERROR, "legacy.example.net")]
+    assert "'mailroute EXO to gateway (all external)'" in found[0].message
+    assert _simulate_to(topo, looped, "u@legacy.example.net").loop  # the model agrees
+    # a relay domain outside the organisation whose MX leads away is relayed, not looped
+    away = _relay_domain(tenant, "legacy.example", "onprem.legacy.example")
+    assert "L-INTERNALRELAY-LOOP" not in _codes(topo, away)
+    sim = _simulate_to(topo, away, "u@legacy.example")
+    assert not sim.loop
+    assert sim.outcome("u@legacy.example").final == "internet:onprem.legacy.example"
+
+
+def test_audit_mode_routing_rule_is_an_error_whatever_its_name() -> None:
+    """A rule in Audit mode records "would apply" and does nothing (note's rule loop): a
+    rule that routes to the gateway in Audit mode lets mail skip the gateway."""
+    topo, tenant = installed("t2")
+    renamed = change_rule(tenant, "mailroute 10", name="corp route to scanner")
+    assert "L-RULE-NOT-ENFORCED" not in _codes(topo, renamed)
+    audit = change_rule(renamed, "corp route", mode=RuleMode.AUDIT)
+    found = [f for f in lint(topo, audit) if f.code == "L-RULE-NOT-ENFORCED"]
+    assert [(f.severity, f.subject) for f in found] == [(Severity.ERROR,
+                                                        "corp route to scanner")]
+    assert "routes to the gateway" in found[0].message
+    assert _simulate_to(topo, audit, "x@partner.example").bypass  # the model agrees

@@ -257,7 +257,7 @@ def run_exo_config(args: argparse.Namespace) -> int:
                                     source=args.config)
     except LintRefused as refused:
         for finding in refused.findings:
-            sys.stderr.write(f"4.3.5 {args.config}: {finding}\n")
+            sys.stderr.write(f"{args.config}: {finding}\n")
         return ExitCode.CONFIG
     except ConfigError as error:
         return report_config_error(error)

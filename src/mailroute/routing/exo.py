@@ -51,6 +51,7 @@ __all__ = [
     "ExoDecision",
     "Generated",
     "decide_exo",
+    "domain_connector",
     "egress_message",
     "ndr_hop",
 ]
@@ -457,7 +458,7 @@ def _route_kind(tenant: Tenant, copy: RuleCopy, who: Addressee,
     if accepted is not None and accepted.type is DomainType.AUTHORITATIVE:
         return Route(address, RouteKind.NDR, reply=Reply(
             550, "5.1.10", "RESOLVER.ADR.RecipientNotFound; Recipient not found"))
-    chosen, ambiguous = _domain_connector(tenant, domain, accepted is not None)
+    chosen, ambiguous = domain_connector(tenant, domain, accepted is not None)
     if ambiguous:
         return Route(address, RouteKind.AMBIGUOUS, reply=Reply(
             451, "4.4.0", "two outbound connectors of equal specificity (model picks none)"))
@@ -495,8 +496,14 @@ def _rank(connector: OutboundConnector, domain: str, accepted: bool) -> tuple[in
     return best
 
 
-def _domain_connector(tenant: Tenant, domain: str, accepted: bool,
-                      ) -> tuple[OutboundConnector | None, bool]:
+def domain_connector(tenant: Tenant, domain: str, accepted: bool,
+                     ) -> tuple[OutboundConnector | None, bool]:
+    """The enabled, non-rule-scoped outbound connector EXO picks for ``domain`` (step X).
+
+    Exact domain beats AllAcceptedDomains (``accepted`` domains only), which beats the
+    longest wildcard, ``*`` last. Returns ``(connector, False)``, ``(None, False)`` when none
+    matches (MX), or ``(None, True)`` when two tie (the model picks none).
+    """
     ranked = [(rank, c) for c in tenant.outbound_connectors
               if c.enabled and not c.is_transport_rule_scoped
               and (rank := _rank(c, domain, accepted)) is not None]

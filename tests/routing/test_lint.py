@@ -34,9 +34,39 @@ def _codes(topo: Topology, tenant: Tenant | None = None) -> dict[str, Severity]:
 
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_examples_have_no_errors_or_warnings(name: str) -> None:
+    """Clean but for the hint and the example's own placeholder probe address."""
     findings = lint(topology(name))
-    assert [f.code for f in findings] == ["L-DIRECT-SEND"]
-    assert findings[0].severity is Severity.INFO
+    assert [(f.code, f.severity) for f in findings] == [
+        ("L-DIRECT-SEND", Severity.INFO), ("L-VERIFY-PLACEHOLDER", Severity.WARNING)]
+    real = replace(topology(name), exo_config=replace(topology(name).exo_config,
+                                                      probe_recipient="probe@contoso.com"))
+    assert [f.code for f in lint(real)] == ["L-DIRECT-SEND"]
+
+
+@pytest.mark.parametrize("probe", ["", "probe@example.com", "x@sub.example.org",
+                                   "p@partner.example", "p@host.invalid", "p@a.test"])
+def test_placeholder_probe_is_flagged_in_lint_and_in_the_verify_script(probe: str) -> None:
+    topo = topology("t2")
+    topo = replace(topo, exo_config=replace(topo.exo_config, probe_recipient=probe))
+    assert _codes(topo)["L-VERIFY-PLACEHOLDER"] is Severity.WARNING
+    text, findings = exo_config(topo, script="verify")
+    assert "L-VERIFY-PLACEHOLDER" in {f.code for f in findings}
+    lines = text.splitlines()
+    check = next(i for i, line in enumerate(lines) if line.startswith("Validate-OutboundConnector"))
+    assert lines[check - 1].startswith("# PLACEHOLDER: ")
+    # the Test-Message sample names no address that could be mistaken for a real one
+    sample = next(line for line in lines if "Test-Message" in line)
+    assert "@" not in sample
+    assert lines[lines.index(sample) - 1].startswith("# PLACEHOLDER addresses")
+
+
+def test_real_probe_is_not_flagged() -> None:
+    topo = topology("t2")
+    topo = replace(topo, exo_config=replace(topo.exo_config, probe_recipient="probe@contoso.com"))
+    assert "L-VERIFY-PLACEHOLDER" not in _codes(topo)
+    text, _ = exo_config(topo, script="verify")
+    assert "# PLACEHOLDER: " not in text
+    assert "-Recipients 'probe@contoso.com'" in text
 
 
 def _with(name: str, **tenant_changes: object) -> tuple[Topology, Tenant]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from mailroute.routing.exo import domain_connector
 from mailroute.routing.hop import MessageFacts
 from mailroute.routing.markers import simulation_markers
-from mailroute.routing.match import cert_name_matches, is_subdomain
+from mailroute.routing.match import cert_name_matches, is_placeholder_address, is_subdomain
 from mailroute.routing.model import (
     ConnectorSource,
     ConnectorType,
@@ -572,12 +572,22 @@ def _org_domains(c: LintContext) -> Iterator[Finding]:
             yield Finding("L-ORG-DOMAIN", E, f"{domain} is not an accepted domain", domain)
 
 
+def _verify_placeholders(c: LintContext) -> Iterator[Finding]:
+    """The verify script needs a real external mailbox for Validate-OutboundConnector."""
+    probe = c.topology.exo_config.probe_recipient
+    if is_placeholder_address(probe):
+        yield Finding("L-VERIFY-PLACEHOLDER", W, f"probe_recipient {probe or '(empty)'} is a "
+                      "placeholder: the verify script's Validate-OutboundConnector tests "
+                      "nothing until [exo_config] probe_recipient names a real external "
+                      "mailbox", "exo_config")
+
+
 CHECKS: tuple[Check, ...] = (
     _cert_domain, _onprem_by_ip, _partner_ip_and_cert, _route_connector, _marker_exception,
     _marker_before_route, _untrusted_strip, _bypass_strip, _shadowed, _foreign_route,
     _multi_route, _not_enforced, _ambiguous, _hcw, _internal_relay_loop, _lockdown, _csme,
     _enhanced_filtering, _disclaimer, _journal, _t1_inbound, _dns, _direct_send,
-    _inbound_disabled, _tls_name, _addr_format, _limits, _org_domains,
+    _inbound_disabled, _tls_name, _addr_format, _limits, _org_domains, _verify_placeholders,
 )
 
 

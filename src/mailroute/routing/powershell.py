@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from mailroute.errors import ConfigError, InternalError
+from mailroute.routing.match import is_placeholder_address
 from mailroute.routing.model import (
     InboundConnector,
     OutboundConnector,
@@ -379,6 +380,10 @@ def _verify(topology: Topology, plan: Plan) -> str:
     for inbound in plan.inbound_connectors:
         out.append(f"(Get-InboundConnector -Identity {ps_quote(inbound.name)}).Enabled\n")
     probe = topology.exo_config.probe_recipient
+    if plan.outbound_connectors and is_placeholder_address(probe):
+        out.append(f"# PLACEHOLDER: {_comment(probe)} is reserved for examples (RFC 2606); set "
+                   "[exo_config] probe_recipient to a real external mailbox, or the checks "
+                   "below test nothing (lint L-VERIFY-PLACEHOLDER)\n")
     for outbound in plan.outbound_connectors:
         out.append(command("Validate-OutboundConnector", [("Identity", outbound.name),
                                                           ("Recipients", (probe,))],
@@ -395,9 +400,11 @@ def _verify(topology: Topology, plan: Plan) -> str:
                    "#   returned with a fresh marker -> expect '01' not matched, '10' excepted, "
                    "'11' applied\n"
                    "#   external with a forged marker -> expect '01' matched, then '10'\n"
+                   "# PLACEHOLDER addresses in <angle brackets>: replace them before "
+                   "running\n"
                    "# Test-Message -MessageFileData ([System.IO.File]::ReadAllBytes("
-                   "'sample.eml')) -Sender 'a@example.org' -Recipients 'b@example.org' "
-                   "-SendReportTo 'admin@example.org' -TransportRules\n")
+                   "'sample.eml')) -Sender '<sender>' -Recipients '<recipient>' "
+                   "-SendReportTo '<your admin mailbox>' -TransportRules\n")
     return "".join(out)
 
 

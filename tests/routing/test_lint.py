@@ -55,7 +55,7 @@ def test_placeholder_probe_is_flagged_in_lint_and_in_the_verify_script(probe: st
     check = next(i for i, line in enumerate(lines) if line.startswith("Validate-OutboundConnector"))
     assert lines[check - 1].startswith("# PLACEHOLDER: ")
     # the Test-Message sample names no address that could be mistaken for a real one
-    sample = next(line for line in lines if "Test-Message" in line)
+    sample = next(line for line in lines if line.startswith("# Test-Message "))
     assert "@" not in sample
     assert lines[lines.index(sample) - 1].startswith("# PLACEHOLDER addresses")
 

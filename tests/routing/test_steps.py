@@ -101,3 +101,30 @@ def test_route_explain_text_and_json(capsys: pytest.CaptureFixture[str]) -> None
     assert all(t["explanation"] == STEP_TEXTS[t["step"]].sentence for t in trace)
     _, out = _run(capsys, *argv[:-1], "--json")
     assert all("explanation" not in t for t in json.loads(out)["trace"])
+
+
+def test_lint_page_lists_every_lint_code() -> None:
+    source = (ROOT / "src" / "mailroute" / "routing" / "lint.py").read_text(encoding="utf-8")
+    emitted = set(re.findall(r"Finding\(\"(L-[A-Z0-9-]+)\"", source))
+    page = (ROOT / "docs" / "routing" / "lint.md").read_text(encoding="utf-8")
+    listed = {code for line in page.splitlines() if line.startswith("| `L-")
+              for code in re.findall(r"`(L-[A-Z0-9-]+)`", line.split(" | ")[0])}
+    assert emitted == listed, (sorted(emitted - listed), sorted(listed - emitted))
+
+
+_NOTE_CITATION = re.compile(r"notes/|exchange-online\.md|§ ?\d|\bthe note\b|\bnote's\b|"
+                            r"[Ss]ections? \d")
+
+
+def test_docs_and_code_cite_no_section_of_an_unpublished_note() -> None:
+    """The routing note is not in the repository: docs and code cite docs pages instead."""
+    found = []
+    files = [*(ROOT / "docs").rglob("*.md"), *(ROOT / "src" / "mailroute").rglob("*.py"),
+             *(ROOT / "examples" / "topologies").glob("*.toml")]
+    for path in files:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for m in _NOTE_CITATION.finditer(line):
+                if re.search(r"RFC \d+\W*$", line[:m.start()]):
+                    continue  # "RFC 5321 section 4.5.5" cites a published document
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)

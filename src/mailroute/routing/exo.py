@@ -1,4 +1,4 @@
-"""One Exchange Online pass as a pure function (notes/exchange-online.md sections 2.1-2.6).
+"""One Exchange Online pass as a pure function (steps E1-X of docs/routing/steps.md).
 
 ``decide_exo`` runs, in order: connector identification (E1), attribution (E2/E3), partner
 restrictions (E4), the Direct Send block (E5), the ingress header firewall (E6), recipient
@@ -323,7 +323,7 @@ def _incoming_refusal(hop: Hop, tenant: Tenant, onprem: InboundConnector | None,
 
 
 def _sender_domain_applies(c: InboundConnector, sender_domain: str) -> bool:
-    # "*" is taken to match the null sender too (assumption 10 of the note).
+    # "*" is taken to match the null sender too (assumption 10 of docs/routing/assumptions.md).
     return any(p == "*" or (sender_domain and domain_pattern_matches(p, sender_domain))
                for p in c.sender_domains)
 
@@ -589,7 +589,7 @@ def ndr_hop(tenant: Tenant, envelope: Envelope, message: MessageFacts, reply: Re
 
 def egress_message(tenant: Tenant, message: MessageFacts,
                    connector: OutboundConnector | None) -> MessageFacts:
-    """The message as it leaves EXO (section 2.6): header firewall, CrossTenant stamp.
+    """The message as it leaves EXO: header firewall, CrossTenant stamp.
 
     With ``CloudServicesMailEnabled`` on the connector, organization headers travel as
     ``X-MS-Exchange-CrossPremises-*``; otherwise they are dropped.

@@ -1,11 +1,11 @@
-"""Static checks over a deployed topology (section 4.6); errors refuse generation.
+"""Static checks over a deployed topology (docs/routing/lint.md); errors refuse generation.
 
 Each check is a small function over :class:`LintContext` yielding :class:`Finding` values;
-:data:`CHECKS` runs them in the note's order. The checks find the mailroute objects by what
-they do, not only by their names: the *routing rule* is any rule that routes to a connector
-whose smart host is the gateway, the *untrusted-marker strip* is a rule that removes the
-marker except from the gateway's egress IPs, and so on, so that a hand-edited or read-back
-tenant is judged by the same logic as a generated one.
+:data:`CHECKS` runs them in the order of docs/routing/lint.md. The checks find the mailroute
+objects by what they do, not only by their names: the *routing rule* is any rule that
+routes to a connector whose smart host is the gateway, the *untrusted-marker strip* is a rule
+that removes the marker except from the gateway's egress IPs, and so on, so that a
+hand-edited or read-back tenant is judged by the same logic as a generated one.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Severity(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One lint result: the note's id, severity, message and the object concerned."""
+    """One lint result: code (docs/routing/lint.md), severity, message, object concerned."""
 
     code: str
     severity: Severity

@@ -1,4 +1,6 @@
-"""Hop-by-hop simulation of one message through internet, EXO and gateway (section 2.9).
+"""Hop-by-hop simulation of one message through internet, EXO and gateway.
+
+The contract for users is docs/routing/simulator.md.
 
 Every node visit is one :class:`SimStep` produced by :func:`~.exo.decide_exo` or
 :func:`~.gateway.decide_gateway`. Recipients are followed separately through every fork
@@ -443,7 +445,7 @@ def _end(run: _Run, track: _Track, address: str, status: Status, final: str,
 
 
 def _required_passes(run: _Run, track: _Track, address: str, message: MessageFacts) -> int:
-    """The gateway passes the topology's policy requires for this delivery (section 2.9)."""
+    """The gateway passes the topology's policy requires here (docs/routing/simulator.md)."""
     gw, opts = run.topology.gateway, run.topology.exo_config
     domains = run.topology.org_domains
     rcpt_in = any(is_subdomain(domain_of(address), d) for d in domains)

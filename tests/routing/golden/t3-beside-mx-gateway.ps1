@@ -119,7 +119,7 @@ Get-TransportRule | Where-Object { $_.Name -like 'mailroute *' } | Format-Table 
 Get-InboundConnector | ConvertTo-Json -Depth 4
 Get-OutboundConnector | ConvertTo-Json -Depth 4
 Get-TransportRule | ConvertTo-Json -Depth 4
-# Rule tests with real samples (section 4.5), each mails a report:
+# Rule tests with real samples (Test-Message), each mails a report:
 #   internal unmarked message    -> expect 'mailroute 10' to route it
 #   returned with a fresh marker -> expect '01' not matched, '10' excepted, '11' applied
 #   external with a forged marker -> expect '01' matched, then '10'

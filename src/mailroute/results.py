@@ -117,7 +117,7 @@ class AuthResult:
 
 
 class MarkerVerdict(enum.StrEnum):
-    """Verdicts of loop-marker verification (notes/exchange-online.md section 5.7)."""
+    """Verdicts of loop-marker verification (docs/marker.md, "Verdicts and gateway actions")."""
 
     MISSING = "missing"
     MALFORMED = "malformed"

@@ -6,14 +6,26 @@ from dataclasses import replace
 
 import pytest
 
-from mailroute.routing import LintRefused, Severity, Tenant, Topology, exo_config, lint
+from mailroute.item import Envelope
+from mailroute.routing import (
+    LintRefused,
+    Origin,
+    Severity,
+    Simulation,
+    Tenant,
+    Topology,
+    exo_config,
+    lint,
+    simulate,
+)
 from mailroute.routing.model import (
     AcceptedDomain,
     DomainType,
     InboundConnector,
     OutboundConnector,
+    RuleMode,
 )
-from tests.routing.support import FILES, installed, topology
+from tests.routing.support import FILES, NOW, change_rule, installed, message, topology
 
 
 def _codes(topo: Topology, tenant: Tenant | None = None) -> dict[str, Severity]:
@@ -22,9 +34,39 @@ def _codes(topo: Topology, tenant: Tenant | None = None) -> dict[str, Severity]:
 
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_examples_have_no_errors_or_warnings(name: str) -> None:
+    """Clean but for the hint and the example's own placeholder probe address."""
     findings = lint(topology(name))
-    assert [f.code for f in findings] == ["L-DIRECT-SEND"]
-    assert findings[0].severity is Severity.INFO
+    assert [(f.code, f.severity) for f in findings] == [
+        ("L-DIRECT-SEND", Severity.INFO), ("L-VERIFY-PLACEHOLDER", Severity.WARNING)]
+    real = replace(topology(name), exo_config=replace(topology(name).exo_config,
+                                                      probe_recipient="probe@contoso.com"))
+    assert [f.code for f in lint(real)] == ["L-DIRECT-SEND"]
+
+
+@pytest.mark.parametrize("probe", ["", "probe@example.com", "x@sub.example.org",
+                                   "p@partner.example", "p@host.invalid", "p@a.test"])
+def test_placeholder_probe_is_flagged_in_lint_and_in_the_verify_script(probe: str) -> None:
+    topo = topology("t2")
+    topo = replace(topo, exo_config=replace(topo.exo_config, probe_recipient=probe))
+    assert _codes(topo)["L-VERIFY-PLACEHOLDER"] is Severity.WARNING
+    text, findings = exo_config(topo, script="verify")
+    assert "L-VERIFY-PLACEHOLDER" in {f.code for f in findings}
+    lines = text.splitlines()
+    check = next(i for i, line in enumerate(lines) if line.startswith("Validate-OutboundConnector"))
+    assert lines[check - 1].startswith("# PLACEHOLDER: ")
+    # the Test-Message sample names no address that could be mistaken for a real one
+    sample = next(line for line in lines if line.startswith("# Test-Message "))
+    assert "@" not in sample
+    assert lines[lines.index(sample) - 1].startswith("# PLACEHOLDER addresses")
+
+
+def test_real_probe_is_not_flagged() -> None:
+    topo = topology("t2")
+    topo = replace(topo, exo_config=replace(topo.exo_config, probe_recipient="probe@contoso.com"))
+    assert "L-VERIFY-PLACEHOLDER" not in _codes(topo)
+    text, _ = exo_config(topo, script="verify")
+    assert "# PLACEHOLDER: " not in text
+    assert "-Recipients 'probe@contoso.com'" in text
 
 
 def _with(name: str, **tenant_changes: object) -> tuple[Topology, Tenant]:
@@ -103,3 +145,45 @@ def test_generation_is_refused_on_lint_errors() -> None:
     assert refused.value.findings[0].severity is Severity.ERROR
     assert "t2.toml" in str(refused.value)
     assert "L-UNTRUSTED-STRIP-MISSING" in str(refused.value)
+
+
+def _relay_domain(tenant: Tenant, domain: str, mx: str) -> Tenant:
+    return replace(tenant, accepted_domains=(
+        *tenant.accepted_domains, AcceptedDomain(domain=domain, type=DomainType.INTERNAL_RELAY)),
+        mx=(*tenant.mx, (domain, mx)))
+
+
+def _simulate_to(topo: Topology, tenant: Tenant, rcpt: str) -> Simulation:
+    return simulate(Envelope(mail_from="alice@example.net", rcpt_to=(rcpt,)), message(), topo,
+                    tenant=tenant, origin=Origin.MAILBOX, now=NOW)
+
+
+def test_internal_relay_domain_served_by_the_star_connector_to_the_gateway_loops() -> None:
+    """T1: the ``*`` connector catches an InternalRelay domain of the organisation; the
+    gateway hands org-domain mail back to Exchange Online (G8), which picks ``*`` again."""
+    topo, tenant = installed("t1")
+    looped = _relay_domain(tenant, "legacy.example.net", "onprem.legacy.example")
+    found = [f for f in lint(topo, looped) if f.code == "L-INTERNALRELAY-LOOP"]
+    assert [(f.severity, f.subject) for f in found] == [(Severity.ERROR, "legacy.example.net")]
+    assert "'mailroute EXO to gateway (all external)'" in found[0].message
+    assert _simulate_to(topo, looped, "u@legacy.example.net").loop  # the model agrees
+    # a relay domain outside the organisation whose MX leads away is relayed, not looped
+    away = _relay_domain(tenant, "legacy.example", "onprem.legacy.example")
+    assert "L-INTERNALRELAY-LOOP" not in _codes(topo, away)
+    sim = _simulate_to(topo, away, "u@legacy.example")
+    assert not sim.loop
+    assert sim.outcome("u@legacy.example").final == "internet:onprem.legacy.example"
+
+
+def test_audit_mode_routing_rule_is_an_error_whatever_its_name() -> None:
+    """A rule in Audit mode records "would apply" and does nothing (note's rule loop): a
+    rule that routes to the gateway in Audit mode lets mail skip the gateway."""
+    topo, tenant = installed("t2")
+    renamed = change_rule(tenant, "mailroute 10", name="corp route to scanner")
+    assert "L-RULE-NOT-ENFORCED" not in _codes(topo, renamed)
+    audit = change_rule(renamed, "corp route", mode=RuleMode.AUDIT)
+    found = [f for f in lint(topo, audit) if f.code == "L-RULE-NOT-ENFORCED"]
+    assert [(f.severity, f.subject) for f in found] == [(Severity.ERROR,
+                                                        "corp route to scanner")]
+    assert "routes to the gateway" in found[0].message
+    assert _simulate_to(topo, audit, "x@partner.example").bypass  # the model agrees

@@ -52,6 +52,7 @@ from mailroute.routing import simulate as run_simulation
 from mailroute.routing.exoconfig import SCRIPTS
 from mailroute.routing.facts import message_facts
 from mailroute.routing.match import domain_of
+from mailroute.routing.render import explain_line
 
 __all__ = ["register"]
 
@@ -114,6 +115,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--now", type=int, metavar="UNIX_TIME",
                         help=f"the clock (default: {_NOW_DEFAULT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--explain", action="store_true",
+                        help="print what each step code (E1, R, X, G3 ...) means beside the "
+                             "step (docs/routing/steps.md)")
 
 
 def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts | ExitCode:
@@ -204,11 +208,13 @@ def run_route(args: argparse.Namespace) -> int:
         d = decide_exo(hop, deployed(topology), now=datetime.fromtimestamp(now, UTC))
         routes, trace = d.routes, d.trace
         rules = tuple(dict.fromkeys(r for c in d.copies for r in c.rules))
-    obj = route_object(routes, rules, trace)
+    obj = route_object(routes, rules, trace, explain=args.explain)
     if args.json:
         write_stdout_text(json.dumps(obj, indent=2) + "\n")
     else:
-        write_stdout_text("".join(f"{t.step:<4}{t.detail}\n" for t in trace))
+        write_stdout_text("".join(f"{t.step:<4}{t.detail}\n"
+                                  + (explain_line(t, "") if args.explain else "")
+                                  for t in trace))
         for r in routes:
             write_stdout_text(f"{r.recipient}: {r.kind} {r.next_hop}\n".rstrip() + "\n")
     refused = [r for r in routes if r.kind is RouteKind.REJECT]
@@ -236,9 +242,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     sim = run_simulation(envelope, message, topology, tenant=deployed(topology), origin=origin,
                          now=_now(args))
     if args.json:
-        write_stdout_text(json.dumps(simulation_object(sim), indent=2) + "\n")
+        write_stdout_text(json.dumps(simulation_object(sim, explain=args.explain), indent=2)
+                          + "\n")
     else:
-        write_stdout_text(render_text(sim))
+        write_stdout_text(render_text(sim, explain=args.explain))
     return ExitCode.NEGATIVE if sim.loop or sim.bypass else ExitCode.OK
 
 
@@ -250,7 +257,7 @@ def run_exo_config(args: argparse.Namespace) -> int:
                                     source=args.config)
     except LintRefused as refused:
         for finding in refused.findings:
-            sys.stderr.write(f"4.3.5 {args.config}: {finding}\n")
+            sys.stderr.write(f"{args.config}: {finding}\n")
         return ExitCode.CONFIG
     except ConfigError as error:
         return report_config_error(error)

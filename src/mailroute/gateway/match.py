@@ -17,7 +17,8 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def cert_name_matches(pattern: str, name: str) -> bool:
     """``TlsSenderCertificateName`` matching: exact, or ``*.d`` with exactly one more label.
 
-    The one-label reading of the wildcard is the strict choice of section 2.1 (E1).
+    The one-label reading of the wildcard is the strict choice of step E1 (docs/routing/steps.md,
+    docs/routing/assumptions.md).
     """
     pattern, name = pattern.lower(), name.lower()
     if pattern.startswith("*."):

@@ -1,4 +1,4 @@
-"""The HMAC loop marker (notes/exchange-online.md 5): a header only this gateway can mint,
+"""The HMAC loop marker (docs/marker.md): a header only this gateway can mint,
 which Exchange rules recognise by its deployment tag and the gateway verifies.
 
 - :mod:`~mailroute.marker.token`: the token grammar and its bounded parser.

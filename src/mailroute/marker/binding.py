@@ -1,4 +1,4 @@
-"""What the marker's MAC binds besides its own fields (notes/exchange-online.md 5.4).
+"""What the marker's MAC binds besides its own fields (docs/marker.md, "What the MAC binds").
 
 The MAC input is ``"mailroute-mark" 0x00`` followed by length-prefixed strings: the
 version, every visible field of the token, the configured org id, the normalised Message-ID

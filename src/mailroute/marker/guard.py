@@ -2,7 +2,7 @@
 
 The marker-set filter records (Message-ID, recipient set, direction) of every message it
 marks; marker-verify refuses a message whose key was recorded ``limit`` times within the TTL
-(notes/exchange-online.md 2.8 G2 and 5.7). Keys are SHA-256 digests, so a store never holds
+(step G2 of docs/routing/steps.md; docs/marker.md). Keys are SHA-256 digests, so a store never holds
 addresses.
 
 Each record carries the *arrival fingerprint* of the message: a digest of its ``Received``

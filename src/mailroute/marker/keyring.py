@@ -1,6 +1,6 @@
 """The marker key ring: the deployment tag, the org id and the keys, from a TOML key file.
 
-File format (CLI.md "JSON shapes", notes/exchange-online.md 5.5)::
+File format (CLI.md "JSON shapes", docs/marker.md "The key file")::
 
     tag = "g7k2qd"                 # deployment tag, 6 characters a-z2-7
     org_id = "example.net"         # bound into every MAC, never written into a message

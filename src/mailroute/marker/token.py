@@ -1,4 +1,4 @@
-"""The marker token: ``v1.<tag>.<kid>.<t>.<nonce>.<d>.<mac>`` (notes/exchange-online.md 5.3).
+"""The marker token: ``v1.<tag>.<kid>.<t>.<nonce>.<d>.<mac>`` (docs/marker.md, "Format").
 
 Parsing is bounded and purely syntactic: a value longer than :data:`MAX_FIELD_LENGTH` is never
 matched against the grammar, and a token that does not match it exactly is never handed to

@@ -1,5 +1,5 @@
 """Verification: from the marker fields of a message to one verdict of
-notes/exchange-online.md 5.7, with a reason, the key id and the age.
+docs/marker.md ("Verdicts and gateway actions"), with a reason, the key id and the age.
 
 Order of the checks: field count and size, the grammar (no cryptography before the token
 matched it exactly), the deployment tag, the key id, the MAC (constant-time comparison), then

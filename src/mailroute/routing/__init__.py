@@ -1,13 +1,13 @@
 """Exchange Online routing: the tenant model, one-hop decisions, the simulator, generators.
 
-Everything here is pure policy (notes/exchange-online.md): :func:`load_topology` is the only
+Everything here is pure policy (docs/routing/): :func:`load_topology` is the only
 function that reads a file. Typical use::
 
     topology = load_topology("t2.toml")
     tenant = deployed(topology)                       # the tenant with mailroute installed
     result = simulate(envelope, message, topology, tenant=tenant, origin=Origin.MAILBOX)
-    findings = lint(topology)                         # section 4.6
-    script, findings = exo_config(topology)           # lint, then section 4 PowerShell
+    findings = lint(topology)                         # docs/routing/lint.md
+    script, findings = exo_config(topology)           # lint, then the PowerShell
 """
 
 from __future__ import annotations

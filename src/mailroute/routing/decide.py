@@ -1,8 +1,8 @@
 """The values a one-hop decision returns: trace steps and per-recipient routes.
 
 Both :func:`mailroute.routing.decide_exo` and :func:`mailroute.routing.decide_gateway`
-explain themselves with :class:`TraceStep` tuples: which numbered step of the note (E1...E7,
-R for rules, X for routing, G1...G8), which rule or connector, and why.
+explain themselves with :class:`TraceStep` tuples: which step (E1...E6, RES,
+R for rules, X for routing, G1...G8; docs/routing/steps.md), which rule or connector, and why.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class TraceStep(NamedTuple):
     construction cost is most of a decision's budget (see benchmarks/routing.py).
 
     Attributes:
-        step: the note's step id (``E1``, ``R``, ``X``, ``G3`` ...).
+        step: the step code (``E1``, ``R``, ``X``, ``G3`` ...; :data:`~.steps.STEP_TEXTS`).
         detail: what happened and why, in the administrator's words.
         rule: the transport rule concerned, if any.
         connector: the connector concerned, if any.

@@ -1,4 +1,4 @@
-"""One Exchange Online pass as a pure function (notes/exchange-online.md sections 2.1-2.6).
+"""One Exchange Online pass as a pure function (steps E1-X of docs/routing/steps.md).
 
 ``decide_exo`` runs, in order: connector identification (E1), attribution (E2/E3), partner
 restrictions (E4), the Direct Send block (E5), the ingress header firewall (E6), recipient
@@ -51,6 +51,7 @@ __all__ = [
     "ExoDecision",
     "Generated",
     "decide_exo",
+    "domain_connector",
     "egress_message",
     "ndr_hop",
 ]
@@ -83,10 +84,18 @@ class ExoCopy:
 
 @dataclass(frozen=True, slots=True)
 class Generated:
-    """A new message EXO creates on this pass (group fan-out, forward, journal report, NDR)."""
+    """A new message EXO creates on this pass (group fan-out, forward, journal report, NDR).
+
+    Attributes:
+        kind: ``group fan-out``, ``forward``, ``journal report`` or ``ndr``.
+        hop: the new message as it is submitted.
+        source: for copies of the message itself (fan-out, forward), the recipient address
+            (as the pass received it) whose delivery produced the copy; ``""`` otherwise.
+    """
 
     kind: str
     hop: Hop
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +155,7 @@ def decide_exo(hop: Hop, tenant: Tenant, *, now: datetime | None = None) -> ExoD
                            (), tuple(trace))
     message = _firewall(hop, session, trace)
     generated: list[Generated] = []
-    addressees, entries = _resolve(tenant, hop, session.accepted, message, generated, trace)
+    addressees, entries = _resolve(tenant, session.accepted, trace)
     ctx = RuleContext(tenant, hop.envelope.mail_from, session.authenticated,
                       hop.connection.client_ip, now)
     rule_copies = run_rules(ctx, addressees, message, trace)
@@ -322,7 +331,7 @@ def _incoming_refusal(hop: Hop, tenant: Tenant, onprem: InboundConnector | None,
 
 
 def _sender_domain_applies(c: InboundConnector, sender_domain: str) -> bool:
-    # "*" is taken to match the null sender too (assumption 10 of the note).
+    # "*" is taken to match the null sender too (assumption 10 of docs/routing/assumptions.md).
     return any(p == "*" or (sender_domain and domain_pattern_matches(p, sender_domain))
                for p in c.sender_domains)
 
@@ -364,10 +373,9 @@ def _firewall(hop: Hop, session: _Session, trace: list[TraceStep]) -> MessageFac
     return message.with_headers(headers)
 
 
-# --- 2.3: recipient resolution -------------------------------------------------------------
+# --- RES: recipient resolution -------------------------------------------------------------
 
-def _resolve(tenant: Tenant, hop: Hop, accepted: tuple[str, ...], message: MessageFacts,
-             generated: list[Generated], trace: list[TraceStep],
+def _resolve(tenant: Tenant, accepted: tuple[str, ...], trace: list[TraceStep],
              ) -> tuple[tuple[Addressee, ...], dict[str, Recipient | None]]:
     out: dict[str, Addressee] = {}
     entries: dict[str, Recipient | None] = {}
@@ -385,9 +393,9 @@ def _resolve(tenant: Tenant, hop: Hop, accepted: tuple[str, ...], message: Messa
             pending.extend((m.lower(), original) for m in entry.members)
             continue
         if entry is not None and entry.kind is RecipientKind.UNIFIED_GROUP:
-            generated.extend(_fanout(tenant, hop, entry, message))
             trace.append(TraceStep("RES", f"Microsoft 365 group {entry.primary}: group mailbox "
-                                   "receives; member copies are new submissions"))
+                                   "receives; member copies are new submissions once it is "
+                                   "delivered"))
         target = _target(entry, address)
         in_org = (entry is not None and entry.kind in _LOCAL_KINDS) or (
             tenant.accepted_domain(domain_of(target)) is not None)
@@ -405,8 +413,8 @@ def _target(entry: Recipient | None, address: str) -> str:
     return entry.primary.lower()
 
 
-def _fanout(tenant: Tenant, hop: Hop, group: Recipient,
-            message: MessageFacts) -> list[Generated]:
+def _fanout(hop: Hop, group: Recipient, message: MessageFacts,
+            source: str) -> list[Generated]:
     headers = set_header(message.headers, FANOUT_HEADER, group.primary)
     facts = message.evolve(headers=headers, flags=message.flags | {MessageFlag.GROUP_FANOUT})
     members = tuple(m.lower() for m in group.members)
@@ -414,13 +422,13 @@ def _fanout(tenant: Tenant, hop: Hop, group: Recipient,
         return []
     env = Envelope(mail_from=hop.envelope.mail_from, rcpt_to=members)
     return [Generated("group fan-out", Hop(envelope=env, connection=_EXO_SELF, message=facts,
-                                           pass_no=hop.pass_no + 1))]
+                                           pass_no=hop.pass_no + 1), source)]
 
 
 _EXO_SELF = Connection(source=Source.EXO)
 
 
-# --- 2.5: routing ----------------------------------------------------------------------------
+# --- X: routing ------------------------------------------------------------------------------
 
 def _route_copy(tenant: Tenant, copy: RuleCopy, entries: dict[str, Recipient | None],
                 trace: list[TraceStep]) -> ExoCopy:
@@ -457,7 +465,7 @@ def _route_kind(tenant: Tenant, copy: RuleCopy, who: Addressee,
     if accepted is not None and accepted.type is DomainType.AUTHORITATIVE:
         return Route(address, RouteKind.NDR, reply=Reply(
             550, "5.1.10", "RESOLVER.ADR.RecipientNotFound; Recipient not found"))
-    chosen, ambiguous = _domain_connector(tenant, domain, accepted is not None)
+    chosen, ambiguous = domain_connector(tenant, domain, accepted is not None)
     if ambiguous:
         return Route(address, RouteKind.AMBIGUOUS, reply=Reply(
             451, "4.4.0", "two outbound connectors of equal specificity (model picks none)"))
@@ -495,8 +503,14 @@ def _rank(connector: OutboundConnector, domain: str, accepted: bool) -> tuple[in
     return best
 
 
-def _domain_connector(tenant: Tenant, domain: str, accepted: bool,
-                      ) -> tuple[OutboundConnector | None, bool]:
+def domain_connector(tenant: Tenant, domain: str, accepted: bool,
+                     ) -> tuple[OutboundConnector | None, bool]:
+    """The enabled, non-rule-scoped outbound connector EXO picks for ``domain`` (step X).
+
+    Exact domain beats AllAcceptedDomains (``accepted`` domains only), which beats the
+    longest wildcard, ``*`` last. Returns ``(connector, False)``, ``(None, False)`` when none
+    matches (MX), or ``(None, True)`` when two tie (the model picks none).
+    """
     ranked = [(rank, c) for c in tenant.outbound_connectors
               if c.enabled and not c.is_transport_rule_scoped
               and (rank := _rank(c, domain, accepted)) is not None]
@@ -515,11 +529,16 @@ def _after_routing(tenant: Tenant, hop: Hop, copy: ExoCopy) -> list[Generated]:
         if route.kind not in (RouteKind.LOCAL, RouteKind.FORWARD):
             continue
         entry = tenant.directory.lookup(route.recipient)
+        source = route.original or route.recipient
+        if entry is not None and entry.kind is RecipientKind.UNIFIED_GROUP:
+            # The group mailbox got its copy: only now do the members' copies exist, so a
+            # pass that routes the group elsewhere (to the gateway) makes none.
+            out.extend(_fanout(hop, entry, copy.message, source))
         if entry is not None and entry.forwarding_smtp:
             env = Envelope(mail_from=entry.primary, rcpt_to=(entry.forwarding_smtp,))
             facts = copy.message.evolve(flags=copy.message.flags | {MessageFlag.AUTO_FORWARD})
             out.append(Generated("forward", Hop(envelope=env, connection=_EXO_SELF,
-                                                message=facts, pass_no=hop.pass_no + 1)))
+                                                message=facts, pass_no=hop.pass_no + 1), source))
     ndr = [r for r in copy.routes if r.kind is RouteKind.NDR and r.reply is not None]
     if ndr and ndr[0].reply is not None:
         made = ndr_hop(tenant, hop.envelope, copy.message, ndr[0].reply, hop.pass_no)
@@ -582,7 +601,7 @@ def ndr_hop(tenant: Tenant, envelope: Envelope, message: MessageFacts, reply: Re
 
 def egress_message(tenant: Tenant, message: MessageFacts,
                    connector: OutboundConnector | None) -> MessageFacts:
-    """The message as it leaves EXO (section 2.6): header firewall, CrossTenant stamp.
+    """The message as it leaves EXO: header firewall, CrossTenant stamp.
 
     With ``CloudServicesMailEnabled`` on the connector, organization headers travel as
     ``X-MS-Exchange-CrossPremises-*``; otherwise they are dropped.

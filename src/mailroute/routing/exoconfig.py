@@ -1,6 +1,7 @@
 """``mailroute exo-config`` as a function: lint first, then PowerShell or Mermaid.
 
-Generation is refused with :class:`LintRefused` when the lint (section 4.6) reports an error.
+Generation is refused with :class:`LintRefused` when the lint (docs/routing/lint.md) reports
+an error.
 """
 
 from __future__ import annotations

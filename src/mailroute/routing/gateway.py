@@ -1,4 +1,5 @@
-"""The gateway's procedure for one received message in the simulator, G1-G8 of section 2.8.
+"""The gateway's procedure for one received message in the simulator, G1-G8 of
+docs/routing/steps.md.
 
 G1-G3 (source, loop guards, marker verdict, header hygiene) are the one gateway decision,
 :func:`mailroute.gateway.decide_arrival`, that the runtime ``marker-verify`` filter makes
@@ -153,7 +154,7 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
     Args:
         hop: the message as received.
         topology: tenant, gateway and options.
-        markers: verifies and mints markers (section 5).
+        markers: verifies and mints markers (docs/marker.md).
         now: the clock, Unix seconds.
         processed: the processed-message store (G2); ``None`` counts and records nothing.
         policy: the gateway's policy verdict (G6); ``None`` accepts everything.

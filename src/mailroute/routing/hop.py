@@ -1,7 +1,8 @@
 """One message at one hop: envelope, connection facts and what rules can see of the message.
 
-Section 1.6 of notes/exchange-online.md. Headers are kept as an ordered tuple of
-``(name, value)`` pairs (decoded, unfolded values); helpers below return new tuples.
+What ``route --in`` reads from a message: docs/routing/index.md. Headers are kept as an
+ordered tuple of ``(name, value)`` pairs (decoded, unfolded values); helpers below return
+new tuples.
 """
 
 from __future__ import annotations

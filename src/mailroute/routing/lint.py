@@ -1,11 +1,11 @@
-"""Static checks over a deployed topology (section 4.6); errors refuse generation.
+"""Static checks over a deployed topology (docs/routing/lint.md); errors refuse generation.
 
 Each check is a small function over :class:`LintContext` yielding :class:`Finding` values;
-:data:`CHECKS` runs them in the note's order. The checks find the mailroute objects by what
-they do, not only by their names: the *routing rule* is any rule that routes to a connector
-whose smart host is the gateway, the *untrusted-marker strip* is a rule that removes the
-marker except from the gateway's egress IPs, and so on, so that a hand-edited or read-back
-tenant is judged by the same logic as a generated one.
+:data:`CHECKS` runs them in the order of docs/routing/lint.md. The checks find the mailroute
+objects by what they do, not only by their names: the *routing rule* is any rule that
+routes to a connector whose smart host is the gateway, the *untrusted-marker strip* is a rule
+that removes the marker except from the gateway's egress IPs, and so on, so that a
+hand-edited or read-back tenant is judged by the same logic as a generated one.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailroute.routing.exo import domain_connector
 from mailroute.routing.hop import MessageFacts
 from mailroute.routing.markers import simulation_markers
-from mailroute.routing.match import cert_name_matches, domain_pattern_matches, is_subdomain
+from mailroute.routing.match import cert_name_matches, is_placeholder_address, is_subdomain
 from mailroute.routing.model import (
     ConnectorSource,
     ConnectorType,
@@ -51,7 +52,7 @@ class Severity(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One lint result: the note's id, severity, message and the object concerned."""
+    """One lint result: code (docs/routing/lint.md), severity, message, object concerned."""
 
     code: str
     severity: Severity
@@ -301,11 +302,14 @@ def _multi_route(c: LintContext) -> Iterator[Finding]:
 
 
 def _not_enforced(c: LintContext) -> Iterator[Finding]:
-    for rule in c.rules:
-        if rule.name.startswith(PREFIX) and (
+    """mailroute's rules, and any rule that routes to the gateway whatever its name."""
+    routing = frozenset(c.routing)
+    for i, rule in enumerate(c.rules):
+        if (rule.name.startswith(PREFIX) or i in routing) and (
                 not rule.active(c.now) or rule.mode is not RuleMode.ENFORCE):
+            what = " (it routes to the gateway: mail skips it)" if i in routing else ""
             yield Finding("L-RULE-NOT-ENFORCED", E, "disabled, in audit mode or outside its "
-                          "activation window", rule.name)
+                          f"activation window{what}", rule.name)
 
 
 def _ambiguous(c: LintContext) -> Iterator[Finding]:
@@ -348,18 +352,30 @@ def _hcw(c: LintContext) -> Iterator[Finding]:
 
 
 def _internal_relay_loop(c: LintContext) -> Iterator[Finding]:
+    """An InternalRelay domain whose route leads back into EXO (docs/routing/steps.md, X).
+
+    EXO routes a recipient of an InternalRelay domain unknown to the directory like an
+    external one: the most specific outbound connector, else the domain's MX. Either way
+    the message must leave the tenant; when it comes back instead, it loops.
+    """
+    gw = c.topology.gateway
     for domain in c.tenant.accepted_domains:
         if domain.type is not DomainType.INTERNAL_RELAY:
             continue
-        served = any(c2.enabled and not c2.is_transport_rule_scoped and (
-            any(domain_pattern_matches(p, domain.domain) for p in c2.recipient_domains)
-            or c2.all_accepted_domains) for c2 in c.tenant.outbound_connectors)
-        mx = c.tenant.mx_of(domain.domain)
-        if not served and (mx in ("eop", "gateway")
-                           or (mx or "").lower() in c.topology.gateway.identities):
-            yield Finding("L-INTERNALRELAY-LOOP", E, f"InternalRelay domain {domain.domain} has "
-                          f"no connector and its MX leads back ({mx}): 5.4.14 loop",
-                          domain.domain)
+        name = domain.domain.lower()
+        mx = c.tenant.mx_of(name)
+        mx_back = mx in ("eop", "gateway") or (mx or "").lower() in gw.identities
+        chosen, ambiguous = domain_connector(c.tenant, name, True)
+        if chosen is None and not ambiguous and mx_back:
+            yield Finding("L-INTERNALRELAY-LOOP", E, f"InternalRelay domain {name} has "
+                          f"no connector and its MX leads back ({mx}): 5.4.14 loop", name)
+        elif chosen is not None and chosen.name in c.gateway_connectors and (
+                c.beside or mx_back or any(is_subdomain(name, d) for d in c.topology.org_domains)):
+            # G8: the gateway hands org-domain mail (and in T2/T3 all mail) back to EXO,
+            # which picks the same connector again.
+            yield Finding("L-INTERNALRELAY-LOOP", E, f"InternalRelay domain {name} is served by "
+                          f"'{chosen.name}' to the gateway, which hands it back to Exchange "
+                          "Online: loop", name)
 
 
 def _lockdown(c: LintContext) -> Iterator[Finding]:
@@ -556,12 +572,22 @@ def _org_domains(c: LintContext) -> Iterator[Finding]:
             yield Finding("L-ORG-DOMAIN", E, f"{domain} is not an accepted domain", domain)
 
 
+def _verify_placeholders(c: LintContext) -> Iterator[Finding]:
+    """The verify script needs a real external mailbox for Validate-OutboundConnector."""
+    probe = c.topology.exo_config.probe_recipient
+    if is_placeholder_address(probe):
+        yield Finding("L-VERIFY-PLACEHOLDER", W, f"probe_recipient {probe or '(empty)'} is a "
+                      "placeholder: the verify script's Validate-OutboundConnector tests "
+                      "nothing until [exo_config] probe_recipient names a real external "
+                      "mailbox", "exo_config")
+
+
 CHECKS: tuple[Check, ...] = (
     _cert_domain, _onprem_by_ip, _partner_ip_and_cert, _route_connector, _marker_exception,
     _marker_before_route, _untrusted_strip, _bypass_strip, _shadowed, _foreign_route,
     _multi_route, _not_enforced, _ambiguous, _hcw, _internal_relay_loop, _lockdown, _csme,
     _enhanced_filtering, _disclaimer, _journal, _t1_inbound, _dns, _direct_send,
-    _inbound_disabled, _tls_name, _addr_format, _limits, _org_domains,
+    _inbound_disabled, _tls_name, _addr_format, _limits, _org_domains, _verify_placeholders,
 )
 
 

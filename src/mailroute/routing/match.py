@@ -14,12 +14,25 @@ __all__ = [
     "domain_of",
     "domain_pattern_matches",
     "ip_in_ranges",
+    "is_placeholder_address",
     "is_subdomain",
     "patterns_match",
     "words_match",
 ]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# RFC 2606 / RFC 6761: names reserved for documentation and tests; mail to them goes nowhere.
+_RESERVED_TLDS = frozenset({"example", "invalid", "test", "localhost"})
+_RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+
+
+def is_placeholder_address(address: str) -> bool:
+    """True for an empty address or one in a domain reserved for examples (RFC 2606)."""
+    domain = domain_of(address).lower().rstrip(".")
+    if not domain:
+        return True
+    return domain.rpartition(".")[2] in _RESERVED_TLDS or any(
+        is_subdomain(domain, d) for d in _RESERVED_DOMAINS)
 
 
 def domain_pattern_matches(pattern: str, domain: str) -> bool:

@@ -1,4 +1,4 @@
-"""The Exchange Online tenant as frozen values (notes/exchange-online.md section 1).
+"""The Exchange Online tenant as frozen values (docs/routing/topology-reference.md).
 
 Attribute names are the Python spelling of the PowerShell parameters (``SenderDomains`` ->
 ``sender_domains``); defaults are Exchange Online's, so that a model read back from ``Get-*``
@@ -229,7 +229,7 @@ class Directory:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundConnector:
-    """Mail into EXO (``New-InboundConnector``); see the note's table 1.2 for each field."""
+    """Mail into EXO (``New-InboundConnector``; fields: docs/routing/topology-reference.md)."""
 
     name: str
     connector_type: ConnectorType = ConnectorType.PARTNER
@@ -257,7 +257,7 @@ class InboundConnector:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboundConnector:
-    """Mail out of EXO (``New-OutboundConnector``); see the note's table 1.3."""
+    """Mail out of EXO (``New-OutboundConnector``; docs/routing/topology-reference.md)."""
 
     name: str
     connector_type: ConnectorType = ConnectorType.PARTNER

@@ -1,4 +1,5 @@
-"""The connectors and rules mailroute installs for a topology (sections 4.2-4.4), as values.
+"""The connectors and rules mailroute installs for a topology (docs/routing/t1-, t2-, t3-*.md),
+as values.
 
 :func:`build_plan` derives them from the gateway and the generator options;
 :func:`deployed` returns the tenant as it will be once the plan is installed and enabled, which

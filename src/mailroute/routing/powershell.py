@@ -1,11 +1,12 @@
-"""Exchange Online PowerShell for a plan (section 4.1): install, verify, enable, remove.
+"""Exchange Online PowerShell for a plan: install, verify, enable, remove (docs/routing/t*.md).
 
 The output is a script for an administrator to review; mailroute never runs it. Every value
 from the configuration is emitted as a single-quoted PowerShell string with each quote
 character doubled (PowerShell also treats the typographic quotes U+2018-U+201B as single
 quotes, so they are doubled as well). Values containing control characters are refused with
 :class:`UnsafeValueError` rather than escaped. Only enum members of the model appear
-unquoted. Every cmdlet and parameter used is in :data:`ALLOWED`, derived from the note.
+unquoted. Every cmdlet and parameter used is in :data:`ALLOWED`, taken from the Exchange PowerShell
+cmdlet reference.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from mailroute.errors import ConfigError, InternalError
+from mailroute.routing.match import is_placeholder_address
 from mailroute.routing.model import (
     InboundConnector,
     OutboundConnector,
@@ -65,7 +67,7 @@ _OUTBOUND_PARAMS = {
     "cloud_services_mail_enabled": "CloudServicesMailEnabled",
     "sender_rewriting_enabled": "SenderRewritingEnabled", "comment": "Comment",
 }
-#: Predicate attribute -> New-TransportRule parameter(s) (section 1.4).
+#: Predicate attribute -> New-TransportRule parameter(s) (docs/routing/topology-reference.md).
 PREDICATE_PARAMS: dict[str, tuple[str, ...]] = {
     "header_contains": ("HeaderContainsMessageHeader", "HeaderContainsWords"),
     "header_matches": ("HeaderMatchesMessageHeader", "HeaderMatchesPatterns"),
@@ -92,8 +94,8 @@ _RULE_PARAMS = frozenset({
     *("ExceptIf" + p for ps in PREDICATE_PARAMS.values() for p in ps),
     *_ACTION_PARAMS})
 
-#: Cmdlet -> parameters the generator may use. Everything is named in notes/exchange-online.md
-#: (sections 1.2-1.5, 4.1-4.5) except :data:`IMPLIED_CMDLETS`.
+#: Cmdlet -> parameters the generator may use, as the Exchange PowerShell cmdlet reference
+#: names them (docs/routing/topology-reference.md maps every key to one).
 ALLOWED: dict[str, frozenset[str]] = {
     "New-InboundConnector": frozenset(_INBOUND_PARAMS.values()),
     "New-OutboundConnector": frozenset(_OUTBOUND_PARAMS.values()),
@@ -111,8 +113,7 @@ ALLOWED: dict[str, frozenset[str]] = {
                                "TransportRules"}),
     "Where-Object": frozenset(), "ForEach-Object": frozenset(), "Sort-Object": frozenset(
         {"Unique"}), "Format-Table": frozenset(), "ConvertTo-Json": frozenset({"Depth"}),
-    # Implied by the install/enable/remove actions of section 4.1 (the note names the actions,
-    # not the cmdlets):
+    # The enable and remove scripts (IMPLIED_CMDLETS, docs/routing/assumptions.md):
     "Enable-TransportRule": frozenset({"Identity"}),
     "Remove-TransportRule": frozenset({"Identity", "Confirm"}),
     "Remove-InboundConnector": frozenset({"Identity", "Confirm"}),
@@ -137,7 +138,7 @@ class Bare:
 
 @dataclass(frozen=True, slots=True)
 class Script:
-    """The four scripts of section 4.1."""
+    """The four scripts: install, verify, enable, remove."""
 
     install: str
     verify: str
@@ -379,6 +380,10 @@ def _verify(topology: Topology, plan: Plan) -> str:
     for inbound in plan.inbound_connectors:
         out.append(f"(Get-InboundConnector -Identity {ps_quote(inbound.name)}).Enabled\n")
     probe = topology.exo_config.probe_recipient
+    if plan.outbound_connectors and is_placeholder_address(probe):
+        out.append(f"# PLACEHOLDER: {_comment(probe)} is reserved for examples (RFC 2606); set "
+                   "[exo_config] probe_recipient to a real external mailbox, or the checks "
+                   "below test nothing (lint L-VERIFY-PLACEHOLDER)\n")
     for outbound in plan.outbound_connectors:
         out.append(command("Validate-OutboundConnector", [("Identity", outbound.name),
                                                           ("Recipients", (probe,))],
@@ -390,14 +395,16 @@ def _verify(topology: Topology, plan: Plan) -> str:
                "Get-OutboundConnector | ConvertTo-Json -Depth 4\n"
                "Get-TransportRule | ConvertTo-Json -Depth 4\n")
     if plan.rules and plan.topology is not TopologyKind.T1:
-        out.append("# Rule tests with real samples (section 4.5), each mails a report:\n"
+        out.append("# Rule tests with real samples (Test-Message), each mails a report:\n"
                    "#   internal unmarked message    -> expect 'mailroute 10' to route it\n"
                    "#   returned with a fresh marker -> expect '01' not matched, '10' excepted, "
                    "'11' applied\n"
                    "#   external with a forged marker -> expect '01' matched, then '10'\n"
+                   "# PLACEHOLDER addresses in <angle brackets>: replace them before "
+                   "running\n"
                    "# Test-Message -MessageFileData ([System.IO.File]::ReadAllBytes("
-                   "'sample.eml')) -Sender 'a@example.org' -Recipients 'b@example.org' "
-                   "-SendReportTo 'admin@example.org' -TransportRules\n")
+                   "'sample.eml')) -Sender '<sender>' -Recipients '<recipient>' "
+                   "-SendReportTo '<your admin mailbox>' -TransportRules\n")
     return "".join(out)
 
 

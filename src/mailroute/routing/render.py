@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailroute.routing.decide import Route, RouteKind
+from mailroute.routing.steps import explain as explain_step
 
 if TYPE_CHECKING:
     from mailroute.routing.decide import TraceStep
     from mailroute.routing.simulate import JourneyOutcome, Simulation
 
-__all__ = ["render_text", "route_object", "simulation_object"]
+__all__ = ["explain_line", "render_text", "route_object", "simulation_object"]
 
 _ACTIONS = {RouteKind.LOCAL: "deliver", RouteKind.FORWARD: "forward",
             RouteKind.CONNECTOR: "relay", RouteKind.MX: "relay", RouteKind.EXO: "relay",
@@ -30,12 +31,22 @@ def _reason(trace: tuple[TraceStep, ...], routes: tuple[Route, ...]) -> str:
     return trace[-1].detail if trace else ""
 
 
+def _trace_object(t: TraceStep, explain: bool) -> dict[str, object]:
+    obj: dict[str, object] = {"step": t.step, "detail": t.detail, "rule": t.rule,
+                              "connector": t.connector}
+    if explain:
+        obj["explanation"] = explain_step(t.step)
+    return obj
+
+
 def route_object(routes: tuple[Route, ...], rules: tuple[str, ...],
-                 trace: tuple[TraceStep, ...]) -> dict[str, object]:
+                 trace: tuple[TraceStep, ...], *, explain: bool = False) -> dict[str, object]:
     """CLI.md's route shape: ``action``, ``next_hop``, ``connector``, ``rules``, ``reason``.
 
     With several recipients the top-level fields describe the first; ``recipients`` lists
-    every recipient's own route (an addition to the pinned shape).
+    every recipient's own route (an addition to the pinned shape). With ``explain`` every
+    trace entry also carries ``explanation``, the step code's sentence
+    (:data:`~mailroute.routing.steps.STEP_TEXTS`).
     """
     first = routes[0] if routes else Route("", RouteKind.REJECT)
     actions = {_ACTIONS[r.kind] for r in routes}
@@ -48,8 +59,7 @@ def route_object(routes: tuple[Route, ...], rules: tuple[str, ...],
         "recipients": [{"recipient": r.recipient, "action": _ACTIONS[r.kind],
                         "next_hop": r.next_hop, "connector": r.connector,
                         "reply": str(r.reply) if r.reply else None} for r in routes],
-        "trace": [{"step": t.step, "detail": t.detail, "rule": t.rule,
-                   "connector": t.connector} for t in trace],
+        "trace": [_trace_object(t, explain) for t in trace],
     }
 
 
@@ -61,16 +71,17 @@ def _outcome_object(o: JourneyOutcome) -> dict[str, object]:
             "reply": str(o.reply) if o.reply else None}
 
 
-def simulation_object(sim: Simulation) -> dict[str, object]:
+def simulation_object(sim: Simulation, *, explain: bool = False) -> dict[str, object]:
     """CLI.md's simulate shape: ``hops`` (route objects with ``at``), ``delivered_to``, ``loop``.
 
     ``delivered_to`` names the delivery nodes of the original message, comma-separated, or
-    is ``null`` when nothing was delivered. ``bypass`` and ``outcomes`` are additions.
+    is ``null`` when nothing was delivered. ``bypass`` and ``outcomes`` are additions;
+    ``explain`` as for :func:`route_object`.
     """
     hops = []
     for step in sim.steps:
         hop = {"at": step.at, "kind": step.kind, **route_object(step.routes, step.rules,
-                                                               step.trace)}
+                                                               step.trace, explain=explain)}
         hops.append(hop)
     finals = sorted({o.final for o in sim.outcomes
                      if o.kind == "message" and str(o.status) == "delivered"})
@@ -79,8 +90,13 @@ def simulation_object(sim: Simulation) -> dict[str, object]:
             "outcomes": [_outcome_object(o) for o in sim.outcomes]}
 
 
-def render_text(sim: Simulation) -> str:
-    """The simulation as a readable message trace."""
+def explain_line(t: TraceStep, indent: str) -> str:
+    """The line ``--explain`` prints under a trace step: what its code means."""
+    return f"{indent}    = {explain_step(t.step)}\n"
+
+
+def render_text(sim: Simulation, *, explain: bool = False) -> str:
+    """The simulation as a readable message trace (``explain``: each step's meaning too)."""
     env = sim.envelope
     out = [f"message from <{env.mail_from}> to {', '.join(env.rcpt_to)} "
            f"(origin: {sim.origin})\n"]
@@ -91,6 +107,8 @@ def render_text(sim: Simulation) -> str:
         for t in step.trace:
             about = f" [{t.rule or t.connector}]" if (t.rule or t.connector) else ""
             out.append(f"    {t.step:<4}{t.detail}{about}\n")
+            if explain:
+                out.append(explain_line(t, "    "))
     out.append("\noutcome:\n")
     for o in sim.outcomes:
         flags = []

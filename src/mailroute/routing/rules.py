@@ -1,4 +1,5 @@
-"""One pass of transport rules over a message, with per-recipient forks (section 2.4).
+"""One pass of transport rules over a message, with per-recipient forks (step R of
+docs/routing/steps.md).
 
 Rules run by priority. Message-level predicates decide whether a rule can apply at all;
 per-recipient predicates split the recipients of a copy into those that match (who get a

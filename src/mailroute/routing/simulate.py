@@ -1,4 +1,6 @@
-"""Hop-by-hop simulation of one message through internet, EXO and gateway (section 2.9).
+"""Hop-by-hop simulation of one message through internet, EXO and gateway.
+
+The contract for users is docs/routing/simulator.md.
 
 Every node visit is one :class:`SimStep` produced by :func:`~.exo.decide_exo` or
 :func:`~.gateway.decide_gateway`. Recipients are followed separately through every fork
@@ -14,6 +16,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.item import Envelope, ProcessedStore
@@ -48,6 +51,7 @@ EXO_EGRESS_IP = "40.107.22.5"
 EXO_TLS_NAME = "eur05.mail.protection.outlook.com"
 INTERNET_IP = "198.51.100.25"
 FLOATING_GATEWAY_IP = "198.18.7.9"
+_STATE_LOOP = Reply(554, "5.4.14", "state repeated: routing loop")
 _EXEMPT = frozenset({MessageFlag.OOF, MessageFlag.GROUP_FANOUT, MessageFlag.JOURNAL_REPORT})
 
 
@@ -148,8 +152,12 @@ class Simulation:
         raise KeyError(recipient)
 
 
-@dataclass(frozen=True, slots=True)
-class _Track:
+class _Track(NamedTuple):
+    """One recipient's journey so far. A copy Exchange makes of the message (forward, group
+    fan-out) continues the counts of the journey it came from; ``gw_base`` is the gateway
+    count it started with, so the BYPASS check still judges the copy's own legs. (A named
+    tuple: every node visit builds one per recipient, see benchmarks/routing.py.)"""
+
     original: str
     kind: str
     sender: str
@@ -157,6 +165,7 @@ class _Track:
     exo: int = 0
     flows: tuple[str, ...] = ()
     steps: tuple[int, ...] = ()
+    gw_base: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,10 +294,14 @@ def _state(pending: _Pending, run: _Run) -> tuple[object, ...]:
 
 def _visit(run: _Run, pending: _Pending) -> None:
     state = _state(pending, run)
-    if state in pending.states:
+    repeated = state in pending.states
+    # A gateway arrival meets the gateway's own loop guards first (processed-message store,
+    # Received count, marker): a real deployment refuses there with 554 5.4.6. The state
+    # repeat is declared only when the node's own step did not stop the message.
+    if repeated and pending.node != "gateway":
         for rcpt, track in pending.tracks.items():
             _end(run, track, rcpt, Status.LOOP, pending.node, pending.hop.message,
-                 reply=Reply(554, "5.4.14", "state repeated: routing loop"))
+                 reply=_STATE_LOOP)
         return
     limit = run.tenant.org.hop_limit
     if len(run.steps) >= run.max_steps or any(t.exo >= limit for t in pending.tracks.values()):
@@ -301,7 +314,7 @@ def _visit(run: _Run, pending: _Pending) -> None:
     if pending.node == "exo":
         _visit_exo(run, pending)
     else:
-        _visit_gateway(run, pending)
+        _visit_gateway(run, pending, repeated=repeated)
 
 
 def _record(run: _Run, pending: _Pending, at: str, routes: tuple[Route, ...],
@@ -340,8 +353,12 @@ def _visit_exo(run: _Run, pending: _Pending) -> None:
             _forward(run, pending, node, out, routes, tracks)
     for generated in decision.generated:
         rcpts = generated.hop.envelope.rcpt_to
-        new = {r.lower(): _Track(f"{generated.kind}:{r.lower()}", generated.kind,
-                                 generated.hop.envelope.mail_from, steps=(index,))
+        base = tracks.get(generated.source) if generated.source else None
+        sender = generated.hop.envelope.mail_from
+        new = {r.lower(): _Track(f"{generated.kind}:{r.lower()}", generated.kind, sender,
+                                 steps=(index,)) if base is None else
+               _Track(f"{generated.kind}:{r.lower()}", generated.kind, sender, base.gw,
+                      base.exo, base.flows, base.steps, gw_base=base.gw)
                for r in rcpts}
         run.queue.append(_Pending("exo", generated.hop, new))
 
@@ -364,7 +381,7 @@ def _track_for(tracks: dict[str, _Track], route: Route) -> _Track:
         return tracks[route.recipient]
     first = next(iter(tracks.values()))
     return _Track(route.recipient, first.kind, first.sender, first.gw, first.exo, first.flows,
-                  first.steps)
+                  first.steps, first.gw_base)
 
 
 def _forward(run: _Run, pending: _Pending, node: str, message: MessageFacts,
@@ -385,7 +402,7 @@ def _forward(run: _Run, pending: _Pending, node: str, message: MessageFacts,
     run.queue.append(_Pending(node, hop, next_tracks, pending.states, from_exo_node=True))
 
 
-def _visit_gateway(run: _Run, pending: _Pending) -> None:
+def _visit_gateway(run: _Run, pending: _Pending, *, repeated: bool = False) -> None:
     decision: GatewayDecision = decide_gateway(pending.hop, run.topology, markers=run.markers,
                                                now=run.now, processed=run.processed,
                                                policy=run.policy)
@@ -412,6 +429,11 @@ def _visit_gateway(run: _Run, pending: _Pending) -> None:
     for split in decision.splits:
         split_tracks = {r: _advance(tracks[r], None, flow=str(split.flow))
                         for r in split.recipients}
+        if repeated and split.route is not RouteKind.MX:
+            for rcpt in split.recipients:
+                _end(run, split_tracks[rcpt], rcpt, Status.LOOP, "gateway", split.message,
+                     reply=_STATE_LOOP)
+            continue
         if split.route is RouteKind.MX:
             for rcpt in split.recipients:
                 _end(run, split_tracks[rcpt], rcpt, Status.DELIVERED,
@@ -429,21 +451,22 @@ def _advance(track: _Track, index: int | None, *, gw: int = 0, exo: int = 0,
              flow: str | None = None) -> _Track:
     return _Track(track.original, track.kind, track.sender, track.gw + gw, track.exo + exo,
                   (*track.flows, flow) if flow else track.flows,
-                  (*track.steps, index) if index is not None else track.steps)
+                  (*track.steps, index) if index is not None else track.steps, track.gw_base)
 
 
 def _end(run: _Run, track: _Track, address: str, status: Status, final: str,
          message: MessageFacts, *, reply: Reply | None = None) -> None:
     delivered = status is Status.DELIVERED
     marker = delivered and bool(values_of(message.headers, run.topology.gateway.marker.header))
-    bypass = delivered and track.gw < _required_passes(run, track, address, message)
+    bypass = delivered and track.gw - track.gw_base < _required_passes(run, track, address,
+                                                                       message)
     run.outcomes.append(JourneyOutcome(track.original, address.lower(), track.kind, status, final,
                                 track.gw, track.exo, track.flows, marker,
                                 message.disclaimers, bypass, reply, track.steps))
 
 
 def _required_passes(run: _Run, track: _Track, address: str, message: MessageFacts) -> int:
-    """The gateway passes the topology's policy requires for this delivery (section 2.9)."""
+    """The gateway passes the topology's policy requires here (docs/routing/simulator.md)."""
     gw, opts = run.topology.gateway, run.topology.exo_config
     domains = run.topology.org_domains
     rcpt_in = any(is_subdomain(domain_of(address), d) for d in domains)

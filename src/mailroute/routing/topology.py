@@ -1,6 +1,6 @@
 """The gateway, its marker settings, the generator options, and the whole topology file.
 
-See notes/exchange-online.md sections 1.7 (gateway) and 4 (generator options).
+Every key is described in docs/routing/topology-reference.md.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class RoutingMode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarkerConfig:
-    """The loop marker (section 5): header name, deployment tag and time windows."""
+    """The loop marker (docs/marker.md): header name, deployment tag and time windows."""
 
     tag: str
     header: str = "X-Mailroute-Mark"
@@ -60,7 +60,7 @@ class MarkerConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayConfig:
-    """The mailroute gateway as EXO and the simulator see it (section 1.7).
+    """The mailroute gateway as EXO and the simulator see it (docs/routing/topology-reference.md).
 
     Args:
         topology: T1, T2 or T3.
@@ -117,7 +117,7 @@ class GatewayConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExoConfigOptions:
-    """Options of the generated tenant configuration (section 4).
+    """Options of the generated tenant configuration (docs/routing/topology-reference.md).
 
     Args:
         placement: the mailroute rules at the top (priorities 0..n) or below existing rules.

@@ -112,17 +112,19 @@ New-TransportRule -Name 'mailroute 12 clear bypass' `
 $ErrorActionPreference = 'Stop'
 (Get-InboundConnector -Identity 'mailroute gateway to EXO').Enabled
 (Get-InboundConnector -Identity 'mailroute gateway to EXO (lock-down)').Enabled
+# PLACEHOLDER: probe@partner.example is reserved for examples (RFC 2606); set [exo_config] probe_recipient to a real external mailbox, or the checks below test nothing (lint L-VERIFY-PLACEHOLDER)
 Validate-OutboundConnector -Identity 'mailroute EXO to gateway' -Recipients 'probe@partner.example'
 Get-TransportRule | Where-Object { $_.Name -like 'mailroute *' } | Format-Table Priority, Name, State, Mode, StopRuleProcessing, RouteMessageOutboundConnector
 # Read-back for `mailroute` to diff against the plan:
 Get-InboundConnector | ConvertTo-Json -Depth 4
 Get-OutboundConnector | ConvertTo-Json -Depth 4
 Get-TransportRule | ConvertTo-Json -Depth 4
-# Rule tests with real samples (section 4.5), each mails a report:
+# Rule tests with real samples (Test-Message), each mails a report:
 #   internal unmarked message    -> expect 'mailroute 10' to route it
 #   returned with a fresh marker -> expect '01' not matched, '10' excepted, '11' applied
 #   external with a forged marker -> expect '01' matched, then '10'
-# Test-Message -MessageFileData ([System.IO.File]::ReadAllBytes('sample.eml')) -Sender 'a@example.org' -Recipients 'b@example.org' -SendReportTo 'admin@example.org' -TransportRules
+# PLACEHOLDER addresses in <angle brackets>: replace them before running
+# Test-Message -MessageFileData ([System.IO.File]::ReadAllBytes('sample.eml')) -Sender '<sender>' -Recipients '<recipient>' -SendReportTo '<your admin mailbox>' -TransportRules
 #endregion verify
 
 #region enable

@@ -19,6 +19,8 @@ log = logging.getLogger("mailroute")
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mailroute.commands.process",
+    "mailroute.commands.pipe",
+    "mailroute.commands.quarantine",
     "mailroute.commands.disclaimer",
     "mailroute.commands.marker",
     "mailroute.commands.smime",

@@ -179,3 +179,11 @@ def test_hand_on_over_smtp_really_arrives_once() -> None:
     assert code == 0
     assert tx.recipients == list(ENVELOPE.rcpt_to)
     assert b"X-Filtered: yes" in tx.body
+
+
+def test_the_log_line_has_the_direction_even_when_filters_fail(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        _run(Boom(), Recorder())
+    [record] = [r for r in caplog.records if r.name == MESSAGE_LOG]
+    assert "recipients=3 direction=outbound exit=75" in record.getMessage()

@@ -26,7 +26,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, TextIO
 
 from mailroute.adapters.pipe import exit_code_for, read_bounded
@@ -63,6 +63,7 @@ def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
     """Filter the message on ``stdin`` and act on the decision. Never raises."""
     data = b""
     try:
+        run = replace(run, envelope=_with_direction(pipeline, run.envelope))
         data_or_none = read_bounded(stdin, pipeline.limits.max_message_size)
         if data_or_none is None:
             line = f"5.3.4 message larger than {pipeline.limits.max_message_size} bytes"
@@ -145,6 +146,14 @@ def _direction(result: Result | None, envelope: Envelope) -> str:
     item = result.prepared if result is not None else None
     direction = item.envelope.direction if item is not None else envelope.direction
     return direction.value if direction is not None else "-"
+
+
+def _with_direction(pipeline: Pipeline, envelope: Envelope) -> Envelope:
+    """The envelope with the policy's direction, so the log line has it even when the
+    message never got as far as the filters."""
+    if envelope.direction is not None:
+        return envelope
+    return replace(envelope, direction=pipeline.derive_direction(envelope))
 
 
 def _one_line(text: str) -> str:

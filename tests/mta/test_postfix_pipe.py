@@ -1,0 +1,247 @@
+"""``mailroute pipe`` behind a real Postfix ``pipe(8)`` content filter (examples/postfix).
+
+One throwaway Postfix per module on 127.0.0.1: the receiving smtpd has
+``-o content_filter=mailroute:dummy``; mailroute reinjects over SMTP to a second smtpd without
+the filter (postdrop refuses a non-default config directory, so sendmail cannot be used here);
+internal mail is relayed to one sink, internet mail to another. A third smtpd is hooked
+wrongly on purpose (its filter reinjects into itself) to show the loop guard: the SQLite
+processed-message store shared by the pipe processes stops the message on its second pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import smtplib
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mailroute.testing import write_fake_key_file
+from tests.mta.postfix import PostfixInstance, free_port, postfix_available
+from tests.smtpsink import SmtpSink, Transaction
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(not postfix_available(), reason="needs Postfix (scripts/setup-system) "
+                                                       "and root"),
+]
+
+FILTER_USER = "nobody"
+
+
+@dataclass
+class World:
+    postfix: PostfixInstance
+    internal: SmtpSink      # corp.example's mailbox server
+    internet: SmtpSink      # everything else
+    port: int               # the filtered smtpd
+    loop_port: int          # the mis-hooked smtpd
+    faulty_key: Path
+    good_key_text: bytes
+
+    def send(self, sender: str, rcpts: list[str], subject: str, *, port: int | None = None,
+             body: str = "Hello.\r\n.leading dot\r\n") -> None:
+        message = (f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
+                   f"Message-ID: <{subject}@corp.example>\r\n\r\n{body}")
+        with smtplib.SMTP("127.0.0.1", port or self.port, timeout=30) as client:
+            client.sendmail(sender, rcpts, message.encode())
+
+    def arrived(self, token: str) -> list[Transaction]:
+        """Every completed transaction at either sink whose message mentions ``token``."""
+        return [t for sink in (self.internal, self.internet) for t in sink.delivered
+                if token.encode() in t.body]
+
+
+def _interpreter_wrapper(root: Path) -> Path:
+    """A ``mailroute`` command the filter user can run (the venv may sit under /root)."""
+    python = sys.executable
+    runnable = os.access(python, os.X_OK) and all(
+        os.stat(parent).st_mode & stat.S_IXOTH for parent in Path(python).resolve().parents)
+    if not runnable:
+        python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or python
+    paths = ":".join(p for p in sys.path if p and Path(p).is_dir())
+    wrapper = root / "mailroute"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{paths}" exec {python} -m mailroute "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def _pipe_service(name: str, wrapper: Path, policy: Path, reinject_port: int) -> str:
+    return (f"{name} unix - n n - 10 pipe flags=Rq user={FILTER_USER} null_sender=\n"
+            f"  argv={wrapper} pipe --config {policy} --sender ${{sender}} "
+            f"--queue-id ${{queue_id}} --client-ip ${{client_address}} --helo ${{client_helo}} "
+            f"--reinject smtp:127.0.0.1:{reinject_port} --log stderr -- ${{recipient}}\n")
+
+
+FAULTY_KEY = ('tag = "testaa"\norg_id = "test-org"\n\n[[key]]\nid = "old"\n'
+              'secret = "{secret}"\nnot_before = 2000-01-01T00:00:00Z\n'
+              'sign_until = 2000-02-01T00:00:00Z\n')
+
+
+def _write_owned(path: Path, data: bytes, mode: int) -> None:
+    path.write_bytes(data)
+    path.chmod(mode)
+    shutil.chown(path, FILTER_USER)
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    root = Path(tempfile.mkdtemp(prefix="mailroute-postfix-"))
+    root.chmod(0o755)
+    postfix: PostfixInstance | None = None
+    try:
+        with SmtpSink() as internal, SmtpSink() as internet:
+            key = write_fake_key_file(root / "keys.toml")
+            shutil.chown(key, FILTER_USER)
+            good = key.read_bytes()
+            secret = base64.b64encode(b"s" * 32).decode()
+            faulty = root / "faulty-keys.toml"
+            _write_owned(faulty, FAULTY_KEY.format(secret=secret).encode(), 0o600)
+            state = root / "state"
+            state.mkdir(mode=0o700)
+            shutil.chown(state, FILTER_USER)
+            policy = root / "policy.toml"
+            policy.write_text(f'''
+[gateway]
+internal_domains = ["corp.example"]
+state_dir = "{state}"
+
+[[pipeline]]
+filter = "marker-verify"
+key_file = "{key}"
+
+[[pipeline]]
+filter = "marker-verify"
+key_file = "{key}"
+on_missing = "reject"
+[pipeline.when]
+sender = ["reject@corp.example"]
+
+[[pipeline]]
+filter = "marker-set"
+key_file = "{faulty}"
+[pipeline.when]
+sender = ["tempfail@corp.example"]
+
+[[pipeline]]
+filter = "headers"
+add = {{ X-Processed = "mailroute" }}
+
+[[pipeline]]
+filter = "marker-set"
+key_file = "{key}"
+''')
+            policy.chmod(0o644)
+            wrapper = _interpreter_wrapper(root)
+            port, reinject, loop_port = free_port(), free_port(), free_port()
+            master = (
+                f"127.0.0.1:{port} inet n - n - - smtpd\n"
+                f"  -o content_filter=mailroute:dummy\n"
+                f"127.0.0.1:{reinject} inet n - n - - smtpd\n"
+                f"  -o content_filter=\n"
+                f"  -o receive_override_options=no_unknown_recipient_checks,"
+                f"no_header_body_checks,no_milters\n"
+                f"127.0.0.1:{loop_port} inet n - n - - smtpd\n"
+                f"  -o content_filter=mailroute-loop:dummy\n"
+                + _pipe_service("mailroute", wrapper, policy, reinject)
+                + _pipe_service("mailroute-loop", wrapper, policy, loop_port))
+            postfix = PostfixInstance(root, {
+                "myhostname": "mx.corp.example",
+                "relayhost": f"[127.0.0.1]:{internet.port}",
+                "transport_maps": f"inline:{{corp.example=smtp:[127.0.0.1]:{internal.port}}}",
+                "mailroute_destination_recipient_limit": "50",
+                "queue_run_delay": "1s",
+                "minimal_backoff_time": "1s",
+                "maximal_backoff_time": "2s",
+            }, master)
+            postfix.start((port, reinject, loop_port))
+            yield World(postfix, internal, internet, port, loop_port, faulty, good)
+            _no_blank_message(internal, internet)
+    finally:
+        if postfix is not None:
+            postfix.stop()
+        if not os.environ.get("MAILROUTE_KEEP_POSTFIX"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _no_blank_message(*sinks: SmtpSink) -> None:
+    for sink in sinks:
+        for tx in sink.delivered:
+            header, _, body = tx.body.partition(b"\r\n\r\n")
+            assert b"Subject:" in header, tx.body[:200]
+            assert body.strip(), f"a blank message arrived: {tx.body[:200]!r}"
+
+
+def _subject_arrivals(world: World, token: str) -> list[Transaction]:
+    return [t for t in world.arrived(f"Subject: {token}") if t.sender]
+
+
+def test_three_recipients_one_internal_two_external_arrive_once_processed_once(world: World
+                                                                               ) -> None:
+    rcpts = ["b@corp.example", "c@partner.example", "d@other.example"]
+    world.send("a@corp.example", rcpts, "three-rcpts")
+    assert world.postfix.wait_until(lambda: len({r for t in _subject_arrivals(
+        world, "three-rcpts") for r in t.recipients}) == 3), world.postfix.log()[-3000:]
+    arrivals = _subject_arrivals(world, "three-rcpts")
+    got = sorted(r for t in arrivals for r in t.recipients)
+    assert got == sorted(rcpts)                               # each recipient exactly once
+    assert [t.recipients for t in arrivals if t in world.internal.delivered] == [
+        ["b@corp.example"]]
+    for tx in arrivals:
+        assert tx.body.count(b"X-Processed: mailroute") == 1
+        assert tx.body.count(b"X-Mailroute-Mark:") == 1
+        assert b"\r\n.leading dot\r\n" in tx.body
+    assert world.postfix.wait_until(world.postfix.queue_is_empty)
+
+
+def test_a_rejected_message_bounces_to_the_sender_and_reaches_no_recipient(world: World
+                                                                            ) -> None:
+    world.send("reject@corp.example", ["e@partner.example"], "rejected-one")
+    bounced = lambda: [t for t in world.internal.delivered  # noqa: E731
+                       if t.sender == "" and t.recipients == ["reject@corp.example"]
+                       and b"rejected-one" in t.body]
+    assert world.postfix.wait_until(lambda: bool(bounced())), world.postfix.log()[-3000:]
+    [bounce] = bounced()
+    assert b"5.7.1" in bounce.body
+    assert _subject_arrivals(world, "rejected-one") == []
+    assert "status=bounced" in world.postfix.log()
+
+
+def test_a_tempfail_stays_queued_and_is_delivered_once_after_the_fix(world: World) -> None:
+    world.send("tempfail@corp.example", ["f@partner.example", "g@corp.example"], "deferred-one")
+    assert world.postfix.wait_until(lambda: "4.3.0" in world.postfix.log()
+                                    and "status=deferred" in world.postfix.log())
+    assert not world.postfix.queue_is_empty()
+    assert _subject_arrivals(world, "deferred-one") == []
+    _write_owned(world.faulty_key, world.good_key_text, 0o600)     # the fix
+    world.postfix.flush()
+    assert world.postfix.wait_until(lambda: len(_subject_arrivals(world, "deferred-one")) == 2,
+                                    timeout=40), world.postfix.log()[-3000:]
+    assert world.postfix.wait_until(world.postfix.queue_is_empty)
+    arrivals = _subject_arrivals(world, "deferred-one")
+    assert sorted(r for t in arrivals for r in t.recipients) == ["f@partner.example",
+                                                                 "g@corp.example"]
+    for tx in arrivals:
+        assert tx.body.count(b"X-Processed: mailroute") == 1
+
+
+def test_a_loop_through_a_mis_hooked_filter_stops_on_its_second_pass(world: World) -> None:
+    world.send("loop@corp.example", ["h@partner.example"], "looping-one", port=world.loop_port)
+    bounced = lambda: [t for t in world.internal.delivered  # noqa: E731
+                       if t.sender == "" and t.recipients == ["loop@corp.example"]
+                       and b"looping-one" in t.body]
+    assert world.postfix.wait_until(lambda: bool(bounced())), world.postfix.log()[-3000:]
+    assert b"5.4.6" in bounced()[0].body
+    passes = [line for line in world.postfix.log().splitlines()
+              if "relay=mailroute-loop" in line]
+    assert len(passes) == 2, passes                  # processed once, refused the second time
+    assert "status=sent" in passes[0]
+    assert "status=bounced" in passes[1]
+    assert _subject_arrivals(world, "looping-one") == []

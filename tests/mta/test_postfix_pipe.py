@@ -73,11 +73,40 @@ def _interpreter_wrapper(root: Path) -> Path:
     return wrapper
 
 
+EXAMPLE_MASTER = Path(__file__).resolve().parents[2] / "examples" / "postfix" / "master.cf"
+
+
+def _example_block(name: str) -> str:
+    """The ``name`` service of examples/postfix/master.cf with its continuation lines."""
+    lines = EXAMPLE_MASTER.read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if line.split()[:1] == [name])
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line[:1].isspace():
+            break
+        block.append(line)
+    return "\n".join(block) + "\n"
+
+
+def _example_main() -> dict[str, str]:
+    """The settings of examples/postfix/main.cf."""
+    text = (EXAMPLE_MASTER.parent / "main.cf").read_text()
+    pairs = (line.split("=", 1) for line in text.splitlines()
+             if line.strip() and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 def _pipe_service(name: str, wrapper: Path, policy: Path, reinject_port: int) -> str:
-    return (f"{name} unix - n n - 10 pipe flags=Rq user={FILTER_USER} null_sender=\n"
-            f"  argv={wrapper} pipe --config {policy} --sender ${{sender}} "
-            f"--queue-id ${{queue_id}} --client-ip ${{client_address}} --helo ${{client_helo}} "
-            f"--reinject smtp:127.0.0.1:{reinject_port} --log stderr -- ${{recipient}}\n")
+    """The shipped pipe service, pointed at this instance (and run as the filter user)."""
+    block = _example_block("mailroute").replace("mailroute unix", f"{name} unix", 1)
+    for shipped, here in (("/usr/local/bin/mailroute", str(wrapper)),
+                          ("/etc/mailroute/policy.toml", str(policy)),
+                          ("user=mailroute", f"user={FILTER_USER}"),
+                          ("127.0.0.1:10026", f"127.0.0.1:{reinject_port}"),
+                          ("--sender ", "--log stderr --sender ")):
+        assert shipped in block
+        block = block.replace(shipped, here)
+    return block
 
 
 FAULTY_KEY = ('tag = "testaa"\norg_id = "test-org"\n\n[[key]]\nid = "old"\n'
@@ -141,13 +170,13 @@ key_file = "{key}"
             policy.chmod(0o644)
             wrapper = _interpreter_wrapper(root)
             port, reinject, loop_port = free_port(), free_port(), free_port()
+            receiving = _example_block("smtp").replace("smtp      inet  n       -       y",
+                                                       f"127.0.0.1:{port} inet n - n", 1)
+            assert receiving.startswith(f"127.0.0.1:{port} inet")
+            reinjecting = _example_block("127.0.0.1:10026").replace("127.0.0.1:10026",
+                                                                    f"127.0.0.1:{reinject}")
             master = (
-                f"127.0.0.1:{port} inet n - n - - smtpd\n"
-                f"  -o content_filter=mailroute:dummy\n"
-                f"127.0.0.1:{reinject} inet n - n - - smtpd\n"
-                f"  -o content_filter=\n"
-                f"  -o receive_override_options=no_unknown_recipient_checks,"
-                f"no_header_body_checks,no_milters\n"
+                receiving + reinjecting +
                 f"127.0.0.1:{loop_port} inet n - n - - smtpd\n"
                 f"  -o content_filter=mailroute-loop:dummy\n"
                 + _pipe_service("mailroute", wrapper, policy, reinject)
@@ -156,7 +185,7 @@ key_file = "{key}"
                 "myhostname": "mx.corp.example",
                 "relayhost": f"[127.0.0.1]:{internet.port}",
                 "transport_maps": f"inline:{{corp.example=smtp:[127.0.0.1]:{internal.port}}}",
-                "mailroute_destination_recipient_limit": "50",
+                **_example_main(),
                 "queue_run_delay": "1s",
                 "minimal_backoff_time": "1s",
                 "maximal_backoff_time": "2s",

@@ -74,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
     """Load the policy, filter the message, hand it on."""
     _configure_message_log(args.log)
     sender = "" if args.sender in ("", "<>") else args.sender
-    try:
+    try:  # MTAs pass an unknown value as an empty argument: it means "not given"
         envelope = Envelope(mail_from=sender, rcpt_to=tuple(args.recipients),
-                            client_address=args.client_ip, tls_peer_name=args.tls_name,
-                            direction=args.direction)
+                            client_address=args.client_ip or None,
+                            tls_peer_name=args.tls_name or None, direction=args.direction)
     except ValueError as exc:
         sys.stderr.write(f"mailroute: {exc}\n")
         return ExitCode.USAGE

@@ -41,13 +41,6 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def postfix_available() -> bool:
     """True when the Postfix binaries are installed and we are root (Postfix needs it)."""
     return shutil.which("postfix") is not None and os.geteuid() == 0

@@ -14,8 +14,6 @@ import base64
 import os
 import shutil
 import smtplib
-import stat
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from mailroute.testing import write_fake_key_file
-from tests.mta.postfix import PostfixInstance, free_port, postfix_available
+from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper
+from tests.mta.postfix import PostfixInstance, postfix_available
 from tests.smtpsink import SmtpSink, Transaction
 
 pytestmark = [
@@ -32,9 +31,6 @@ pytestmark = [
     pytest.mark.skipif(not postfix_available(), reason="needs Postfix (scripts/setup-system) "
                                                        "and root"),
 ]
-
-FILTER_USER = "nobody"
-
 
 @dataclass
 class World:
@@ -57,20 +53,6 @@ class World:
         """Every completed transaction at either sink whose message mentions ``token``."""
         return [t for sink in (self.internal, self.internet) for t in sink.delivered
                 if token.encode() in t.body]
-
-
-def _interpreter_wrapper(root: Path) -> Path:
-    """A ``mailroute`` command the filter user can run (the venv may sit under /root)."""
-    python = sys.executable
-    runnable = os.access(python, os.X_OK) and all(
-        os.stat(parent).st_mode & stat.S_IXOTH for parent in Path(python).resolve().parents)
-    if not runnable:
-        python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or python
-    paths = ":".join(p for p in sys.path if p and Path(p).is_dir())
-    wrapper = root / "mailroute"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{paths}" exec {python} -m mailroute "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper
 
 
 EXAMPLE_MASTER = Path(__file__).resolve().parents[2] / "examples" / "postfix" / "master.cf"
@@ -168,7 +150,7 @@ filter = "marker-set"
 key_file = "{key}"
 ''')
             policy.chmod(0o644)
-            wrapper = _interpreter_wrapper(root)
+            wrapper = interpreter_wrapper(root)
             port, reinject, loop_port = free_port(), free_port(), free_port()
             receiving = _example_block("smtp").replace("smtp      inet  n       -       y",
                                                        f"127.0.0.1:{port} inet n - n", 1)

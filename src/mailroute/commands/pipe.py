@@ -47,8 +47,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "75 try again later; 78 bad policy. Nothing is handed on unless the exit "
                     "is 0.")
     parser.add_argument("--config", required=True, metavar="POLICY.toml", help="the policy file")
-    parser.add_argument("--sender", required=True, metavar="ADDR",
+    sender = parser.add_mutually_exclusive_group(required=True)
+    sender.add_argument("--sender", metavar="ADDR",
                         help="the envelope sender; '' or '<>' is the null sender of a bounce")
+    sender.add_argument("--sender-env", metavar="NAME",
+                        help="read the envelope sender from environment variable NAME "
+                             "(Exim 4.94+ refuses $sender_address in a pipe command; its pipe "
+                             "transport sets SENDER)")
     parser.add_argument("--queue-id", metavar="ID", help="the MTA's queue id, for the log line")
     parser.add_argument("--client-ip", metavar="IP", help="the connecting client's address")
     parser.add_argument("--helo", metavar="NAME", help="the client's HELO name (informational)")
@@ -73,7 +78,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Load the policy, filter the message, hand it on."""
     _configure_message_log(args.log)
-    sender = "" if args.sender in ("", "<>") else args.sender
+    given = args.sender if args.sender is not None else os.environ.get(args.sender_env)
+    if given is None:
+        sys.stderr.write(f"4.3.5 configuration error: --sender-env {args.sender_env} is not "
+                         "set\n")
+        return ExitCode.CONFIG
+    sender = "" if given in ("", "<>") else given
     try:  # MTAs pass an unknown value as an empty argument: it means "not given"
         envelope = Envelope(mail_from=sender, rcpt_to=tuple(args.recipients),
                             client_address=args.client_ip or None,

@@ -14,6 +14,7 @@ import base64
 import os
 import shutil
 import smtplib
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -256,3 +257,38 @@ def test_a_loop_through_a_mis_hooked_filter_stops_on_its_second_pass(world: Worl
     assert "status=sent" in passes[0]
     assert "status=bounced" in passes[1]
     assert _subject_arrivals(world, "looping-one") == []
+
+
+def test_reinjection_through_the_real_sendmail_reaches_every_recipient(world: World) -> None:
+    """``--reinject sendmail``: Postfix's own sendmail/postdrop, into this instance's pickup
+    (which has no content filter). postdrop accepts a non-default configuration directory
+    only when the default main.cf lists it, so the run happens in a private mount namespace
+    whose /etc/postfix is an overlay with that one line; the real /etc/postfix is untouched."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare")
+    root = world.postfix.root
+    upper, work = root / "etc-postfix-upper", root / "etc-postfix-work"
+    upper.mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
+    (upper / "main.cf").write_text(
+        f"alternate_config_directories = {world.postfix.config}\n")
+    policy, wrapper = root / "policy.toml", root / "mailroute"
+    rcpts = ["i@corp.example", "j@partner.example", "k@other.example"]
+    message = (b"From: <a@corp.example>\nTo: i@corp.example\nSubject: via-sendmail\n"
+               b"Message-ID: <via-sendmail@corp.example>\n\nHello.\n.leading dot\n")
+    script = (f"mount -t overlay overlay -o lowerdir=/etc/postfix,upperdir={upper},"
+              f"workdir={work} /etc/postfix && exec {wrapper} pipe --config {policy} "
+              f"--sender a@corp.example --reinject sendmail --log stderr -- {' '.join(rcpts)}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], input=message,
+                          env={**os.environ, "MAIL_CONFIG": str(world.postfix.config)},
+                          capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b""
+    assert world.postfix.wait_until(lambda: len({r for t in _subject_arrivals(
+        world, "via-sendmail") for r in t.recipients}) == 3), world.postfix.log()[-3000:]
+    arrivals = _subject_arrivals(world, "via-sendmail")
+    assert sorted(r for t in arrivals for r in t.recipients) == sorted(rcpts)
+    for tx in arrivals:
+        assert tx.body.count(b"X-Processed: mailroute") == 1
+        assert b"\r\n.leading dot\r\n" in tx.body
+    assert "postfix/pickup" in world.postfix.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailroute.adapters.quarantine import QuarantineStore
-from mailroute.testing import write_fake_key_file
+from tests.mta.common import pipe_policy
 from tests.smtpsink import SmtpSink
 
 MESSAGE = (b"Received: from client.partner.example by mx1.corp.example; Sun, 6 Dec 2026\n"
@@ -19,33 +20,7 @@ RCPTS = ["b@corp.example", "c@partner.example", "d@partner.example"]
 
 
 def _policy(tmp_path: Path) -> Path:
-    key_file = write_fake_key_file(tmp_path / "keys.toml")
-    policy = tmp_path / "policy.toml"
-    policy.write_text(f'''
-[gateway]
-internal_domains = ["corp.example"]
-state_dir = "{tmp_path / 'state'}"
-
-[[pipeline]]
-filter = "marker-verify"
-key_file = "{key_file}"
-
-[[pipeline]]
-filter = "marker-verify"
-key_file = "{key_file}"
-on_missing = "reject"
-[pipeline.when]
-sender = ["reject-me@partner.example"]
-
-[[pipeline]]
-filter = "headers"
-add = {{ X-Processed = "mailroute" }}
-
-[[pipeline]]
-filter = "marker-set"
-key_file = "{key_file}"
-''')
-    return policy
+    return pipe_policy(tmp_path)
 
 
 def _pipe(policy: Path, port: int, data: bytes, *, sender: str = "a@partner.example",
@@ -174,3 +149,21 @@ def test_quarantine_release_failure_keeps_the_message(held: tuple[Path, Quaranti
     assert _quarantine("delete", entry, "--config", str(policy)).returncode == 0
     assert list(store.entries()) == []
     assert _quarantine("delete", "../../etc/passwd", "--config", str(policy)).returncode == 1
+
+
+def test_sender_from_the_environment_as_exim_sets_it(tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    command = [sys.executable, "-m", "mailroute", "pipe", "--config", str(policy),
+               "--sender-env", "SENDER", "--log", "none", "--reinject"]
+    with SmtpSink() as sink:
+        done = subprocess.run([*command, f"smtp:127.0.0.1:{sink.port}", "--", *RCPTS],
+                              input=MESSAGE, capture_output=True, timeout=60, check=False,
+                              env={**os.environ, "SENDER": "env-sender@partner.example"})
+        [tx] = sink.wait_for(1)
+    assert done.returncode == 0, done.stderr
+    assert tx.sender == "env-sender@partner.example"
+    unset = {k: v for k, v in os.environ.items() if k != "SENDER"}
+    missing = subprocess.run([*command, "smtp:127.0.0.1:9", "--", *RCPTS], input=MESSAGE,
+                             capture_output=True, timeout=60, check=False, env=unset)
+    assert missing.returncode == 78
+    assert missing.stderr.decode().startswith("4.3.5 ")

@@ -16,11 +16,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.mta.common import wait_for_ports
 
 PACKAGES = ("exim4-daemon-light", "exim4-base", "exim4-config")
 EXIM_USER = "Debian-exim"
@@ -114,20 +115,12 @@ class EximInstance:
             self._process = subprocess.Popen(["unshare", "-m", "sh", "-c", script],
                                              stdout=errors, stderr=errors,
                                              start_new_session=True)
-        deadline = time.monotonic() + timeout
-        waiting = set(ports)
-        while waiting and time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"exim exited: {self.log()}"
-                                   f"{(self.root / 'exim.stderr').read_text()}")
-            for port in list(waiting):
-                with socket.socket() as probe:
-                    if probe.connect_ex(("127.0.0.1", port)) == 0:
-                        waiting.discard(port)
-            time.sleep(0.05)
-        if waiting:
+        try:
+            wait_for_ports(self._process, ports, timeout, lambda: self.log() + (
+                self.root / "exim.stderr").read_text(errors="replace"))
+        except RuntimeError:
             self.stop()
-            raise RuntimeError(f"exim did not listen on {sorted(waiting)}: {self.log()}")
+            raise
 
     def stop(self) -> None:
         """Stop the daemon and every process it started, then wait until none is left."""

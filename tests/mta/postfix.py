@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
+from collections.abc import Callable
 from pathlib import Path
+
+from tests.mta.common import wait_for_ports, wait_until
 
 #: The services every instance needs besides its smtpd lines (chroot off everywhere).
 BASE_MASTER = """\
@@ -85,19 +86,11 @@ class PostfixInstance:
             self._process = subprocess.Popen(
                 ["postfix", "-c", str(self.config), "start-fg"], stdout=errors,
                 stderr=errors, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        waiting = set(ports)
-        while waiting and time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"postfix exited: {self.log()[-2000:]}")
-            for port in list(waiting):
-                with socket.socket() as probe:
-                    if probe.connect_ex(("127.0.0.1", port)) == 0:
-                        waiting.discard(port)
-            time.sleep(0.05)
-        if waiting:
+        try:
+            wait_for_ports(self._process, ports, timeout, lambda: self.log()[-2000:])
+        except RuntimeError:
             self.stop()
-            raise RuntimeError(f"postfix did not listen on {sorted(waiting)}: {self.log()}")
+            raise
 
     def stop(self) -> None:
         """Stop the master (and with it every Postfix process it started)."""
@@ -128,11 +121,6 @@ class PostfixInstance:
         return not any(f.is_file() for name in ("incoming", "active", "deferred", "maildrop")
                        for f in (spool / name).rglob("*"))
 
-    def wait_until(self, predicate: object, timeout: float = 30.0) -> bool:
+    def wait_until(self, predicate: Callable[[], object], timeout: float = 30.0) -> bool:
         """Poll ``predicate()`` until it is true or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():  # type: ignore[operator]
-                return True
-            time.sleep(0.1)
-        return bool(predicate())  # type: ignore[operator]
+        return wait_until(predicate, timeout)

@@ -11,15 +11,19 @@ from __future__ import annotations
 import shutil
 import smtplib
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from mailroute.testing import write_fake_key_file
-from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper
+from tests.mta.common import (
+    FILTER_USER,
+    free_port,
+    interpreter_wrapper,
+    pipe_policy,
+    wait_until,
+)
 from tests.mta.exim import EximInstance, exim_available
 from tests.smtpsink import SmtpSink, Transaction
 
@@ -62,13 +66,8 @@ class World:
         return [t for sink in (self.internal, self.internet) for t in sink.delivered
                 if f"Subject: {subject}".encode() in t.body and t.sender]
 
-    def wait_until(self, predicate: object, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():  # type: ignore[operator]
-                return True
-            time.sleep(0.1)
-        return bool(predicate())  # type: ignore[operator]
+    def wait_until(self, predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+        return wait_until(predicate, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -78,37 +77,7 @@ def world() -> Iterator[World]:
     exim: EximInstance | None = None
     try:
         with SmtpSink() as internal, SmtpSink() as internet:
-            key = write_fake_key_file(root / "keys.toml")
-            shutil.chown(key, FILTER_USER)
-            state = root / "state"
-            state.mkdir(mode=0o700)
-            shutil.chown(state, FILTER_USER)
-            policy = root / "policy.toml"
-            policy.write_text(f'''
-[gateway]
-internal_domains = ["corp.example"]
-state_dir = "{state}"
-
-[[pipeline]]
-filter = "marker-verify"
-key_file = "{key}"
-
-[[pipeline]]
-filter = "marker-verify"
-key_file = "{key}"
-on_missing = "reject"
-[pipeline.when]
-sender = ["reject@corp.example"]
-
-[[pipeline]]
-filter = "headers"
-add = {{ X-Processed = "mailroute" }}
-
-[[pipeline]]
-filter = "marker-set"
-key_file = "{key}"
-''')
-            policy.chmod(0o644)
+            policy = pipe_policy(root, owner=FILTER_USER)
             wrapper = interpreter_wrapper(root)
             port, reinject = free_port(), free_port()
             router = _recipe_part("mailroute_filter").replace("10026", str(reinject))

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroute.testing import write_fake_key_file
-from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper
+from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper, pipe_policy
 from tests.mta.postfix import PostfixInstance, postfix_available
 from tests.smtpsink import SmtpSink, Transaction
 
@@ -110,47 +109,11 @@ def world() -> Iterator[World]:
     postfix: PostfixInstance | None = None
     try:
         with SmtpSink() as internal, SmtpSink() as internet:
-            key = write_fake_key_file(root / "keys.toml")
-            shutil.chown(key, FILTER_USER)
-            good = key.read_bytes()
             secret = base64.b64encode(b"s" * 32).decode()
             faulty = root / "faulty-keys.toml"
             _write_owned(faulty, FAULTY_KEY.format(secret=secret).encode(), 0o600)
-            state = root / "state"
-            state.mkdir(mode=0o700)
-            shutil.chown(state, FILTER_USER)
-            policy = root / "policy.toml"
-            policy.write_text(f'''
-[gateway]
-internal_domains = ["corp.example"]
-state_dir = "{state}"
-
-[[pipeline]]
-filter = "marker-verify"
-key_file = "{key}"
-
-[[pipeline]]
-filter = "marker-verify"
-key_file = "{key}"
-on_missing = "reject"
-[pipeline.when]
-sender = ["reject@corp.example"]
-
-[[pipeline]]
-filter = "marker-set"
-key_file = "{faulty}"
-[pipeline.when]
-sender = ["tempfail@corp.example"]
-
-[[pipeline]]
-filter = "headers"
-add = {{ X-Processed = "mailroute" }}
-
-[[pipeline]]
-filter = "marker-set"
-key_file = "{key}"
-''')
-            policy.chmod(0o644)
+            policy = pipe_policy(root, owner=FILTER_USER, tempfail_key=faulty)
+            good = (root / "keys.toml").read_bytes()
             wrapper = interpreter_wrapper(root)
             port, reinject, loop_port = free_port(), free_port(), free_port()
             receiving = _example_block("smtp").replace("smtp      inet  n       -       y",

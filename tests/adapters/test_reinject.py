@@ -120,3 +120,11 @@ def test_parse_reinject_forms() -> None:
     assert parse_reinject("sendmail") == SendmailReinjector()
     assert parse_reinject("sendmail:/opt/sm") == SendmailReinjector("/opt/sm")
     assert parse_reinject("smtp:[::1]:10026") == SmtpReinjector("::1", 10026)
+
+
+def test_internationalised_addresses_need_smtputf8() -> None:
+    with SmtpSink() as sink:       # the sink does not offer SMTPUTF8
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "a@corp.example",
+                                                                ["jörg@partner.example"])
+        assert handon.status is HandOnStatus.PERMANENT
+        assert sink.transactions == []

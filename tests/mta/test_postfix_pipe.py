@@ -195,6 +195,10 @@ def test_a_tempfail_stays_queued_and_is_delivered_once_after_the_fix(world: Worl
                                     and "status=deferred" in world.postfix.log())
     assert not world.postfix.queue_is_empty()
     assert _subject_arrivals(world, "deferred-one") == []
+    # One message's deferral does not hold up the others.
+    world.send("a@corp.example", ["l@partner.example"], "after-deferral")
+    assert world.postfix.wait_until(lambda: bool(_subject_arrivals(world, "after-deferral")),
+                                    timeout=15), world.postfix.log()[-3000:]
     _write_owned(world.faulty_key, world.good_key_text, 0o600)     # the fix
     world.postfix.flush()
     assert world.postfix.wait_until(lambda: len(_subject_arrivals(world, "deferred-one")) == 2,

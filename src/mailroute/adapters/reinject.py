@@ -119,6 +119,11 @@ class SmtpReinjector:
                      recipients: Sequence[str]) -> HandOn:
         client.ehlo_or_helo_if_needed()
         options = ["BODY=8BITMIME"] if client.has_extn("8bitmime") else []
+        if not all(address.isascii() for address in (sender, *recipients)):
+            if not client.has_extn("smtputf8"):
+                return HandOn(HandOnStatus.PERMANENT, "an address needs SMTPUTF8, which the "
+                                                      "next hop does not offer")
+            options.append("SMTPUTF8")
         code, text = client.mail(sender, options)
         if code != 250:
             client.rset()

@@ -8,6 +8,7 @@ SMTP on that port, from where manualroute routers relay to an internal and an in
 
 from __future__ import annotations
 
+import os
 import shutil
 import smtplib
 import tempfile
@@ -88,6 +89,13 @@ def world() -> Iterator[World]:
                                   ("127.0.0.1:10026", f"127.0.0.1:{reinject}")):
                 assert shipped in transport
                 transport = transport.replace(shipped, here)
+            # A mis-hooked copy for loop@corp.example: it hands mail back to the filtered
+            # port, so every reinjected message would go through mailroute again.
+            loop_router = (router.replace("mailroute_filter:", "mailroute_loop:")
+                           .replace("mailroute_pipe", "mailroute_pipe_loop")
+                           + "  senders = loop@corp.example\n")
+            loop_transport = (transport.replace("mailroute_pipe:", "mailroute_pipe_loop:")
+                              .replace(f"127.0.0.1:{reinject}", f"127.0.0.1:{port}"))
             config = f"""
 exim_user = Debian-exim
 exim_group = Debian-exim
@@ -109,6 +117,7 @@ acl_check_rcpt:
   accept hosts = 127.0.0.1
 
 begin routers
+{loop_router}
 {router}
 internal:
   driver = manualroute
@@ -125,6 +134,7 @@ outside:
 
 begin transports
 {transport}
+{loop_transport}
 to_internal:
   driver = smtp
   port = {internal.port}
@@ -149,7 +159,8 @@ begin retry
     finally:
         if exim is not None:
             exim.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("MAILROUTE_KEEP_EXIM"):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_three_recipients_arrive_once_processed_once(world: World) -> None:
@@ -162,6 +173,8 @@ def test_three_recipients_arrive_once_processed_once(world: World) -> None:
     for tx in arrivals:
         assert tx.body.count(b"X-Processed: mailroute") == 1
         assert tx.body.count(b"X-Mailroute-Mark:") == 1
+        assert not tx.body.startswith(b"From ")                 # no mbox line handed on
+        assert tx.body.endswith(b"\r\n\r\nHello from Exim.\r\n")   # nor a newline added
     def passes() -> list[str]:
         return [line for line in world.exim.log().splitlines()
                 if "T=mailroute_pipe" in line and (" => " in line or " -> " in line)]
@@ -181,3 +194,18 @@ def test_a_rejected_message_bounces_and_reaches_no_recipient(world: World) -> No
     assert world.wait_until(lambda: bool(bounced())), world.exim.log()
     assert b"5.7.1" in bounced()[0].body
     assert world.arrivals("exim-rejected") == []
+
+
+def test_a_loop_through_a_mis_hooked_transport_stops_on_its_second_pass(world: World) -> None:
+    world.send("loop@corp.example", ["m@partner.example"], "exim-looping")
+    bounced = lambda: [t for t in world.internal.delivered  # noqa: E731
+                       if t.sender == "" and t.recipients == ["loop@corp.example"]
+                       and b"exim-looping" in t.body]
+    assert world.wait_until(lambda: bool(bounced())), world.exim.log()
+    assert b"5.4.6" in bounced()[0].body
+    passes = [line for line in world.exim.log().splitlines()
+              if "T=mailroute_pipe_loop" in line and "m@partner.example" in line]
+    assert len(passes) == 2, "\n".join(passes)      # handed on once, refused the second time
+    assert " => " in passes[0]
+    assert " ** " in passes[1]
+    assert world.arrivals("exim-looping") == []

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailroute.mime import DefectKind, parse
 from tests.mime.strategies import messages
 from tests.mime.test_edits import MIXED
 
@@ -172,3 +174,27 @@ def test_unreadable_in_file_exits_2(tmp_path: Path, empty_policy: Path) -> None:
                 str(tmp_path / "missing.eml")], b"")
     assert done.returncode == 2
     assert b"missing.eml" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["msg_15.txt", "msg_39.txt"])
+def test_empty_policy_copies_nested_multiparts_that_reuse_a_boundary(name: str,
+                                                                      empty_policy: Path) -> None:
+    """Outlook Express for Mac reused the outer boundary in a nested multipart (CPython's
+    test messages): recorded as structural doubt, copied byte for byte, never refused."""
+    data = (Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data" / name
+            ).read_bytes()
+    done = subprocess.run([sys.executable, "-m", "mailroute", "process", "--config",
+                           str(empty_policy)], input=data, capture_output=True, timeout=60,
+                          check=False)
+    assert (done.returncode, done.stdout) == (0, data)
+    template = empty_policy.parent / "footer.txt"
+    template.write_text("-- \nConfidential.\n")
+    edited = subprocess.run([sys.executable, "-m", "mailroute", "disclaimer", "--text",
+                             str(template)], input=data, capture_output=True, timeout=60,
+                            check=False)
+    assert edited.returncode == 0
+    message = parse(data)
+    doubtful = [d.path for d in message.defects if d.kind is DefectKind.NESTED_BOUNDARY_REUSE]
+    assert doubtful
+    for path in doubtful:  # no edit inside the part whose boundary was reused
+        assert message.part(path).to_bytes() in edited.stdout

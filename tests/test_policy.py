@@ -125,3 +125,17 @@ def test_state_dir_puts_a_shared_sqlite_store_and_the_quarantine_in_it(tmp_path:
     assert pipeline.context is not None
     assert isinstance(pipeline.context.processed, InMemoryProcessedStore)
     assert pipeline.quarantine_dir == Path("/srv/q")
+
+
+@pytest.mark.parametrize(("options", "key"), [
+    ('filter = "smime-encrypt"\nrecipient_cert = "missing.pem"', "recipient_cert"),
+    ('filter = "marker-set"\nkey_file = "nokeys.toml"', "key_file"),
+])
+def test_a_missing_file_names_the_policy_line_and_option(tmp_path: Path, options: str,
+                                                         key: str) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f"[limits]\nmax_parts = 100\n\n[[pipeline]]\n{options}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_policy(policy)
+    assert caught.value.key == f"pipeline[0].{key}"
+    assert caught.value.source == f"{policy}:6"

@@ -1,36 +1,55 @@
 """The ``mailroute`` command. Each subcommand lives in its own module under
-:mod:`mailroute.commands` and registers itself through ``register(subparsers)``."""
+:mod:`mailroute.commands` and registers itself through ``register(subparsers)``.
+
+Only the module of the command being run is imported (a mail server starts ``mailroute`` once
+per message); the others appear in ``--help`` through the one-line texts of :data:`COMMANDS`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
-import secrets
 import sys
 from collections.abc import Sequence
 
 from mailroute import __version__
+from mailroute.adapters.pipe import report_internal_error
+from mailroute.errors import OutputError
 from mailroute.exitcodes import ExitCode
 
-__all__ = ["COMMAND_MODULES", "main"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
 
 log = logging.getLogger("mailroute")
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "mailroute.commands.process",
-    "mailroute.commands.pipe",
-    "mailroute.commands.quarantine",
-    "mailroute.commands.disclaimer",
-    "mailroute.commands.marker",
-    "mailroute.commands.smime",
-    "mailroute.commands.pgp",
-    "mailroute.commands.routing",
-)
+#: command -> (the module that registers it, its one-line help as that module gives it).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "process": ("mailroute.commands.process", "run a policy over one message (stdin to stdout)"),
+    "pipe": ("mailroute.commands.pipe", "the Postfix pipe(8) / Exim pipe transport adapter"),
+    "quarantine": ("mailroute.commands.quarantine",
+                   "list, release or delete quarantined messages"),
+    "disclaimer": ("mailroute.commands.disclaimer",
+                   "insert a disclaimer (HTML into HTML parts, text into text parts)"),
+    "marker": ("mailroute.commands.marker", "set or verify the HMAC loop marker header"),
+    "smime": ("mailroute.commands.smime", "S/MIME sign, encrypt, decrypt, verify"),
+    "pgp": ("mailroute.commands.pgp",
+            "PGP/MIME (RFC 3156) sign, encrypt, decrypt, verify with GnuPG"),
+    "dkim": ("mailroute.commands.dkim", "DKIM sign and verify"),
+    "route": ("mailroute.commands.routing", "the routing decision for one message at one hop"),
+    "simulate": ("mailroute.commands.routing",
+                 "every hop until final delivery, or the loop it finds"),
+    "exo-config": ("mailroute.commands.routing",
+                   "the Exchange Online connectors and rules, or a diagram"),
+}
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(m for m, _ in COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+def build_parser(argv: Sequence[str] | None = None, *,
+                 everything: bool = False) -> argparse.ArgumentParser:
+    """The argument parser: the command named in ``argv`` in full, the others by name only.
+
+    With ``everything`` every command is registered in full (for documentation and tests).
+    """
     parser = argparse.ArgumentParser(
         prog="mailroute",
         description="Composable mail-processing filters for mail gateways: S/MIME, PGP, "
@@ -41,15 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log diagnostics to standard error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
+    chosen = _chosen(sys.argv[1:] if argv is None else argv)
+    modules = COMMAND_MODULES if everything else (
+        (COMMANDS[chosen][0],) if chosen is not None else ())
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
+    for name, (_, text) in COMMANDS.items():
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, help=text, add_help=False)
     return parser
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The command named by the first argument that is not an option, if it is one."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (CLI.md)."""
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             stream=sys.stderr, format="mailroute: %(levelname)s %(message)s")
@@ -60,10 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("4.3.0 interrupted\n")
         return ExitCode.TEMPFAIL
-    except Exception:  # an MTA must see "try again", never a traceback
-        reference = secrets.token_hex(6)
-        log.exception("unexpected error, reference %s", reference)
-        sys.stderr.write(f"4.3.0 internal error, reference {reference}\n")
+    except OutputError as error:  # standard output took less than all: nothing is claimed
+        sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
+        return ExitCode.TEMPFAIL
+    except Exception:  # noqa: BLE001 - the MTA sees "try again" first; a traceback with -v
+        report_internal_error(sys.stderr, "mailroute")
         return ExitCode.TEMPFAIL
 
 

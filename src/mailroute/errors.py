@@ -41,6 +41,7 @@ __all__ = [
     "MailrouteError",
     "MalformedMessageError",
     "MessageError",
+    "OutputError",
     "PolicyError",
     "ProtocolError",
     "SigningError",
@@ -161,6 +162,13 @@ class TemporaryError(MailrouteError):
 
     default_reply = Reply(451, "4.3.0", "temporary local problem")
     retryable = True
+
+
+class OutputError(TemporaryError):
+    """The result could not be written in full (broken pipe, disk full, read-only directory):
+    exit 75 so that the MTA keeps the message and retries."""
+
+    default_reply = Reply(451, "4.3.0", "cannot write the result")
 
 
 class ProtocolError(MailrouteError):

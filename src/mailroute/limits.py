@@ -21,6 +21,10 @@ class Limits:
             here; Postfix's own default is 10 MB).
         max_header_block_size: bytes of one entity's header block (``header_size_limit``).
         max_header_fields: header fields in one entity.
+        max_total_header_fields: header fields in all entities together (checked as each
+            entity is scanned). Postfix bounds each header with ``header_size_limit`` and the
+            parts with ``mime_nesting_limit``; this bounds their product, so that 1,000
+            fields in each of 10,000 parts cannot be kept in memory.
         max_header_line_length: bytes of one physical header line, line ending excluded
             (Postfix ``line_length_limit``). Body lines are copied verbatim and not measured.
         max_header_value_size: bytes of one unfolded field value handed to a value parser
@@ -34,6 +38,7 @@ class Limits:
     max_message_size: int = 50 * 1024 * 1024
     max_header_block_size: int = 102_400
     max_header_fields: int = 1_000
+    max_total_header_fields: int = 20_000
     max_header_line_length: int = 2_048
     max_header_value_size: int = 16_384
     max_depth: int = 100

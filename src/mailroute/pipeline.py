@@ -10,7 +10,7 @@ session directly.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mailroute.item import Context, Direction, Envelope, Filter, MailItem
@@ -103,6 +103,13 @@ class Pipeline:
     context: Context | None = None
     quarantine_dir: Path | None = None
     name: str = "pipeline"
+    _session: SessionSettings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_session", SessionSettings(
+            limits=self.limits, on_ambiguity=self.on_ambiguity,
+            internal_domains=self.internal_domains, authserv_id=self.authserv_id,
+            strip_own_auth_results=bool(self.filters)))
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Run every filter in order; stop at the first outcome."""
@@ -116,11 +123,8 @@ class Pipeline:
 
     @property
     def session_settings(self) -> SessionSettings:
-        """The gateway session settings this pipeline runs in."""
-        return SessionSettings(limits=self.limits, on_ambiguity=self.on_ambiguity,
-                               internal_domains=self.internal_domains,
-                               authserv_id=self.authserv_id,
-                               strip_own_auth_results=bool(self.filters))
+        """The gateway session settings this pipeline runs in (built once, with the pipeline)."""
+        return self._session
 
     def derive_direction(self, envelope: Envelope) -> Direction | None:
         """Direction from the sender and recipient domains and ``internal_domains``."""

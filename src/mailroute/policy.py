@@ -43,7 +43,6 @@ from pathlib import Path
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError
 from mailroute.gateway.processed import InMemoryProcessedStore
-from mailroute.gateway.sqlite_store import PROCESSED_FILE, SqliteProcessedStore
 from mailroute.item import Context, Direction, Filter, ProcessedStore
 from mailroute.limits import Limits
 from mailroute.mime.scan import AmbiguityPolicy
@@ -59,6 +58,9 @@ _TOP_LEVEL = {"limits", "parser", "gateway", "pipeline"}
 # name -> (module, builder function, extra that provides its dependencies)
 FILTERS: dict[str, tuple[str, str, str | None]] = {
     "headers": ("mailroute.filters.headers", "build", None),
+    "dkim-sign": ("mailroute.filters.dkim", "build_sign", "dkim"),
+    "dkim-verify": ("mailroute.filters.dkim", "build_verify", "dkim"),
+    "arc-seal": ("mailroute.filters.arc", "build_seal", "dkim"),
     "pgp-sign": ("mailroute.filters.pgp", "build_sign", "pgp"),
     "pgp-encrypt": ("mailroute.filters.pgp", "build_encrypt", "pgp"),
     "pgp-decrypt": ("mailroute.filters.pgp", "build_decrypt", "pgp"),
@@ -161,8 +163,13 @@ def build_filter(name: str, options: Options) -> Filter:
     builder: FilterBuilder = getattr(module, function)
     try:
         return builder(options)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        # A file an option names (a certificate, key or template) is at fault: say which
+        # option, so that the policy's file and line are found as for any other error.
+        option = options.key_of_file(exc.source) if exc.key is None else None
+        if option is None:
+            raise
+        raise options.error(option, str(exc)) from exc
     except (ValueError, OSError) as exc:
         raise options.error("filter", f"cannot build filter {name!r}: {exc}") from exc
 
@@ -175,6 +182,8 @@ def _state(gateway: Options) -> tuple[ProcessedStore, Path | None]:
     quarantine_dir = gateway.optional_path("quarantine_dir")
     if state_dir is None:
         return InMemoryProcessedStore(), quarantine_dir
+    # imported here: a policy without state_dir does not load sqlite3 (start-up time)
+    from mailroute.gateway.sqlite_store import PROCESSED_FILE, SqliteProcessedStore
     store = SqliteProcessedStore(state_dir / PROCESSED_FILE)
     return store, quarantine_dir or state_dir / "quarantine"
 

@@ -6,6 +6,7 @@ Verification results use the RFC 8601 (``Authentication-Results``) vocabulary.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "MarkerVerdict",
     "Outcome",
     "Reply",
+    "format_auth_results",
 ]
 
 
@@ -92,6 +94,7 @@ class AuthStatus(enum.StrEnum):
 
     PASS = "pass"  # noqa: S105 - an RFC 8601 result, not a password
     FAIL = "fail"
+    SOFTFAIL = "softfail"  # SPF (RFC 7208 section 8.5)
     NEUTRAL = "neutral"
     NONE = "none"
     TEMPERROR = "temperror"
@@ -130,3 +133,17 @@ class MarkerVerdict(enum.StrEnum):
     def is_valid(self) -> bool:
         """True for the two verdicts that prove the gateway made the marker."""
         return self in (MarkerVerdict.VALID_FRESH, MarkerVerdict.VALID_STALE)
+
+
+def format_auth_results(authserv_id: str, results: Iterable[AuthResult]) -> str:
+    """An RFC 8601 Authentication-Results value: ``id; method=result reason="..." ...``."""
+    entries = []
+    for result in results:
+        text = f"{result.method}={result.status.value}"
+        if result.reason:
+            reason = result.reason.replace("\\", "\\\\").replace('"', '\\"')
+            text += f' reason="{reason}"'
+        for name, value in result.properties:
+            text += f" {name}={value}"
+        entries.append(text)
+    return f"{authserv_id}; " + "; ".join(entries)

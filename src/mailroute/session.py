@@ -16,18 +16,20 @@ rejected, every unexpected exception becomes a temporary failure.
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Iterable
+import os
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from mailroute.errors import InternalError, MailrouteError
 from mailroute.gateway.flow import message_direction
 from mailroute.item import Context, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
-from mailroute.mime.edits import Edits, diff_messages
 from mailroute.mime.message import Message
 from mailroute.mime.scan import AmbiguityPolicy, parse
-from mailroute.results import Action, AuthResult, Outcome, Reply
+from mailroute.results import Action, Outcome, Reply, format_auth_results
+
+if TYPE_CHECKING:
+    from mailroute.mime.edits import Edits
 
 __all__ = [
     "ACCEPTED",
@@ -106,6 +108,8 @@ class Result:
         """
         if self.action is not Action.ACCEPT or self.item is None or self.prepared is None:
             raise ValueError(f"no edits: the message was not accepted ({self.action})")
+        from mailroute.mime.edits import diff_messages  # difflib, on demand
+
         return diff_messages(self.prepared.message, self.item.message)
 
 
@@ -154,8 +158,8 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
         action = Action.TEMPFAIL if error.retryable else Action.REJECT
         return Result(action, None, error.reply, error=error)
     except Exception:  # the one place that turns bugs into tempfail
-        reference = secrets.token_hex(6)
-        log.exception("internal error, reference %s", reference)
+        reference = os.urandom(6).hex()
+        log.info("internal error, reference %s", reference, exc_info=True)  # -v only
         internal = InternalError(f"internal error, reference {reference}")
         return Result(Action.TEMPFAIL, None, internal.reply, error=internal)
 
@@ -163,19 +167,7 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
 def strip_own_auth_results(message: Message, authserv_id: str) -> Message:
     """Remove Authentication-Results fields that claim to be ours (RFC 8601 section 5)."""
     wanted = authserv_id.lower()
+    if not any(f.lower_name == "authentication-results" for f in message.headers):
+        return message
     return message.keep_headers(lambda f: f.lower_name != "authentication-results"
                                 or f.value.split(";", 1)[0].strip().lower() != wanted)
-
-
-def format_auth_results(authserv_id: str, results: Iterable[AuthResult]) -> str:
-    """An RFC 8601 Authentication-Results value: ``id; method=result reason="..." ...``."""
-    entries = []
-    for result in results:
-        text = f"{result.method}={result.status.value}"
-        if result.reason:
-            reason = result.reason.replace("\\", "\\\\").replace('"', '\\"')
-            text += f' reason="{reason}"'
-        for name, value in result.properties:
-            text += f" {name}={value}"
-        entries.append(text)
-    return f"{authserv_id}; " + "; ".join(entries)

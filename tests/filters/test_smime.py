@@ -143,6 +143,7 @@ def test_directory_store_finds_certificates_and_keys(pki: Pki, tmp_path: Path) -
     subprocess.run(["openssl", "pkcs12", "-export", "-inkey", str(pki.alice.key_path), "-in",
                     str(pki.alice.cert_path), "-passout", "pass:pw", "-out", str(p12)],
                    check=True, capture_output=True)
+    p12.chmod(0o600)
     der = tmp_path / "bob.der"
     der.write_bytes(pki.bob.cert.public_bytes(Encoding.DER))
     store = DirectoryCertStore.load(tmp_path, passphrase=b"pw")
@@ -178,6 +179,8 @@ def test_sign_with_a_passphrase_protected_key(pki: Pki, tmp_path: Path) -> None:
     good.write_bytes(b"s3cret-pass\n")
     bad = tmp_path / "wrong.txt"
     bad.write_bytes(b"not-it\n")
+    for secret in (key, good, bad):
+        secret.chmod(0o600)
     base = [sys.executable, "-m", "mailroute", "smime", "sign", "--cert",
             str(pki.alice.cert_path), "--key", str(key), "--passphrase-file"]
     done = subprocess.run([*base, str(good)], input=MESSAGE, capture_output=True, check=False)

@@ -64,7 +64,7 @@ def test_symlinked_key_file_is_refused(tmp_path: Path) -> None:
     target = write_key_file(tmp_path)
     link = tmp_path / "link.toml"
     link.symlink_to(target)
-    with pytest.raises(ConfigError, match="cannot open key file"):
+    with pytest.raises(ConfigError, match="key file is a symbolic link"):
         load_key_ring(link)
 
 

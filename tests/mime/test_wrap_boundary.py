@@ -15,8 +15,8 @@ BODY = b"line with =_mailroute_" + b"a" * 24 + b" inside\r\n"
 
 def test_wrap_skips_a_boundary_that_occurs_in_the_content(monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
-    tokens = iter(["a" * 24, "b" * 24])
-    monkeypatch.setattr(message_module.secrets, "token_hex", lambda _: next(tokens))
+    tokens = iter([b"\xaa" * 12, b"\xbb" * 12])
+    monkeypatch.setattr(message_module.os, "urandom", lambda _: next(tokens))
     message = parse(b"Subject: x\r\nContent-Type: text/plain\r\n\r\n" + BODY)
     wrapped = message.wrap((), after=(build_leaf("text/plain", "extra\r\n"),))
     assert wrapped.root.content_type.param("boundary") == "=_mailroute_" + "b" * 24

@@ -1,0 +1,1 @@
+"""Regression tests for the findings of adversarial reviews (one file per finding)."""

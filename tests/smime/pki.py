@@ -88,6 +88,7 @@ def issue(folder: Path, name: str, *, issuer: Identity | None, ca: bool = False,
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
+    key_path.chmod(0o600)  # mailroute refuses private keys readable by others
     return Identity(name, cert, key, cert_path, key_path)
 
 

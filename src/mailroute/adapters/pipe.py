@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from mailroute.errors import MessageError
+from mailroute.adapters.output import write_all, write_file_atomically
+from mailroute.errors import MessageError, OutputError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
 from mailroute.results import Action
 from mailroute.session import Result
 
-__all__ = ["PipeOutcome", "exit_code_for", "read_bounded", "run_pipe", "write_output"]
+__all__ = ["PipeOutcome", "exit_code_for", "read_bounded", "report_internal_error", "run_pipe",
+           "write_output"]
 
 log = logging.getLogger("mailroute.pipe")
 
@@ -52,21 +52,27 @@ def read_bounded(stream: BinaryIO, limit: int) -> bytes | None:
 
 
 def write_output(data: bytes, stdout: BinaryIO, out_path: Path | None) -> None:
-    """Write ``data`` to ``out_path`` atomically (temp file + rename) or to ``stdout``."""
+    """Write all of ``data`` to ``out_path`` atomically (temp file + rename) or to ``stdout``.
+
+    Raises:
+        OutputError: not every byte was written (``out_path`` is then left as it was).
+    """
     if out_path is None:
-        stdout.write(data)
-        stdout.flush()
-        return
-    handle, temp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, out_path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        write_all(stdout, data)
+    else:
+        write_file_atomically(out_path, data)
+
+
+def report_internal_error(stderr: TextIO, what: str) -> None:
+    """The status line of an unexpected exception, then (with ``-v`` only) its traceback.
+
+    Call from an ``except`` block. The status line comes first because Postfix pipe(8) reads
+    the first line; the traceback is logged at INFO, which only ``-v`` shows.
+    """
+    reference = os.urandom(6).hex()
+    stderr.write(f"4.3.0 internal error, reference {reference}\n")
+    stderr.flush()
+    log.info("%s failed, reference %s", what, reference, exc_info=True)
 
 
 def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO, *,
@@ -95,8 +101,9 @@ def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: Text
                 status, code = "4.7.0", ExitCode.TEMPFAIL
             stderr.write(f"{status} {result.smtp_reply.text}\n")
         return code
-    except Exception:  # never crash the MTA's pipe: tempfail instead
-        reference = secrets.token_hex(6)
-        log.exception("pipe adapter failed, reference %s", reference)
-        stderr.write(f"4.3.0 internal error, reference {reference}\n")
+    except OutputError as error:  # a short write, broken pipe, full disk: the MTA retries
+        stderr.write(f"{error.reply.status} {error}\n")
+        return ExitCode.TEMPFAIL
+    except Exception:  # noqa: BLE001 - never crash the MTA's pipe: tempfail instead
+        report_internal_error(stderr, "pipe adapter")
         return ExitCode.TEMPFAIL

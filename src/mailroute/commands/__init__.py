@@ -1,1 +1,1 @@
-"""The ``mailroute`` subcommands, one module each (see mailroute.cli.COMMAND_MODULES)."""
+"""The ``mailroute`` subcommands, one module each (see mailroute.cli.COMMANDS)."""

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from mailroute.adapters.output import write_stdout_text
 from mailroute.adapters.pipe import read_bounded, run_pipe
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, MessageError
@@ -32,6 +33,7 @@ __all__ = [
     "run_pipeline_command",
     "unix_time",
     "write_status",
+    "write_stdout_text",
 ]
 
 

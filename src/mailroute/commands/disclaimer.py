@@ -10,7 +10,8 @@ from mailroute.commands.common import add_envelope_arguments, add_io_arguments, 
 __all__ = ["register"]
 
 OPTION_NAMES = ("text", "html", "position", "var", "directory", "missing", "signed", "invites",
-                "auto_replies", "html_parser", "html_max_chars", "html_max_depth")
+                "auto_replies", "html_parser", "html_max_chars", "html_max_depth",
+                "html_max_message_chars")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="HTML bodies longer than N characters skip html5lib")
     parser.add_argument("--html-max-depth", type=int, metavar="N",
                         help="HTML nested deeper than N skips html5lib")
+    parser.add_argument("--html-max-message-chars", type=int, metavar="N",
+                        help="html5lib sees at most N characters of HTML per message")
     add_io_arguments(parser)
     add_envelope_arguments(parser)
     parser.set_defaults(handler=run)

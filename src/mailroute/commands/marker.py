@@ -20,6 +20,7 @@ from mailroute.commands.common import (
     report_config_error,
     run_pipeline_command,
     unix_time,
+    write_stdout_text,
 )
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
@@ -121,7 +122,7 @@ def run_verify(args: argparse.Namespace) -> int:
     check = check_message(message, ring, now=now, windows=windows, field_name=field_name,
                           limits=DEFAULT_LIMITS)
     if args.json:
-        sys.stdout.write(json.dumps(check.to_json()) + "\n")
+        write_stdout_text(json.dumps(check.to_json()) + "\n")
     else:
         key = f", key {check.key_id}" if check.key_id else ""
         sys.stderr.write(f"marker {check.verdict}: {check.reason}{key}\n")

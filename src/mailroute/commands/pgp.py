@@ -23,6 +23,7 @@ from mailroute.commands.common import (
     report_config_error,
     run_filter_command,
     write_status,
+    write_stdout_text,
 )
 from mailroute.errors import ConfigError, MessageError, TemporaryError
 from mailroute.exitcodes import ExitCode
@@ -156,7 +157,7 @@ def run_verify(args: argparse.Namespace) -> int:
         write_status(error.reply)
         return ExitCode.TEMPFAIL
     if args.json:
-        sys.stdout.write(json.dumps(verification.to_json()) + "\n")
+        write_stdout_text(json.dumps(verification.to_json()) + "\n")
     else:
         sys.stderr.write(f"pgp {verification.verdict}: {verification.reason}\n")
         if verification.protected is not None:

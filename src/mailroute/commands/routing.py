@@ -22,6 +22,7 @@ from mailroute.commands.common import (
     envelope_from_args,
     read_message,
     report_config_error,
+    write_stdout_text,
 )
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
@@ -205,11 +206,11 @@ def run_route(args: argparse.Namespace) -> int:
         rules = tuple(dict.fromkeys(r for c in d.copies for r in c.rules))
     obj = route_object(routes, rules, trace)
     if args.json:
-        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+        write_stdout_text(json.dumps(obj, indent=2) + "\n")
     else:
-        sys.stdout.write("".join(f"{t.step:<4}{t.detail}\n" for t in trace))
+        write_stdout_text("".join(f"{t.step:<4}{t.detail}\n" for t in trace))
         for r in routes:
-            sys.stdout.write(f"{r.recipient}: {r.kind} {r.next_hop}\n".rstrip() + "\n")
+            write_stdout_text(f"{r.recipient}: {r.kind} {r.next_hop}\n".rstrip() + "\n")
     refused = [r for r in routes if r.kind is RouteKind.REJECT]
     if routes and len(refused) == len(routes) and refused[0].reply is not None:
         reply = refused[0].reply
@@ -235,9 +236,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     sim = run_simulation(envelope, message, topology, tenant=deployed(topology), origin=origin,
                          now=_now(args))
     if args.json:
-        sys.stdout.write(json.dumps(simulation_object(sim), indent=2) + "\n")
+        write_stdout_text(json.dumps(simulation_object(sim), indent=2) + "\n")
     else:
-        sys.stdout.write(render_text(sim))
+        write_stdout_text(render_text(sim))
     return ExitCode.NEGATIVE if sim.loop or sim.bypass else ExitCode.OK
 
 
@@ -255,5 +256,5 @@ def run_exo_config(args: argparse.Namespace) -> int:
         return report_config_error(error)
     for finding in findings:
         sys.stderr.write(f"{args.config}: {finding}\n")
-    sys.stdout.write(text)
+    write_stdout_text(text)
     return ExitCode.OK

@@ -18,6 +18,7 @@ from mailroute.commands.common import (
     report_config_error,
     run_filter_command,
     unix_time,
+    write_stdout_text,
 )
 from mailroute.errors import ConfigError, MalformedMessageError
 from mailroute.exitcodes import ExitCode
@@ -157,7 +158,7 @@ def run_verify(args: argparse.Namespace) -> int:
     except MalformedMessageError:
         report = {"valid": False, "reason": "malformed", "signers": []}
     if args.json:
-        sys.stdout.write(json.dumps(report) + "\n")
+        write_stdout_text(json.dumps(report) + "\n")
     else:
         sys.stderr.write(f"smime {report['reason']}\n")
         for signer in report["signers"]:  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ class Options:
                  base_dir: Path | None = None) -> None:
         self._values = dict(values)
         self._seen: set[str] = set()
+        self._path_keys: dict[str, str] = {}
         self.source = source
         self.prefix = prefix
         self.base_dir = base_dir or Path.cwd()
@@ -107,7 +108,7 @@ class Options:
         if not self.has(name) and isinstance(default, Path):
             self._seen.add(name)
             return default
-        return self.base_dir / self.string(name)
+        return self._remember(name, self.base_dir / self.string(name))
 
     def optional_path(self, name: str) -> Path | None:
         """A path that may be absent."""
@@ -116,7 +117,15 @@ class Options:
 
     def path_list(self, name: str) -> tuple[Path, ...]:
         """A list of paths, each resolved against ``base_dir``."""
-        return tuple(self.base_dir / p for p in self.string_list(name))
+        return tuple(self._remember(name, self.base_dir / p) for p in self.string_list(name))
+
+    def _remember(self, name: str, path: Path) -> Path:
+        self._path_keys[str(path)] = name
+        return path
+
+    def key_of_file(self, file: str | None) -> str | None:
+        """The option that named ``file`` (as an error's ``source`` gives it), if one did."""
+        return self._path_keys.get(file) if file else None
 
     def table(self, name: str) -> Mapping[str, object]:
         """A nested table (empty when absent)."""

@@ -13,17 +13,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailroute.disclaimer.htmlstack import OpenElements
+
 __all__ = ["HtmlPoints", "quote_marker", "scan_html"]
 
 _NON_SPACE = re.compile(r"[^\t\n\f\r ]")
+_SPACES = ("\t", "\n", "\f", "\r", " ", "/")
+# Shorter attribute text holds fewer attributes than any sensible limit: not counted.
+_SHORT_TAG = 256
 _OPEN = re.compile(r"<(?:!--|[!?/A-Za-z])")
+# Possessive quantifiers throughout: the engine keeps no backtracking state per attribute, so
+# an unterminated tag with millions of attributes costs one linear pass and no memory (with
+# plain "*" the failed match of "<a b b b ..." held about 190 bytes per input byte).
 _START = re.compile(
-    r"<([A-Za-z][^\t\n\f\r />\x00]*)"
-    r"((?:[\t\n\f\r ]+[^\t\n\f\r \"'>/=\x00]+"
-    r"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"[^\"]*\"|'[^']*'|[^\t\n\f\r \"'=<>`]+))?)*)"
-    r"[\t\n\f\r ]*(/?)>")
-_END = re.compile(r"</([A-Za-z][^\t\n\f\r />\x00]*)[\t\n\f\r ]*>")
-_LENIENT_TAG = re.compile(r"</?[A-Za-z][^\t\n\f\r />\x00]*[^>]*>?")
+    r"<([A-Za-z][^\t\n\f\r />\x00]*+)"
+    r"((?:[\t\n\f\r ]++[^\t\n\f\r \"'>/=\x00]++"
+    r"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r \"'=<>`]++))?+)*+)"
+    r"[\t\n\f\r ]*+(/?)>")
+_END = re.compile(r"</([A-Za-z][^\t\n\f\r />\x00]*+)[\t\n\f\r ]*+>")
+_LENIENT_TAG = re.compile(r"</?([A-Za-z][^\t\n\f\r />\x00]*+)[^>]*+>?")
+_COMMENT_END = re.compile(r"--!?>")
 _ATTR = re.compile(
     r"([^\t\n\f\r \"'>/=\x00]+)(?:[\t\n\f\r ]*=[\t\n\f\r ]*"
     r"(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r \"'=<>`]+)))?")
@@ -32,9 +41,6 @@ _RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes"
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
                    "meta", "param", "source", "track", "wbr", "image", "keygen", "basefont",
                    "bgsound", "frame", "menuitem"})
-# Elements a parser closes by itself when a sibling starts: not counted as nesting.
-_SELF_CLOSING = frozenset({"p", "li", "dt", "dd", "option", "optgroup", "tr", "td", "th",
-                           "rb", "rt", "rtc", "rp"})
 # Elements after which an HTML5 parser no longer treats </body> the simple way.
 _UNSIMPLE = frozenset({"svg", "math", "template", "frameset", "plaintext", "select"})
 _TABLE = "table"
@@ -56,6 +62,9 @@ class HtmlPoints:
             Thunderbird, Yahoo), or ``None``.
         simple: nothing in the document can be read differently by an HTML5 parser.
         max_depth: the deepest element nesting the scan counted.
+        max_attributes: the most attributes one tag may have (white space runs in the tag;
+            0 when every tag is short): html5lib's time grows with the square of a tag's
+            attributes.
     """
 
     bottom: int
@@ -63,6 +72,7 @@ class HtmlPoints:
     quote: int | None
     simple: bool
     max_depth: int
+    max_attributes: int = 0
 
 
 def quote_marker(name: str, attrs: dict[str, str]) -> str | None:
@@ -110,14 +120,14 @@ def parse_attributes(text: str) -> dict[str, str]:
 class _State:
     """The mutable state of one scan (kept out of the frozen result)."""
 
-    __slots__ = ("after_body", "body_end", "body_seen", "body_start_end", "depth",
-                 "doctype_end", "head_end", "html_end", "html_start_end", "max_depth", "quote",
+    __slots__ = ("after_body", "body_end", "body_seen", "body_start_end", "doctype_end",
+                 "head_end", "html_end", "html_start_end", "max_attributes", "open", "quote",
                  "simple", "tables")
 
     def __init__(self) -> None:
         self.simple = True
-        self.depth = 0
-        self.max_depth = 0
+        self.max_attributes = 0
+        self.open = OpenElements()
         self.tables = 0
         self.body_end: int | None = None
         self.html_end: int | None = None
@@ -128,6 +138,13 @@ class _State:
         self.doctype_end: int | None = None
         self.quote: int | None = None
         self.body_seen = False
+
+    def attributes(self, tag: str) -> None:
+        """Note the attributes ``tag`` (the text after its name, longer than
+        :data:`_SHORT_TAG`) can hold, at most: its runs of white space and ``/``."""
+        if len(tag) > self.max_attributes:  # a tag has fewer attributes than characters
+            runs = sum(tag.count(space) for space in _SPACES)
+            self.max_attributes = max(self.max_attributes, runs)
 
     def content(self) -> None:
         """Non-space text or an element after </body>: the parser reopens the body.
@@ -179,15 +196,13 @@ def _comment(html: str, start: int, state: _State) -> int:
     if html.startswith(">", body) or html.startswith("->", body):
         state.simple = False
         return html.find(">", body) + 1
-    close = html.find("-->", body)
-    bang = html.find("--!>", body)
-    if bang >= 0 and (close < 0 or bang < close):
-        state.simple = False
-        return bang + 4
-    if close < 0:
+    close = _COMMENT_END.search(html, body)  # one search: "-->" or "--!>", whichever is first
+    if close is None:
         state.simple = False
         return len(html)
-    return close + 3
+    if close.end() - close.start() == 4:
+        state.simple = False
+    return close.end()
 
 
 def _end_tag(html: str, start: int, state: _State) -> int:
@@ -198,13 +213,15 @@ def _end_tag(html: str, start: int, state: _State) -> int:
         if lenient is None:  # "</" + non-letter: a bogus comment up to ">"
             close = html.find(">", start)
             return len(html) if close < 0 else close + 1
-        name = re.split(r"[\t\n\f\r />]", lenient.group()[2:], maxsplit=1)[0].lower()
+        name = lenient.group(1).lower()
         end = lenient.end()
+        if end - lenient.end(1) > _SHORT_TAG:
+            state.attributes(html[lenient.end(1):end])
     else:
         name = match.group(1).lower()
         end = match.end()
-    if name not in _SELF_CLOSING and name not in ("body", "html"):
-        state.depth = max(0, state.depth - 1)
+    if name not in ("body", "html"):
+        state.open.end(name)
     if name == _TABLE:
         state.tables = max(0, state.tables - 1)
     if name in ("body", "html") and state.tables:
@@ -228,9 +245,16 @@ def _start_tag(html: str, start: int, state: _State) -> int:
         lenient = _LENIENT_TAG.match(html, start)
         assert lenient is not None  # _OPEN matched "<" + letter
         state.content()
+        if lenient.end() - lenient.end(1) > _SHORT_TAG:
+            state.attributes(html[lenient.end(1):lenient.end()])
+        name = lenient.group(1).lower()
+        if name not in _VOID:  # html5lib opens it all the same (<div a=""b>): count it
+            state.open.start(name, self_closing=lenient.group().endswith("/>"))
         return lenient.end()
     name = match.group(1).lower()
     end = match.end()
+    if match.end(2) - match.start(2) > _SHORT_TAG:
+        state.attributes(match.group(2))
     if name in _UNSIMPLE:
         state.simple = False
     if name == "html":
@@ -244,14 +268,14 @@ def _start_tag(html: str, start: int, state: _State) -> int:
     if name not in _HEAD_ONLY:
         state.body_seen = True
     if name == "body":
+        state.open.start(name, self_closing=False)
         if state.body_start_end is None:
             state.body_start_end = end
         return end
     if name == _TABLE:
         state.tables += 1
-    if name not in _VOID and name not in _SELF_CLOSING and not match.group(3):
-        state.depth += 1
-        state.max_depth = max(state.max_depth, state.depth)
+    if name not in _VOID and name not in _RAW_TEXT:
+        state.open.start(name, self_closing=bool(match.group(3)))
     if state.quote is None and name in ("div", "blockquote"):
         raw_attrs = match.group(2)
         lowered = raw_attrs.lower()
@@ -280,4 +304,4 @@ def _points(state: _State, length: int) -> HtmlPoints:
     top = next((p for p in (state.body_start_end, state.head_end, state.html_start_end,
                             state.doctype_end) if p is not None), 0)
     return HtmlPoints(bottom=bottom, top=top, quote=state.quote, simple=state.simple,
-                      max_depth=state.max_depth)
+                      max_depth=state.open.max_depth, max_attributes=state.max_attributes)

@@ -19,7 +19,7 @@ import contextlib
 import re
 from dataclasses import dataclass, field
 
-from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlLimits, locate
+from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlBudget, HtmlLimits, locate
 from mailroute.disclaimer.select import BODY_TYPES, Body, plan_message
 from mailroute.disclaimer.splice import splice_text
 from mailroute.disclaimer.template import (
@@ -29,7 +29,7 @@ from mailroute.disclaimer.template import (
     html_to_compact_text,
 )
 from mailroute.disclaimer.textplace import text_insertion
-from mailroute.errors import MalformedMessageError
+from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.charsets import codec_name, is_ascii_label, label_codec_name
 
@@ -160,10 +160,12 @@ def _payload(part: Part, encoding: str) -> bytes | None:
     if encoding in ("7bit", "8bit", "binary"):
         return raw
     if encoding == "base64":
+        compact = raw.translate(None, b"\r\n")
+        del raw  # no copy of a large body outlives its use
         try:  # the common case, without the general decoder's per-byte filtering
-            return binascii.a2b_base64(raw.translate(None, b"\r\n"), strict_mode=True)
+            return binascii.a2b_base64(compact, strict_mode=True)
         except binascii.Error:
-            pass
+            del compact
     try:
         decoded = decode_payload(part)
     except MalformedMessageError:
@@ -219,6 +221,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
     skipped: list[tuple[Path, str]] = []
     protected = list(plan.protected)
     locators: list[str] = []
+    budget = HtmlBudget(settings.html_limits.max_message_chars)
     for body in plan.bodies:
         path = body.path
         part = message.part(path)
@@ -242,7 +245,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             continue
         if is_html:
             location = locate(text, settings.placement, parser=settings.html_parser,
-                              limits=settings.html_limits)
+                              limits=settings.html_limits, budget=budget)
             locators.append(location.method)
             offset, insertion = location.offset, disclaimer.html_fragment
         else:
@@ -257,7 +260,11 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             if is_html and not _fits(edited, label_codec_name(body.charset)):
                 # replace_text will make the part UTF-8: the document must say so too
                 edited = _META_CHARSET.sub(r"\g<1>utf-8", edited, count=1)
-            result = result.replace_text(path, edited)
+            try:
+                result = result.replace_text(path, edited)
+            except UnsafeHeaderValueError:  # its Content-Type cannot be written back
+                skipped.append((path, "unwritable-content-type"))
+                continue
         inserted.append(path)
     protected.sort()
     outcome = Insertion(result, tuple(inserted), tuple(present), tuple(skipped),

@@ -8,7 +8,9 @@ Three ways to find the offset, chosen per document:
   other document within the limits, or for every document with ``parser = "html5lib"``.
 - ``fallback``: the linear scan's answer for documents past the size or nesting limit, where
   html5lib's time is not bounded well enough (a 20,000-deep ``<div>`` took it 46 s): before
-  the last ``</body>`` it saw, else at the end.
+  the last ``</body>`` it saw, else at the end. Also for every document once the message's
+  html5lib budget (:class:`HtmlBudget`) is spent, so that a message of hundreds of HTML
+  bodies costs no more than a few large ones.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailroute.disclaimer.htmlscan import HtmlPoints, scan_html
+from mailroute.disclaimer.htmlstack import DEPTH_CAP
 
-__all__ = ["PARSERS", "PLACEMENTS", "HtmlLimits", "Location", "locate"]
+__all__ = ["PARSERS", "PLACEMENTS", "HtmlBudget", "HtmlLimits", "Location", "locate"]
 
 PLACEMENTS = ("bottom", "top", "reply")
 PARSERS = ("auto", "html5lib")
@@ -29,11 +32,34 @@ class HtmlLimits:
 
     Attributes:
         max_chars: characters of decoded HTML.
-        max_depth: element nesting depth, as the linear scan counts it.
+        max_depth: element nesting depth, as the linear scan counts it (it counts up to
+            4096: a deeper document is never given to html5lib, whatever this says).
+        max_message_chars: characters of HTML html5lib may see over all bodies of one
+            message; bodies after that use the linear scan's answer.
+        max_attributes: attributes in one tag (html5lib is quadratic in them: 10,000 in one
+            tag took it 3 s).
     """
 
     max_chars: int = 131_072
     max_depth: int = 64
+    max_message_chars: int = 262_144
+    max_attributes: int = 1024
+
+
+class HtmlBudget:
+    """What is left of one message's html5lib budget (``HtmlLimits.max_message_chars``)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
+
+    def spend(self, chars: int) -> bool:
+        """Take ``chars`` from the budget; False (and nothing taken) when they do not fit."""
+        if chars > self.left:
+            return False
+        self.left -= chars
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +71,20 @@ class Location:
 
 
 def locate(html: str, placement: str, *, parser: str = "auto",
-           limits: HtmlLimits = HtmlLimits()) -> Location:
-    """The offset in ``html`` for a disclaimer at ``placement`` (bottom, top or reply)."""
+           limits: HtmlLimits = HtmlLimits(), budget: HtmlBudget | None = None) -> Location:
+    """The offset in ``html`` for a disclaimer at ``placement`` (bottom, top or reply).
+
+    ``budget`` is the message's html5lib budget, shared by its bodies (default: a fresh
+    one of ``limits.max_message_chars``).
+    """
     scanned = scan_html(html)
     if parser == "auto" and scanned.simple:
         return Location(_pick(scanned, placement), "scan")
-    if len(html) > limits.max_chars or scanned.max_depth > limits.max_depth:
+    if budget is None:
+        budget = HtmlBudget(limits.max_message_chars)
+    if (len(html) > limits.max_chars or scanned.max_depth > limits.max_depth
+            or scanned.max_depth >= DEPTH_CAP or scanned.max_attributes > limits.max_attributes
+            or not budget.spend(len(html))):
         return Location(_pick(scanned, placement), "fallback")
     from mailroute.disclaimer.htmlparse import parse_points  # only when needed: it is slow
     return Location(_pick(parse_points(html), placement), "html5lib")

@@ -14,17 +14,23 @@ decoding it, so a body whose encoded and decoded line breaks do not match is nev
 from __future__ import annotations
 
 import binascii
-from dataclasses import replace
+import re
 
 from mailroute.disclaimer.select import Body
 from mailroute.errors import MalformedMessageError
-from mailroute.mime import LeafBody, Message, Part, Span
+from mailroute.mime import LeafBody, Message, Part
 from mailroute.mime.charsets import codec_name, label_codec_name
-from mailroute.mime.transfer import choose_encoding, encode_payload
+from mailroute.mime.transfer import choose_encoding, encode_payload, long_line
 
 __all__ = ["splice_text"]
 
 _LINE_ORIENTED = ("7bit", "8bit", "quoted-printable")
+_IDENTITY = ("7bit", "8bit")
+# Codecs that write every character on its own (no state, no shifts), so equal bytes on one
+# side of an offset mean equal text.
+_SELF_CONTAINED = re.compile(r"(?:ascii|utf-8|latin-1|iso8859-\d+|cp125\d|koi8-[ru])\Z")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_MAX_LINE = 998
 _STATEFUL = ("utf-16", "utf-32", "utf-7", "iso2022", "hz")
 
 
@@ -50,6 +56,10 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
         return None
     if encoding == "base64":
         return _splice_base64(message, body, part, text, offset, insertion, codec)
+    if encoding in _IDENTITY and _SELF_CONTAINED.match(codec):
+        return _splice_identity(message, body, part, text, offset, insertion, codec)
+    if _SELF_CONTAINED.match(codec):
+        return _splice_qp(message, body, part, text, offset, insertion, codec)
     start = text.rfind("\n", 0, offset) + 1
     tail_text = text[start:offset] + insertion + text[offset:]
     try:
@@ -66,7 +76,130 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     if cut is None:
         return None
     encoded = raw[:cut] + encode_payload(tail, encoding, message.newline)
-    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+    return _replaced(message, body, part, encoded)
+
+
+def _splice_identity(message: Message, body: Body, part: Part, text: str, offset: int,
+                     insertion: str, codec: str) -> Message | None:
+    """A 7bit or 8bit body in a codec that writes each character on its own: the body's bytes
+    are the text's, so the insertion goes between the original bytes before and after it.
+
+    Only the shorter side of the text is encoded, to find the byte offset, and compared with
+    the body; the result is written in one join of views, so a body whose disclaimer goes at
+    the top (or above a long quoted reply) costs one copy, not five.
+    """
+    assert isinstance(part.body, LeafBody)
+    span = part.body.span
+    buf, first, last = span.buf, span.start, span.end
+    try:
+        added = encode_payload(insertion.encode(codec), body.transfer_encoding,
+                               message.newline)  # the message's line breaks
+        if offset <= len(text) - offset:
+            side = text[:offset].encode(codec)
+            at = first + len(side) if buf.startswith(side, first, last) else -1
+        else:
+            side = text[offset:].encode(codec)
+            at = last - len(side) if buf.endswith(side, first, last) else -1
+    except UnicodeError:
+        return None
+    if at < 0 or not _identity_fits(buf, first, last, at, added, body.transfer_encoding):
+        return None
+    with memoryview(buf) as view:
+        encoded = b"".join((view[first:at], added, view[at:last]))
+    return _replaced(message, body, part, encoded)
+
+
+def _splice_qp(message: Message, body: Body, part: Part, text: str, offset: int,
+               insertion: str, codec: str) -> Message | None:
+    """A quoted-printable body: only the encoded line(s) holding the insertion point are
+    written again, found by counting hard line breaks from the nearer end of the body.
+
+    Decoding is line by line, so when those lines decode to the text they stand for, the
+    bytes before and after them are the rest of the text; they are joined as views (no copy
+    of the body but the result, wherever the disclaimer goes).
+    """
+    assert isinstance(part.body, LeafBody)
+    span = part.body.span
+    buf, first, last = span.buf, span.start, span.end
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset) + 1 or len(text)
+    if start <= len(text) - end:
+        raw_start = _hard_breaks_forward(buf, first, last, text.count("\n", 0, start))
+        raw_end = -1 if raw_start < 0 else (
+            _hard_breaks_forward(buf, raw_start, last, 1) if text.endswith("\n", 0, end)
+            else last)
+    else:
+        raw_end = last if end == len(text) else _hard_breaks_backward(
+            buf, first, last, text.count("\n", end) + 1)
+        raw_start = -1 if raw_end < 0 else _hard_breaks_backward(
+            buf, first, raw_end, text.count("\n", start, end) + 1)
+    if raw_start < 0 or raw_end < 0:
+        return None
+    try:
+        if binascii.a2b_qp(buf[raw_start:raw_end]) != text[start:end].encode(codec):
+            return None
+        lines = (text[start:offset] + insertion + text[offset:end]).encode(codec)
+    except UnicodeError:
+        return None
+    added = encode_payload(lines, "quoted-printable", message.newline)
+    with memoryview(buf) as view:
+        encoded = b"".join((view[first:raw_start], added, view[raw_end:last]))
+    return _replaced(message, body, part, encoded)
+
+
+def _soft(buf: bytes, newline: int) -> bool:
+    """True when the line break at ``newline`` is a quoted-printable soft break."""
+    return buf.endswith(b"=", 0, newline) or buf.endswith(b"=\r", 0, newline)
+
+
+def _hard_breaks_forward(buf: bytes, first: int, last: int, count: int) -> int:
+    """The offset after the ``count``-th hard line break from ``first`` (``first`` for 0),
+    or -1."""
+    position = first
+    while count:
+        newline = buf.find(b"\n", position, last)
+        if newline < 0:
+            return -1
+        position = newline + 1
+        if not _soft(buf, newline):
+            count -= 1
+    return position
+
+
+def _hard_breaks_backward(buf: bytes, first: int, last: int, count: int) -> int:
+    """The offset after the ``count``-th hard line break before ``last`` (counted from
+    ``last``; ``count`` >= 1): ``first`` when there is one fewer, -1 when fewer still."""
+    position = last
+    while True:
+        newline = buf.rfind(b"\n", first, position)
+        if newline < 0:
+            return first if count == 1 else -1
+        position = newline
+        if not _soft(buf, newline):
+            count -= 1
+            if not count:
+                return newline + 1
+
+
+def _identity_fits(buf: bytes, first: int, last: int, at: int, added: bytes,
+                   encoding: str) -> bool:
+    """True when ``added`` at ``at`` leaves a body the encoding can carry: no NUL, lines of at
+    most 998 octets from the edited line on, and only ASCII in a 7bit body (as
+    :func:`~mailroute.mime.transfer.choose_encoding` asks), checked in place."""
+    line_start = buf.rfind(b"\n", first, at) + 1 or first
+    line_end = buf.find(b"\n", at, last)
+    line_end = last if line_end < 0 else line_end
+    if b"\0" in added or buf.find(b"\0", line_start, last) >= 0:
+        return False
+    if encoding == "7bit" and (not added.isascii()
+                               or _NON_ASCII.search(buf, line_start, last) is not None):
+        return False
+    if long_line(added) or long_line(buf, start=line_end, end=last):
+        return False
+    if b"\n" not in added:
+        return line_end - line_start + len(added) <= _MAX_LINE
+    return (at - line_start + added.index(b"\n") <= _MAX_LINE
+            and len(added) - added.rindex(b"\n") - 1 + line_end - at <= _MAX_LINE)
 
 
 def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: int,
@@ -99,7 +232,7 @@ def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: 
         return None  # the lines before are not all of the first line's length
     rest = before[lines * per_line:] + tail
     encoded = raw[:cut] + encode_payload(rest, "base64", message.newline)
-    return message.replace_part(body.path, replace(part, body=LeafBody(Span.of(encoded))))
+    return _replaced(message, body, part, encoded)
 
 
 def _encoded_prefix(raw: bytes, prefix: bytes, encoding: str, tail_breaks: int) -> int | None:
@@ -127,3 +260,11 @@ def _encoded_prefix(raw: bytes, prefix: bytes, encoding: str, tail_breaks: int) 
     if binascii.a2b_qp(raw[:cut]) != prefix:
         return None
     return cut
+
+
+def _replaced(message: Message, body: Body, part: Part, encoded: bytes) -> Message | None:
+    """``message`` with ``encoded`` as the body, or ``None`` when an enclosing multipart
+    would read a line of it as its delimiter (the caller then writes the body again)."""
+    if not message.boundary_safe(body.path, encoded):
+        return None
+    return message.replace_part(body.path, part.with_leaf_body(encoded, message.newline))

@@ -3,8 +3,9 @@
 Variable names are compared without case, spaces, ``_``, ``-`` or ``.``, so ``{{display_name}}``,
 ``%%DisplayName%%`` and a CSV column ``Display Name`` are one variable; a few Exchange token
 names have aliases (``%%PhoneNumber%%`` is ``phone``). Values are stripped of control,
-line-separator and bidi-override characters; in HTML they are escaped as well, so a value can
-neither add markup nor start a new line (and so never a header field).
+line-separator, bidi-override and direction-mark characters; in HTML they are escaped as well,
+so a value can neither add markup nor start a new line (and so never a header field), and a
+value that decides a link's scheme must be a relative, ``http(s):``, ``mailto:`` ... URL.
 
 The *fingerprint* of a template is its static text (everything but the tokens) with white
 space and reply quote markers removed: a body that contains every static piece in order
@@ -16,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
+from mailroute.disclaimer.templatecheck import safe_url, url_slots
 
 __all__ = [
     "MISSING_POLICIES",
@@ -27,6 +30,7 @@ __all__ = [
     "compact_text",
     "contains_pieces",
     "html_to_compact_text",
+    "strip_tags",
 ]
 
 MISSING_POLICIES = ("empty", "skip")
@@ -53,10 +57,15 @@ _ALIASES = {
     "zipcode": "postalcode",
     "streetaddress": "street",
 }
-# C0/C1 controls, line and paragraph separators, bidi embeddings, overrides and isolates.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0/C1 controls, line and paragraph separators, bidi embeddings, overrides and isolates,
+# and the invisible direction marks (LRM, RLM, ALM): a value is one run of text, and marks in
+# it can only make the footer read in another order than it is written.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                     "\u202a-\u202e\u2066-\u2069]")
 _SPACE = re.compile(r"\s+")
-_TAG = re.compile(r"<[^>]*>")
+_TAG = re.compile(r"<[^>]*+>")
+_SLICE = 65_536
+_LONGEST_ENTITY = 40  # "&" and up to 32 name characters and ";" (html.unescape's limit)
 _MIN_PIECE_ALNUM = 3
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]{3,}")
 
@@ -73,15 +82,74 @@ def clean_value(value: str) -> str:
 
 
 def compact_text(text: str) -> str:
-    """Text with reply quote markers (``> ``) and all white space removed, for matching."""
-    if ">" in text:  # quote markers start lines; white space goes below anyway
-        text = "".join(line.lstrip(" \t>") for line in text.split("\n"))
-    return "".join(text.split())
+    """Text with reply quote markers (``> ``) and all white space removed, for matching.
+
+    Done in slices of 64 Ki characters, so that the lists of lines and words a slice needs
+    stay small whatever the body's size (48 MB of short ``>`` lines held 4.3 GB as one list).
+    """
+    out: list[str] = []
+    leading = True
+    for start in range(0, len(text), _SLICE):
+        compacted, leading = _compact_slice(text[start:start + _SLICE], leading=leading)
+        out.append(compacted)
+    return "".join(out)
 
 
 def html_to_compact_text(markup: str) -> str:
-    """The text of an HTML fragment, compacted as :func:`compact_text` does."""
-    return compact_text(html.unescape(_TAG.sub("", markup)))
+    """The text of an HTML fragment, compacted as :func:`compact_text` does.
+
+    Linear in time and memory: the markup is read in slices cut right after a ``>`` (no tag
+    spans a cut), and their text decoded and compacted 64 Ki characters at a time; a possible
+    entity at the end of a piece waits for the next one, where its ``;`` may be.
+    """
+    out: list[str] = []
+    leading = True
+    carry = ""
+    for chunk in _tag_slices(markup):
+        stripped = strip_tags(chunk)
+        for start in range(0, len(stripped), _SLICE):
+            text = carry + stripped[start:start + _SLICE]
+            amp = text.rfind("&", max(0, len(text) - _LONGEST_ENTITY))
+            text, carry = (text, "") if amp < 0 else (text[:amp], text[amp:])
+            compacted, leading = _compact_slice(html.unescape(text), leading=leading)
+            out.append(compacted)
+    out.append(_compact_slice(html.unescape(carry), leading=leading)[0])
+    return "".join(out)
+
+
+def strip_tags(markup: str, replacement: str = "") -> str:
+    """``markup`` with every ``<...>`` replaced, in linear time.
+
+    A ``<`` with no ``>`` after it is text: the search for its ``>`` is never started (the
+    plain regex searched to the end once per such ``<``, quadratic on ``<<<<...``).
+    """
+    last = markup.rfind(">")
+    if last < 0:
+        return markup
+    return _TAG.sub(replacement, markup[:last + 1]) + markup[last + 1:]
+
+
+def _tag_slices(markup: str) -> Iterator[str]:
+    """``markup`` in consecutive slices of at least :data:`_SLICE` characters (but the last),
+    each ending right after a ``>``, so that every tag lies within one slice."""
+    position, size = 0, len(markup)
+    while position < size:
+        cut = markup.find(">", position + _SLICE)
+        end = size if cut < 0 else cut + 1
+        yield markup[position:end]
+        position = end
+
+
+def _compact_slice(text: str, *, leading: bool) -> tuple[str, bool]:
+    """One slice compacted, and whether its end is still within a line's leading quote
+    markers (``leading``: the slice starts so, e.g. at a line start)."""
+    tail = text[text.rfind("\n") + 1:]
+    still = ("\n" in text or leading) and not tail.strip(" \t>")
+    if ">" in text:  # quote markers start lines; white space goes below anyway
+        lines = text.split("\n")
+        first = lines[0].lstrip(" \t>") if leading else lines[0]
+        text = first + "".join(line.lstrip(" \t>") for line in lines[1:])
+    return "".join(text.split()), still
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +166,8 @@ class Template:
         token: a short digest of the template source, written into HTML insertions.
         anchor: the longest ASCII word of the static text (empty when there is none): a body
             without it cannot carry the fingerprint, which saves compacting the body.
+        url_slots: indices in ``pieces`` of the variables that decide the scheme of a URL
+            attribute (rendered through :func:`~mailroute.disclaimer.templatecheck.safe_url`).
     """
 
     source: str
@@ -106,6 +176,7 @@ class Template:
     fingerprint: tuple[str, ...]
     token: str
     anchor: str
+    url_slots: frozenset[int] = frozenset()
 
     @classmethod
     def parse(cls, source: str, *, is_html: bool) -> Template:
@@ -129,7 +200,8 @@ class Template:
         kind = b"html\0" if is_html else b"text\0"
         token = hashlib.sha256(kind + source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         anchor = max(words, key=len, default="")
-        return cls(source, is_html, tuple(pieces), tuple(found), token, anchor)
+        slots = url_slots(tuple(pieces)) if is_html else frozenset[int]()
+        return cls(source, is_html, tuple(pieces), tuple(found), token, anchor, slots)
 
     @property
     def variables(self) -> frozenset[str]:
@@ -145,13 +217,15 @@ class Template:
                 returns ``None`` so that no disclaimer is inserted.
         """
         out: list[str] = []
-        for piece in self.pieces:
+        for index, piece in enumerate(self.pieces):
             if isinstance(piece, str):
                 out.append(piece)
                 continue
             value = clean_value(values.get(piece[0], ""))
             if not value and missing == "skip":
                 return None
+            if index in self.url_slots:
+                value = safe_url(value)  # no javascript: link from a directory value
             out.append(html.escape(value, quote=True) if self.is_html else value)
         return "".join(out)
 
@@ -162,7 +236,7 @@ def _static_texts(pieces: list[str | tuple[str]], *, is_html: bool) -> list[str]
     if not is_html:
         return [p for p in pieces if isinstance(p, str)]
     joined = "".join(p if isinstance(p, str) else "\0" for p in pieces)
-    return html.unescape(_TAG.sub(" ", joined)).split("\0")
+    return html.unescape(strip_tags(joined, " ")).split("\0")
 
 
 def contains_pieces(compact_body: str, pieces: tuple[str, ...]) -> bool:

@@ -10,7 +10,8 @@ Policy options (the ``mailroute disclaimer`` flags without dashes, ``-`` as ``_`
 alone; ``bodies``: edit their text and HTML bodies, never the calendar part),
 ``auto_replies`` (``skip`` default, or ``add``), ``html_parser`` (``auto`` default: the linear
 scan where it is unambiguous, html5lib otherwise; ``html5lib``: always html5lib),
-``html_max_chars`` and ``html_max_depth`` (the limits beyond which html5lib is not used).
+``html_max_chars`` and ``html_max_depth`` (the limits beyond which html5lib is not used),
+``html_max_message_chars`` (html5lib's budget over all HTML bodies of one message).
 
 Template variables come from, lowest priority first: the sender's address (``email``), the
 ``var`` options, the sender directory entry of the ``From`` address (or the envelope sender).
@@ -37,6 +38,7 @@ from mailroute.disclaimer.insert import (
 )
 from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlLimits
 from mailroute.disclaimer.template import MISSING_POLICIES, Template, canonical_name
+from mailroute.disclaimer.templatecheck import template_problem
 from mailroute.errors import MailrouteError
 from mailroute.item import Context, MailItem
 from mailroute.mime import parse_addresses
@@ -148,7 +150,9 @@ def build(options: Options) -> DisclaimerFilter:
         raise options.error("directory", str(exc)) from exc
     limits = HtmlLimits(
         max_chars=options.integer("html_max_chars", HtmlLimits().max_chars, minimum=1),
-        max_depth=options.integer("html_max_depth", HtmlLimits().max_depth, minimum=1))
+        max_depth=options.integer("html_max_depth", HtmlLimits().max_depth, minimum=1),
+        max_message_chars=options.integer("html_max_message_chars",
+                                          HtmlLimits().max_message_chars, minimum=0))
     settings = Settings(
         placement=options.choice("position", PLACEMENTS, "bottom"),
         html_parser=options.choice("html_parser", PARSERS, "auto"),
@@ -156,9 +160,16 @@ def build(options: Options) -> DisclaimerFilter:
         invites=options.choice("invites", INVITE_POLICIES, "skip"),
         auto_replies=options.choice("auto_replies", AUTO_REPLY_POLICIES, "skip"),
         signed=options.choice("signed", SIGNED_POLICIES, "wrap"))
+    text_template = Template.parse(text_source, is_html=False)
+    html_template = Template.parse(html_source, is_html=True)
+    for key, template in (("text", text_template), ("html", html_template)):
+        problem = template_problem(template.source, is_html=template.is_html,
+                                   pieces=template.pieces)
+        if problem is not None:
+            raise options.error(key, f"template refused: {problem}")
     return DisclaimerFilter(
-        text_template=Template.parse(text_source, is_html=False),
-        html_template=Template.parse(html_source, is_html=True),
+        text_template=text_template,
+        html_template=html_template,
         variables=_variables(options),
         directory=directory,
         missing=options.choice("missing", MISSING_POLICIES, "empty"),

@@ -119,10 +119,10 @@ class MarkerVerifyFilter:
             "marker.arrival", arrival_fingerprint(item.message))
         if check.verdict is not MarkerVerdict.MISSING:
             _log_verdict(check.verdict, check.reason, decision.source)
-        names = {n.lower() for n in decision.remove_fields}
-        prefixes = decision.remove_prefixes
-        message = item.message.keep_headers(
-            lambda f: f.lower_name not in names and not f.lower_name.startswith(prefixes))
+        if not decision.remove_fields and not decision.remove_prefixes:
+            return item
+        message = item.message.without_headers(decision.remove_fields,
+                                               decision.remove_prefixes)
         return item if message is item.message else item.evolve(message=message)
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, DecryptionError, MessageError
 from mailroute.item import Context, MailItem
+from mailroute.keys.secretfile import read_secret_file
 from mailroute.mime import Message, make_field
 from mailroute.pgp.inline import InlineKind, find_inline
 from mailroute.pgp.keys import KeyFound, KeyMissing
@@ -252,12 +253,9 @@ def _passphrase(options: Options) -> str | None:
     if path is None:
         return None
     try:
-        if path.stat().st_mode & 0o077:
-            raise options.error("passphrase_file", "must not be readable by group or others")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise options.error("passphrase_file", f"cannot read: {exc.__class__.__name__}"
-                            ) from exc
+        text = read_secret_file(path, what="passphrase file").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise options.error("passphrase_file", "is not UTF-8") from exc
     passphrase = text[:-1] if text.endswith("\n") else text
     passphrase = passphrase[:-1] if passphrase.endswith("\r") else passphrase
     try:

@@ -13,6 +13,7 @@ __all__ = ["cert_name_matches", "check_ranges", "ip_in_ranges"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@lru_cache(maxsize=1024)
 def cert_name_matches(pattern: str, name: str) -> bool:
     """``TlsSenderCertificateName`` matching: exact, or ``*.d`` with exactly one more label.
 

@@ -5,6 +5,10 @@ folder of PEM, DER and PKCS#12 files. A later policy-level store (harvested cert
 trust levels, pinning) implements the same protocol: lookups by address for encryption and
 signing, and every identity we hold a key for, for decryption.
 
+Private keys, PKCS#12 bundles and passphrase files are secrets, read only through
+:func:`~mailroute.keys.secretfile.read_secret_file` (mode 0600, regular file, no symbolic
+link); certificates are public and read with the size cap alone.
+
 The loaders here are also what the ``mailroute smime`` commands use for ``--cert``, ``--key``,
 ``--chain``, ``--trust`` and ``--recipient-cert`` files.
 """
@@ -23,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mailroute.errors import ConfigError
 from mailroute.keys.addresses import certificate_emails, normalise_address
+from mailroute.keys.secretfile import read_public_file, read_secret_file
 
 __all__ = [
     "CertificateStore",
@@ -40,7 +45,6 @@ _PEM_MARK = b"-----BEGIN"
 _CERT_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".der"})
 _KEY_SUFFIXES = frozenset({".key"})
 _P12_SUFFIXES = frozenset({".p12", ".pfx"})
-MAX_KEY_FILE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +100,7 @@ class DirectoryCertStore:
                 keys += [key] if key is not None else []
             elif suffix in _CERT_SUFFIXES:
                 certificates += [(c, path.name) for c in load_certificates(path)]
-                data = path.read_bytes()
-                if b"PRIVATE KEY-----" in data:
+                if b"PRIVATE KEY-----" in _read(path):
                     keys.append(load_private_key(path, passphrase))
             elif suffix in _KEY_SUFFIXES:
                 keys.append(load_private_key(path, passphrase))
@@ -146,10 +149,11 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
     """A PEM (PKCS#8 or traditional) or DER private key, decrypted with ``passphrase``.
 
     Raises:
-        ConfigError: unreadable, wrong passphrase, or an unsupported key type. The message
-            never contains key material or the passphrase.
+        ConfigError: unreadable, accessible by group or others, a symbolic link or not a
+            regular file, wrong passphrase, or an unsupported key type. The message never
+            contains key material or the passphrase.
     """
-    data = _read(path)
+    data = read_secret_file(path, what="private key file")
     try:
         if _PEM_MARK in data:
             key = serialization.load_pem_private_key(data, passphrase)
@@ -167,7 +171,7 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
 def _load_pkcs12(path: Path, passphrase: bytes | None
                  ) -> tuple[PrivateKey | None, list[x509.Certificate]]:
     try:
-        bundle = pkcs12.load_pkcs12(_read(path), passphrase)
+        bundle = pkcs12.load_pkcs12(read_secret_file(path, what="PKCS#12 file"), passphrase)
     except (ValueError, TypeError):
         raise ConfigError("cannot load PKCS#12 file (wrong passphrase or format)",
                           source=str(path)) from None
@@ -181,22 +185,20 @@ def _load_pkcs12(path: Path, passphrase: bytes | None
 
 
 def read_passphrase(path: Path | None) -> bytes | None:
-    """The first line of a passphrase file (without its line break), or ``None``."""
+    """The first line of a passphrase file (without its line break), or ``None``.
+
+    Raises:
+        ConfigError: the file fails the checks of
+            :func:`~mailroute.keys.secretfile.read_secret_file`.
+    """
     if path is None:
         return None
-    data = _read(path)
+    data = read_secret_file(path, what="passphrase file")
     return data.splitlines()[0] if data.strip() else b""
 
 
 def _read(path: Path) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_KEY_FILE + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read file ({exc.strerror})", source=str(path)) from None
-    if len(data) > MAX_KEY_FILE:
-        raise ConfigError("file too large for a certificate or key", source=str(path))
-    return data
+    return read_public_file(path, what="certificate file")
 
 
 def all_certificates(paths: Iterable[Path]) -> list[x509.Certificate]:

@@ -23,8 +23,6 @@ import base64
 import binascii
 import datetime as dt
 import math
-import os
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, KeyUnavailableError
+from mailroute.keys.secretfile import read_secret_file
 from mailroute.marker.token import KID_PATTERN, TAG_PATTERN
 
 __all__ = ["SIMULATION_SECRET", "KeyRing", "MarkerKey", "derive_mac_key", "fixed_key_ring",
@@ -158,21 +157,7 @@ def load_key_ring(path: Path) -> KeyRing:
             entry; the text names the file and the key, never a secret.
     """
     source = str(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise ConfigError(f"cannot open key file ({exc.strerror})", source=source) from exc
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError("key file is not a regular file", source=source)
-        if info.st_mode & 0o077:
-            raise ConfigError(
-                f"key file is accessible by group or others (mode {info.st_mode & 0o777:04o}); "
-                "chmod 600 it", source=source)
-        data = handle.read(MAX_KEY_FILE_BYTES + 1)
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise ConfigError("key file is too large", source=source)
+    data = read_secret_file(path, what="key file", max_bytes=MAX_KEY_FILE_BYTES)
     try:
         table = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from mailroute.limits import Limits
 from mailroute.mime.headers import HeaderBlock, make_field, split_content
 from mailroute.mime.message import Message
-from mailroute.mime.part import LeafBody, Part, Span
+from mailroute.mime.part import Part
 from mailroute.mime.scan import parse
 from mailroute.mime.transfer import decode_payload, encode_payload
 
@@ -103,8 +103,8 @@ def _seven_bit_leaf(part: Part, newline: bytes) -> Part:
         encoding = "base64"
         body = encode_payload(data, encoding, newline)
     field = make_field("Content-Transfer-Encoding", encoding, newline=newline)
-    return replace(part, headers=part.headers.replaced("Content-Transfer-Encoding", field),
-                   body=LeafBody(Span.of(body)))
+    return part.with_leaf_body(body, newline,
+                               part.headers.replaced("Content-Transfer-Encoding", field))
 
 
 def seven_bit(message: Message) -> Message:

@@ -25,7 +25,6 @@ class DefectKind(enum.StrEnum):
     BARE_CR_IN_HEADER = "bare-cr-in-header"
     DUPLICATE_PARAMETER = "duplicate-parameter"
     CONFLICTING_PARAMETER = "conflicting-parameter"
-    NESTED_BOUNDARY_CONFLICT = "nested-boundary-conflict"
     # structural oddities (recorded)
     MBOX_FROM_LINE = "mbox-from-line"
     LEADING_CONTINUATION = "leading-continuation-line"
@@ -37,6 +36,7 @@ class DefectKind(enum.StrEnum):
     BOUNDARY_PREFIX_LINE = "boundary-prefix-line"
     BOUNDARY_IN_EPILOGUE = "boundary-in-epilogue"
     ENCODED_MULTIPART = "encoded-multipart"
+    NESTED_BOUNDARY_REUSE = "nested-boundary-reuse"
     MALFORMED_CONTENT_TYPE = "malformed-content-type"
     INVALID_BASE64 = "invalid-base64"
     UNKNOWN_TRANSFER_ENCODING = "unknown-transfer-encoding"
@@ -50,7 +50,6 @@ AMBIGUOUS_DEFECTS: frozenset[DefectKind] = frozenset({
     DefectKind.BARE_CR_IN_HEADER,
     DefectKind.DUPLICATE_PARAMETER,
     DefectKind.CONFLICTING_PARAMETER,
-    DefectKind.NESTED_BOUNDARY_CONFLICT,
 })
 
 # Defects after which no transform may edit the entity: its structure is in doubt.
@@ -62,6 +61,7 @@ STRUCTURAL_DEFECTS: frozenset[DefectKind] = frozenset({
     DefectKind.BOUNDARY_IN_EPILOGUE,
     DefectKind.ENCODED_MULTIPART,
     DefectKind.MISSING_HEADER_SEPARATOR,
+    DefectKind.NESTED_BOUNDARY_REUSE,
 })
 
 

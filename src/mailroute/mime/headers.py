@@ -9,8 +9,6 @@ NUL in values and checks that the folded result reads back as exactly one field.
 from __future__ import annotations
 
 import dataclasses
-import email.header
-import email.utils
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +25,9 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # "From :" is a From field with space before the colon (ambiguous), not an mbox "From " line.
 _FROM_FIELD = re.compile(rb"From[ \t]*:")
 _MAX_LINE = 78
+# Every character str.splitlines() breaks at, NUL too: the stdlib's RFC 2047 encoder folds at
+# U+2028 and friends, so such a value would come back changed.
+_UNSAFE_IN_VALUE = frozenset("\r\n\0\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ class HeaderField:
         _check_value_size(value, limits)
         if "=?" not in value:
             return value
+        import email.errors  # the email package costs start-up; few need it
+        import email.header
         try:
             return str(email.header.make_header(email.header.decode_header(value)))
         except (LookupError, UnicodeError, email.errors.HeaderParseError, RecursionError) as exc:
@@ -100,6 +103,7 @@ def parse_addresses(field: HeaderField, limits: Limits | None = None) -> tuple[s
     value = field.value
     _check_value_size(value, limits)
     try:
+        import email.utils  # loaded on first use (start-up)
         pairs = email.utils.getaddresses([value])
     except (RecursionError, ValueError, IndexError) as exc:
         raise MalformedMessageError(f"cannot parse addresses in {field.name}") from exc
@@ -145,7 +149,7 @@ class HeaderBlock:
         if position == "top":
             return HeaderBlock((field, *self.fields))
         if position == "bottom":
-            return HeaderBlock((*self.fields, field))
+            return HeaderBlock((*_ended(self.fields, field), field))
         raise ValueError("position must be 'top' or 'bottom'")
 
     def removed(self, name: str) -> HeaderBlock:
@@ -167,12 +171,23 @@ class HeaderBlock:
                 continue
             out.append(existing)
         if not placed:
-            out.append(field)
+            out = [*_ended(tuple(out), field), field]
         return HeaderBlock(tuple(out))
 
     def to_bytes(self) -> bytes:
         """The raw bytes of every field, concatenated."""
         return b"".join(f.raw for f in self.fields)
+
+
+def _ended(fields: tuple[HeaderField, ...], after: HeaderField) -> tuple[HeaderField, ...]:
+    """``fields`` with the last one's line ended (with ``after``'s line break) if it was not:
+    a message may end in a header line without one, and a field put after it must not join
+    that line."""
+    if not fields or fields[-1].raw.endswith(b"\n"):
+        return fields
+    newline = b"\r\n" if after.raw.endswith(b"\r\n") else b"\n"
+    last = fields[-1]
+    return (*fields[:-1], HeaderField(last.raw + newline, last.name))
 
 
 @dataclass(slots=True)
@@ -229,6 +244,7 @@ def _scan_careful(buf: bytes, start: int, end: int, limits: Limits,
     name: str | None = None  # of the field being read; "" for junk kept verbatim
     field_start = pos = start
     separator = b""
+    bare_cr = False
     max_line, max_block = limits.max_header_line_length, limits.max_header_block_size
     while pos < end:
         newline = buf.find(b"\n", pos, end)
@@ -243,7 +259,8 @@ def _scan_careful(buf: bytes, start: int, end: int, limits: Limits,
         if not content and newline >= 0:
             separator = buf[pos:line_end]
             break
-        if b"\r" in content:
+        if b"\r" in content and not bare_cr:  # once per block: lines are not fields
+            bare_cr = True
             defects.append(Defect(DefectKind.BARE_CR_IN_HEADER, path))
         if content[:1] in (b" ", b"\t"):  # a continuation line
             if name is None:
@@ -289,6 +306,9 @@ def _safe_name(name: bytes) -> str:
     return name.decode("ascii", "replace")[:40] if _FIELD_NAME.match(name) else "?"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def is_content_field(field: HeaderField) -> bool:
     """True for the ``Content-*`` fields that describe an entity's content."""
     return field.lower_name.startswith("content-")
@@ -311,18 +331,23 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderFiel
 
     Raises:
         UnsafeHeaderValueError: the name is not a valid field name, or the value contains
-            CR, LF or NUL, or the result would not read back as one field.
+            CR, LF, NUL or another line separator (VT, FF, U+001C-U+001E, U+0085, U+2028,
+            U+2029), or the result would not read back as one field.
     """
     if not _FIELD_NAME.match(name.encode("latin-1", "replace")) or not name.isascii():
         raise UnsafeHeaderValueError("invalid header field name")
-    if any(ch in value for ch in "\r\n\0"):
-        raise UnsafeHeaderValueError(f"value for {name} contains CR, LF or NUL")
+    if not _UNSAFE_IN_VALUE.isdisjoint(value):
+        raise UnsafeHeaderValueError(f"value for {name} contains a line break or NUL")
+    if not value.isascii() and not value.isprintable() and _SURROGATE.search(value):
+        # undecodable bytes of a field read back (surrogate escapes): no charset writes them
+        raise UnsafeHeaderValueError(f"value for {name} contains undecodable bytes")
     if newline not in (b"\r\n", b"\n"):
         raise ValueError("newline must be CRLF or LF")
     nl = newline.decode("ascii")
     if value.isascii():
         text = _fold(f"{name}: {value}", nl)
     else:
+        import email.header  # loaded on first use (start-up)
         encoded = email.header.Header(value, "utf-8", header_name=name).encode(linesep=nl)
         text = f"{name}: {encoded}"
     raw = (text + nl).encode("ascii")

@@ -7,8 +7,8 @@ everything else is emitted from the original bytes.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -102,7 +102,19 @@ class Message:
     def keep_headers(self, keep: Callable[[HeaderField], bool], *, path: Path = ()) -> Message:
         """Keep only the fields of an entity's header for which ``keep`` is true."""
         part = self.part(path)
-        kept = tuple(f for f in part.headers if keep(f))
+        return self._with_fields(path, part, tuple(f for f in part.headers if keep(f)))
+
+    def without_headers(self, names: Iterable[str], prefixes: tuple[str, ...] = (), *,
+                        path: Path = ()) -> Message:
+        """Remove the fields named (case-insensitive) or whose lower-case name starts with one
+        of ``prefixes`` from an entity's header."""
+        wanted = frozenset(n.lower() for n in names)
+        part = self.part(path)
+        kept = tuple(f for f in part.headers if f.lower_name not in wanted
+                     and not (prefixes and f.lower_name.startswith(prefixes)))
+        return self._with_fields(path, part, kept)
+
+    def _with_fields(self, path: Path, part: Part, kept: tuple[HeaderField, ...]) -> Message:
         if len(kept) == len(part.headers):
             return self
         return self.replace_part(path, replace(part, headers=HeaderBlock(kept)))
@@ -150,17 +162,32 @@ class Message:
         except (UnicodeError, MalformedMessageError):
             charset, data = "utf-8", text.encode("utf-8")
         encoding = choose_encoding(data, part.transfer_encoding)
-        headers = part.headers
+        body = encode_payload(data, encoding, self.newline)
+        if not self.boundary_safe(path, body):  # base64 never holds a "--" line
+            encoding = "base64"
+            body = encode_payload(data, encoding, self.newline)
+        headers = _terminated(part.headers, self.newline)
         if charset != (part.charset or "us-ascii") or part.headers.get("Content-Type") is None:
             headers = headers.replaced("Content-Type", self.field(
                 "Content-Type", _with_param(part, "charset", charset)))
         if encoding != part.transfer_encoding:
             headers = headers.replaced("Content-Transfer-Encoding",
                                        self.field("Content-Transfer-Encoding", encoding))
-        body = encode_payload(data, encoding, self.newline)
-        separator = part.separator or self.newline
-        return self.replace_part(path, replace(part, headers=headers, separator=separator,
-                                               body=LeafBody(Span.of(body))))
+        return self.replace_part(path, part.with_leaf_body(body, self.newline, headers))
+
+    def boundary_safe(self, path: Path, body: bytes) -> bool:
+        """True when ``body``, as the new body of the leaf at ``path``, has no line that an
+        enclosing multipart would read as its delimiter (re-encoding can turn a bare CR
+        before ``--boundary`` into a line break, and so split the part in two)."""
+        part = self.root
+        for index in path:
+            if isinstance(part.body, MultipartBody):
+                dash = b"--" + part.body.boundary.encode("ascii", "replace")
+                if (body.startswith(dash) or b"\n" + dash in body
+                        or b"\r" + dash in body):
+                    return False
+            part = part.children[index]
+        return True
 
     def insert_part(self, parent: Path, index: int, new: Part) -> Message:
         """Insert ``new`` as child ``index`` of the multipart at ``parent``.
@@ -201,7 +228,8 @@ class Message:
         outer_fields: tuple[HeaderField, ...] = ()
         inner = target
         if not path:
-            outer_fields, content = split_content(target.headers)
+            outer_fields, content = split_content(
+                tuple(_terminated_field(f, nl) for f in target.headers))
             inner = replace(target, headers=HeaderBlock(content))
         members = (*before, inner, *after)
         boundary = _boundary_outside(members)
@@ -244,7 +272,7 @@ def _boundary_outside(members: tuple[Part, ...]) -> str:
 def new_boundary(avoid: bytes) -> str:
     """A random boundary that does not occur in ``avoid``."""
     while True:
-        boundary = f"=_mailroute_{secrets.token_hex(12)}"
+        boundary = f"=_mailroute_{os.urandom(12).hex()}"  # os, not secrets: start-up cost
         if boundary.encode("ascii") not in avoid:
             return boundary
 
@@ -275,3 +303,21 @@ def build_leaf(content_type: str, payload: bytes | str, *, charset: str | None =
     header_fields += [make_field(n, v, newline=newline) for n, v in fields]
     body = encode_payload(data, chosen, newline)
     return Part(HeaderBlock(tuple(header_fields)), newline, LeafBody(Span.of(body)))
+
+
+def _terminated(headers: HeaderBlock, newline: bytes) -> HeaderBlock:
+    """``headers`` whose last field ends with a line break (see :func:`_terminated_field`)."""
+    fields = headers.fields
+    if not fields or fields[-1].raw.endswith(b"\n"):
+        return headers
+    return HeaderBlock((*fields[:-1], _terminated_field(fields[-1], newline)))
+
+
+def _terminated_field(field: HeaderField, newline: bytes) -> HeaderField:
+    """``field`` ending with a line break. An input that ends inside its header block leaves
+    its last field without one (or with a bare CR): a field added after it, or the separator
+    before a new body, would otherwise be glued to it."""
+    if field.raw.endswith(b"\n"):
+        return field
+    raw = field.raw[:-1] if field.raw.endswith(b"\r") else field.raw
+    return HeaderField(raw + newline, field.name)

@@ -9,7 +9,7 @@ serialising a part nobody changed copies its bytes and nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailroute.mime.headers import HeaderBlock
 from mailroute.mime.params import ContentType, parse_content_type, parse_parameters
@@ -133,6 +133,22 @@ class Part:
         """True for an explicit attachment or a part with a file name."""
         return self.disposition == "attachment" or (
             self.filename is not None and self.disposition != "inline")
+
+    def with_leaf_body(self, data: bytes, newline: bytes,
+                       headers: HeaderBlock | None = None) -> Part:
+        """This entity with the encoded body ``data`` (and ``headers`` when given).
+
+        An entity scanned without a blank line after its header block gets one, after ending
+        its last header line if that had no line break: without it the new body's first
+        lines would read back as header fields (a ``Bcc:`` from a template value).
+        """
+        headers = self.headers if headers is None else headers
+        separator = self.separator
+        if not separator:
+            last = headers.fields[-1].raw if headers.fields else b"\n"
+            separator = newline if last.endswith(b"\n") else newline + newline
+        return replace(self, headers=headers, separator=separator,
+                       body=LeafBody(Span.of(data)))
 
     def body_bytes(self) -> bytes:
         """The raw (still transfer-encoded) body bytes of a leaf, or the whole multipart body."""

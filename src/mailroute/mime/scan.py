@@ -9,16 +9,22 @@ spaces or tabs up to the line end; the line break *before* it belongs to the del
 (RFC 2046), so each child is exactly the bytes between two delimiters. Children are scanned
 the same way inside their own span, with an explicit work list instead of recursion.
 
+Limits are enforced while scanning, before anything proportional to the input is kept:
+``max_parts`` is counted as each delimiter line is found (a flood of delimiters stops at the
+limit plus one), header fields are counted across all entities (``max_total_header_fields``),
+and a defect is recorded once per entity, kind and detail, however often it occurs.
+
 Nothing is decoded or copied except header fields. Ambiguities (two From, two Content-Type,
-``From :``, bare CR in a header, duplicate or conflicting boundary parameters, nested
-boundaries that are prefixes of each other) are recorded as defects and, under the default
-policy, refused; structural oddities (missing close delimiter, no start delimiter) are
+``From :``, bare CR in a header, duplicate or conflicting boundary parameters) are recorded as
+defects and, under the default policy, refused; structural oddities (missing close delimiter,
+no start delimiter, a nested multipart whose delimiter lines an ancestor reads as its own) are
 recorded, and transform filters leave such entities alone.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 from mailroute.errors import AmbiguousMessageError, LimitExceededError
@@ -34,6 +40,8 @@ __all__ = ["AmbiguityPolicy", "parse"]
 _SINGLETONS = ("from", "sender", "date", "subject", "message-id")
 _CONTENT_SINGLETONS = ("content-type", "content-transfer-encoding")
 _IDENTITY_ENCODINGS = ("7bit", "8bit", "binary")
+_READ_AS_OUTER = re.compile(r"(?:--)?[ \t]*")
+_BLANKS = re.compile(rb"[ \t]*")
 
 
 class AmbiguityPolicy(enum.StrEnum):
@@ -94,7 +102,9 @@ class _Scanner:
         self.limits = limits
         self.policy = policy
         self.defects: list[Defect] = []
+        self._recorded: set[Defect] = set()
         self.nodes = [_Node(0, len(data), 0, (), "text/plain", ())]
+        self.header_fields = 0
 
     def run(self) -> None:
         work = [0]
@@ -106,6 +116,9 @@ class _Scanner:
 
     def defect(self, kind: DefectKind, path: tuple[int, ...], detail: str = "") -> None:
         defect = Defect(kind, path, detail)
+        if defect in self._recorded:  # a flood of one oddity costs one entry
+            return
+        self._recorded.add(defect)
         self.defects.append(defect)
         if self.policy is AmbiguityPolicy.REJECT and defect.ambiguous:
             raise AmbiguousMessageError(f"ambiguous message: {defect}")
@@ -115,6 +128,11 @@ class _Scanner:
         for found in scanned.defects:
             self.defect(found.kind, found.path, found.detail)
         node.headers, node.separator = scanned.block, scanned.separator
+        self.header_fields += len(node.headers)
+        if self.header_fields > self.limits.max_total_header_fields:
+            raise LimitExceededError(
+                f"more than {self.limits.max_total_header_fields} header fields in all parts",
+                limit="max_total_header_fields")
         body_start = scanned.body_start
         names = [f.lower_name for f in node.headers]
         checked = _CONTENT_SINGLETONS + (_SINGLETONS if not node.path else ())
@@ -139,9 +157,12 @@ class _Scanner:
         if node.depth + 1 > self.limits.max_depth:
             raise LimitExceededError(f"MIME nesting deeper than {self.limits.max_depth}",
                                      limit="max_depth")
-        for outer in node.ancestors:
-            if outer.startswith(boundary) or boundary.startswith(outer):
-                self.defect(DefectKind.NESTED_BOUNDARY_CONFLICT, node.path)
+        for depth, outer in enumerate(node.ancestors):
+            # An inner delimiter line an ancestor would read as its own (the same boundary,
+            # or it plus "--" or blanks) makes that ancestor's parts uncertain. A boundary
+            # that merely begins with another one leaves every delimiter line unambiguous.
+            if boundary.startswith(outer) and _READ_AS_OUTER.fullmatch(boundary[len(outer):]):
+                self.defect(DefectKind.NESTED_BOUNDARY_REUSE, node.path[:depth])
         encoding = node.headers.value("Content-Transfer-Encoding")
         if encoding and encoding.strip().lower() not in _IDENTITY_ENCODINGS:
             self.defect(DefectKind.ENCODED_MULTIPART, node.path)
@@ -153,6 +174,8 @@ class _Scanner:
         data, end = self.data, node.end
         dash = b"--" + boundary
         found: list[tuple[int, int, bool]] = []  # (line break start, line end, is close)
+        room = self.limits.max_parts - len(self.nodes)  # children this entity may still have
+        prefix_seen = False
         candidate = body_start if data.startswith(dash, body_start, end) else -1
         search_from = body_start
         while True:
@@ -168,14 +191,16 @@ class _Scanner:
             is_close = data.startswith(b"--", pos, end)
             if is_close:
                 pos += 2
-            while pos < end and data[pos] in (0x20, 0x09):
-                pos += 1
+            blanks = _BLANKS.match(data, pos, end)
+            pos = blanks.end() if blanks is not None else pos
             if data.startswith(b"\r\n", pos, end):
                 pos += 2
             elif data.startswith(b"\n", pos, end):
                 pos += 1
             elif pos != end:
-                self.defect(DefectKind.BOUNDARY_PREFIX_LINE, node.path)
+                if not prefix_seen:  # recorded once; a flood of such lines stays cheap
+                    prefix_seen = True
+                    self.defect(DefectKind.BOUNDARY_PREFIX_LINE, node.path)
                 continue
             if line_start == body_start:
                 break_start = line_start
@@ -187,6 +212,10 @@ class _Scanner:
             search_from = pos
             if is_close:
                 break
+            room -= 1
+            if room < 0:  # checked per delimiter: a flood is never collected in full
+                raise LimitExceededError(f"more than {self.limits.max_parts} MIME parts",
+                                         limit="max_parts")
         if not found:
             self.defect(DefectKind.NO_START_BOUNDARY, node.path)
             node.leaf = Span(data, body_start, end)
@@ -198,9 +227,6 @@ class _Scanner:
             self.defect(DefectKind.MISSING_CLOSE_BOUNDARY, node.path)
         elif data.find(b"\n" + dash, closing[1] - 1, end) >= 0:
             self.defect(DefectKind.BOUNDARY_IN_EPILOGUE, node.path)
-        if len(self.nodes) + len(opening) > self.limits.max_parts:
-            raise LimitExceededError(f"more than {self.limits.max_parts} MIME parts",
-                                     limit="max_parts")
         ancestors = (*node.ancestors, node.boundary)
         for number, (break_start, line_end, _) in enumerate(opening):
             child_end = (opening[number + 1][0] if number + 1 < len(opening)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import Message, Path, parse_addresses
+from mailroute.mime.headers import split_content
 from mailroute.mime.protected import ProtectedHeaders, carrier_path, compare
 from mailroute.pgp.inline import InlineKind, find_inline
 from mailroute.pgp.keys import KeyInfo, uid_address
@@ -189,6 +190,6 @@ def verify_message(store: KeyStore, message: Message, *,
                                   from_addresses=senders))
     verification = summarise(reports)
     if any(e.path == () for e in signed) and carrier_path(message) == (0,):
-        outer = [f for f in message.headers if not f.lower_name.startswith("content-")]
+        outer, _ = split_content(message.headers)
         verification = replace(verification, protected=compare(outer, message))
     return verification

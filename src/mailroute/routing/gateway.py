@@ -61,6 +61,10 @@ def gateway_settings(topology: Topology) -> GatewaySettings:
     egress ranges and the tenant id; the marker's windows, the loop guards and the header
     hygiene come from the gateway section.
     """
+    return _VIEWS.of(topology)[0]
+
+
+def _settings_of(topology: Topology) -> GatewaySettings:
     gw = topology.gateway
     return GatewaySettings(
         marker_field=gw.marker.header,
@@ -223,7 +227,7 @@ class _TopologyView:
             found = self._seen.get(id(topology))
             if found is not None and found[0] is topology:
                 return found[1], found[2]
-        view = (topology, gateway_settings(topology), topology.org_domains)
+        view = (topology, _settings_of(topology), topology.org_domains)
         with self._lock:
             self._seen[id(topology)] = view
             if len(self._seen) > self._size:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
 from mailroute.marker.binding import Binding, normalise_message_id
@@ -101,11 +102,14 @@ def _repeatable_nonces(message: MessageFacts, direction: str, now: int) -> Rando
     return lambda size: digest[:size]
 
 
+@lru_cache(maxsize=64)
 def simulation_markers(tag: str, org_id: str, *, windows: Windows | None = None,
                        kid: str = "sim1") -> RingMarkers:
     """The real marker over the fixed simulation ring (:func:`fixed_key_ring`).
 
     This is the simulator's default codec: genuine tokens of the deployment's tag and org id,
     minted with repeatable nonces, under a key that is public and never used by a gateway.
+    Codecs are immutable, so one is made per set of arguments (the key derivation is the
+    expensive part).
     """
     return RingMarkers(fixed_key_ring(tag, org_id, kid=kid), windows or Windows())

@@ -1,0 +1,121 @@
+"""Writing results: every byte or an :class:`~mailroute.errors.OutputError`, never a silent
+short write.
+
+A raw standard output (``PYTHONUNBUFFERED=1``, ``python -u``) is an unbuffered ``FileIO``
+whose ``write`` may write fewer bytes than asked and say so only in its return value;
+``TextIOWrapper`` ignores that value. So output goes straight to the file descriptor with
+``os.write`` until nothing is left, after flushing whatever Python had buffered. ``--out``
+files are written to a temporary file in the same directory, synced, and renamed over the
+target, so a failure leaves no partial file and the old one untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import select
+import sys
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from mailroute.errors import OutputError
+
+__all__ = ["write_all", "write_file_atomically", "write_stdout_text"]
+
+# How long a non-blocking descriptor may stay full before the write is given up.
+_STALL_SECONDS = 300.0
+
+
+def write_all(stream: BinaryIO, data: bytes) -> None:
+    """Write all of ``data`` to ``stream`` and flush it.
+
+    Raises:
+        OutputError: the bytes could not all be written (the reason is in the text).
+    """
+    try:
+        fd = _fileno(stream)
+        if fd is None:
+            _write_loop(stream, data)
+        else:
+            stream.flush()
+            _write_fd(fd, data)
+    except OSError as exc:
+        raise OutputError(f"cannot write the result: {_reason(exc)}") from exc
+
+
+def write_stdout_text(text: str) -> None:
+    """Write ``text`` to standard output in its encoding, all of it (see :func:`write_all`).
+
+    Raises:
+        OutputError: standard output took less than all of it.
+    """
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        raise OutputError(f"cannot write the result: {_reason(exc)}") from exc
+    encoding = sys.stdout.encoding or "utf-8"
+    write_all(sys.stdout.buffer, text.encode(encoding, sys.stdout.errors or "strict"))
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a synced temporary file in the same directory, renamed.
+
+    Raises:
+        OutputError: anything failed; no temporary file is left behind and ``path`` is as
+            it was.
+    """
+    try:
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise OutputError(f"cannot write the output file: {_reason(exc)}") from exc
+    try:
+        try:
+            _write_fd(handle, data)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.replace(temp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write the output file: {_reason(exc)}") from exc
+        raise
+
+
+def _fileno(stream: BinaryIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:  # a non-blocking descriptor that is full: wait, bounded
+            if not select.select([], [fd], [], _STALL_SECONDS)[1]:
+                raise OSError(errno.ETIMEDOUT, "output stalled") from None
+            continue
+        if written <= 0:
+            raise OSError(errno.EIO, "output accepted no bytes")
+        view = view[written:]
+
+
+def _write_loop(stream: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if not written or written < 0:
+            raise OSError(errno.EIO, "output accepted no bytes")
+        view = view[written:]
+    stream.flush()
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__

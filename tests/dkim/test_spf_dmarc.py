@@ -1,0 +1,150 @@
+"""SPF and DMARC as tables over a fake resolver (no DNS)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from mailroute.dkim import sign_message, verify_message
+from mailroute.dkim.dmarc import evaluate, organizational_domain
+from mailroute.dkim.spf import SpfLookups, SpfResult, check_host
+from mailroute.dkim.verify import SignatureResult
+from mailroute.errors import TemporaryError
+from mailroute.mime.scan import parse
+from mailroute.results import AuthStatus
+from tests.dkim.conftest import NOW, DkimWorld, message
+
+
+class FakeDns:
+    """TXT, address and MX records from dicts; ``TIMEOUT`` raises a temporary error."""
+
+    def __init__(self, txt: Mapping[str, Sequence[str]] = {},
+                 addresses: Mapping[str, Sequence[str]] = {},
+                 mx: Mapping[str, Sequence[str]] = {}) -> None:
+        self.tables = {"txt": txt, "addresses": addresses, "mx": mx}
+        self.asked: list[str] = []
+
+    def get(self, table: str, name: str) -> list[str]:
+        self.asked.append(name)
+        found = list(self.tables[table].get(name, ()))
+        if found == ["TIMEOUT"]:
+            raise TemporaryError("timed out")
+        return found
+
+    def __call__(self, name: str) -> list[str]:
+        return self.get("txt", name)
+
+    def addresses(self, name: str) -> list[str]:
+        return self.get("addresses", name)
+
+    def mx(self, name: str) -> list[str]:
+        return self.get("mx", name)
+
+    def lookups(self) -> SpfLookups:
+        return SpfLookups(self, self.addresses, self.mx)
+
+
+SPF_TXT = {
+    "example.net": ["v=spf1 ip4:192.0.2.0/24 include:_spf.example.net -all"],
+    "_spf.example.net": ["v=spf1 ip6:2001:db8::/32 a:relay.example.net mx ~all"],
+    "soft.example": ["v=spf1 ip4:192.0.2.1 ~all"],
+    "neutral.example": ["v=spf1 ?all"],
+    "redirect.example": ["v=spf1 redirect=soft.example"],
+    "two.example": ["v=spf1 -all", "v=spf1 +all"],
+    "bad.example": ["v=spf1 ip4:not-an-address -all"],
+    "slow.example": ["TIMEOUT"],
+    "loop.example": ["v=spf1 include:loop.example -all"],
+    "macro.example": ["v=spf1 exists:%{i}.allow.macro.example -all"],
+    "other.example": ["some unrelated text"],
+}
+ADDRESSES = {"relay.example.net": ["198.51.100.7"], "mx.example.net": ["198.51.100.25"],
+             "203.0.113.9.allow.macro.example": ["127.0.0.2"]}
+MX = {"_spf.example.net": ["mx.example.net"]}
+
+
+@pytest.mark.parametrize(("ip", "sender", "expected"), [
+    ("192.0.2.55", "a@example.net", "pass"),            # ip4
+    ("2001:db8::1", "a@example.net", "pass"),           # include -> ip6
+    ("198.51.100.7", "a@example.net", "pass"),          # include -> a:
+    ("198.51.100.25", "a@example.net", "pass"),         # include -> mx
+    ("203.0.113.1", "a@example.net", "fail"),           # -all
+    ("203.0.113.1", "a@soft.example", "softfail"),
+    ("203.0.113.1", "a@neutral.example", "neutral"),
+    ("203.0.113.1", "a@redirect.example", "softfail"),
+    ("192.0.2.1", "a@redirect.example", "pass"),
+    ("203.0.113.1", "a@other.example", "none"),
+    ("203.0.113.1", "a@unknown.example", "none"),
+    ("203.0.113.1", "a@two.example", "permerror"),
+    ("203.0.113.1", "a@bad.example", "permerror"),
+    ("203.0.113.1", "a@loop.example", "permerror"),
+    ("203.0.113.1", "a@slow.example", "temperror"),
+    ("203.0.113.9", "a@macro.example", "pass"),
+    ("203.0.113.8", "a@macro.example", "fail"),
+    ("203.0.113.1", "", "none"),                         # null sender, no HELO
+])
+def test_spf_table(ip: str, sender: str, expected: str) -> None:
+    dns = FakeDns(SPF_TXT, ADDRESSES, MX)
+    assert check_host(dns.lookups(), ip, sender).result == expected
+
+
+def test_spf_uses_helo_for_the_null_sender() -> None:
+    dns = FakeDns(SPF_TXT, ADDRESSES, MX)
+    assert check_host(dns.lookups(), "192.0.2.9", "", helo="example.net") == SpfResult(
+        "pass", "example.net")
+
+
+def test_spf_lookup_limit_is_a_permerror() -> None:
+    txt = {f"d{i}.example": [f"v=spf1 include:d{i + 1}.example -all"] for i in range(12)}
+    txt["d12.example"] = ["v=spf1 -all"]
+    assert check_host(FakeDns(txt).lookups(), "192.0.2.1", "a@d0.example").result == "permerror"
+
+
+def test_organizational_domain_uses_the_public_suffix_list() -> None:
+    assert organizational_domain("mail.corp.example.co.uk") == "example.co.uk"
+    assert organizational_domain("a.b.example.net") == "example.net"
+
+
+def _dkim(domain: str, status: AuthStatus = AuthStatus.PASS) -> SignatureResult:
+    return SignatureResult(status, "", domain=domain, selector="s", algorithm="rsa-sha256")
+
+
+DMARC_TXT = {
+    "_dmarc.example.net": ["v=DMARC1; p=reject; sp=quarantine"],
+    "_dmarc.strict.example": ["v=DMARC1; p=reject; adkim=s; aspf=s"],
+    "_dmarc.slow.example": ["TIMEOUT"],
+    "_dmarc.none.example": ["v=DMARC1; p=none"],
+}
+
+
+@pytest.mark.parametrize(("author", "dkim", "spf", "expected", "policy"), [
+    ("example.net", [_dkim("example.net")], None, "pass", "reject"),
+    ("example.net", [_dkim("mail.example.net")], None, "pass", "reject"),    # relaxed
+    ("example.net", [_dkim("other.example")], None, "fail", "reject"),       # not aligned
+    ("example.net", [_dkim("example.net", AuthStatus.FAIL)], None, "fail", "reject"),
+    ("example.net", [], SpfResult("pass", "bounce.example.net"), "pass", "reject"),
+    ("example.net", [], SpfResult("softfail", "example.net"), "fail", "reject"),
+    ("news.example.net", [], None, "fail", "quarantine"),                    # sp= inherited
+    ("strict.example", [_dkim("mail.strict.example")], None, "fail", "reject"),
+    ("strict.example", [_dkim("strict.example")], None, "pass", "reject"),
+    ("strict.example", [], SpfResult("pass", "bounce.strict.example"), "fail", "reject"),
+    ("none.example", [], None, "fail", "none"),
+    ("nopolicy.example", [], None, "none", "none"),
+    ("slow.example", [_dkim("slow.example")], None, "temperror", "none"),
+])
+def test_dmarc_table(author: str, dkim: list[SignatureResult], spf: SpfResult | None,
+                     expected: str, policy: str) -> None:
+    data = message().replace(b"alice@example.net", f"alice@{author}".encode())
+    result = evaluate(parse(data), FakeDns(DMARC_TXT), dkim, spf)
+    assert (result.result, result.policy) == (expected, policy)
+    assert result.enforced == (expected == "fail" and policy in ("reject", "quarantine"))
+
+
+def test_dmarc_over_a_real_signature(world: DkimWorld) -> None:
+    signed = sign_message(parse(message()), world.rsa, domain="example.net", selector="rsa",
+                          timestamp=NOW)
+    dns = FakeDns({**{k: [v] for k, v in world.records.items()}, **DMARC_TXT})
+    results = verify_message(signed, dns, now=NOW)
+    verdict = evaluate(signed, dns, results, None)
+    assert verdict.result == "pass"
+    assert verdict.auth_result().properties == (("header.from", "example.net"),)

@@ -1,0 +1,78 @@
+"""The dkim-sign and dkim-verify filters as a policy builds them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailroute import Context, Envelope
+from mailroute.errors import ConfigError
+from mailroute.policy import policy_from_mapping
+from mailroute.results import AuthStatus
+from tests.dkim.conftest import NOW, DkimWorld, message, world
+
+__all__ = ["world"]
+
+
+def _sign_policy(world: DkimWorld, **extra: object) -> object:
+    entry = {"filter": "dkim-sign", "domain": "example.net", "selector": "rsa",
+             "key": str(world.rsa_path), **extra}
+    return policy_from_mapping({"pipeline": [entry]})
+
+
+def test_sign_filter_signs_own_mail_and_leaves_foreign_mail_alone(world: DkimWorld) -> None:
+    pipeline = _sign_policy(world)
+    ctx = Context(clock=lambda: NOW)
+    own = pipeline.process(message(), context=ctx)  # type: ignore[attr-defined]
+    assert own.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    assert own.data.endswith(message())
+    foreign_data = message().replace(b"alice@example.net", b"carol@example.org")
+    foreign = pipeline.process(foreign_data, context=ctx)  # type: ignore[attr-defined]
+    assert foreign.data == foreign_data
+    assert foreign.item.annotation("dkim-sign") == "skipped-foreign-from"
+
+
+def test_verify_filter_uses_the_injected_resolver(world: DkimWorld) -> None:
+    signed = _sign_policy(world).process(  # type: ignore[attr-defined]
+        message(), context=Context(clock=lambda: NOW)).data
+    verify = policy_from_mapping({"gateway": {"authserv_id": "mx.example.org"},
+                                  "pipeline": [{"filter": "dkim-verify", "spf": False}]})
+    result = verify.process(signed, envelope=Envelope(mail_from="alice@example.net"),
+                            context=Context(clock=lambda: NOW, resolver=world.dns()))
+    assert result.action == "accept"
+    dkim = [r for r in result.item.auth_results if r.method == "dkim"]
+    assert [r.status for r in dkim] == [AuthStatus.PASS]
+    assert ("header.d", "example.net") in dkim[0].properties
+    assert result.item.annotation("dkim.result") == "pass"
+    assert result.data.startswith(b"Authentication-Results: mx.example.org; dkim=pass")
+
+
+def test_unsafe_tag_values_stay_out_of_authentication_results(world: DkimWorld) -> None:
+    forged = (b'DKIM-Signature: v=1; a=rsa-sha256; d=ex"ample.net; s=x; h=from; bh=AA==; b=AA==\r\n'
+              + message())
+    verify = policy_from_mapping({"pipeline": [{"filter": "dkim-verify", "spf": False}]})
+    result = verify.process(forged, context=Context(clock=lambda: NOW, resolver=world.dns()))
+    dkim = next(r for r in result.item.auth_results if r.method == "dkim")
+    assert dkim.status is AuthStatus.PERMERROR
+    assert all('"' not in value for _, value in dkim.properties)
+
+
+@pytest.mark.parametrize(("extra", "key"), [({"algorithm": "rsa-sha1"}, "algorithm"),
+                                            ({"algorithm": "ed25519-sha256"}, "algorithm"),
+                                            ({"key": "/nonexistent.pem"}, None)])
+def test_sign_options_are_checked(world: DkimWorld, extra: dict[str, object],
+                                  key: str | None) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _sign_policy(world, **extra)
+    if key is not None:
+        assert raised.value.key is not None
+        assert raised.value.key.endswith(key)
+
+
+def test_verify_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        policy_from_mapping({"pipeline": [{"filter": "dkim-verify", "on_spoof": "bounce"}]})
+    with pytest.raises(ConfigError):
+        policy_from_mapping({"pipeline": [{"filter": "dkim-verify",
+                                           "dns_file": str(tmp_path / "absent.txt")}]})

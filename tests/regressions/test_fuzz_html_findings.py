@@ -1,0 +1,60 @@
+"""What fuzz/html_fuzz.py found: each input, reduced, with the property it broke (the result
+parses to the same MIME structure plus the footer; nothing but a MailrouteError is raised)."""
+
+from __future__ import annotations
+
+from mailroute.disclaimer.insert import Settings, add_disclaimer, decode_body
+from mailroute.mime import Message, parse
+from tests.regressions.complexity import disclaimer
+
+
+def _structure(message: Message) -> list[tuple[tuple[int, ...], str]]:
+    return [(path, part.mime_type) for path, part in message.walk()]
+
+
+def _insert(data: bytes) -> tuple[Message, Message]:
+    before = parse(data, on_ambiguity="record")
+    result = add_disclaimer(before, disclaimer(), Settings())
+    return before, parse(result.message.to_bytes(), on_ambiguity="record")
+
+
+def test_a_message_that_ends_in_its_header_gets_a_body_not_header_fields() -> None:
+    for data in (b"From: Anna Weber", b"From: Anna Weber\r\n", b"From: Anna\r\nSubject: x\r"):
+        _, after = _insert(data)
+        text, _ = decode_body(after.root)
+        assert text is not None
+        assert "Confidential" in text
+        assert after.headers.get("Confidential") is None
+
+
+def test_wrapping_a_message_that_ends_in_its_header_keeps_the_fields_apart() -> None:
+    data = (b"From: a@example.net\r\nContent-Type: multipart/signed; protocol=x\r\n"
+            b"X-Last: no line break\r")
+    before, after = _insert(data)
+    assert _structure(after) == [((), "multipart/mixed"), ((0,), "multipart/signed"),
+                                 ((1,), "text/plain")]
+    assert after.headers.value("X-Last") == "no line break"
+    assert after.headers.value("Content-Type").startswith("multipart/mixed")
+    assert before.headers.value("From") == after.headers.value("From")
+
+
+def test_an_undecodable_content_type_skips_the_body_instead_of_raising() -> None:
+    data = (b"From: a@example.net\r\nContent-Type: \xa2\xa2\xa2\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\n<html><body>Z\xc3\xbcrich</body></html>\r\n")
+    result = add_disclaimer(parse(data, on_ambiguity="record"), disclaimer(), Settings())
+    assert result.skipped == (((), "unwritable-content-type"),)
+    assert result.message.to_bytes() == data
+
+
+def test_a_bare_cr_before_a_boundary_does_not_split_the_part_when_re_encoded() -> None:
+    # "\r--alt" is not a delimiter line; quoted-printable would write the CR as a line break
+    data = (b"From: a@example.net\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+            b"--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+            b"<p>Z\xc3\xbcrich</p>\r--alt\r\x05</body>\r\n--alt--\r\n")
+    before, after = _insert(data)
+    assert _structure(after) == _structure(before)
+    text, _ = decode_body(after.part((0,)))
+    assert text is not None
+    assert "Confidential" in text
+    assert "\r--alt\r" in text

@@ -106,3 +106,19 @@ def test_signed_mail_is_wrapped_byte_for_byte(policy: Path) -> None:
     assert signed.mime_type == "multipart/signed"
     assert signed.body_bytes() == original.root.body_bytes()
     assert "This e-mail is confidential." in decode_text(out.part((1,)))
+
+
+def test_the_postfix_pipe_policy_loads_with_a_shared_store(tmp_path: Path) -> None:
+    from mailroute.gateway.sqlite_store import SqliteProcessedStore
+    from mailroute.policy import load_policy
+    from mailroute.testing import write_fake_key_file
+
+    write_fake_key_file(tmp_path / "marker-keys.toml")
+    text = (EXAMPLES / "postfix" / "policy.toml").read_text()
+    text = text.replace('"../disclaimer/', f'"{EXAMPLES / "disclaimer"}/')
+    text = text.replace('"/var/lib/mailroute"', f'"{tmp_path / "state"}"')
+    (tmp_path / "policy.toml").write_text(text)
+    pipeline = load_policy(tmp_path / "policy.toml")
+    assert pipeline.context is not None
+    assert isinstance(pipeline.context.processed, SqliteProcessedStore)
+    assert pipeline.quarantine_dir == tmp_path / "state" / "quarantine"

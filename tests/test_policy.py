@@ -107,6 +107,26 @@ def test_limits_from_policy_apply(tmp_path: Path) -> None:
     assert result.smtp_reply.status == "5.3.4"
 
 
+def test_state_dir_puts_a_shared_sqlite_store_and_the_quarantine_in_it(tmp_path: Path) -> None:
+    from mailroute.gateway.processed import InMemoryProcessedStore
+    from mailroute.gateway.sqlite_store import SqliteProcessedStore
+
+    policy = tmp_path / "p.toml"
+    policy.write_text('[gateway]\nstate_dir = "state"\n')
+    pipeline = load_policy(policy)
+    assert pipeline.context is not None
+    store = pipeline.context.processed
+    assert isinstance(store, SqliteProcessedStore)
+    assert store.path == tmp_path / "state" / "processed.sqlite3"
+    assert pipeline.quarantine_dir == tmp_path / "state" / "quarantine"
+    assert not (tmp_path / "state").exists()          # nothing touched until a message comes
+    policy.write_text('[gateway]\nquarantine_dir = "/srv/q"\n')
+    pipeline = load_policy(policy)
+    assert pipeline.context is not None
+    assert isinstance(pipeline.context.processed, InMemoryProcessedStore)
+    assert pipeline.quarantine_dir == Path("/srv/q")
+
+
 @pytest.mark.parametrize(("options", "key"), [
     ('filter = "smime-encrypt"\nrecipient_cert = "missing.pem"', "recipient_cert"),
     ('filter = "marker-set"\nkey_file = "nokeys.toml"', "key_file"),

@@ -25,6 +25,9 @@ log = logging.getLogger("mailroute")
 #: command -> (the module that registers it, its one-line help as that module gives it).
 COMMANDS: dict[str, tuple[str, str]] = {
     "process": ("mailroute.commands.process", "run a policy over one message (stdin to stdout)"),
+    "pipe": ("mailroute.commands.pipe", "the Postfix pipe(8) / Exim pipe transport adapter"),
+    "quarantine": ("mailroute.commands.quarantine",
+                   "list, release or delete quarantined messages"),
     "disclaimer": ("mailroute.commands.disclaimer",
                    "insert a disclaimer (HTML into HTML parts, text into text parts)"),
     "marker": ("mailroute.commands.marker", "set or verify the HMAC loop marker header"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from mailroute.item import Context, Direction, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
@@ -87,6 +88,8 @@ class Pipeline:
         authserv_id: the RFC 8601 authserv-id of this gateway; incoming
             Authentication-Results fields claiming it are removed before filters run.
         context: the default context for :meth:`process`.
+        quarantine_dir: where adapters store quarantined messages (the policy's
+            ``[gateway] quarantine_dir``); ``None``: a quarantine outcome is a tempfail.
 
     The fields besides ``filters`` configure the session around them
     (:attr:`session_settings`).
@@ -98,6 +101,7 @@ class Pipeline:
     internal_domains: frozenset[str] = frozenset()
     authserv_id: str = "mailroute"
     context: Context | None = None
+    quarantine_dir: Path | None = None
     name: str = "pipeline"
     _session: SessionSettings = field(init=False, repr=False, compare=False)
 

@@ -18,6 +18,9 @@ Layout (an empty file is a valid policy with no filters)::
     [gateway]
     authserv_id = "mx.example.net"
     internal_domains = ["example.net"]
+    state_dir = "/var/lib/mailroute"   # optional: the processed-message store shared by
+                                       # every process (SQLite), and the quarantine
+    quarantine_dir = "/var/lib/mailroute/quarantine"   # optional; default state_dir/quarantine
 
     [[pipeline]]
     filter = "disclaimer"   # then the filter's own options
@@ -40,7 +43,7 @@ from pathlib import Path
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError
 from mailroute.gateway.processed import InMemoryProcessedStore
-from mailroute.item import Context, Direction, Filter
+from mailroute.item import Context, Direction, Filter, ProcessedStore
 from mailroute.limits import Limits
 from mailroute.mime.scan import AmbiguityPolicy
 from mailroute.pipeline import Condition, Conditional, Pipeline
@@ -108,11 +111,12 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
     on_ambiguity = AmbiguityPolicy(parser.choice("on_ambiguity", ("reject", "record"),
                                                  "reject"))
     parser.finish()
-    gateway = Options(top.table("gateway"), source=source, prefix="gateway")
+    gateway = Options(top.table("gateway"), source=source, prefix="gateway", base_dir=base_dir)
     authserv_id = gateway.string("authserv_id", "mailroute")
     if not re.fullmatch(r"[A-Za-z0-9.-]+", authserv_id):
         raise gateway.error("authserv_id", "must be a host name")
     internal = frozenset(d.lower() for d in gateway.string_list("internal_domains"))
+    processed, quarantine_dir = _state(gateway)
     gateway.finish()
     entries = top.raw("pipeline", [])
     if not isinstance(entries, list):
@@ -134,9 +138,10 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
             step = Conditional(step, condition)
         filters.append(step)
     top.finish()
-    context = Context(limits=limits, processed=InMemoryProcessedStore())
+    context = Context(limits=limits, processed=processed)
     return Pipeline(filters=tuple(filters), limits=limits, on_ambiguity=on_ambiguity,
-                    internal_domains=internal, authserv_id=authserv_id, context=context)
+                    internal_domains=internal, authserv_id=authserv_id, context=context,
+                    quarantine_dir=quarantine_dir)
 
 
 def build_filter(name: str, options: Options) -> Filter:
@@ -167,6 +172,20 @@ def build_filter(name: str, options: Options) -> Filter:
         raise options.error(option, str(exc)) from exc
     except (ValueError, OSError) as exc:
         raise options.error("filter", f"cannot build filter {name!r}: {exc}") from exc
+
+
+def _state(gateway: Options) -> tuple[ProcessedStore, Path | None]:
+    """``state_dir`` (the SQLite processed-message store shared by every process, and the
+    default quarantine) and ``quarantine_dir``; without ``state_dir`` the store lives in
+    this process only."""
+    state_dir = gateway.optional_path("state_dir")
+    quarantine_dir = gateway.optional_path("quarantine_dir")
+    if state_dir is None:
+        return InMemoryProcessedStore(), quarantine_dir
+    # imported here: a policy without state_dir does not load sqlite3 (start-up time)
+    from mailroute.gateway.sqlite_store import PROCESSED_FILE, SqliteProcessedStore
+    store = SqliteProcessedStore(state_dir / PROCESSED_FILE)
+    return store, quarantine_dir or state_dir / "quarantine"
 
 
 def _limits(options: Options) -> Limits:

@@ -12,7 +12,7 @@ marker-set options: ``key_file``, ``field`` (default ``X-Mailroute-Mark``),
 
 marker-verify options: ``key_file``, ``field``, ``max_age`` (604800), ``loop_window`` (3600),
 ``max_future_skew`` (300), ``on_invalid`` (``strip`` or ``reject``), ``on_missing``
-(``pass`` or ``reject``), ``source`` (``auto``, ``internet`` or ``return-path``),
+(``pass`` or ``reject``), ``source`` (``auto``, ``networks``, ``internet`` or ``return-path``),
 ``return_path_tls_names`` (default Exchange Online's ``mail.protection.outlook.com`` names),
 ``return_path_networks`` (optional address/CIDR list), ``tenant_id`` (optional; must be named
 by ``X-MS-Exchange-CrossTenant-Id``), ``max_received`` (100), ``processed_limit`` (1; 0 turns
@@ -36,7 +36,7 @@ from mailroute.gateway.decide import (
     decide_arrival,
 )
 from mailroute.gateway.match import check_ranges
-from mailroute.gateway.settings import EXO_TLS_NAMES, GatewaySettings
+from mailroute.gateway.settings import EXO_TLS_NAMES, GatewaySettings, SourceMode
 from mailroute.item import Context, MailItem
 from mailroute.marker.binding import normalise_message_id
 from mailroute.marker.guard import arrival_fingerprint, processed_key, received_count
@@ -215,11 +215,14 @@ def build_verify(options: Options) -> MarkerVerifyFilter:
         check_ranges(networks)
     except ValueError as exc:
         raise options.error("return_path_networks", str(exc)) from None
+    source = options.choice("source", tuple(m.value for m in SourceMode), "auto")
+    if source == SourceMode.NETWORKS and not networks:
+        raise options.error("source", "source = \"networks\" needs return_path_networks")
     values = {
         "marker_field": field_option(options), "windows": windows,
         "on_invalid": options.choice("on_invalid", ("strip", "reject"), "strip"),
         "on_missing": options.choice("on_missing", ("pass", "reject"), "pass"),
-        "source": options.choice("source", ("auto", "internet", "return-path"), "auto"),
+        "source": source,
         "return_path_tls_names": options.string_list("return_path_tls_names", EXO_TLS_NAMES),
         "return_path_networks": networks,
         "tenant_id": tenant.strip() if tenant else None,

@@ -7,6 +7,8 @@ simulator, so that what ``mailroute simulate`` predicts is what the gateway does
 - :mod:`~mailroute.gateway.settings`: :class:`GatewaySettings`, validated when built.
 - :mod:`~mailroute.gateway.decide`: :func:`decide_arrival` (source, loop guards, marker
   verdict, hygiene).
+- :mod:`~mailroute.gateway.sqlite_store`: :class:`SqliteProcessedStore`, the processed-message
+  store shared by the processes of a pipe transport.
 
 Names are imported on first use, so that the session (which needs only the flow) does not
 load the marker engine.
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
         MissingMarkerAction,
         SourceMode,
     )
+    from mailroute.gateway.sqlite_store import SqliteProcessedStore
 
 _HOMES = {
     "Arrival": "decide", "ArrivalDecision": "decide", "GatewayStep": "decide",
@@ -41,7 +44,7 @@ _HOMES = {
     "Flow": "flow", "flow_of": "flow", "message_direction": "flow",
     "EXO_TLS_NAMES": "settings", "GatewaySettings": "settings",
     "InvalidMarkerAction": "settings", "MissingMarkerAction": "settings",
-    "SourceMode": "settings",
+    "SourceMode": "settings", "SqliteProcessedStore": "sqlite_store",
 }
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "InvalidMarkerAction",
     "MissingMarkerAction",
     "SourceMode",
+    "SqliteProcessedStore",
     "classify_source",
     "decide_arrival",
     "flow_of",

@@ -115,12 +115,15 @@ def classify_source(arrival: Arrival, settings: GatewaySettings) -> ArrivalSourc
 
     With ``source = auto``: a verified TLS name must match ``return_path_tls_names``, the
     client address lie in ``return_path_networks`` (when given) and a tenant id header name
-    ``tenant_id`` (when given).
+    ``tenant_id`` (when given). With ``source = networks`` (for adapters that cannot pass a
+    TLS name, such as Postfix ``pipe(8)``): the client address must lie in
+    ``return_path_networks`` and the tenant id match (when given); the TLS name is not asked.
     """
-    if settings.source is not SourceMode.AUTO:
+    if settings.source in (SourceMode.INTERNET, SourceMode.RETURN_PATH):
         return ArrivalSource(settings.source.value)
-    if not any(cert_name_matches(pattern, name.rstrip("."))
-               for name in arrival.tls_peer_names for pattern in settings.return_path_tls_names):
+    if settings.source is SourceMode.AUTO and not any(
+            cert_name_matches(pattern, name.rstrip("."))
+            for name in arrival.tls_peer_names for pattern in settings.return_path_tls_names):
         return ArrivalSource.INTERNET
     if settings.return_path_networks and not ip_in_ranges(arrival.client_address,
                                                           settings.return_path_networks):

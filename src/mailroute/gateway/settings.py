@@ -32,6 +32,7 @@ class SourceMode(enum.StrEnum):
     AUTO = "auto"                 # from the TLS name, address range and tenant id
     INTERNET = "internet"         # always from the internet
     RETURN_PATH = "return-path"   # always handed back by Exchange Online
+    NETWORKS = "networks"         # from the client address (and tenant id): no TLS name needed
 
 
 class InvalidMarkerAction(enum.StrEnum):
@@ -104,5 +105,7 @@ class GatewaySettings:
         if self.windows.loop_window > self.windows.max_age:
             raise ValueError("loop_window must not be longer than max_age")
         check_ranges(self.return_path_networks)
+        if self.source is SourceMode.NETWORKS and not self.return_path_networks:
+            raise ValueError("source = networks needs return_path_networks")
         if self.tenant_id is not None:
             object.__setattr__(self, "tenant_id", self.tenant_id.strip().lower() or None)

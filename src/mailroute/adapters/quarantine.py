@@ -1,0 +1,114 @@
+"""The quarantine store: held messages as files in a directory, with their envelope.
+
+Each message is two files named by a random id: ``ID.eml`` (the message as it arrived at the
+filters) and ``ID.json`` (the envelope, the reply and the time). Both are created with mode
+0600 in a directory of mode 0700, written to a temporary name, synced and renamed, so a
+listed entry is always complete. Ids are 32 lower-case hex digits and every id from outside
+is checked against that form before it touches a path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailroute.errors import TemporaryError
+
+__all__ = ["QuarantineEntry", "QuarantineStore"]
+
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """One held message's envelope and facts (the bytes: :meth:`QuarantineStore.message`)."""
+
+    id: str
+    sender: str
+    recipients: tuple[str, ...]
+    reply: str
+    queue_id: str | None
+    stored_at: float
+    size: int
+
+
+class QuarantineStore:
+    """A directory of held messages.
+
+    Raises on use:
+        TemporaryError: the directory or a file cannot be written (the caller tempfails,
+            so the MTA keeps the message).
+        KeyError: :meth:`entry`, :meth:`message` or :meth:`delete` of an unknown or
+            malformed id.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def store(self, data: bytes, *, sender: str, recipients: tuple[str, ...], reply: str,
+              queue_id: str | None, now: float) -> str:
+        """Hold ``data``; return its new id."""
+        entry_id = secrets.token_hex(16)
+        meta = {"sender": sender, "recipients": list(recipients), "reply": reply,
+                "queue_id": queue_id, "stored_at": now, "size": len(data)}
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._write(f"{entry_id}.eml", data)
+            self._write(f"{entry_id}.json", json.dumps(meta).encode("utf-8"))
+        except OSError as exc:
+            (self.directory / f"{entry_id}.eml").unlink(missing_ok=True)
+            raise TemporaryError(f"cannot write the quarantine "
+                                 f"({exc.strerror or type(exc).__name__})") from exc
+        return entry_id
+
+    def entries(self) -> Iterator[QuarantineEntry]:
+        """Every complete entry, oldest first."""
+        if not self.directory.is_dir():
+            return iter(())
+        ids = [p.stem for p in self.directory.glob("*.json") if _ID.fullmatch(p.stem)]
+        found = [self.entry(i) for i in ids if (self.directory / f"{i}.eml").is_file()]
+        return iter(sorted(found, key=lambda e: e.stored_at))
+
+    def entry(self, entry_id: str) -> QuarantineEntry:
+        """The envelope and facts of ``entry_id``."""
+        meta = json.loads(self._path(entry_id, ".json").read_bytes())
+        return QuarantineEntry(
+            id=entry_id, sender=str(meta["sender"]),
+            recipients=tuple(str(r) for r in meta["recipients"]), reply=str(meta["reply"]),
+            queue_id=meta.get("queue_id"), stored_at=float(meta["stored_at"]),
+            size=int(meta["size"]))
+
+    def message(self, entry_id: str) -> bytes:
+        """The held message."""
+        return self._path(entry_id, ".eml").read_bytes()
+
+    def delete(self, entry_id: str) -> None:
+        """Remove ``entry_id`` (the envelope last, so a half-deleted entry is not listed)."""
+        self._path(entry_id, ".eml").unlink()
+        self._path(entry_id, ".json").unlink(missing_ok=True)
+
+    def _path(self, entry_id: str, suffix: str) -> Path:
+        if not _ID.fullmatch(entry_id):
+            raise KeyError(entry_id)
+        path = self.directory / f"{entry_id}{suffix}"
+        if not path.is_file():
+            raise KeyError(entry_id)
+        return path
+
+    def _write(self, name: str, data: bytes) -> None:
+        temp = self.directory / f".{name}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, self.directory / name)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise

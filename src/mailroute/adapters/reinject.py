@@ -1,0 +1,199 @@
+"""Handing an accepted message on: ``sendmail -G -i -f SENDER -- RCPT…`` or one SMTP transaction.
+
+Both are all or nothing. :class:`SmtpReinjector` opens one transaction with every recipient;
+if the next hop refuses any of them before DATA it sends RSET and hands on nothing (a 4xx or
+a lost connection is temporary, refusals that are all 5xx are permanent). A failure after DATA
+is temporary, so the MTA keeps the message and retries: a message may then arrive twice, never
+not at all. On the wire every line ends in CRLF and lines starting with ``.`` are dot-stuffed,
+whatever line endings the message had. :class:`SendmailReinjector` feeds the message to the
+MTA's own ``sendmail`` (never with ``-t``: the envelope is the one the MTA gave us) and
+succeeds only on exit 0 within the timeout.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import smtplib
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "DEFAULT_SENDMAIL",
+    "HandOn",
+    "HandOnStatus",
+    "Reinjector",
+    "SendmailReinjector",
+    "SmtpReinjector",
+    "parse_reinject",
+]
+
+DEFAULT_SENDMAIL = "/usr/sbin/sendmail"
+_LINE_END = re.compile(rb"\r?\n")
+
+
+class HandOnStatus(enum.StrEnum):
+    """How a hand-on ended."""
+
+    DELIVERED = "delivered"
+    TEMPORARY = "temporary"   # nothing handed on; retry (exit 75)
+    PERMANENT = "permanent"   # nothing handed on; every refusal was permanent (exit 69)
+
+
+@dataclass(frozen=True, slots=True)
+class HandOn:
+    """The result of one hand-on: its status and a one-line reason (no message content)."""
+
+    status: HandOnStatus
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the next hop took the message for every recipient."""
+        return self.status is HandOnStatus.DELIVERED
+
+
+class Reinjector(Protocol):
+    """Hands a message on to the next hop for every recipient, or for none."""
+
+    def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
+        """Hand ``data`` on with envelope ``sender`` and ``recipients``. Never raises."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SendmailReinjector:
+    """``PATH -G -i -f SENDER -- RCPT…`` with the message on standard input."""
+
+    path: str = DEFAULT_SENDMAIL
+    timeout: float = 120.0
+
+    def command(self, sender: str, recipients: Sequence[str]) -> list[str]:
+        """The argument vector (the null sender is passed as ``<>``)."""
+        return [self.path, "-G", "-i", "-f", sender or "<>", "--", *recipients]
+
+    def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
+        """Run sendmail; delivered only when it exits 0 within the timeout."""
+        try:
+            done = subprocess.run(self.command(sender, recipients), input=data,
+                                  capture_output=True, timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return HandOn(HandOnStatus.TEMPORARY, f"{self.path} timed out after "
+                                                  f"{self.timeout:g} s")
+        except OSError as exc:
+            return HandOn(HandOnStatus.TEMPORARY, f"cannot run {self.path}: "
+                                                  f"{exc.strerror or type(exc).__name__}")
+        if done.returncode == 0:
+            return HandOn(HandOnStatus.DELIVERED, f"{self.path} accepted")
+        first = done.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
+        return HandOn(HandOnStatus.TEMPORARY, f"{self.path} exited {done.returncode}"
+                                              + (f": {first[0][:200]}" if first else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpReinjector:
+    """One SMTP transaction with every recipient to ``host:port`` (a reinjection listener)."""
+
+    host: str
+    port: int
+    timeout: float = 60.0
+    helo: str | None = None
+
+    def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
+        """MAIL, every RCPT, DATA; RSET and nothing handed on if any recipient is refused."""
+        try:
+            client = smtplib.SMTP(self.host, self.port, local_hostname=self.helo,
+                                  timeout=self.timeout)
+        except (smtplib.SMTPException, OSError) as exc:
+            return HandOn(HandOnStatus.TEMPORARY, f"{self.host}:{self.port}: {_describe(exc)}")
+        try:
+            return self._transaction(client, wire_format(data), sender, recipients)
+        except (smtplib.SMTPException, OSError) as exc:
+            return HandOn(HandOnStatus.TEMPORARY, f"{self.host}:{self.port}: {_describe(exc)}")
+        finally:
+            _quit(client)
+
+    def _transaction(self, client: smtplib.SMTP, wire: bytes, sender: str,
+                     recipients: Sequence[str]) -> HandOn:
+        client.ehlo_or_helo_if_needed()
+        options = ["BODY=8BITMIME"] if client.has_extn("8bitmime") else []
+        if not all(address.isascii() for address in (sender, *recipients)):
+            if not client.has_extn("smtputf8"):
+                return HandOn(HandOnStatus.PERMANENT, "an address needs SMTPUTF8, which the "
+                                                      "next hop does not offer")
+            options.append("SMTPUTF8")
+        code, text = client.mail(sender, options)
+        if code != 250:
+            client.rset()
+            return _refused(code, f"MAIL FROM refused: {code} {_text(text)}")
+        refusals = []
+        for rcpt in recipients:
+            code, text = client.rcpt(rcpt)
+            if code not in (250, 251):
+                refusals.append(code)
+                refused_text = f"RCPT refused: {code} {_text(text)}"
+        if refusals:
+            client.rset()
+            permanent = all(500 <= code < 600 for code in refusals)
+            return HandOn(HandOnStatus.PERMANENT if permanent else HandOnStatus.TEMPORARY,
+                          f"{len(refusals)} of {len(recipients)} recipients refused, nothing "
+                          f"handed on ({refused_text})")
+        code, text = client.data(wire)
+        if code != 250:
+            return HandOn(HandOnStatus.TEMPORARY, f"DATA refused: {code} {_text(text)}")
+        return HandOn(HandOnStatus.DELIVERED,
+                      f"{self.host}:{self.port} accepted: {code} {_text(text)}")
+
+
+def wire_format(data: bytes) -> bytes:
+    """``data`` with every line ending CRLF (smtplib dot-stuffs, but converts only ``str``)."""
+    return _LINE_END.sub(b"\r\n", data)
+
+
+def parse_reinject(spec: str) -> Reinjector:
+    """``sendmail``, ``sendmail:PATH`` or ``smtp:HOST:PORT`` (CLI.md ``--reinject``).
+
+    Raises:
+        ValueError: anything else.
+    """
+    kind, _, rest = spec.partition(":")
+    if kind == "sendmail":
+        if rest and not rest.startswith("/"):
+            raise ValueError("sendmail:PATH needs an absolute path")
+        return SendmailReinjector(rest or DEFAULT_SENDMAIL)
+    if kind == "smtp":
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("smtp:HOST:PORT needs a host and a port 1-65535")
+        return SmtpReinjector(host, int(port))
+    raise ValueError("must be sendmail, sendmail:PATH or smtp:HOST:PORT")
+
+
+def _refused(code: int, detail: str) -> HandOn:
+    return HandOn(HandOnStatus.PERMANENT if 500 <= code < 600 else HandOnStatus.TEMPORARY,
+                  detail)
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    """QUIT after the outcome is known: a failure here changes nothing."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
+
+
+def _text(text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return text.replace("\n", " ")[:200]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__

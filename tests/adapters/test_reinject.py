@@ -1,0 +1,130 @@
+"""The hand-on: one all-or-nothing SMTP transaction, or sendmail -G -i -f SENDER -- RCPT…"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from mailroute.adapters.reinject import (
+    HandOnStatus,
+    SendmailReinjector,
+    SmtpReinjector,
+    parse_reinject,
+    wire_format,
+)
+from tests.smtpsink import SmtpSink
+
+MESSAGE = (b"From: a@corp.example\nTo: b@partner.example\nSubject: dots\n\n"
+           b"first line\n.starts with a dot\n..two dots\n.\nlast line\n")
+RCPTS = ("b@partner.example", "c@partner.example", "d@corp.example")
+
+
+def test_every_recipient_in_one_transaction_with_crlf_and_dot_stuffing() -> None:
+    with SmtpSink() as sink:
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "a@corp.example", RCPTS)
+        assert handon.ok, handon.detail
+        [tx] = sink.wait_for(1)
+    assert tx.sender == "a@corp.example"
+    assert tx.recipients == list(RCPTS)
+    assert b"\n" not in tx.raw.replace(b"\r\n", b"")          # CRLF only on the wire
+    assert b"\r\n..starts with a dot\r\n...two dots\r\n..\r\n" in tx.raw   # dot-stuffed
+    assert tx.body == MESSAGE.replace(b"\n", b"\r\n")
+
+
+def test_null_sender_is_sent_as_empty_path() -> None:
+    with SmtpSink() as sink:
+        assert SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "", RCPTS[:1]).ok
+        assert "MAIL FROM:<>" in " ".join(sink.commands)
+
+
+@pytest.mark.parametrize(("replies", "status"), [
+    ({"c@partner.example": "450 4.2.1 busy"}, HandOnStatus.TEMPORARY),
+    ({"c@partner.example": "550 5.1.1 unknown"}, HandOnStatus.PERMANENT),
+    ({"c@partner.example": "550 5.1.1 unknown", "d@corp.example": "451 4.3.0 later"},
+     HandOnStatus.TEMPORARY),
+])
+def test_a_refused_recipient_hands_on_nothing(replies: dict[str, str],
+                                              status: HandOnStatus) -> None:
+    with SmtpSink(rcpt_replies=replies) as sink:
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "a@corp.example", RCPTS)
+        assert handon.status is status
+        assert "nothing handed on" in handon.detail
+        assert sink.delivered == []
+        assert "RSET" in sink.commands
+        assert "DATA" not in sink.commands
+
+
+def test_failure_after_data_is_temporary() -> None:
+    with SmtpSink(data_reply="554 5.6.0 no thanks") as sink:
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "a@corp.example", RCPTS)
+    assert handon.status is HandOnStatus.TEMPORARY
+
+
+def test_no_listener_is_temporary() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handon = SmtpReinjector("127.0.0.1", port, timeout=5).deliver(MESSAGE, "a@x.example", RCPTS)
+    assert handon.status is HandOnStatus.TEMPORARY
+
+
+def test_wire_format_normalises_line_ends_only() -> None:
+    assert wire_format(b"a\nb\r\nc\rd") == b"a\r\nb\r\nc\rd"
+
+
+def _script(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "sendmail"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_sendmail_gets_the_envelope_as_arguments_and_the_message_on_stdin(tmp_path: Path
+                                                                           ) -> None:
+    out = tmp_path / "out"
+    script = _script(tmp_path, f'printf "%s\\n" "$@" > {out}.args; cat > {out}.eml\n')
+    handon = SendmailReinjector(str(script)).deliver(MESSAGE, "", RCPTS)
+    assert handon.ok
+    args = Path(f"{out}.args").read_text().splitlines()
+    assert args == ["-G", "-i", "-f", "<>", "--", *RCPTS]
+    assert Path(f"{out}.eml").read_bytes() == MESSAGE
+
+
+def test_sendmail_failure_or_timeout_is_temporary(tmp_path: Path) -> None:
+    failing = _script(tmp_path, "echo 'postdrop: no way' >&2; exit 69\n")
+    handon = SendmailReinjector(str(failing)).deliver(MESSAGE, "a@x.example", RCPTS)
+    assert handon.status is HandOnStatus.TEMPORARY
+    assert "postdrop: no way" in handon.detail
+    slow = tmp_path / "slow"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o700)
+    handon = SendmailReinjector(str(slow), timeout=0.5).deliver(MESSAGE, "a@x.example", RCPTS)
+    assert handon.status is HandOnStatus.TEMPORARY
+    assert "timed out" in handon.detail
+    missing = SendmailReinjector(os.fspath(tmp_path / "absent")).deliver(MESSAGE, "", RCPTS)
+    assert missing.status is HandOnStatus.TEMPORARY
+
+
+@pytest.mark.parametrize("spec", ["smtp:127.0.0.1", "smtp::25", "smtp:h:99999", "lmtp:h:1",
+                                  "sendmail:relative/path"])
+def test_parse_reinject_refuses_bad_specs(spec: str) -> None:
+    with pytest.raises(ValueError, match=r"sendmail|smtp"):
+        parse_reinject(spec)
+
+
+def test_parse_reinject_forms() -> None:
+    assert parse_reinject("sendmail") == SendmailReinjector()
+    assert parse_reinject("sendmail:/opt/sm") == SendmailReinjector("/opt/sm")
+    assert parse_reinject("smtp:[::1]:10026") == SmtpReinjector("::1", 10026)
+
+
+def test_internationalised_addresses_need_smtputf8() -> None:
+    with SmtpSink() as sink:       # the sink does not offer SMTPUTF8
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "a@corp.example",
+                                                                ["jörg@partner.example"])
+        assert handon.status is HandOnStatus.PERMANENT
+        assert sink.transactions == []

@@ -1,0 +1,122 @@
+"""What the MTA tests share: free ports and a ``mailroute`` command the filter user can run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mailroute.testing import write_fake_key_file
+
+#: The unprivileged account the MTAs run ``mailroute pipe`` as (they refuse root).
+FILTER_USER = "nobody"
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def interpreter_wrapper(root: Path) -> Path:
+    """A ``mailroute`` command the filter user can run (the venv may sit under /root)."""
+    python = sys.executable
+    runnable = os.access(python, os.X_OK) and all(
+        os.stat(parent).st_mode & stat.S_IXOTH for parent in Path(python).resolve().parents)
+    if not runnable:
+        python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or python
+    paths = ":".join(p for p in sys.path if p and Path(p).is_dir())
+    wrapper = root / "mailroute"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{paths}" exec {python} -m mailroute "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def pipe_policy(folder: Path, *, owner: str | None = None, tempfail_key: Path | None = None
+                ) -> Path:
+    """The policy the pipe tests run, written to ``folder/policy.toml``.
+
+    ``marker-verify`` (the loop guard, with the SQLite store in ``folder/state``), a second
+    ``marker-verify`` that refuses mail from ``reject@corp.example`` (no marker: 5.7.1), when
+    ``tempfail_key`` is given a ``marker-set`` with that key for ``tempfail@corp.example``,
+    a header ``X-Processed: mailroute``, and ``marker-set``. ``owner`` (the filter user) gets
+    the key file and the state directory.
+    """
+    key = write_fake_key_file(folder / "keys.toml")
+    state = folder / "state"
+    state.mkdir(mode=0o700)
+    if owner is not None:
+        shutil.chown(key, owner)
+        shutil.chown(state, owner)
+    faulty = "" if tempfail_key is None else f'''
+[[pipeline]]
+filter = "marker-set"
+key_file = "{tempfail_key}"
+[pipeline.when]
+sender = ["tempfail@corp.example"]
+'''
+    policy = folder / "policy.toml"
+    policy.write_text(f'''
+[gateway]
+internal_domains = ["corp.example"]
+state_dir = "{state}"
+
+[[pipeline]]
+filter = "marker-verify"
+key_file = "{key}"
+
+[[pipeline]]
+filter = "marker-verify"
+key_file = "{key}"
+on_missing = "reject"
+[pipeline.when]
+sender = ["reject@corp.example", "reject-me@partner.example"]
+{faulty}
+[[pipeline]]
+filter = "headers"
+add = {{ X-Processed = "mailroute" }}
+
+[[pipeline]]
+filter = "marker-set"
+key_file = "{key}"
+''')
+    policy.chmod(0o644)
+    return policy
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout`` passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def wait_for_ports(process: subprocess.Popen[bytes], ports: tuple[int, ...], timeout: float,
+                   describe: Callable[[], str]) -> None:
+    """Wait until ``ports`` accept connections on 127.0.0.1.
+
+    Raises:
+        RuntimeError: ``process`` exited first, or the time ran out (``describe()`` says why).
+    """
+    deadline = time.monotonic() + timeout
+    waiting = set(ports)
+    while waiting and time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {describe()}")
+        for port in list(waiting):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    waiting.discard(port)
+        time.sleep(0.05)
+    if waiting:
+        raise RuntimeError(f"nothing listens on {sorted(waiting)}: {describe()}")

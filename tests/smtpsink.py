@@ -1,0 +1,141 @@
+"""A small plain-socket SMTP sink for tests: records every transaction as it was on the wire.
+
+It answers 250 to everything unless told otherwise (``rcpt_replies`` per recipient,
+``data_reply`` after the final dot), keeps the raw DATA bytes (still dot-stuffed, CRLF as
+sent) and the commands of each session, and binds to 127.0.0.1 on a free port. Start it
+with ``with SmtpSink() as sink:``; it stops its threads on exit.
+"""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+
+@dataclass
+class Transaction:
+    """One MAIL ... DATA transaction the sink accepted (or saw aborted by RSET)."""
+
+    sender: str
+    recipients: list[str] = field(default_factory=list)
+    raw: bytes = b""
+    completed: bool = False
+
+    @property
+    def body(self) -> bytes:
+        """The message: DATA un-stuffed, CRLF kept."""
+        lines = self.raw.split(b"\r\n")
+        return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
+
+
+class SmtpSink:
+    """A threaded SMTP sink on 127.0.0.1."""
+
+    def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
+                 data_reply: str = "250 2.0.0 queued") -> None:
+        self.rcpt_replies = dict(rcpt_replies or {})
+        self.data_reply = data_reply
+        self.transactions: list[Transaction] = []
+        self.commands: list[str] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            timeout = 30
+
+            def handle(self) -> None:
+                sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler,
+                                                       bind_and_activate=True)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> SmtpSink:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    @property
+    def delivered(self) -> list[Transaction]:
+        """The completed transactions."""
+        with self._lock:
+            return [t for t in self.transactions if t.completed]
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[Transaction]:
+        """Wait until ``count`` transactions completed; return them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = self.delivered
+            if len(done) >= count:
+                return done
+            time.sleep(0.05)
+        return self.delivered
+
+    def _session(self, reader: BinaryIO, writer: BinaryIO) -> None:
+        def send(line: str) -> None:
+            writer.write(line.encode("ascii") + b"\r\n")
+            writer.flush()
+
+        send("220 sink.test ESMTP")
+        current: Transaction | None = None
+        try:
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                command = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                verb = command[:4].upper()
+                with self._lock:
+                    self.commands.append(verb + command[4:])
+                if verb in ("EHLO", "HELO"):
+                    send("250-sink.test\r\n250-8BITMIME\r\n250 PIPELINING" if verb == "EHLO"
+                         else "250 sink.test")
+                elif verb == "MAIL":
+                    current = Transaction(sender=_address(command))
+                    with self._lock:
+                        self.transactions.append(current)
+                    send("250 2.1.0 ok")
+                elif verb == "RCPT" and current is not None:
+                    rcpt = _address(command)
+                    reply = self.rcpt_replies.get(rcpt, "250 2.1.5 ok")
+                    if reply.startswith("250"):
+                        current.recipients.append(rcpt)
+                    send(reply)
+                elif verb == "DATA" and current is not None:
+                    send("354 go ahead")
+                    chunks = []
+                    while True:
+                        chunk = reader.readline()
+                        if not chunk or chunk == b".\r\n":
+                            break
+                        chunks.append(chunk)
+                    current.raw = b"".join(chunks)
+                    if self.data_reply.startswith("250"):
+                        current.completed = True
+                    send(self.data_reply)
+                    current = None
+                elif verb == "RSET":
+                    current = None
+                    send("250 2.0.0 reset")
+                elif verb == "QUIT":
+                    send("221 2.0.0 bye")
+                    return
+                else:
+                    send("250 2.0.0 ok")
+        except OSError:
+            return
+
+
+def _address(command: str) -> str:
+    start, end = command.find("<"), command.find(">")
+    return command[start + 1:end] if 0 <= start < end else ""

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroute.commands.smime",
     "mailroute.commands.pgp",
     "mailroute.commands.routing",
+    "mailroute.commands.milter",
 )
 
 

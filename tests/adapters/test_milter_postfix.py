@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import smtplib
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -81,12 +83,18 @@ class Rig:
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    root = tmp_path_factory.mktemp("milter-postfix")
-    for directory in (root, *root.parents):
-        if directory == Path("/"):
-            break
-        os.chmod(directory, os.stat(directory).st_mode | 0o005)  # postfix must traverse
+def rig() -> Iterator[Rig]:
+    # Not under pytest's basetemp: pytest resets /tmp/pytest-of-USER to 0700 whenever any
+    # session starts, and the postfix user must traverse every parent directory.
+    root = Path(tempfile.mkdtemp(prefix="mailroute-milter-"))
+    os.chmod(root, 0o755)  # noqa: S103 - the postfix user must traverse it
+    try:
+        yield from _rig(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _rig(root: Path) -> Iterator[Rig]:
     pki = root / "pki"
     pki.mkdir()
     ca = issue(pki, "ca", issuer=None, ca=True)

@@ -133,6 +133,7 @@ class MilterConnectionHandler:
         self.body = bytearray()
         self.size = 0
         self.in_message = False
+        self.aborted = False
 
     async def run(self) -> None:
         """Serve the connection until the MTA quits or something breaks."""
@@ -174,11 +175,21 @@ class MilterConnectionHandler:
                 await self._send(actions)
 
     async def _send(self, actions: list[pm.Action]) -> None:
+        if self.aborted or self.writer.is_closing():
+            raise _Closed
         self.writer.write(b"".join(self.conn.send(action) for action in actions))
         try:
             await self.writer.drain()
         except ConnectionError as error:
             raise _Closed from error
+
+    def abort(self) -> None:
+        """End the connection now (shutdown): tempfail an owed reply, close the stream."""
+        self.aborted = True
+        if self.conn.owed is not None and self.conn.state is not pm.State.ERROR:
+            with contextlib.suppress(Exception):
+                self.writer.write(self.conn.send(INTERNAL_TEMPFAIL))
+        self.writer.close()
 
     async def _tempfail_owed(self) -> None:
         if self.conn.owed is None or self.conn.state is pm.State.ERROR:
@@ -202,9 +213,9 @@ class MilterConnectionHandler:
         if isinstance(event, pm.MailFrom):
             self._reset_message()
             self.facts.set_sender(event.address)
-            self.in_message = True
             if self.server.stopping:
                 return [SHUTTING_DOWN]
+            self.in_message = True
             return self._reply_if_owed()
         if isinstance(event, pm.RcptTo):
             self.facts.add_recipient(event.address)
@@ -281,8 +292,14 @@ class MilterServer:
         self.pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="milter")
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
+        self.handlers: set[MilterConnectionHandler] = set()
         self.in_flight = 0
         self._servers: list[asyncio.AbstractServer] = []
+
+    @property
+    def busy(self) -> bool:
+        """True while a message is being received or processed."""
+        return bool(self.in_flight) or any(h.in_message for h in self.handlers)
 
     async def run_with_progress(self, work: Callable[[], list[pm.Action]],
                                 handler: MilterConnectionHandler) -> list[pm.Action]:
@@ -293,17 +310,23 @@ class MilterServer:
         try:
             future = loop.run_in_executor(self.pool, work)
             deadline = loop.time() + settings.processing_timeout
+            next_progress = loop.time() + settings.progress_interval
             while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                now = loop.time()
+                if now >= deadline:
                     log.warning("policy took longer than %ss: tempfail",
                                 settings.processing_timeout)
                     return [INTERNAL_TEMPFAIL]
+                if handler.aborted:
+                    raise _Closed
+                if now >= next_progress:
+                    await handler._send([pm.Progress()])
+                    next_progress = now + settings.progress_interval
                 done, _ = await asyncio.wait(
-                    {future}, timeout=min(settings.progress_interval, remaining))
+                    {future}, timeout=min(next_progress, deadline) - now if not self.stopping
+                    else min(0.1, deadline - now))
                 if done:
                     return future.result()
-                await handler._send([pm.Progress()])
         except (_Closed, asyncio.CancelledError):
             raise
         except Exception:
@@ -321,10 +344,13 @@ class MilterServer:
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
+        handler = MilterConnectionHandler(self, reader, writer)
+        self.handlers.add(handler)
         try:
-            await MilterConnectionHandler(self, reader, writer).run()
+            await handler.run()
         finally:
             self.tasks.discard(task)
+            self.handlers.discard(handler)
 
     async def start(self, spec: SocketSpec, *, mode: int | None = None,
                     group: str | None = None) -> None:
@@ -335,11 +361,16 @@ class MilterServer:
         else:
             assert spec.path is not None
             _remove_stale_socket(spec.path)
-            server = await asyncio.start_unix_server(self._on_connection, str(spec.path))
+            # Bind under a temporary name, set owner and mode, then rename into place: the
+            # MTA never sees the socket with the wrong permissions.
+            temp = spec.path.with_name(f".{spec.path.name}.{os.getpid()}")
+            temp.unlink(missing_ok=True)
+            server = await asyncio.start_unix_server(self._on_connection, str(temp))
             if group is not None:
-                os.chown(spec.path, -1, _group_id(group))
+                os.chown(temp, -1, _group_id(group))
             if mode is not None:
-                os.chmod(spec.path, mode)
+                os.chmod(temp, mode)
+            temp.rename(spec.path)
         self._servers.append(server)
 
     async def stop(self) -> None:
@@ -349,10 +380,10 @@ class MilterServer:
             server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_grace
-        while self.in_flight and loop.time() < deadline:
+        while self.busy and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for task in list(self.tasks):
-            task.cancel()
+        for handler in list(self.handlers):
+            handler.abort()
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=1.0)
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -200,3 +200,20 @@ def test_shutdown_tempfails_what_outlives_the_grace(tmp_path: Path) -> None:
 
     [(code, text)] = asyncio.run(scenario())
     assert (code, text[:9]) == (b"y", b"451 4.3.0")
+
+
+def test_cli_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailroute.cli import main
+
+    policy = tmp_path / "p.toml"
+    policy.write_text("")
+    assert main(["milter", "--config", str(policy), "--socket", "tcp:1"]) == 2
+    assert "inet:PORT@HOST" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[pipeline]]\nfilter = 'no-such-filter'\n")
+    assert main(["milter", "--config", str(bad), "--socket", "unix:/nonexistent/x"]) == 78
+    assert capsys.readouterr().err.startswith("4.3.5 configuration error")
+    (tmp_path / "file").write_text("not a socket")
+    assert main(["milter", "--config", str(policy), "--socket",
+                 f"unix:{tmp_path / 'file'}"]) == 78
+    assert (tmp_path / "file").read_text() == "not a socket"

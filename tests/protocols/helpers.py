@@ -22,18 +22,11 @@ def optneg(version: int = 6, actions: int = 0x1FF, protocol: int = 0x1FFFFF) -> 
 
 
 def events(conn: pm.MilterConnection, data: bytes = b"") -> list[pm.Event]:
-    """Feed ``data`` and return every event it completes."""
-    if data:
-        conn.receive_data(data)
-    found: list[pm.Event] = []
-    while True:
-        event = conn.next_event()
-        if isinstance(event, pm.NeedData):
-            return found
-        found.append(event)
+    """Feed ``data`` and return every event it completes, answering none."""
+    return pump(conn, lambda event: None, data)
 
 
-def pump(conn: pm.MilterConnection, answer: Callable[[pm.Event], bytes],
+def pump(conn: pm.MilterConnection, answer: Callable[[pm.Event], object],
          data: bytes = b"") -> list[pm.Event]:
     """Feed ``data``; take events one at a time, answering each before parsing the next
     (the MTA waits for replies, so a recorded stream is only valid read this way)."""

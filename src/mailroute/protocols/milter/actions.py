@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from mailroute.protocols.milter.constants import (
     BODY_CHUNK_SIZE,
@@ -187,43 +188,37 @@ class AddHeader:
 
 
 @dataclass(frozen=True, slots=True)
-class InsertHeader:
-    """``i``: insert a header field before position ``index`` (0 = topmost)."""
-
+class _IndexedHeader:
     index: int
     name: bytes
     value: bytes
 
+    _first: ClassVar[int] = 0
+    _code: ClassVar[Response] = Response.INSHEADER
+
     def __post_init__(self) -> None:
         _check_name(self.name)
         _check_value(self.value)
-        if not 0 <= self.index < 2**31:
-            raise LocalProtocolError("header index out of range")
+        if not self._first <= self.index < 2**31:
+            raise LocalProtocolError(f"header index must be {self._first} or more")
 
     def packets(self) -> list[bytes]:
         """The wire form."""
         data = struct.pack(">I", self.index) + self.name + b"\0" + self.value + b"\0"
-        return [packet(Response.INSHEADER, data)]
+        return [packet(self._code, data)]
 
 
 @dataclass(frozen=True, slots=True)
-class ChangeHeader:
+class InsertHeader(_IndexedHeader):
+    """``i``: insert a header field before position ``index`` (0 = topmost)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeHeader(_IndexedHeader):
     """``m``: replace occurrence ``index`` (1-based) of ``name``; an empty value deletes."""
 
-    index: int
-    name: bytes
-    value: bytes
-
-    def __post_init__(self) -> None:
-        _check_name(self.name)
-        _check_value(self.value)
-        if not 1 <= self.index < 2**31:
-            raise LocalProtocolError("header occurrence must be 1 or more")
-
-    def packets(self) -> list[bytes]:
-        """The wire form."""
-        data = struct.pack(">I", self.index) + self.name + b"\0" + self.value + b"\0"
-        return [packet(Response.CHGHEADER, data)]
+    _first: ClassVar[int] = 1
+    _code: ClassVar[Response] = Response.CHGHEADER
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.adapters.postfix_harness import Postfix, free_port, wait_port  # noqa: E402
+from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
 CONFIGS = ("postfix", "empty", "disclaimer", "opendkim")
@@ -99,6 +99,12 @@ def run_case(postfix: Postfix, size: int, sessions: int, count: int) -> float:
     return count / (time.monotonic() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_kib(pid: int) -> int:
     """VmHWM of ``pid`` in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -113,6 +119,9 @@ def main() -> int:
     parser.add_argument("--small-count", type=int, default=1000)
     parser.add_argument("--large-count", type=int, default=100)
     parser.add_argument("--rss-count", type=int, default=10_000)
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated subset of " + ", ".join(CONFIGS))
+    parser.add_argument("--small-only", action="store_true", help="only the 10 KB cases")
     args = parser.parse_args()
     for tool in ("postfix", "smtp-source", "smtp-sink", "opendkim"):
         if not shutil.which(tool):
@@ -161,31 +170,35 @@ def measure(postfix: Postfix, milters: dict[str, str], args: argparse.Namespace,
             disclaimer_pid: int) -> int:
     print(f"# load average before: {load()}; CPUs: {os.cpu_count()}")
     results: dict[tuple[str, int, int], list[float]] = {}
+    configs = [c for c in CONFIGS if c in args.configs.split(",")]
+    cases = [case for case in CASES if not args.small_only or case[0] < 100_000]
     for round_ in range(args.rounds):
-        for config in CONFIGS:
+        for config in configs:
             postfix.reload(smtpd_milters=milters[config])
-            for size, sessions in CASES:
+            for size, sessions in cases:
                 count = args.small_count if size < 100_000 else args.large_count
                 rate = run_case(postfix, size, sessions, count)
                 results.setdefault((config, size, sessions), []).append(rate)
         print(f"# round {round_ + 1} done, load average: {load()}", flush=True)
-    print("\n| case | " + " | ".join(CONFIGS) + " | empty/postfix | disclaimer/postfix "
-          "| disclaimer/opendkim |")
-    print("|---" * (len(CONFIGS) + 4) + "|")
-    for size, sessions in CASES:
-        med = {c: statistics.median(results[(c, size, sessions)]) for c in CONFIGS}
+    ratios = [(a, b) for a, b in (("empty", "postfix"), ("disclaimer", "postfix"),
+                                   ("disclaimer", "opendkim")) if a in configs and b in configs]
+    print("\n| case | " + " | ".join(configs) + "".join(f" | {a}/{b}" for a, b in ratios)
+          + " |")
+    print("|---" * (len(configs) + len(ratios) + 1) + "|")
+    for size, sessions in cases:
+        med = {c: statistics.median(results[(c, size, sessions)]) for c in configs}
         label = f"{size // 1024} KB, {sessions} session{'s' if sessions > 1 else ''}"
-        cells = " | ".join(f"{med[c]:.0f}" for c in CONFIGS)
-        print(f"| {label} | {cells} | {med['empty'] / med['postfix']:.0%} | "
-              f"{med['disclaimer'] / med['postfix']:.0%} | "
-              f"{med['disclaimer'] / med['opendkim']:.2f}x |")
+        cells = " | ".join(f"{med[c]:.0f}" for c in configs)
+        print(f"| {label} | {cells}" + "".join(f" | {med[a] / med[b]:.2f}" for a, b in ratios)
+              + " |")
     print("\n(messages per second, median of "
           f"{args.rounds} rounds; runs: {results})")
     postfix.reload(smtpd_milters=milters["disclaimer"])
-    started = time.monotonic()
+    started, cpu = time.monotonic(), cpu_seconds(disclaimer_pid)
     run_case(postfix, 10 * 1024, 10, args.rss_count)
+    cpu_ms = (cpu_seconds(disclaimer_pid) - cpu) / args.rss_count * 1000
     print(f"\n# {args.rss_count} x 10 KB through the disclaimer milter in "
-          f"{time.monotonic() - started:.1f} s; milter peak RSS "
+          f"{time.monotonic() - started:.1f} s, milter CPU {cpu_ms:.2f} ms per message; peak RSS "
           f"{peak_rss_kib(disclaimer_pid) / 1024:.1f} MiB; load average: {load()}")
     return 0
 

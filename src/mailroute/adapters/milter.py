@@ -103,6 +103,8 @@ class MilterSettings:
         hidden_above: header fields the MTA adds on top without showing them to the
             milter (Postfix's own ``Received``: 1); insert positions are shifted by it.
         max_packet: the largest packet accepted from the MTA.
+        inline_size: messages up to this size run on the event loop itself (their policy
+            run is shorter than the hand-off to a worker thread); larger ones in the pool.
     """
 
     idle_timeout: float = 3600.0
@@ -113,6 +115,7 @@ class MilterSettings:
     workers: int = field(default_factory=lambda: min(8, (os.cpu_count() or 1) + 1))
     hidden_above: int = 1
     max_packet: int = pm.DEFAULT_MAX_PACKET
+    inline_size: int = 64 * 1024
 
 
 class _Closed(Exception):
@@ -170,7 +173,11 @@ class MilterConnectionHandler:
                 if self.conn.state is pm.State.CLOSED:
                     raise _Closed
                 return
-            actions = await self._handle(event)
+            if isinstance(event, pm.EndOfMessage):
+                self._add_body(event.data)
+                actions = await self._end_of_message()
+            else:
+                actions = self._handle(event)
             if actions:
                 await self._send(actions)
 
@@ -197,7 +204,8 @@ class MilterConnectionHandler:
         with contextlib.suppress(Exception):
             await self._send([INTERNAL_TEMPFAIL])
 
-    async def _handle(self, event: pm.Event) -> list[pm.Action]:
+    def _handle(self, event: pm.Event) -> list[pm.Action]:
+        """The answer to every event but end-of-message."""
         if isinstance(event, pm.OptionNegotiation):
             return [pm.NegotiateReply(WANTED_ACTIONS & event.actions,
                                       WANTED_PROTOCOL & event.protocol, WANTED_MACROS)]
@@ -223,9 +231,6 @@ class MilterConnectionHandler:
             self._add_header(event)
         elif isinstance(event, pm.BodyChunk):
             self._add_body(event.data)
-        elif isinstance(event, pm.EndOfMessage):
-            self._add_body(event.data)
-            return await self._end_of_message()
         elif isinstance(event, pm.Abort | pm.QuitNewConnection):
             self._reset_message()
             if isinstance(event, pm.QuitNewConnection):
@@ -280,6 +285,13 @@ class MilterConnectionHandler:
             log.info("queue id %s: %s", queue_id, result.reply)
             return result_actions(result, hidden_above=hidden)
 
+        if len(data) <= self.server.settings.inline_size:
+            try:  # a small message costs less than the hand-off to a thread
+                return work()
+            except Exception:
+                reference = secrets.token_hex(6)
+                log.exception("processing failed, reference %s", reference)
+                return [INTERNAL_TEMPFAIL]
         return await self.server.run_with_progress(work, self)
 
 

@@ -164,14 +164,16 @@ _DECODERS: dict[Command, Callable[[bytes], ev.Event]] = {
 }
 
 
+_BY_BYTE = {cmd.value: cmd for cmd in Command}
+
+
 def decode(command: bytes, data: bytes) -> tuple[Command, ev.Event]:
     """The event of one packet.
 
     Raises:
         RemoteProtocolError: an unknown command or data that does not fit it.
     """
-    try:
-        cmd = Command(command)
-    except ValueError:
-        raise RemoteProtocolError(f"unknown milter command {command!r}") from None
+    cmd = _BY_BYTE.get(command)
+    if cmd is None:
+        raise RemoteProtocolError(f"unknown milter command {command!r}")
     return cmd, _DECODERS[cmd](data)

@@ -88,7 +88,7 @@ def test_parse_socket() -> None:
 def test_slow_policy_sends_progress_then_the_edits(tmp_path: Path) -> None:
     async def scenario() -> list[tuple[bytes, bytes]]:
         server = MilterServer(Pipeline(filters=(Slow(0.5),)),
-                              MilterSettings(progress_interval=0.1, workers=2))
+                              MilterSettings(progress_interval=0.1, workers=2, inline_size=0))
         mta = await connect(server, tmp_path / "m.sock")
         assert (tmp_path / "m.sock").stat().st_mode & 0o777 == 0o660
         await mta.start_message()
@@ -157,7 +157,7 @@ def test_protocol_error_closes_the_connection(tmp_path: Path) -> None:
 def test_shutdown_finishes_in_flight_and_refuses_new_transactions(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes], float]:
         server = MilterServer(Pipeline(filters=(Slow(0.5),)),
-                              MilterSettings(progress_interval=10, workers=2))
+                              MilterSettings(progress_interval=10, workers=2, inline_size=0))
         busy = await connect(server, tmp_path / "m.sock")
         idle = FakeMta(*await asyncio.open_unix_connection(str(tmp_path / "m.sock")))
         await idle.send(optneg())
@@ -187,7 +187,7 @@ def test_shutdown_finishes_in_flight_and_refuses_new_transactions(tmp_path: Path
 def test_shutdown_tempfails_what_outlives_the_grace(tmp_path: Path) -> None:
     async def scenario() -> list[tuple[bytes, bytes]]:
         server = MilterServer(Pipeline(filters=(Slow(2.0),)),
-                              MilterSettings(progress_interval=10, workers=1,
+                              MilterSettings(progress_interval=10, workers=1, inline_size=0,
                                              shutdown_grace=0.3))
         mta = await connect(server, tmp_path / "m.sock")
         await mta.start_message()

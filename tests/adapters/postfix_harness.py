@@ -6,6 +6,7 @@ Used by the milter integration tests and by ``benchmarks/milter.py``. Nothing he
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -49,6 +50,14 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 def postfix_available() -> bool:
     """True when the Postfix binaries are installed."""
     return Path(POSTFIX).exists() and (LIBEXEC / "smtpd").exists()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def free_port() -> int:
@@ -232,11 +241,28 @@ class Postfix:
                        capture_output=True, timeout=30)
         time.sleep(0.5)
 
+    def master_pid(self) -> int | None:
+        """The PID of the master process, from its pid file."""
+        try:
+            return int((self.root / "spool" / "pid" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def stop(self) -> None:
-        """Stop the master by PID (and its children with it)."""
+        """Stop the master by its PID (its children exit with it), then the wrapper.
+
+        ``postfix start-fg`` runs a shell script whose child is the master: signalling the
+        script alone would leave the master running.
+        """
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        master = self.master_pid()
+        if master is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(master, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _alive(master) and time.monotonic() < deadline:
+                time.sleep(0.05)
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:

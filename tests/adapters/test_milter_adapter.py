@@ -75,6 +75,22 @@ async def connect(server: MilterServer, path: Path) -> FakeMta:
     return FakeMta(*await asyncio.open_unix_connection(str(path)))
 
 
+def one_message(server: MilterServer, path: Path,
+                body: bytes = b"hello\r\n") -> list[tuple[bytes, bytes]]:
+    """Send one message through ``server``; the packets answering end-of-message."""
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        mta = await connect(server, path)
+        assert path.stat().st_mode & 0o777 == 0o660
+        await mta.start_message(body)
+        await mta.send(pkt(b"E"))
+        got = await mta.until_final()
+        await mta.close()
+        await server.stop()
+        return got
+
+    return asyncio.run(scenario())
+
+
 def test_parse_socket() -> None:
     assert parse_socket("inet:8891@127.0.0.1") == SocketSpec("inet", "127.0.0.1", 8891)
     assert parse_socket("inet:8891") == SocketSpec("inet", "127.0.0.1", 8891)
@@ -86,19 +102,9 @@ def test_parse_socket() -> None:
 
 
 def test_slow_policy_sends_progress_then_the_edits(tmp_path: Path) -> None:
-    async def scenario() -> list[tuple[bytes, bytes]]:
-        server = MilterServer(Pipeline(filters=(Slow(0.5),)),
-                              MilterSettings(progress_interval=0.1, workers=2, inline_size=0))
-        mta = await connect(server, tmp_path / "m.sock")
-        assert (tmp_path / "m.sock").stat().st_mode & 0o777 == 0o660
-        await mta.start_message()
-        await mta.send(pkt(b"E"))
-        got = await mta.until_final()
-        await mta.close()
-        await server.stop()
-        return got
-
-    got = asyncio.run(scenario())
+    server = MilterServer(Pipeline(filters=(Slow(0.5),)),
+                          MilterSettings(progress_interval=0.1, workers=2, inline_size=0))
+    got = one_message(server, tmp_path / "m.sock")
     codes = [code for code, _ in got]
     assert codes.count(b"p") >= 2
     assert codes[-2:] == [b"i", b"a"]
@@ -106,18 +112,10 @@ def test_slow_policy_sends_progress_then_the_edits(tmp_path: Path) -> None:
 
 
 def test_message_over_the_size_limit_is_552(tmp_path: Path) -> None:
-    async def scenario() -> list[tuple[bytes, bytes]]:
-        pipeline = Pipeline(limits=Limits(max_message_size=1000))
-        server = MilterServer(pipeline, MilterSettings(workers=1))
-        mta = await connect(server, tmp_path / "m.sock")
-        await mta.start_message(body=b"x" * 2000)
-        await mta.send(pkt(b"E"))
-        got = await mta.until_final()
-        await mta.close()
-        await server.stop()
-        return got
-
-    assert asyncio.run(scenario()) == [(b"y", b"552 5.3.4 message too big\x00")]
+    server = MilterServer(Pipeline(limits=Limits(max_message_size=1000)),
+                          MilterSettings(workers=1))
+    assert one_message(server, tmp_path / "m.sock", b"x" * 2000) == [
+        (b"y", b"552 5.3.4 message too big\x00")]
 
 
 def test_internal_failure_answers_451(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,17 +124,8 @@ def test_internal_failure_answers_451(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr("mailroute.adapters.milter.result_actions", broken)
 
-    async def scenario() -> list[tuple[bytes, bytes]]:
-        server = MilterServer(Pipeline(), MilterSettings(workers=1))
-        mta = await connect(server, tmp_path / "m.sock")
-        await mta.start_message()
-        await mta.send(pkt(b"E"))
-        got = await mta.until_final()
-        await mta.close()
-        await server.stop()
-        return got
-
-    [(code, text)] = asyncio.run(scenario())
+    server = MilterServer(Pipeline(), MilterSettings(workers=1))
+    [(code, text)] = one_message(server, tmp_path / "m.sock")
     assert (code, text[:9]) == (b"y", b"451 4.3.0")
     assert milter_map.INTERNAL_TEMPFAIL.packets() == [pkt(b"y", text)]
 

@@ -276,13 +276,15 @@ class MilterConnectionHandler:
             return [TOO_BIG]
         data, envelope = self.message_bytes(), self.facts.envelope()
         queue_id = self.facts.queue_id
+        sasl = self.facts.macros.get(b"{auth_authen}", b"").decode("utf-8", "replace")
         self._reset_message()
         hidden = self.server.settings.hidden_above
         pipeline = self.server.pipeline
 
         def work() -> list[pm.Action]:
             result: Result = pipeline.process(data, envelope)
-            log.info("queue id %s: %s", queue_id, result.reply)
+            log.info("queue id %s%s: %s", queue_id, f" sasl_username={sasl!r}" if sasl else "",
+                     result.reply)
             return result_actions(result, hidden_above=hidden)
 
         if len(data) <= self.server.settings.inline_size:

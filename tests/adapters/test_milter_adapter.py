@@ -130,6 +130,21 @@ def test_internal_failure_answers_451(tmp_path: Path, monkeypatch: pytest.Monkey
     assert milter_map.INTERNAL_TEMPFAIL.packets() == [pkt(b"y", text)]
 
 
+def test_an_older_mta_gets_its_own_version_and_no_macro_lists(tmp_path: Path) -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        server = MilterServer(Pipeline(), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg(version=2, actions=0x3F, protocol=0x7F))
+        got = await mta.packet()
+        await mta.close()
+        await server.stop()
+        return got
+
+    code, data = asyncio.run(scenario())
+    assert code == b"O"
+    assert struct.unpack(">III", data) == (2, 0x33, 0)   # headers, body, quarantine
+
+
 def test_protocol_error_closes_the_connection(tmp_path: Path) -> None:
     async def scenario() -> bytes:
         server = MilterServer(Pipeline(), MilterSettings(workers=1))

@@ -207,8 +207,11 @@ class MilterConnectionHandler:
     def _handle(self, event: pm.Event) -> list[pm.Action]:
         """The answer to every event but end-of-message."""
         if isinstance(event, pm.OptionNegotiation):
+            # An older MTA (milter_protocol = 2..5) gets its own version and no macro lists.
+            version = min(event.version, pm.PROTOCOL_VERSION)
             return [pm.NegotiateReply(WANTED_ACTIONS & event.actions,
-                                      WANTED_PROTOCOL & event.protocol, WANTED_MACROS)]
+                                      WANTED_PROTOCOL & event.protocol,
+                                      WANTED_MACROS if version >= 6 else (), version)]
         if isinstance(event, pm.Macros):
             if event.stage == pm.Command.MAIL.value:
                 self._forget_message_macros()

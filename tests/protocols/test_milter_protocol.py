@@ -326,7 +326,8 @@ def test_arbitrary_bytes_give_events_or_a_remote_error(data: bytes, step: int) -
         def answer(event: pm.Event, conn: pm.MilterConnection = conn) -> None:
             if isinstance(event, pm.OptionNegotiation):
                 conn.send(pm.NegotiateReply(pm.ActionFlag.NONE,
-                                            pm.ProtocolFlag(0x1FFFFF) & event.protocol))
+                                            pm.ProtocolFlag(0x1FFFFF) & event.protocol,
+                                            version=min(event.version, 6)))
             elif conn.owed is not None:
                 conn.send(pm.Continue())
 

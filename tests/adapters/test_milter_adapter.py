@@ -145,6 +145,20 @@ def test_an_older_mta_gets_its_own_version_and_no_macro_lists(tmp_path: Path) ->
     assert struct.unpack(">III", data) == (2, 0x33, 0)   # headers, body, quarantine
 
 
+def test_an_idle_mta_is_disconnected(tmp_path: Path) -> None:
+    async def scenario() -> bytes:
+        server = MilterServer(Pipeline(), MilterSettings(workers=1, idle_timeout=0.2))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        await mta.packet()
+        rest = await asyncio.wait_for(mta.reader.read(), 5)
+        await mta.close()
+        await server.stop()
+        return rest
+
+    assert asyncio.run(scenario()) == b""
+
+
 def test_protocol_error_closes_the_connection(tmp_path: Path) -> None:
     async def scenario() -> bytes:
         server = MilterServer(Pipeline(), MilterSettings(workers=1))

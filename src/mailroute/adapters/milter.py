@@ -161,7 +161,8 @@ class MilterConnectionHandler:
         settings = self.server.settings
         timeout = settings.content_timeout if self.in_message else settings.idle_timeout
         try:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(READ_SIZE)
         except (TimeoutError, ConnectionError) as error:
             raise _Closed from error
         self.conn.receive_data(data)

@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pgp": ("mailroute.commands.pgp",
             "PGP/MIME (RFC 3156) sign, encrypt, decrypt, verify with GnuPG"),
     "dkim": ("mailroute.commands.dkim", "DKIM sign and verify"),
+    "milter": ("mailroute.commands.milter",
+               "run the milter adapter (Postfix smtpd_milters, Sendmail INPUT_MAIL_FILTER)"),
     "route": ("mailroute.commands.routing", "the routing decision for one message at one hop"),
     "simulate": ("mailroute.commands.routing",
                  "every hop until final delivery, or the loop it finds"),

@@ -1,0 +1,157 @@
+"""What the milter adapter translates: MTA macros to an envelope, session results to
+milter actions. Pure functions, no I/O; :mod:`mailroute.adapters.milter` drives them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mailroute.item import Envelope
+from mailroute.mime.edits import Edits, HeaderEditKind
+from mailroute.protocols import milter as pm
+from mailroute.protocols.milter import (
+    Accept,
+    Action,
+    AddHeader,
+    ChangeHeader,
+    Discard,
+    InsertHeader,
+    Quarantine,
+    ReplaceBody,
+    ReplyCode,
+)
+from mailroute.results import Action as Verdict
+from mailroute.results import Reply
+from mailroute.session import Result
+
+__all__ = [
+    "INTERNAL_TEMPFAIL",
+    "MessageFacts",
+    "edit_actions",
+    "reply_code",
+    "result_actions",
+    "tls_peer_name",
+]
+
+#: The answer to every internal failure: the MTA keeps the message and retries.
+INTERNAL_TEMPFAIL = ReplyCode(451, "4.3.0", ("temporary local problem, try again later",))
+_CN = re.compile(r"(?:^|[/,]\s*)CN=([^/,]+)")
+
+
+def tls_peer_name(macros: Mapping[bytes, bytes]) -> str | None:
+    """The verified TLS client certificate name, from the macros, or ``None``.
+
+    Postfix sets ``{cert_subject}`` (the common name) only for a certificate it verified;
+    Sendmail sets it (a distinguished name) for any certificate and says in ``{verify}``
+    whether it verified, so a ``{verify}`` other than ``OK`` means no verified name.
+    """
+    subject = macros.get(b"{cert_subject}")
+    verify = macros.get(b"{verify}")
+    if not subject or (verify is not None and verify != b"OK"):
+        return None
+    text = subject.decode("utf-8", "replace").strip()
+    found = _CN.search(text)
+    name = found.group(1).strip() if found else text
+    if not name or any(ch in name for ch in "\r\n\0"):
+        return None
+    return name
+
+
+def _address(raw: bytes) -> str:
+    text = raw.decode("utf-8", "surrogateescape").strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+@dataclass(slots=True)
+class MessageFacts:
+    """What one milter connection learnt about the current message."""
+
+    client_address: str | None = None
+    mail_from: str = ""
+    rcpt_to: list[str] = field(default_factory=list)
+    macros: dict[bytes, bytes] = field(default_factory=dict)
+
+    def set_sender(self, raw: bytes) -> None:
+        """MAIL FROM: a new transaction."""
+        self.mail_from = _address(raw)
+        self.rcpt_to = []
+
+    def add_recipient(self, raw: bytes) -> None:
+        """One RCPT TO."""
+        self.rcpt_to.append(_address(raw))
+
+    @property
+    def queue_id(self) -> str:
+        """The MTA's queue id (macro ``{i}``, ``i`` in Postfix's lists), or ``-``."""
+        return self.macros.get(b"i", b"-").decode("ascii", "replace")
+
+    def envelope(self) -> Envelope:
+        """The envelope the policy sees."""
+        client = self.macros.get(b"{client_addr}")
+        address = client.decode("ascii", "replace") if client else self.client_address
+        if address and any(ch in address for ch in "\r\n\0"):
+            address = None
+        return Envelope(mail_from=self.mail_from, rcpt_to=tuple(self.rcpt_to),
+                        client_address=address, tls_peer_name=tls_peer_name(self.macros))
+
+
+def reply_code(reply: Reply, fallback: ReplyCode) -> ReplyCode:
+    """``reply`` as a milter reply code (multi-line text kept), or ``fallback`` when it
+    cannot be sent (not 4xx/5xx, or text the protocol cannot carry)."""
+    try:
+        return ReplyCode(reply.code, reply.status, (reply.text or "-",))
+    except pm.LocalProtocolError:
+        return fallback
+
+
+def _milter_value(value: bytes) -> bytes:
+    """A raw header value for the MTA: folding as bare LF, as Postfix and Sendmail store it."""
+    return value.replace(b"\r\n", b"\n")
+
+
+def edit_actions(edits: Edits, *, hidden_above: int = 0) -> list[Action]:
+    """Header actions, then the whole body replacement when the body changed.
+
+    ``hidden_above`` is the number of fields the MTA put on top of the message without
+    showing them to the milter (Postfix's own ``Received``); insert positions are counted
+    from the top of what the milter saw, so they are shifted by it.
+    """
+    actions: list[Action] = []
+    for edit in edits.headers:
+        name = edit.name.encode("ascii")
+        value = _milter_value(edit.value)
+        if edit.kind is HeaderEditKind.ADD:
+            actions.append(AddHeader(name, value))
+        elif edit.kind is HeaderEditKind.INSERT:
+            actions.append(InsertHeader(edit.index + hidden_above, name, value))
+        elif edit.kind is HeaderEditKind.CHANGE:
+            actions.append(ChangeHeader(edit.index, name, value))
+        else:
+            actions.append(ChangeHeader(edit.index, name, b""))
+    if edits.body is not None:
+        actions.append(ReplaceBody(edits.body))
+    return actions
+
+
+def result_actions(result: Result, *, hidden_above: int = 0) -> list[Action]:
+    """Everything to send at end-of-message for ``result``, the final reply last."""
+    if result.action is Verdict.ACCEPT:
+        return [*edit_actions(result.edits, hidden_above=hidden_above), Accept()]
+    if result.action is Verdict.DISCARD:
+        return [Discard()]
+    if result.action is Verdict.QUARANTINE:
+        reason = result.smtp_reply.text.encode("utf-8", "replace")
+        reason = reason.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\0", b" ")
+        return [Quarantine(reason or b"quarantined"), Accept()]
+    if result.action is Verdict.REJECT:
+        fallback = ReplyCode(554, "5.7.1", ("message refused",))
+        if not 500 <= result.smtp_reply.code <= 599:
+            return [fallback]
+        return [reply_code(result.smtp_reply, fallback)]
+    if not 400 <= result.smtp_reply.code <= 499:
+        return [INTERNAL_TEMPFAIL]
+    return [reply_code(result.smtp_reply, INTERNAL_TEMPFAIL)]

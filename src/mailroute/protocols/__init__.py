@@ -1,0 +1,1 @@
+"""Sans-I/O protocol codecs: bytes in, events out; actions in, bytes out. No sockets here."""

@@ -1,0 +1,121 @@
+"""The milter protocol, version 6, as a pure state machine over bytes (h11's shape).
+
+Feed the MTA's bytes to :meth:`MilterConnection.receive_data`, pull typed events with
+:meth:`MilterConnection.next_event` until it returns :data:`NEED_DATA`, and turn actions
+into bytes with :meth:`MilterConnection.send`. Errors are
+:class:`RemoteProtocolError` (the MTA's fault) or :class:`LocalProtocolError` (ours); after
+either the connection is unusable and must be closed.
+"""
+
+from __future__ import annotations
+
+from mailroute.protocols.milter.actions import (
+    Accept,
+    Action,
+    AddHeader,
+    AddRecipient,
+    ChangeFrom,
+    ChangeHeader,
+    Continue,
+    DeleteRecipient,
+    Discard,
+    InsertHeader,
+    Modification,
+    NegotiateReply,
+    Progress,
+    Quarantine,
+    Reject,
+    ReplaceBody,
+    Reply,
+    ReplyCode,
+    Skip,
+    TempFail,
+)
+from mailroute.protocols.milter.connection import NEED_DATA, MilterConnection, NeedData, State
+from mailroute.protocols.milter.constants import (
+    BODY_CHUNK_SIZE,
+    DEFAULT_MAX_PACKET,
+    PROTOCOL_VERSION,
+    ActionFlag,
+    Command,
+    ProtocolFlag,
+    Response,
+    Stage,
+)
+from mailroute.protocols.milter.errors import (
+    LocalProtocolError,
+    MilterProtocolError,
+    RemoteProtocolError,
+)
+from mailroute.protocols.milter.events import (
+    Abort,
+    BodyChunk,
+    Connect,
+    Data,
+    EndOfHeaders,
+    EndOfMessage,
+    Event,
+    Header,
+    Helo,
+    Macros,
+    MailFrom,
+    OptionNegotiation,
+    Quit,
+    QuitNewConnection,
+    RcptTo,
+    Unknown,
+)
+
+__all__ = [
+    "BODY_CHUNK_SIZE",
+    "DEFAULT_MAX_PACKET",
+    "NEED_DATA",
+    "PROTOCOL_VERSION",
+    "Abort",
+    "Accept",
+    "Action",
+    "ActionFlag",
+    "AddHeader",
+    "AddRecipient",
+    "BodyChunk",
+    "ChangeFrom",
+    "ChangeHeader",
+    "Command",
+    "Connect",
+    "Continue",
+    "Data",
+    "DeleteRecipient",
+    "Discard",
+    "EndOfHeaders",
+    "EndOfMessage",
+    "Event",
+    "Header",
+    "Helo",
+    "InsertHeader",
+    "LocalProtocolError",
+    "Macros",
+    "MailFrom",
+    "MilterConnection",
+    "MilterProtocolError",
+    "Modification",
+    "NeedData",
+    "NegotiateReply",
+    "OptionNegotiation",
+    "Progress",
+    "ProtocolFlag",
+    "Quarantine",
+    "Quit",
+    "QuitNewConnection",
+    "RcptTo",
+    "Reject",
+    "RemoteProtocolError",
+    "ReplaceBody",
+    "Reply",
+    "ReplyCode",
+    "Response",
+    "Skip",
+    "Stage",
+    "State",
+    "TempFail",
+    "Unknown",
+]

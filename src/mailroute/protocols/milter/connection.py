@@ -1,0 +1,274 @@
+"""The filter side of one milter connection, as a state machine over bytes.
+
+Theory of operation
+-------------------
+
+The MTA is the client. It opens with option negotiation (``O``), then walks through the
+SMTP conversation one command at a time: connect, helo, and per message mail, rcpt...,
+data, header..., end-of-headers, body..., end-of-message. Macros (``D``) precede the
+command they belong to and are never answered. The MTA waits for the filter's reply to
+every command except those the negotiation exempted (the ``SMFIP_NR_*`` flags), macros,
+abort, quit and quit-new-connection.
+
+Two rules keep this file the single place where transitions are decided:
+
+1. ``phase`` is the position of the last command in the conversation order (the table
+   ``_ORDER``). A command is accepted when it comes later in that order, or repeats a
+   repeatable one (helo, rcpt, header, body). MAIL and HELO may start over from any point
+   after connect (a new transaction or a new EHLO); the message commands after MAIL need a
+   transaction. End-of-message and abort close the transaction; quit-new-connection goes
+   back to before connect (or to a new negotiation).
+2. ``owed`` says whether the MTA is waiting for a reply. While a reply is owed the MTA
+   sends nothing but abort or quit; ``send`` refuses a reply nobody asked for, a
+   modification outside end-of-message, a modification the negotiation did not grant, and a
+   body replacement split by another action (Postfix's rule: one contiguous run).
+
+The first violation moves the connection to ``ERROR`` for good: a remote one raises
+:class:`~mailroute.protocols.milter.errors.RemoteProtocolError` from :meth:`next_event`, a
+local one :class:`~mailroute.protocols.milter.errors.LocalProtocolError` from :meth:`send`.
+Nothing here does I/O: the caller feeds bytes in and writes the bytes :meth:`send` returns.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from mailroute.protocols.milter import events as ev
+from mailroute.protocols.milter.actions import (
+    REQUIRED_FLAG,
+    Accept,
+    Action,
+    AddRecipient,
+    Continue,
+    Discard,
+    NegotiateReply,
+    Progress,
+    Reject,
+    ReplaceBody,
+    ReplyCode,
+    Skip,
+    TempFail,
+)
+from mailroute.protocols.milter.constants import (
+    DEFAULT_MAX_PACKET,
+    PROTOCOL_VERSION,
+    ActionFlag,
+    Command,
+    ProtocolFlag,
+)
+from mailroute.protocols.milter.errors import LocalProtocolError, RemoteProtocolError
+from mailroute.protocols.milter.framing import PacketBuffer, decode
+
+__all__ = ["NEED_DATA", "MilterConnection", "NeedData", "State"]
+
+
+class State(enum.Enum):
+    """Where the connection stands."""
+
+    NEGOTIATE = "negotiate"      # waiting for the MTA's option negotiation
+    OPEN = "open"                # negotiated; the conversation goes on
+    CLOSED = "closed"            # the MTA said quit, or closed the stream
+    ERROR = "error"              # a protocol violation: close the connection
+
+
+class NeedData:
+    """The type of :data:`NEED_DATA`."""
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+#: :meth:`MilterConnection.next_event` returns this when no complete packet is buffered.
+NEED_DATA: Final = NeedData()
+
+# The conversation order; 0 is "negotiated, before connect".
+_ORDER: dict[Command, int] = {
+    Command.CONNECT: 1, Command.HELO: 2, Command.MAIL: 3, Command.RCPT: 4, Command.DATA: 5,
+    Command.HEADER: 6, Command.EOH: 7, Command.BODY: 8, Command.BODYEOB: 9,
+}
+_REPEATABLE = frozenset({Command.HELO, Command.RCPT, Command.HEADER, Command.BODY})
+_IN_TRANSACTION = frozenset({Command.RCPT, Command.DATA, Command.HEADER, Command.EOH,
+                             Command.BODY, Command.BODYEOB})
+# The flag that exempts a command from a reply.
+_NO_REPLY_FLAG: dict[Command, ProtocolFlag] = {
+    Command.CONNECT: ProtocolFlag.NR_CONN, Command.HELO: ProtocolFlag.NR_HELO,
+    Command.MAIL: ProtocolFlag.NR_MAIL, Command.RCPT: ProtocolFlag.NR_RCPT,
+    Command.DATA: ProtocolFlag.NR_DATA, Command.HEADER: ProtocolFlag.NR_HDR,
+    Command.EOH: ProtocolFlag.NR_EOH, Command.BODY: ProtocolFlag.NR_BODY,
+    Command.UNKNOWN: ProtocolFlag.NR_UNKN,
+}
+_REPLIES = (Continue, Accept, Reject, TempFail, Discard, ReplyCode, Skip)
+
+
+class MilterConnection:
+    """The filter's side of one milter connection (sans-I/O).
+
+    Args:
+        max_packet: the largest packet accepted from the MTA (length field value).
+    """
+
+    def __init__(self, *, max_packet: int = DEFAULT_MAX_PACKET) -> None:
+        self._buffer = PacketBuffer(max_packet)
+        self.state = State.NEGOTIATE
+        self.phase = 0
+        self.actions = ActionFlag.NONE
+        self.protocol = ProtocolFlag.NONE
+        self._offered: ev.OptionNegotiation | None = None
+        self._owed: Command | None = None
+        self._body_run = 0   # 0 none yet, 1 sending body chunks, 2 body run over
+        self._eof = False
+
+    @property
+    def owed(self) -> Command | None:
+        """The command the MTA waits for a reply to, if any."""
+        return self._owed
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the MTA; ``b""`` means the MTA closed the stream."""
+        if not data:
+            self._eof = True
+        else:
+            self._buffer.feed(data)
+
+    def next_event(self) -> ev.Event | NeedData:
+        """The next event, or :data:`NEED_DATA`.
+
+        Raises:
+            RemoteProtocolError: the MTA broke the protocol (the state is ``ERROR``).
+        """
+        if self.state is State.ERROR:
+            raise RemoteProtocolError("connection already failed")
+        try:
+            return self._next_event()
+        except RemoteProtocolError:
+            self.state = State.ERROR
+            raise
+
+    def _next_event(self) -> ev.Event | NeedData:
+        found = self._buffer.next_packet()
+        if found is None:
+            if self._eof and self.state is not State.CLOSED:
+                if self._buffer.pending:
+                    raise RemoteProtocolError("stream closed inside a packet")
+                self.state = State.CLOSED
+            return NEED_DATA
+        if self.state is State.CLOSED:
+            raise RemoteProtocolError("data after quit")
+        command, event = decode(*found)
+        self._transition(command, event)
+        return event
+
+    def _transition(self, command: Command, event: ev.Event) -> None:
+        if command in (Command.ABORT, Command.QUIT, Command.QUIT_NC):
+            if self.state is State.NEGOTIATE and command is not Command.QUIT:
+                raise RemoteProtocolError(f"command {command.value!r} before negotiation")
+            self._owed = None
+            if command is Command.QUIT:
+                self.state = State.CLOSED
+            elif command is Command.QUIT_NC:
+                self.phase = 0
+            elif self.phase >= _ORDER[Command.MAIL]:
+                self.phase = _ORDER[Command.HELO]
+            return
+        if self._owed is not None:
+            raise RemoteProtocolError(f"command {command.value!r} before the reply to "
+                                      f"{self._owed.value!r}")
+        if command is Command.OPTNEG:
+            if self.state is not State.NEGOTIATE and self.phase != 0:
+                raise RemoteProtocolError("option negotiation in mid-conversation")
+            assert isinstance(event, ev.OptionNegotiation)
+            if event.version < 2:
+                raise RemoteProtocolError(f"milter protocol version {event.version}")
+            self.state, self._offered, self._owed = State.NEGOTIATE, event, command
+            return
+        if self.state is not State.OPEN:
+            raise RemoteProtocolError(f"command {command.value!r} before option negotiation")
+        if command is Command.MACRO:
+            return
+        if command is Command.UNKNOWN:
+            self._owe(command)
+            return
+        self._advance(command)
+        self._owe(command)
+
+    def _advance(self, command: Command) -> None:
+        order = _ORDER[command]
+        if command is Command.CONNECT:
+            allowed = self.phase == 0
+        elif command in (Command.HELO, Command.MAIL):
+            allowed = self.phase >= 1 or bool(self.protocol & ProtocolFlag.NOCONNECT)
+        else:
+            open_ = (self.phase >= _ORDER[Command.MAIL]
+                     or bool(self.protocol & ProtocolFlag.NOMAIL))
+            allowed = open_ and (order > self.phase
+                                 or (order == self.phase and command in _REPEATABLE))
+        if not allowed:
+            raise RemoteProtocolError(f"command {command.value!r} out of order")
+        self.phase = order
+        if command is Command.BODYEOB:
+            self._body_run = 0
+
+    def _owe(self, command: Command) -> None:
+        flag = _NO_REPLY_FLAG.get(command)
+        if flag is None or not self.protocol & flag:
+            self._owed = command
+
+    def send(self, action: Action) -> bytes:
+        """The bytes of ``action``, after checking it is legal now.
+
+        Raises:
+            LocalProtocolError: the action is not allowed here (the state is ``ERROR``).
+        """
+        if self.state is State.ERROR:
+            raise LocalProtocolError("connection already failed")
+        try:
+            self._check(action)
+        except LocalProtocolError:
+            self.state = State.ERROR
+            raise
+        return b"".join(action.packets())
+
+    def _check(self, action: Action) -> None:
+        owed = self._owed
+        if isinstance(action, NegotiateReply):
+            self._check_negotiation(action)
+            return
+        if owed is None:
+            raise LocalProtocolError(f"{type(action).__name__} without a command to answer")
+        if isinstance(action, Progress):
+            return
+        if isinstance(action, _REPLIES):
+            if isinstance(action, Skip) and (owed is not Command.BODY
+                                             or not self.protocol & ProtocolFlag.SKIP):
+                raise LocalProtocolError("skip only answers a body chunk, when negotiated")
+            self._owed = None
+            if owed is Command.BODYEOB:
+                self.phase = _ORDER[Command.HELO]
+            return
+        if owed is not Command.BODYEOB:
+            raise LocalProtocolError(f"{type(action).__name__} only at end-of-message")
+        needed = REQUIRED_FLAG[type(action)]
+        if isinstance(action, AddRecipient) and action.args:
+            needed = ActionFlag.ADDRCPT_PAR
+        if not self.actions & needed:
+            raise LocalProtocolError(f"{type(action).__name__} was not negotiated")
+        if isinstance(action, ReplaceBody):
+            if self._body_run == 2:
+                raise LocalProtocolError("body replacement must be one contiguous run")
+            self._body_run = 1
+        elif self._body_run == 1:
+            self._body_run = 2
+
+    def _check_negotiation(self, action: NegotiateReply) -> None:
+        offered = self._offered
+        if self._owed is not Command.OPTNEG or offered is None:
+            raise LocalProtocolError("negotiation reply without the MTA's offer")
+        if action.version > offered.version or action.version > PROTOCOL_VERSION:
+            raise LocalProtocolError("negotiated version above the MTA's")
+        if action.actions & ~offered.actions:
+            raise LocalProtocolError("asked for actions the MTA does not allow")
+        if action.protocol & ~offered.protocol:
+            raise LocalProtocolError("asked for protocol steps the MTA does not offer")
+        self.actions, self.protocol = action.actions, action.protocol
+        self.state, self.phase, self._owed = State.OPEN, 0, None

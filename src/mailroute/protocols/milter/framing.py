@@ -1,0 +1,179 @@
+"""Packets off the wire: the length prefix, the cap, and command data decoding.
+
+The buffer keeps a read offset instead of slicing the front off after every packet, so
+splitting a large read into packets costs O(n) in the bytes received (h11's receive-buffer
+rule: a quadratic rescan is a denial-of-service vector). The length is checked against the
+cap before anything is buffered for the packet.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from mailroute.protocols.milter import events as ev
+from mailroute.protocols.milter.constants import ActionFlag, Command, ProtocolFlag
+from mailroute.protocols.milter.errors import RemoteProtocolError
+
+__all__ = ["PacketBuffer", "decode"]
+
+
+class PacketBuffer:
+    """Bytes in, ``(command byte, data)`` packets out, with a size cap."""
+
+    def __init__(self, max_packet: int) -> None:
+        self._data = bytearray()
+        self._start = 0
+        self.max_packet = max_packet
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        if self._start and self._start * 2 > len(self._data):
+            del self._data[:self._start]
+            self._start = 0
+        self._data += data
+
+    @property
+    def pending(self) -> int:
+        """Bytes received and not yet consumed as a packet."""
+        return len(self._data) - self._start
+
+    def next_packet(self) -> tuple[bytes, bytes] | None:
+        """The next complete packet, or ``None`` when more bytes are needed.
+
+        Raises:
+            RemoteProtocolError: a zero length or a length over the cap.
+        """
+        if self.pending < 4:
+            return None
+        (length,) = struct.unpack_from(">I", self._data, self._start)
+        if length == 0:
+            raise RemoteProtocolError("milter packet without a command byte")
+        if length > self.max_packet:
+            raise RemoteProtocolError(f"milter packet of {length} bytes exceeds the "
+                                      f"{self.max_packet}-byte limit")
+        if self.pending < 4 + length:
+            return None
+        begin = self._start + 4
+        command = bytes(self._data[begin:begin + 1])
+        data = bytes(self._data[begin + 1:begin + length])
+        self._start = begin + length
+        return command, data
+
+
+def _strings(data: bytes, what: str) -> list[bytes]:
+    """NUL-terminated strings; the data must end with a NUL."""
+    if not data.endswith(b"\0"):
+        raise RemoteProtocolError(f"{what}: data not NUL-terminated")
+    return data[:-1].split(b"\0")
+
+
+def _exact(data: bytes, count: int, what: str) -> list[bytes]:
+    parts = _strings(data, what)
+    if len(parts) != count:
+        raise RemoteProtocolError(f"{what}: expected {count} strings, got {len(parts)}")
+    return parts
+
+
+def _empty(data: bytes, what: str) -> None:
+    if data:
+        raise RemoteProtocolError(f"{what}: unexpected data")
+
+
+def _optneg(data: bytes) -> ev.OptionNegotiation:
+    if len(data) != 12:
+        raise RemoteProtocolError("option negotiation: expected 12 bytes")
+    version, actions, protocol = struct.unpack(">III", data)
+    return ev.OptionNegotiation(version, ActionFlag(actions), ProtocolFlag(protocol))
+
+
+def _macro(data: bytes) -> ev.Macros:
+    if not data:
+        raise RemoteProtocolError("macro: no stage")
+    stage, rest = data[:1], data[1:]
+    if not rest:
+        return ev.Macros(stage, ())
+    parts = _strings(rest, "macro")
+    if len(parts) % 2:
+        raise RemoteProtocolError("macro: a name without a value")
+    return ev.Macros(stage, tuple(zip(parts[0::2], parts[1::2], strict=True)))
+
+
+def _connect(data: bytes) -> ev.Connect:
+    end = data.find(b"\0")
+    if end < 0 or len(data) < end + 2:
+        raise RemoteProtocolError("connect: truncated")
+    hostname, family, rest = data[:end], data[end + 1:end + 2], data[end + 2:]
+    if family == b"U":
+        _empty(rest, "connect")
+        return ev.Connect(hostname, family, 0, b"")
+    if family not in (b"4", b"6", b"L"):
+        raise RemoteProtocolError("connect: unknown address family")
+    if len(rest) < 2:
+        raise RemoteProtocolError("connect: truncated")
+    (port,) = struct.unpack(">H", rest[:2])
+    (address,) = _exact(rest[2:], 1, "connect")
+    return ev.Connect(hostname, family, port, address)
+
+
+def _envelope(data: bytes, what: str) -> tuple[bytes, tuple[bytes, ...]]:
+    parts = _strings(data, what)
+    if not parts[0]:
+        raise RemoteProtocolError(f"{what}: empty address")
+    return parts[0], tuple(parts[1:])
+
+
+def _mail(data: bytes) -> ev.MailFrom:
+    return ev.MailFrom(*_envelope(data, "mail"))
+
+
+def _rcpt(data: bytes) -> ev.RcptTo:
+    return ev.RcptTo(*_envelope(data, "rcpt"))
+
+
+def _header(data: bytes) -> ev.Header:
+    name, value = _exact(data, 2, "header")
+    if not name:
+        raise RemoteProtocolError("header: empty name")
+    return ev.Header(name, value)
+
+
+def _no_data(event: ev.Event) -> Callable[[bytes], ev.Event]:
+    def decode_empty(data: bytes) -> ev.Event:
+        _empty(data, type(event).__name__)
+        return event
+    return decode_empty
+
+
+_DECODERS: dict[Command, Callable[[bytes], ev.Event]] = {
+    Command.OPTNEG: _optneg,
+    Command.MACRO: _macro,
+    Command.CONNECT: _connect,
+    Command.HELO: lambda d: ev.Helo(*_exact(d, 1, "helo")),
+    Command.MAIL: _mail,
+    Command.RCPT: _rcpt,
+    Command.HEADER: _header,
+    Command.BODY: ev.BodyChunk,
+    Command.BODYEOB: ev.EndOfMessage,
+    Command.UNKNOWN: lambda d: ev.Unknown(*_exact(d, 1, "unknown")),
+    Command.DATA: _no_data(ev.Data()),
+    Command.EOH: _no_data(ev.EndOfHeaders()),
+    Command.ABORT: _no_data(ev.Abort()),
+    Command.QUIT: _no_data(ev.Quit()),
+    Command.QUIT_NC: _no_data(ev.QuitNewConnection()),
+}
+
+
+_BY_BYTE = {cmd.value: cmd for cmd in Command}
+
+
+def decode(command: bytes, data: bytes) -> tuple[Command, ev.Event]:
+    """The event of one packet.
+
+    Raises:
+        RemoteProtocolError: an unknown command or data that does not fit it.
+    """
+    cmd = _BY_BYTE.get(command)
+    if cmd is None:
+        raise RemoteProtocolError(f"unknown milter command {command!r}")
+    return cmd, _DECODERS[cmd](data)

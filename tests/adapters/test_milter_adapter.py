@@ -1,0 +1,237 @@
+"""The asyncio milter adapter in-process, driven over a unix socket by a scripted MTA:
+progress keep-alives, the size limit, internal failures, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mailroute.adapters import milter_map
+from mailroute.adapters.milter import MilterServer, MilterSettings, SocketSpec, parse_socket
+from mailroute.item import Context, MailItem
+from mailroute.limits import Limits
+from mailroute.pipeline import Pipeline
+from mailroute.protocols import milter as pm
+from mailroute.results import Outcome
+from tests.protocols.helpers import optneg, pkt
+
+
+@dataclass(frozen=True)
+class Slow:
+    seconds: float
+    name: str = "slow"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        time.sleep(self.seconds)
+        return item.evolve(message=item.message.with_header("X-Slow", "done"))
+
+
+class FakeMta:
+    """Speaks the MTA side over a socket and collects the filter's packets."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+    async def send(self, *packets: bytes) -> None:
+        self.writer.write(b"".join(packets))
+        await self.writer.drain()
+
+    async def packet(self, timeout: float = 10.0) -> tuple[bytes, bytes]:
+        head = await asyncio.wait_for(self.reader.readexactly(4), timeout)
+        body = await asyncio.wait_for(self.reader.readexactly(struct.unpack(">I", head)[0]),
+                                      timeout)
+        return body[:1], body[1:]
+
+    async def until_final(self) -> list[tuple[bytes, bytes]]:
+        """Packets up to and including the final reply to end-of-message."""
+        got = []
+        while True:
+            code, data = await self.packet()
+            got.append((code, data))
+            if code in b"acdrty" and code:
+                return got
+
+    async def start_message(self, body: bytes = b"hello\r\n") -> None:
+        await self.send(optneg())
+        assert (await self.packet())[0] == b"O"
+        await self.send(pkt(b"C", b"client\x004\x00\x19192.0.2.1\x00"), pkt(b"H", b"x\x00"),
+                        pkt(b"M", b"<a@corp.example>\x00"))
+        assert (await self.packet())[0] == b"c"   # MAIL is answered
+        await self.send(pkt(b"R", b"<b@partner.example>\x00"), pkt(b"T"),
+                        pkt(b"L", b"Subject\x00 hi\x00"), pkt(b"N"), pkt(b"B", body))
+
+
+async def connect(server: MilterServer, path: Path) -> FakeMta:
+    await server.start(SocketSpec("unix", path=path), mode=0o660)
+    return FakeMta(*await asyncio.open_unix_connection(str(path)))
+
+
+def one_message(server: MilterServer, path: Path,
+                body: bytes = b"hello\r\n") -> list[tuple[bytes, bytes]]:
+    """Send one message through ``server``; the packets answering end-of-message."""
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        mta = await connect(server, path)
+        assert path.stat().st_mode & 0o777 == 0o660
+        await mta.start_message(body)
+        await mta.send(pkt(b"E"))
+        got = await mta.until_final()
+        await mta.close()
+        await server.stop()
+        return got
+
+    return asyncio.run(scenario())
+
+
+def test_parse_socket() -> None:
+    assert parse_socket("inet:8891@127.0.0.1") == SocketSpec("inet", "127.0.0.1", 8891)
+    assert parse_socket("inet:8891") == SocketSpec("inet", "127.0.0.1", 8891)
+    assert parse_socket("unix:/run/m.sock") == SocketSpec("unix", path=Path("/run/m.sock"))
+    assert parse_socket("local:/run/m.sock").path == Path("/run/m.sock")
+    for bad in ("inet:x@h", "inet:0@h", "tcp:1@h", "unix:", "inet:70000@h"):
+        with pytest.raises(ValueError, match="socket"):
+            parse_socket(bad)
+
+
+def test_slow_policy_sends_progress_then_the_edits(tmp_path: Path) -> None:
+    server = MilterServer(Pipeline(filters=(Slow(0.5),)),
+                          MilterSettings(progress_interval=0.1, workers=2, inline_size=0))
+    got = one_message(server, tmp_path / "m.sock")
+    codes = [code for code, _ in got]
+    assert codes.count(b"p") >= 2
+    assert codes[-2:] == [b"i", b"a"]
+    assert got[-2][1] == b"\x00\x00\x00\x01X-Slow\x00 done\x00"   # below Postfix's Received
+
+
+def test_message_over_the_size_limit_is_552(tmp_path: Path) -> None:
+    server = MilterServer(Pipeline(limits=Limits(max_message_size=1000)),
+                          MilterSettings(workers=1))
+    assert one_message(server, tmp_path / "m.sock", b"x" * 2000) == [
+        (b"y", b"552 5.3.4 message too big\x00")]
+
+
+def test_internal_failure_answers_451(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> list[pm.Action]:
+        raise RuntimeError("bug in the mapping")
+
+    monkeypatch.setattr("mailroute.adapters.milter.result_actions", broken)
+
+    server = MilterServer(Pipeline(), MilterSettings(workers=1))
+    [(code, text)] = one_message(server, tmp_path / "m.sock")
+    assert (code, text[:9]) == (b"y", b"451 4.3.0")
+    assert milter_map.INTERNAL_TEMPFAIL.packets() == [pkt(b"y", text)]
+
+
+def test_an_older_mta_gets_its_own_version_and_no_macro_lists(tmp_path: Path) -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        server = MilterServer(Pipeline(), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg(version=2, actions=0x3F, protocol=0x7F))
+        got = await mta.packet()
+        await mta.close()
+        await server.stop()
+        return got
+
+    code, data = asyncio.run(scenario())
+    assert code == b"O"
+    assert struct.unpack(">III", data) == (2, 0x33, 0)   # headers, body, quarantine
+
+
+def test_an_idle_mta_is_disconnected(tmp_path: Path) -> None:
+    async def scenario() -> bytes:
+        server = MilterServer(Pipeline(), MilterSettings(workers=1, idle_timeout=0.2))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        await mta.packet()
+        rest = await asyncio.wait_for(mta.reader.read(), 5)
+        await mta.close()
+        await server.stop()
+        return rest
+
+    assert asyncio.run(scenario()) == b""
+
+
+def test_protocol_error_closes_the_connection(tmp_path: Path) -> None:
+    async def scenario() -> bytes:
+        server = MilterServer(Pipeline(), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(b"\x00\x00\x00\x00")
+        rest = await asyncio.wait_for(mta.reader.read(), 5)
+        await mta.close()
+        await server.stop()
+        return rest
+
+    assert asyncio.run(scenario()) == b""
+
+
+def test_shutdown_finishes_in_flight_and_refuses_new_transactions(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes], float]:
+        server = MilterServer(Pipeline(filters=(Slow(0.5),)),
+                              MilterSettings(progress_interval=10, workers=2, inline_size=0))
+        busy = await connect(server, tmp_path / "m.sock")
+        idle = FakeMta(*await asyncio.open_unix_connection(str(tmp_path / "m.sock")))
+        await idle.send(optneg())
+        await idle.packet()
+        await idle.send(pkt(b"C", b"client\x00U"))
+        await busy.start_message()
+        await busy.send(pkt(b"E"))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        stopping = asyncio.create_task(server.stop())
+        await asyncio.sleep(0.05)
+        await idle.send(pkt(b"M", b"<late@corp.example>\x00"))
+        refused = await idle.packet()
+        finished = await busy.until_final()
+        await stopping
+        await busy.close()
+        await idle.close()
+        return finished, refused, time.monotonic() - started
+
+    finished, refused, took = asyncio.run(scenario())
+    assert finished[-1] == (b"a", b"")
+    assert refused[0] == b"y"
+    assert refused[1].startswith(b"421 4.3.2")
+    assert took < 5.0
+
+
+def test_shutdown_tempfails_what_outlives_the_grace(tmp_path: Path) -> None:
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        server = MilterServer(Pipeline(filters=(Slow(2.0),)),
+                              MilterSettings(progress_interval=10, workers=1, inline_size=0,
+                                             shutdown_grace=0.3))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.start_message()
+        await mta.send(pkt(b"E"))
+        await asyncio.sleep(0.1)
+        await server.stop()
+        got = await mta.until_final()
+        await mta.close()
+        return got
+
+    [(code, text)] = asyncio.run(scenario())
+    assert (code, text[:9]) == (b"y", b"451 4.3.0")
+
+
+def test_cli_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailroute.cli import main
+
+    policy = tmp_path / "p.toml"
+    policy.write_text("")
+    assert main(["milter", "--config", str(policy), "--socket", "tcp:1"]) == 2
+    assert "inet:PORT@HOST" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[pipeline]]\nfilter = 'no-such-filter'\n")
+    assert main(["milter", "--config", str(bad), "--socket", "unix:/nonexistent/x"]) == 78
+    assert capsys.readouterr().err.startswith("4.3.5 configuration error")
+    (tmp_path / "file").write_text("not a socket")
+    assert main(["milter", "--config", str(policy), "--socket",
+                 f"unix:{tmp_path / 'file'}"]) == 78
+    assert (tmp_path / "file").read_text() == "not a socket"

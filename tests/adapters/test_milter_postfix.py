@@ -1,0 +1,279 @@
+"""The milter adapter inside a real Postfix (Debian ``postfix``): one throwaway instance per
+module on loopback high ports, the milter as ``mailroute milter`` on a unix socket (mode
+0660, group postfix), a sink that keeps what Postfix relays.
+
+Policy: marker-verify (the test name as the Exchange return path), disclaimer, marker-set.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from mailroute.config.options import Options
+from mailroute.pipeline import Pipeline
+from mailroute.policy import build_filter
+from mailroute.testing import build_message, write_fake_key_file
+from tests.adapters.postfix_harness import (
+    Postfix,
+    SinkServer,
+    free_port,
+    postfix_available,
+)
+from tests.smime.pki import issue
+
+pytestmark = [pytest.mark.interop,
+              pytest.mark.skipif(not postfix_available(), reason="Postfix not installed")]
+
+EXO_NAME = "exo.test.example"
+DISCLAIMER = "This message passed the corp.example gateway."
+MAILROUTE = [sys.executable, "-m", "mailroute"]
+
+
+@dataclass
+class Rig:
+    root: Path
+    postfix: Postfix
+    sink: SinkServer
+    socket: Path
+    policy: Path
+    keys: Path
+    client_cert: Path
+    client_key: Path
+    ca: Path
+    milter: subprocess.Popen[bytes] | None = None
+
+    def start_milter(self) -> None:
+        """Start ``mailroute milter`` and wait for its socket."""
+        self.socket.unlink(missing_ok=True)
+        with (self.root / "milter.log").open("ab") as log:
+            self.milter = subprocess.Popen(
+                [*MAILROUTE, "-v", "milter", "--config", str(self.policy), "--socket",
+                 f"unix:{self.socket}", "--socket-mode", "0660", "--socket-group", "postfix"],
+                stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not self.socket.exists():
+            assert self.milter.poll() is None, "milter exited"
+            assert time.monotonic() < deadline, "milter socket did not appear"
+            time.sleep(0.05)
+
+    def stop_milter(self, sig: int = signal.SIGTERM) -> int:
+        """Stop the milter by PID; its exit status."""
+        assert self.milter is not None
+        self.milter.send_signal(sig)
+        code = self.milter.wait(timeout=10)
+        self.milter = None
+        return code
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    # Not under pytest's basetemp: pytest resets /tmp/pytest-of-USER to 0700 whenever any
+    # session starts, and the postfix user must traverse every parent directory.
+    root = Path(tempfile.mkdtemp(prefix="mailroute-milter-"))
+    os.chmod(root, 0o755)  # noqa: S103 - the postfix user must traverse it
+    try:
+        yield from _rig(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _rig(root: Path) -> Iterator[Rig]:
+    pki = root / "pki"
+    pki.mkdir()
+    ca = issue(pki, "ca", issuer=None, ca=True)
+    server = issue(pki, "mx", issuer=ca, eku=(ExtendedKeyUsageOID.SERVER_AUTH,))
+    client = issue(pki, EXO_NAME, issuer=ca, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    os.chmod(server.key_path, 0o644)
+    keys = write_fake_key_file(root / "keys.toml")
+    (root / "d.txt").write_text(DISCLAIMER + "\n")
+    policy = root / "policy.toml"
+    policy.write_text(
+        '[[pipeline]]\nfilter = "marker-verify"\nkey_file = "keys.toml"\n'
+        f'return_path_tls_names = ["{EXO_NAME}"]\n\n'
+        '[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n\n'
+        '[[pipeline]]\nfilter = "marker-set"\nkey_file = "keys.toml"\n')
+    sink = SinkServer(free_port()).start()
+    socket_path = root / "milter.sock"
+    postfix = Postfix(root / "pf", free_port(), sink.server_address[1], settings={
+        "smtpd_milters": f"unix:{socket_path}",
+        "milter_default_action": "tempfail",
+        "smtpd_tls_security_level": "may",
+        "smtpd_tls_cert_file": str(server.cert_path),
+        "smtpd_tls_key_file": str(server.key_path),
+        "smtpd_tls_CAfile": str(ca.cert_path),
+        "smtpd_tls_ask_ccert": "yes",
+    })
+    rig = Rig(root, postfix, sink, socket_path, policy, keys, client.cert_path,
+              client.key_path, ca.cert_path)
+    rig.start_milter()
+    try:
+        postfix.start()
+        yield rig
+    finally:
+        postfix.stop()
+        if rig.milter is not None:
+            rig.stop_milter(signal.SIGKILL)
+        sink.stop()
+
+
+@pytest.fixture
+def sink(rig: Rig) -> SinkServer:
+    if rig.milter is None:
+        rig.start_milter()
+    rig.sink.clear()
+    return rig.sink
+
+
+def fresh_message(**kwargs: tuple[tuple[str, str], ...]) -> bytes:
+    """A small message with a Message-ID of its own (the gateway remembers Message-IDs)."""
+    return build_message(sender="alice@corp.example", to="bob@partner.example",
+                         message_id=f"<{uuid.uuid4().hex}@corp.example>", **kwargs)
+
+
+def send(rig: Rig, data: bytes, *, tls_client_cert: bool = False,
+         rcpt: str = "bob@partner.example") -> None:
+    """One SMTP transaction to the Postfix under test (raises on refusal)."""
+    with smtplib.SMTP("127.0.0.1", rig.postfix.smtpd_port, timeout=60) as client:
+        if tls_client_cert:
+            context = ssl.create_default_context(cafile=str(rig.ca))
+            context.check_hostname = False
+            context.load_cert_chain(str(rig.client_cert), str(rig.client_key))
+            client.starttls(context=context)
+        client.sendmail("alice@corp.example", [rcpt], data)
+
+
+def refusal_code(rig: Rig, data: bytes, **kwargs: bool) -> tuple[int, bytes]:
+    """The SMTP code and text a refused transaction got."""
+    try:
+        send(rig, data, **kwargs)
+    except smtplib.SMTPDataError as error:
+        return error.smtp_code, error.smtp_error
+    except smtplib.SMTPSenderRefused as error:
+        return error.smtp_code, error.smtp_error
+    except smtplib.SMTPRecipientsRefused as error:
+        code, text = next(iter(error.recipients.values()))
+        return code, text
+    raise AssertionError("the transaction was accepted")
+
+
+def test_disclaimer_arrives_once_and_headers_survive(rig: Rig, sink: SinkServer) -> None:
+    message = fresh_message().replace(
+        b"Subject: test\r\n", b"Subject: test\r\nX-Folded: one\r\n two\r\n")
+    send(rig, message)
+    [delivered] = sink.wait_for(1)
+    assert delivered.data.count(DISCLAIMER.encode()) == 1
+    assert b"X-Folded: one\r\n two\r\n" in delivered.data
+    assert b"Hello.\r\n" in delivered.data
+    lines = delivered.data.split(b"\r\n")
+    # Postfix's own Received stays on top; our marker field is inserted right below it.
+    assert lines[0].startswith(b"Received: from ")
+    first_after = next(line for line in lines[1:] if not line[:1].isspace())
+    assert first_after.startswith(b"X-Mailroute-Mark: ")
+
+
+def test_disclaimer_not_added_twice_on_a_second_pass(rig: Rig, sink: SinkServer) -> None:
+    send(rig, fresh_message())
+    [first] = sink.wait_for(1)
+    sink.clear()
+    header, _, body = first.data.partition(b"\r\n\r\n")
+    kept = b"\r\n".join(b"Message-ID: <second.pass@corp.example>"
+                        if line.lower().startswith(b"message-id:") else line
+                        for line in header.split(b"\r\n")
+                        if not line.startswith(b"X-Mailroute-Mark"))
+    send(rig, kept + b"\r\n\r\n" + body)
+    [second] = sink.wait_for(1)
+    assert second.data.count(DISCLAIMER.encode()) == 1
+
+
+def test_twenty_megabyte_message_is_processed(rig: Rig, sink: SinkServer) -> None:
+    payload = os.urandom(15 * 1024 * 1024)
+    encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    message = (b"From: alice@corp.example\r\nTo: bob@partner.example\r\nSubject: big\r\n"
+               b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+               b"--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee attached.\r\n"
+               b"--b1\r\nContent-Type: application/octet-stream\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--b1--\r\n")
+    assert len(message) > 20_000_000
+    send(rig, message)
+    [delivered] = sink.wait_for(1, timeout=120)
+    assert delivered.data.count(DISCLAIMER.encode()) == 1
+    assert encoded in delivered.data
+
+
+def test_policy_rejection_reaches_the_client_as_5xx(rig: Rig, sink: SinkServer) -> None:
+    ambiguous = fresh_message(
+                              headers=(("Content-Type", "text/html"),))
+    code, text = refusal_code(rig, ambiguous)
+    assert 500 <= code <= 599, text
+    assert text.startswith(b"5.6.0")
+    assert sink.wait_for(1, timeout=1) == []
+
+
+def test_marker_loop_over_verified_tls_is_refused(rig: Rig, sink: SinkServer) -> None:
+    marked = Pipeline(filters=(build_filter("marker-set", Options(
+        {"key_file": str(rig.keys)}, source="test")),)).process(
+        fresh_message())
+    assert marked.data is not None
+    code, text = refusal_code(rig, marked.data, tls_client_cert=True)
+    assert (code, text[:5]) == (554, b"5.4.6"), text
+    # The same message from a client without the Exchange certificate is not a loop.
+    send(rig, marked.data)
+    assert len(sink.wait_for(1)) == 1
+
+
+def test_milter_down_means_4xx_and_nothing_delivered(rig: Rig, sink: SinkServer) -> None:
+    started = time.monotonic()
+    assert rig.stop_milter() == 0
+    assert time.monotonic() - started < 5.5
+    assert not rig.socket.exists()
+    code, text = refusal_code(rig, build_message(sender="alice@corp.example",
+                                                 to="bob@partner.example"))
+    assert 400 <= code <= 499, text
+    assert sink.wait_for(1, timeout=2) == []
+
+
+def test_milter_killed_mid_message_delivers_nothing_unprocessed(rig: Rig,
+                                                                  sink: SinkServer) -> None:
+    payload = base64.encodebytes(os.urandom(12 * 1024 * 1024)).replace(b"\n", b"\r\n")
+    message = (b"From: alice@corp.example\r\nTo: bob@partner.example\r\nSubject: kill\r\n"
+               b"\r\n" + payload)
+    outcome: list[object] = []
+
+    def client() -> None:
+        try:
+            send(rig, message)
+            outcome.append("accepted")
+        except smtplib.SMTPException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    time.sleep(0.3)
+    assert rig.milter is not None
+    rig.stop_milter(signal.SIGKILL)
+    thread.join(timeout=120)
+    delivered = sink.wait_for(1, timeout=3)
+    if outcome == ["accepted"]:  # the milter finished before the kill: processed
+        assert all(m.data.count(DISCLAIMER.encode()) == 1 for m in delivered)
+    else:
+        [error] = outcome
+        assert isinstance(error, smtplib.SMTPResponseException), error
+        assert 400 <= error.smtp_code <= 499, error
+        assert delivered == []

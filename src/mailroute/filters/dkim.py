@@ -27,8 +27,15 @@ from mailroute.dkim.dns import DnsLookup, load_dns_file
 from mailroute.dkim.keys import ALGORITHMS, SigningKey, load_signing_key
 from mailroute.dkim.sign import sign_message
 from mailroute.dkim.verify import TxtLookup, VerifyOptions, verify_message
+from mailroute.gateway.spoof import (
+    SPOOF_REPLY,
+    SpoofAction,
+    SpoofFacts,
+    SpoofPolicy,
+    decide_spoof,
+)
 from mailroute.item import Context, MailItem
-from mailroute.results import Action, AuthResult, AuthStatus, Outcome, Reply
+from mailroute.results import Action, AuthResult, AuthStatus, Outcome
 
 __all__ = ["DkimSignFilter", "DkimVerifyFilter", "build_sign", "build_verify",
            "lookup_option", "signing_key_option"]
@@ -131,24 +138,23 @@ class DkimVerifyFilter:
         return self.judge_spoof(item, verdict)
 
     def judge_spoof(self, item: MailItem, verdict: dmarc.DmarcResult) -> MailItem | Outcome:
-        """The anti-spoofing step of the gateway decision (docs/dkim.md)."""
-        domain = verdict.domain
-        ours = domain and any(domain == d or domain.endswith("." + d)
-                              for d in self.accepted_domains)
-        if not ours or self.on_spoof == "off" or verdict.aligned:
+        """The anti-spoofing step of the gateway decision (:func:`decide_spoof`)."""
+        facts = SpoofFacts(from_domain=verdict.domain or "",
+                           from_internet=item.annotation("marker.source") != "return-path",
+                           aligned=verdict.aligned, enforced=verdict.enforced,
+                           dns_trouble=verdict.result == "temperror" or verdict.dns_trouble)
+        action, reply = decide_spoof(facts, self.accepted_domains, SpoofPolicy(self.on_spoof),
+                                     requires_policy=self.spoof_requires_policy)
+        if action is SpoofAction.PASS:
             return item
-        if item.annotation("marker.source") == "return-path":
-            return item  # came back from our own tenant, not from the internet
-        if verdict.result == "temperror" or verdict.dns_trouble:
-            return Outcome.tempfail("4.7.5", "cannot check sender domain authentication now")
-        if self.spoof_requires_policy and not verdict.enforced:
-            return item
-        log.info("own-domain spoof refused: header.from=%s dmarc=%s", domain, verdict.result)
-        if self.on_spoof == "reject":
-            return Outcome(Action.REJECT, Reply(550, "5.7.1",
-                                                "sender domain authentication failed (DMARC)"))
-        if self.on_spoof == "quarantine":
-            return Outcome.quarantine("sender domain authentication failed (DMARC)")
+        if action is SpoofAction.TEMPFAIL and reply is not None:
+            return Outcome(Action.TEMPFAIL, reply)
+        log.info("own-domain spoof refused: header.from=%s dmarc=%s", facts.from_domain,
+                 verdict.result)
+        if action is SpoofAction.REJECT and reply is not None:
+            return Outcome(Action.REJECT, reply)
+        if action is SpoofAction.QUARANTINE:
+            return Outcome.quarantine(SPOOF_REPLY.text)
         return item.annotate("dmarc.spoof", "yes")
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from mailroute.gateway.decide import Arrival, ArrivalDecision, ArrivalSource, decide_arrival
 from mailroute.gateway.flow import Flow, direction_of, domain_of, flow_of, is_inside
 from mailroute.gateway.settings import GatewaySettings
+from mailroute.gateway.spoof import SpoofAction, SpoofFacts, SpoofPolicy, decide_spoof
 from mailroute.marker.binding import normalise_message_id
 from mailroute.marker.guard import processed_key
 from mailroute.marker.verify import MarkerCheck, Windows
@@ -180,6 +181,10 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
         refused = tuple(Route(r, RouteKind.REJECT, reply=arrival.refusal) for r in rcpts)
         return GatewayDecision(from_exo, check, refused, (), None, tuple(trace), arrival)
     message = _hygiene(message, topology, arrival, trace)
+    spoof = _spoof_refusal(message, topology, domains, from_exo, trace)
+    if spoof is not None:
+        refused = tuple(Route(r, RouteKind.REJECT, reply=spoof) for r in rcpts)
+        return GatewayDecision(from_exo, check, refused, (), None, tuple(trace), arrival)
     rejected: list[Route] = []
     groups: dict[Flow, list[str]] = {}
     for rcpt in rcpts:
@@ -237,6 +242,22 @@ class _TopologyView:
 
 
 _VIEWS = _TopologyView()
+
+
+def _spoof_refusal(message: MessageFacts, topology: Topology, domains: tuple[str, ...],
+                   from_exo: bool, trace: list[TraceStep]) -> Reply | None:
+    """The anti-spoofing step the ``dkim-verify`` filter takes (:func:`decide_spoof`)."""
+    policy = topology.gateway.on_spoof
+    if policy is SpoofPolicy.OFF or not message.from_addrs:
+        return None
+    facts = SpoofFacts(from_domain=domain_of(message.from_addrs[0]), from_internet=not from_exo,
+                       aligned=message.has(MessageFlag.DMARC_ALIGNED))
+    action, reply = decide_spoof(facts, domains, policy)
+    if action is SpoofAction.PASS:
+        return None
+    trace.append(TraceStep("G6", f"own domain {facts.from_domain} from the internet without an "
+                                 f"aligned DMARC pass: {action}"))
+    return reply if action in (SpoofAction.REJECT, SpoofAction.TEMPFAIL) else None
 
 
 def _processed_key(hop: Hop, flows: dict[str, Flow], domains: tuple[str, ...]) -> str | None:

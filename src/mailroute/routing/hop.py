@@ -52,6 +52,7 @@ class MessageFlag(enum.StrEnum):
     VOICEMAIL = "voicemail"
     APPROVAL_REQUEST = "approval-request"
     PERMISSION_CONTROLLED = "permission-controlled"
+    DMARC_ALIGNED = "dmarc-aligned"  # an aligned DKIM or SPF pass for the From domain
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -48,7 +48,8 @@ class Plan:
         topology: T1, T2 or T3.
         inbound_connectors / outbound_connectors / rules: the objects, final (enabled) state.
         required_accepted_domains: domains that must be accepted before installing.
-        arc_sealer: the domain to add to the trusted ARC sealers (T1), if any.
+        arc_sealer: the domain to add to the trusted ARC sealers (T1 and T3: the MX is on
+            the gateway, which seals what it changed), if any.
         reject_direct_send: whether to enable ``RejectDirectSend``.
         dns: DNS expectations, rendered as comments.
     """
@@ -97,10 +98,15 @@ def build_plan(topology: Topology) -> Plan:
     mx = "the gateway" if gw.topology is TopologyKind.T3 else "EOP (unchanged)"
     dns = tuple(f"MX {d} -> {mx}; SPF keeps include:spf.protection.outlook.com (EXO sends)"
                 for d in domains)
+    # With the MX on the gateway, internet mail reaches EOP only after the gateway changed it
+    # (a disclaimer breaks the sender's DKIM): EOP should trust the gateway's ARC seal.
+    sealer = None
+    if gw.topology is TopologyKind.T3:
+        sealer = topology.org_domains[0] if topology.org_domains else topology.tenant.name
     return Plan(topology=gw.topology, inbound_connectors=inbound_all,
                 outbound_connectors=(outbound,), rules=_beside_rules(topology, base),
-                required_accepted_domains=required, reject_direct_send=opts.reject_direct_send,
-                dns=dns)
+                required_accepted_domains=required, arc_sealer=sealer,
+                reject_direct_send=opts.reject_direct_send, dns=dns)
 
 
 def _t1(topology: Topology, lockdown: InboundConnector, base: int) -> Plan:

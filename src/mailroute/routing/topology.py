@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from mailroute.gateway.spoof import SpoofPolicy
 from mailroute.routing.model import Tenant
 
 __all__ = [
@@ -82,6 +83,9 @@ class GatewayConfig:
         strip_ms_headers: remove ``X-MS-Exchange-Organization-*``/``-CrossPremises-*`` from
             internet mail.
         bypass_header: the per-pass bypass header EXO rules set.
+        on_spoof: own-domain mail from the internet without an aligned DMARC pass (the
+            ``dkim-verify`` filter's ``on_spoof``): ``reject`` (550 5.7.1), ``quarantine``,
+            ``flag`` or ``off`` (the default: a gateway without ``dkim-verify``).
     """
 
     topology: TopologyKind
@@ -100,6 +104,7 @@ class GatewayConfig:
     max_received: int = 100
     strip_ms_headers: bool = True
     bypass_header: str = "X-Mailroute-Bypass"
+    on_spoof: SpoofPolicy = SpoofPolicy.OFF
 
     @property
     def identities(self) -> tuple[str, ...]:

@@ -99,6 +99,11 @@ New-TransportRule -Name 'mailroute 12 clear bypass' `
   -HeaderMatchesPatterns '.' `
   -RemoveHeader 'X-Mailroute-Bypass'
 
+# The gateway ARC-seals inbound mail: add it to the trusted sealers (merge, don't replace)
+$current = @((Get-ArcConfig).ArcTrustedSealers -split ',' | ForEach-Object { $_.Trim() } | Where-Object { $_ })
+$sealers = @($current + 'example.net' | Sort-Object -Unique)
+Set-ArcConfig -Identity Default -ArcTrustedSealers $sealers
+
 # Reject anonymous mail from own domains that matches no connector
 # Set-OrganizationConfig -RejectDirectSend $true
 

@@ -108,3 +108,18 @@ def test_an_ed25519_sealing_key_is_a_configuration_error(world: DkimWorld,
     (gateway_dir / "rsa.pem").write_bytes(world.ed_path.read_bytes())
     with pytest.raises(ConfigError, match="RSA"):
         load_policy(gateway_dir / "policy.toml")
+
+
+def test_an_rsa_sha1_arc_set_fails_whatever_dkimpy_says(world: DkimWorld,
+                                                        tmp_path: Path) -> None:
+    # dkimpy accepts rsa-sha1 in an ARC chain; RFC 8301 forbids it, as for DKIM.
+    gateway = _gateway(world, tmp_path / "gw", "mx.example.org", "example.org")
+    out = gateway.process(message(), envelope=Envelope(  # type: ignore[attr-defined]
+        mail_from="alice@example.net", rcpt_to=["bob@example.org"])).data
+    dns = world.dns(**{"rsa._domainkey.example.org": world.records["rsa._domainkey.example.net"]})
+    assert verify_chain(parse(out), dns).status is AuthStatus.PASS
+    seal = out.index(b"ARC-Seal:")
+    algorithm = out.index(b"a=rsa-sha256", seal)
+    weak = out[:algorithm] + b"a=rsa-sha1" + out[algorithm + len(b"a=rsa-sha256"):]
+    result = verify_chain(parse(weak), dns)
+    assert (result.status, result.reason) == (AuthStatus.FAIL, "rsa-sha1 (RFC 8301)")

@@ -6,6 +6,7 @@ sealing key must be RSA; its RSA arithmetic is pure Python (two signatures per s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from cryptography.hazmat.primitives import serialization
@@ -21,6 +22,8 @@ from mailroute.results import AuthResult, AuthStatus, format_auth_results
 __all__ = ["ARC_FIELDS", "seal", "sealing_pem", "verify_chain"]
 
 ARC_FIELDS = ("arc-seal", "arc-message-signature", "arc-authentication-results")
+_SIGNED_ARC_FIELDS = ("arc-seal", "arc-message-signature")
+_WEAK_ALGORITHM = re.compile(r"(?:^|;)\s*a\s*=\s*rsa-sha1\s*(?:;|$)", re.IGNORECASE)
 
 
 def _dnsfunc(lookup: TxtLookup | None) -> object:
@@ -36,6 +39,9 @@ def verify_chain(message: Message, lookup: TxtLookup | None) -> AuthResult:
     """The ``arc`` result: ``none`` without ARC fields, else dkimpy's chain validation."""
     if not any(f.lower_name in ARC_FIELDS for f in message.headers):
         return AuthResult("arc", AuthStatus.NONE)
+    if any(f.lower_name in _SIGNED_ARC_FIELDS and _WEAK_ALGORITHM.search(f.value)
+           for f in message.headers):
+        return AuthResult("arc", AuthStatus.FAIL, "rsa-sha1 (RFC 8301)")  # dkimpy accepts it
     import dkim  # the dkim extra
 
     try:

@@ -13,7 +13,6 @@ an :class:`Arrival` and act on the :class:`ArrivalDecision` this module returns,
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from mailroute.gateway.match import cert_name_matches, ip_in_ranges
@@ -62,9 +61,9 @@ class GatewayStep(NamedTuple):
     detail: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Arrival:
-    """The facts of one arrival that the decision needs.
+class Arrival(NamedTuple):
+    """The facts of one arrival that the decision needs (a named tuple: the simulator makes
+    one per gateway pass, and construction cost counts).
 
     Attributes:
         tls_peer_names: the client's verified certificate names (empty without TLS).
@@ -76,16 +75,15 @@ class Arrival:
         marker: the verdict on the marker field(s).
     """
 
+    marker: MarkerCheck
     tls_peer_names: tuple[str, ...] = ()
     client_address: str | None = None
     tenant_ids: tuple[str, ...] = ()
     received_count: int = 0
     processed_count: int = 0
-    marker: MarkerCheck
 
 
-@dataclass(frozen=True, slots=True)
-class ArrivalDecision:
+class ArrivalDecision(NamedTuple):
     """What to do with an arrival.
 
     Attributes:

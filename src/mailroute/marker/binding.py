@@ -8,12 +8,14 @@ recipients, rewrites the envelope sender and may change the body after the gatew
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mailroute.errors import MessageError
 from mailroute.limits import DEFAULT_LIMITS, Limits
@@ -73,17 +75,32 @@ def length_prefixed(text: str) -> bytes:
 def mac_input(*, tag: str, kid: str, t: str, nonce: str, d: str, org_id: str,
               binding: Binding) -> bytes:
     """The exact bytes the HMAC is computed over: the separator, then ``lp()`` of each part."""
-    out = [_DOMAIN_SEPARATOR]
-    for part in ("1", tag, kid, t, nonce, d, org_id, binding.message_id,
-                 binding.from_addresses):
-        data = part.encode("utf-8", "surrogateescape")
-        out += (_LENGTH(len(data)), data)
-    return b"".join(out)
+    return b"".join((_key_prefix(tag, kid), length_prefixed(t), length_prefixed(nonce),
+                     length_prefixed(d), _constant(org_id), length_prefixed(binding.message_id),
+                     length_prefixed(binding.from_addresses)))
+
+
+@lru_cache(maxsize=256)
+def _key_prefix(tag: str, kid: str) -> bytes:
+    """The separator and the parts fixed for one key (version, tag, key id), encoded once."""
+    return _DOMAIN_SEPARATOR + b"".join(length_prefixed(part) for part in ("1", tag, kid))
+
+
+@lru_cache(maxsize=256)
+def _constant(part: str) -> bytes:
+    return length_prefixed(part)
 
 
 def compute_mac(mac_key: bytes, data: bytes) -> str:
     """HMAC-SHA-256 of ``data``, base64url without padding."""
-    return b64url_encode(hmac.digest(mac_key, data, "sha256"))
+    mac = _keyed(mac_key).copy()  # the key schedule is done once per key
+    mac.update(data)
+    return b64url_encode(mac.digest())
+
+
+@lru_cache(maxsize=64)
+def _keyed(mac_key: bytes) -> hmac.HMAC:
+    return hmac.new(mac_key, digestmod=hashlib.sha256)
 
 
 def normalise_message_id(value: str) -> str:

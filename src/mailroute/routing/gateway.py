@@ -229,10 +229,9 @@ class _TopologyView:
         self._lock = threading.Lock()
 
     def of(self, topology: Topology) -> tuple[GatewaySettings, tuple[str, ...]]:
-        with self._lock:
-            found = self._seen.get(id(topology))
-            if found is not None and found[0] is topology:
-                return found[1], found[2]
+        found = self._seen.get(id(topology))  # a dict read is atomic; writes take the lock
+        if found is not None and found[0] is topology:
+            return found[1], found[2]
         view = (topology, _settings_of(topology), topology.org_domains)
         with self._lock:
             self._seen[id(topology)] = view

@@ -32,7 +32,6 @@ from mailroute.routing.hop import (
     MessageFacts,
     MessageFlag,
     header_values,
-    remove_headers,
     set_header,
 )
 from mailroute.routing.markers import MarkerCodec
@@ -271,11 +270,10 @@ def _processed_key(hop: Hop, flows: dict[str, Flow], domains: tuple[str, ...]) -
 
 def _hygiene(message: MessageFacts, topology: Topology, arrival: ArrivalDecision,
              trace: list[TraceStep]) -> MessageFacts:
-    headers = message.headers
-    for name in arrival.remove_fields:
-        headers = remove_headers(headers, name=name)
-    if arrival.remove_prefixes:
-        headers = remove_headers(headers, prefixes=arrival.remove_prefixes)
+    names = {n.lower() for n in arrival.remove_fields}
+    prefixes = arrival.remove_prefixes
+    headers = tuple([kv for kv in message.headers if (key := kv[0].lower()) not in names
+                     and not (prefixes and key.startswith(prefixes))])
     message = message.evolve(headers=headers, received_count=message.received_count + 1)
     if not message.message_id:
         digest = hashlib.sha256(repr(message.headers).encode()).hexdigest()[:16]

@@ -52,13 +52,22 @@ class ArrivalSource(enum.StrEnum):
 
 
 class GatewayStep(NamedTuple):
-    """One explained step of the decision (``G1`` ... ``G3``) for traces and logs.
+    """One explained step of a decision, for traces and logs; the routing model's
+    ``TraceStep`` is this type, so the simulator takes the gateway's steps as they are.
 
-    A named tuple: the simulator makes several per gateway pass, and construction cost counts.
+    A named tuple: a decision makes several, and construction cost counts.
+
+    Attributes:
+        step: the step code (``G1`` ... here; ``E1``, ``R``, ``X`` in the routing model).
+        detail: what happened and why, in the administrator's words.
+        rule: the transport rule concerned, if any.
+        connector: the connector concerned, if any.
     """
 
     step: str
     detail: str
+    rule: str | None = None
+    connector: str | None = None
 
 
 class Arrival(NamedTuple):

@@ -16,7 +16,7 @@ from mailroute.item import Direction
 from mailroute.limits import Limits
 from mailroute.marker.binding import Binding, binding_of, compute_mac, mac_input
 from mailroute.marker.keyring import KeyRing
-from mailroute.marker.token import NONCE_BYTES, Token, b64url_encode, format_time
+from mailroute.marker.token import NONCE_BYTES, VERSION, Token, b64url_encode, format_time
 from mailroute.mime.headers import HeaderField, make_field
 from mailroute.mime.message import Message
 
@@ -30,6 +30,7 @@ __all__ = [
     "marker_field",
     "message_id_domain",
     "mint_token",
+    "mint_value",
 ]
 
 DEFAULT_FIELD = "X-Mailroute-Mark"
@@ -76,6 +77,19 @@ def mint_token(ring: KeyRing, *, now: float, direction: str, binding: Binding,
         KeyUnavailableError: no key may sign at ``now``.
         TemporaryError: the clock is outside the range the token can express.
     """
+    return Token(*_fields(ring, now, direction, binding, random))
+
+
+def mint_value(ring: KeyRing, *, now: float, direction: str, binding: Binding,
+               random: RandomSource = secrets.token_bytes) -> str:
+    """The field value :func:`mint_token` would give, without building the token object
+    (the routing simulator mints at every gateway pass)."""
+    return ".".join((VERSION, *_fields(ring, now, direction, binding, random)))
+
+
+def _fields(ring: KeyRing, now: float, direction: str, binding: Binding,
+            random: RandomSource) -> tuple[str, str, str, str, str, str]:
+    """tag, kid, t, nonce, d and mac of a new token."""
     key = ring.signing_key(now)
     try:
         t = format_time(int(now))
@@ -84,8 +98,7 @@ def mint_token(ring: KeyRing, *, now: float, direction: str, binding: Binding,
     nonce = b64url_encode(random(NONCE_BYTES))
     data = mac_input(tag=ring.tag, kid=key.kid, t=t, nonce=nonce, d=direction,
                      org_id=ring.org_id, binding=binding)
-    return Token(tag=ring.tag, kid=key.kid, t=t, nonce=nonce, d=direction,
-                 mac=compute_mac(key.mac_key, data))
+    return ring.tag, key.kid, t, nonce, direction, compute_mac(key.mac_key, data)
 
 
 def mark(message: Message, ring: KeyRing, *, now: float, direction: Direction | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
+from mailroute.gateway.decide import GatewayStep
 from mailroute.results import Reply
 
 __all__ = ["Route", "RouteKind", "TraceStep", "step"]
@@ -39,23 +40,8 @@ _TERMINAL = frozenset({RouteKind.LOCAL, RouteKind.FORWARD, RouteKind.NDR, RouteK
                        RouteKind.DROP, RouteKind.QUARANTINE, RouteKind.AMBIGUOUS})
 
 
-class TraceStep(NamedTuple):
-    """One explained step of a decision (immutable).
-
-    A named tuple rather than a frozen dataclass: a decision creates a dozen of these and
-    construction cost is most of a decision's budget (see benchmarks/routing.py).
-
-    Attributes:
-        step: the step code (``E1``, ``R``, ``X``, ``G3`` ...; :data:`~.steps.STEP_TEXTS`).
-        detail: what happened and why, in the administrator's words.
-        rule: the transport rule concerned, if any.
-        connector: the connector concerned, if any.
-    """
-
-    step: str
-    detail: str
-    rule: str | None = None
-    connector: str | None = None
+#: One explained step of a decision: the gateway's step type, shared (see GatewayStep).
+TraceStep = GatewayStep
 
 
 def step(step_id: str, detail: str, *, rule: str | None = None,

@@ -175,7 +175,7 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
         tenant_ids=tuple(header_values(message.headers, _TENANT_HEADER)),
         received_count=message.received_count, processed_count=seen, marker=check), settings)
     from_exo = arrival.source is ArrivalSource.RETURN_PATH
-    trace = [TraceStep(s.step, s.detail) for s in arrival.trace]
+    trace = list(arrival.trace)
     if arrival.refusal is not None:
         refused = tuple(Route(r, RouteKind.REJECT, reply=arrival.refusal) for r in rcpts)
         return GatewayDecision(from_exo, check, refused, (), None, tuple(trace), arrival)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from mailroute.marker.binding import Binding, normalise_message_id
 from mailroute.marker.keyring import KeyRing, fixed_key_ring
-from mailroute.marker.mint import RandomSource, mint_token
+from mailroute.marker.mint import RandomSource, mint_value
 from mailroute.marker.token import MAX_FIELD_LENGTH, TAG_PATTERN
 from mailroute.marker.verify import MarkerCheck, Windows, check_value
 from mailroute.results import MarkerVerdict
@@ -79,8 +79,8 @@ class RingMarkers:
             KeyUnavailableError: no key may sign at ``now``.
         """
         random = self.random or _repeatable_nonces(message, direction, now)
-        return mint_token(self.ring, now=now, direction=direction,
-                          binding=binding_of_facts(message), random=random).to_str()
+        return mint_value(self.ring, now=now, direction=direction,
+                          binding=binding_of_facts(message), random=random)
 
     def verify(self, values: Sequence[str], message: MessageFacts, now: int) -> MarkerCheck:
         """The verdict on every value of the marker field (several are malformed)."""

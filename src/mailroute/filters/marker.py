@@ -102,21 +102,23 @@ class MarkerVerifyFilter:
     settings: GatewaySettings = field(default_factory=GatewaySettings)
     name: str = "marker-verify"
 
-    def decide(self, item: MailItem, ctx: Context) -> ArrivalDecision:
+    def decide(self, item: MailItem, ctx: Context, *, fingerprint: str | None = None
+               ) -> ArrivalDecision:
         """The gateway decision for ``item`` (nothing is changed)."""
-        return decide_arrival(arrival_of(item, ctx, self.ring, self.settings), self.settings)
+        return decide_arrival(arrival_of(item, ctx, self.ring, self.settings,
+                                         fingerprint=fingerprint), self.settings)
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Refuse loops, act on the marker verdict, and strip what must not pass."""
-        decision = self.decide(item, ctx)
+        fingerprint = arrival_fingerprint(item.message)
+        decision = self.decide(item, ctx, fingerprint=fingerprint)
         check = decision.marker
         if decision.refusal is not None:
             # The refusal itself is the adapter's status line; the log adds the reason.
             log.info("gateway refused: %s (%s)", decision.refusal, decision.trace[-1].detail)
             return Outcome(Action.REJECT, decision.refusal)
         item = item.annotate("marker.verdict", check.verdict.value).annotate(
-            "marker.source", decision.source.value).annotate(
-            "marker.arrival", arrival_fingerprint(item.message))
+            "marker.source", decision.source.value).annotate("marker.arrival", fingerprint)
         if check.verdict is not MarkerVerdict.MISSING:
             _log_verdict(check.verdict, check.reason, decision.source)
         if not decision.remove_fields and not decision.remove_prefixes:
@@ -126,9 +128,10 @@ class MarkerVerifyFilter:
         return item if message is item.message else item.evolve(message=message)
 
 
-def arrival_of(item: MailItem, ctx: Context, ring: KeyRing, settings: GatewaySettings
-               ) -> Arrival:
-    """The facts of ``item``'s arrival that the gateway decision needs."""
+def arrival_of(item: MailItem, ctx: Context, ring: KeyRing, settings: GatewaySettings, *,
+               fingerprint: str | None = None) -> Arrival:
+    """The facts of ``item``'s arrival that the gateway decision needs (``fingerprint``: its
+    :func:`~mailroute.marker.guard.arrival_fingerprint`, when the caller has it already)."""
     message = item.message
     now = ctx.clock()
     check = check_message(message, ring, now=now, windows=settings.windows,
@@ -139,12 +142,12 @@ def arrival_of(item: MailItem, ctx: Context, ring: KeyRing, settings: GatewaySet
         client_address=envelope.client_address,
         tenant_ids=tuple(f.value for f in message.headers.get_all(_TENANT_HEADER)),
         received_count=received_count(message),
-        processed_count=_processed_count(item, ctx, settings, now),
+        processed_count=_processed_count(item, ctx, settings, now, fingerprint),
         marker=check)
 
 
-def _processed_count(item: MailItem, ctx: Context, settings: GatewaySettings,
-                     now: float) -> int:
+def _processed_count(item: MailItem, ctx: Context, settings: GatewaySettings, now: float,
+                     fingerprint: str | None) -> int:
     if ctx.processed is None or settings.processed_limit == 0:
         return 0
     message_id = item.message.headers.value("Message-ID")
@@ -153,7 +156,7 @@ def _processed_count(item: MailItem, ctx: Context, settings: GatewaySettings,
     key = processed_key(normalise_message_id(message_id), item.envelope.rcpt_to,
                         item.envelope.direction)
     return ctx.processed.count(key, now, settings.processed_ttl,
-                               other_than=arrival_fingerprint(item.message))
+                               other_than=fingerprint or arrival_fingerprint(item.message))
 
 
 def _log_verdict(verdict: MarkerVerdict, reason: str, source: ArrivalSource) -> None:

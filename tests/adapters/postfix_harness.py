@@ -18,34 +18,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.mta.postfix import BASE_MASTER
+
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 LIBEXEC = Path("/usr/lib/postfix/sbin")
-
-#: The services a relay-only instance needs (no chroot, no local delivery).
-MASTER_SERVICES = """\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
 
 def postfix_available() -> bool:
     """True when the Postfix binaries are installed."""
@@ -222,7 +198,7 @@ class Postfix:
             "".join(f"{key} = {value}\n" for key, value in main.items()))
         options = "".join(f"  -o {option}\n" for option in self.smtpd_options)
         (self.config / "master.cf").write_text(
-            f"127.0.0.1:{self.smtpd_port} inet n - n - - smtpd\n{options}" + MASTER_SERVICES)
+            f"127.0.0.1:{self.smtpd_port} inet n - n - - smtpd\n{options}" + BASE_MASTER)
 
     def start(self) -> Postfix:
         """Start ``postfix start-fg`` and wait for the smtpd port."""

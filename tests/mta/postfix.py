@@ -17,11 +17,13 @@ from pathlib import Path
 
 from tests.mta.common import wait_for_ports, wait_until
 
-#: The services every instance needs besides its smtpd lines (chroot off everywhere).
+#: The services every instance needs besides its smtpd lines (chroot off everywhere; tlsmgr
+#: for the milter tests' TLS listener).
 BASE_MASTER = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite
 bounce    unix  -       -       n       -       0       bounce
 defer     unix  -       -       n       -       0       bounce

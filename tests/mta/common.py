@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
@@ -25,16 +26,64 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _reachable(path: Path) -> bool:
+    """True when an unprivileged user can reach ``path`` (every parent searchable by others)."""
+    return all(os.stat(parent).st_mode & stat.S_IXOTH for parent in path.resolve().parents)
+
+
+def _filter_user_copy(root: Path) -> str:
+    """A copy, under ``root``, of mailroute and the installed packages it loaded.
+
+    A checkout under a private directory (``mktemp -d``, ``/root``) cannot be read by the
+    filter user; an installed mailroute would sit in a readable place, so the tests give it
+    one. Only what this process imported from outside the standard library is copied.
+    """
+    for needed in ("mailroute.commands.pipe", "mailroute.filters.headers",
+                   "mailroute.filters.marker", "mailroute.gateway.sqlite_store"):
+        importlib.import_module(needed)  # what ``mailroute pipe`` loads for the test policy
+
+    stdlib = Path(os.__file__).resolve().parent
+    target = root / "lib"
+    target.mkdir(mode=0o755, exist_ok=True)
+    entries = sorted({Path(p).resolve() for p in sys.path if p and Path(p).is_dir()},
+                     key=lambda e: len(e.parts), reverse=True)  # the deepest entry first
+    tops: set[Path] = set()
+    for module in list(sys.modules.values()):
+        origin = getattr(module, "__file__", None)
+        if not origin or Path(origin).resolve().is_relative_to(stdlib):
+            continue
+        found = Path(origin).resolve()
+        entry = next((e for e in entries if found.is_relative_to(e)), None)
+        if entry is not None and entry != stdlib:
+            tops.add(entry / found.relative_to(entry).parts[0])
+    for top in tops:
+        copy = target / top.name
+        if copy.exists():
+            continue
+        if top.is_dir():
+            shutil.copytree(top, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(top, copy)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644 | (path.stat().st_mode & 0o111))
+    return str(target)
+
+
 def interpreter_wrapper(root: Path) -> Path:
     """A ``mailroute`` command the filter user can run (the venv may sit under /root)."""
     python = sys.executable
-    runnable = os.access(python, os.X_OK) and all(
-        os.stat(parent).st_mode & stat.S_IXOTH for parent in Path(python).resolve().parents)
+    runnable = os.access(python, os.X_OK) and _reachable(Path(python))
     if not runnable:
         python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or python
-    paths = ":".join(p for p in sys.path if p and Path(p).is_dir())
+    import mailroute
+
+    paths = [p for p in sys.path if p and Path(p).is_dir()]
+    needed = [Path(mailroute.__file__), *(Path(p, "_") for p in paths if "site-packages" in p)]
+    if not all(_reachable(path) for path in needed):
+        paths = [_filter_user_copy(root)]
     wrapper = root / "mailroute"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{paths}" exec {python} -m mailroute "$@"\n')
+    search = ":".join(paths)
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{search}" exec {python} -m mailroute "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
 

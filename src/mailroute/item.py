@@ -46,6 +46,8 @@ class Envelope:
         rcpt_to: the RCPT TO addresses.
         client_address: the connecting client's IP address, if known.
         tls_peer_name: the peer's *verified* certificate name, if any.
+        helo: the name the client gave in HELO/EHLO, if known (SPF checks it for the null
+            sender).
         direction: inbound, outbound or internal; ``None`` lets the policy derive it.
     """
 
@@ -53,13 +55,14 @@ class Envelope:
     rcpt_to: tuple[str, ...] = ()
     client_address: str | None = None
     tls_peer_name: str | None = None
+    helo: str | None = None
     direction: Direction | None = None
 
     def __init__(self, *, mail_from: str = "", rcpt_to: tuple[str, ...] | list[str] = (),
                  client_address: str | None = None, tls_peer_name: str | None = None,
-                 direction: Direction | str | None = None) -> None:
+                 helo: str | None = None, direction: Direction | str | None = None) -> None:
         for name, value in (("mail_from", mail_from), ("client_address", client_address),
-                            ("tls_peer_name", tls_peer_name)):
+                            ("tls_peer_name", tls_peer_name), ("helo", helo)):
             if value is not None and any(ch in value for ch in "\r\n\0"):
                 raise ValueError(f"{name} contains CR, LF or NUL")
         for rcpt in rcpt_to:
@@ -69,6 +72,7 @@ class Envelope:
         object.__setattr__(self, "rcpt_to", tuple(rcpt_to))
         object.__setattr__(self, "client_address", client_address)
         object.__setattr__(self, "tls_peer_name", tls_peer_name)
+        object.__setattr__(self, "helo", helo)
         object.__setattr__(self, "direction", Direction(direction) if direction else None)
 
     @property

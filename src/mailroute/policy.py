@@ -127,7 +127,8 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
         if not isinstance(entry, Mapping):
             raise ConfigError("must be a table", source=source, key=prefix)
         options = Options({k: v for k, v in entry.items() if k != "when"}, source=source,
-                          prefix=prefix, base_dir=base_dir)
+                          prefix=prefix, base_dir=base_dir,
+                          inherited={"authserv_id": authserv_id})
         step = build_filter(options.string("filter"), options)
         options.finish()
         if "when" in entry:

@@ -111,6 +111,21 @@ def test_slow_policy_sends_progress_then_the_edits(tmp_path: Path) -> None:
     assert got[-2][1] == b"\x00\x00\x00\x01X-Slow\x00 done\x00"   # below Postfix's Received
 
 
+@dataclass(frozen=True)
+class ShowHelo:
+    name: str = "show-helo"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        helo = item.envelope.helo or "-"
+        return item.evolve(message=item.message.with_header("X-Helo", helo))
+
+
+def test_the_helo_name_reaches_the_envelope(tmp_path: Path) -> None:
+    server = MilterServer(Pipeline(filters=(ShowHelo(),)), MilterSettings(workers=1))
+    got = one_message(server, tmp_path / "m.sock")
+    assert got[-2] == (b"i", b"\x00\x00\x00\x01X-Helo\x00 x\x00")   # FakeMta says HELO x
+
+
 def test_message_over_the_size_limit_is_552(tmp_path: Path) -> None:
     server = MilterServer(Pipeline(limits=Limits(max_message_size=1000)),
                           MilterSettings(workers=1))

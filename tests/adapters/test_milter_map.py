@@ -179,6 +179,12 @@ def test_envelope_from_macros_and_commands() -> None:
     assert envelope.client_address == "198.51.100.7"
     assert envelope.tls_peer_name == "exo.test.example"
     assert facts.queue_id == "ABC123"
+    assert envelope.helo is None
+    facts.set_helo(b"mail.partner.example")
+    facts.set_helo(b" mx.partner.example ")   # EHLO again after STARTTLS: the latest counts
+    assert facts.envelope().helo == "mx.partner.example"
+    facts.set_helo(b"bad\r\nname")
+    assert facts.envelope().helo is None
     facts.set_sender(b"<>")
     assert facts.envelope().mail_from == ""
     assert facts.envelope().rcpt_to == ()

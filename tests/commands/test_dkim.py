@@ -142,3 +142,25 @@ def test_spoof_with_dns_trouble_is_a_tempfail(world: DkimWorld) -> None:
 def test_foreign_domains_are_not_judged_as_spoofs(world: DkimWorld, sender: str) -> None:
     data = message().replace(b"Alice <alice@example.net>", sender.encode())
     assert _process(world, data).returncode == 0
+
+
+@pytest.mark.parametrize(("helo", "expected"), [
+    ("out.example.org", "spf=pass smtp.helo=out.example.org"),
+    ("other.example.org", "spf=fail smtp.helo=other.example.org"),
+    (None, "spf=none"),
+])
+def test_a_bounce_is_judged_by_its_helo_name(world: DkimWorld, helo: str | None,
+                                             expected: str) -> None:
+    world.dns_file("dns.txt", **{"out.example.org": "v=spf1 a -all",
+                                 "other.example.org": "v=spf1 ip4:198.51.100.0/24 -all"})
+    (world.folder / "dns.txt").write_text(
+        (world.folder / "dns.txt").read_text() + "out.example.org A 203.0.113.7\n")
+    policy = world.folder / "policy.toml"
+    policy.write_text(POLICY.format(extra="dmarc = false"), encoding="utf-8")
+    bounce = message().replace(b"alice@example.net", b"MAILER-DAEMON@example.org")
+    done = run(["process", "--config", str(policy), "--mail-from", "", "--rcpt",
+                "bob@example.net", "--client-ip", "203.0.113.7",
+                *(["--helo", helo] if helo else [])], bounce)
+    assert done.returncode == 0, done.stderr
+    header = " ".join(done.stdout.split(b"\r\n\r\n", 1)[0].decode().split())
+    assert expected in header

@@ -37,12 +37,13 @@ filter = "arc-seal"
 domain = "{domain}"
 selector = "rsa"
 key = "rsa.pem"
-authserv_id = "{authserv}"
+{seal_extra}
 """
 
 
 
-def _gateway(world: DkimWorld, folder: Path, authserv: str, domain: str) -> object:
+def _gateway(world: DkimWorld, folder: Path, authserv: str, domain: str,
+             seal_extra: str = "") -> object:
     folder.mkdir(exist_ok=True)
     (folder / "footer.txt").write_text("-- \nScanned by the gateway.\n", encoding="utf-8")
     (folder / "rsa.pem").write_bytes(world.rsa_path.read_bytes())
@@ -51,7 +52,8 @@ def _gateway(world: DkimWorld, folder: Path, authserv: str, domain: str) -> obje
         "rsa._domainkey.example.net"]}
     (folder / "dns.txt").write_text("".join(f"{k} {v}\n" for k, v in records.items()),
                                     encoding="utf-8")
-    (folder / "policy.toml").write_text(POLICY.format(authserv=authserv, domain=domain),
+    (folder / "policy.toml").write_text(POLICY.format(authserv=authserv, domain=domain,
+                                                      seal_extra=seal_extra),
                                         encoding="utf-8")
     return load_policy(folder / "policy.toml")
 
@@ -123,3 +125,14 @@ def test_an_rsa_sha1_arc_set_fails_whatever_dkimpy_says(world: DkimWorld,
     weak = out[:algorithm] + b"a=rsa-sha1" + out[algorithm + len(b"a=rsa-sha256"):]
     result = verify_chain(parse(weak), dns)
     assert (result.status, result.reason) == (AuthStatus.FAIL, "rsa-sha1 (RFC 8301)")
+
+
+def test_the_seal_names_the_gateways_authserv_id_and_refuses_another(
+        world: DkimWorld, tmp_path: Path) -> None:
+    # the AAR above already read "i=1; mx.example.org" without authserv_id in arc-seal
+    _gateway(world, tmp_path / "same", "mx.example.org", "example.org",
+             seal_extra='authserv_id = "mx.example.org"')
+    with pytest.raises(ConfigError, match=r"policy.toml:\d+.*pipeline\[2\]\.authserv_id.*"
+                                          r"differs from \[gateway\] authserv_id"):
+        _gateway(world, tmp_path / "other", "mx.example.org", "example.org",
+                 seal_extra='authserv_id = "mailroute"')

@@ -121,3 +121,28 @@ def test_a_silent_server_is_a_timeout_and_temperror(server: _Server, world: Dkim
     results = verify_message(signed, lookup, now=NOW)
     assert [(r.status, r.reason) for r in results] == [(AuthStatus.TEMPERROR,
                                                         "key lookup failed")]
+
+
+def test_a_dns_file_carries_address_and_mx_records_for_spf() -> None:
+    from mailroute.dkim.dns import parse_dns_file
+
+    dns = parse_dns_file(
+        "example.net v=spf1 a mx:example.net -all\n"
+        "example.net A 192.0.2.10\n"
+        "example.net AAAA 2001:db8::10\n"
+        "example.net MX 20 backup.example.net\n"
+        "example.net MX 10 mx.example.net.\n"
+        "mx.example.net A 192.0.2.25\n"
+        "backup.example.net A 192.0.2.26\n"
+        "odd.example A not-an-address\n"
+        "odd.example AAAA 192.0.2.1\n")
+    assert dns("example.net") == ["v=spf1 a mx:example.net -all"]
+    assert dns.addresses("example.net") == ["192.0.2.10", "2001:db8::10"]
+    assert dns.mx("example.net") == ["mx.example.net", "backup.example.net"]
+    # values that are not well-formed records of their type stay TXT
+    assert dns("odd.example") == ["A not-an-address", "AAAA 192.0.2.1"]
+    assert dns.addresses("odd.example") == []
+    lookups = SpfLookups(dns, dns.addresses, dns.mx)
+    assert [check_host(lookups, ip, "a@example.net").result
+            for ip in ("192.0.2.10", "2001:db8::10", "192.0.2.26", "192.0.2.99")] == [
+        "pass", "pass", "pass", "fail"]

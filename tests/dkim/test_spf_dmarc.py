@@ -148,3 +148,34 @@ def test_dmarc_over_a_real_signature(world: DkimWorld) -> None:
     verdict = evaluate(signed, dns, results, None)
     assert verdict.result == "pass"
     assert verdict.auth_result().properties == (("header.from", "example.net"),)
+
+
+@pytest.mark.parametrize(("record", "draw", "policy", "reason_has_pct"), [
+    ("v=DMARC1; p=reject; pct=100", 0.99, "reject", False),
+    ("v=DMARC1; p=reject; pct=30", 0.29, "reject", False),       # sampled: held to p=
+    ("v=DMARC1; p=reject; pct=30", 0.30, "quarantine", True),    # not sampled: one weaker
+    ("v=DMARC1; p=quarantine; pct=0", 0.0, "none", True),
+    ("v=DMARC1; p=none; pct=10", 0.99, "none", False),           # nothing weaker than none
+])
+def test_dmarc_pct_applies_the_policy_to_the_sampled_share_only(
+        record: str, draw: float, policy: str, reason_has_pct: bool) -> None:
+    dns = FakeDns({"_dmarc.example.net": [record]})
+    result = evaluate(parse(message()), dns, [_dkim("other.example")], None,
+                      sample=lambda: draw)
+    assert (result.result, result.policy) == ("fail", policy)
+    assert ("pct=" in result.reason) is reason_has_pct
+    assert result.enforced is (policy != "none")
+
+
+def test_dmarc_pct_never_weakens_a_pass() -> None:
+    dns = FakeDns({"_dmarc.example.net": ["v=DMARC1; p=reject; pct=0"]})
+    result = evaluate(parse(message()), dns, [_dkim("example.net")], None, sample=lambda: 0.99)
+    assert (result.result, result.policy) == ("pass", "reject")
+
+
+@pytest.mark.parametrize("helo", ["[192.0.2.9]", "192.0.2.9", "localhost", "", "a..b"])
+def test_spf_ignores_a_helo_that_is_not_a_domain_name(helo: str) -> None:
+    dns = FakeDns(SPF_TXT, ADDRESSES, MX)
+    result = check_host(dns.lookups(), "192.0.2.9", "", helo=helo)
+    assert result.result == "none"
+    assert dns.asked == []

@@ -222,6 +222,9 @@ class MilterConnectionHandler:
             if event.family in (b"4", b"6"):
                 self.facts.client_address = event.address.decode("ascii", "replace")
             return self._reply_if_owed()
+        if isinstance(event, pm.Helo):
+            self.facts.set_helo(event.name)
+            return self._reply_if_owed()
         if isinstance(event, pm.MailFrom):
             self._reset_message()
             self.facts.set_sender(event.address)

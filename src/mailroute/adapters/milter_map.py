@@ -71,9 +71,15 @@ class MessageFacts:
     """What one milter connection learnt about the current message."""
 
     client_address: str | None = None
+    helo: str | None = None
     mail_from: str = ""
     rcpt_to: list[str] = field(default_factory=list)
     macros: dict[bytes, bytes] = field(default_factory=dict)
+
+    def set_helo(self, raw: bytes) -> None:
+        """HELO/EHLO (sent again after STARTTLS): the latest name counts."""
+        name = raw.decode("ascii", "replace").strip()
+        self.helo = name if name and not any(ch in name for ch in "\r\n\0") else None
 
     def set_sender(self, raw: bytes) -> None:
         """MAIL FROM: a new transaction."""
@@ -96,7 +102,8 @@ class MessageFacts:
         if address and any(ch in address for ch in "\r\n\0"):
             address = None
         return Envelope(mail_from=self.mail_from, rcpt_to=tuple(self.rcpt_to),
-                        client_address=address, tls_peer_name=tls_peer_name(self.macros))
+                        client_address=address, tls_peer_name=tls_peer_name(self.macros),
+                        helo=self.helo)
 
 
 def reply_code(reply: Reply, fallback: ReplyCode) -> ReplyCode:

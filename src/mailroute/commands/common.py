@@ -68,13 +68,15 @@ def add_envelope_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the peer's verified TLS certificate name")
     group.add_argument("--direction", choices=[d.value for d in Direction],
                        help="inbound, outbound or internal (derived from the policy if omitted)")
+    group.add_argument("--helo", metavar="NAME",
+                       help="the client's HELO/EHLO name (SPF checks it for the null sender)")
 
 
 def envelope_from_args(args: argparse.Namespace) -> Envelope:
     """The :class:`~mailroute.item.Envelope` the envelope flags describe."""
     return Envelope(mail_from=args.mail_from, rcpt_to=tuple(args.rcpt),
                     client_address=args.client_ip, tls_peer_name=args.tls_name,
-                    direction=args.direction)
+                    helo=args.helo, direction=args.direction)
 
 
 def open_input(args: argparse.Namespace) -> BinaryIO | ExitCode:

@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                              "transport sets SENDER)")
     parser.add_argument("--queue-id", metavar="ID", help="the MTA's queue id, for the log line")
     parser.add_argument("--client-ip", metavar="IP", help="the connecting client's address")
-    parser.add_argument("--helo", metavar="NAME", help="the client's HELO name (informational)")
+    parser.add_argument("--helo", metavar="NAME",
+                        help="the client's HELO name (SPF checks it for the null sender)")
     parser.add_argument("--sasl-user", metavar="NAME",
                         help="the authenticated SASL user (informational)")
     parser.add_argument("--tls-name", metavar="NAME",
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     try:  # MTAs pass an unknown value as an empty argument: it means "not given"
         envelope = Envelope(mail_from=sender, rcpt_to=tuple(args.recipients),
                             client_address=args.client_ip or None,
-                            tls_peer_name=args.tls_name or None, direction=args.direction)
+                            tls_peer_name=args.tls_name or None, helo=args.helo or None,
+                            direction=args.direction)
     except ValueError as exc:
         sys.stderr.write(f"mailroute: {exc}\n")
         return ExitCode.USAGE

@@ -25,11 +25,15 @@ class Options:
         source: the policy file (or ``"command line"``).
         prefix: the key path of the table, e.g. ``pipeline[2]``.
         base_dir: relative paths are resolved against it (the policy file's folder).
+        inherited: values a key takes when this table does not set it (policy-wide
+            settings such as ``[gateway] authserv_id``); never reported as unknown.
     """
 
     def __init__(self, values: Mapping[str, object], *, source: str, prefix: str = "",
-                 base_dir: Path | None = None) -> None:
+                 base_dir: Path | None = None,
+                 inherited: Mapping[str, object] | None = None) -> None:
         self._values = dict(values)
+        self._inherited = dict(inherited or {})
         self._seen: set[str] = set()
         self._path_keys: dict[str, str] = {}
         self.source = source
@@ -46,7 +50,7 @@ class Options:
 
     def _get(self, name: str, default: object) -> object:
         self._seen.add(name)
-        value = self._values.get(name, default)
+        value = self._values.get(name, self._inherited.get(name, default))
         if value is _MISSING:
             raise self.error(name, "is required")
         return value
@@ -54,6 +58,10 @@ class Options:
     def raw(self, name: str, default: object = _MISSING) -> object:
         """An option of any type (the caller checks it)."""
         return self._get(name, default)
+
+    def inherited(self, name: str) -> object | None:
+        """The policy-wide value of ``name`` this table inherits, if any."""
+        return self._inherited.get(name)
 
     def has(self, name: str) -> bool:
         """True when the option was given."""

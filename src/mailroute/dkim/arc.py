@@ -1,29 +1,36 @@
-"""ARC (RFC 8617) through dkimpy: verify an incoming chain, seal after our own changes.
+"""ARC (RFC 8617): verify an incoming chain (dkimpy), seal after our own changes.
 
-dkimpy's ``arc_sign`` always writes rsa-sha256 (it ignores its algorithm argument), so a
-sealing key must be RSA; its RSA arithmetic is pure Python (two signatures per seal).
+Sealing is our own, signed with ``cryptography`` (rsa-sha256, the only algorithm RFC 8617
+defines: two PKCS#1 v1.5 signatures per seal, in C); verification stays with dkimpy, whose
+RSA arithmetic is pure Python but only checks signatures (public exponent: cheap).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mailroute.dkim import canon
 from mailroute.dkim.keys import SigningKey
+from mailroute.dkim.sign import body_of, header_list, signed_field, signed_header_data
 from mailroute.dkim.verify import TxtLookup
 from mailroute.errors import ConfigError, MailrouteError, SigningError
 from mailroute.mime.headers import HeaderField
 from mailroute.mime.message import Message
 from mailroute.results import AuthResult, AuthStatus, format_auth_results
 
-__all__ = ["ARC_FIELDS", "seal", "sealing_pem", "verify_chain"]
+__all__ = ["ARC_FIELDS", "MAX_INSTANCE", "seal", "sealing_key", "verify_chain"]
 
 ARC_FIELDS = ("arc-seal", "arc-message-signature", "arc-authentication-results")
+#: RFC 8617 section 4.2.1: a chain longer than this is invalid.
+MAX_INSTANCE = 50
 _SIGNED_ARC_FIELDS = ("arc-seal", "arc-message-signature")
 _WEAK_ALGORITHM = re.compile(r"(?:^|;)\s*a\s*=\s*rsa-sha1\s*(?:;|$)", re.IGNORECASE)
+_INSTANCE = re.compile(r"(?:^|;)\s*i\s*=\s*([0-9]{1,3})\s*(?:;|$)")
 
 
 def _dnsfunc(lookup: TxtLookup | None) -> object:
@@ -36,7 +43,8 @@ def _dnsfunc(lookup: TxtLookup | None) -> object:
 
 
 def verify_chain(message: Message, lookup: TxtLookup | None) -> AuthResult:
-    """The ``arc`` result: ``none`` without ARC fields, else dkimpy's chain validation."""
+    """The ``arc`` result: ``none`` without ARC fields, else ``pass`` or ``fail`` as dkimpy
+    validates the chain (``fail`` for one an earlier sealer marked ``cv=fail``)."""
     if not any(f.lower_name in ARC_FIELDS for f in message.headers):
         return AuthResult("arc", AuthStatus.NONE)
     if any(f.lower_name in _SIGNED_ARC_FIELDS and _WEAK_ALGORITHM.search(f.value)
@@ -53,48 +61,76 @@ def verify_chain(message: Message, lookup: TxtLookup | None) -> AuthResult:
         return AuthResult("arc", AuthStatus.TEMPERROR, "key lookup failed")
     except dkim.DKIMException:
         return AuthResult("arc", AuthStatus.FAIL, "malformed chain")
-    status = {b"pass": AuthStatus.PASS, b"fail": AuthStatus.FAIL}.get(cv, AuthStatus.NONE)
+    # dkimpy answers None for a chain a sealer marked cv=fail ("terminated"): RFC 8617
+    # section 5.2 makes that chain fail, never none
+    status = AuthStatus.PASS if cv == b"pass" else AuthStatus.FAIL
     text = reason if isinstance(reason, str) else ""
     return AuthResult("arc", status, "" if status is AuthStatus.PASS else text[:80])
 
 
-def sealing_pem(key: SigningKey) -> bytes:
-    """The key as the PKCS#1 PEM dkimpy reads.
+def sealing_key(key: SigningKey) -> rsa.RSAPrivateKey:
+    """The RSA key of ``key``.
 
     Raises:
         ConfigError: not an RSA key (ARC seals are rsa-sha256).
     """
     if not isinstance(key.key, rsa.RSAPrivateKey):
-        raise ConfigError("ARC sealing needs an RSA key (dkimpy seals rsa-sha256 only)")
-    return key.key.private_bytes(serialization.Encoding.PEM,
-                                 serialization.PrivateFormat.TraditionalOpenSSL,
-                                 serialization.NoEncryption())
+        raise ConfigError("ARC sealing needs an RSA key (ARC defines rsa-sha256 only)")
+    return key.key
 
 
-def seal(message: Message, pem: bytes, *, domain: str, selector: str, authserv_id: str,
-         results: Iterable[AuthResult], timestamp: int) -> Message:
+def _existing_sets(message: Message) -> dict[int, dict[str, HeaderField]]:
+    """The ARC fields already present, by instance and field name (unreadable ``i=``: 0)."""
+    sets: dict[int, dict[str, HeaderField]] = {}
+    for field in message.headers:
+        if field.lower_name in ARC_FIELDS:
+            found = _INSTANCE.search(field.value)
+            instance = int(found.group(1)) if found else 0
+            sets.setdefault(instance, {}).setdefault(field.lower_name, field)
+    return sets
+
+
+def _chain_status(instance: int, results: Iterable[AuthResult]) -> str:
+    """``cv=``: ``none`` for the first set, else what the incoming chain verified as."""
+    if instance == 1:
+        return "none"
+    arc = [r for r in results if r.method == "arc"]
+    return "pass" if len(arc) == 1 and arc[0].status is AuthStatus.PASS else "fail"
+
+
+def seal(message: Message, key: rsa.RSAPrivateKey, *, domain: str, selector: str,
+         authserv_id: str, results: Iterable[AuthResult], timestamp: int) -> Message:
     """``message`` with the next ARC set (AAR, AMS, AS) at the top; nothing else changes.
 
-    ``results`` are this gateway's verification results (they become the AAR); they must
-    include the ``arc`` result of the incoming chain.
+    ``results`` are this gateway's verification results (they become the AAR); the ``arc``
+    result of the incoming chain decides ``cv=`` (RFC 8617 section 5.1.1).
 
     Raises:
-        SigningError: dkimpy refused to seal (a broken incoming chain past its limits).
+        SigningError: the chain is already at its longest, or the key failed to sign.
     """
-    import dkim  # the dkim extra
-
-    ar_value = format_auth_results(authserv_id, results)
-    data = b"Authentication-Results: " + ar_value.encode("utf-8") + message.newline
-    data += message.to_bytes()
-    try:
-        lines = dkim.arc_sign(data, selector.encode(), domain.encode(), pem,
-                              authserv_id.encode(), timestamp=timestamp,
-                              linesep=message.newline)
-    except dkim.DKIMException as exc:
-        raise SigningError(f"ARC sealing failed: {exc.__class__.__name__}") from exc
-    if not lines:
-        raise SigningError("ARC sealing produced no fields")
-    for raw in reversed(lines):
-        name = raw.split(b":", 1)[0].decode("ascii")
-        message = message.with_field(HeaderField(raw, name))
-    return message
+    results = tuple(results)
+    sets = _existing_sets(message)
+    instance = max(sets, default=0) + 1
+    if instance > MAX_INSTANCE:
+        raise SigningError(f"ARC chain already has {MAX_INSTANCE} sets")
+    cv = _chain_status(instance, results)
+    aar = message.field("ARC-Authentication-Results",
+                        f"i={instance}; {format_auth_results(authserv_id, results)}")
+    body_hash = hashlib.sha256(canon.body(body_of(message), relaxed=True)).digest()
+    names = header_list(message)
+    ams = signed_field(message, "ARC-Message-Signature",
+                  f"i={instance}; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s={selector};"
+                  f" t={timestamp}; h={':'.join(names)};"
+                  f" bh={base64.b64encode(body_hash).decode()};",
+                  signed_header_data(message.headers, names, relaxed=True), key)
+    chain = b""
+    if cv != "fail":  # a failed chain is not vouched for: the seal covers its own set only
+        for number in sorted(sets):
+            for name in ("arc-authentication-results", "arc-message-signature", "arc-seal"):
+                if name in sets[number]:
+                    chain += canon.header(sets[number][name].raw, relaxed=True)
+    chain += canon.header(aar.raw, relaxed=True) + canon.header(ams.raw, relaxed=True)
+    arc_seal = signed_field(message, "ARC-Seal",
+                       f"i={instance}; a=rsa-sha256; t={timestamp}; cv={cv}; d={domain};"
+                       f" s={selector};", chain, key)
+    return message.with_field(aar).with_field(ams).with_field(arc_seal)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -108,6 +109,9 @@ def _policy(texts: Iterable[str]) -> DmarcPolicy | None:
                        int(pct) if pct.isdigit() and int(pct) <= 100 else 100)
 
 
+_WEAKER = {"reject": "quarantine", "quarantine": "none"}
+
+
 def _aligned(domain: str, other: str, strict: bool) -> bool:
     domain, other = domain.lower().rstrip("."), other.lower().rstrip(".")
     if strict:
@@ -116,8 +120,15 @@ def _aligned(domain: str, other: str, strict: bool) -> bool:
 
 
 def evaluate(message: Message, lookup: Lookup | None, dkim: Iterable[SignatureResult],
-             spf: SpfResult | None) -> DmarcResult:
-    """The DMARC result of ``message`` given its DKIM and SPF results."""
+             spf: SpfResult | None, *, sample: Callable[[], float] = random.random
+             ) -> DmarcResult:
+    """The DMARC result of ``message`` given its DKIM and SPF results.
+
+    ``pct`` below 100 (RFC 7489 section 6.6.4): a failing message is held to the policy
+    only when ``sample()`` (uniform in [0, 1)) falls below ``pct``/100; otherwise the next
+    weaker policy applies (``reject`` -> ``quarantine`` -> ``none``). The draw is random,
+    not derived from the message, so a sender cannot pick a message that escapes it.
+    """
     dkim = list(dkim)
     author = from_domain(message)
     if author is None:
@@ -144,7 +155,11 @@ def evaluate(message: Message, lookup: Lookup | None, dkim: Iterable[SignatureRe
     in_force = policy.subdomain_policy if inherited else policy.policy
     if aligned:
         return DmarcResult("pass", author, in_force, "aligned pass", aligned=True)
-    return DmarcResult("fail", author, in_force, "no aligned pass", dns_trouble=trouble)
+    reason = "no aligned pass"
+    if policy.percent < 100 and in_force != "none" and sample() * 100 >= policy.percent:
+        in_force = _WEAKER[in_force]
+        reason = f"no aligned pass (pct={policy.percent}: not sampled)"
+    return DmarcResult("fail", author, in_force, reason, dns_trouble=trouble)
 
 
 def _any_aligned(author: str, dkim: list[SignatureResult], spf: SpfResult | None,

@@ -7,6 +7,7 @@ raises :class:`~mailroute.errors.TemporaryError`, which verifiers turn into ``te
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,11 +20,20 @@ class DnsFile:
     """Records from a ``--dns-file``: ``NAME TXT-VALUE`` per line (CLI.md).
 
     A value of ``TIMEOUT`` makes the lookup of that name time out (for tests and drills).
+    Address and MX records, for SPF's ``a``, ``mx`` and ``exists``, are written as a zone
+    file writes them: ``NAME A 192.0.2.1``, ``NAME AAAA 2001:db8::1``,
+    ``NAME MX 10 mx.example.net``; every other value is a TXT record.
     """
 
     def __init__(self, records: Mapping[str, Sequence[str]]) -> None:
         self._records = {name.lower().rstrip("."): tuple(values)
                          for name, values in records.items()}
+
+    def _values(self, name: str) -> tuple[str, ...]:
+        values = self._records.get(name.lower().rstrip("."), ())
+        if "TIMEOUT" in values:
+            raise TemporaryError("DNS lookup timed out")
+        return values
 
     def __call__(self, name: str) -> list[str]:
         """The TXT values of ``name``.
@@ -31,14 +41,47 @@ class DnsFile:
         Raises:
             TemporaryError: the record is ``TIMEOUT``.
         """
-        values = list(self._records.get(name.lower().rstrip("."), ()))
-        if "TIMEOUT" in values:
-            raise TemporaryError("DNS lookup timed out")
-        return values
+        return [v for v in self._values(name) if _typed(v) is None]
+
+    def addresses(self, name: str) -> list[str]:
+        """The A and AAAA addresses of ``name``.
+
+        Raises:
+            TemporaryError: the record is ``TIMEOUT``.
+        """
+        found = (_typed(v) for v in self._values(name))
+        return [data for kind, data in filter(None, found) if kind in ("A", "AAAA")]
+
+    def mx(self, name: str) -> list[str]:
+        """The MX host names of ``name``, most preferred first.
+
+        Raises:
+            TemporaryError: the record is ``TIMEOUT``.
+        """
+        found = (_typed(v) for v in self._values(name))
+        exchanges = [data.split() for kind, data in filter(None, found) if kind == "MX"]
+        return [host.rstrip(".") for _, host in sorted(exchanges, key=lambda e: int(e[0]))]
+
+
+def _typed(value: str) -> tuple[str, str] | None:
+    """``(type, data)`` for an A, AAAA or MX record line value; ``None`` for TXT."""
+    kind, _, data = value.partition(" ")
+    data = data.strip()
+    if kind == "MX":
+        preference, _, host = data.partition(" ")
+        return ("MX", f"{preference} {host.strip()}") if (
+            preference.isdigit() and host.strip() and " " not in host.strip()) else None
+    if kind not in ("A", "AAAA"):
+        return None
+    try:
+        address = ipaddress.ip_address(data)
+    except ValueError:
+        return None
+    return (kind, str(address)) if address.version == (4 if kind == "A" else 6) else None
 
 
 def parse_dns_file(text: str, *, source: str = "<dns-file>") -> DnsFile:
-    """Parse ``NAME TXT-VALUE`` lines (blank lines and ``#`` comments are skipped).
+    """Parse ``NAME VALUE`` lines (blank lines and ``#`` comments are skipped).
 
     Raises:
         ConfigError: a line without a value.

@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, utils
 
 from mailroute.dkim import canon
-from mailroute.dkim.keys import SigningKey
+from mailroute.dkim.keys import PrivateKey, SigningKey
 from mailroute.errors import AmbiguousMessageError, MalformedMessageError, SigningError
 from mailroute.mime.headers import HeaderField
 from mailroute.mime.message import Message
 
-__all__ = ["OVERSIGNED", "SIGNED_ONCE", "body_of", "header_list", "sign_message",
-           "signed_header_data"]
+__all__ = ["OVERSIGNED", "SIGNED_ONCE", "body_of", "header_list", "sign_data", "sign_message",
+           "signed_field", "signed_header_data"]
 
 #: Signed once more than present, so that none can be added without breaking the signature.
 OVERSIGNED = ("from", "to", "cc", "subject", "date", "message-id", "content-type",
@@ -63,6 +63,38 @@ def signed_header_data(fields: Iterable[HeaderField], names: Iterable[str],
     return b"".join(parts)
 
 
+def sign_data(key: PrivateKey, data: bytes) -> str:
+    """The base64 signature of ``key`` over the SHA-256 of ``data`` (a DKIM or ARC ``b=``).
+
+    Raises:
+        SigningError: the key failed to sign.
+    """
+    digest = hashlib.sha256(data).digest()
+    try:
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            signature = key.sign(digest)
+        else:
+            signature = key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+    except ValueError as exc:  # pragma: no cover - a loaded key signs
+        raise SigningError("signing failed") from exc
+    return base64.b64encode(signature).decode()
+
+
+def signed_field(message: Message, name: str, tags: str, data: bytes,
+                 key: PrivateKey) -> HeaderField:
+    """Field ``name: tags b=...``, signed over ``data`` and its own form without ``b=``.
+
+    Raises:
+        SigningError: the key failed to sign.
+    """
+    unsigned = message.field(name, f"{tags} b=")
+    data += canon.header(canon.strip_b_value(unsigned.raw), relaxed=True)[:-2]
+    field = message.field(name, f"{tags} b={sign_data(key, data)}")
+    if canon.header(canon.strip_b_value(field.raw), True) != canon.header(unsigned.raw, True):
+        raise SigningError(f"{name} folding changed the signed form")  # pragma: no cover
+    return field
+
+
 def sign_message(message: Message, key: SigningKey, *, domain: str, selector: str,
                  timestamp: int, expire_after: int | None = None) -> Message:
     """``message`` with a new DKIM-Signature at the top (nothing else changes).
@@ -84,20 +116,6 @@ def sign_message(message: Message, key: SigningKey, *, domain: str, selector: st
     if expire_after is not None:
         tags.append(f"x={timestamp + expire_after};")
     tags += [f"h={':'.join(names)};", f"bh={base64.b64encode(body_hash).decode()};"]
-    unsigned = message.field("DKIM-Signature", " ".join([*tags, "b="]))
     data = signed_header_data(message.headers, names, relaxed=True)
-    data += canon.header(canon.strip_b_value(unsigned.raw), relaxed=True)[:-2]
-    digest = hashlib.sha256(data).digest()
-    try:
-        if isinstance(key.key, ed25519.Ed25519PrivateKey):
-            signature = key.key.sign(digest)
-        else:
-            signature = key.key.sign(digest, padding.PKCS1v15(),
-                                     utils.Prehashed(hashes.SHA256()))
-    except ValueError as exc:  # pragma: no cover - a loaded key signs
-        raise SigningError("DKIM signing failed") from exc
-    b64 = base64.b64encode(signature).decode()
-    field = message.field("DKIM-Signature", " ".join([*tags, f"b={b64}"]))
-    if canon.header(canon.strip_b_value(field.raw), True) != canon.header(unsigned.raw, True):
-        raise SigningError("DKIM-Signature folding changed the signed form")  # pragma: no cover
-    return message.with_field(field)
+    return message.with_field(signed_field(message, "DKIM-Signature", " ".join(tags), data,
+                                           key.key))

@@ -29,6 +29,8 @@ _QUALIFIERS = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
 _MACRO = re.compile(r"%\{([slodih])\}|%%|%_|%-")
 MAX_LOOKUPS = 10
 MAX_VOID = 2
+_HELO_DOMAIN = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*\.?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +210,10 @@ def _dotted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 
 def check_host(lookups: SpfLookups, ip: str, mail_from: str, helo: str = "") -> SpfResult:
     """The SPF result for a client ``ip`` sending as ``mail_from`` (HELO for the null sender)."""
-    sender = mail_from if "@" in mail_from else (f"postmaster@{helo}" if helo else "")
+    if "@" in mail_from:
+        sender = mail_from
+    else:  # RFC 7208 2.3: only a HELO that is a domain name is checked
+        sender = f"postmaster@{helo}" if _HELO_DOMAIN.fullmatch(helo) else ""
     domain = sender.rpartition("@")[2].lower().rstrip(".")
     if not domain:
         return SpfResult("none", "", "no sender domain")

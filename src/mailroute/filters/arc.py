@@ -1,17 +1,18 @@
 """The ``arc-seal`` filter: seal what the gateway changed (docs/dkim.md).
 
-Options: ``domain``, ``selector``, ``key`` (PEM, RSA), ``authserv_id`` (the gateway's, as in
-``[gateway] authserv_id``; default ``mailroute``). Run it after ``dkim-verify`` (whose
-results, the ``arc`` result included, become the ARC-Authentication-Results) and after the
-filters that change the message.
+Options: ``domain``, ``selector``, ``key`` (PEM, RSA); the authserv-id is ``[gateway]
+authserv_id``. Run it after ``dkim-verify`` (whose results, the ``arc`` result included,
+become the ARC-Authentication-Results) and after the filters that change the message.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from mailroute.config.options import Options
-from mailroute.dkim.arc import seal, sealing_pem
+from mailroute.dkim.arc import seal, sealing_key
 from mailroute.errors import ConfigError
 from mailroute.filters.dkim import signing_key_option
 from mailroute.item import Context, MailItem
@@ -24,7 +25,7 @@ __all__ = ["ArcSealFilter", "build_seal"]
 class ArcSealFilter:
     """Adds the next ARC set; the AAR holds the results earlier filters collected."""
 
-    pem: bytes
+    key: rsa.RSAPrivateKey
     domain: str
     selector: str
     authserv_id: str
@@ -35,7 +36,7 @@ class ArcSealFilter:
         results = item.auth_results
         if not any(r.method == "arc" for r in results):
             results = (*results, AuthResult("arc", AuthStatus.NONE))
-        sealed = seal(item.message, self.pem, domain=self.domain, selector=self.selector,
+        sealed = seal(item.message, self.key, domain=self.domain, selector=self.selector,
                       authserv_id=self.authserv_id, results=results,
                       timestamp=int(ctx.clock()))
         return item.evolve(message=sealed).annotate("arc-seal", "sealed")
@@ -47,8 +48,13 @@ def build_seal(options: Options) -> ArcSealFilter:
     selector = options.string("selector")
     key = signing_key_option(options)
     try:
-        pem = sealing_pem(key)
+        rsa_key = sealing_key(key)
     except ConfigError as exc:
         raise options.error("key", str(exc)) from exc
     authserv_id = options.string("authserv_id", "mailroute")
-    return ArcSealFilter(pem=pem, domain=domain, selector=selector, authserv_id=authserv_id)
+    gateway_id = options.inherited("authserv_id")
+    if gateway_id is not None and authserv_id != gateway_id:
+        # the AAR must name the ADMD whose Authentication-Results the gateway writes
+        raise options.error("authserv_id", f"differs from [gateway] authserv_id "
+                            f"{gateway_id!r}; leave it out to use that one")
+    return ArcSealFilter(key=rsa_key, domain=domain, selector=selector, authserv_id=authserv_id)

@@ -18,6 +18,8 @@ reject; default false: the domain is ours and its mail must pass).
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailroute.config.options import Options
@@ -110,6 +112,8 @@ class DkimVerifyFilter:
     accepted_domains: tuple[str, ...] = ()
     on_spoof: str = "reject"
     spoof_requires_policy: bool = False
+    #: uniform in [0, 1): draws which failing messages a DMARC ``pct`` below 100 selects
+    sample: Callable[[], float] = random.random
     name: str = "dkim-verify"
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
@@ -125,10 +129,13 @@ class DkimVerifyFilter:
         if self.check_spf and item.envelope.client_address:
             lookups = spf.SpfLookups(lookup, getattr(lookup, "addresses", None),
                                      getattr(lookup, "mx", None))
+            helo = item.envelope.helo or ""
             spf_result = spf.check_host(lookups, item.envelope.client_address,
-                                        item.envelope.mail_from)
-            results.append(spf.spf_auth_result(spf_result))
-        verdict = dmarc.evaluate(item.message, lookup, signatures, spf_result)
+                                        item.envelope.mail_from, helo)
+            results.append(spf.spf_auth_result(spf_result,
+                                               helo="@" not in item.envelope.mail_from))
+        verdict = dmarc.evaluate(item.message, lookup, signatures, spf_result,
+                                 sample=self.sample)
         if self.check_dmarc:
             results.append(verdict.auth_result())
         for result in results:

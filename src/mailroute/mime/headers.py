@@ -145,9 +145,16 @@ class HeaderBlock:
         return field.value if field is not None else None
 
     def added(self, field: HeaderField, *, position: str = "top") -> HeaderBlock:
-        """A block with ``field`` added at the ``top`` or the ``bottom``."""
+        """A block with ``field`` added at the ``top`` or the ``bottom``.
+
+        ``top`` is below any continuation lines the block starts with (a defect): above
+        them, they would fold into the new field once the message is read again.
+        """
         if position == "top":
-            return HeaderBlock((field, *self.fields))
+            lead = 0
+            while lead < len(self.fields) and not self.fields[lead].name:
+                lead += 1
+            return HeaderBlock((*self.fields[:lead], field, *self.fields[lead:]))
         if position == "bottom":
             return HeaderBlock((*_ended(self.fields, field), field))
         raise ValueError("position must be 'top' or 'bottom'")

@@ -52,6 +52,8 @@ from mailroute.routing import simulate as run_simulation
 from mailroute.routing.exoconfig import SCRIPTS
 from mailroute.routing.facts import message_facts
 from mailroute.routing.match import domain_of
+from mailroute.routing.model import Tenant
+from mailroute.routing.readback import load_export, tenant_from_export
 from mailroute.routing.render import explain_line
 
 __all__ = ["register"]
@@ -118,6 +120,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", action="store_true",
                         help="print what each step code (E1, R, X, G3 ...) means beside the "
                              "step (docs/routing/steps.md)")
+    tenant = parser.add_mutually_exclusive_group()
+    tenant.add_argument("--export", metavar="PATH",
+                        help="use the tenant as read back from this Get-* JSON export, rules "
+                             "as they are (docs/routing/exo-diff.md)")
+    tenant.add_argument("--as-is", action="store_true",
+                        help="use the topology file's tenant as written: its mailroute rules "
+                             "are taken as they are, not regenerated")
 
 
 def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts | ExitCode:
@@ -149,6 +158,15 @@ def _load(args: argparse.Namespace) -> Topology:
     return load_topology(args.config)
 
 
+def _tenant(args: argparse.Namespace, topology: Topology) -> Tenant:
+    """The tenant to decide in: the plan installed, the export as read, or the file as is."""
+    if args.export:
+        return tenant_from_export(topology, load_export(args.export))
+    if args.as_is:
+        return topology.tenant
+    return deployed(topology)
+
+
 def _now(args: argparse.Namespace) -> int:
     if args.now is not None:
         return int(args.now)
@@ -171,9 +189,11 @@ def _source(args: argparse.Namespace, topology: Topology, envelope: Envelope) ->
     return Source.INTERNET
 
 
-def _inputs(args: argparse.Namespace) -> tuple[Topology, Envelope, MessageFacts] | int:
+def _inputs(args: argparse.Namespace,
+            ) -> tuple[Topology, Tenant, Envelope, MessageFacts] | int:
     try:
         topology = _load(args)
+        tenant = _tenant(args, topology)
     except ConfigError as error:
         return report_config_error(error)
     try:
@@ -184,7 +204,7 @@ def _inputs(args: argparse.Namespace) -> tuple[Topology, Envelope, MessageFacts]
         return ExitCode.USAGE
     if isinstance(message, ExitCode):
         return message
-    return topology, envelope, message
+    return topology, tenant, envelope, message
 
 
 def run_route(args: argparse.Namespace) -> int:
@@ -192,7 +212,7 @@ def run_route(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     if isinstance(inputs, int):
         return inputs
-    topology, envelope, message = inputs
+    topology, tenant, envelope, message = inputs
     source = _source(args, topology, envelope)
     names = (envelope.tls_peer_name,) if envelope.tls_peer_name else ()
     hop = Hop(envelope=envelope, message=message, connection=Connection(
@@ -205,7 +225,7 @@ def run_route(args: argparse.Namespace) -> int:
         g = decide_gateway(hop, topology, markers=markers, now=now)
         routes, trace = g.routes, g.trace
     else:
-        d = decide_exo(hop, deployed(topology), now=datetime.fromtimestamp(now, UTC))
+        d = decide_exo(hop, tenant, now=datetime.fromtimestamp(now, UTC))
         routes, trace = d.routes, d.trace
         rules = tuple(dict.fromkeys(r for c in d.copies for r in c.rules))
     obj = route_object(routes, rules, trace, explain=args.explain)
@@ -230,7 +250,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     if isinstance(inputs, int):
         return inputs
-    topology, envelope, message = inputs
+    topology, tenant, envelope, message = inputs
     if args.origin:
         origin = Origin(args.origin)
     elif envelope.direction is Direction.INBOUND:
@@ -239,7 +259,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         origin = Origin.MAILBOX
     else:
         origin = Origin.INTERNET
-    sim = run_simulation(envelope, message, topology, tenant=deployed(topology), origin=origin,
+    sim = run_simulation(envelope, message, topology, tenant=tenant, origin=origin,
                          now=_now(args))
     if args.json:
         write_stdout_text(json.dumps(simulation_object(sim, explain=args.explain), indent=2)

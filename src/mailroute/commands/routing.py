@@ -55,6 +55,8 @@ from mailroute.routing.match import domain_of
 from mailroute.routing.model import Tenant
 from mailroute.routing.readback import load_export, tenant_from_export
 from mailroute.routing.render import explain_line
+from mailroute.routing.scenario_load import load_scenario
+from mailroute.routing.simulate import Simulation
 
 __all__ = ["register"]
 
@@ -84,6 +86,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument("--origin", choices=[o.value for o in Origin],
                      help="where the message starts (default: mailbox for senders in accepted "
                           "domains, else internet)")
+    sim.add_argument("--scenario", metavar="SCENARIO.toml",
+                     help="a scenario file: its topology, facts (delivery failures, gateway "
+                          "verdicts, services, delays, further tenants) and, unless --rcpt "
+                          "is given, its message (docs/routing/scenario.md)")
     sim.set_defaults(handler=run_simulate)
     gen = subparsers.add_parser(
         "exo-config", help="the Exchange Online connectors and rules, or a diagram",
@@ -100,7 +106,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="TOPOLOGY.toml", help="the topology")
+    parser.add_argument("--config", metavar="TOPOLOGY.toml",
+                        help="the topology (required unless simulate --scenario names it)")
     add_envelope_arguments(parser)
     parser.add_argument("--in", dest="in_file", metavar="FILE", type=Path,
                         help="take header fields, Message-ID, From, size and MIME facts from "
@@ -155,6 +162,8 @@ def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts | Exi
 
 
 def _load(args: argparse.Namespace) -> Topology:
+    if not args.config:
+        raise ConfigError("--config TOPOLOGY.toml is required", source="command line")
     return load_topology(args.config)
 
 
@@ -247,6 +256,8 @@ def run_route(args: argparse.Namespace) -> int:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Simulate the message and print the trace."""
+    if getattr(args, "scenario", None):
+        return _run_scenario(args)
     inputs = _inputs(args)
     if isinstance(inputs, int):
         return inputs
@@ -261,6 +272,41 @@ def run_simulate(args: argparse.Namespace) -> int:
         origin = Origin.INTERNET
     sim = run_simulation(envelope, message, topology, tenant=tenant, origin=origin,
                          now=_now(args))
+    return _print_simulation(args, sim)
+
+
+def _run_scenario(args: argparse.Namespace) -> int:
+    """``simulate --scenario``: the scenario's topology, facts and (by default) message."""
+    try:
+        loaded = load_scenario(args.scenario)
+    except ConfigError as error:
+        return report_config_error(error)
+    spec = loaded.message
+    if args.rcpt or spec is None:
+        try:
+            envelope = envelope_from_args(args)
+            message = _message(args, envelope)
+        except ValueError as error:
+            sys.stderr.write(f"mailroute simulate: {error}\n")
+            return ExitCode.USAGE
+        if isinstance(message, ExitCode):
+            return message
+        if not envelope.rcpt_to:
+            sys.stderr.write("mailroute simulate: the scenario has no [message]: give --rcpt\n")
+            return ExitCode.USAGE
+        origin = Origin(args.origin) if args.origin else (
+            Origin.MAILBOX if _sender_local(loaded.topology, envelope) else Origin.INTERNET)
+        now = _now(args)
+    else:
+        envelope = Envelope(mail_from=spec.mail_from, rcpt_to=spec.rcpt_to)
+        message, now = spec.facts(), spec.now if args.now is None else args.now
+        origin = Origin(args.origin or spec.origin)
+    sim = run_simulation(envelope, message, loaded.topology, tenant=loaded.tenant,
+                         origin=origin, now=now, scenario=loaded.scenario)
+    return _print_simulation(args, sim)
+
+
+def _print_simulation(args: argparse.Namespace, sim: Simulation) -> int:
     if args.json:
         write_stdout_text(json.dumps(simulation_object(sim, explain=args.explain), indent=2)
                           + "\n")

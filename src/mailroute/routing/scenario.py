@@ -30,6 +30,9 @@ __all__ = [
     "parse_reply",
 ]
 
+_ORIGINS = ("mailbox", "internet", "direct", "gateway")  # simulate.Origin's values
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryFailure:
     """Delivery to this mailbox fails after the last rule pass: Exchange writes an NDR.
@@ -134,6 +137,12 @@ class ScenarioMessage:
     headers: tuple[tuple[str, str], ...] = ()
     message_id: str = "<scenario@mailroute.invalid>"
     now: int = 1_800_000_000
+
+    def __post_init__(self) -> None:
+        if self.origin not in _ORIGINS:
+            raise ValueError(f"origin must be one of {', '.join(_ORIGINS)}")
+        if not self.rcpt_to:
+            raise ValueError("rcpt_to needs at least one recipient")
 
     def facts(self) -> MessageFacts:
         """The message facts (From from ``mail_from`` unless a From header is given)."""

@@ -444,7 +444,8 @@ def _state(pending: _Pending, run: _Run) -> tuple[object, ...]:
     mark = tuple(v.strip()[:10] for v in values_of(message.headers, gw.marker.header))
     bypass = tuple(values_of(message.headers, gw.bypass_header))
     conn = pending.hop.connection
-    return (pending.node, pending.org, frozenset(pending.tracks),
+    # The clock is part of the state: after a delay, marker age and rule windows differ.
+    return (pending.node, pending.org, pending.now, frozenset(pending.tracks),
             pending.hop.envelope.mail_from, mark, bypass, message.flags, message.wrapped,
             conn.source, conn.client_ip, conn.peer_cert_names)
 

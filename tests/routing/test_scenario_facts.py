@@ -230,6 +230,9 @@ def test_a_signature_service_before_the_gateway_is_passed_once_each() -> None:
     Each: services 1, gw 1, exo 3, no loop, no BYPASS.
     """
     topo, tenant, scenario = _signature()
+    codes = {f.code: f.severity for f in lint(topo, tenant)}
+    assert codes["L-SERVICE-BEFORE-GATEWAY"] == "W"  # the vendor's order: a warning only
+    assert "L-SHADOWED-ROUTE" not in codes
     sim = _sim(topo, tenant, A, (B, X), Origin.MAILBOX, scenario)
     for rcpt, final in ((B, f"mailbox:{B}"), (X, "internet:partner.example")):
         end = sim.outcome(rcpt)

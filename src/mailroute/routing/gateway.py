@@ -105,14 +105,10 @@ class GatewayTransform(Protocol):
         ...
 
 
-def _changes(transform: GatewayTransform | None, flow: Flow, rcpts: list[str],
+def _changes(transform: GatewayTransform, flow: Flow, rcpts: list[str],
              message: MessageFacts, trace: list[TraceStep],
              ) -> list[tuple[MessageFacts, tuple[str, ...]]]:
     """The recipients grouped by the message the transform makes for them (G5/G6)."""
-    if not rcpts:
-        return []
-    if transform is None:
-        return [(message, tuple(rcpts))]
     groups: dict[frozenset[MessageFlag], tuple[MessageFacts, list[str]]] = {}
     for rcpt in rcpts:
         changed = transform(flow, rcpt, message)
@@ -243,8 +239,13 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
                     continue
                 rejected.append(Route(rcpt, RouteKind.REJECT, reply=verdict))
                 trace.append(TraceStep("G6", f"{rcpt}: policy refuses {flow} mail: {verdict}"))
-        for changed, rcpts in _changes(transform if not is_dsn else None, flow, accepted,
-                                       message, trace):
+        if not accepted:
+            continue
+        if transform is None or is_dsn:
+            splits.extend(_send(topology, markers, now, flow, tuple(accepted), message,
+                                from_exo, trace))
+            continue
+        for changed, rcpts in _changes(transform, flow, accepted, message, trace):
             splits.extend(_send(topology, markers, now, flow, rcpts, changed, from_exo,
                                 trace))
     # Recorded where the runtime's marker-set records: when a marker was minted.

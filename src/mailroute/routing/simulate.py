@@ -203,6 +203,7 @@ class _Run:
     scenario: Scenario | None
     max_steps: int
     marker_headers: tuple[str, ...]
+    multi: bool  # several tenants (the single-tenant path skips every tenant lookup)
     steps: list[SimStep] = field(default_factory=list)
     outcomes: list[JourneyOutcome] = field(default_factory=list)
     processed: ProcessedStore = field(default_factory=InMemoryProcessedStore)
@@ -239,17 +240,20 @@ def simulate(envelope: Envelope, message: MessageFacts, topology: Topology, *,
         ValueError: a scenario fact names a mailbox no tenant has.
     """
     base = tenant if tenant is not None else topology.tenant
-    pairs = [(topology, base)]
-    if scenario is not None:
-        pairs.extend(scenario.tenants)
+    codec = markers if markers is not None else _codec(topology)
+    if scenario is None:
+        run = _Run([_Org(topology, base, codec)], policy, transform, None, max_steps,
+                   (topology.gateway.marker.header,), False)
+    else:
+        pairs = [(topology, base), *scenario.tenants]
         pairs = [(t, scenario.with_failures(ten)) for t, ten in pairs]
         _check_failures(scenario, [ten for _, ten in pairs])
         if scenario.gateway_actions:
             policy, transform = _ScenarioPolicy(scenario), _ScenarioTransform(scenario)
-    orgs = [_Org(t, ten, markers if markers is not None and i == 0 else _codec(t))
-            for i, (t, ten) in enumerate(pairs)]
-    run = _Run(orgs, policy, transform, scenario, max_steps,
-               tuple(dict.fromkeys(t.gateway.marker.header for t, _ in pairs)))
+        orgs = [_Org(t, ten, codec if i == 0 else _codec(t)) for i, (t, ten) in enumerate(pairs)]
+        run = _Run(orgs, policy, transform, scenario, max_steps,
+                   tuple(dict.fromkeys(t.gateway.marker.header for t, _ in pairs)),
+                   len(orgs) > 1)
     tracks = {r.lower(): _Track(r.lower(), "message", envelope.mail_from)
               for r in envelope.rcpt_to}
     for pending in _start(run, envelope, message, origin, connection, tracks, now):
@@ -313,7 +317,8 @@ def _start(run: _Run, envelope: Envelope, message: MessageFacts, origin: Origin,
     if origin is Origin.MAILBOX:
         hop = Hop(envelope=envelope, connection=Connection(source=Source.MAILBOX),
                   message=message)
-        return [_Pending("exo", hop, tracks, org=_sender_org(run, envelope.mail_from), now=now)]
+        org = _sender_org(run, envelope.mail_from) if run.multi else 0
+        return [_Pending("exo", hop, tracks, frozenset(), False, org, now)]
     conn = _internet_connection(envelope, connection)
     if origin is Origin.GATEWAY:
         return [_Pending("gateway", Hop(envelope=envelope, connection=conn, message=message),
@@ -346,7 +351,7 @@ def _env(mail_from: str, rcpts: list[str] | tuple[str, ...]) -> Envelope:
 
 def _owner(run: _Run, address: str, default: int) -> int:
     """The tenant that accepts the domain of ``address`` (``default`` when none does)."""
-    if len(run.orgs) == 1:
+    if not run.multi:
         return default
     domain = domain_of(address)
     for i, org in enumerate(run.orgs):
@@ -363,13 +368,13 @@ def _mx_node(run: _Run, org: int, domain: str) -> tuple[str, int]:
     owner = _owner(run, "@" + domain, org)
     tenant, topology = run.orgs[owner].tenant, run.orgs[owner].topology
     fact = tenant.mx_of(domain)
-    if fact is None and len(run.orgs) > 1:
+    if fact is None and run.multi:
         fact = next((f for o in run.orgs if (f := o.tenant.mx_of(domain)) is not None), None)
     if fact == "eop":
         return "exo", owner
     if fact == "gateway" or (fact or "").lower() in topology.gateway.identities:
         return "gateway", owner
-    if fact is not None and (run.scenario is not None or len(run.orgs) > 1):
+    if fact is not None and (run.scenario is not None or run.multi):
         return _host_node(run, owner, fact)
     return f"internet:{fact or domain}", owner
 
@@ -400,7 +405,7 @@ def _to_exo(run: _Run, hop: Hop, tracks: dict[str, _Track],
     tenant the message belongs to (E2 across tenants: an OnPremises connector of a tenant
     that matches the connection and attributes it by certificate or sender domain claims
     it; otherwise each recipient's domain decides)."""
-    if len(run.orgs) == 1:
+    if not run.multi:
         return [_Pending("exo", hop, tracks, states, from_exo_node, 0, now)]
     claimed = _claiming_org(run, hop)
     if claimed is not None:
@@ -494,7 +499,7 @@ def _record(run: _Run, pending: _Pending, at: str, routes: tuple[Route, ...],
             rules: tuple[str, ...], connector: str | None, trace: tuple[TraceStep, ...]) -> int:
     index = len(run.steps)
     kind = next(iter(pending.tracks.values())).kind if pending.tracks else "message"
-    if len(run.orgs) > 1:
+    if run.multi:
         at = f"{at} ({run.orgs[pending.org].tenant.name})"
     run.steps.append(SimStep(index, at, kind, pending.hop.envelope.mail_from,
                              tuple(pending.tracks), routes, rules, connector, trace))
@@ -536,7 +541,8 @@ def _visit_exo(run: _Run, pending: _Pending) -> None:
                _Track(f"{generated.kind}:{r.lower()}", generated.kind, sender, base.gw,
                       base.exo, base.flows, base.steps, base.gw, base.svc)
                for r in rcpts}
-        run.queue.append(_Pending("exo", generated.hop, new, org=pending.org, now=pending.now))
+        run.queue.append(_Pending("exo", generated.hop, new, frozenset(), False, pending.org,
+                                  pending.now))
 
 
 def _exo_end(route: Route) -> tuple[Status, str]:
@@ -668,7 +674,7 @@ def _visit_gateway(run: _Run, pending: _Pending, *, repeated: bool = False) -> N
         if split.route is RouteKind.MX:
             for rcpt in split.recipients:
                 target = _mx_node(run, pending.org, domain_of(rcpt))
-                if target[0].startswith("internet:") or len(run.orgs) == 1:
+                if target[0].startswith("internet:") or not run.multi:
                     _end(run, split_tracks[rcpt], rcpt, Status.DELIVERED, target[0],
                          split.message)
                     continue
@@ -681,6 +687,9 @@ def _visit_gateway(run: _Run, pending: _Pending, *, repeated: bool = False) -> N
                           peer_cert_names=(split.client_identity or gw.tls_identity,))
         hop = Hop(envelope=_env(pending.hop.envelope.mail_from, split.recipients),
                   connection=conn, message=split.message, pass_no=pending.hop.pass_no + 1)
+        if not run.multi:
+            run.queue.append(_Pending("exo", hop, split_tracks, pending.states, False, 0, now))
+            continue
         target = _host_node(run, pending.org, split.next_hop)
         run.queue.extend(_to_exo(run, hop, split_tracks, pending.states,
                                  org=target[1] if target[0] == "exo" else pending.org,
@@ -698,7 +707,9 @@ def _advance(track: _Track, index: int | None, *, gw: int = 0, exo: int = 0, svc
 def _end(run: _Run, track: _Track, address: str, status: Status, final: str,
          message: MessageFacts, *, reply: Reply | None = None) -> None:
     delivered = status is Status.DELIVERED
-    marker = delivered and any(values_of(message.headers, h) for h in run.marker_headers)
+    headers = run.marker_headers
+    marker = delivered and (bool(values_of(message.headers, headers[0])) if len(headers) == 1
+                            else any(values_of(message.headers, h) for h in headers))
     bypass = delivered and track.gw - track.gw_base < _required_passes(run, track, address,
                                                                        message)
     run.outcomes.append(JourneyOutcome(track.original, address.lower(), track.kind, status, final,
@@ -708,7 +719,7 @@ def _end(run: _Run, track: _Track, address: str, status: Status, final: str,
 
 
 def _policy_topology(run: _Run, address: str, sender: str) -> Topology:
-    if len(run.orgs) == 1:
+    if not run.multi:
         return run.orgs[0].topology
     for candidate in (address, sender):
         domain = domain_of(candidate)
@@ -720,7 +731,8 @@ def _policy_topology(run: _Run, address: str, sender: str) -> Topology:
 
 def _required_passes(run: _Run, track: _Track, address: str, message: MessageFacts) -> int:
     """The gateway passes the topology's policy requires here (docs/routing/simulator.md)."""
-    topology = _policy_topology(run, address, track.sender)
+    topology = (_policy_topology(run, address, track.sender) if run.multi
+                else run.orgs[0].topology)
     gw, opts = topology.gateway, topology.exo_config
     domains = topology.org_domains
     rcpt_in = any(is_subdomain(domain_of(address), d) for d in domains)

@@ -59,9 +59,11 @@ def test_the_windows_powershell_export_directory_diffs_empty_against_the_t2_plan
     export = load_export(EXPORTS / "t2-winps51")
     read = tenant_from_export(topo, export)
     assert diff_tenants(deployed(topo), read) == ()
+    assert export.inbound_connectors is not None
     assert export.inbound_connectors[0].sender_domains == ("*",)
     strip = next(r for r in read.transport_rules if r.name.startswith("mailroute 01"))
     assert strip.exceptions.sender_ip_ranges == ("203.0.113.10",)
+    assert export.accepted_domains is not None
     assert {d.domain for d in export.accepted_domains} == {
         "example.net", "mailroute.example.net", "examplenet.onmicrosoft.com"}
 
@@ -125,9 +127,11 @@ def test_quirk_values_are_normalised() -> None:
         "TransportRules": {"Name": "r", "State": "Disabled", "ExpiryDate": "/Date(1800000000000)/",
                            "SCLOver": {"Value": 5}, "MessageSizeOver": "10 MB (10,485,760 bytes)"},
         "OrganizationConfig": {"RejectDirectSend": True}})
+    assert export.outbound_connectors is not None
     (out,) = export.outbound_connectors
     assert out.recipient_domains == ("*.partner.example",)
     assert out.smart_hosts == ("relay.example",)
+    assert export.transport_rules is not None
     (rule,) = export.transport_rules
     assert not rule.enabled
     assert rule.expiry_date is not None
@@ -276,3 +280,16 @@ def test_a_planted_misconfiguration_shows_in_diff_lint_and_simulation(
                      message(sender, headers=headers), topo, tenant=planned,
                      origin=origin, now=NOW)
     assert (clean.outcome(rcpt).status, clean.outcome(rcpt).bypass) != (status, bypass)
+
+
+def test_a_part_missing_from_the_export_is_taken_as_planned(tmp_path: Path) -> None:
+    """Only Get-TransportRule was exported: the connectors are taken as planned, so the diff
+    reports the one rule change and nothing for the parts not exported."""
+    topo = topology("t2")
+    rules = export_tenant(deployed(topo))["TransportRules"]
+    _rule({"TransportRules": rules}, "mailroute 10")["State"] = "Disabled"
+    (tmp_path / "Get-TransportRule.json").write_text(json.dumps(rules))
+    read = tenant_from_export(topo, load_export(tmp_path))
+    assert read.inbound_connectors == deployed(topo).inbound_connectors
+    assert [(d.change, d.name, d.prop) for d in diff_tenants(deployed(topo), read)] == [
+        (Change.CHANGED, "mailroute 10 route to gateway", "State")]

@@ -3,7 +3,7 @@
 One table per object kind, used in both directions: :mod:`.readback` parses the JSON that
 ``Get-AcceptedDomain``, ``Get-InboundConnector``, ``Get-OutboundConnector``,
 ``Get-TransportRule`` and ``Get-OrganizationConfig`` print with ``ConvertTo-Json``, and
-:mod:`.export` writes the same shapes (the round-trip tests and ``exo-diff --show-plan``).
+:mod:`.export` writes the same shapes (the round-trip tests and ``exo-diff --write-plan``).
 The property names are the cmdlets' own (docs/routing/exo-diff.md lists the sources).
 """
 

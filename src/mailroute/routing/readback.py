@@ -43,6 +43,7 @@ from mailroute.routing.model import (
     Tenant,
     TransportRule,
 )
+from mailroute.routing.plan import deployed
 from mailroute.routing.psfields import (
     ACCEPTED_DOMAIN,
     ACTIONS,
@@ -78,14 +79,14 @@ _TEXT_KEYS = ("Address", "Domain", "SmtpDomain", "HostnameString", "DomainName",
 class Export:
     """The objects read from an export, in the model's types.
 
-    ``organization`` is ``None`` when the export has no ``Get-OrganizationConfig`` part
-    (the topology file's value is kept then).
+    A part the export does not have is ``None`` (:func:`tenant_from_export` takes it as
+    planned).
     """
 
-    accepted_domains: tuple[AcceptedDomain, ...]
-    inbound_connectors: tuple[InboundConnector, ...]
-    outbound_connectors: tuple[OutboundConnector, ...]
-    transport_rules: tuple[TransportRule, ...]
+    accepted_domains: tuple[AcceptedDomain, ...] | None
+    inbound_connectors: tuple[InboundConnector, ...] | None
+    outbound_connectors: tuple[OutboundConnector, ...] | None
+    transport_rules: tuple[TransportRule, ...] | None
     reject_direct_send: bool | None
 
 
@@ -144,15 +145,20 @@ def parse_export(data: dict[str, object], *, source: str = "<export>") -> Export
     def objects(section: str) -> list[dict[str, Any]]:
         return _objects(data.get(section), section, source)
 
-    domains = tuple(_convert(o, ACCEPTED_DOMAIN, AcceptedDomain, f"AcceptedDomains[{i}]",
-                             source) for i, o in enumerate(objects("AcceptedDomains")))
-    domains = tuple(replace(d, domain=d.domain.lower()) for d in domains)
-    inbound = tuple(_convert(o, INBOUND, InboundConnector, f"InboundConnectors[{i}]", source)
-                    for i, o in enumerate(objects("InboundConnectors")))
-    outbound = tuple(_convert(o, OUTBOUND, OutboundConnector, f"OutboundConnectors[{i}]",
-                              source) for i, o in enumerate(objects("OutboundConnectors")))
-    rules = tuple(_rule(o, f"TransportRules[{i}]", source)
-                  for i, o in enumerate(objects("TransportRules")))
+    domains = inbound = outbound = rules = None
+    if "AcceptedDomains" in data:
+        domains = tuple(replace(d, domain=d.domain.lower()) for d in (
+            _convert(o, ACCEPTED_DOMAIN, AcceptedDomain, f"AcceptedDomains[{i}]", source)
+            for i, o in enumerate(objects("AcceptedDomains"))))
+    if "InboundConnectors" in data:
+        inbound = tuple(_convert(o, INBOUND, InboundConnector, f"InboundConnectors[{i}]",
+                                 source) for i, o in enumerate(objects("InboundConnectors")))
+    if "OutboundConnectors" in data:
+        outbound = tuple(_convert(o, OUTBOUND, OutboundConnector, f"OutboundConnectors[{i}]",
+                                  source) for i, o in enumerate(objects("OutboundConnectors")))
+    if "TransportRules" in data:
+        rules = tuple(_rule(o, f"TransportRules[{i}]", source)
+                      for i, o in enumerate(objects("TransportRules")))
     reject: bool | None = None
     if data.get("OrganizationConfig") is not None:
         org = objects("OrganizationConfig")
@@ -165,16 +171,25 @@ def parse_export(data: dict[str, object], *, source: str = "<export>") -> Export
 
 
 def tenant_from_export(topology: Topology, export: Export) -> Tenant:
-    """The topology's tenant with the exported objects in place of its own (rules as read)."""
+    """The topology's tenant with the exported objects in place of its own (rules as read).
+
+    A part the export lacks is taken as planned (:func:`~.plan.deployed`), so it shows no
+    difference and the simulation assumes it installed; accepted domains the export lacks
+    are the topology file's.
+    """
     tenant = topology.tenant
+    planned = deployed(topology)
     org = tenant.org
     if export.reject_direct_send is not None:
         org = replace(org, reject_direct_send=export.reject_direct_send)
-    domains = export.accepted_domains or tenant.accepted_domains
-    return replace(tenant, accepted_domains=domains,
-                   inbound_connectors=export.inbound_connectors,
-                   outbound_connectors=export.outbound_connectors,
-                   transport_rules=export.transport_rules, org=org)
+    def kept(value: tuple[Any, ...] | None, own: tuple[Any, ...]) -> tuple[Any, ...]:
+        return own if value is None else value
+
+    return replace(
+        tenant, accepted_domains=kept(export.accepted_domains, tenant.accepted_domains),
+        inbound_connectors=kept(export.inbound_connectors, planned.inbound_connectors),
+        outbound_connectors=kept(export.outbound_connectors, planned.outbound_connectors),
+        transport_rules=kept(export.transport_rules, planned.transport_rules), org=org)
 
 
 # --- shapes --------------------------------------------------------------------------------

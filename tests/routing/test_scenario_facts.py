@@ -17,6 +17,7 @@ import pytest
 from mailroute.cli import main
 from mailroute.errors import ConfigError
 from mailroute.gateway.flow import Flow
+from mailroute.gateway.spoof import SpoofPolicy
 from mailroute.item import Envelope
 from mailroute.routing import (
     Origin,
@@ -421,3 +422,28 @@ def test_a_mailbox_kind_is_required_for_a_delivery_failure() -> None:
     with pytest.raises(ValueError, match="not a mailbox"):
         _sim(topo, deployed(topo), A, (B,), Origin.MAILBOX, scenario)
     assert Recipient(primary=B, kind=RecipientKind.MAILBOX, delivery_failure="552 5.2.2 x")
+
+
+# --- model fix: the gateway's anti-spoofing step, in a whole simulation ------------------------
+
+@pytest.mark.parametrize(("aligned", "expected"), [
+    (False, (Status.REJECTED, "gateway", 1, 0, "5.7.1")),
+    (True, (Status.DELIVERED, f"mailbox:{B}", 1, 1, None)),
+])
+def test_own_domain_mail_from_the_internet_meets_the_gateways_spoof_step(
+        aligned: bool, expected: tuple[object, ...]) -> None:
+    """T3 (MX on the gateway) with ``on_spoof = reject``; from the internet, P1 and From
+    alice@example.net (the tenant's own domain) to bob.
+
+    Not DMARC-aligned: the MX is the gateway -> gateway pass 1: G1 internet, G6 own domain
+    without an aligned pass: 550 5.7.1 in the session. REJECTED, gw 1, exo 0.
+    Aligned (the real alice sending from outside through a permitted server): gateway pass
+    1 processes it (internal flow) and marks it -> EXO pass 1 (certificate-attributed
+    return connector; rule 10 excepted, rule 11 consumes the marker): bob's mailbox. gw 1,
+    exo 1.
+    """
+    topo = topology("t3")
+    topo = replace(topo, gateway=replace(topo.gateway, on_spoof=SpoofPolicy.REJECT))
+    flags = frozenset({MessageFlag.DMARC_ALIGNED}) if aligned else frozenset()
+    sim = _sim(topo, deployed(topo), A, (B,), Origin.INTERNET, flags=flags)
+    assert _counts(sim, B) == expected

@@ -293,3 +293,24 @@ def test_a_part_missing_from_the_export_is_taken_as_planned(tmp_path: Path) -> N
     assert read.inbound_connectors == deployed(topo).inbound_connectors
     assert [(d.change, d.name, d.prop) for d in diff_tenants(deployed(topo), read)] == [
         (Change.CHANGED, "mailroute 10 route to gateway", "State")]
+
+
+def test_cli_probe_shows_the_bypass_of_an_audit_mode_routing_rule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rule 10 read back in Audit mode: the three samples (internal, outbound, inbound) all
+    reach their recipient without a gateway pass: BYPASS each, exit 1."""
+    config = str(EXAMPLES / FILES["t2"])
+    data = export_tenant(deployed(topology("t2")))
+    _audit(data)
+    path = tmp_path / "tenant.json"
+    path.write_text(json.dumps(data))
+    args = ["exo-diff", "--config", config, "--export", str(path), "--probe", "--now", str(NOW)]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert [line.rsplit(": ", 1)[1] for line in out.splitlines()
+            if line.startswith("probe ")] == ["BYPASS", "BYPASS", "BYPASS"]
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps(export_tenant(deployed(topology("t2")))))
+    assert main(["exo-diff", "--config", config, "--export", str(clean), "--probe",
+                 "--now", str(NOW)]) == 0
+    assert capsys.readouterr().out.count(": ok\n") == 3

@@ -2,11 +2,12 @@
 
 Reads the ``Get-*`` JSON export, builds the tenant as it is, prints every difference from
 the plan (missing, extra, changed: property by property) and the lint findings on the
-tenant as read. ``--write-plan`` prints the export a correctly installed tenant would give.
-Simulating the tenant as read is ``mailroute simulate --export PATH``.
+tenant as read; ``--probe`` simulates three sample messages through it. ``--write-plan``
+prints the export a correctly installed tenant would give. Any other message is simulated
+through the tenant as read with ``mailroute simulate --export PATH``.
 
-Exit codes: 0 no difference and no lint error, 1 differences or lint errors, 78 unreadable
-topology or export.
+Exit codes: 0 no difference, no lint error and (with ``--probe``) no loop or bypass; 1
+otherwise; 78 unreadable topology or export.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 
 from mailroute.commands.common import report_config_error, write_stdout_text
 from mailroute.errors import ConfigError
@@ -22,7 +24,9 @@ from mailroute.routing import deployed, lint, load_topology
 from mailroute.routing.diff import diff_tenants
 from mailroute.routing.export import export_tenant
 from mailroute.routing.lint import errors
+from mailroute.routing.probe import probe
 from mailroute.routing.readback import load_export, tenant_from_export
+from mailroute.routing.render import simulation_object
 
 __all__ = ["register"]
 
@@ -42,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                              "with Get-AcceptedDomain.json ... (docs/routing/exo-diff.md)")
     parser.add_argument("--write-plan", action="store_true",
                         help="print the export of the planned tenant instead of comparing")
+    parser.add_argument("--probe", action="store_true",
+                        help="also simulate an internal, an outbound and an inbound sample "
+                             "message through the tenant as read (exit 1 on a loop or bypass)")
+    parser.add_argument("--now", type=int, metavar="UNIX_TIME",
+                        help="the clock for --probe and the lint's activation windows "
+                             "(default: the current time)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run_exo_diff)
 
@@ -61,9 +71,14 @@ def run_exo_diff(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return report_config_error(error)
     differences = diff_tenants(planned, actual)
-    findings = lint(topology, actual)
+    now = args.now if args.now is not None else int(datetime.now(UTC).timestamp())
+    findings = lint(topology, actual, now=datetime.fromtimestamp(now, UTC))
+    probes = probe(topology, actual, now=now) if args.probe else ()
     if args.json:
         write_stdout_text(json.dumps({
+            "probes": [{"message": p.label, "verdict": p.verdict,
+                        "outcomes": simulation_object(p.simulation)["outcomes"]}
+                       for p in probes],
             "differences": [{"change": str(d.change), "section": d.section, "name": d.name,
                              "property": d.prop or None, "planned": d.planned,
                              "actual": d.actual} for d in differences],
@@ -73,5 +88,7 @@ def run_exo_diff(args: argparse.Namespace) -> int:
     else:
         text = "".join(f"{d}\n" for d in differences) or "no difference from the plan\n"
         text += "".join(f"lint {f}\n" for f in findings)
+        text += "".join(f"probe {p.label}: {p.verdict}\n" for p in probes)
         write_stdout_text(text)
-    return ExitCode.NEGATIVE if differences or errors(findings) else ExitCode.OK
+    failed = any(p.verdict != "ok" for p in probes)
+    return ExitCode.NEGATIVE if differences or errors(findings) or failed else ExitCode.OK

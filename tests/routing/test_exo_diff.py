@@ -314,3 +314,15 @@ def test_cli_probe_shows_the_bypass_of_an_audit_mode_routing_rule(
     assert main(["exo-diff", "--config", config, "--export", str(clean), "--probe",
                  "--now", str(NOW)]) == 0
     assert capsys.readouterr().out.count(": ok\n") == 3
+
+
+def test_hostile_nesting_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="JSON"):
+        load_export(path)
+    nested: dict[str, Any] = {"Address": "x"}
+    for _ in range(50):
+        nested = {"Address": nested}
+    with pytest.raises(ConfigError, match="DomainName"):
+        parse_export({"AcceptedDomains": [{"DomainName": nested}]})

@@ -132,6 +132,8 @@ def _read_json(path: Path) -> object:
         return json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"invalid JSON: {exc}", source=str(path)) from None
+    except RecursionError:  # hostile nesting; ConvertTo-Json -Depth 5 never nests this deep
+        raise ConfigError("invalid JSON: nested too deeply", source=str(path)) from None
 
 
 def parse_export(data: dict[str, object], *, source: str = "<export>") -> Export:
@@ -215,13 +217,13 @@ def _objects(value: object, section: str, source: str) -> list[dict[str, Any]]:
     return out
 
 
-def _text(value: object) -> str:
+def _text(value: object, depth: int = 0) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, dict):
+    if isinstance(value, dict) and depth < 4:  # SmtpDomain objects nest two or three deep
         for key in _TEXT_KEYS:
             if key in value and value[key] is not None:
-                return _text(value[key])
+                return _text(value[key], depth + 1)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Problem("expected a string")
     return str(value)

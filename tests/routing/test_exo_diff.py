@@ -326,3 +326,38 @@ def test_hostile_nesting_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
         nested = {"Address": nested}
     with pytest.raises(ConfigError, match="DomainName"):
         parse_export({"AcceptedDomains": [{"DomainName": nested}]})
+
+
+def _windows_powershell(data: dict[str, Any]) -> dict[str, Any]:
+    """An export as Windows PowerShell 5.1 writes it: a one-object section as a bare object,
+    empty arrays as ``{"value": [], "Count": 0}``, one-value arrays bare, ``DomainName`` as an
+    SmtpDomain object, ``Comment`` empty as null, dates as ``/Date(ms)/``."""
+    out: dict[str, Any] = {}
+    for section, objects in data.items():
+        if not isinstance(objects, list):
+            out[section] = objects
+            continue
+        shaped = []
+        for obj in objects:
+            obj = dict(obj)
+            for key, value in obj.items():
+                if value == []:
+                    obj[key] = {"value": [], "Count": 0}
+                elif isinstance(value, list) and len(value) == 1:
+                    obj[key] = value[0]
+            if "DomainName" in obj:
+                name = obj["DomainName"]
+                obj["DomainName"] = {"SmtpDomain": {"Domain": name}, "Address": name,
+                                     "IncludeSubDomains": False, "IsStar": False}
+            obj["WhenChanged"] = "/Date(1764979200000)/"
+            shaped.append(obj)
+        out[section] = shaped[0] if len(shaped) == 1 else shaped
+    return out
+
+
+@pytest.mark.parametrize("name", ["t1", "t2", "t3"])
+def test_windows_powershell_shapes_of_every_topology_diff_empty(name: str) -> None:
+    planned = deployed(topology(name))
+    topo, read = _read(name, _windows_powershell(export_tenant(planned)))
+    assert diff_tenants(planned, read) == ()
+    assert read.transport_rules == planned.rules_by_priority

@@ -358,6 +358,6 @@ def _windows_powershell(data: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ["t1", "t2", "t3"])
 def test_windows_powershell_shapes_of_every_topology_diff_empty(name: str) -> None:
     planned = deployed(topology(name))
-    topo, read = _read(name, _windows_powershell(export_tenant(planned)))
+    _, read = _read(name, _windows_powershell(export_tenant(planned)))
     assert diff_tenants(planned, read) == ()
     assert read.transport_rules == planned.rules_by_priority

@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "every hop until final delivery, or the loop it finds"),
     "exo-config": ("mailroute.commands.routing",
                    "the Exchange Online connectors and rules, or a diagram"),
+    "exo-diff": ("mailroute.commands.exodiff",
+                 "the tenant as read back (Get-* JSON) against the plan"),
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(m for m, _ in COMMANDS.values()))
 

@@ -52,7 +52,11 @@ from mailroute.routing import simulate as run_simulation
 from mailroute.routing.exoconfig import SCRIPTS
 from mailroute.routing.facts import message_facts
 from mailroute.routing.match import domain_of
+from mailroute.routing.model import Tenant
+from mailroute.routing.readback import load_export, tenant_from_export
 from mailroute.routing.render import explain_line
+from mailroute.routing.scenario_load import load_scenario
+from mailroute.routing.simulate import Simulation
 
 __all__ = ["register"]
 
@@ -82,6 +86,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument("--origin", choices=[o.value for o in Origin],
                      help="where the message starts (default: mailbox for senders in accepted "
                           "domains, else internet)")
+    sim.add_argument("--scenario", metavar="SCENARIO.toml",
+                     help="a scenario file: its topology, facts (delivery failures, gateway "
+                          "verdicts, services, delays, further tenants) and, unless --rcpt "
+                          "is given, its message (docs/routing/scenario.md)")
     sim.set_defaults(handler=run_simulate)
     gen = subparsers.add_parser(
         "exo-config", help="the Exchange Online connectors and rules, or a diagram",
@@ -98,7 +106,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="TOPOLOGY.toml", help="the topology")
+    parser.add_argument("--config", metavar="TOPOLOGY.toml",
+                        help="the topology (required unless simulate --scenario names it)")
     add_envelope_arguments(parser)
     parser.add_argument("--in", dest="in_file", metavar="FILE", type=Path,
                         help="take header fields, Message-ID, From, size and MIME facts from "
@@ -118,6 +127,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", action="store_true",
                         help="print what each step code (E1, R, X, G3 ...) means beside the "
                              "step (docs/routing/steps.md)")
+    tenant = parser.add_mutually_exclusive_group()
+    tenant.add_argument("--export", metavar="PATH",
+                        help="use the tenant as read back from this Get-* JSON export, rules "
+                             "as they are (docs/routing/exo-diff.md)")
+    tenant.add_argument("--as-is", action="store_true",
+                        help="use the topology file's tenant as written: its mailroute rules "
+                             "are taken as they are, not regenerated")
 
 
 def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts | ExitCode:
@@ -146,7 +162,18 @@ def _message(args: argparse.Namespace, envelope: Envelope) -> MessageFacts | Exi
 
 
 def _load(args: argparse.Namespace) -> Topology:
+    if not args.config:
+        raise ConfigError("--config TOPOLOGY.toml is required", source="command line")
     return load_topology(args.config)
+
+
+def _tenant(args: argparse.Namespace, topology: Topology) -> Tenant:
+    """The tenant to decide in: the plan installed, the export as read, or the file as is."""
+    if args.export:
+        return tenant_from_export(topology, load_export(args.export))
+    if args.as_is:
+        return topology.tenant
+    return deployed(topology)
 
 
 def _now(args: argparse.Namespace) -> int:
@@ -171,9 +198,11 @@ def _source(args: argparse.Namespace, topology: Topology, envelope: Envelope) ->
     return Source.INTERNET
 
 
-def _inputs(args: argparse.Namespace) -> tuple[Topology, Envelope, MessageFacts] | int:
+def _inputs(args: argparse.Namespace,
+            ) -> tuple[Topology, Tenant, Envelope, MessageFacts] | int:
     try:
         topology = _load(args)
+        tenant = _tenant(args, topology)
     except ConfigError as error:
         return report_config_error(error)
     try:
@@ -184,7 +213,7 @@ def _inputs(args: argparse.Namespace) -> tuple[Topology, Envelope, MessageFacts]
         return ExitCode.USAGE
     if isinstance(message, ExitCode):
         return message
-    return topology, envelope, message
+    return topology, tenant, envelope, message
 
 
 def run_route(args: argparse.Namespace) -> int:
@@ -192,7 +221,7 @@ def run_route(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     if isinstance(inputs, int):
         return inputs
-    topology, envelope, message = inputs
+    topology, tenant, envelope, message = inputs
     source = _source(args, topology, envelope)
     names = (envelope.tls_peer_name,) if envelope.tls_peer_name else ()
     hop = Hop(envelope=envelope, message=message, connection=Connection(
@@ -205,7 +234,7 @@ def run_route(args: argparse.Namespace) -> int:
         g = decide_gateway(hop, topology, markers=markers, now=now)
         routes, trace = g.routes, g.trace
     else:
-        d = decide_exo(hop, deployed(topology), now=datetime.fromtimestamp(now, UTC))
+        d = decide_exo(hop, tenant, now=datetime.fromtimestamp(now, UTC))
         routes, trace = d.routes, d.trace
         rules = tuple(dict.fromkeys(r for c in d.copies for r in c.rules))
     obj = route_object(routes, rules, trace, explain=args.explain)
@@ -227,10 +256,12 @@ def run_route(args: argparse.Namespace) -> int:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Simulate the message and print the trace."""
+    if getattr(args, "scenario", None):
+        return _run_scenario(args)
     inputs = _inputs(args)
     if isinstance(inputs, int):
         return inputs
-    topology, envelope, message = inputs
+    topology, tenant, envelope, message = inputs
     if args.origin:
         origin = Origin(args.origin)
     elif envelope.direction is Direction.INBOUND:
@@ -239,8 +270,43 @@ def run_simulate(args: argparse.Namespace) -> int:
         origin = Origin.MAILBOX
     else:
         origin = Origin.INTERNET
-    sim = run_simulation(envelope, message, topology, tenant=deployed(topology), origin=origin,
+    sim = run_simulation(envelope, message, topology, tenant=tenant, origin=origin,
                          now=_now(args))
+    return _print_simulation(args, sim)
+
+
+def _run_scenario(args: argparse.Namespace) -> int:
+    """``simulate --scenario``: the scenario's topology, facts and (by default) message."""
+    try:
+        loaded = load_scenario(args.scenario)
+    except ConfigError as error:
+        return report_config_error(error)
+    spec = loaded.message
+    if args.rcpt or spec is None:
+        try:
+            envelope = envelope_from_args(args)
+            message = _message(args, envelope)
+        except ValueError as error:
+            sys.stderr.write(f"mailroute simulate: {error}\n")
+            return ExitCode.USAGE
+        if isinstance(message, ExitCode):
+            return message
+        if not envelope.rcpt_to:
+            sys.stderr.write("mailroute simulate: the scenario has no [message]: give --rcpt\n")
+            return ExitCode.USAGE
+        origin = Origin(args.origin) if args.origin else (
+            Origin.MAILBOX if _sender_local(loaded.topology, envelope) else Origin.INTERNET)
+        now = _now(args)
+    else:
+        envelope = Envelope(mail_from=spec.mail_from, rcpt_to=spec.rcpt_to)
+        message, now = spec.facts(), spec.now if args.now is None else args.now
+        origin = Origin(args.origin or spec.origin)
+    sim = run_simulation(envelope, message, loaded.topology, tenant=loaded.tenant,
+                         origin=origin, now=now, scenario=loaded.scenario)
+    return _print_simulation(args, sim)
+
+
+def _print_simulation(args: argparse.Namespace, sim: Simulation) -> int:
     if args.json:
         write_stdout_text(json.dumps(simulation_object(sim, explain=args.explain), indent=2)
                           + "\n")

@@ -1,20 +1,25 @@
 """Exchange Online routing: the tenant model, one-hop decisions, the simulator, generators.
 
-Everything here is pure policy (docs/routing/): :func:`load_topology` is the only
-function that reads a file. Typical use::
+Everything here is pure policy (docs/routing/): only the loaders read files
+(:func:`load_topology`, :func:`load_scenario` for scenario files, :func:`load_export` for a
+tenant read back from ``Get-*`` JSON). Typical use::
 
     topology = load_topology("t2.toml")
     tenant = deployed(topology)                       # the tenant with mailroute installed
     result = simulate(envelope, message, topology, tenant=tenant, origin=Origin.MAILBOX)
     findings = lint(topology)                         # docs/routing/lint.md
     script, findings = exo_config(topology)           # lint, then the PowerShell
+    actual = tenant_from_export(topology, load_export("tenant.json"))
+    differences = diff_tenants(tenant, actual)        # docs/routing/exo-diff.md
 """
 
 from __future__ import annotations
 
 from mailroute.routing.decide import Route, RouteKind, TraceStep
+from mailroute.routing.diff import Change, Difference, diff_tenants
 from mailroute.routing.exo import Attribution, ExoCopy, ExoDecision, Generated, decide_exo
 from mailroute.routing.exoconfig import LintRefused, exo_config
+from mailroute.routing.export import export_tenant
 from mailroute.routing.facts import message_facts
 from mailroute.routing.gateway import (
     Flow,
@@ -37,7 +42,10 @@ from mailroute.routing.mermaid import render_mermaid
 from mailroute.routing.model import Tenant
 from mailroute.routing.plan import Plan, build_plan, deployed
 from mailroute.routing.powershell import Script, UnsafeValueError, ps_quote, render_powershell
+from mailroute.routing.readback import load_export, parse_export, tenant_from_export
 from mailroute.routing.render import render_text, route_object, simulation_object
+from mailroute.routing.scenario import Scenario
+from mailroute.routing.scenario_load import load_scenario
 from mailroute.routing.simulate import JourneyOutcome, Origin, SimStep, Simulation, Status, simulate
 from mailroute.routing.topology import (
     ExoConfigOptions,
@@ -49,7 +57,9 @@ from mailroute.routing.topology import (
 
 __all__ = [
     "Attribution",
+    "Change",
     "Connection",
+    "Difference",
     "ExoConfigOptions",
     "ExoCopy",
     "ExoDecision",
@@ -72,6 +82,7 @@ __all__ = [
     "RingMarkers",
     "Route",
     "RouteKind",
+    "Scenario",
     "Script",
     "Severity",
     "SimStep",
@@ -87,12 +98,17 @@ __all__ = [
     "decide_exo",
     "decide_gateway",
     "deployed",
+    "diff_tenants",
     "exo_config",
+    "export_tenant",
     "gateway_settings",
     "lint",
+    "load_export",
+    "load_scenario",
     "load_topology",
     "marker_exception_pattern",
     "message_facts",
+    "parse_export",
     "parse_topology",
     "ps_quote",
     "render_mermaid",
@@ -102,4 +118,5 @@ __all__ = [
     "simulate",
     "simulation_markers",
     "simulation_object",
+    "tenant_from_export",
 ]

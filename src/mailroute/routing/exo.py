@@ -39,6 +39,7 @@ from mailroute.routing.model import (
     Recipient,
     RecipientKind,
     Tenant,
+    parse_reply,
 )
 from mailroute.routing.rules import Addressee, RuleContext, RuleCopy, run_rules
 
@@ -457,6 +458,9 @@ def _route_kind(tenant: Tenant, copy: RuleCopy, who: Addressee,
     if copy.connector:
         return _via_rule_connector(tenant, copy.connector, address)
     if entry is not None and entry.kind in _LOCAL_KINDS and address == entry.primary.lower():
+        if entry.delivery_failure:
+            return Route(address, RouteKind.NDR, f"mailbox:{address}",
+                         reply=parse_reply(entry.delivery_failure))
         if entry.forwarding_smtp and not entry.deliver_and_forward:
             return Route(address, RouteKind.FORWARD, f"forward:{entry.forwarding_smtp.lower()}")
         return Route(address, RouteKind.LOCAL, f"mailbox:{address}")

@@ -46,6 +46,7 @@ __all__ = [
     "GatewayDecision",
     "GatewayPolicy",
     "GatewaySplit",
+    "GatewayTransform",
     "ProcessedRecord",
     "decide_gateway",
     "gateway_settings",
@@ -94,6 +95,31 @@ class GatewayPolicy(Protocol):
                  message: MessageFacts) -> Reply | None:
         """Return the in-session refusal for these recipients, or ``None`` to accept."""
         ...
+
+
+class GatewayTransform(Protocol):
+    """The gateway's pipelines, reduced to what they change: the message facts after them."""
+
+    def __call__(self, flow: Flow, recipient: str, message: MessageFacts) -> MessageFacts:
+        """Return the message as the gateway sends it on to ``recipient``."""
+        ...
+
+
+def _changes(transform: GatewayTransform, flow: Flow, rcpts: list[str],
+             message: MessageFacts, trace: list[TraceStep],
+             ) -> list[tuple[MessageFacts, tuple[str, ...]]]:
+    """The recipients grouped by the message the transform makes for them (G5/G6)."""
+    groups: dict[frozenset[MessageFlag], tuple[MessageFacts, list[str]]] = {}
+    for rcpt in rcpts:
+        changed = transform(flow, rcpt, message)
+        groups.setdefault(changed.flags, (changed, []))[1].append(rcpt)
+    for changed, members in groups.values():
+        if changed.flags != message.flags:
+            gained = ", ".join(sorted(changed.flags - message.flags)) or "none"
+            lost = ", ".join(sorted(message.flags - changed.flags)) or "none"
+            trace.append(TraceStep("G6", f"{', '.join(members)}: message changed (flags "
+                                         f"set: {gained}; cleared: {lost})"))
+    return [(changed, tuple(members)) for changed, members in groups.values()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +174,8 @@ class GatewayDecision:
 
 def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: int,
                    processed: ProcessedStore | None = None,
-                   policy: GatewayPolicy | None = None) -> GatewayDecision:
+                   policy: GatewayPolicy | None = None,
+                   transform: GatewayTransform | None = None) -> GatewayDecision:
     """Run G1-G8 for ``hop`` arriving at the gateway of ``topology``.
 
     Args:
@@ -157,7 +184,10 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
         markers: verifies and mints markers (docs/marker.md).
         now: the clock, Unix seconds.
         processed: the processed-message store (G2); ``None`` counts and records nothing.
-        policy: the gateway's policy verdict (G6); ``None`` accepts everything.
+        policy: the gateway's policy verdict per recipient (G6); ``None`` accepts everything.
+        transform: what the gateway's filters make of the message per recipient (G6: it
+            signs or encrypts); recipients with different results leave as separate
+            messages, each with its own marker (G5).
     """
     settings, domains = _VIEWS.of(topology)
     message = hop.message
@@ -199,13 +229,25 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
         trace.append(TraceStep("G4", "bounce (null sender or report): no policy refusal"))
     splits: list[GatewaySplit] = []
     for flow, members in groups.items():
-        verdict = None if is_dsn or policy is None else policy(flow, tuple(members), message)
-        if verdict is not None:
-            rejected.extend(Route(r, RouteKind.REJECT, reply=verdict) for r in members)
-            trace.append(TraceStep("G6", f"policy refuses {flow} mail: {verdict}"))
+        accepted = members
+        if policy is not None and not is_dsn:
+            accepted = []
+            for rcpt in members:  # per recipient: "encrypt or reject" refuses one of several
+                verdict = policy(flow, (rcpt,), message)
+                if verdict is None:
+                    accepted.append(rcpt)
+                    continue
+                rejected.append(Route(rcpt, RouteKind.REJECT, reply=verdict))
+                trace.append(TraceStep("G6", f"{rcpt}: policy refuses {flow} mail: {verdict}"))
+        if not accepted:
             continue
-        splits.extend(_send(topology, markers, now, flow, tuple(members), message, from_exo,
-                            trace))
+        if transform is None or is_dsn:
+            splits.extend(_send(topology, markers, now, flow, tuple(accepted), message,
+                                from_exo, trace))
+            continue
+        for changed, rcpts in _changes(transform, flow, accepted, message, trace):
+            splits.extend(_send(topology, markers, now, flow, rcpts, changed, from_exo,
+                                trace))
     # Recorded where the runtime's marker-set records: when a marker was minted.
     minted = any(s.route is RouteKind.EXO for s in splits)
     record = (ProcessedRecord(key, fingerprint, settings.processed_ttl)

@@ -270,9 +270,31 @@ def _shadowed(c: LintContext) -> Iterator[Finding]:
             continue
         cond = rule.conditions.header_matches
         needs_marker = cond is not None and cond.header.lower() == mark
-        if not needs_marker and rule.active(c.now) and rule.mode is RuleMode.ENFORCE:
-            yield Finding("L-SHADOWED-ROUTE", E, "can match unmarked mail above the routing "
-                          "rule and stop or divert it: the gateway is skipped", rule.name)
+        if needs_marker or not rule.active(c.now) or rule.mode is not RuleMode.ENFORCE:
+            continue
+        if _service_first(c, rule):
+            yield Finding("L-SERVICE-BEFORE-GATEWAY", W, "routes to another service before the "
+                          "gateway: mail reaches the gateway only if that service hands it "
+                          "back and the rule's header exception then matches it",
+                          rule.name)
+            continue
+        yield Finding("L-SHADOWED-ROUTE", E, "can match unmarked mail above the routing "
+                      "rule and stop or divert it: the gateway is skipped", rule.name)
+
+
+def _service_first(c: LintContext, rule: TransportRule) -> bool:
+    """A vendor's "route to our service first" rule: it only routes, to an enabled
+    rule-scoped connector of another service, and excepts that service's processed header
+    (so the returning message goes on to the gateway routing rule)."""
+    a = rule.actions
+    name = a.route_message_outbound_connector
+    if not name or name in c.gateway_connectors or a.reject or a.delete_message or (
+            a.quarantine or a.redirect_message_to):
+        return False
+    connector = c.tenant.outbound_connector(name)
+    excepts = rule.exceptions
+    return (connector is not None and connector.enabled and connector.is_transport_rule_scoped
+            and (excepts.header_contains is not None or excepts.header_matches is not None))
 
 
 def _foreign_route(c: LintContext) -> Iterator[Finding]:

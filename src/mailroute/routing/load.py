@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-__all__ = ["load_topology", "parse_topology"]
+__all__ = ["convert_value", "load_topology", "parse_topology"]
 
 T = TypeVar("T")
 _PATTERN_FIELDS = ("from_address_matches_patterns", "recipient_address_matches_patterns",
@@ -55,7 +55,7 @@ def load_topology(path: str | Path) -> Topology:
 
 def parse_topology(data: Mapping[str, object], *, source: str = "<topology>") -> Topology:
     """Validate already-parsed TOML data (pure; ``source`` names it in errors)."""
-    topology: Topology = _convert(data, Topology, "", source)
+    topology: Topology = convert_value(data, Topology, "", source)
     _check_patterns(topology, source)
     return topology
 
@@ -64,14 +64,19 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _convert(value: object, tp: object, path: str, source: str) -> typing.Any:
+def convert_value(value: object, tp: object, path: str, source: str) -> typing.Any:
+    """``value`` (parsed TOML) as type ``tp``: dataclasses, tuples, enums, scalars.
+
+    Raises:
+        ConfigError: naming ``source`` and the dotted key ``path``.
+    """
     def fail(message: str) -> ConfigError:
         return ConfigError(message, source=source, key=path or None)
 
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(value, inner[0], path, source)
+        return convert_value(value, inner[0], path, source)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _dataclass(value, tp, path, source)
     if origin is tuple:
@@ -79,11 +84,11 @@ def _convert(value: object, tp: object, path: str, source: str) -> typing.Any:
         if args == (tuple[str, str], Ellipsis):
             if not isinstance(value, dict):
                 raise fail("expected a table of names to strings")
-            return tuple((str(k), _convert(v, str, _join(path, str(k)), source))
+            return tuple((str(k), convert_value(v, str, _join(path, str(k)), source))
                          for k, v in value.items())
         if not isinstance(value, list):
             raise fail("expected an array")
-        return tuple(_convert(v, args[0], f"{path}[{i}]", source) for i, v in enumerate(value))
+        return tuple(convert_value(v, args[0], f"{path}[{i}]", source) for i, v in enumerate(value))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         allowed = [str(m.value) for m in tp]
         if value not in allowed:
@@ -112,7 +117,7 @@ def _dataclass(value: object, cls: type[T], path: str, source: str) -> T:
     kwargs: dict[str, object] = {}
     for name, spec in fields.items():
         if name in value:
-            kwargs[name] = _convert(value[name], hints[name], _join(path, name), source)
+            kwargs[name] = convert_value(value[name], hints[name], _join(path, name), source)
         elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
             raise ConfigError("missing required key", source=source, key=_join(path, name))
     try:

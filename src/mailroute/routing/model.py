@@ -8,11 +8,14 @@ output and one written from scratch agree. Nothing here performs I/O.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping  # run time: the loader resolves annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
+
+from mailroute.results import Reply
 
 __all__ = [
     "AcceptedDomain",
@@ -45,7 +48,22 @@ __all__ = [
     "Tenant",
     "TlsSettings",
     "TransportRule",
+    "parse_reply",
 ]
+
+_REPLY = re.compile(r"^([2-5]\d\d) ([2-5]\.\d{1,3}\.\d{1,3})(?: (.*))?$")
+
+
+def parse_reply(text: str) -> Reply:
+    """``"552 5.2.2 Mailbox full"`` as a :class:`~mailroute.results.Reply`.
+
+    Raises:
+        ValueError: not ``CODE X.Y.Z text`` with matching classes.
+    """
+    found = _REPLY.match(text.strip())
+    if found is None:
+        raise ValueError(f"expected 'CODE X.Y.Z text', got {text!r}")
+    return Reply(int(found.group(1)), found.group(2), found.group(3) or "")
 
 
 def _empty_mapping() -> Mapping[str, Any]:
@@ -196,6 +214,9 @@ class Recipient:
         external_address: target of a MailContact or MailUser (``ExternalEmailAddress``).
         forwarding_smtp: mailbox forwarding target (``ForwardingSmtpAddress``).
         deliver_and_forward: ``DeliverToMailboxAndForward``.
+        delivery_failure: delivery to this mailbox fails with this status after the rules
+            (``"552 5.2.2 Mailbox full"``): Exchange writes an NDR (a scenario fact,
+            docs/routing/scenario.md).
     """
 
     primary: str
@@ -205,6 +226,11 @@ class Recipient:
     external_address: str | None = None
     forwarding_smtp: str | None = None
     deliver_and_forward: bool = False
+    delivery_failure: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.delivery_failure is not None:
+            parse_reply(self.delivery_failure)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

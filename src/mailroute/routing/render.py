@@ -66,7 +66,8 @@ def route_object(routes: tuple[Route, ...], rules: tuple[str, ...],
 def _outcome_object(o: JourneyOutcome) -> dict[str, object]:
     return {"recipient": o.recipient, "address": o.address, "kind": o.kind,
             "status": str(o.status), "final": o.final, "gateway_passes": o.gateway_passes,
-            "exo_passes": o.exo_passes, "flows": list(o.flows), "bypass": o.bypass,
+            "exo_passes": o.exo_passes, "service_passes": o.service_passes,
+            "flows": list(o.flows), "flags": sorted(o.flags), "bypass": o.bypass,
             "marker_at_delivery": o.marker_at_delivery, "disclaimers": o.disclaimers,
             "reply": str(o.reply) if o.reply else None}
 
@@ -122,7 +123,9 @@ def render_text(sim: Simulation, *, explain: bool = False) -> str:
         name = o.recipient if o.address == o.recipient else f"{o.recipient} -> {o.address}"
         mark = f"  {' '.join(flags)}" if flags else ""
         out.append(f"  {name}: {o.status} at {o.final}{reply}; gateway x{o.gateway_passes}, "
-                   f"EXO x{o.exo_passes}{mark}\n")
+                   f"EXO x{o.exo_passes}"
+                   + (f", services x{o.service_passes}" if o.service_passes else "")
+                   + f"{mark}\n")
     verdict = "LOOP" if sim.loop else "BYPASS" if sim.bypass else "ok"
     out.append(f"verdict: {verdict}\n")
     return "".join(out)

@@ -100,14 +100,19 @@ STEP_TEXTS: dict[str, StepText] = {
     "G5": StepText(_GW, "The direction of each recipient is decided (inbound, outbound, "
                    "internal); relay from the internet to outside domains is refused.",
                    (_ADD_ON, _THIRD_PARTY)),
-    "G6": StepText(_GW, "The gateway's policy refuses the message in the SMTP session rather "
-                   "than accepting it and bouncing later.", (_ADD_ON,)),
+    "G6": StepText(_GW, "The gateway's policy refuses a recipient in the SMTP session rather "
+                   "than accepting it and bouncing later, or changes the message (signs, "
+                   "encrypts), which later Exchange Online rules see.", (_ADD_ON,)),
     "G7": StepText(_GW, "The gateway processes the message and mints its marker last, so "
                    "every copy it hands on carries exactly one valid marker.",
                    (_ADD_ON, "New-TransportRule (cmdlet reference)")),
     "G8": StepText(_GW, "The next hop: Exchange Online's smart host with the gateway's TLS "
                    "identity, or (gateway in front) the recipient's MX with the marker "
                    "removed.", (_ADD_ON, _SET_UP)),
+    "S": StepText("service", "A further service in the chain (a signature service, an archive "
+                  "or DLP appliance, from the scenario file) sets its own header and hands "
+                  "the message back to Exchange Online through the tenant's connector for it.",
+                  (_ADD_ON, _THIRD_PARTY)),
 }
 
 

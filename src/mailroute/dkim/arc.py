@@ -61,8 +61,8 @@ def verify_chain(message: Message, lookup: TxtLookup | None) -> AuthResult:
         return AuthResult("arc", AuthStatus.TEMPERROR, "key lookup failed")
     except dkim.DKIMException:
         return AuthResult("arc", AuthStatus.FAIL, "malformed chain")
-    # dkimpy answers None for a chain a sealer marked cv=fail ("terminated"): RFC 8617
-    # section 5.2 makes that chain fail, never none
+    # dkimpy answers None for a chain a sealer marked cv=fail ("terminated");
+    # RFC 8617 section 5.2 makes that chain fail, never none
     status = AuthStatus.PASS if cv == b"pass" else AuthStatus.FAIL
     text = reason if isinstance(reason, str) else ""
     return AuthResult("arc", status, "" if status is AuthStatus.PASS else text[:80])

@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "results", "limits", "exitcodes", "item"),   # the contract
     ("mime", "keys", "config", "db"),                       # primitives
     ("protocols",),                                         # sans-I/O codecs
-    ("disclaimer", "marker", "smime", "pgp", "dkim", "gateway", "routing"),  # engines
+    ("disclaimer", "marker", "smime", "pgp", "dkim", "gateway", "routing",
+     "cryptopolicy"),                                       # engines
     ("filters",),
     ("session",),
     ("pipeline",),

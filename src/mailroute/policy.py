@@ -19,7 +19,10 @@ Layout (an empty file is a valid policy with no filters)::
     authserv_id = "mx.example.net"
     internal_domains = ["example.net"]
     state_dir = "/var/lib/mailroute"   # optional: the processed-message store shared by
-                                       # every process (SQLite), and the quarantine
+                                       # every process (SQLite), the key directory, and the
+                                       # quarantine
+    processed_dsn_file = "pg.dsn"      # optional: the processed-message store in PostgreSQL
+                                       # (several nodes); a 0600 file with the DSN
     quarantine_dir = "/var/lib/mailroute/quarantine"   # optional; default state_dir/quarantine
 
     [[pipeline]]
@@ -29,6 +32,10 @@ Layout (an empty file is a valid policy with no filters)::
     direction = ["outbound"]
     sender_domain = ["example.net"]
     annotation = { "smime.authenticated" = "no" }   # facts left by earlier filters
+
+    [crypto]                # optional: the encryption policy and the key directory
+                            # (mailroute.cryptopolicy.config); needed by harvest-keys,
+                            # encrypt-by-policy and sign-by-policy
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ __all__ = ["FILTERS", "FilterBuilder", "build_filter", "load_policy", "policy_fr
 
 FilterBuilder = Callable[[Options], Filter]
 
-_TOP_LEVEL = {"limits", "parser", "gateway", "pipeline"}
+_TOP_LEVEL = {"limits", "parser", "gateway", "pipeline", "crypto"}
+_CRYPTO_FILTERS = ("encrypt-by-policy", "sign-by-policy", "harvest-keys")
 
 
 # name -> (module, builder function, extra that provides its dependencies)
@@ -72,6 +80,9 @@ FILTERS: dict[str, tuple[str, str, str | None]] = {
     "smime-encrypt": ("mailroute.filters.smime", "build_encrypt", "smime"),
     "smime-decrypt": ("mailroute.filters.smime", "build_decrypt", "smime"),
     "smime-verify": ("mailroute.filters.smime", "build_verify", "smime"),
+    "harvest-keys": ("mailroute.filters.crypto", "build_harvest", "smime"),
+    "encrypt-by-policy": ("mailroute.filters.crypto", "build_encrypt", "smime"),
+    "sign-by-policy": ("mailroute.filters.crypto", "build_sign", "smime"),
 }
 
 
@@ -117,7 +128,9 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
         raise gateway.error("authserv_id", "must be a host name")
     internal = frozenset(d.lower() for d in gateway.string_list("internal_domains"))
     processed, quarantine_dir = _state(gateway)
+    state_dir = gateway.optional_path("state_dir")
     gateway.finish()
+    keys = _crypto(top, internal, state_dir)
     entries = top.raw("pipeline", [])
     if not isinstance(entries, list):
         raise top.error("pipeline", "must be an array of tables ([[pipeline]])")
@@ -128,7 +141,10 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
             raise ConfigError("must be a table", source=source, key=prefix)
         options = Options({k: v for k, v in entry.items() if k != "when"}, source=source,
                           prefix=prefix, base_dir=base_dir)
-        step = build_filter(options.string("filter"), options)
+        name = options.string("filter")
+        if name in _CRYPTO_FILTERS and not keys:
+            raise options.error("filter", f"filter {name!r} needs a [crypto] section")
+        step = build_filter(name, options)
         options.finish()
         if "when" in entry:
             when = entry["when"]
@@ -138,7 +154,7 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
             step = Conditional(step, condition)
         filters.append(step)
     top.finish()
-    context = Context(limits=limits, processed=processed)
+    context = Context(limits=limits, processed=processed, keys=keys)
     return Pipeline(filters=tuple(filters), limits=limits, on_ambiguity=on_ambiguity,
                     internal_domains=internal, authserv_id=authserv_id, context=context,
                     quarantine_dir=quarantine_dir)
@@ -174,12 +190,36 @@ def build_filter(name: str, options: Options) -> Filter:
         raise options.error("filter", f"cannot build filter {name!r}: {exc}") from exc
 
 
+def _crypto(top: Options, internal: frozenset[str], state_dir: Path | None
+            ) -> dict[str, object]:
+    """The ``[crypto]`` section: the encryption policy and the key directory, for the
+    context (empty without the section; the engine is imported only when it is there)."""
+    if not top.has("crypto"):
+        return {}
+    from mailroute.cryptopolicy.config import crypto_from_options, open_directory
+    from mailroute.cryptopolicy.model import DIRECTORY_KEY, POLICY_KEY
+    section = Options(top.table("crypto"), source=top.source, prefix="crypto",
+                      base_dir=top.base_dir)
+    policy = crypto_from_options(section, internal)
+    directory = open_directory(Options(section.table("directory"), source=top.source,
+                                       prefix="crypto.directory", base_dir=top.base_dir),
+                               state_dir)
+    return {POLICY_KEY: policy, DIRECTORY_KEY: directory}
+
+
 def _state(gateway: Options) -> tuple[ProcessedStore, Path | None]:
     """``state_dir`` (the SQLite processed-message store shared by every process, and the
-    default quarantine) and ``quarantine_dir``; without ``state_dir`` the store lives in
-    this process only."""
+    default quarantine) and ``quarantine_dir``; ``processed_dsn_file`` puts the store in
+    PostgreSQL instead (several gateway nodes); without either it lives in this process."""
     state_dir = gateway.optional_path("state_dir")
     quarantine_dir = gateway.optional_path("quarantine_dir")
+    dsn_file = gateway.optional_path("processed_dsn_file")
+    if dsn_file is not None:
+        from mailroute.gateway.postgres_store import PostgresProcessedStore
+        from mailroute.keys.secretfile import read_secret_line
+        store: ProcessedStore = PostgresProcessedStore(
+            read_secret_line(dsn_file, what="database DSN file"))
+        return store, quarantine_dir or (state_dir / "quarantine" if state_dir else None)
     if state_dir is None:
         return InMemoryProcessedStore(), quarantine_dir
     # imported here: a policy without state_dir does not load sqlite3 (start-up time)

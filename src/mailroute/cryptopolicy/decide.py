@@ -24,7 +24,8 @@ from mailroute.errors import MessageError
 from mailroute.item import MailItem
 from mailroute.keys.directory import KeyDirectory, KeyKind, KeyRecord, KeyState
 
-__all__ = ["decide_crypto", "is_encrypted", "sender_is_authenticated_internal",
+__all__ = ["TRIGGER_ANNOTATION", "decide_crypto", "is_encrypted",
+           "sender_is_authenticated_internal",
            "subject_has_tag", "subject_text", "without_tag"]
 
 _YES = frozenset({"yes", "true", "1", "encrypt", "on"})
@@ -35,6 +36,8 @@ _ENCRYPTED_SMIME = re.compile(r"smime-type\s*=\s*\"?(enveloped-data|authenvelope
 _SPACES = re.compile(r"\s+")
 #: the marker verdict's source for mail that came back from the organisation's own tenant
 OWN_TENANT_SOURCE = "return-path"
+#: left by the filter that removed an accepted trigger, for the filters after it
+TRIGGER_ANNOTATION = "crypto.trigger"
 
 
 def decide_crypto(item: MailItem, directory: KeyDirectory, policy: CryptoPolicy, *,
@@ -84,7 +87,8 @@ def _recipient(rcpt: str, item: MailItem, directory: KeyDirectory, policy: Crypt
         reasons.append(f"{method.value} key {key.fingerprint[:16]} ({key.trust.value})"
                        + (f", cipher {cipher}" if cipher else ""))
         return RecipientPlan(rcpt, Action.ENCRYPT, sign=sign, method=method, cipher=cipher,
-                             keys=(key.fingerprint,), reasons=tuple(reasons))
+                             keys=(key.fingerprint,), reasons=tuple(reasons),
+                             mandatory=mode is EncryptMode.MANDATORY)
     if mode is EncryptMode.OPPORTUNISTIC:
         reasons.append("no usable key: sent without encryption (opportunistic)")
         return _plain(rcpt, rules, sign, reasons)
@@ -231,7 +235,10 @@ def _trigger(item: MailItem, policy: CryptoPolicy) -> tuple[bool, str, str]:
         value = item.message.headers.value(trigger.header)
         if value is not None and value.strip().lower() in _YES:
             header = trigger.header
-    return bool(tag or header), tag, header
+    # an earlier crypto filter of this pipeline took the trigger out (annotations are never
+    # read from the message, so mail cannot set this)
+    earlier = item.annotation(TRIGGER_ANNOTATION) == "yes"
+    return bool(tag or header or earlier), tag, header
 
 
 def is_encrypted(item: MailItem) -> bool:

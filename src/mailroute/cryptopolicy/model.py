@@ -15,8 +15,13 @@ from dataclasses import dataclass, field, fields, replace
 
 from mailroute.keys.directory import Trust
 
-__all__ = ["CIPHERS", "CryptoPolicy", "EncryptMode", "Method", "MissingKeyAction", "Resolved",
+__all__ = ["CIPHERS", "DIRECTORY_KEY", "POLICY_KEY", "CryptoPolicy",
+           "EncryptMode", "Method", "MissingKeyAction", "Resolved",
            "Rules", "SignMode", "Trigger"]
+
+#: Where a policy file's encryption policy and key directory are in the filters' context.
+POLICY_KEY = "crypto.policy"
+DIRECTORY_KEY = "crypto.directory"
 
 #: S/MIME content ciphers the policy may name, and the SMIMECapabilities name a recipient
 #: must have advertised before an AES-GCM cipher is used for him (CBC needs none).

@@ -33,6 +33,7 @@ class RecipientPlan:
         cipher: the S/MIME content cipher for ``encrypt``.
         keys: fingerprints of the recipient's keys to encrypt to.
         reasons: why, in words, in the order they were decided.
+        mandatory: encryption is required (the copy must never go in clear).
     """
 
     recipient: str
@@ -42,6 +43,7 @@ class RecipientPlan:
     cipher: str = ""
     keys: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
+    mandatory: bool = False
 
     @property
     def treatment(self) -> tuple[Action, bool, Method | None, str]:

@@ -1,0 +1,266 @@
+"""harvest-keys, encrypt-by-policy and sign-by-policy, from a policy file, end to end.
+
+A signed inbound message from a new correspondent harvests his certificate; the next
+outbound message to him is encrypted so that ``openssl cms -decrypt`` with his key reads it,
+with AES-GCM when his signature advertised it (mailroute's own signer advertises
+``aes256_gcm`` first) and AES-CBC when it did not (``openssl cms -sign`` advertises CBC only).
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mailroute import Envelope
+from mailroute.cryptopolicy.model import DIRECTORY_KEY
+from mailroute.errors import ConfigError
+from mailroute.filters.crypto import HarvestKeys, parse_autocrypt
+from mailroute.filters.smime import SmimeSign
+from mailroute.item import Context, MailItem
+from mailroute.keys.directory import KeyDirectory, KeyKind, KeyState, Trust
+from mailroute.mime import parse
+from mailroute.pipeline import Pipeline
+from mailroute.policy import load_policy
+from mailroute.results import Action
+from mailroute.session import Result
+from mailroute.smime import Signer, TrustAnchors
+from tests.pgp.world import PgpWorld
+from tests.smime.pki import Pki, issue
+
+ALICE = "alice@example.org"  # the correspondent (tests.smime.pki)
+ME = "me@corp.example"
+ENTITY = (b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+          b"The contract, as agreed.\r\n")
+
+
+def _policy(tmp_path: Path, pki: Pki, *, extra: str = "") -> Pipeline:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f"""
+[gateway]
+internal_domains = ["corp.example"]
+state_dir = "{tmp_path / 'state'}"
+
+[crypto.trigger]
+authenticated_networks = ["127.0.0.0/8"]
+{extra}
+
+[[pipeline]]
+filter = "harvest-keys"
+trust = ["{pki.root.cert_path}"]
+[pipeline.when]
+direction = ["inbound"]
+
+[[pipeline]]
+filter = "encrypt-by-policy"
+[pipeline.when]
+direction = ["outbound"]
+""")
+    return load_policy(policy)
+
+
+def _inbound_signed_by_mailroute(pki: Pki, *, signer_identity: object | None = None) -> bytes:
+    identity = signer_identity or pki.alice
+    message = (f"From: Alice <{ALICE}>\r\nTo: {ME}\r\nSubject: hello\r\n"
+               "MIME-Version: 1.0\r\n").encode() + ENTITY
+    item = MailItem(envelope=Envelope(mail_from=ALICE, rcpt_to=(ME,)), message=parse(message))
+    signer = Signer(identity.cert, identity.key, (pki.issuing.cert,))  # type: ignore[attr-defined]
+    signed = SmimeSign(signer).apply(item, Context())
+    return signed.message.to_bytes()
+
+
+def _inbound_signed_by_openssl(pki: Pki, tmp_path: Path) -> bytes:
+    body = tmp_path / "entity.txt"
+    body.write_bytes(ENTITY)
+    out = subprocess.run(["openssl", "cms", "-sign", "-binary", "-in", str(body),
+                          "-signer", str(pki.alice.cert_path), "-inkey", str(pki.alice.key_path),
+                          "-certfile", str(pki.chain_path), "-md", "sha256"],
+                         check=True, capture_output=True, timeout=60).stdout
+    return (f"From: Alice <{ALICE}>\r\nTo: {ME}\r\nSubject: hello\r\n").encode() + out
+
+
+def _outbound(subject: str = "Re: hello") -> bytes:
+    return (f"From: Me <{ME}>\r\nTo: {ALICE}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+            ).encode() + ENTITY
+
+
+def _send(pipeline: Pipeline, data: bytes, *, sender: str, rcpt: str, client: str) -> Result:
+    return pipeline.process(data, Envelope(mail_from=sender, rcpt_to=(rcpt,),
+                                           client_address=client))
+
+
+def _directory(pipeline: Pipeline) -> KeyDirectory:
+    return pipeline.context.keys[DIRECTORY_KEY]  # type: ignore[return-value]
+
+
+def _openssl_decrypt(pki: Pki, data: bytes, tmp_path: Path) -> tuple[bytes, str]:
+    path = tmp_path / "out.eml"
+    path.write_bytes(data)
+    plain = subprocess.run(["openssl", "cms", "-decrypt", "-in", str(path), "-recip",
+                            str(pki.alice.cert_path), "-inkey", str(pki.alice.key_path)],
+                           check=True, capture_output=True, timeout=60).stdout
+    printed = subprocess.run(["openssl", "cms", "-cmsout", "-print", "-in", str(path)],
+                             check=True, capture_output=True, timeout=60).stdout.decode()
+    algorithm = printed.split("contentEncryptionAlgorithm:", 1)[1].split("algorithm:", 1)[1]
+    return plain, algorithm.split()[0]
+
+
+@pytest.mark.parametrize(("signed_by", "cipher"), [("mailroute", "aes-256-gcm"),
+                                                    ("openssl", "aes-256-cbc")])
+def test_harvest_then_encrypt_end_to_end(pki: Pki, tmp_path: Path, signed_by: str,
+                                         cipher: str) -> None:
+    pipeline = _policy(tmp_path, pki)
+    before = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
+    assert before.action is Action.ACCEPT
+    assert b"The contract, as agreed." in (before.data or b""), "no key yet: sent in clear"
+    inbound = (_inbound_signed_by_mailroute(pki) if signed_by == "mailroute"
+               else _inbound_signed_by_openssl(pki, tmp_path))
+    result = _send(pipeline, inbound, sender=ALICE, rcpt=ME, client="203.0.113.5")
+    assert result.action is Action.ACCEPT
+    (record,) = _directory(pipeline).keys_for(ALICE)
+    assert (record.kind, record.trust, record.state) == (KeyKind.SMIME, Trust.HARVESTED,
+                                                         KeyState.ACTIVE)
+    after = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
+    assert after.action is Action.ACCEPT
+    assert after.data is not None
+    assert b"The contract, as agreed." not in after.data
+    plain, algorithm = _openssl_decrypt(pki, after.data, tmp_path)
+    assert plain == ENTITY
+    assert algorithm == cipher
+
+
+def test_a_forged_signature_harvests_nothing(pki: Pki, tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    forged = _inbound_signed_by_mailroute(pki).replace(b"as agreed", b"as ag-reed")
+    assert b"as ag-reed" in forged
+    _send(pipeline, forged, sender=ALICE, rcpt=ME, client="203.0.113.5")
+    assert _directory(pipeline).all_keys() == ()
+
+
+def test_an_untrusted_chain_harvests_nothing(pki: Pki, tmp_path: Path) -> None:
+    stranger = issue(tmp_path, "stranger", issuer=pki.other_root, email=ALICE)
+    pipeline = _policy(tmp_path, pki)
+    signed = _inbound_signed_by_mailroute(pki, signer_identity=stranger)
+    _send(pipeline, signed, sender=ALICE, rcpt=ME, client="203.0.113.5")
+    assert _directory(pipeline).all_keys() == ()
+
+
+def test_a_signature_for_another_from_harvests_nothing(pki: Pki, tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    signed = _inbound_signed_by_mailroute(pki).replace(
+        f"From: Alice <{ALICE}>".encode(), b"From: Eve <eve@example.org>")
+    _send(pipeline, signed, sender="eve@example.org", rcpt=ME, client="203.0.113.5")
+    assert _directory(pipeline).all_keys() == ()
+
+
+def test_mandatory_without_key_is_refused_with_a_clear_text(pki: Pki, tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    result = _send(pipeline, _outbound("[secure] figures"), sender=ME, rcpt=ALICE,
+                   client="127.0.0.1")
+    assert result.action is Action.REJECT
+    assert result.reply.startswith("550 5.7.1 "), result.reply
+    assert f"encryption is required for {ALICE}" in result.reply
+
+
+def test_the_trigger_tag_is_removed_before_the_message_is_encrypted(pki: Pki,
+                                                                    tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    _send(pipeline, _inbound_signed_by_mailroute(pki), sender=ALICE, rcpt=ME,
+          client="203.0.113.5")
+    result = _send(pipeline, _outbound("Re: [secure] figures"), sender=ME, rcpt=ALICE,
+                   client="127.0.0.1")
+    assert result.action is Action.ACCEPT
+    assert result.data is not None
+    assert parse(result.data).headers.value("Subject") == "Re: figures"
+    assert result.item is not None
+    assert result.item.annotation("crypto.encrypt") == "smime aes-256-gcm"
+
+
+def test_a_trigger_from_outside_is_ignored_and_left_alone(pki: Pki, tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    result = _send(pipeline, _outbound("[secure] figures"), sender=ME, rcpt=ALICE,
+                   client="198.51.100.1")
+    assert result.action is Action.ACCEPT
+    assert result.data is not None
+    assert parse(result.data).headers.value("Subject") == "[secure] figures"
+
+
+def test_a_crypto_filter_without_a_crypto_section_is_a_config_error(pki: Pki,
+                                                                    tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[pipeline]]\nfilter = "encrypt-by-policy"\n')
+    with pytest.raises(ConfigError, match=r"p\.toml:2: .*needs a \[crypto\] section"):
+        load_policy(policy)
+
+
+@pytest.mark.parametrize(("text", "key", "line"), [
+    ('[crypto.defaults]\nencrypt = "sometimes"\n', "crypto.defaults.encrypt", 2),
+    ('[crypto.trigger]\nauthenticated_networks = ["nonsense"]\n',
+     "crypto.trigger.authenticated_networks", 2),
+    ('[crypto]\nmin_trust = "blind"\n', "crypto.min_trust", 2),
+    ('[crypto.directory]\nbackend = "mysql"\n', "crypto.directory.backend", 2),
+])
+def test_config_errors_name_the_file_key_and_line(tmp_path: Path, text: str, key: str,
+                                                  line: int) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text(f'[gateway]\nstate_dir = "{tmp_path}"\n' + text)
+    with pytest.raises(ConfigError) as caught:
+        load_policy(policy)
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"{policy}:{line + 2}: ")
+
+
+def test_domain_rules_errors_name_the_domain_entry(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text(f'[gateway]\nstate_dir = "{tmp_path}"\n'
+                      '[crypto.domains."partner.example"]\nmethod = "carrier-pigeon"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_policy(policy)
+    assert caught.value.key == 'crypto.domains."partner.example".method'
+    assert str(caught.value).startswith(f"{policy}:4: ")
+
+
+def test_autocrypt_is_harvested_only_from_dmarc_aligned_mail(pgp_world: PgpWorld, pki: Pki,
+                                                              tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    directory = _directory(pipeline)
+    key = subprocess.run(["gpg", "--homedir", str(pgp_world.peer), "--batch", "--export",
+                          "alice@example.org"], check=True, capture_output=True,
+                         timeout=60).stdout
+    header = f"addr={ALICE}; prefer-encrypt=mutual; keydata={base64.b64encode(key).decode()}"
+    data = (f"From: {ALICE}\r\nTo: {ME}\r\nSubject: x\r\nAutocrypt: {header}\r\n\r\nhi\r\n"
+            ).encode()
+    item = MailItem(envelope=Envelope(mail_from=ALICE, rcpt_to=(ME,)), message=parse(data))
+    harvest = HarvestKeys(TrustAnchors((pki.root.cert,)))
+    context = pipeline.context
+    unaligned = harvest.apply(item.annotate("dmarc.result", "fail"), context)
+    assert unaligned.annotation("harvest-keys") == "autocrypt ignored: not DMARC-aligned"
+    assert directory.all_keys() == ()
+    aligned = harvest.apply(item.annotate("dmarc.result", "pass"), context)
+    assert aligned.annotation("harvest-keys") == f"autocrypt {ALICE} added"
+    (record,) = directory.keys_for(ALICE)
+    assert (record.kind, record.fingerprint, record.trust) == (KeyKind.PGP, pgp_world.alice,
+                                                               Trust.HARVESTED)
+    # an Autocrypt header for someone else than From is ignored
+    other = data.replace(f"From: {ALICE}".encode(), b"From: eve@example.org")
+    item = MailItem(envelope=Envelope(mail_from="eve@example.org", rcpt_to=(ME,)),
+                    message=parse(other)).annotate("dmarc.result", "pass")
+    assert "not the From address" in (harvest.apply(item, context).annotation("harvest-keys")
+                                      or "")
+
+
+@pytest.mark.parametrize("value", [
+    "addr=a@b.example; keydata=!!!",
+    "addr=a@b.example; critical=1; keydata=AAAA",
+    "keydata=AAAA",
+    "addr=a@b.example",
+])
+def test_unusable_autocrypt_headers_are_ignored(value: str) -> None:
+    assert parse_autocrypt(value) is None
+
+
+def test_autocrypt_header_parsing() -> None:
+    assert parse_autocrypt("addr=A@B.example; _extra=x; keydata=AAEC\r\n AwQ=") == (
+        "a@b.example", bytes([0, 1, 2, 3, 4]))

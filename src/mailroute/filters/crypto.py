@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mailroute.config.options import Options
 from mailroute.cryptopolicy import Action, CryptoPlan, CryptoPolicy, Method, decide_crypto
@@ -47,7 +48,7 @@ from mailroute.results import Outcome
 from mailroute.smime import Signer, SignerResult, TrustAnchors
 
 __all__ = ["EncryptByPolicy", "HarvestKeys", "SignByPolicy", "build_encrypt", "build_harvest",
-           "build_sign", "harvest_smime", "parse_autocrypt"]
+           "build_sign", "harvest_smime", "parse_autocrypt", "pgp_records", "smime_record"]
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +97,22 @@ def harvest_smime(signer: SignerResult, *, trust: TrustAnchors, at: datetime
     found.append((signer.certificate, preferred is None or preferred == signer.certificate))
     records = []
     for cert, is_preferred in found:
-        if not _encryption_capable(cert):
-            continue
-        from cryptography.hazmat.primitives.serialization import Encoding
-        der = cert.public_bytes(Encoding.DER)
-        for address in set(signer.emails).intersection(_emails(cert)):
-            records.append(KeyRecord(
-                address=address, kind=KeyKind.SMIME, fingerprint=fingerprint_of(KeyKind.SMIME,
-                                                                                der),
-                data=der, trust=Trust.HARVESTED, capabilities=signer.capabilities,
-                preferred=is_preferred, source="smime-signature",
-                not_before=_stamp(cert.not_valid_before_utc),
-                not_after=_stamp(cert.not_valid_after_utc)))
+        if _encryption_capable(cert):
+            records += [smime_record(cert, address, Trust.HARVESTED, source="smime-signature",
+                                     capabilities=signer.capabilities, preferred=is_preferred)
+                        for address in sorted(set(signer.emails).intersection(_emails(cert)))]
     return tuple(records)
+
+
+def smime_record(cert: x509.Certificate, address: str, trust: Trust, *, source: str,
+                 capabilities: tuple[str, ...] = (), preferred: bool = False) -> KeyRecord:
+    """A directory record of an S/MIME certificate for ``address``."""
+    der = cert.public_bytes(Encoding.DER)
+    return KeyRecord(address=address, kind=KeyKind.SMIME,
+                     fingerprint=fingerprint_of(KeyKind.SMIME, der), data=der, trust=trust,
+                     capabilities=capabilities, preferred=preferred, source=source,
+                     not_before=_stamp(cert.not_valid_before_utc),
+                     not_after=_stamp(cert.not_valid_after_utc))
 
 
 def _emails(cert: x509.Certificate) -> tuple[str, ...]:
@@ -184,31 +188,36 @@ class HarvestKeys:
             senders = ()
         if parsed is None or list(senders) != [parsed[0]]:
             return ["autocrypt ignored: unusable or not the From address"]
-        record = _pgp_record(parsed[0], parsed[1])
-        if record is None:
+        found = pgp_records(parsed[1], Trust.HARVESTED, source="autocrypt",
+                            address=parsed[0])
+        if len(found) != 1:
             return ["autocrypt ignored: no usable encryption key for addr"]
+        record = found[0]
         outcome = directory.offer(record, now)
         return [f"autocrypt {record.address} {outcome.value}"]
 
 
-def _pgp_record(address: str, data: bytes) -> KeyRecord | None:
-    """The key in ``data`` for ``address`` as a record, read by gpg in a scratch home."""
+def pgp_records(data: bytes, trust: Trust, *, source: str, address: str | None = None
+                ) -> tuple[KeyRecord, ...]:
+    """Directory records of the usable encryption-capable OpenPGP keys in ``data`` (one per
+    key and user ID address, or only for ``address``), read by gpg in a scratch home that
+    is removed afterwards. Unreadable data gives no records."""
     from mailroute.pgp.store import KeyStore
-    home = Path(tempfile.mkdtemp(prefix="mailroute-autocrypt-"))
+    home = Path(tempfile.mkdtemp(prefix="mailroute-keys-"))
     try:
         store = KeyStore(home, timeout=20.0)
         store.import_keys(data)
-        keys = [k for k in store.public_keys() if address in k.addresses and k.usable
-                and "E" in k.capabilities]
+        keys = [k for k in store.public_keys() if k.usable and "E" in k.capabilities]
         store.close()
     except (MailrouteError, OSError):
-        return None
+        return ()
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    if len(keys) != 1:
-        return None
-    return KeyRecord(address=address, kind=KeyKind.PGP, fingerprint=keys[0].fingerprint,
-                     data=data, trust=Trust.HARVESTED, source="autocrypt")
+    return tuple(KeyRecord(address=found, kind=KeyKind.PGP, fingerprint=key.fingerprint,
+                           data=data, trust=trust, source=source,
+                           not_before=float(key.created))
+                 for key in keys for found in key.addresses
+                 if address is None or found == address)
 
 
 # -- applying the plan -------------------------------------------------------------------------

@@ -170,3 +170,13 @@ def test_an_unreachable_postgres_server_is_a_temporary_error() -> None:
     with pytest.raises(TemporaryError, match="key directory unavailable") as caught:
         directory.keys_for("a@b.example")
     assert "port=1" not in str(caught.value)
+
+
+def test_keys_for_all_answers_many_addresses_in_one_lookup(directory: KeyDirectory) -> None:
+    directory.offer(key("a@x.example", "aa" * 32), NOW)
+    directory.offer(key("a@x.example", "ab" * 32), NOW + 1)  # held: a change
+    directory.offer(key("B@X.example", "bb" * 32), NOW)
+    found = directory.keys_for_all(["A@x.example", "b@x.example", "c@x.example"] * 300)
+    assert {a: [(k.fingerprint, k.state) for k in keys] for a, keys in found.items()} == {
+        "a@x.example": [("ab" * 32, KeyState.HELD), ("aa" * 32, KeyState.ACTIVE)],
+        "b@x.example": [("bb" * 32, KeyState.ACTIVE)]}

@@ -1,8 +1,8 @@
 """The decision: per recipient, sign or not, encrypt or not, with which key and cipher, or
 refuse; all of it from the message, the key directory and the policy, with reasons.
 
-Pure but for the directory lookups (one per recipient): no clock (``now`` is an argument),
-no network, no change to anything. The filters apply the plan.
+Pure but for one directory lookup (every external recipient's keys at once): no clock
+(``now`` is an argument), no network, no change to anything. The filters apply the plan.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mailroute.cryptopolicy.model import (
 from mailroute.cryptopolicy.plan import Action, CryptoPlan, RecipientPlan
 from mailroute.errors import MessageError
 from mailroute.item import MailItem
-from mailroute.keys.directory import KeyDirectory, KeyKind, KeyRecord, KeyState
+from mailroute.keys.directory import KeyDirectory, KeyKind, KeyRecord, KeyState, address_key
 
 __all__ = ["TRIGGER_ANNOTATION", "decide_crypto", "is_encrypted",
            "sender_is_authenticated_internal",
@@ -55,16 +55,20 @@ def decide_crypto(item: MailItem, directory: KeyDirectory, policy: CryptoPolicy,
     encrypted = is_encrypted(item)
     if encrypted:
         notes.append("the message is already encrypted")
+    external = [r for r in item.envelope.rcpt_to
+                if not _inside(r.rpartition("@")[2].lower(), policy)]
+    known = directory.keys_for_all(external) if internal_sender and not encrypted else {}
     plans = tuple(
-        _recipient(rcpt, item, directory, policy, now=now, internal_sender=internal_sender,
-                   triggered=triggered, sign=sign, encrypted=encrypted)
+        _recipient(rcpt, known.get(address_key(rcpt), ()), policy, now=now,
+                   internal_sender=internal_sender, triggered=triggered, sign=sign,
+                   encrypted=encrypted)
         for rcpt in item.envelope.rcpt_to)
     return CryptoPlan(plans, triggered=triggered,
                       remove_subject_tag=tag if triggered else "",
                       remove_header=header if triggered else "", notes=tuple(notes))
 
 
-def _recipient(rcpt: str, item: MailItem, directory: KeyDirectory, policy: CryptoPolicy, *,
+def _recipient(rcpt: str, keys: tuple[KeyRecord, ...], policy: CryptoPolicy, *,
                now: float, internal_sender: bool, triggered: bool, sign: bool,
                encrypted: bool) -> RecipientPlan:
     domain = rcpt.rpartition("@")[2].lower()
@@ -81,7 +85,7 @@ def _recipient(rcpt: str, item: MailItem, directory: KeyDirectory, policy: Crypt
         reasons.append(f"trigger: encrypt {mode.value}")
     if mode is EncryptMode.NEVER:
         return _plain(rcpt, rules, sign, reasons)
-    chosen = _choose(rcpt, directory, policy, rules, now, reasons)
+    chosen = _choose(keys, policy, rules, now, reasons)
     if chosen is not None:
         method, key, cipher = chosen
         reasons.append(f"{method.value} key {key.fingerprint[:16]} ({key.trust.value})"
@@ -101,12 +105,12 @@ def _plain(rcpt: str, rules: Resolved, sign: bool, reasons: list[str]) -> Recipi
     return RecipientPlan(rcpt, Action.PLAIN, sign=sign, method=method, reasons=tuple(reasons))
 
 
-def _choose(rcpt: str, directory: KeyDirectory, policy: CryptoPolicy, rules: Resolved, now: float,
+def _choose(keys: tuple[KeyRecord, ...], policy: CryptoPolicy, rules: Resolved, now: float,
             reasons: list[str]) -> tuple[Method, KeyRecord, str] | None:
     """The method, key and cipher for ``rcpt``; ``None`` when no key is usable (the reasons
     say why each known key was not)."""
     usable: dict[KeyKind, list[KeyRecord]] = {KeyKind.SMIME: [], KeyKind.PGP: []}
-    for key in directory.keys_for(rcpt, include_inactive=True):
+    for key in keys:
         problem = _problem(key, policy, now)
         if problem:
             reasons.append(f"{key.kind.value} key {key.fingerprint[:16]} not used: {problem}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -156,6 +157,11 @@ class KeyDirectory(Protocol):
     def keys_for(self, address: str, *, include_inactive: bool = False
                  ) -> tuple[KeyRecord, ...]:
         """The keys for ``address`` (active only unless ``include_inactive``), newest first."""
+        ...
+
+    def keys_for_all(self, addresses: Iterable[str]) -> Mapping[str, tuple[KeyRecord, ...]]:
+        """Every key (any state) of each of ``addresses``, in one lookup: lookup form of the
+        address -> its keys, newest first (absent when it has none)."""
         ...
 
     def get(self, fingerprint: str) -> KeyRecord | None:

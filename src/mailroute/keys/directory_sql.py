@@ -10,7 +10,7 @@ once cannot both make theirs active.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 
 from mailroute.errors import PolicyError
@@ -93,6 +93,21 @@ class SqlKeyDirectory:
         with self._transaction() as execute:
             rows = execute(sql + " ORDER BY last_seen DESC, fingerprint", parameters)
         return tuple(_record(r) for r in rows)
+
+    def keys_for_all(self, addresses: Iterable[str]) -> dict[str, tuple[KeyRecord, ...]]:
+        """Every key of each address (any state), in one query per 500 addresses."""
+        wanted = sorted({address_key(a) for a in addresses})
+        found: dict[str, list[KeyRecord]] = {}
+        with self._transaction() as execute:
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start:start + 500]
+                marks = ", ".join("?" for _ in batch)
+                rows = execute(f"{_SELECT} WHERE address IN ({marks}) "
+                               "ORDER BY last_seen DESC, fingerprint", batch)
+                for row in rows:
+                    record = _record(row)
+                    found.setdefault(record.address, []).append(record)
+        return {address: tuple(records) for address, records in found.items()}
 
     def get(self, fingerprint: str) -> KeyRecord | None:
         """The first key with ``fingerprint`` (any state), or ``None``."""

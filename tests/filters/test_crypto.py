@@ -264,3 +264,137 @@ def test_unusable_autocrypt_headers_are_ignored(value: str) -> None:
 def test_autocrypt_header_parsing() -> None:
     assert parse_autocrypt("addr=A@B.example; _extra=x; keydata=AAEC\r\n AwQ=") == (
         "a@b.example", bytes([0, 1, 2, 3, 4]))
+
+
+def _sign_policy(tmp_path: Path, pki: Pki, *, extra: str = "") -> Pipeline:
+    me = issue(tmp_path, "me", issuer=pki.issuing, email=ME)
+    senders = tmp_path / "senders"
+    senders.mkdir()
+    for source in (me.cert_path, me.key_path, pki.chain_path):
+        (senders / source.name).write_bytes(source.read_bytes())
+        (senders / source.name).chmod(0o600)
+    policy = tmp_path / "sign.toml"
+    policy.write_text(f"""
+[gateway]
+internal_domains = ["corp.example"]
+state_dir = "{tmp_path / 'state'}"
+
+[crypto.defaults]
+sign = "always"
+
+[crypto.trigger]
+authenticated_networks = ["127.0.0.0/8"]
+{extra}
+
+[[pipeline]]
+filter = "harvest-keys"
+trust = ["{pki.root.cert_path}"]
+[pipeline.when]
+direction = ["inbound"]
+
+[[pipeline]]
+filter = "sign-by-policy"
+cert_dir = "{senders}"
+[pipeline.when]
+direction = ["outbound"]
+
+[[pipeline]]
+filter = "encrypt-by-policy"
+[pipeline.when]
+direction = ["outbound"]
+""")
+    return load_policy(policy)
+
+
+def _openssl_verify(pki: Pki, data: bytes, tmp_path: Path) -> bytes:
+    path = tmp_path / "signed.eml"
+    path.write_bytes(data)
+    return subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile",
+                           str(pki.root.cert_path), "-purpose", "smimesign"], check=True,
+                          capture_output=True, timeout=60).stdout
+
+
+def test_sign_by_policy_signs_for_an_authenticated_inside_sender(pki: Pki,
+                                                                  tmp_path: Path) -> None:
+    pipeline = _sign_policy(tmp_path, pki)
+    result = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
+    assert result.action is Action.ACCEPT
+    assert result.data is not None
+    assert _openssl_verify(pki, result.data, tmp_path).replace(b"\r\n", b"\n") == \
+        ENTITY.replace(b"\r\n", b"\n")
+    # the same message from a client outside the authenticated networks is not signed
+    outside = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="198.51.100.1")
+    assert outside.item is not None
+    assert outside.item.annotation("crypto.sign") == "none"
+
+
+def test_sign_then_encrypt_with_one_trigger(pki: Pki, tmp_path: Path) -> None:
+    pipeline = _sign_policy(tmp_path, pki)
+    _send(pipeline, _inbound_signed_by_mailroute(pki), sender=ALICE, rcpt=ME,
+          client="203.0.113.5")
+    result = _send(pipeline, _outbound("[secure] figures"), sender=ME, rcpt=ALICE,
+                   client="127.0.0.1")
+    assert result.action is Action.ACCEPT
+    assert result.data is not None
+    assert result.item is not None
+    assert result.item.annotation("crypto.sign") == "smime"
+    assert result.item.annotation("crypto.encrypt") == "smime aes-256-gcm"
+    assert parse(result.data).headers.value("Subject") == "figures"
+    inner, _ = _openssl_decrypt(pki, result.data, tmp_path)
+    assert b"multipart/signed" in inner.split(b"\r\n\r\n", 1)[0]
+    assert b"The contract, as agreed." in _openssl_verify(pki, inner, tmp_path)
+
+
+def test_a_changed_certificate_from_a_verified_signature_is_held(pki: Pki,
+                                                                 tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    _send(pipeline, _inbound_signed_by_mailroute(pki), sender=ALICE, rcpt=ME,
+          client="203.0.113.5")
+    renewed = issue(tmp_path, "alice-renewed", issuer=pki.issuing, email=ALICE)
+    result = _send(pipeline, _inbound_signed_by_mailroute(pki, signer_identity=renewed),
+                   sender=ALICE, rcpt=ME, client="203.0.113.5")
+    assert result.item is not None
+    assert result.item.annotation("harvest-keys") == f"smime {ALICE} held"
+    states = sorted(k.state.value for k in _directory(pipeline).all_keys())
+    assert states == ["active", "held"]
+    # the next outbound message still goes to the certificate first learnt
+    after = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
+    assert after.data is not None
+    plain, _ = _openssl_decrypt(pki, after.data, tmp_path)
+    assert plain == ENTITY
+
+
+def test_encrypt_by_policy_with_pgp_for_a_pgp_recipient(pgp_world: PgpWorld, pki: Pki,
+                                                         tmp_path: Path) -> None:
+    policy = tmp_path / "pgp.toml"
+    policy.write_text(f"""
+[gateway]
+internal_domains = ["corp.example"]
+state_dir = "{tmp_path / 'state'}"
+
+[crypto.users."{ALICE}"]
+method = "pgp"
+encrypt = "mandatory"
+
+[[pipeline]]
+filter = "encrypt-by-policy"
+gnupghome = "{tmp_path / 'gnupg'}"
+""")
+    pipeline = load_policy(policy)
+    refused = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
+    assert refused.action is Action.REJECT
+    key = subprocess.run(["gpg", "--homedir", str(pgp_world.peer), "--batch", "--export",
+                          ALICE], check=True, capture_output=True, timeout=60).stdout
+    from mailroute.filters.crypto import pgp_records
+    (record,) = pgp_records(key, Trust.MANUAL, source="test", address=ALICE)
+    _directory(pipeline).put(record, 0.0)
+    result = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
+    assert result.action is Action.ACCEPT
+    assert result.data is not None
+    assert b"multipart/encrypted" in result.data
+    armored = result.data[result.data.index(b"-----BEGIN PGP MESSAGE-----"):
+                          result.data.index(b"-----END PGP MESSAGE-----") + 25]
+    done = subprocess.run(["gpg", "--homedir", str(pgp_world.peer), "--batch", "--status-fd",
+                           "2", "--decrypt"], input=armored, capture_output=True, timeout=60)
+    assert b"DECRYPTION_OKAY" in done.stderr
+    assert b"The contract, as agreed." in done.stdout

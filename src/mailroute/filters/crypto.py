@@ -315,8 +315,8 @@ class EncryptByPolicy:
             log.warning("encrypt-by-policy: a PGP recipient but no gnupghome configured")
             return Outcome.tempfail("4.7.0", "OpenPGP encryption is not configured")
         from mailroute.filters.pgp import PgpEncryptFilter
-        from mailroute.pgp.store import KeyStore
-        store = KeyStore(self.pgp_home)
+        from mailroute.pgp.store import KeyStore, init_home
+        store = KeyStore(init_home(self.pgp_home))
         for record in keys:
             store.import_keys(record.data)
         result = PgpEncryptFilter(store, tuple(r.fingerprint for r in keys)).apply(item, ctx)
@@ -328,8 +328,9 @@ class EncryptByPolicy:
 @dataclass(frozen=True, slots=True)
 class SignByPolicy:
     """Sign outbound mail of authenticated internal senders whose rules say ``always``,
-    with the sender's own certificate and key from ``cert_dir``. Run it before
-    ``encrypt-by-policy`` (sign, then encrypt)."""
+    with the sender's own certificate and key from ``cert_dir`` (issuing CA certificates
+    there go into the signature). Run it before ``encrypt-by-policy`` (sign, then
+    encrypt)."""
 
     store: DirectoryCertStore
     on_missing_key: str = "pass"
@@ -350,9 +351,26 @@ class SignByPolicy:
                                                "sender has no signing key", 550)
             return item.annotate("crypto.sign", "no-key")
         entry = held[0]
-        signer = Signer(entry.certificate, entry.key)  # type: ignore[arg-type]
+        signer = Signer(entry.certificate, entry.key,  # type: ignore[arg-type]
+                        _chain(entry.certificate, self.store))
         result = SmimeSign(signer).apply(item, ctx)
         return result.annotate("crypto.sign", "smime")
+
+
+def _chain(cert: x509.Certificate, store: DirectoryCertStore) -> tuple[x509.Certificate, ...]:
+    """The issuing CA certificates of ``cert`` found in ``store`` (not the self-signed root),
+    so that recipients can build the path to their anchor."""
+    chain: list[x509.Certificate] = []
+    current = cert
+    while len(chain) < 8:
+        issuer = next((e.certificate for e in store.entries
+                       if e.certificate.subject == current.issuer
+                       and e.certificate != current), None)
+        if issuer is None or issuer.subject == issuer.issuer or issuer in chain:
+            break
+        chain.append(issuer)
+        current = issuer
+    return tuple(chain)
 
 
 def build_harvest(options: Options) -> HarvestKeys:

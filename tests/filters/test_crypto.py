@@ -27,6 +27,7 @@ from mailroute.policy import load_policy
 from mailroute.results import Action
 from mailroute.session import Result
 from mailroute.smime import Signer, TrustAnchors
+from tests.pgp.gpgtool import kill_agent
 from tests.pgp.world import PgpWorld
 from tests.smime.pki import Pki, issue
 
@@ -381,6 +382,13 @@ filter = "encrypt-by-policy"
 gnupghome = "{tmp_path / 'gnupg'}"
 """)
     pipeline = load_policy(policy)
+    try:
+        _pgp_round_trip(pipeline, pgp_world)
+    finally:
+        kill_agent(tmp_path / "gnupg")
+
+
+def _pgp_round_trip(pipeline: Pipeline, pgp_world: PgpWorld) -> None:
     refused = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
     assert refused.action is Action.REJECT
     key = subprocess.run(["gpg", "--homedir", str(pgp_world.peer), "--batch", "--export",

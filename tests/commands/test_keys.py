@@ -110,3 +110,18 @@ def test_a_policy_without_crypto_is_a_config_error(tmp_path: Path) -> None:
                            str(policy)], capture_output=True, timeout=120)
     assert done.returncode == 78
     assert b"no [crypto] section" in done.stderr
+
+
+def test_import_verified_checks_the_chain(pki: Pki, tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    bundle = tmp_path / "alice-chain.pem"
+    bundle.write_bytes(pki.alice.cert_path.read_bytes() + pki.chain_path.read_bytes())
+    done = subprocess.run([sys.executable, "-m", "mailroute", "keys", "import", str(bundle),
+                           "--trust", "verified", "--ca", str(pki.other_root.cert_path),
+                           "--config", str(policy)], capture_output=True, timeout=120)
+    assert done.returncode == 1
+    assert b"not verified against --ca: untrusted" in done.stderr
+    imported = keys_json(policy, "import", str(bundle), "--trust", "verified", "--ca",
+                         str(pki.root.cert_path))
+    assert [e["address"] for e in imported["imported"]] == ["alice@example.org"]  # type: ignore[union-attr]
+    assert keys_json(policy, "list")["keys"][0]["trust"] == "verified"  # type: ignore[index]

@@ -58,7 +58,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     subs["import"].add_argument("file", type=Path, metavar="FILE")
     subs["import"].add_argument("--address", help="only for this address (it must be "
                                                   "one the key names)")
-    subs["import"].add_argument("--trust", choices=("manual", "verified"), default="manual")
+    subs["import"].add_argument("--trust", choices=("manual", "verified"), default="manual",
+                                help="verified needs --ca: the certificate must chain to it")
+    subs["import"].add_argument("--ca", type=Path, action="append", default=[],
+                                metavar="FILE", help="trust anchors for --trust verified "
+                                                     "(intermediates may follow the "
+                                                     "certificate in FILE)")
     subs["import"].add_argument("--pin", action="store_true", help="pin the imported key")
     subs["list"].add_argument("--address", help="only the keys of this address")
     for name in ("show", "pin", "trust", "hold", "release", "remove", "export"):
@@ -206,7 +211,7 @@ def _import(directory: KeyDirectory, args: argparse.Namespace) -> int:
     from mailroute.keys.secretfile import read_public_file
     data = read_public_file(args.file, what="key file")
     trust = Trust(args.trust)
-    records = _records(data, trust, args.address, args.file)
+    records = _records(data, trust, args.address, args.file, args.ca)
     if not records:
         raise LookupError(f"no usable key for {args.address or 'any address'} in {args.file}")
     results = []
@@ -223,15 +228,27 @@ def _import(directory: KeyDirectory, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _records(data: bytes, trust: Trust, address: str | None, path: Path
-             ) -> list[KeyRecord]:
+def _records(data: bytes, trust: Trust, address: str | None, path: Path,
+             anchors: list[Path]) -> list[KeyRecord]:
     from mailroute.filters.crypto import pgp_records, smime_record
     from mailroute.keys.addresses import certificate_emails
     wanted = address.strip().lower() if address else None
     if b"-----BEGIN PGP" in data or (data[:1] and data[0] & 0x80 and data[:1] != b"\x30"):
+        if trust is Trust.VERIFIED:
+            raise ConfigError("--trust verified is for certificates that chain to --ca",
+                              source=str(path))
         return list(pgp_records(data, trust, source="import", address=wanted))
-    from mailroute.keys.certstore import load_certificates
+    from mailroute.keys.certstore import all_certificates, load_certificates
     certificates = load_certificates(path)
+    if trust is Trust.VERIFIED:
+        from mailroute.smime import TrustAnchors
+        roots = TrustAnchors(tuple(all_certificates(anchors)))
+        verdict = roots.check(certificates[0], certificates[1:],
+                              datetime.datetime.now(datetime.UTC))
+        if verdict.status != "valid":
+            raise LookupError(f"{path}: not verified against --ca: {verdict.status} "
+                              f"({verdict.detail})")
+        certificates = certificates[:1]
     return [smime_record(cert, email.lower(), trust, source="import")
             for cert in certificates for email in certificate_emails(cert)
             if wanted is None or email.lower() == wanted]

@@ -266,29 +266,53 @@ def _lower(values: tuple[str, ...]) -> frozenset[str]:
 
 
 def _locate(text: str, key: str | None) -> int | None:
-    """The line of ``key`` (``pipeline[2].add.X-Foo``) in the TOML text, when it can be found.
+    """The line of ``key`` (``pipeline[2].add.X-Foo``, ``crypto.domains."a.example".encrypt``)
+    in the TOML text, when it can be found.
 
-    Looks inside the key's table (``[[pipeline]]`` number 2, or ``[limits]``) for the deepest
-    key part that stands before an ``=``; the table header's line is the fallback.
+    Looks inside the key's table (``[[pipeline]]`` number 2, or the deepest ``[a.b."c"]``
+    header the key path starts with) for the deepest key part that stands before an ``=``;
+    the table header's line is the fallback.
     """
     if not key:
         return None
-    parts = key.split(".")
+    parts = _key_parts(key)
     lines = text.splitlines()
     start, stop = 0, len(lines)
     table = re.fullmatch(r"(\w+)\[(\d+)\]", parts[0])
-    header = f"[[{table.group(1)}]]" if table else f"[{parts[0]}]"
-    wanted = int(table.group(2)) if table else 0
-    headers = [n for n, line in enumerate(lines) if line.strip() == header]
-    found_table = wanted < len(headers)
-    if found_table:
-        start = headers[wanted]
-        later = [n for n, line in enumerate(lines) if n > start and line.strip() == header]
-        stop = later[0] if later else len(lines)
-        parts = parts[1:]
+    if table:
+        header = f"[[{table.group(1)}]]"
+        headers = [n for n, line in enumerate(lines) if line.strip() == header]
+        found_table = int(table.group(2)) < len(headers)
+        if found_table:
+            start = headers[int(table.group(2))]
+            later = [n for n, line in enumerate(lines) if n > start and line.strip() == header]
+            stop = later[0] if later else len(lines)
+            parts = parts[1:]
+    else:
+        found_table, depth = False, 0
+        for number, line in enumerate(lines):
+            named = _header_parts(line)
+            if named and len(named) > depth and parts[:len(named)] == named:
+                found_table, depth, start = True, len(named), number
+        if found_table:
+            stop = next((n for n in range(start + 1, len(lines))
+                         if _header_parts(lines[n])), len(lines))
+            parts = parts[depth:]
     for part in reversed(parts):
-        pattern = re.compile(rf"(^|[\s{{,]){re.escape(part)}\s*=")
+        pattern = re.compile(rf"(^|[\s{{,])\"?{re.escape(part)}\"?\s*=")
         for number in range(start, stop):
             if pattern.search(lines[number]):
                 return number + 1
     return start + 1 if found_table else None
+
+
+def _key_parts(path: str) -> list[str]:
+    """``a.b."c.d".e`` -> ``["a", "b", "c.d", "e"]``."""
+    return [quoted or bare for quoted, bare in
+            re.findall(r'\s*(?:"([^"]*)"|([^."\s]+))\s*(?:\.|$)', path)]
+
+
+def _header_parts(line: str) -> list[str] | None:
+    """The key path of a ``[table]`` header line, or ``None`` for any other line."""
+    match = re.fullmatch(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?", line)
+    return _key_parts(match.group(1)) if match else None

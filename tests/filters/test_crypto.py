@@ -406,3 +406,14 @@ def _pgp_round_trip(pipeline: Pipeline, pgp_world: PgpWorld) -> None:
                            "2", "--decrypt"], input=armored, capture_output=True, timeout=60)
     assert b"DECRYPTION_OKAY" in done.stderr
     assert b"The contract, as agreed." in done.stdout
+
+
+def test_errors_in_the_second_domain_entry_point_at_its_line(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text(f'[gateway]\nstate_dir = "{tmp_path}"\n'
+                      '[crypto.domains."a.example"]\nencrypt = "mandatory"\n\n'
+                      '[crypto.domains."b.example"]\nmethod = "smime"\nencrypt = "always"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_policy(policy)
+    assert caught.value.key == 'crypto.domains."b.example".encrypt'
+    assert str(caught.value).startswith(f"{policy}:8: ")

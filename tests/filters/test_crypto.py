@@ -417,3 +417,18 @@ def test_errors_in_the_second_domain_entry_point_at_its_line(tmp_path: Path) -> 
         load_policy(policy)
     assert caught.value.key == 'crypto.domains."b.example".encrypt'
     assert str(caught.value).startswith(f"{policy}:8: ")
+
+
+def test_an_unavailable_directory_defers_outbound_mail_but_not_inbound(pki: Pki,
+                                                                       tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    pipeline = _policy(tmp_path, pki)
+    inbound = _send(pipeline, _inbound_signed_by_mailroute(pki), sender=ALICE, rcpt=ME,
+                    client="203.0.113.5")
+    assert inbound.action is Action.ACCEPT
+    assert inbound.item is not None
+    assert inbound.item.annotation("harvest-keys") == "directory unavailable"
+    outbound = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
+    assert outbound.action is Action.TEMPFAIL
+    assert outbound.reply.startswith("451 4.3.0"), outbound.reply

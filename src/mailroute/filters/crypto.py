@@ -32,7 +32,13 @@ from mailroute.config.options import Options
 from mailroute.cryptopolicy import Action, CryptoPlan, CryptoPolicy, Method, decide_crypto
 from mailroute.cryptopolicy.decide import TRIGGER_ANNOTATION, subject_text, without_tag
 from mailroute.cryptopolicy.model import DIRECTORY_KEY, POLICY_KEY
-from mailroute.errors import ConfigError, MailrouteError, MalformedMessageError, MessageError
+from mailroute.errors import (
+    ConfigError,
+    MailrouteError,
+    MalformedMessageError,
+    MessageError,
+    TemporaryError,
+)
 from mailroute.filters.smime import SmimeEncrypt, SmimeSign, verify_message
 from mailroute.item import Context, MailItem
 from mailroute.keys.certstore import DirectoryCertStore, read_passphrase
@@ -147,7 +153,10 @@ def parse_autocrypt(value: str) -> tuple[str, bytes] | None:
 
 @dataclass(frozen=True, slots=True)
 class HarvestKeys:
-    """Learn correspondents' keys from verified inbound mail (see the module text)."""
+    """Learn correspondents' keys from verified inbound mail (see the module text).
+
+    The message is never held up: with the key directory unavailable it goes on, annotated
+    ``harvest-keys = directory unavailable``."""
 
     trust: TrustAnchors
     autocrypt: bool = True
@@ -163,15 +172,20 @@ class HarvestKeys:
         except MalformedMessageError:
             found = None
         at = datetime.fromtimestamp(now, UTC)
-        if found is not None:
-            for signer in found[1].signers:
-                for record in harvest_smime(signer, trust=self.trust, at=at):
-                    outcome = directory.offer(record, now)
-                    results.append(f"smime {record.address} {outcome.value}")
-                    log.info("harvest-keys: S/MIME certificate %s for %s: %s",
-                             record.fingerprint[:16], record.address, outcome.value)
-        if self.autocrypt:
-            results += self._autocrypt(item, directory, now)
+        try:
+            if found is not None:
+                for signer in found[1].signers:
+                    for record in harvest_smime(signer, trust=self.trust, at=at):
+                        outcome = directory.offer(record, now)
+                        results.append(f"smime {record.address} {outcome.value}")
+                        log.info("harvest-keys: S/MIME certificate %s for %s: %s",
+                                 record.fingerprint[:16], record.address, outcome.value)
+            if self.autocrypt:
+                results += self._autocrypt(item, directory, now)
+        except TemporaryError as error:
+            # learning a key is not worth deferring the mail that taught it
+            log.warning("harvest-keys: %s; nothing learnt from this message", error)
+            results.append("directory unavailable")
         return item.annotate("harvest-keys", "; ".join(results) or "none")
 
     def _autocrypt(self, item: MailItem, directory: KeyDirectory, now: float) -> list[str]:

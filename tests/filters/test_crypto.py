@@ -236,10 +236,13 @@ def test_autocrypt_is_harvested_only_from_dmarc_aligned_mail(pgp_world: PgpWorld
     item = MailItem(envelope=Envelope(mail_from=ALICE, rcpt_to=(ME,)), message=parse(data))
     harvest = HarvestKeys(TrustAnchors((pki.root.cert,)))
     context = pipeline.context
-    unaligned = harvest.apply(item.annotate("dmarc.result", "fail"), context)
+    unaligned = harvest.apply(item.annotate("dmarc.result", "fail")
+                              .annotate("dmarc.aligned", "no"), context)
     assert unaligned.annotation("harvest-keys") == "autocrypt ignored: not DMARC-aligned"
     assert directory.all_keys() == ()
-    aligned = harvest.apply(item.annotate("dmarc.result", "pass"), context)
+    # an aligned pass for a domain without a DMARC record (dmarc.result none) is aligned
+    aligned = harvest.apply(item.annotate("dmarc.result", "none")
+                            .annotate("dmarc.aligned", "yes"), context)
     assert aligned.annotation("harvest-keys") == f"autocrypt {ALICE} added"
     (record,) = directory.keys_for(ALICE)
     assert (record.kind, record.fingerprint, record.trust) == (KeyKind.PGP, pgp_world.alice,

@@ -8,8 +8,8 @@ engines.
 ``harvest-keys`` stores a correspondent's certificate only from a signature that verified,
 chains to a configured trust anchor and names the From address (as ``harvested``, with the
 ``SMIMECapabilities`` it advertised); an Autocrypt key only from DMARC-aligned mail (the
-``dmarc.result`` annotation of ``dkim-verify`` is ``pass``) whose From is the Autocrypt
-``addr``. A forged signature, an untrusted chain or unaligned mail harvests nothing.
+``dkim-verify`` filter's ``dmarc.aligned`` annotation is ``yes``, or its ``dmarc.result`` is
+``pass``) whose From is the Autocrypt ``addr``. A forged signature, an untrusted chain or unaligned mail harvests nothing.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ class HarvestKeys:
         field = item.message.headers.get("Autocrypt")
         if field is None:
             return []
-        if item.annotation("dmarc.result") != "pass":
+        if item.annotation("dmarc.aligned") != "yes" and item.annotation("dmarc.result") != "pass":
             return ["autocrypt ignored: not DMARC-aligned"]
         parsed = parse_autocrypt(field.value)
         from_field = item.message.headers.get("From")

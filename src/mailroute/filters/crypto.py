@@ -9,7 +9,8 @@ engines.
 chains to a configured trust anchor and names the From address (as ``harvested``, with the
 ``SMIMECapabilities`` it advertised); an Autocrypt key only from DMARC-aligned mail (the
 ``dkim-verify`` filter's ``dmarc.aligned`` annotation is ``yes``, or its ``dmarc.result`` is
-``pass``) whose From is the Autocrypt ``addr``. A forged signature, an untrusted chain or unaligned mail harvests nothing.
+``pass``) whose From is the Autocrypt ``addr``. A forged signature, an untrusted chain or
+unaligned mail harvests nothing.
 """
 
 from __future__ import annotations

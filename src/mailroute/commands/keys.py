@@ -97,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
 def _directory(config: str) -> KeyDirectory:
     pipeline = load_policy(config)
     directory = pipeline.context.keys.get(DIRECTORY_KEY) if pipeline.context else None
-    if directory is None:
+    if not isinstance(directory, KeyDirectory):
         raise ConfigError("the policy has no [crypto] section (no key directory)",
                           source=config)
-    return directory  # type: ignore[return-value]  # a KeyDirectory by construction
+    return directory
 
 
 def _iso(stamp: float) -> str | None:

@@ -66,9 +66,9 @@ _GCM_ORDER = ("aes-256-gcm", "aes-128-gcm")
 def _crypto(ctx: Context) -> tuple[CryptoPolicy, KeyDirectory]:
     policy = ctx.keys.get(POLICY_KEY)
     directory = ctx.keys.get(DIRECTORY_KEY)
-    if not isinstance(policy, CryptoPolicy) or directory is None:
+    if not isinstance(policy, CryptoPolicy) or not isinstance(directory, KeyDirectory):
         raise ConfigError("the crypto filters need the policy's [crypto] section")
-    return policy, directory  # type: ignore[return-value]  # a KeyDirectory by construction
+    return policy, directory
 
 
 def _stamp(when: datetime) -> float:

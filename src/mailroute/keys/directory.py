@@ -29,7 +29,7 @@ import enum
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "KeyDirectory",
@@ -147,6 +147,7 @@ class KeyRecord:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+@runtime_checkable
 class KeyDirectory(Protocol):
     """Where the gateway keeps correspondents' keys (both backends implement it).
 

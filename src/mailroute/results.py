@@ -61,10 +61,24 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A terminal decision of a filter: stop processing and tell the MTA ``action``."""
+    """A terminal decision of a filter: stop processing and tell the MTA ``action``.
+
+    ``split`` (only with :meth:`split_by`) asks the adapter to run the policy again once per
+    group of recipients and hand on each copy; an adapter that cannot split answers the
+    temporary failure the outcome carries, so nothing leaves with the wrong treatment.
+    """
 
     action: Action
     reply: Reply
+    split: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def split_by(cls, groups: tuple[tuple[str, ...], ...],
+                 text: str = "the recipients need separate copies of this message"
+                 ) -> Outcome:
+        """Process each group of recipients separately (a temporary failure where the
+        adapter cannot)."""
+        return cls(Action.TEMPFAIL, Reply(451, "4.7.0", text), groups)
 
     @classmethod
     def reject(cls, status: str = "5.7.1", text: str = "message refused by policy",

@@ -27,6 +27,7 @@ from mailroute.policy import load_policy
 from mailroute.results import Action
 from mailroute.session import Result
 from mailroute.smime import Signer, TrustAnchors
+from tests.adapters.test_transport_split import Recorder, run_transport
 from tests.pgp.gpgtool import kill_agent
 from tests.pgp.world import PgpWorld
 from tests.smime.pki import Pki, issue
@@ -435,3 +436,43 @@ def test_an_unavailable_directory_defers_outbound_mail_but_not_inbound(pki: Pki,
     outbound = _send(pipeline, _outbound(), sender=ME, rcpt=ALICE, client="127.0.0.1")
     assert outbound.action is Action.TEMPFAIL
     assert outbound.reply.startswith("451 4.3.0"), outbound.reply
+
+
+def test_mixed_recipients_ask_for_a_split_or_are_resolved_in_one_message(
+        pki: Pki, tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    _send(pipeline, _inbound_signed_by_mailroute(pki), sender=ALICE, rcpt=ME,
+          client="203.0.113.5")
+    both = Envelope(mail_from=ME, rcpt_to=(ALICE, "carol@other.example"),
+                    client_address="127.0.0.1")
+    split = pipeline.process(_outbound(), both)
+    assert split.action is Action.TEMPFAIL  # where the adapter cannot split
+    assert split.split == ((ALICE,), ("carol@other.example",))
+    policy = tmp_path / "single.toml"
+    policy.write_text((tmp_path / "policy.toml").read_text().replace(
+        'filter = "encrypt-by-policy"', 'filter = "encrypt-by-policy"\nsplit = false'))
+    single = load_policy(policy)
+    result = single.process(_outbound(), both)
+    assert result.action is Action.ACCEPT
+    assert result.item is not None
+    assert result.item.annotation("crypto.encrypt") == "downgraded"
+
+
+def test_mixed_recipients_get_an_encrypted_and_a_plain_copy(pki: Pki, tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki)
+    inbound = pipeline.process(_inbound_signed_by_mailroute(pki),
+                               Envelope(mail_from=ALICE, rcpt_to=(ME,),
+                                        client_address="203.0.113.5"))
+    assert inbound.item is not None
+    assert inbound.item.annotation("harvest-keys") == f"smime {ALICE} added"
+    recorder = Recorder()
+    carol = "carol@other.example"
+    code, err = run_transport(None, recorder, pipeline=pipeline, data=_outbound(),
+                     envelope=Envelope(mail_from=ME, rcpt_to=(ALICE, carol),
+                                       client_address="127.0.0.1"))
+    assert (code, err) == (0, "")
+    (encrypted, to_alice), (plain, to_carol) = recorder.calls
+    assert (to_alice, to_carol) == ((ALICE,), (carol,))
+    assert b"The contract, as agreed." in plain
+    assert b"The contract, as agreed." not in encrypted
+    assert _openssl_decrypt(pki, encrypted, tmp_path)[0] == ENTITY

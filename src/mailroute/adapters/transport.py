@@ -10,6 +10,9 @@ on the decision itself:
 - reject: exit 65 (malformed, over a limit) or 69 (policy); tempfail: exit 75. Nothing is
   handed on and the first line on standard error is the status line (``5.7.1 ...``).
 - discard: nothing handed on, exit 0.
+- split (a filter asked for one copy per group of recipients, as ``encrypt-by-policy`` does
+  when recipients need different treatment): the policy runs once per group and each copy is
+  handed on to its recipients, only when every group was accepted.
 - quarantine: the message goes to the quarantine store (:mod:`mailroute.adapters.quarantine`),
   nothing handed on, exit 0; without a store, or if storing fails, exit 75.
 
@@ -70,6 +73,8 @@ def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
             return _finish(stderr, ExitCode.DATAERR, line, "reject", run, None, data)
         data = data_or_none
         result = pipeline.process(data, run.envelope)
+        if result.split:
+            return _act_split(pipeline, result, data, stderr, run)
         return _act(result, data, stderr, run)
     except Exception:  # never crash the MTA's pipe: tempfail instead
         reference = secrets.token_hex(6)
@@ -99,6 +104,42 @@ def _act(result: Result, data: bytes, stderr: TextIO, run: TransportRun) -> Exit
         return _quarantine(result, data, stderr, run)
     return _finish(stderr, exit_code_for(result), f"{reply.status} {reply.text}", verdict,
                    run, result, data)
+
+
+def _act_split(pipeline: Pipeline, result: Result, data: bytes, stderr: TextIO,
+               run: TransportRun) -> ExitCode:
+    """A filter asked for one copy per group of recipients (the encryption policy does when
+    recipients need different treatment): run the policy once per group and hand every copy
+    on, but only when every group was accepted; otherwise the first other decision stands
+    for the whole message. A hand-on failing after an earlier copy went is exit 75 (the MTA
+    retries: a duplicate rather than a loss)."""
+    groups = result.split
+    recipients = run.envelope.rcpt_to
+    if (len(groups) < 2 or sorted(r for g in groups for r in g) != sorted(recipients)):
+        return _act(result, data, stderr, run)  # not a partition of the envelope: tempfail
+    copies: list[tuple[tuple[str, ...], Result]] = []
+    for group in groups:
+        part = pipeline.process(data, replace(run.envelope, rcpt_to=group))
+        if part.split:
+            return _act(result, data, stderr, run)  # no second split: tempfail
+        if part.action not in (Action.ACCEPT, Action.DISCARD):
+            return _act(part, data, stderr, run)
+        copies.append((group, part))
+    sent = 0
+    for group, part in copies:
+        if part.action is not Action.ACCEPT or part.data is None:
+            continue
+        handon = run.reinjector.deliver(part.data, run.envelope.mail_from, group)
+        if not handon.ok:
+            if sent == 0 and handon.status is HandOnStatus.PERMANENT:
+                return _finish(stderr, ExitCode.UNAVAILABLE, f"5.3.0 next hop refused the "
+                               f"message: {handon.detail}", "accept-refused", run, part, data)
+            return _finish(stderr, ExitCode.TEMPFAIL, f"4.3.0 hand-on failed after {sent} of "
+                           f"{len(copies)} copies: {handon.detail}", "accept-deferred", run,
+                           part, data)
+        sent += 1
+    return _finish(stderr, ExitCode.OK, f"2.0.0 handed on in {sent} copies", "accept-split",
+                   run, copies[0][1], data, quiet=True)
 
 
 def _quarantine(result: Result, data: bytes, stderr: TextIO, run: TransportRun) -> ExitCode:

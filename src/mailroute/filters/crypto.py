@@ -281,15 +281,19 @@ def _common_cipher(ciphers: set[str]) -> str:
 class EncryptByPolicy:
     """Encrypt outbound mail as the plan says; refuse or hold what it refuses.
 
-    The plan's groups are copies to be sent separately. One message goes out, so a plan with
-    several groups is resolved here: copies that all get encryption by the same method share
-    one encrypted message (the cipher every recipient reads); when some recipients must get
-    encryption (mandatory) and others cannot, the message is refused (5.7.1, with the text
-    saying so) rather than sent in clear; when the mixture is only opportunistic, it goes
-    in clear with ``crypto.encrypt = downgraded`` (see docs/encryption-policy.md).
+    The plan's groups are copies to be sent separately. Recipients that all get encryption by
+    the same method share one encrypted message (the cipher every recipient reads). When
+    some recipients get encryption and others do not, ``split`` (the default) asks the
+    adapter for one copy per group (:meth:`~mailroute.results.Outcome.split_by`: ``mailroute
+    pipe`` does it; an adapter that cannot answers 451). With ``split = false`` (the milter)
+    one message goes out: when some recipients must get encryption (mandatory) and others
+    cannot, it is refused (5.7.1, with the text saying so) rather than sent in clear; when
+    the mixture is only opportunistic, it goes in clear with ``crypto.encrypt = downgraded``
+    (see docs/encryption-policy.md).
     """
 
     oaep: bool = False
+    split: bool = True
     pgp_home: Path | None = None
     name: str = "encrypt-by-policy"
 
@@ -306,6 +310,10 @@ class EncryptByPolicy:
             return item.annotate("crypto.encrypt", "none")
         methods = {p.method for p in encrypt}
         if len(encrypt) < len(plan.recipients) or len(methods) > 1:
+            if self.split and len(plan.groups) > 1:
+                log.info("encrypt-by-policy: %d copies for %d recipients", len(plan.groups),
+                         len(plan.recipients))
+                return Outcome.split_by(tuple(g.recipients for g in plan.groups))
             if any(p.mandatory for p in plan.recipients):
                 return Outcome.reject("5.7.1", "encryption is required for some recipients "
                                                "of this message and not possible for the "
@@ -398,9 +406,11 @@ def build_harvest(options: Options) -> HarvestKeys:
 
 
 def build_encrypt(options: Options) -> EncryptByPolicy:
-    """Options: ``oaep`` (default false), ``gnupghome`` (for PGP recipients)."""
+    """Options: ``oaep`` (default false), ``gnupghome`` (for PGP recipients), ``split``
+    (default true; false where the adapter cannot send several copies: the milter)."""
     return EncryptByPolicy(oaep=options.boolean("oaep", False),
-                           pgp_home=options.optional_path("gnupghome"))
+                           pgp_home=options.optional_path("gnupghome"),
+                           split=options.boolean("split", True))
 
 
 def build_sign(options: Options) -> SignByPolicy:

@@ -38,28 +38,39 @@ ENTITY = (b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
           b"The contract, as agreed.\r\n")
 
 
-def _policy(tmp_path: Path, pki: Pki, *, extra: str = "") -> Pipeline:
-    policy = tmp_path / "policy.toml"
-    policy.write_text(f"""
+def policy_text(pki: Pki, state_dir: Path, *, gateway: str = "", crypto: str = "",
+                middle: str = "", encrypt: str = "") -> str:
+    """The test gateway's policy: harvest inbound, encrypt outbound; the arguments add lines
+    to [gateway], tables after [crypto.trigger], filters between the two and options of
+    encrypt-by-policy."""
+    return f"""
 [gateway]
 internal_domains = ["corp.example"]
-state_dir = "{tmp_path / 'state'}"
+state_dir = "{state_dir}"
+{gateway}
 
 [crypto.trigger]
 authenticated_networks = ["127.0.0.0/8"]
-{extra}
+{crypto}
 
 [[pipeline]]
 filter = "harvest-keys"
 trust = ["{pki.root.cert_path}"]
 [pipeline.when]
 direction = ["inbound"]
+{middle}
 
 [[pipeline]]
 filter = "encrypt-by-policy"
+{encrypt}
 [pipeline.when]
 direction = ["outbound"]
-""")
+"""
+
+
+def _policy(tmp_path: Path, pki: Pki, **parts: str) -> Pipeline:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(policy_text(pki, tmp_path / "state", **parts))
     return load_policy(policy)
 
 
@@ -271,44 +282,16 @@ def test_autocrypt_header_parsing() -> None:
         "a@b.example", bytes([0, 1, 2, 3, 4]))
 
 
-def _sign_policy(tmp_path: Path, pki: Pki, *, extra: str = "") -> Pipeline:
+def _sign_policy(tmp_path: Path, pki: Pki) -> Pipeline:
     me = issue(tmp_path, "me", issuer=pki.issuing, email=ME)
     senders = tmp_path / "senders"
     senders.mkdir()
     for source in (me.cert_path, me.key_path, pki.chain_path):
         (senders / source.name).write_bytes(source.read_bytes())
         (senders / source.name).chmod(0o600)
-    policy = tmp_path / "sign.toml"
-    policy.write_text(f"""
-[gateway]
-internal_domains = ["corp.example"]
-state_dir = "{tmp_path / 'state'}"
-
-[crypto.defaults]
-sign = "always"
-
-[crypto.trigger]
-authenticated_networks = ["127.0.0.0/8"]
-{extra}
-
-[[pipeline]]
-filter = "harvest-keys"
-trust = ["{pki.root.cert_path}"]
-[pipeline.when]
-direction = ["inbound"]
-
-[[pipeline]]
-filter = "sign-by-policy"
-cert_dir = "{senders}"
-[pipeline.when]
-direction = ["outbound"]
-
-[[pipeline]]
-filter = "encrypt-by-policy"
-[pipeline.when]
-direction = ["outbound"]
-""")
-    return load_policy(policy)
+    return _policy(tmp_path, pki, crypto='[crypto.defaults]\nsign = "always"',
+                   middle=f'[[pipeline]]\nfilter = "sign-by-policy"\ncert_dir = "{senders}"\n'
+                          '[pipeline.when]\ndirection = ["outbound"]')
 
 
 def _openssl_verify(pki: Pki, data: bytes, tmp_path: Path) -> bytes:
@@ -448,9 +431,8 @@ def test_mixed_recipients_ask_for_a_split_or_are_resolved_in_one_message(
     split = pipeline.process(_outbound(), both)
     assert split.action is Action.TEMPFAIL  # where the adapter cannot split
     assert split.split == ((ALICE,), ("carol@other.example",))
-    policy = tmp_path / "single.toml"
-    policy.write_text((tmp_path / "policy.toml").read_text().replace(
-        'filter = "encrypt-by-policy"', 'filter = "encrypt-by-policy"\nsplit = false'))
+    policy = tmp_path / "single.toml"  # the same key directory, split = false
+    policy.write_text(policy_text(pki, tmp_path / "state", encrypt="split = false"))
     single = load_policy(policy)
     result = single.process(_outbound(), both)
     assert result.action is Action.ACCEPT

@@ -16,6 +16,7 @@ from tests.filters.test_crypto import (
     _inbound_signed_by_mailroute,
     _openssl_decrypt,
     _outbound,
+    policy_text,
 )
 from tests.smime.pki import Pki
 
@@ -25,30 +26,9 @@ def _policy(tmp_path: Path, node: str, pki: Pki, dsn: str) -> Path:
     dsn_file.write_text(dsn + "\n")
     dsn_file.chmod(0o600)
     policy = tmp_path / f"{node}.toml"
-    policy.write_text(f"""
-[gateway]
-internal_domains = ["corp.example"]
-state_dir = "{tmp_path / node}"
-processed_dsn_file = "{dsn_file}"
-
-[crypto.trigger]
-authenticated_networks = ["127.0.0.0/8"]
-
-[crypto.directory]
-backend = "postgres"
-dsn_file = "{dsn_file}"
-
-[[pipeline]]
-filter = "harvest-keys"
-trust = ["{pki.root.cert_path}"]
-[pipeline.when]
-direction = ["inbound"]
-
-[[pipeline]]
-filter = "encrypt-by-policy"
-[pipeline.when]
-direction = ["outbound"]
-""")
+    policy.write_text(policy_text(
+        pki, tmp_path / node, gateway=f'processed_dsn_file = "{dsn_file}"',
+        crypto=f'[crypto.directory]\nbackend = "postgres"\ndsn_file = "{dsn_file}"'))
     return policy
 
 

@@ -7,6 +7,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOn, HandOnStatus
 from mailroute.adapters.transport import TransportRun, run_pipe_transport
 from mailroute.item import Context, Envelope, MailItem
@@ -24,9 +25,11 @@ class Recorder:
 
     fail_at: int = -1
     calls: list[tuple[bytes, tuple[str, ...]]] = field(default_factory=list)
+    senders: list[str] = field(default_factory=list)
 
     def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
         self.calls.append((data, tuple(recipients)))
+        self.senders.append(sender)
         if len(self.calls) - 1 == self.fail_at:
             return HandOn(HandOnStatus.TEMPORARY, "421 busy")
         return HandOn(HandOnStatus.DELIVERED, "ok")
@@ -52,10 +55,12 @@ class ByDomain:
 
 
 def run_transport(step: object, recorder: Recorder, *, pipeline: Pipeline | None = None,
-                  envelope: Envelope = ENVELOPE, data: bytes = MESSAGE) -> tuple[int, str]:
+                  envelope: Envelope = ENVELOPE, data: bytes = MESSAGE,
+                  quarantine: QuarantineStore | None = None) -> tuple[int, str]:
     pipeline = pipeline or Pipeline(filters=(step,))  # type: ignore[arg-type]
     stderr = io.StringIO()
-    run = TransportRun(envelope=envelope, reinjector=recorder, clock=lambda: 1000.0)
+    run = TransportRun(envelope=envelope, reinjector=recorder, clock=lambda: 1000.0,
+                       quarantine=quarantine)
     return run_pipe_transport(pipeline, io.BytesIO(data), stderr, run), stderr.getvalue()
 
 
@@ -89,3 +94,16 @@ def test_a_failed_second_hand_on_is_a_temporary_failure() -> None:
     code, err = run_transport(ByDomain(), recorder)
     assert code == 75
     assert err.startswith("4.3.0 hand-on failed after 1 of 2 copies: 421 busy")
+
+
+def test_the_notification_cannot_carry_header_fields_of_the_held_message() -> None:
+    from mailroute.adapters.notify import held_notification
+    from mailroute.mime import parse
+    notice = held_notification(sender="a@corp.example", subject="hi\r\nBcc: x@evil.example",
+                               recipients=("b@one.example",), reason="held\r\nX-Evil: 1",
+                               quarantine_id="q1", now=1000.0)
+    message = parse(notice)
+    assert message.headers.get("Bcc") is None
+    assert message.headers.get("X-Evil") is None
+    assert message.headers.value("Subject") == "Held, not delivered: hi Bcc: x@evil.example"
+    assert message.headers.value("To") == "<a@corp.example>"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mailroute import Envelope
+from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.cryptopolicy.model import DIRECTORY_KEY
 from mailroute.errors import ConfigError
 from mailroute.filters.crypto import HarvestKeys, parse_autocrypt
@@ -458,3 +459,39 @@ def test_mixed_recipients_get_an_encrypted_and_a_plain_copy(pki: Pki, tmp_path: 
     assert b"The contract, as agreed." in plain
     assert b"The contract, as agreed." not in encrypted
     assert _openssl_decrypt(pki, encrypted, tmp_path)[0] == ENTITY
+
+
+def test_notify_holds_the_message_and_tells_the_sender(pki: Pki, tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki, crypto='[crypto.defaults]\nencrypt = "mandatory"\n'
+                                             'on_missing_key = "notify"')
+    store = QuarantineStore(tmp_path / "quarantine")
+    recorder = Recorder()
+    code, err = run_transport(None, recorder, pipeline=pipeline, quarantine=store,
+                              data=_outbound("=?utf-8?q?Figures_=C3=A9t=C3=A9?="),
+                              envelope=Envelope(mail_from=ME, rcpt_to=(ALICE,),
+                                                client_address="127.0.0.1"))
+    assert (code, err) == (0, "")
+    (entry,) = store.entries()
+    assert entry.recipients == (ALICE,)
+    ((notice, to),) = recorder.calls
+    assert (recorder.senders, to) == ([""], (ME,))
+    message = parse(notice)
+    assert message.headers.value("Auto-Submitted") == "auto-replied"
+    assert message.headers.get("Subject").decoded() == (  # type: ignore[union-attr]
+        "Held, not delivered: Figures \u00e9t\u00e9")
+    assert "no usable key is known for them yet" in notice.decode()
+    assert entry.id in notice.decode()
+    assert ALICE in notice.decode()
+
+
+def test_hold_quarantines_without_telling_anyone(pki: Pki, tmp_path: Path) -> None:
+    pipeline = _policy(tmp_path, pki, crypto='[crypto.defaults]\nencrypt = "mandatory"\n'
+                                             'on_missing_key = "hold"')
+    store = QuarantineStore(tmp_path / "quarantine")
+    recorder = Recorder()
+    code, _ = run_transport(None, recorder, pipeline=pipeline, quarantine=store,
+                            data=_outbound(), envelope=Envelope(
+                                mail_from=ME, rcpt_to=(ALICE,), client_address="127.0.0.1"))
+    assert code == 0
+    assert len(list(store.entries())) == 1
+    assert recorder.calls == []

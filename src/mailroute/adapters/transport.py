@@ -14,7 +14,9 @@ on the decision itself:
   when recipients need different treatment): the policy runs once per group and each copy is
   handed on to its recipients, only when every group was accepted.
 - quarantine: the message goes to the quarantine store (:mod:`mailroute.adapters.quarantine`),
-  nothing handed on, exit 0; without a store, or if storing fails, exit 75.
+  nothing handed on, exit 0; without a store, or if storing fails, exit 75. When the outcome
+  carries a notification (the encryption policy's ``notify``), the sender gets it
+  (:mod:`mailroute.adapters.notify`), from the null sender.
 
 Every unexpected error is exit 75, so the MTA keeps the message. Nothing is written to
 standard output. One log line per message goes to the ``mailroute.pipe.messages`` logger:
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO, TextIO
 
+from mailroute.adapters.notify import held_notification
 from mailroute.adapters.pipe import exit_code_for, read_bounded
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, Reinjector
@@ -155,8 +158,31 @@ def _quarantine(result: Result, data: bytes, stderr: TextIO, run: TransportRun) 
     except MailrouteError as error:
         return _finish(stderr, ExitCode.TEMPFAIL, f"{error.reply.status} {error.reply.text}",
                        "quarantine-deferred", run, result, data)
+    if result.notify and run.envelope.mail_from:
+        _notify(result, entry, run)
     return _finish(stderr, ExitCode.OK, f"{reply.status} {reply.text}; quarantined as {entry}",
                    "quarantine", run, result, data, quiet=True)
+
+
+def _notify(result: Result, entry: str, run: TransportRun) -> None:
+    """Tell the sender his message is held; a failure is logged, the message stays held."""
+    subject = ""
+    field = result.prepared.message.headers.get("Subject") if result.prepared else None
+    if field is not None:
+        try:
+            subject = field.decoded()
+        except MailrouteError:
+            subject = field.value
+    try:
+        notice = held_notification(sender=run.envelope.mail_from, subject=subject,
+                                   recipients=run.envelope.rcpt_to, reason=result.notify,
+                                   quarantine_id=entry, now=run.clock())
+    except MailrouteError as error:
+        log.warning("no notification for quarantined %s: %s", entry, error)
+        return
+    handon = run.reinjector.deliver(notice, "", (run.envelope.mail_from,))
+    if not handon.ok:
+        log.warning("notification for quarantined %s not handed on: %s", entry, handon.detail)
 
 
 def _finish(stderr: TextIO, code: ExitCode, line: str, verdict: str, run: TransportRun,

@@ -262,9 +262,12 @@ def _refusal(plan: CryptoPlan) -> Outcome | None:
     if any(p.action is Action.REJECT for p in refused):
         return Outcome.reject("5.7.1", f"encryption is required for {names} and no usable "
                                        "key is known; the message was not sent", 550)
-    return Outcome.quarantine(f"held: encryption required for {names}, no usable key"
-                              + ("; sender to be notified"
-                                 if any(p.action is Action.NOTIFY for p in refused) else ""))
+    reason = f"held: encryption required for {names}, no usable key"
+    if any(p.action is Action.NOTIFY for p in refused):
+        return Outcome.quarantine(reason, notify=(
+            f"The encryption policy requires encryption for {names}, and no usable key "
+            "is known for them yet."))
+    return Outcome.quarantine(reason)
 
 
 def _common_cipher(ciphers: set[str]) -> str:

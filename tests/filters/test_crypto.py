@@ -495,3 +495,12 @@ def test_hold_quarantines_without_telling_anyone(pki: Pki, tmp_path: Path) -> No
     assert code == 0
     assert len(list(store.entries())) == 1
     assert recorder.calls == []
+
+
+def test_a_sqlite_directory_needs_a_place(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text("[crypto]\nmin_trust = \"manual\"\n")
+    with pytest.raises(ConfigError) as caught:
+        load_policy(policy)
+    assert caught.value.key == "crypto.directory.path"
+    assert "is required without [gateway] state_dir" in str(caught.value)

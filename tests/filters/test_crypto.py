@@ -29,7 +29,7 @@ from mailroute.results import Action
 from mailroute.session import Result
 from mailroute.smime import Signer, TrustAnchors
 from tests.adapters.test_transport_split import Recorder, run_transport
-from tests.pgp.gpgtool import kill_agent
+from tests.pgp.gpgtool import copy_home, gpg, kill_agent, split_signed
 from tests.pgp.world import PgpWorld
 from tests.smime.pki import Pki, issue
 
@@ -504,3 +504,43 @@ def test_a_sqlite_directory_needs_a_place(tmp_path: Path) -> None:
         load_policy(policy)
     assert caught.value.key == "crypto.directory.path"
     assert "is required without [gateway] state_dir" in str(caught.value)
+
+
+def test_sign_by_policy_signs_with_pgp_for_a_pgp_recipient(pgp_world: PgpWorld,
+                                                           tmp_path: Path) -> None:
+    home = copy_home(pgp_world.gateway, tmp_path / "senders-gnupg")
+    policy = tmp_path / "p.toml"
+    policy.write_text(f"""
+[gateway]
+internal_domains = ["example.org"]
+state_dir = "{tmp_path / 'state'}"
+
+[crypto.defaults]
+sign = "always"
+
+[crypto.users."bob@example.net"]
+method = "pgp"
+
+[crypto.trigger]
+authenticated_networks = ["127.0.0.0/8"]
+
+[[pipeline]]
+filter = "sign-by-policy"
+gnupghome = "{home}"
+""")
+    data = ("From: alice@example.org\r\nTo: bob@example.net\r\nSubject: signed\r\n"
+            "MIME-Version: 1.0\r\n").encode() + ENTITY
+    try:
+        result = load_policy(policy).process(data, Envelope(
+            mail_from="alice@example.org", rcpt_to=("bob@example.net",),
+            client_address="127.0.0.1"))
+    finally:
+        kill_agent(home)
+    assert result.action is Action.ACCEPT
+    assert result.item is not None
+    assert result.item.annotation("crypto.sign") == "pgp"
+    assert result.data is not None
+    signed, signature = split_signed(result.data)
+    (tmp_path / "sig.asc").write_bytes(signature)
+    check = gpg(pgp_world.peer, "--verify", str(tmp_path / "sig.asc"), "-", data=signed)
+    assert check.line("VALIDSIG").split()[1] == pgp_world.alice

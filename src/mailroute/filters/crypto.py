@@ -38,6 +38,7 @@ from mailroute.errors import (
     MailrouteError,
     MalformedMessageError,
     MessageError,
+    SigningError,
     TemporaryError,
 )
 from mailroute.filters.smime import SmimeEncrypt, SmimeSign, verify_message
@@ -353,34 +354,57 @@ class EncryptByPolicy:
 
 @dataclass(frozen=True, slots=True)
 class SignByPolicy:
-    """Sign outbound mail of authenticated internal senders whose rules say ``always``,
-    with the sender's own certificate and key from ``cert_dir`` (issuing CA certificates
-    there go into the signature). Run it before ``encrypt-by-policy`` (sign, then
-    encrypt)."""
+    """Sign outbound mail of authenticated internal senders whose rules say ``always``:
+    S/MIME with the sender's own certificate and key from ``cert_dir`` (issuing CA
+    certificates there go into the signature), or PGP/MIME with his secret key in
+    ``gnupghome`` when the recipients' method is PGP. Run it before ``encrypt-by-policy``
+    (sign, then encrypt). Recipients that need different signatures are split as
+    ``encrypt-by-policy`` splits them."""
 
-    store: DirectoryCertStore
+    store: DirectoryCertStore | None
     on_missing_key: str = "pass"
+    pgp_home: Path | None = None
+    split: bool = True
     name: str = "sign-by-policy"
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
-        """Decide and sign (S/MIME)."""
+        """Decide and sign."""
         policy, directory = _crypto(ctx)
         plan = decide_crypto(item, directory, policy, now=ctx.clock())
         item = _without_trigger(item, plan)
-        if not any(p.sign for p in plan.recipients):
+        methods = {p.method for p in plan.recipients if p.sign}
+        if not methods:
             return item.annotate("crypto.sign", "none")
-        sender = item.envelope.mail_from
-        held = [e for e in self.store.certificates_for(sender) if e.key is not None]
-        if not held:
-            if self.on_missing_key == "reject":
-                return Outcome.reject("5.7.1", "the policy requires a signature and the "
-                                               "sender has no signing key", 550)
-            return item.annotate("crypto.sign", "no-key")
+        if len(methods) > 1 and self.split:
+            return Outcome.split_by(tuple(g.recipients for g in plan.groups))
+        if Method.PGP in methods and self.pgp_home is not None:
+            return self._pgp(item, ctx, self.pgp_home)
+        store = self.store
+        held = ([e for e in store.certificates_for(item.envelope.mail_from)
+                 if e.key is not None] if store is not None else [])
+        if store is None or not held:
+            return self._missing(item)
         entry = held[0]
         signer = Signer(entry.certificate, entry.key,  # type: ignore[arg-type]
-                        _chain(entry.certificate, self.store))
+                        _chain(entry.certificate, store))
         result = SmimeSign(signer).apply(item, ctx)
         return result.annotate("crypto.sign", "smime")
+
+    def _pgp(self, item: MailItem, ctx: Context, home: Path) -> MailItem | Outcome:
+        from mailroute.filters.pgp import PgpSignFilter
+        from mailroute.pgp.store import KeyStore, init_home
+        store = KeyStore(init_home(home))
+        try:
+            result = PgpSignFilter(store, item.envelope.mail_from).apply(item, ctx)
+        except SigningError:
+            return self._missing(item)
+        return result.annotate("crypto.sign", "pgp")
+
+    def _missing(self, item: MailItem) -> MailItem | Outcome:
+        if self.on_missing_key == "reject":
+            return Outcome.reject("5.7.1", "the policy requires a signature and the sender "
+                                           "has no signing key", 550)
+        return item.annotate("crypto.sign", "no-key")
 
 
 def _chain(cert: x509.Certificate, store: DirectoryCertStore) -> tuple[x509.Certificate, ...]:
@@ -418,7 +442,14 @@ def build_encrypt(options: Options) -> EncryptByPolicy:
 
 def build_sign(options: Options) -> SignByPolicy:
     """Options: ``cert_dir`` (senders' certificates and keys), ``passphrase_file``,
-    ``on_missing_key`` (``pass`` or ``reject``)."""
+    ``gnupghome`` (senders' secret PGP keys), ``on_missing_key`` (``pass`` or ``reject``),
+    ``split`` (default true)."""
     passphrase = read_passphrase(options.optional_path("passphrase_file"))
-    store = DirectoryCertStore.load(options.path("cert_dir"), passphrase=passphrase)
-    return SignByPolicy(store, options.choice("on_missing_key", ("pass", "reject"), "pass"))
+    folder = options.optional_path("cert_dir")
+    pgp_home = options.optional_path("gnupghome")
+    if folder is None and pgp_home is None:
+        raise options.error("cert_dir", "is required (or gnupghome)")
+    store = (DirectoryCertStore.load(folder, passphrase=passphrase)
+             if folder is not None else None)
+    return SignByPolicy(store, options.choice("on_missing_key", ("pass", "reject"), "pass"),
+                        pgp_home=pgp_home, split=options.boolean("split", True))

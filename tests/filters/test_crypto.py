@@ -528,8 +528,8 @@ authenticated_networks = ["127.0.0.0/8"]
 filter = "sign-by-policy"
 gnupghome = "{home}"
 """)
-    data = ("From: alice@example.org\r\nTo: bob@example.net\r\nSubject: signed\r\n"
-            "MIME-Version: 1.0\r\n").encode() + ENTITY
+    data = (b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: signed\r\n"
+            b"MIME-Version: 1.0\r\n") + ENTITY
     try:
         result = load_policy(policy).process(data, Envelope(
             mail_from="alice@example.org", rcpt_to=("bob@example.net",),

@@ -125,3 +125,21 @@ def test_import_verified_checks_the_chain(pki: Pki, tmp_path: Path) -> None:
                          str(pki.root.cert_path))
     assert [e["address"] for e in imported["imported"]] == ["alice@example.org"]  # type: ignore[union-attr]
     assert keys_json(policy, "list")["keys"][0]["trust"] == "verified"  # type: ignore[index]
+
+
+def test_the_commands_work_on_a_postgresql_directory(pki: Pki, tmp_path: Path,
+                                                     postgres_dsn: str) -> None:
+    dsn_file = tmp_path / "keys.dsn"
+    dsn_file.write_text(postgres_dsn + "\n")
+    dsn_file.chmod(0o600)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[crypto.directory]\nbackend = "postgres"\ndsn_file = "{dsn_file}"\n')
+    imported = keys_json(policy, "import", str(pki.alice.cert_path), "--pin")
+    fpr = imported["imported"][0]["fingerprint"]  # type: ignore[index]
+    (key,) = keys_json(policy, "list")["keys"]  # type: ignore[misc]
+    assert (key["fingerprint"], key["pinned"]) == (fpr, True)
+    dsn_file.chmod(0o644)  # a DSN may hold a password: a readable file is refused
+    done = subprocess.run([sys.executable, "-m", "mailroute", "keys", "list", "--config",
+                           str(policy)], capture_output=True, timeout=120)
+    assert done.returncode == 78
+    assert b"chmod 600" in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,22 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    check=True, capture_output=True, timeout=300)
     assert (out / "manifest.json").exists()
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for this test session (tests/pgserver.py); its DSN."""
+    from tests import pgserver
+    if pgserver.binaries() is None:
+        pytest.skip("PostgreSQL binaries absent (/usr/lib/postgresql/*/bin/initdb): "
+                    "install the Debian postgresql package (scripts/setup-system)")
+    pytest.importorskip("psycopg", reason="psycopg not installed: mailroute[postgres]")
+    with pgserver.running_server() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: str) -> str:
+    """An empty database of its own on the session's PostgreSQL server."""
+    from tests import pgserver
+    return pgserver.fresh_database(postgres_server)

@@ -19,9 +19,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mailroute"
 #: Bottom first. Keep in step with the table in docs/architecture.md.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "results", "limits", "exitcodes", "item"),   # the contract
-    ("mime", "keys", "config"),                             # primitives
+    ("mime", "keys", "config", "db"),                       # primitives
     ("protocols",),                                         # sans-I/O codecs
-    ("disclaimer", "marker", "smime", "pgp", "dkim", "gateway", "routing"),  # engines
+    ("disclaimer", "marker", "smime", "pgp", "dkim", "gateway", "routing",
+     "cryptopolicy"),                                       # engines
     ("filters",),
     ("session",),
     ("pipeline",),

@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "insert a disclaimer (HTML into HTML parts, text into text parts)"),
     "marker": ("mailroute.commands.marker", "set or verify the HMAC loop marker header"),
     "smime": ("mailroute.commands.smime", "S/MIME sign, encrypt, decrypt, verify"),
+    "keys": ("mailroute.commands.keys",
+             "the key directory: import, list, show, pin, trust, hold, release, remove, "
+             "export"),
     "pgp": ("mailroute.commands.pgp",
             "PGP/MIME (RFC 3156) sign, encrypt, decrypt, verify with GnuPG"),
     "dkim": ("mailroute.commands.dkim", "DKIM sign and verify"),

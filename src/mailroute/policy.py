@@ -19,7 +19,10 @@ Layout (an empty file is a valid policy with no filters)::
     authserv_id = "mx.example.net"
     internal_domains = ["example.net"]
     state_dir = "/var/lib/mailroute"   # optional: the processed-message store shared by
-                                       # every process (SQLite), and the quarantine
+                                       # every process (SQLite), the key directory, and the
+                                       # quarantine
+    processed_dsn_file = "pg.dsn"      # optional: the processed-message store in PostgreSQL
+                                       # (several nodes); a 0600 file with the DSN
     quarantine_dir = "/var/lib/mailroute/quarantine"   # optional; default state_dir/quarantine
 
     [[pipeline]]
@@ -29,6 +32,10 @@ Layout (an empty file is a valid policy with no filters)::
     direction = ["outbound"]
     sender_domain = ["example.net"]
     annotation = { "smime.authenticated" = "no" }   # facts left by earlier filters
+
+    [crypto]                # optional: the encryption policy and the key directory
+                            # (mailroute.cryptopolicy.config); needed by harvest-keys,
+                            # encrypt-by-policy and sign-by-policy
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ __all__ = ["FILTERS", "FilterBuilder", "build_filter", "load_policy", "policy_fr
 
 FilterBuilder = Callable[[Options], Filter]
 
-_TOP_LEVEL = {"limits", "parser", "gateway", "pipeline"}
+_TOP_LEVEL = {"limits", "parser", "gateway", "pipeline", "crypto"}
+_CRYPTO_FILTERS = ("encrypt-by-policy", "sign-by-policy", "harvest-keys")
 
 
 # name -> (module, builder function, extra that provides its dependencies)
@@ -72,6 +80,9 @@ FILTERS: dict[str, tuple[str, str, str | None]] = {
     "smime-encrypt": ("mailroute.filters.smime", "build_encrypt", "smime"),
     "smime-decrypt": ("mailroute.filters.smime", "build_decrypt", "smime"),
     "smime-verify": ("mailroute.filters.smime", "build_verify", "smime"),
+    "harvest-keys": ("mailroute.filters.crypto", "build_harvest", "smime"),
+    "encrypt-by-policy": ("mailroute.filters.crypto", "build_encrypt", "smime"),
+    "sign-by-policy": ("mailroute.filters.crypto", "build_sign", "smime"),
 }
 
 
@@ -117,7 +128,9 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
         raise gateway.error("authserv_id", "must be a host name")
     internal = frozenset(d.lower() for d in gateway.string_list("internal_domains"))
     processed, quarantine_dir = _state(gateway)
+    state_dir = gateway.optional_path("state_dir")
     gateway.finish()
+    keys = _crypto(top, internal, state_dir)
     entries = top.raw("pipeline", [])
     if not isinstance(entries, list):
         raise top.error("pipeline", "must be an array of tables ([[pipeline]])")
@@ -129,7 +142,10 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
         options = Options({k: v for k, v in entry.items() if k != "when"}, source=source,
                           prefix=prefix, base_dir=base_dir,
                           inherited={"authserv_id": authserv_id})
-        step = build_filter(options.string("filter"), options)
+        name = options.string("filter")
+        if name in _CRYPTO_FILTERS and not keys:
+            raise options.error("filter", f"filter {name!r} needs a [crypto] section")
+        step = build_filter(name, options)
         options.finish()
         if "when" in entry:
             when = entry["when"]
@@ -139,7 +155,7 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
             step = Conditional(step, condition)
         filters.append(step)
     top.finish()
-    context = Context(limits=limits, processed=processed)
+    context = Context(limits=limits, processed=processed, keys=keys)
     return Pipeline(filters=tuple(filters), limits=limits, on_ambiguity=on_ambiguity,
                     internal_domains=internal, authserv_id=authserv_id, context=context,
                     quarantine_dir=quarantine_dir)
@@ -175,12 +191,36 @@ def build_filter(name: str, options: Options) -> Filter:
         raise options.error("filter", f"cannot build filter {name!r}: {exc}") from exc
 
 
+def _crypto(top: Options, internal: frozenset[str], state_dir: Path | None
+            ) -> dict[str, object]:
+    """The ``[crypto]`` section: the encryption policy and the key directory, for the
+    context (empty without the section; the engine is imported only when it is there)."""
+    if not top.has("crypto"):
+        return {}
+    from mailroute.cryptopolicy.config import crypto_from_options, open_directory
+    from mailroute.cryptopolicy.model import DIRECTORY_KEY, POLICY_KEY
+    section = Options(top.table("crypto"), source=top.source, prefix="crypto",
+                      base_dir=top.base_dir)
+    policy = crypto_from_options(section, internal)
+    directory = open_directory(Options(section.table("directory"), source=top.source,
+                                       prefix="crypto.directory", base_dir=top.base_dir),
+                               state_dir)
+    return {POLICY_KEY: policy, DIRECTORY_KEY: directory}
+
+
 def _state(gateway: Options) -> tuple[ProcessedStore, Path | None]:
     """``state_dir`` (the SQLite processed-message store shared by every process, and the
-    default quarantine) and ``quarantine_dir``; without ``state_dir`` the store lives in
-    this process only."""
+    default quarantine) and ``quarantine_dir``; ``processed_dsn_file`` puts the store in
+    PostgreSQL instead (several gateway nodes); without either it lives in this process."""
     state_dir = gateway.optional_path("state_dir")
     quarantine_dir = gateway.optional_path("quarantine_dir")
+    dsn_file = gateway.optional_path("processed_dsn_file")
+    if dsn_file is not None:
+        from mailroute.gateway.postgres_store import PostgresProcessedStore
+        from mailroute.keys.secretfile import read_secret_line
+        store: ProcessedStore = PostgresProcessedStore(
+            read_secret_line(dsn_file, what="database DSN file"))
+        return store, quarantine_dir or (state_dir / "quarantine" if state_dir else None)
     if state_dir is None:
         return InMemoryProcessedStore(), quarantine_dir
     # imported here: a policy without state_dir does not load sqlite3 (start-up time)
@@ -227,29 +267,53 @@ def _lower(values: tuple[str, ...]) -> frozenset[str]:
 
 
 def _locate(text: str, key: str | None) -> int | None:
-    """The line of ``key`` (``pipeline[2].add.X-Foo``) in the TOML text, when it can be found.
+    """The line of ``key`` (``pipeline[2].add.X-Foo``, ``crypto.domains."a.example".encrypt``)
+    in the TOML text, when it can be found.
 
-    Looks inside the key's table (``[[pipeline]]`` number 2, or ``[limits]``) for the deepest
-    key part that stands before an ``=``; the table header's line is the fallback.
+    Looks inside the key's table (``[[pipeline]]`` number 2, or the deepest ``[a.b."c"]``
+    header the key path starts with) for the deepest key part that stands before an ``=``;
+    the table header's line is the fallback.
     """
     if not key:
         return None
-    parts = key.split(".")
+    parts = _key_parts(key)
     lines = text.splitlines()
     start, stop = 0, len(lines)
     table = re.fullmatch(r"(\w+)\[(\d+)\]", parts[0])
-    header = f"[[{table.group(1)}]]" if table else f"[{parts[0]}]"
-    wanted = int(table.group(2)) if table else 0
-    headers = [n for n, line in enumerate(lines) if line.strip() == header]
-    found_table = wanted < len(headers)
-    if found_table:
-        start = headers[wanted]
-        later = [n for n, line in enumerate(lines) if n > start and line.strip() == header]
-        stop = later[0] if later else len(lines)
-        parts = parts[1:]
+    if table:
+        header = f"[[{table.group(1)}]]"
+        headers = [n for n, line in enumerate(lines) if line.strip() == header]
+        found_table = int(table.group(2)) < len(headers)
+        if found_table:
+            start = headers[int(table.group(2))]
+            later = [n for n, line in enumerate(lines) if n > start and line.strip() == header]
+            stop = later[0] if later else len(lines)
+            parts = parts[1:]
+    else:
+        found_table, depth = False, 0
+        for number, line in enumerate(lines):
+            named = _header_parts(line)
+            if named and len(named) > depth and parts[:len(named)] == named:
+                found_table, depth, start = True, len(named), number
+        if found_table:
+            stop = next((n for n in range(start + 1, len(lines))
+                         if _header_parts(lines[n])), len(lines))
+            parts = parts[depth:]
     for part in reversed(parts):
-        pattern = re.compile(rf"(^|[\s{{,]){re.escape(part)}\s*=")
+        pattern = re.compile(rf"(^|[\s{{,])\"?{re.escape(part)}\"?\s*=")
         for number in range(start, stop):
             if pattern.search(lines[number]):
                 return number + 1
     return start + 1 if found_table else None
+
+
+def _key_parts(path: str) -> list[str]:
+    """``a.b."c.d".e`` -> ``["a", "b", "c.d", "e"]``."""
+    return [quoted or bare for quoted, bare in
+            re.findall(r'\s*(?:"([^"]*)"|([^."\s]+))\s*(?:\.|$)', path)]
+
+
+def _header_parts(line: str) -> list[str] | None:
+    """The key path of a ``[table]`` header line, or ``None`` for any other line."""
+    match = re.fullmatch(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?", line)
+    return _key_parts(match.group(1)) if match else None

@@ -61,10 +61,27 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A terminal decision of a filter: stop processing and tell the MTA ``action``."""
+    """A terminal decision of a filter: stop processing and tell the MTA ``action``.
+
+    ``split`` (only with :meth:`split_by`) asks the adapter to run the policy again once per
+    group of recipients and hand on each copy; an adapter that cannot split answers the
+    temporary failure the outcome carries, so nothing leaves with the wrong treatment.
+    ``notify`` (only with :meth:`quarantine`) is a text for the sender: an adapter that
+    quarantines the message also sends him a notification with it.
+    """
 
     action: Action
     reply: Reply
+    split: tuple[tuple[str, ...], ...] = ()
+    notify: str = ""
+
+    @classmethod
+    def split_by(cls, groups: tuple[tuple[str, ...], ...],
+                 text: str = "the recipients need separate copies of this message"
+                 ) -> Outcome:
+        """Process each group of recipients separately (a temporary failure where the
+        adapter cannot)."""
+        return cls(Action.TEMPFAIL, Reply(451, "4.7.0", text), groups)
 
     @classmethod
     def reject(cls, status: str = "5.7.1", text: str = "message refused by policy",
@@ -84,9 +101,9 @@ class Outcome:
         return cls(Action.DISCARD, Reply(250, "2.7.0", text))
 
     @classmethod
-    def quarantine(cls, text: str = "message quarantined") -> Outcome:
-        """Hold the message for an administrator."""
-        return cls(Action.QUARANTINE, Reply(250, "2.7.0", text))
+    def quarantine(cls, text: str = "message quarantined", *, notify: str = "") -> Outcome:
+        """Hold the message for an administrator; ``notify``: tell the sender this."""
+        return cls(Action.QUARANTINE, Reply(250, "2.7.0", text), notify=notify)
 
 
 class AuthStatus(enum.StrEnum):

@@ -85,6 +85,10 @@ class Result:
         error: the error that stopped processing, if any.
         prepared: the item as prepared, before any filter ran (``None`` when preparing
             failed).
+        split: groups of recipients a filter asked to be processed separately
+            (:meth:`~mailroute.results.Outcome.split_by`; ``action`` is then ``tempfail``).
+        notify: with ``quarantine``, a text the sender is to be told (see
+            :class:`~mailroute.results.Outcome`).
     """
 
     action: Action
@@ -93,6 +97,8 @@ class Result:
     item: MailItem | None = None
     error: MailrouteError | None = None
     prepared: MailItem | None = field(default=None, compare=False)
+    split: tuple[tuple[str, ...], ...] = ()
+    notify: str = ""
 
     @property
     def reply(self) -> str:
@@ -135,7 +141,8 @@ def finish(prepared: MailItem, outcome: MailItem | Outcome, settings: SessionSet
     if isinstance(outcome, Outcome):
         keep = outcome.action is Action.QUARANTINE
         return Result(outcome.action, prepared.message.to_bytes() if keep else None,
-                      outcome.reply, prepared=prepared)
+                      outcome.reply, prepared=prepared, split=outcome.split,
+                      notify=outcome.notify)
     final = outcome
     if final.auth_results:
         value = format_auth_results(settings.authserv_id, final.auth_results)

@@ -45,6 +45,7 @@ def test_verify_filter_uses_the_injected_resolver(world: DkimWorld) -> None:
     assert [r.status for r in dkim] == [AuthStatus.PASS]
     assert ("header.d", "example.net") in dkim[0].properties
     assert result.item.annotation("dkim.result") == "pass"
+    assert result.item.annotation("dmarc.aligned") == "yes"  # d= is the From domain
     assert result.data.startswith(b"Authentication-Results: mx.example.org; dkim=pass")
 
 

@@ -10,8 +10,13 @@ on the decision itself:
 - reject: exit 65 (malformed, over a limit) or 69 (policy); tempfail: exit 75. Nothing is
   handed on and the first line on standard error is the status line (``5.7.1 ...``).
 - discard: nothing handed on, exit 0.
+- split (a filter asked for one copy per group of recipients, as ``encrypt-by-policy`` does
+  when recipients need different treatment): the policy runs once per group and each copy is
+  handed on to its recipients, only when every group was accepted.
 - quarantine: the message goes to the quarantine store (:mod:`mailroute.adapters.quarantine`),
-  nothing handed on, exit 0; without a store, or if storing fails, exit 75.
+  nothing handed on, exit 0; without a store, or if storing fails, exit 75. When the outcome
+  carries a notification (the encryption policy's ``notify``), the sender gets it
+  (:mod:`mailroute.adapters.notify`), from the null sender.
 
 Every unexpected error is exit 75, so the MTA keeps the message. Nothing is written to
 standard output. One log line per message goes to the ``mailroute.pipe.messages`` logger:
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO, TextIO
 
+from mailroute.adapters.notify import held_notification
 from mailroute.adapters.pipe import exit_code_for, read_bounded
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, Reinjector
@@ -70,6 +76,8 @@ def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
             return _finish(stderr, ExitCode.DATAERR, line, "reject", run, None, data)
         data = data_or_none
         result = pipeline.process(data, run.envelope)
+        if result.split:
+            return _act_split(pipeline, result, data, stderr, run)
         return _act(result, data, stderr, run)
     except Exception:  # never crash the MTA's pipe: tempfail instead
         reference = secrets.token_hex(6)
@@ -101,6 +109,42 @@ def _act(result: Result, data: bytes, stderr: TextIO, run: TransportRun) -> Exit
                    run, result, data)
 
 
+def _act_split(pipeline: Pipeline, result: Result, data: bytes, stderr: TextIO,
+               run: TransportRun) -> ExitCode:
+    """A filter asked for one copy per group of recipients (the encryption policy does when
+    recipients need different treatment): run the policy once per group and hand every copy
+    on, but only when every group was accepted; otherwise the first other decision stands
+    for the whole message. A hand-on failing after an earlier copy went is exit 75 (the MTA
+    retries: a duplicate rather than a loss)."""
+    groups = result.split
+    recipients = run.envelope.rcpt_to
+    if (len(groups) < 2 or sorted(r for g in groups for r in g) != sorted(recipients)):
+        return _act(result, data, stderr, run)  # not a partition of the envelope: tempfail
+    copies: list[tuple[tuple[str, ...], Result]] = []
+    for group in groups:
+        part = pipeline.process(data, replace(run.envelope, rcpt_to=group))
+        if part.split:
+            return _act(result, data, stderr, run)  # no second split: tempfail
+        if part.action not in (Action.ACCEPT, Action.DISCARD):
+            return _act(part, data, stderr, run)
+        copies.append((group, part))
+    sent = 0
+    for group, part in copies:
+        if part.action is not Action.ACCEPT or part.data is None:
+            continue
+        handon = run.reinjector.deliver(part.data, run.envelope.mail_from, group)
+        if not handon.ok:
+            if sent == 0 and handon.status is HandOnStatus.PERMANENT:
+                return _finish(stderr, ExitCode.UNAVAILABLE, f"5.3.0 next hop refused the "
+                               f"message: {handon.detail}", "accept-refused", run, part, data)
+            return _finish(stderr, ExitCode.TEMPFAIL, f"4.3.0 hand-on failed after {sent} of "
+                           f"{len(copies)} copies: {handon.detail}", "accept-deferred", run,
+                           part, data)
+        sent += 1
+    return _finish(stderr, ExitCode.OK, f"2.0.0 handed on in {sent} copies", "accept-split",
+                   run, copies[0][1], data, quiet=True)
+
+
 def _quarantine(result: Result, data: bytes, stderr: TextIO, run: TransportRun) -> ExitCode:
     reply = result.smtp_reply
     if run.quarantine is None:
@@ -114,8 +158,31 @@ def _quarantine(result: Result, data: bytes, stderr: TextIO, run: TransportRun) 
     except MailrouteError as error:
         return _finish(stderr, ExitCode.TEMPFAIL, f"{error.reply.status} {error.reply.text}",
                        "quarantine-deferred", run, result, data)
+    if result.notify and run.envelope.mail_from:
+        _notify(result, entry, run)
     return _finish(stderr, ExitCode.OK, f"{reply.status} {reply.text}; quarantined as {entry}",
                    "quarantine", run, result, data, quiet=True)
+
+
+def _notify(result: Result, entry: str, run: TransportRun) -> None:
+    """Tell the sender his message is held; a failure is logged, the message stays held."""
+    subject = ""
+    field = result.prepared.message.headers.get("Subject") if result.prepared else None
+    if field is not None:
+        try:
+            subject = field.decoded()
+        except MailrouteError:
+            subject = field.value
+    try:
+        notice = held_notification(sender=run.envelope.mail_from, subject=subject,
+                                   recipients=run.envelope.rcpt_to, reason=result.notify,
+                                   quarantine_id=entry, now=run.clock())
+    except MailrouteError as error:
+        log.warning("no notification for quarantined %s: %s", entry, error)
+        return
+    handon = run.reinjector.deliver(notice, "", (run.envelope.mail_from,))
+    if not handon.ok:
+        log.warning("notification for quarantined %s not handed on: %s", entry, handon.detail)
 
 
 def _finish(stderr: TextIO, code: ExitCode, line: str, verdict: str, run: TransportRun,

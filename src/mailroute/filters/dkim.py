@@ -142,6 +142,9 @@ class DkimVerifyFilter:
             item = item.with_auth_result(result)
         item = item.annotate("dkim.result", _summary([s.status for s in signatures]))
         item = item.annotate("dmarc.result", verdict.result)
+        # an aligned DKIM or SPF pass, also for a domain without a DMARC record (what
+        # harvest-keys requires of Autocrypt mail)
+        item = item.annotate("dmarc.aligned", "yes" if verdict.aligned else "no")
         return self.judge_spoof(item, verdict)
 
     def judge_spoof(self, item: MailItem, verdict: dmarc.DmarcResult) -> MailItem | Outcome:

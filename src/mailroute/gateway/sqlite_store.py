@@ -19,23 +19,20 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from mailroute.errors import TemporaryError
+from mailroute.db.sqlite import open_shared, rollback, temporary
 
 __all__ = ["PROCESSED_FILE", "SqliteProcessedStore"]
 
 #: The file name of the store inside a policy's ``state_dir``.
 PROCESSED_FILE = "processed.sqlite3"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS processed (
-    key TEXT NOT NULL,
-    at REAL NOT NULL,
-    expires REAL NOT NULL,
-    fingerprint TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS processed_key ON processed (key, at);
-CREATE INDEX IF NOT EXISTS processed_expires ON processed (expires);
-"""
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS processed (key TEXT NOT NULL, at REAL NOT NULL, "
+    "expires REAL NOT NULL, fingerprint TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS processed_key ON processed (key, at)",
+    "CREATE INDEX IF NOT EXISTS processed_expires ON processed (expires)",
+)
+_WHAT = "processed-message store"
 
 
 class SqliteProcessedStore:
@@ -90,8 +87,8 @@ class SqliteProcessedStore:
                     (key, now - ttl, now)).fetchone()
                 connection.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._rollback(connection)
-                raise _temporary(exc) from exc
+                rollback(connection)
+                raise temporary(_WHAT, exc) from exc
         return int(row[0])
 
     def close(self) -> None:
@@ -106,35 +103,12 @@ class SqliteProcessedStore:
         try:
             return connection.execute(sql, parameters)
         except sqlite3.Error as exc:
-            raise _temporary(exc) from exc
+            raise temporary(_WHAT, exc) from exc
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is not None and self._pid == os.getpid():
             return self._connection
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            connection = sqlite3.connect(self.path, timeout=self._busy_timeout,
-                                         isolation_level=None, check_same_thread=False)
-            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise _temporary(exc) from exc
+        connection = open_shared(self.path, busy_timeout=self._busy_timeout,
+                                 schema=_SCHEMA, what=_WHAT)
         self._connection, self._pid = connection, os.getpid()
         return connection
-
-    @staticmethod
-    def _rollback(connection: sqlite3.Connection) -> None:
-        try:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-
-
-def _temporary(exc: Exception) -> TemporaryError:
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-    return TemporaryError(f"processed-message store unavailable ({reason})")

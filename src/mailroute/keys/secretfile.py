@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mailroute.errors import ConfigError
 
-__all__ = ["MAX_SECRET_FILE_BYTES", "read_public_file", "read_secret_file"]
+__all__ = ["MAX_SECRET_FILE_BYTES", "read_public_file", "read_secret_file", "read_secret_line"]
 
 MAX_SECRET_FILE_BYTES = 1 << 20
 _OPEN_FLAGS = (os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -39,6 +39,19 @@ def read_secret_file(path: Path | str, *, what: str = "key file",
             by group or others, or larger than ``max_bytes``; ``source`` is the path.
     """
     return _read_checked(path, what, max_bytes, secret=True)
+
+
+def read_secret_line(path: Path | str, *, what: str) -> str:
+    """The first line of a secret file (a database DSN ...), without its line break.
+
+    Raises:
+        ConfigError: as :func:`read_secret_file`, or the file is not UTF-8.
+    """
+    try:
+        text = read_secret_file(path, what=what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} is not UTF-8", source=str(path)) from None
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def read_public_file(path: Path | str, *, what: str = "certificate file",

@@ -1,10 +1,12 @@
-"""The SQLite processed-message store: same answers as the in-memory one, shared by processes."""
+"""The SQLite and PostgreSQL processed-message stores: the same answers as the in-memory one,
+shared by processes (PostgreSQL: a real server the suite starts, tests/pgserver.py)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,31 @@ from mailroute.gateway.sqlite_store import SqliteProcessedStore
 from mailroute.item import ProcessedStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ProcessedStore:
+def _open(backend: str, location: str) -> ProcessedStore:
+    if backend == "sqlite":
+        return SqliteProcessedStore(location)
+    from mailroute.gateway.postgres_store import PostgresProcessedStore
+    return PostgresProcessedStore(location)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(backend, location) of a store several processes can open."""
+    if request.param == "sqlite":
+        return "sqlite", str(tmp_path / "p.sqlite3")
+    return "postgres", request.getfixturevalue("postgres_dsn")
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessedStore]:
     if request.param == "memory":
-        return InMemoryProcessedStore()
-    return SqliteProcessedStore(tmp_path / "state" / "processed.sqlite3")
+        yield InMemoryProcessedStore()
+        return
+    location = (str(tmp_path / "state" / "processed.sqlite3") if request.param == "sqlite"
+                else request.getfixturevalue("postgres_dsn"))
+    opened = _open(request.param, location)
+    yield opened
+    opened.close()  # type: ignore[attr-defined]
 
 
 def test_counts_within_the_ttl_and_excludes_the_current_arrival(store: ProcessedStore) -> None:
@@ -60,37 +82,39 @@ def test_wal_mode_and_busy_timeout(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def _writer(path: str, worker: int, count: int) -> None:
-    store = SqliteProcessedStore(path)
+def _writer(backend: str, location: str, worker: int, count: int) -> None:
+    store = _open(backend, location)
     for n in range(count):
         store.record(f"w{worker}-{n}", 1000.0 + n, 3600, fingerprint=str(worker))
         store.record("shared", 1000.0 + n, 3600, fingerprint=f"{worker}-{n}")
 
 
-def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "p.sqlite3"
+def test_concurrent_writers_in_several_processes_lose_nothing(shared: tuple[str, str]
+                                                              ) -> None:
     workers, count = 6, 10
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_writer, args=(str(path), w, count))
+    processes = [context.Process(target=_writer, args=(*shared, w, count))
                  for w in range(workers)]
     for process in processes:
         process.start()
     for process in processes:
         process.join(timeout=60)
         assert process.exitcode == 0
-    store = SqliteProcessedStore(path)
+    store = _open(*shared)
     for w in range(workers):
         for n in range(count):
             assert store.count(f"w{w}-{n}", 2000.0, 3600) == 1
     # every record of the shared key arrived (below the per-key cap of 64)
     assert store.count("shared", 2000.0, 3600) == workers * count
+    store.close()  # type: ignore[attr-defined]
 
 
-def test_per_key_records_are_capped(tmp_path: Path) -> None:
-    store = SqliteProcessedStore(tmp_path / "p.sqlite3")
+def test_per_key_records_are_capped(shared: tuple[str, str]) -> None:
+    store = _open(*shared)
     for n in range(SqliteProcessedStore.MAX_PER_KEY + 10):
         store.record("k", 1000.0 + n, 3600)
     assert store.count("k", 2000.0, 3600) == SqliteProcessedStore.MAX_PER_KEY
+    store.close()  # type: ignore[attr-defined]
 
 
 def test_an_unusable_path_is_a_temporary_error(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ to the COMMANDS table without any change to the generator."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import sys
 import types
@@ -15,15 +14,10 @@ import pytest
 
 from mailroute import cli
 from mailroute.policy import FILTERS
+from tests.docs.loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = importlib.util.spec_from_file_location("gen_reference", ROOT / "scripts" /
-                                              "gen_reference.py")
-assert SPEC is not None
-assert SPEC.loader is not None
-gen = importlib.util.module_from_spec(SPEC)
-sys.modules["gen_reference"] = gen
-SPEC.loader.exec_module(gen)
+gen = load_script("scripts/gen_reference.py", "gen_reference")
 
 
 def test_committed_reference_is_what_the_code_generates() -> None:

@@ -8,7 +8,6 @@ file locations are changed; every other setting is the shipped one."""
 
 from __future__ import annotations
 
-import datetime
 import shutil
 import smtplib
 import ssl
@@ -18,11 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.docs.tls_pki import EXO, GATEWAY, exo_endpoint_context, gateway_client, make_pki
 from tests.docs.tls_sink import TlsSink
 from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper, pipe_policy
 from tests.mta.postfix import PostfixInstance, postfix_available
@@ -30,57 +26,12 @@ from tests.mta.test_postfix_pipe import _example_block, _pipe_service
 
 ROOT = Path(__file__).resolve().parents[2]
 T2 = ROOT / "examples" / "postfix" / "t2-beside-mx-eop"
-GATEWAY = "mailroute.example.net"
-EXO = "example-net.mail.protection.outlook.com"
 
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(not postfix_available(), reason="needs Postfix (scripts/setup-system) "
                                                        "and root"),
 ]
-
-
-def _issue(ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, names: list[str],
-           folder: Path, stem: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    cert_path, key_path = folder / f"{stem}.crt", folder / f"{stem}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
-def _pki(folder: Path) -> dict[str, Path]:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test public CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(1)
-          .not_valid_before(now - datetime.timedelta(hours=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    (folder / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    gateway = _issue(ca_key, ca_name, [GATEWAY], folder, GATEWAY)
-    exo = _issue(ca_key, ca_name, ["mail.protection.outlook.com",
-                                   "*.mail.protection.outlook.com"], folder, "exo")
-    return {"ca": folder / "ca.crt", "gateway_cert": gateway[0], "gateway_key": gateway[1],
-            "exo_cert": exo[0], "exo_key": exo[1]}
 
 
 def _shipped_main(relay_port: int, pki: dict[str, Path], cidr: Path) -> dict[str, str]:
@@ -122,11 +73,8 @@ def world() -> Iterator[World]:
     root.chmod(0o755)
     postfix: PostfixInstance | None = None
     try:
-        pki = _pki(root)
-        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca"]))
-        server.verify_mode = ssl.CERT_REQUIRED
-        server.load_cert_chain(pki["exo_cert"], pki["exo_key"])
-        with TlsSink(server) as exo:
+        pki = make_pki(root)
+        with TlsSink(exo_endpoint_context(pki)) as exo:
             cidr = root / "exchange-online.cidr"
             cidr.write_text("127.0.0.1/32 OK\n")  # "Exchange Online" is 127.0.0.1 here
             policy = pipe_policy(root, owner=FILTER_USER)
@@ -155,9 +103,7 @@ MESSAGE = (b"From: <alice@example.net>\r\nTo: <max@partner.example>\r\nSubject: 
 
 
 def _exo_client(world: World, source: str = "127.0.0.1") -> smtplib.SMTP:
-    client = smtplib.SMTP("127.0.0.1", world.port, timeout=30, source_address=(source, 0))
-    client._host = GATEWAY  # the name STARTTLS checks the certificate against (the smart host)
-    return client
+    return gateway_client(world.port, source)
 
 
 def test_mail_from_exchange_is_filtered_and_returned_with_the_gateway_certificate(

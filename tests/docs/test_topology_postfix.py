@@ -52,6 +52,13 @@ def _setting(config: Path, name: str) -> str:
     return _postconf(config, "-hx", name).strip()
 
 
+def _lookup(config: Path, key: str, table: str) -> str:
+    done = subprocess.run(["postmap", "-c", str(config), "-q", key, table],
+                          capture_output=True, text=True, check=False, timeout=30)
+    assert done.stderr == "", done.stderr
+    return done.stdout.strip()
+
+
 def _cidr_ranges() -> tuple[str, ...]:
     lines = (POSTFIX / "exchange-online.cidr").read_text().splitlines()
     ranges = [line.split()[0] for line in lines if line and not line.startswith("#")]
@@ -77,8 +84,10 @@ def test_topology_configuration_is_valid_and_matches_the_topology(name: str,
     endpoint = f"[{topology.tenant.exo_smart_host}]:25"
     if topology.gateway.topology.value == "T1":
         assert _setting(config, "relayhost") == ""
-        assert f"smtp:{endpoint}" in _setting(config, "transport_maps")
-        assert f"{endpoint} = secure" in _setting(config, "smtp_tls_policy_maps")
+        # the maps as Postfix reads them (postconf does not parse inline: tables)
+        assert _lookup(config, "example.net", _setting(config, "transport_maps")) == \
+            f"smtp:{endpoint}"
+        assert _lookup(config, endpoint, _setting(config, "smtp_tls_policy_maps")) == "secure"
     else:
         assert _setting(config, "relayhost") == endpoint
         assert _setting(config, "smtp_tls_security_level") == "secure"

@@ -1,4 +1,4 @@
-"""T2 with Exim: examples/exim/t2-beside-mx-eop.conf merged with examples/exim/mailroute.conf
+"""Each topology with Exim: examples/exim/tN-*.conf merged with examples/exim/mailroute.conf
 in a throwaway Exim 4.96 (tests/mta/exim.py). As for Postfix, the test plays Exchange Online
 on both sides: it delivers over STARTTLS after checking the gateway's certificate name, and
 receives the processed message on a TLS sink that insists on the gateway's client
@@ -17,9 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from mailroute.routing import load_topology
 from tests.docs.tls_pki import EXO, GATEWAY, exo_endpoint_context, gateway_client, make_pki
-from tests.docs.tls_sink import TlsSink
-from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper, pipe_policy
+from tests.docs.tls_sink import (
+    TlsSink,
+    exchange_recipients,
+    processed_recipients,
+    sample_message,
+)
+from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper, pipe_policy, wait_until
 from tests.mta.exim import EXIM_USER, EximInstance, daemon_settings, exim_available
 from tests.mta.test_exim_pipe import _recipe_part
 
@@ -28,6 +34,7 @@ EXIM = ROOT / "examples" / "exim"
 SHIPPED_KEY = f"/etc/mailroute/tls/{GATEWAY}.key"
 SHIPPED_CERT = f"/etc/mailroute/tls/{GATEWAY}.crt"
 EXO_CLIENT, INTRUDER = "127.0.0.3", "127.0.0.2"
+TOPOLOGIES = ["t1-in-front", "t2-beside-mx-eop", "t3-beside-mx-gateway"]
 
 pytestmark = [
     pytest.mark.interop,
@@ -58,15 +65,17 @@ def _replace(text: str, swaps: list[tuple[str, str]]) -> str:
 
 @dataclass
 class World:
+    name: str
     exim: EximInstance
     exo: TlsSink
     port: int
     ca: Path
 
 
-@pytest.fixture(scope="module")
-def world() -> Iterator[World]:
-    root = Path(tempfile.mkdtemp(prefix="mailroute-exim-t2-"))
+@pytest.fixture(scope="module", params=TOPOLOGIES)
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    name = request.param
+    root = Path(tempfile.mkdtemp(prefix=f"mailroute-exim-{name[:2]}-"))
     root.chmod(0o755)
     exim: EximInstance | None = None
     try:
@@ -78,7 +87,7 @@ def world() -> Iterator[World]:
             policy = pipe_policy(root, owner=FILTER_USER)
             wrapper = interpreter_wrapper(root)
             port, reinject = free_port(), free_port()
-            t2 = sections(EXIM / "t2-beside-mx-eop.conf")
+            t2 = sections(EXIM / f"{name}.conf")
             tls = [(SHIPPED_CERT, str(pki["gateway_cert"])), (SHIPPED_KEY,
                                                                str(pki["gateway_key"]))]
             main = _replace(t2["main"], [*tls, ("/etc/exim4/exchange-online.hosts",
@@ -113,52 +122,66 @@ begin retry
             (upper / "hosts").write_text(f"127.0.0.1 localhost {EXO}\n")
             exim = EximInstance(root, config)
             exim.start((port, reinject))
-            yield World(exim, exo, port, pki["ca"])
+            yield World(name, exim, exo, port, pki["ca"])
     finally:
         if exim is not None:
             exim.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
-MESSAGE = (b"From: <alice@example.net>\r\nTo: <max@partner.example>\r\nSubject: t2-exim\r\n"
-           b"Message-ID: <t2-exim@example.net>\r\n\r\nHello through the Exim gateway.\r\n")
-
-
-def _client(world: World, source: str) -> smtplib.SMTP:
-    return gateway_client(world.port, source)
-
-
-def test_mail_from_exchange_is_filtered_and_returned_with_the_gateway_certificate(
-        world: World) -> None:
-    with _client(world, EXO_CLIENT) as client:
-        client.ehlo("exo.test")
-        assert client.mail("alice@example.net")[0] == 550      # TLS first
-        client.rset()
+def _client(world: World, source: str, *, tls: bool = True) -> smtplib.SMTP:
+    client = gateway_client(world.port, source)
+    client.ehlo("client.test")
+    if tls:
         client.starttls(context=ssl.create_default_context(cafile=str(world.ca)))
-        client.ehlo("exo.test")
-        client.sendmail("alice@example.net", ["max@partner.example", "bob@example.net"],
-                        MESSAGE)
-    [arrival] = world.exo.wait_for(1)
-    assert arrival.client_names == (GATEWAY,), world.exim.log()
-    assert sorted(arrival.recipients) == ["bob@example.net", "max@partner.example"]
-    assert arrival.data.count(b"X-Processed: mailroute") == 1
-    assert arrival.data.count(b"X-Mailroute-Mark: v1.") == 1
-    assert b"Hello through the Exim gateway." in arrival.data
+        client.ehlo("client.test")
+    return client
 
 
-def test_a_client_outside_exchange_ranges_is_refused(world: World) -> None:
-    with pytest.raises(smtplib.SMTPConnectError) as refused:
-        _client(world, INTRUDER)
-    assert refused.value.smtp_code == 550
-    assert refused.value.smtp_error == b"only Exchange Online may connect"
+def test_mail_from_exchange_is_filtered_and_handed_to_the_tenant_with_the_certificate(
+        world: World) -> None:
+    recipients = exchange_recipients(world.name)
+    with _client(world, EXO_CLIENT) as client:
+        client.sendmail("alice@example.net", recipients, sample_message(f"{world.name}-exo"))
+    assert wait_until(lambda: processed_recipients(world.exo, f"{world.name}-exo", GATEWAY,
+                                                   world.exim.log()) == recipients, 30)
 
 
-def test_exchange_ranges_are_the_topology_s() -> None:
-    from mailroute.routing import load_topology
+def test_exchange_may_relay_and_the_internet_may_not(world: World) -> None:
+    with _client(world, EXO_CLIENT, tls=False) as client:
+        tls_required = world.name == "t2-beside-mx-eop"       # T1 and T3 are MXs
+        assert client.mail("alice@example.net")[0] == (550 if tls_required else 250)
+    with _client(world, EXO_CLIENT) as client:
+        assert client.mail("alice@example.net")[0] == 250
+        assert client.rcpt("max@partner.example")[0] == 250
+    if world.name == "t2-beside-mx-eop":     # only Exchange Online may even connect
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            _client(world, INTRUDER)
+        assert refused.value.smtp_code == 550
+        assert refused.value.smtp_error == b"only Exchange Online may connect"
+        return
+    with _client(world, INTRUDER) as client:
+        assert client.mail("x@example.org")[0] == 250
+        assert client.rcpt("max@partner.example") == (550, b"relay not permitted")
 
+
+@pytest.mark.parametrize("world", ["t1-in-front", "t3-beside-mx-gateway"], indirect=True)
+def test_internet_mail_for_the_organisation(world: World) -> None:
+    """T1 and T3 are the MX: internet mail for example.net is filtered and handed to the
+    tenant (T2 refuses the connection: see above)."""
+    with _client(world, INTRUDER) as client:
+        client.sendmail("max@partner.example", ["bob@example.net"],
+                        sample_message(f"{world.name}-mx"))
+    assert wait_until(lambda: processed_recipients(world.exo, f"{world.name}-mx", GATEWAY,
+                                                   world.exim.log()) == ["bob@example.net"], 30)
+
+
+@pytest.mark.parametrize("name", TOPOLOGIES)
+def test_exchange_ranges_and_endpoint_are_the_topology_s(name: str) -> None:
     listed = [line for line in (EXIM / "exchange-online.hosts").read_text().splitlines()
               if line and not line.startswith("#")]
-    topology = load_topology(ROOT / "examples" / "topologies" / "t2-beside-mx-eop.toml")
+    topology = load_topology(ROOT / "examples" / "topologies" / f"{name}.toml")
     assert tuple(listed) == topology.gateway.exo_ip_ranges
-    assert f"route_list = * {topology.tenant.exo_smart_host} byname" in sections(
-        EXIM / "t2-beside-mx-eop.conf")["routers"]
+    recipe = sections(EXIM / f"{name}.conf")
+    assert f"route_list = * {topology.tenant.exo_smart_host} byname" in recipe["routers"]
+    assert f"primary_hostname = {topology.gateway.tls_identity}" in recipe["main"]

@@ -99,3 +99,31 @@ class TlsSink(Background):
             reader.close()
             if conn is not raw:
                 conn.close()
+
+
+def sample_message(subject: str) -> bytes:
+    """The message the topology tests send: ``subject`` identifies it at the sink."""
+    return (f"From: <alice@example.net>\r\nTo: <max@partner.example>\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject}@example.net>\r\n\r\nHello through the gateway.\r\n"
+            ).encode()
+
+
+def exchange_recipients(topology: str) -> list[str]:
+    """Whom "Exchange Online" sends to in the topology tests: in T1 only the organisation's
+    mail comes back to the tenant (external mail goes to its MX)."""
+    return ["bob@example.net"] if topology == "t1-in-front" else [
+        "bob@example.net", "max@partner.example"]
+
+
+def processed_recipients(sink: TlsSink, subject: str, gateway: str, log: str = "") -> list[str]:
+    """The recipients that reached ``sink`` with ``subject``, every message checked to have
+    come with ``gateway``'s client certificate and through mailroute exactly once. (An MTA may
+    hand recipients over in one transaction or, by address class, in several.)"""
+    wanted = f"Subject: {subject}\r\n".encode()
+    found = [a for a in sink.arrivals if wanted in a.data]
+    for arrival in found:
+        assert arrival.client_names == (gateway,), log
+        assert arrival.data.count(b"X-Processed: mailroute") == 1
+        assert arrival.data.count(b"X-Mailroute-Mark: v1.") == 1
+        assert b"Hello through the gateway." in arrival.data
+    return sorted(r for a in found for r in a.recipients)

@@ -82,3 +82,16 @@ def test_a_new_filter_key_appears(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert keys["name"].default == "required"
     assert keys["depth"].default == "`7`"
     assert keys["mode"].choices == ("a", "b")
+
+
+def test_every_filter_key_is_explained_on_its_page() -> None:
+    """The generated tables give types and defaults; the page each links to must say what
+    every key does (named in backquotes or set in an example)."""
+    missing = []
+    for name, keys in gen.filter_keys().items():
+        page = ROOT / "docs" / gen.PAGES[name.split("-")[0]]
+        text = page.read_text(encoding="utf-8")
+        missing += [f"{page.name}: {name}.{k.name}" for k in keys
+                    if not re.search(rf"`{k.name}( = [^`]*)?`|^\s*{k.name}\s*=", text,
+                                     re.MULTILINE)]
+    assert not missing

@@ -185,6 +185,25 @@ def _table(keys: list[Key]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _section_receivers(policy: ModuleType) -> dict[str, str]:
+    """``[section]`` -> the variable its Options are read through in ``policy_from_mapping``
+    (``gateway = Options(top.table("gateway"), ...)``), in source order."""
+    found = _function(policy, "policy_from_mapping")
+    assert found is not None
+    sections: dict[str, str] = {}
+    for node in ast.walk(found[0]):
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Name) and node.value.func.id == "Options"
+                and isinstance(node.targets[0], ast.Name) and node.value.args):
+            continue
+        table = node.value.args[0]
+        if (isinstance(table, ast.Call) and isinstance(table.func, ast.Attribute)
+                and table.func.attr == "table" and table.args
+                and isinstance(table.args[0], ast.Constant)):
+            sections[str(table.args[0].value)] = node.targets[0].id
+    return sections
+
+
 def filter_keys() -> dict[str, list[Key]]:
     """Filter name -> the keys its builder reads (``filter`` itself excluded)."""
     from mailroute.policy import FILTERS
@@ -209,12 +228,14 @@ def policy_page() -> str:
              "layout is in [configuration](../configuration.md). Unknown keys are errors.\n\n"]
     limits = [Key(f.name, "integer ≥ 1", _shown(f.default)) for f in dataclasses.fields(Limits)]
     parts += ["## `[limits]`\n\n", _table(limits), "\n"]
-    top = {
-        "parser": _unique(keys_of(policy, "policy_from_mapping", "parser")),
-        "gateway": _unique(k for f in ("policy_from_mapping", "_state")
-                           for k in keys_of(policy, f, "gateway")),
-        "pipeline.when": _unique(keys_of(policy, "_condition")),
-    }
+    tables = _section_receivers(policy)
+    top = {name: _unique(keys_of(policy, "policy_from_mapping", receiver))
+           for name, receiver in tables.items()}
+    top["pipeline.when"] = _unique(keys_of(policy, "_condition"))
+    loose = [k for k in _unique(keys_of(policy, "policy_from_mapping", "top"))
+             if k.kind != "table" and k.name != "pipeline"]
+    if loose:
+        parts += ["## Top level\n\n", _table(loose), "\n"]
     for section, keys in top.items():
         parts += [f"## `[{section}]`\n\n", _table(keys), "\n"]
     parts += ["## Filters\n\n",

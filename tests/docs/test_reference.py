@@ -5,6 +5,7 @@ to the COMMANDS table without any change to the generator."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
 import types
@@ -95,3 +96,25 @@ def test_every_filter_key_is_explained_on_its_page() -> None:
                     if not re.search(rf"`{k.name}( = [^`]*)?`|^\s*{k.name}\s*=", text,
                                      re.MULTILINE)]
     assert not missing
+
+
+def test_a_new_policy_section_or_top_level_key_appears(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    (tmp_path / "docs_test_policy.py").write_text(
+        "def policy_from_mapping(data, source):\n"
+        "    top = Options(data, source=source)\n"
+        "    topology = top.optional_path(\"topology\")\n"
+        "    log = Options(top.table(\"log\"), source=source, prefix=\"log\")\n"
+        "    fmt = log.choice(\"format\", (\"text\", \"json\"), \"text\")\n"
+        "    return _more(log), topology, fmt\n\n"
+        "def _more(log):\n"
+        "    return log.boolean(\"secrets\", False)\n"
+        "Options = dict\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("docs_test_policy")
+    assert gen._section_receivers(module) == {"log": "log"}
+    keys = {k.name: k for k in gen.keys_of(module, "policy_from_mapping", "log")}
+    assert keys["format"].choices == ("text", "json")
+    assert keys["secrets"].default == "`false`"
+    top = [k.name for k in gen.keys_of(module, "policy_from_mapping", "top")]
+    assert top == ["topology", "log"]

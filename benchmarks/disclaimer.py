@@ -29,6 +29,7 @@ import tracemalloc
 from pathlib import Path
 
 from _corpus import corpus_dir, manifest
+from _results import Results, add_json_argument
 
 import mailroute
 
@@ -140,6 +141,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per message (best is kept)")
     parser.add_argument("--corpus", type=Path, help="corpus folder (generated when missing)")
+    add_json_argument(parser)
     args = parser.parse_args()
     altermime = shutil.which("altermime")
     if altermime is None:
@@ -171,6 +173,10 @@ def main() -> int:
                               altermime_rss(altermime, source, work_dir / "work.eml", work_dir)))
             else:
                 classes.setdefault(kind, []).append((ours, theirs, len(data), source.name))
+    results = Results("disclaimer")
+    series = ["mailroute", "alterMIME"]
+    medians = results.chart("Disclaimer insertion, median per message", "ms", series,
+                            lower_is_better=True)
     print(f"corpus: {len(entries)} messages in {folder}; best of {args.runs} runs each")
     print(f"{'class':<8}{'n':>5}{'mailroute ms':>15}{'altermime ms':>15}{'ratio':>8}"
           f"{'mailroute MB/s':>17}{'altermime MB/s':>17}")
@@ -184,6 +190,8 @@ def main() -> int:
         print(f"{kind:<8}{len(rows):>5}{ours_med * 1e3:>15.3f}{theirs_med * 1e3:>15.3f}"
               f"{theirs_med / ours_med:>7.1f}x{total / sum(r[0] for r in rows):>17.0f}"
               f"{total / sum(r[1] for r in rows):>17.0f}")
+        medians.append({"case": f"{kind} ({len(rows)} messages)",
+                        "values": {series[0]: ours_med * 1e3, series[1]: theirs_med * 1e3}})
         per_message = sorted((r[1] / r[0], r[3]) for r in rows)
         below = sum(1 for ratio, _ in per_message if ratio < 5)
         print(f"{'':<8}per-message ratio: min {per_message[0][0]:.1f}x ({per_message[0][1]}), "
@@ -197,8 +205,11 @@ def main() -> int:
               f"{(our_peak + size) / size:.2f}x), its RSS grows {our_rss / 1e6:.1f} MB "
               f"({our_rss / size:.2f}x) over reading the message; altermime RSS "
               f"{their_rss / 1e6:.1f} MB (it streams)")
+        medians.append({"case": f"large ({size / 1e6:.0f} MB)",
+                        "values": {series[0]: ours * 1e3, series[1]: theirs * 1e3}})
     if not large:
         print("large: none in this corpus (generated with --no-large?)")
+    results.write(args.json)
     return 0
 
 

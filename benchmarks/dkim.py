@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from _results import Results, add_json_argument
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -114,7 +115,12 @@ def main() -> None:
     """Print one table row per message, operation and implementation."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
+    add_json_argument(parser)
     args = parser.parse_args()
+    results = Results("dkim")
+    series = ["mailroute", "dkimpy", "opendkim -t"]
+    charts = {label: results.chart(f"DKIM, {label} message", "operations per second", series,
+                                   lower_is_better=False) for label in ("small", "1 MB")}
     if shutil.which("opendkim", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
         raise SystemExit("opendkim is not installed (scripts/setup-system)")
     folder = Path(tempfile.mkdtemp(prefix="dkim-bench-"))
@@ -192,8 +198,11 @@ def main() -> None:
             for op, ours, theirs, od in rows:
                 print(f"{label:8} {op:6} {name:8} {1 / ours:12.0f} {1 / theirs:10.0f} "
                       f"{1 / od:14.0f}")
+                charts[label].append({"case": f"{op} {name}", "values": {
+                    series[0]: 1 / ours, series[1]: 1 / theirs, series[2]: 1 / od}})
     arc_seal_row(rsa_key, rsa_traditional, args.runs)
     shutil.rmtree(folder)
+    results.write(args.json)
     sys.stdout.flush()
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _corpus import corpus_dir
+from _results import Results, add_json_argument
 
 from mailroute.mime import parse
 
@@ -60,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--corpus", type=Path, default=None)
+    add_json_argument(parser)
     args = parser.parse_args()
     folder = corpus_dir(args.corpus) if args.corpus else corpus_dir()
     path = folder / "large-000.eml"
@@ -79,6 +81,15 @@ def main() -> None:
           f"({theirs_m / size:.2f}x message)  byte-identical: {identical}")
     print(f"speed-up: {theirs_t / ours_t:.1f}x   memory ratio stdlib/mailroute: "
           f"{theirs_m / ours_m:.1f}x")
+    results = Results("identity")
+    series = ["mailroute", "stdlib email"]
+    results.chart(f"Parse and re-emit a {size / mib:.0f} MiB message", "ms", series,
+                  lower_is_better=True).append(
+        {"case": path.name, "values": {series[0]: ours_t * 1e3, series[1]: theirs_t * 1e3}})
+    results.chart(f"Peak memory, {size / mib:.0f} MiB message", "MiB", series,
+                  lower_is_better=True).append(
+        {"case": path.name, "values": {series[0]: ours_m / mib, series[1]: theirs_m / mib}})
+    results.write(args.json)
 
 
 if __name__ == "__main__":

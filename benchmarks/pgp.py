@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _results import Results, add_json_argument
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mailroute import Filter, Pipeline
@@ -135,7 +137,10 @@ def main() -> None:
     parser.add_argument("--large-messages", type=int, default=12,
                         help="1 MB messages per cell")
     parser.add_argument("--key", choices=("ed25519", "rsa2048"), default="ed25519")
+    add_json_argument(parser)
     args = parser.parse_args()
+    results = Results("pgp")
+    series = ["mailroute", "gpg"]
     with tempfile.TemporaryDirectory(prefix="mr-pgp-bench-") as folder:
         home, fpr = make_home(Path(folder), args.key)
         try:
@@ -147,6 +152,8 @@ def main() -> None:
                   f"{'gpg/s':>9} {'ratio':>6}")
             for label, raw, count in (("small", SMALL, args.messages),
                                       ("1MB", large_message(), args.large_messages)):
+                chart = results.chart(f"OpenPGP ({args.key}), {label} message",
+                                      "messages per second", series, lower_is_better=False)
                 entity = canonical_entity(parse(raw), seven_bit=True)
                 encrypted = through(PgpEncryptFilter(store), raw)(0)
                 assert isinstance(encrypted, bytes)
@@ -165,6 +172,10 @@ def main() -> None:
                         peer = rate(theirs, count, workers)
                         print(f"{name:<9} {label:<6} {workers:>7} {mine:>12.1f} {peer:>9.1f} "
                               f"{mine / peer:>6.2f}")
+                        chart.append({"case": f"{name}, {workers} worker"
+                                      + ("s" if workers > 1 else ""),
+                                      "values": {series[0]: mine, series[1]: peer}})
+            results.write(args.json)
         finally:
             subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False,
                            capture_output=True)

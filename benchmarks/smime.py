@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._corpus import corpus_dir, manifest
+from benchmarks._results import Results, add_json_argument
 from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.smime.pki import NOW, build_pki
 
@@ -116,12 +117,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--corpus", type=Path, default=None)
+    add_json_argument(parser)
     args = parser.parse_args()
     folder = corpus_dir(args.corpus) if args.corpus else corpus_dir()
     entries = manifest(folder)
     large = max((e for e in entries if e["category"] == "large"),
                 key=lambda e: int(str(e["bytes"])))
     small = next(e for e in entries if e["category"] == "plain")
+    results = Results("smime")
+    series = ["mailroute", "openssl"]
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         pki = build_pki(work / "pki")
@@ -132,11 +136,15 @@ def main() -> int:
             path = folder / str(entry["file"])
             data = path.read_bytes()
             print(f"# {entry['file']} ({len(data)} bytes), best of {args.runs} interleaved runs")
+            times = results.chart(f"S/MIME, {len(data) / 1e3:,.0f} kB message", "ms", series,
+                                  lower_is_better=True)
             sign = compare(SmimeSign(signer), data, [
                 "openssl", "smime", "-sign", "-in", str(path), "-signer", alice[0], "-inkey",
                 alice[1], "-certfile", str(pki.chain_path), "-out", str(work / "signed.eml")],
                 args.runs)
             print(row("sign", len(data), sign))
+            times.append({"case": "sign", "values": {series[0]: sign.ours * 1e3,
+                                                     series[1]: sign.theirs * 1e3}})
             measured: dict[str, Measured] = {}
             for cipher, flag in (("aes-256-cbc", "-aes256"), ("aes-256-gcm", "-aes-256-gcm")):
                 label = cipher.rsplit("-", 1)[1]
@@ -144,6 +152,8 @@ def main() -> int:
                     "openssl", "cms", "-encrypt", flag, "-in", str(path),
                     "-out", str(work / "encrypted-by-openssl.eml"), alice[0]], args.runs)
                 print(row(f"enc {label}", len(data), encrypt))
+                times.append({"case": f"encrypt {label}", "values": {
+                    series[0]: encrypt.ours * 1e3, series[1]: encrypt.theirs * 1e3}})
                 encrypted = work / "encrypted.eml"
                 encrypted.write_bytes(encrypt.output)
                 decrypt = compare(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),)),
@@ -153,6 +163,8 @@ def main() -> int:
                 back = parse(decrypt.output).without_header(FLAG_FIELD).to_bytes()
                 assert back == data, "decrypt did not give the input back"
                 print(row(f"dec {label}", len(encrypt.output), decrypt))
+                times.append({"case": f"decrypt {label}", "values": {
+                    series[0]: decrypt.ours * 1e3, series[1]: decrypt.theirs * 1e3}})
                 measured[label] = encrypt
             encrypt = measured["cbc"]  # the issue-5 target: AES-256-CBC against openssl -aes256
             both = (sign.ours + encrypt.ours) / (sign.theirs + encrypt.theirs)
@@ -160,6 +172,7 @@ def main() -> int:
             target = ("  (targets on this message: time <= 1.5x, peak <= 3x)"
                       if entry is large else "  (no target: fixed costs dominate)")
             print(f"sign+encrypt: time {both:.2f}x openssl, peak {peak:.2f}x the message{target}")
+    results.write(args.json)
     return 0
 
 

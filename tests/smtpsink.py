@@ -12,7 +12,7 @@ import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 
 @dataclass
@@ -31,7 +31,28 @@ class Transaction:
         return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
 
 
-class SmtpSink:
+class Background:
+    """A threaded TCP server on a free port of 127.0.0.1, serving while in a ``with`` block."""
+
+    def __init__(self, handler: type[socketserver.BaseRequestHandler]) -> None:
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler,
+                                                       bind_and_activate=True)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class SmtpSink(Background):
     """A threaded SMTP sink on 127.0.0.1."""
 
     def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
@@ -49,21 +70,7 @@ class SmtpSink:
             def handle(self) -> None:
                 sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
 
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler,
-                                                       bind_and_activate=True)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> SmtpSink:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler)
 
     @property
     def delivered(self) -> list[Transaction]:

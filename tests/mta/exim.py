@@ -73,6 +73,17 @@ def exim_root() -> Path | None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def daemon_settings(root: Path, ports: tuple[int, ...]) -> str:
+    """The main-section lines every test instance needs: its users, loopback ``ports``, and
+    spool, log and pid files under ``root``; no DNS or ident lookups of clients."""
+    return (f"exim_user = {EXIM_USER}\nexim_group = {EXIM_USER}\nnever_users = root\n"
+            f"keep_environment =\n"
+            f"daemon_smtp_ports = {' : '.join(str(p) for p in ports)}\n"
+            f"local_interfaces = 127.0.0.1\nspool_directory = {root}/spool\n"
+            f"log_file_path = {root}/log/%slog\npid_file_path = {root}/exim.pid\n"
+            f"host_lookup =\nrfc1413_hosts =\n")
+
+
 def exim_available() -> bool:
     """True when Exim can be run here (root, unshare, the packages, the Exim user)."""
     try:

@@ -25,7 +25,7 @@ from tests.mta.common import (
     pipe_policy,
     wait_until,
 )
-from tests.mta.exim import EximInstance, exim_available
+from tests.mta.exim import EximInstance, daemon_settings, exim_available
 from tests.smtpsink import SmtpSink, Transaction
 
 pytestmark = [
@@ -97,18 +97,8 @@ def world() -> Iterator[World]:
             loop_transport = (transport.replace("mailroute_pipe:", "mailroute_pipe_loop:")
                               .replace(f"127.0.0.1:{reinject}", f"127.0.0.1:{port}"))
             config = f"""
-exim_user = Debian-exim
-exim_group = Debian-exim
-never_users = root
-keep_environment =
+{daemon_settings(root, (port, reinject))}
 primary_hostname = mx.corp.example
-daemon_smtp_ports = {port} : {reinject}
-local_interfaces = 127.0.0.1
-spool_directory = {root}/spool
-log_file_path = {root}/log/%slog
-pid_file_path = {root}/exim.pid
-host_lookup =
-rfc1413_hosts =
 acl_smtp_rcpt = acl_check_rcpt
 message_size_limit = 50M
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 __all__ = [
     "Action",
@@ -61,10 +61,15 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A terminal decision of a filter: stop processing and tell the MTA ``action``."""
+    """A terminal decision of a filter: stop processing and tell the MTA ``action``.
+
+    ``trace`` is filled in by the pipeline: what each filter up to this one did, as
+    ``(filter name, result)`` pairs, the deciding filter last with the action as its result.
+    """
 
     action: Action
     reply: Reply
+    trace: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @classmethod
     def reject(cls, status: str = "5.7.1", text: str = "message refused by policy",

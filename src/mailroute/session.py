@@ -85,6 +85,8 @@ class Result:
         error: the error that stopped processing, if any.
         prepared: the item as prepared, before any filter ran (``None`` when preparing
             failed).
+        trace: what each filter did, as ``(filter name, result)`` pairs (see
+            :meth:`mailroute.pipeline.Pipeline.apply`); empty when no filter ran.
     """
 
     action: Action
@@ -93,6 +95,7 @@ class Result:
     item: MailItem | None = None
     error: MailrouteError | None = None
     prepared: MailItem | None = field(default=None, compare=False)
+    trace: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def reply(self) -> str:
@@ -135,13 +138,13 @@ def finish(prepared: MailItem, outcome: MailItem | Outcome, settings: SessionSet
     if isinstance(outcome, Outcome):
         keep = outcome.action is Action.QUARANTINE
         return Result(outcome.action, prepared.message.to_bytes() if keep else None,
-                      outcome.reply, prepared=prepared)
+                      outcome.reply, prepared=prepared, trace=outcome.trace)
     final = outcome
     if final.auth_results:
         value = format_auth_results(settings.authserv_id, final.auth_results)
         final = final.evolve(message=final.message.with_header("Authentication-Results", value))
     return Result(Action.ACCEPT, final.message.to_bytes(), ACCEPTED, item=final,
-                  prepared=prepared)
+                  prepared=prepared, trace=final.trace)
 
 
 def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,

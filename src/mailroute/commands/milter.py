@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from mailroute.commands.common import add_log_arguments, message_log_from_args
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="group of a unix socket (e.g. postfix)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="threads that run the policy (default: CPUs + 1, at most 8)")
+    add_log_arguments(parser, default="auto")
     parser.set_defaults(handler=run)
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, workers=args.workers)
     try:
         asyncio.run(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
-                          group=args.socket_group))
+                          group=args.socket_group, message_log=message_log_from_args(args)))
     except ConfigError as error:
         sys.stderr.write(f"4.3.5 configuration error: {error}\n")
         return ExitCode.CONFIG

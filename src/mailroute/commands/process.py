@@ -7,6 +7,7 @@ import argparse
 from mailroute.commands.common import (
     add_envelope_arguments,
     add_io_arguments,
+    add_log_arguments,
     report_config_error,
     run_pipeline_command,
 )
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="the policy file")
     add_io_arguments(parser)
     add_envelope_arguments(parser)
+    add_log_arguments(parser, default="none")
     parser.set_defaults(handler=run)
 
 

@@ -22,7 +22,7 @@ from mailroute.item import Direction, Envelope, Filter
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import Message, parse
 from mailroute.pipeline import Pipeline
-from mailroute.policy import build_filter
+from mailroute.policy import build_filter, load_policy
 from mailroute.results import Reply
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "add_io_arguments",
     "add_log_arguments",
     "envelope_from_args",
+    "load_policy_or_report",
     "message_log_from_args",
     "open_input",
     "options_from_args",
@@ -207,6 +208,14 @@ def run_pipeline_command(args: argparse.Namespace, pipeline: Pipeline) -> int:
         return run_pipe(pipeline, stream, sys.stdout.buffer, sys.stderr,
                         envelope=envelope_from_args(args), out_path=args.out_file,
                         log_to=log_to)
+
+
+def load_policy_or_report(path: str | Path) -> Pipeline | ExitCode:
+    """The policy at ``path``, or 78 after printing its configuration error."""
+    try:
+        return load_policy(path)
+    except ConfigError as error:
+        return ExitCode(report_config_error(error))
 
 
 def report_config_error(error: ConfigError) -> int:

@@ -16,11 +16,13 @@ import sys
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import Reinjector, parse_reinject
 from mailroute.adapters.transport import TransportRun, run_pipe_transport
-from mailroute.commands.common import add_log_arguments, message_log_from_args, report_config_error
-from mailroute.errors import ConfigError
+from mailroute.commands.common import (
+    add_log_arguments,
+    load_policy_or_report,
+    message_log_from_args,
+)
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Direction, Envelope
-from mailroute.policy import load_policy
 
 __all__ = ["register", "reinject_type"]
 
@@ -85,10 +87,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"mailroute: {exc}\n")
         return ExitCode.USAGE
-    try:
-        pipeline = load_policy(args.config)
-    except ConfigError as error:
-        return report_config_error(error)
+    pipeline = load_policy_or_report(args.config)
+    if isinstance(pipeline, ExitCode):
+        return pipeline
     quarantine = (QuarantineStore(pipeline.quarantine_dir)
                   if pipeline.quarantine_dir is not None else None)
     transport = TransportRun(envelope=envelope, reinjector=args.reinject,

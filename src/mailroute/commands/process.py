@@ -8,11 +8,10 @@ from mailroute.commands.common import (
     add_envelope_arguments,
     add_io_arguments,
     add_log_arguments,
-    report_config_error,
+    load_policy_or_report,
     run_pipeline_command,
 )
-from mailroute.errors import ConfigError
-from mailroute.policy import load_policy
+from mailroute.exitcodes import ExitCode
 
 __all__ = ["register"]
 
@@ -34,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Load the policy and run it over the input."""
-    try:
-        pipeline = load_policy(args.config)
-    except ConfigError as error:
-        return report_config_error(error)
+    pipeline = load_policy_or_report(args.config)
+    if isinstance(pipeline, ExitCode):
+        return pipeline
     return run_pipeline_command(args, pipeline)

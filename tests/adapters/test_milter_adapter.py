@@ -230,7 +230,7 @@ def test_cli_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad = tmp_path / "bad.toml"
     bad.write_text("[[pipeline]]\nfilter = 'no-such-filter'\n")
     assert main(["milter", "--config", str(bad), "--socket", "unix:/nonexistent/x"]) == 78
-    assert capsys.readouterr().err.startswith("4.3.5 configuration error")
+    assert capsys.readouterr().err.startswith("mailroute milter: configuration error")
     (tmp_path / "file").write_text("not a socket")
     assert main(["milter", "--config", str(policy), "--socket",
                  f"unix:{tmp_path / 'file'}"]) == 78

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailroute.adapters.messagelog import MessageLog, record_for
 from mailroute.adapters.milter_map import (
@@ -43,6 +44,9 @@ from mailroute.pipeline import Pipeline
 from mailroute.protocols import milter as pm
 from mailroute.results import Reply
 from mailroute.session import Result
+
+if TYPE_CHECKING:
+    from mailroute.adapters.metrics import Metrics
 
 __all__ = ["MilterServer", "MilterSettings", "SocketSpec", "parse_socket", "serve"]
 
@@ -158,9 +162,11 @@ class MilterConnectionHandler:
             pass
         except pm.MilterProtocolError as error:
             log.warning("milter protocol error, closing: %s", error)
+            self.server.count_error("protocol")
         except Exception:
             reference = secrets.token_hex(6)
             log.exception("milter connection failed, reference %s", reference)
+            self.server.count_error("internal")
             await self._tempfail_owed()
         finally:
             self.writer.close()
@@ -300,8 +306,9 @@ class MilterConnectionHandler:
         server = self.server
 
         def work() -> list[pm.Action]:
-            result: Result = server.pipeline.process(data, envelope)
-            actions = result_actions(result, hidden_above=hidden)
+            with server.working():
+                result: Result = server.pipeline.process(data, envelope)
+                actions = result_actions(result, hidden_above=hidden)
             server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
                           started=started)
             return actions
@@ -312,6 +319,7 @@ class MilterConnectionHandler:
             except Exception:
                 reference = secrets.token_hex(6)
                 log.exception("processing failed, reference %s", reference)
+                self.server.count_error("internal")
                 self.server.record(None, envelope, data, queue_id=queue_id, sasl_user=sasl,
                                    started=started, reply=INTERNAL_REPLY)
                 return [INTERNAL_TEMPFAIL]
@@ -326,11 +334,14 @@ class MilterServer:
     """The listening milter: one task per connection, a thread pool for the policy."""
 
     def __init__(self, pipeline: Pipeline, settings: MilterSettings | None = None, *,
-                 message_log: MessageLog | None = None) -> None:
+                 message_log: MessageLog | None = None, metrics: Metrics | None = None) -> None:
         self.pipeline = pipeline
         self.settings = settings or MilterSettings()
         self.message_log = message_log or MessageLog()
+        self.metrics = metrics
         self.pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="milter")
+        if metrics is not None:  # messages waiting for a worker thread
+            metrics.track_size("workers", lambda: max(0, self.in_flight - self.settings.workers))
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
         self.handlers: set[MilterConnectionHandler] = set()
@@ -342,9 +353,21 @@ class MilterServer:
                reply: Reply | None = None) -> None:
         """Write the message's log line (``reply`` when the adapter decided, not the policy)."""
         verdict = None if reply is None else ("reject" if reply.code >= 500 else "tempfail")
-        self.message_log.write(record_for(
-            result, envelope, data=data, verdict=verdict, reply=reply, queue_id=queue_id,
-            sasl_user=sasl_user, duration=time.monotonic() - started))
+        record = record_for(result, envelope, data=data, verdict=verdict, reply=reply,
+                            queue_id=queue_id, sasl_user=sasl_user,
+                            duration=time.monotonic() - started)
+        self.message_log.write(record)
+        if self.metrics is not None:
+            self.metrics.observe(record)
+
+    def count_error(self, kind: str) -> None:
+        """Count a failure in the metrics, if any."""
+        if self.metrics is not None:
+            self.metrics.error(kind)
+
+    def working(self) -> contextlib.AbstractContextManager[None]:
+        """A block during which a message counts as in flight in the metrics."""
+        return self.metrics.in_flight() if self.metrics is not None else contextlib.nullcontext()
 
     @property
     def busy(self) -> bool:
@@ -366,6 +389,7 @@ class MilterServer:
                 if now >= deadline:
                     log.warning("policy took longer than %ss: tempfail",
                                 settings.processing_timeout)
+                    self.count_error("timeout")
                     return [INTERNAL_TEMPFAIL]
                 if handler.aborted:
                     raise _Closed
@@ -382,6 +406,7 @@ class MilterServer:
         except Exception:
             reference = secrets.token_hex(6)
             log.exception("processing failed, reference %s", reference)
+            self.count_error("internal")
             return [INTERNAL_TEMPFAIL]
         finally:
             self.in_flight -= 1
@@ -462,9 +487,9 @@ def _remove_stale_socket(path: Path) -> None:
 async def serve(pipeline: Pipeline, spec: SocketSpec, *, settings: MilterSettings | None = None,
                 mode: int | None = None, group: str | None = None,
                 ready: Callable[[], None] | None = None,
-                message_log: MessageLog | None = None) -> None:
+                message_log: MessageLog | None = None, metrics: Metrics | None = None) -> None:
     """Run the milter until SIGTERM or SIGINT; returns after a graceful shutdown."""
-    server = MilterServer(pipeline, settings, message_log=message_log)
+    server = MilterServer(pipeline, settings, message_log=message_log, metrics=metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -219,7 +219,13 @@ def load_policy_or_report(path: str | Path) -> Pipeline | ExitCode:
 
 
 def report_config_error(error: ConfigError) -> int:
-    """Print a configuration error and return 78 (EX_CONFIG)."""
+    """Print a configuration error and return 78 (EX_CONFIG).
+
+    The line starts with ``4.3.5`` on purpose: Postfix maps exit 78 to ``5.3.5`` (a bounce,
+    ``sys_exits.c``), and a leading enhanced status code overrides the exit code in
+    ``pipe(8)``, so a broken policy defers mail instead of bouncing it. Commands no MTA runs
+    (``milter``, ``check``) print their errors without it.
+    """
     sys.stderr.write(f"4.3.5 configuration error: {error}\n")
     return ExitCode.CONFIG
 

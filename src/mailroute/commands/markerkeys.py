@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mailroute.commands.common import report_config_error, unix_time, write_stdout_text
+from mailroute.commands.common import unix_time, write_stdout_text
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 from mailroute.marker.keyfile import (
@@ -101,7 +101,7 @@ def run_keygen(args: argparse.Namespace) -> int:
                             kid=args.kid)
         write_key_file(args.key_file, keys)
     except ConfigError as error:
-        return report_config_error(error)
+        return _config_error(error)
     sys.stderr.write(f"wrote {args.key_file}: tag {keys.tag}, key {keys.keys[0].kid} signs "
                      f"from {iso(keys.keys[0].not_before)}\n")
     return ExitCode.OK
@@ -117,7 +117,7 @@ def run_rotate(args: argparse.Namespace) -> int:
         after = rotate(before, now=_clock(args), keep=args.keep, kid=args.kid)
         write_key_file(args.key_file, after, replace=True)
     except ConfigError as error:
-        return report_config_error(error)
+        return _config_error(error)
     new = after.keys[-1]
     dropped = sorted({k.kid for k in before.keys} - {k.kid for k in after.keys})
     sys.stderr.write(f"rotated {args.key_file}: key {new.kid} signs from {iso(new.not_before)}"
@@ -131,7 +131,7 @@ def run_status(args: argparse.Namespace) -> int:
     try:
         keys = read_key_file(args.key_file)
     except ConfigError as error:
-        return report_config_error(error)
+        return _config_error(error)
     states = key_states(keys, now)
     signing = next((s.kid for s in states if s.state == "signing"), None)
     if args.json:
@@ -155,6 +155,12 @@ def run_status(args: argparse.Namespace) -> int:
                          "(run mailroute marker rotate)\n")
         return ExitCode.NEGATIVE
     return ExitCode.OK
+
+
+def _config_error(error: ConfigError) -> int:
+    """``error: FILE: message``, as ``mailroute check`` writes it (no MTA runs these)."""
+    sys.stderr.write(f"error: {error}\n")
+    return ExitCode.CONFIG
 
 
 def _or_none(seconds: float | None) -> str | None:

@@ -133,12 +133,12 @@ class Pipeline:
                 log.info("filter %s decided %s (%s)", step.name, result.action, result.reply)
                 nested = result.trace[len(item.trace):]
                 steps.extend(nested or ((step.name, str(result.action)),))
-                return replace(result, trace=base + tuple(steps))
+                return Outcome(result.action, result.reply, base + tuple(steps))
             nested = result.trace[len(item.trace):]
             steps.extend(nested or (
                 (step.name, "unchanged" if result.message is item.message else "changed"),))
             item = result
-        return replace(item, trace=base + tuple(steps)) if steps else item
+        return item.with_trace(base + tuple(steps)) if steps else item
 
     @property
     def session_settings(self) -> SessionSettings:

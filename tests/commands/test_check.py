@@ -83,8 +83,9 @@ def test_certificates_expired_are_errors_and_expiring_soon_warnings(
     assert line.startswith(f"warning: {soon.cert_path}: pipeline[0].cert: certificate "
                            "CN=soon,O=Mailroute Test expires on ")
     assert line.endswith(("(in 9 days)", "(in 10 days)"))
-    # --warn-days 5: no longer a warning
+    # --warn-days 5: no longer a warning; --errors-only: listed, exit 0
     assert _check(capsys, "--config", str(policy), "--warn-days", "5") == (0, [])
+    assert _check(capsys, "--config", str(policy), "--errors-only") == (0, [line])
     policy.write_text('[[pipeline]]\nfilter = "smime-verify"\n'
                       f'trust = ["{pki.root.cert_path}", "{pki.expired.cert_path}"]\n')
     code, lines = _check(capsys, "--config", str(policy))

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--warn-days", type=int, default=30, metavar="DAYS",
                         help="warn about certificates and marker keys that expire within "
                              "DAYS (default 30)")
+    parser.add_argument("--errors-only", action="store_true",
+                        help="warnings are still listed but exit 0 (for a service's "
+                             "ExecStartPre: only errors stop the start)")
     parser.add_argument("--now", type=unix_time, metavar="UNIX_TIME",
                         help="check as of this time instead of now (for tests)")
     parser.set_defaults(handler=run)
@@ -59,4 +62,4 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.CONFIG
     write_stdout_text(f"{args.config}: ok" + (f", {warnings} warning(s)" if warnings else "")
                       + "\n")
-    return ExitCode.NEGATIVE if warnings else ExitCode.OK
+    return ExitCode.NEGATIVE if warnings and not args.errors_only else ExitCode.OK

@@ -10,14 +10,14 @@ standard output and the verdict in the exit code.
 from __future__ import annotations
 
 import argparse
-import base64
-import difflib
-import os
-import secrets
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
+
+from mailroute.dryrun import message_diff
+from mailroute.marker.keyfile import new_key_file, write_key_file
 
 HERE = Path(__file__).resolve().parent
 EXIT_MEANING = {0: "accepted", 1: "negative", 65: "rejected: malformed (5.6.0)",
@@ -25,17 +25,14 @@ EXIT_MEANING = {0: "accepted", 1: "negative", 65: "rejected: malformed (5.6.0)",
 
 
 def ensure_marker_keys(policy: Path) -> None:
-    """Create the demo's marker key file with a fresh secret, mode 0600, if it is missing."""
+    """Create the demo's marker key file with a fresh secret, mode 0600, if it is missing
+    (what `mailroute marker keygen` does)."""
     path = policy.parent / "run" / "marker-keys.toml"
     if path.exists():
         return
     path.parent.mkdir(exist_ok=True)
-    secret = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    text = (f'tag = "g7k2qd"\norg_id = "example.net"\n\n[[key]]\nid = "demo1"\n'
-            f'secret = "{secret}"\n')
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(text)
+    write_key_file(path, new_key_file(tag="g7k2qd", org_id="example.net", now=time.time(),
+                                      kid="demo1"))
 
 
 def show(name: str, before: bytes, after: bytes, code: int, stderr: str) -> None:
@@ -46,10 +43,8 @@ def show(name: str, before: bytes, after: bytes, code: int, stderr: str) -> None
         print(f"    {label}: {line}")
     if code != 0:
         return
-    diff = list(difflib.unified_diff(
-        before.decode("utf-8", "replace").splitlines(),
-        after.decode("utf-8", "replace").splitlines(), "in", "out", lineterm="", n=1))
-    print("\n".join("    " + line for line in diff[2:]) if diff else "    (unchanged)")
+    diff = message_diff(before, after)
+    print("\n".join("    " + line for line in diff) if diff else "    (unchanged)")
 
 
 def main() -> int:

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline",),
     ("policy",),
     ("adapters",),
-    ("__init__", "testing"),                                # the public surface
+    ("__init__", "testing", "dryrun", "check"),             # the public surface
     ("commands", "cli", "__main__"),
 )
 ENGINES = frozenset(LAYERS[3])

@@ -77,6 +77,27 @@ def test_a_pipeline_is_a_filter() -> None:
     assert b"X-Tag: inner\r\nX-Tag: outer\r\n" in result.data
 
 
+@dataclass(frozen=True)
+class Look:
+    name: str = "look"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem:
+        return item.annotate("looked", "yes")
+
+
+def test_the_trace_says_what_each_filter_did_in_order() -> None:
+    inbound_only = Conditional(Tag("in"), Condition(directions=frozenset({Direction.INBOUND})))
+    inner = Pipeline(filters=(Look(), Tag("inner")), name="inner")
+    result = Pipeline(filters=(Tag("1"), inbound_only, inner, Look())).process(
+        MESSAGE, Envelope(direction="outbound"))
+    assert result.trace == (("tag", "changed"), ("tag", "skipped"), ("look", "unchanged"),
+                            ("tag", "changed"), ("look", "unchanged"))
+    stopped = Pipeline(filters=(Look(), Pipeline(filters=(Stop(Outcome.discard()),)),
+                                Tag("never"))).process(MESSAGE)
+    assert stopped.trace == (("look", "unchanged"), ("stop", "discard"))
+    assert Pipeline().process(MESSAGE).trace == ()
+
+
 def test_malformed_input_is_rejected_with_5_6_0() -> None:
     result = Pipeline().process(b"From: a\r\nFrom: b\r\n\r\nx")
     assert result.action is Action.REJECT

@@ -25,12 +25,17 @@ log = logging.getLogger("mailroute")
 #: command -> (the module that registers it, its one-line help as that module gives it).
 COMMANDS: dict[str, tuple[str, str]] = {
     "process": ("mailroute.commands.process", "run a policy over one message (stdin to stdout)"),
+    "try": ("mailroute.commands.dryrun",
+            "show what a policy would do to a message (verdict, reply, diff)"),
+    "check": ("mailroute.commands.check",
+              "check a policy, its key and certificate files, and its topology"),
     "pipe": ("mailroute.commands.pipe", "the Postfix pipe(8) / Exim pipe transport adapter"),
     "quarantine": ("mailroute.commands.quarantine",
                    "list, release or delete quarantined messages"),
     "disclaimer": ("mailroute.commands.disclaimer",
                    "insert a disclaimer (HTML into HTML parts, text into text parts)"),
-    "marker": ("mailroute.commands.marker", "set or verify the HMAC loop marker header"),
+    "marker": ("mailroute.commands.marker",
+               "set or verify the HMAC loop marker header; make, rotate and list its keys"),
     "smime": ("mailroute.commands.smime", "S/MIME sign, encrypt, decrypt, verify"),
     "keys": ("mailroute.commands.keys",
              "the key directory: import, list, show, pin, trust, hold, release, remove, "

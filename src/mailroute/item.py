@@ -91,7 +91,9 @@ class MailItem:
     """One message in flight: envelope, MIME tree, and annotations left by filters.
 
     ``annotations`` are free-form facts one filter leaves for a later one (for example the
-    marker verdict); ``auth_results`` are collected into one Authentication-Results field.
+    marker verdict); ``auth_results`` are collected into one Authentication-Results field;
+    ``trace`` is what each filter of a pipeline did, as ``(filter name, result)`` pairs
+    (``changed``, ``unchanged``, ``skipped``), for the per-message log line.
     Items are immutable; use :meth:`evolve` to derive a changed one.
     """
 
@@ -99,10 +101,18 @@ class MailItem:
     message: Message
     annotations: tuple[tuple[str, str], ...] = ()
     auth_results: tuple[AuthResult, ...] = field(default=())
+    trace: tuple[tuple[str, str], ...] = ()
 
     def evolve(self, **changes: object) -> MailItem:
         """Return a copy with ``changes`` applied (as :func:`dataclasses.replace`)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_trace(self, trace: tuple[tuple[str, str], ...]) -> MailItem:
+        """Return a copy with ``trace`` (built directly: a tenth of the cost of
+        :meth:`evolve`, and the pipeline calls it for every message)."""
+        return MailItem(envelope=self.envelope, message=self.message,
+                        annotations=self.annotations, auth_results=self.auth_results,
+                        trace=trace)
 
     def annotate(self, key: str, value: str) -> MailItem:
         """Return a copy with one more annotation (a later value for a key wins)."""

@@ -112,14 +112,34 @@ class Pipeline:
             strip_own_auth_results=bool(self.filters)))
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
-        """Run every filter in order; stop at the first outcome."""
+        """Run every filter in order; stop at the first outcome.
+
+        What each filter did is appended to the item's (or the outcome's) ``trace``:
+        ``skipped`` (its condition did not match), ``unchanged``, ``changed`` (the message
+        differs), or the action of the outcome it returned. A nested pipeline's entries
+        stand for it.
+        """
+        base = item.trace
+        steps: list[tuple[str, str]] = []
         for step in self.filters:
-            result = step.apply(item, ctx)
+            if isinstance(step, Conditional):
+                if not step.condition.matches_item(item):
+                    steps.append((step.name, "skipped"))
+                    continue
+                result = step.inner.apply(item, ctx)
+            else:
+                result = step.apply(item, ctx)
             if isinstance(result, Outcome):
                 log.info("filter %s decided %s (%s)", step.name, result.action, result.reply)
-                return result
+                nested = result.trace[len(item.trace):]
+                steps.extend(nested or ((step.name, str(result.action)),))
+                return Outcome(result.action, result.reply, result.split, result.notify,
+                               base + tuple(steps))
+            nested = result.trace[len(item.trace):]
+            steps.extend(nested or (
+                (step.name, "unchanged" if result.message is item.message else "changed"),))
             item = result
-        return item
+        return item.with_trace(base + tuple(steps)) if steps else item
 
     @property
     def session_settings(self) -> SessionSettings:

@@ -9,6 +9,8 @@ must call ``options.finish()``.
 
 Layout (an empty file is a valid policy with no filters)::
 
+    topology = "topology.toml"   # optional: shared values come from the topology file
+
     [limits]                # optional; any field of mailroute.Limits
     max_message_size = 52428800
 
@@ -46,6 +48,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError
@@ -55,12 +58,30 @@ from mailroute.limits import Limits
 from mailroute.mime.scan import AmbiguityPolicy
 from mailroute.pipeline import Condition, Conditional, Pipeline
 
-__all__ = ["FILTERS", "FilterBuilder", "build_filter", "load_policy", "policy_from_mapping"]
+if TYPE_CHECKING:
+    from mailroute.routing.topology import Topology
+
+__all__ = ["FILTERS", "TOPOLOGY_OPTIONS", "FilterBuilder", "build_filter", "load_policy",
+           "policy_from_mapping", "topology_value"]
 
 FilterBuilder = Callable[[Options], Filter]
 
-_TOP_LEVEL = {"limits", "parser", "gateway", "pipeline", "crypto"}
+_TOP_LEVEL = {"topology", "limits", "parser", "gateway", "pipeline", "crypto"}
 _CRYPTO_FILTERS = ("encrypt-by-policy", "sign-by-policy", "harvest-keys")
+#: What a policy naming its topology takes from it when a filter does not set it:
+#: option -> path into the topology (docs/configuration.md "Values from the topology").
+TOPOLOGY_OPTIONS: dict[str, dict[str, str]] = {
+    "marker-verify": {
+        "field": "gateway.marker.header", "max_age": "gateway.marker.max_age_s",
+        "max_future_skew": "gateway.marker.max_future_skew_s",
+        "loop_window": "gateway.loop_window_s", "tenant_id": "tenant.tenant_id",
+        "max_received": "gateway.max_received", "processed_limit": "gateway.processed_limit",
+        "processed_ttl": "gateway.processed_cache_ttl_s",
+        "strip_ms_headers": "gateway.strip_ms_headers", "bypass_header": "gateway.bypass_header",
+    },
+    "marker-set": {"field": "gateway.marker.header",
+                   "processed_ttl": "gateway.processed_cache_ttl_s"},
+}
 
 
 # name -> (module, builder function, extra that provides its dependencies)
@@ -117,6 +138,7 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
                         base_dir: Path | None = None) -> Pipeline:
     """Build a pipeline from already-parsed policy data (see :func:`load_policy`)."""
     top = Options(data, source=source, base_dir=base_dir)
+    topology = _topology(top)
     limits = _limits(Options(top.table("limits"), source=source, prefix="limits"))
     parser = Options(top.table("parser"), source=source, prefix="parser")
     on_ambiguity = AmbiguityPolicy(parser.choice("on_ambiguity", ("reject", "record"),
@@ -126,7 +148,8 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
     authserv_id = gateway.string("authserv_id", "mailroute")
     if not re.fullmatch(r"[A-Za-z0-9.-]+", authserv_id):
         raise gateway.error("authserv_id", "must be a host name")
-    internal = frozenset(d.lower() for d in gateway.string_list("internal_domains"))
+    internal = frozenset(d.lower() for d in gateway.string_list(
+        "internal_domains", topology.org_domains if topology is not None else ()))
     processed, quarantine_dir = _state(gateway)
     state_dir = gateway.optional_path("state_dir")
     gateway.finish()
@@ -139,14 +162,18 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
         prefix = f"pipeline[{index}]"
         if not isinstance(entry, Mapping):
             raise ConfigError("must be a table", source=source, key=prefix)
-        options = Options({k: v for k, v in entry.items() if k != "when"}, source=source,
-                          prefix=prefix, base_dir=base_dir,
+        values = {k: v for k, v in entry.items() if k != "when"}
+        if topology is not None:
+            values = {**_inherited(topology, values.get("filter")), **values}
+        options = Options(values, source=source, prefix=prefix, base_dir=base_dir,
                           inherited={"authserv_id": authserv_id})
         name = options.string("filter")
         if name in _CRYPTO_FILTERS and not keys:
             raise options.error("filter", f"filter {name!r} needs a [crypto] section")
         step = build_filter(name, options)
         options.finish()
+        if topology is not None:
+            _check_tag(step, topology, options)
         if "when" in entry:
             when = entry["when"]
             if not isinstance(when, Mapping):
@@ -161,6 +188,43 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
                     quarantine_dir=quarantine_dir)
 
 
+def _topology(top: Options) -> Topology | None:
+    """The topology the policy names (``topology = "FILE"``), loaded and validated."""
+    if not top.has("topology"):
+        return None
+    from mailroute.routing.load import load_topology  # only for policies that name one
+
+    path = top.path("topology")
+    try:
+        return load_topology(path)
+    except ConfigError as exc:
+        raise top.error("topology", str(exc)) from exc
+
+
+def topology_value(topology: Topology, path: str) -> object:
+    """The value at dotted ``path`` (``gateway.marker.tag``) of a topology."""
+    value: object = topology
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _inherited(topology: Topology, name: object) -> dict[str, object]:
+    wanted = TOPOLOGY_OPTIONS.get(name, {}) if isinstance(name, str) else {}
+    values = {option: topology_value(topology, path) for option, path in wanted.items()}
+    return {option: value for option, value in values.items() if value is not None}
+
+
+def _check_tag(step: Filter, topology: Topology, options: Options) -> None:
+    """A marker key file's tag must be the topology's: Exchange rules match that tag."""
+    ring = getattr(step, "ring", None)
+    tag = getattr(ring, "tag", None)
+    if tag is not None and tag != topology.gateway.marker.tag:
+        raise options.error("key_file", f"the key file's tag {tag!r} is not the topology's "
+                                        f"[gateway.marker] tag "
+                                        f"{topology.gateway.marker.tag!r}")
+
+
 def build_filter(name: str, options: Options) -> Filter:
     """Build filter ``name`` from ``options``.
 
@@ -169,7 +233,8 @@ def build_filter(name: str, options: Options) -> Filter:
     """
     entry = FILTERS.get(name)
     if entry is None:
-        raise options.error("filter", f"unknown filter {name!r}")
+        raise options.error("filter", f"unknown filter {name!r}; the filters are "
+                                      f"{', '.join(sorted(FILTERS))}")
     module_name, function, extra = entry
     try:
         module = importlib.import_module(module_name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 __all__ = [
     "Action",
@@ -68,12 +68,15 @@ class Outcome:
     temporary failure the outcome carries, so nothing leaves with the wrong treatment.
     ``notify`` (only with :meth:`quarantine`) is a text for the sender: an adapter that
     quarantines the message also sends him a notification with it.
+    ``trace`` is filled in by the pipeline: what each filter up to this one did, as
+    ``(filter name, result)`` pairs, the deciding filter last with the action as its result.
     """
 
     action: Action
     reply: Reply
     split: tuple[tuple[str, ...], ...] = ()
     notify: str = ""
+    trace: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @classmethod
     def split_by(cls, groups: tuple[tuple[str, ...], ...],

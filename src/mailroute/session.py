@@ -89,6 +89,8 @@ class Result:
             (:meth:`~mailroute.results.Outcome.split_by`; ``action`` is then ``tempfail``).
         notify: with ``quarantine``, a text the sender is to be told (see
             :class:`~mailroute.results.Outcome`).
+        trace: what each filter did, as ``(filter name, result)`` pairs (see
+            :meth:`mailroute.pipeline.Pipeline.apply`); empty when no filter ran.
     """
 
     action: Action
@@ -99,6 +101,7 @@ class Result:
     prepared: MailItem | None = field(default=None, compare=False)
     split: tuple[tuple[str, ...], ...] = ()
     notify: str = ""
+    trace: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def reply(self) -> str:
@@ -142,13 +145,13 @@ def finish(prepared: MailItem, outcome: MailItem | Outcome, settings: SessionSet
         keep = outcome.action is Action.QUARANTINE
         return Result(outcome.action, prepared.message.to_bytes() if keep else None,
                       outcome.reply, prepared=prepared, split=outcome.split,
-                      notify=outcome.notify)
+                      notify=outcome.notify, trace=outcome.trace)
     final = outcome
     if final.auth_results:
         value = format_auth_results(settings.authserv_id, final.auth_results)
         final = final.evolve(message=final.message.with_header("Authentication-Results", value))
     return Result(Action.ACCEPT, final.message.to_bytes(), ACCEPTED, item=final,
-                  prepared=prepared)
+                  prepared=prepared, trace=final.trace)
 
 
 def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,

@@ -245,8 +245,62 @@ def test_cli_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad = tmp_path / "bad.toml"
     bad.write_text("[[pipeline]]\nfilter = 'no-such-filter'\n")
     assert main(["milter", "--config", str(bad), "--socket", "unix:/nonexistent/x"]) == 78
-    assert capsys.readouterr().err.startswith("4.3.5 configuration error")
+    assert capsys.readouterr().err.startswith("mailroute milter: configuration error")
     (tmp_path / "file").write_text("not a socket")
     assert main(["milter", "--config", str(policy), "--socket",
                  f"unix:{tmp_path / 'file'}"]) == 78
     assert (tmp_path / "file").read_text() == "not a socket"
+
+
+def test_one_log_line_per_message_with_queue_id_and_sasl_user(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The MTA's {i} and {auth_authen} macros reach the message log line, verdict first."""
+    import json
+    import logging
+
+    from mailroute.adapters.messagelog import MESSAGE_LOG, MessageLog
+
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        server = MilterServer(Pipeline(filters=(Slow(0.0),)), MilterSettings(workers=1),
+                              message_log=MessageLog("json"))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        assert (await mta.packet())[0] == b"O"
+        await mta.send(pkt(b"C", b"client\x004\x00\x19192.0.2.1\x00"), pkt(b"H", b"x\x00"),
+                       pkt(b"D", b"Mi\x004F2A1\x00{auth_authen}\x00anna\x00"),
+                       pkt(b"M", b"<a@corp.example>\x00"))
+        assert (await mta.packet())[0] == b"c"
+        await mta.send(pkt(b"R", b"<b@partner.example>\x00"), pkt(b"R", b"<c@partner.example>\x00"),
+                       pkt(b"L", b"Message-ID\x00 <x1@corp.example>\x00"), pkt(b"N"),
+                       pkt(b"B", b"hi\r\n"), pkt(b"E"))
+        got = await mta.until_final()
+        await mta.close()
+        await server.stop()
+        return got
+
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        got = asyncio.run(scenario())
+    assert got[-1][0] == b"a"
+    [line] = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
+    document = json.loads(line)
+    assert list(document)[:4] == ["verdict", "code", "status", "reply"]
+    assert (document["verdict"], document["queue_id"], document["sasl_user"],
+            document["message_id"], document["sender"], document["recipients"],
+            document["client"], document["filters"]) == (
+        "accept", "4F2A1", "anna", "<x1@corp.example>", "a@corp.example", 2, "192.0.2.1",
+        [{"name": "slow", "result": "changed"}])
+    assert document["exit"] is None
+
+
+def test_a_message_over_the_limit_is_logged_as_rejected(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from mailroute.adapters.messagelog import MESSAGE_LOG
+
+    server = MilterServer(Pipeline(limits=Limits(max_message_size=1000)),
+                          MilterSettings(workers=1))
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        one_message(server, tmp_path / "m.sock", b"x" * 2000)
+    [line] = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
+    assert line.startswith("reject 5.3.4 message too big; queue_id=- ")

@@ -8,7 +8,9 @@ Policy: marker-verify (the test name as the Exchange return path), disclaimer, m
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -65,7 +67,8 @@ class Rig:
         with (self.root / "milter.log").open("ab") as log:
             self.milter = subprocess.Popen(
                 [*MAILROUTE, "-v", "milter", "--config", str(self.policy), "--socket",
-                 f"unix:{self.socket}", "--socket-mode", "0660", "--socket-group", "postfix"],
+                 f"unix:{self.socket}", "--socket-mode", "0660", "--socket-group", "postfix",
+                 "--log", "stderr", "--log-format", "json"],
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not self.socket.exists():
@@ -186,6 +189,32 @@ def test_disclaimer_arrives_once_and_headers_survive(rig: Rig, sink: SinkServer)
     assert lines[0].startswith(b"Received: from ")
     first_after = next(line for line in lines[1:] if not line[:1].isspace())
     assert first_after.startswith(b"X-Mailroute-Mark: ")
+
+
+def test_the_log_line_has_postfix_queue_id_and_each_filter(rig: Rig, sink: SinkServer) -> None:
+    message_id = f"<{uuid.uuid4().hex}@corp.example>"
+    send(rig, build_message(sender="alice@corp.example", to="bob@partner.example",
+                            message_id=message_id))
+    [delivered] = sink.wait_for(1)
+    found = re.search(rb"\(Postfix\) with E?SMTPS? id ([0-9A-Za-z]+)", delivered.data)
+    assert found, delivered.data[:400]
+    queue_id = found.group(1).decode()
+    deadline = time.monotonic() + 10
+    while True:   # the line is written after the reply, so it may follow the delivery
+        records = [json.loads(line.removeprefix("mailroute: ")) for line
+                   in (rig.root / "milter.log").read_text().splitlines()
+                   if line.startswith("mailroute: {")]
+        mine = [r for r in records if r["message_id"] == message_id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    [record] = mine
+    assert (record["verdict"], record["status"], record["queue_id"], record["sender"],
+            record["recipients"]) == ("accept", "2.0.0", queue_id, "alice@corp.example", 1)
+    assert [f["name"] for f in record["filters"]] == ["marker-verify", "disclaimer",
+                                                       "marker-set"]
+    assert record["filters"][1]["result"] == "changed"
+    assert record["client"] == "127.0.0.1"
 
 
 def test_disclaimer_not_added_twice_on_a_second_pass(rig: Rig, sink: SinkServer) -> None:

@@ -24,16 +24,29 @@ import secrets
 import signal
 import socket
 import stat
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mailroute.adapters.milter_map import INTERNAL_TEMPFAIL, MessageFacts, result_actions
+from mailroute.adapters.messagelog import MessageLog, record_for
+from mailroute.adapters.milter_map import (
+    INTERNAL_REPLY,
+    INTERNAL_TEMPFAIL,
+    MessageFacts,
+    result_actions,
+)
 from mailroute.errors import ConfigError
+from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
 from mailroute.protocols import milter as pm
+from mailroute.results import Reply
 from mailroute.session import Result
+
+if TYPE_CHECKING:
+    from mailroute.adapters.metrics import Metrics
 
 __all__ = ["MilterServer", "MilterSettings", "SocketSpec", "parse_socket", "serve"]
 
@@ -58,7 +71,8 @@ WANTED_MACROS: tuple[tuple[int, bytes], ...] = (
     (pm.Stage.EOM, b"i"),
 )
 SHUTTING_DOWN = pm.ReplyCode(421, "4.3.2", ("mail filter shutting down, try again later",))
-TOO_BIG = pm.ReplyCode(552, "5.3.4", ("message too big",))
+TOO_BIG_REPLY = Reply(552, "5.3.4", "message too big")
+TOO_BIG = pm.ReplyCode(TOO_BIG_REPLY.code, TOO_BIG_REPLY.status, (TOO_BIG_REPLY.text,))
 READ_SIZE = 256 * 1024
 
 
@@ -148,9 +162,11 @@ class MilterConnectionHandler:
             pass
         except pm.MilterProtocolError as error:
             log.warning("milter protocol error, closing: %s", error)
+            self.server.count_error("protocol")
         except Exception:
             reference = secrets.token_hex(6)
             log.exception("milter connection failed, reference %s", reference)
+            self.server.count_error("internal")
             await self._tempfail_owed()
         finally:
             self.writer.close()
@@ -278,21 +294,27 @@ class MilterConnectionHandler:
 
     async def _end_of_message(self) -> list[pm.Action]:
         self.in_message = False
+        started = time.monotonic()
+        facts = self.facts
+        queue_id = facts.queue_id if facts.queue_id != "-" else None
+        sasl = facts.macros.get(b"{auth_authen}", b"").decode("utf-8", "replace") or None
         if self.size + 2 > self._limit():
             self._reset_message()
+            self.server.record(None, facts.envelope(), b"", queue_id=queue_id, sasl_user=sasl,
+                               started=started, reply=TOO_BIG_REPLY)
             return [TOO_BIG]
-        data, envelope = self.message_bytes(), self.facts.envelope()
-        queue_id = self.facts.queue_id
-        sasl = self.facts.macros.get(b"{auth_authen}", b"").decode("utf-8", "replace")
+        data, envelope = self.message_bytes(), facts.envelope()
         self._reset_message()
         hidden = self.server.settings.hidden_above
-        pipeline = self.server.pipeline
+        server = self.server
 
         def work() -> list[pm.Action]:
-            result: Result = pipeline.process(data, envelope)
-            log.info("queue id %s%s: %s", queue_id, f" sasl_username={sasl!r}" if sasl else "",
-                     result.reply)
-            return result_actions(result, hidden_above=hidden)
+            with server.working():
+                result: Result = server.pipeline.process(data, envelope)
+                actions = result_actions(result, hidden_above=hidden)
+            server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
+                          started=started)
+            return actions
 
         if len(data) <= self.server.settings.inline_size:
             try:  # a small message costs less than the hand-off to a thread
@@ -300,22 +322,55 @@ class MilterConnectionHandler:
             except Exception:
                 reference = secrets.token_hex(6)
                 log.exception("processing failed, reference %s", reference)
+                self.server.count_error("internal")
+                self.server.record(None, envelope, data, queue_id=queue_id, sasl_user=sasl,
+                                   started=started, reply=INTERNAL_REPLY)
                 return [INTERNAL_TEMPFAIL]
-        return await self.server.run_with_progress(work, self)
+        actions = await self.server.run_with_progress(work, self)
+        if actions == [INTERNAL_TEMPFAIL]:
+            self.server.record(None, envelope, data, queue_id=queue_id, sasl_user=sasl,
+                               started=started, reply=INTERNAL_REPLY)
+        return actions
 
 
 class MilterServer:
     """The listening milter: one task per connection, a thread pool for the policy."""
 
-    def __init__(self, pipeline: Pipeline, settings: MilterSettings | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, settings: MilterSettings | None = None, *,
+                 message_log: MessageLog | None = None, metrics: Metrics | None = None) -> None:
         self.pipeline = pipeline
         self.settings = settings or MilterSettings()
+        self.message_log = message_log or MessageLog()
+        self.metrics = metrics
         self.pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="milter")
+        if metrics is not None:  # messages waiting for a worker thread
+            metrics.track_size("workers", lambda: max(0, self.in_flight - self.settings.workers))
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
         self.handlers: set[MilterConnectionHandler] = set()
         self.in_flight = 0
         self._servers: list[asyncio.AbstractServer] = []
+
+    def record(self, result: Result | None, envelope: Envelope, data: bytes, *,
+               queue_id: str | None, sasl_user: str | None, started: float,
+               reply: Reply | None = None) -> None:
+        """Write the message's log line (``reply`` when the adapter decided, not the policy)."""
+        verdict = None if reply is None else ("reject" if reply.code >= 500 else "tempfail")
+        record = record_for(result, envelope, data=data, verdict=verdict, reply=reply,
+                            queue_id=queue_id, sasl_user=sasl_user,
+                            duration=time.monotonic() - started)
+        self.message_log.write(record)
+        if self.metrics is not None:
+            self.metrics.observe(record)
+
+    def count_error(self, kind: str) -> None:
+        """Count a failure in the metrics, if any."""
+        if self.metrics is not None:
+            self.metrics.error(kind)
+
+    def working(self) -> contextlib.AbstractContextManager[None]:
+        """A block during which a message counts as in flight in the metrics."""
+        return self.metrics.in_flight() if self.metrics is not None else contextlib.nullcontext()
 
     @property
     def busy(self) -> bool:
@@ -337,6 +392,7 @@ class MilterServer:
                 if now >= deadline:
                     log.warning("policy took longer than %ss: tempfail",
                                 settings.processing_timeout)
+                    self.count_error("timeout")
                     return [INTERNAL_TEMPFAIL]
                 if handler.aborted:
                     raise _Closed
@@ -353,6 +409,7 @@ class MilterServer:
         except Exception:
             reference = secrets.token_hex(6)
             log.exception("processing failed, reference %s", reference)
+            self.count_error("internal")
             return [INTERNAL_TEMPFAIL]
         finally:
             self.in_flight -= 1
@@ -432,9 +489,10 @@ def _remove_stale_socket(path: Path) -> None:
 
 async def serve(pipeline: Pipeline, spec: SocketSpec, *, settings: MilterSettings | None = None,
                 mode: int | None = None, group: str | None = None,
-                ready: Callable[[], None] | None = None) -> None:
+                ready: Callable[[], None] | None = None,
+                message_log: MessageLog | None = None, metrics: Metrics | None = None) -> None:
     """Run the milter until SIGTERM or SIGINT; returns after a graceful shutdown."""
-    server = MilterServer(pipeline, settings)
+    server = MilterServer(pipeline, settings, message_log=message_log, metrics=metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

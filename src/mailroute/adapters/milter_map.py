@@ -27,6 +27,7 @@ from mailroute.results import Reply
 from mailroute.session import Result
 
 __all__ = [
+    "INTERNAL_REPLY",
     "INTERNAL_TEMPFAIL",
     "MessageFacts",
     "edit_actions",
@@ -36,7 +37,8 @@ __all__ = [
 ]
 
 #: The answer to every internal failure: the MTA keeps the message and retries.
-INTERNAL_TEMPFAIL = ReplyCode(451, "4.3.0", ("temporary local problem, try again later",))
+INTERNAL_REPLY = Reply(451, "4.3.0", "temporary local problem, try again later")
+INTERNAL_TEMPFAIL = ReplyCode(INTERNAL_REPLY.code, INTERNAL_REPLY.status, (INTERNAL_REPLY.text,))
 _CN = re.compile(r"(?:^|[/,]\s*)CN=([^/,]+)")
 
 

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from mailroute.adapters.messagelog import MessageLog, record_for
 from mailroute.adapters.output import write_all, write_file_atomically
 from mailroute.errors import MessageError, OutputError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
-from mailroute.results import Action
+from mailroute.results import Action, Reply
 from mailroute.session import Result
 
-__all__ = ["PipeOutcome", "exit_code_for", "read_bounded", "report_internal_error", "run_pipe",
-           "write_output"]
+__all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "read_bounded", "report_internal_error",
+           "run_pipe", "write_output"]
 
 log = logging.getLogger("mailroute.pipe")
 
@@ -63,47 +65,85 @@ def write_output(data: bytes, stdout: BinaryIO, out_path: Path | None) -> None:
         write_file_atomically(out_path, data)
 
 
-def report_internal_error(stderr: TextIO, what: str) -> None:
+def report_internal_error(stderr: TextIO, what: str) -> Reply:
     """The status line of an unexpected exception, then (with ``-v`` only) its traceback.
 
     Call from an ``except`` block. The status line comes first because Postfix pipe(8) reads
-    the first line; the traceback is logged at INFO, which only ``-v`` shows.
+    the first line; the traceback is logged at INFO, which only ``-v`` shows. Returns the
+    reply written.
     """
     reference = os.urandom(6).hex()
-    stderr.write(f"4.3.0 internal error, reference {reference}\n")
+    reply = Reply(451, "4.3.0", f"internal error, reference {reference}")
+    stderr.write(f"{reply.status} {reply.text}\n")
     stderr.flush()
     log.info("%s failed, reference %s", what, reference, exc_info=True)
+    return reply
+
+
+@dataclass(frozen=True, slots=True)
+class PipeLog:
+    """Where ``run_pipe`` writes its one line per message, and the facts only the caller
+    knows (the MTA's queue id, the SASL user)."""
+
+    message_log: MessageLog
+    queue_id: str | None = None
+    sasl_user: str | None = None
 
 
 def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO, *,
-             envelope: Envelope | None = None, out_path: Path | None = None) -> ExitCode:
+             envelope: Envelope | None = None, out_path: Path | None = None,
+             log_to: PipeLog | None = None) -> ExitCode:
     """Run ``pipeline`` once over the message on ``stdin``. Never raises.
+
+    With ``log_to``, one line per message goes to its message log after the status line.
 
     Returns:
         0 accepted (message on ``stdout``) or discarded (nothing written), 65 malformed or
         over a limit, 69 refused by policy, 75 temporary failure or quarantine (the MTA keeps
         the message).
     """
+    started = time.monotonic()
+    envelope = envelope or Envelope()
+    result: Result | None = None
+    data = b""
     try:
-        data = read_bounded(stdin, pipeline.limits.max_message_size)
-        if data is None:
-            stderr.write(f"5.3.4 message larger than {pipeline.limits.max_message_size} bytes\n")
-            return ExitCode.DATAERR
+        read = read_bounded(stdin, pipeline.limits.max_message_size)
+        if read is None:
+            reply = Reply(552, "5.3.4",
+                          f"message larger than {pipeline.limits.max_message_size} bytes")
+            stderr.write(f"{reply.status} {reply.text}\n")
+            return _logged(log_to, ExitCode.DATAERR, None, envelope, data, started, reply)
+        data = read
         result = pipeline.process(data, envelope)
         code = exit_code_for(result)
+        reply, verdict = result.smtp_reply, None
         if result.action is Action.ACCEPT and result.data is not None:
             write_output(result.data, stdout, out_path)
         elif result.action is Action.DISCARD:
-            stderr.write(f"{result.smtp_reply.status} {result.smtp_reply.text}\n")
+            stderr.write(f"{reply.status} {reply.text}\n")
         else:
-            status = result.smtp_reply.status
             if result.action is Action.QUARANTINE:
-                status, code = "4.7.0", ExitCode.TEMPFAIL
-            stderr.write(f"{status} {result.smtp_reply.text}\n")
-        return code
+                reply, code = Reply(451, "4.7.0", reply.text), ExitCode.TEMPFAIL
+                verdict = "quarantine-deferred"
+            stderr.write(f"{reply.status} {reply.text}\n")
+        return _logged(log_to, code, result, envelope, data, started, reply, verdict)
     except OutputError as error:  # a short write, broken pipe, full disk: the MTA retries
         stderr.write(f"{error.reply.status} {error}\n")
-        return ExitCode.TEMPFAIL
+        return _logged(log_to, ExitCode.TEMPFAIL, result, envelope, data, started, error.reply,
+                       "accept-deferred")
     except Exception:  # noqa: BLE001 - never crash the MTA's pipe: tempfail instead
-        report_internal_error(stderr, "pipe adapter")
-        return ExitCode.TEMPFAIL
+        reply = report_internal_error(stderr, "pipe adapter")
+        return _logged(log_to, ExitCode.TEMPFAIL, None, envelope, data, started, reply,
+                       "tempfail")
+
+
+def _logged(log_to: PipeLog | None, code: ExitCode, result: Result | None, envelope: Envelope,
+            data: bytes, started: float, reply: Reply, verdict: str | None = None) -> ExitCode:
+    if log_to is not None:
+        if verdict is None and result is None:
+            verdict = "reject" if reply.code >= 500 else "tempfail"
+        log_to.message_log.write(record_for(
+            result, envelope, data=data, verdict=verdict, reply=reply,
+            queue_id=log_to.queue_id, sasl_user=log_to.sasl_user,
+            duration=time.monotonic() - started, exit_code=int(code)))
+    return code

@@ -19,21 +19,21 @@ on the decision itself:
   (:mod:`mailroute.adapters.notify`), from the null sender.
 
 Every unexpected error is exit 75, so the MTA keeps the message. Nothing is written to
-standard output. One log line per message goes to the ``mailroute.pipe.messages`` logger:
-the verdict and reply first, then the queue id, Message-ID, sender, recipient count and
-direction.
+standard output. One log line per message goes to the message log
+(:mod:`mailroute.adapters.messagelog`): the verdict and reply first, then the queue id,
+Message-ID, sender, recipient count, direction, exit code, filters and duration.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, TextIO
 
+from mailroute.adapters.messagelog import MESSAGE_LOG, MessageLog, record_for
 from mailroute.adapters.notify import held_notification
 from mailroute.adapters.pipe import exit_code_for, read_bounded
 from mailroute.adapters.quarantine import QuarantineStore
@@ -42,15 +42,12 @@ from mailroute.errors import MailrouteError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
-from mailroute.results import Action
+from mailroute.results import Action, Reply
 from mailroute.session import Result
 
 __all__ = ["MESSAGE_LOG", "TransportRun", "run_pipe_transport"]
 
-MESSAGE_LOG = "mailroute.pipe.messages"
 log = logging.getLogger("mailroute.pipe")
-message_log = logging.getLogger(MESSAGE_LOG)
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,55 +59,61 @@ class TransportRun:
     queue_id: str | None = None
     quarantine: QuarantineStore | None = None
     clock: Callable[[], float] = time.time
+    message_log: MessageLog = field(default_factory=MessageLog)
+    sasl_user: str | None = None
 
 
 def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
                        run: TransportRun) -> ExitCode:
     """Filter the message on ``stdin`` and act on the decision. Never raises."""
     data = b""
+    started = time.monotonic()
     try:
         run = replace(run, envelope=_with_direction(pipeline, run.envelope))
         data_or_none = read_bounded(stdin, pipeline.limits.max_message_size)
         if data_or_none is None:
-            line = f"5.3.4 message larger than {pipeline.limits.max_message_size} bytes"
-            return _finish(stderr, ExitCode.DATAERR, line, "reject", run, None, data)
+            reply = Reply(552, "5.3.4",
+                          f"message larger than {pipeline.limits.max_message_size} bytes")
+            return _finish(stderr, ExitCode.DATAERR, reply, "reject", run, None, data, started)
         data = data_or_none
         result = pipeline.process(data, run.envelope)
         if result.split:
-            return _act_split(pipeline, result, data, stderr, run)
-        return _act(result, data, stderr, run)
+            return _act_split(pipeline, result, data, stderr, run, started)
+        return _act(result, data, stderr, run, started)
     except Exception:  # never crash the MTA's pipe: tempfail instead
         reference = secrets.token_hex(6)
         log.exception("pipe transport failed, reference %s", reference)
-        line = f"4.3.0 internal error, reference {reference}"
-        return _finish(stderr, ExitCode.TEMPFAIL, line, "tempfail", run, None, data)
+        reply = Reply(451, "4.3.0", f"internal error, reference {reference}")
+        return _finish(stderr, ExitCode.TEMPFAIL, reply, "tempfail", run, None, data, started)
 
 
-def _act(result: Result, data: bytes, stderr: TextIO, run: TransportRun) -> ExitCode:
+def _act(result: Result, data: bytes, stderr: TextIO, run: TransportRun,
+         started: float) -> ExitCode:
     reply = result.smtp_reply
-    verdict = f"{result.action}"
     if result.action is Action.ACCEPT and result.data is not None:
         handon = run.reinjector.deliver(result.data, run.envelope.mail_from,
                                         run.envelope.rcpt_to)
         if handon.ok:
-            return _finish(stderr, ExitCode.OK, f"2.0.0 handed on: {handon.detail}",
-                           "accept", run, result, data, quiet=True)
+            return _finish(stderr, ExitCode.OK, Reply(250, "2.0.0", f"handed on: {handon.detail}"),
+                           "accept", run, result, data, started, quiet=True)
         if handon.status is HandOnStatus.PERMANENT:
-            return _finish(stderr, ExitCode.UNAVAILABLE, f"5.3.0 next hop refused the "
-                           f"message: {handon.detail}", "accept-refused", run, result, data)
-        return _finish(stderr, ExitCode.TEMPFAIL, f"4.3.0 hand-on failed: {handon.detail}",
-                       "accept-deferred", run, result, data)
+            refused = Reply(554, "5.3.0", f"next hop refused the message: {handon.detail}")
+            return _finish(stderr, ExitCode.UNAVAILABLE, refused, "accept-refused", run, result,
+                           data, started)
+        return _finish(stderr, ExitCode.TEMPFAIL,
+                       Reply(451, "4.3.0", f"hand-on failed: {handon.detail}"),
+                       "accept-deferred", run, result, data, started)
     if result.action is Action.DISCARD:
-        return _finish(stderr, ExitCode.OK, f"{reply.status} {reply.text}", verdict, run,
-                       result, data, quiet=True)
+        return _finish(stderr, ExitCode.OK, reply, str(result.action), run, result, data,
+                       started, quiet=True)
     if result.action is Action.QUARANTINE:
-        return _quarantine(result, data, stderr, run)
-    return _finish(stderr, exit_code_for(result), f"{reply.status} {reply.text}", verdict,
-                   run, result, data)
+        return _quarantine(result, data, stderr, run, started)
+    return _finish(stderr, exit_code_for(result), reply, str(result.action), run, result, data,
+                   started)
 
 
 def _act_split(pipeline: Pipeline, result: Result, data: bytes, stderr: TextIO,
-               run: TransportRun) -> ExitCode:
+               run: TransportRun, started: float) -> ExitCode:
     """A filter asked for one copy per group of recipients (the encryption policy does when
     recipients need different treatment): run the policy once per group and hand every copy
     on, but only when every group was accepted; otherwise the first other decision stands
@@ -119,14 +122,14 @@ def _act_split(pipeline: Pipeline, result: Result, data: bytes, stderr: TextIO,
     groups = result.split
     recipients = run.envelope.rcpt_to
     if (len(groups) < 2 or sorted(r for g in groups for r in g) != sorted(recipients)):
-        return _act(result, data, stderr, run)  # not a partition of the envelope: tempfail
+        return _act(result, data, stderr, run, started)  # not a partition: tempfail
     copies: list[tuple[tuple[str, ...], Result]] = []
     for group in groups:
         part = pipeline.process(data, replace(run.envelope, rcpt_to=group))
         if part.split:
-            return _act(result, data, stderr, run)  # no second split: tempfail
+            return _act(result, data, stderr, run, started)  # no second split: tempfail
         if part.action not in (Action.ACCEPT, Action.DISCARD):
-            return _act(part, data, stderr, run)
+            return _act(part, data, stderr, run, started)
         copies.append((group, part))
     sent = 0
     for group, part in copies:
@@ -135,44 +138,48 @@ def _act_split(pipeline: Pipeline, result: Result, data: bytes, stderr: TextIO,
         handon = run.reinjector.deliver(part.data, run.envelope.mail_from, group)
         if not handon.ok:
             if sent == 0 and handon.status is HandOnStatus.PERMANENT:
-                return _finish(stderr, ExitCode.UNAVAILABLE, f"5.3.0 next hop refused the "
-                               f"message: {handon.detail}", "accept-refused", run, part, data)
-            return _finish(stderr, ExitCode.TEMPFAIL, f"4.3.0 hand-on failed after {sent} of "
-                           f"{len(copies)} copies: {handon.detail}", "accept-deferred", run,
-                           part, data)
+                refused = Reply(554, "5.3.0", f"next hop refused the message: {handon.detail}")
+                return _finish(stderr, ExitCode.UNAVAILABLE, refused, "accept-refused", run,
+                               part, data, started)
+            deferred = Reply(451, "4.3.0", f"hand-on failed after {sent} of {len(copies)} "
+                                           f"copies: {handon.detail}")
+            return _finish(stderr, ExitCode.TEMPFAIL, deferred, "accept-deferred", run, part,
+                           data, started)
         sent += 1
-    return _finish(stderr, ExitCode.OK, f"2.0.0 handed on in {sent} copies", "accept-split",
-                   run, copies[0][1], data, quiet=True)
+    return _finish(stderr, ExitCode.OK, Reply(250, "2.0.0", f"handed on in {sent} copies"),
+                   "accept-split", run, copies[0][1], data, started, quiet=True)
 
 
-def _quarantine(result: Result, data: bytes, stderr: TextIO, run: TransportRun) -> ExitCode:
+def _quarantine(result: Result, data: bytes, stderr: TextIO, run: TransportRun,
+                started: float) -> ExitCode:
     reply = result.smtp_reply
     if run.quarantine is None:
-        return _finish(stderr, ExitCode.TEMPFAIL, f"4.7.0 {reply.text} (no quarantine "
-                       f"configured: [gateway] quarantine_dir)", "quarantine-deferred", run,
-                       result, data)
+        deferred = Reply(451, "4.7.0", f"{reply.text} (no quarantine configured: [gateway] "
+                                       "quarantine_dir)")
+        return _finish(stderr, ExitCode.TEMPFAIL, deferred, "quarantine-deferred", run, result,
+                       data, started)
     try:
         entry = run.quarantine.store(result.data or data, sender=run.envelope.mail_from,
                                      recipients=run.envelope.rcpt_to, reply=str(reply),
                                      queue_id=run.queue_id, now=run.clock())
     except MailrouteError as error:
-        return _finish(stderr, ExitCode.TEMPFAIL, f"{error.reply.status} {error.reply.text}",
-                       "quarantine-deferred", run, result, data)
+        return _finish(stderr, ExitCode.TEMPFAIL, error.reply, "quarantine-deferred", run,
+                       result, data, started)
     if result.notify and run.envelope.mail_from:
         _notify(result, entry, run)
-    return _finish(stderr, ExitCode.OK, f"{reply.status} {reply.text}; quarantined as {entry}",
-                   "quarantine", run, result, data, quiet=True)
+    return _finish(stderr, ExitCode.OK, reply.with_text(f"{reply.text}; quarantined as {entry}"),
+                   "quarantine", run, result, data, started, quiet=True)
 
 
 def _notify(result: Result, entry: str, run: TransportRun) -> None:
     """Tell the sender his message is held; a failure is logged, the message stays held."""
     subject = ""
-    field = result.prepared.message.headers.get("Subject") if result.prepared else None
-    if field is not None:
+    found = result.prepared.message.headers.get("Subject") if result.prepared else None
+    if found is not None:
         try:
-            subject = field.decoded()
+            subject = found.decoded()
         except MailrouteError:
-            subject = field.value
+            subject = found.value
     try:
         notice = held_notification(sender=run.envelope.mail_from, subject=subject,
                                    recipients=run.envelope.rcpt_to, reason=result.notify,
@@ -185,34 +192,17 @@ def _notify(result: Result, entry: str, run: TransportRun) -> None:
         log.warning("notification for quarantined %s not handed on: %s", entry, handon.detail)
 
 
-def _finish(stderr: TextIO, code: ExitCode, line: str, verdict: str, run: TransportRun,
-            result: Result | None, data: bytes, *, quiet: bool = False) -> ExitCode:
+def _finish(stderr: TextIO, code: ExitCode, reply: Reply, verdict: str, run: TransportRun,
+            result: Result | None, data: bytes, started: float, *,
+            quiet: bool = False) -> ExitCode:
     """Status line first on standard error (unless exit 0), then the one log line."""
     if not quiet:
-        stderr.write(line + "\n")
+        stderr.write(f"{reply.status} {reply.text}\n")
         stderr.flush()
-    envelope = run.envelope
-    message_log.info("%s %s; queue_id=%s message_id=%s sender=<%s> recipients=%d "
-                     "direction=%s exit=%d", verdict, line, run.queue_id or "-",
-                     _message_id(result, data), envelope.mail_from, len(envelope.rcpt_to),
-                     _direction(result, envelope), int(code))
+    run.message_log.write(record_for(
+        result, run.envelope, data=data, verdict=verdict, reply=reply, queue_id=run.queue_id,
+        sasl_user=run.sasl_user, duration=time.monotonic() - started, exit_code=int(code)))
     return code
-
-
-def _message_id(result: Result | None, data: bytes) -> str:
-    item = result.prepared if result is not None else None
-    if item is not None:
-        value = item.message.headers.value("Message-ID")
-        return _one_line(value) if value else "-"
-    head = data.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
-    found = _MESSAGE_ID.search(head)
-    return _one_line(found.group(1).decode("ascii", "replace")) if found else "-"
-
-
-def _direction(result: Result | None, envelope: Envelope) -> str:
-    item = result.prepared if result is not None else None
-    direction = item.envelope.direction if item is not None else envelope.direction
-    return direction.value if direction is not None else "-"
 
 
 def _with_direction(pipeline: Pipeline, envelope: Envelope) -> Envelope:
@@ -221,7 +211,3 @@ def _with_direction(pipeline: Pipeline, envelope: Envelope) -> Envelope:
     if envelope.direction is not None:
         return envelope
     return replace(envelope, direction=pipeline.derive_direction(envelope))
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:200] or "-"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import logging.handlers
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
+from mailroute.adapters.messagelog import LOG_FORMATS, MESSAGE_LOG, MessageLog
 from mailroute.adapters.output import write_stdout_text
-from mailroute.adapters.pipe import read_bounded, run_pipe
+from mailroute.adapters.pipe import PipeLog, read_bounded, run_pipe
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, MessageError
 from mailroute.exitcodes import ExitCode
@@ -18,13 +22,17 @@ from mailroute.item import Direction, Envelope, Filter
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import Message, parse
 from mailroute.pipeline import Pipeline
-from mailroute.policy import build_filter
+from mailroute.policy import build_filter, load_policy
 from mailroute.results import Reply
 
 __all__ = [
+    "SYSLOG_SOCKET",
     "add_envelope_arguments",
     "add_io_arguments",
+    "add_log_arguments",
     "envelope_from_args",
+    "load_policy_or_report",
+    "message_log_from_args",
     "open_input",
     "options_from_args",
     "read_message",
@@ -35,6 +43,9 @@ __all__ = [
     "write_status",
     "write_stdout_text",
 ]
+
+SYSLOG_SOCKET = "/dev/log"
+LOG_TARGETS = ("auto", "syslog", "stderr", "none")
 
 
 def unix_time(text: str) -> float:
@@ -70,6 +81,69 @@ def add_envelope_arguments(parser: argparse.ArgumentParser) -> None:
                        help="inbound, outbound or internal (derived from the policy if omitted)")
     group.add_argument("--helo", metavar="NAME",
                        help="the client's HELO/EHLO name (SPF checks it for the null sender)")
+    group.add_argument("--sasl-user", metavar="NAME",
+                       help="the authenticated SASL user (for the log line)")
+    group.add_argument("--queue-id", metavar="ID", help="the MTA's queue id (for the log line)")
+
+
+def add_log_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """``--log`` (where the per-message line goes) and ``--log-format`` (text or JSON)."""
+    parser.add_argument("--log", choices=LOG_TARGETS, default=default,
+                        help="where the one log line per message goes: syslog (facility mail), "
+                             "stderr (after the status line), none, or auto (syslog when "
+                             f"{SYSLOG_SOCKET} exists, else stderr); default {default}")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text (key=value, for syslog) or json (one object per line); "
+                             "see docs/logging.md")
+
+
+#: The handler installed last, replaced by the next configuration (tests run many commands).
+_installed: list[logging.Handler] = []
+
+
+def message_log_from_args(args: argparse.Namespace) -> MessageLog:
+    """Send the message log where ``--log`` says, formatted as ``--log-format`` says."""
+    logger = logging.getLogger(MESSAGE_LOG)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    while _installed:
+        old = _installed.pop()
+        logger.removeHandler(old)
+        old.close()
+    handler = _message_handler(args.log)
+    _installed.append(handler)
+    logger.addHandler(handler)
+    return MessageLog(args.log_format, logger)
+
+
+def _message_handler(target: str) -> logging.Handler:
+    if target == "auto":
+        target = "syslog" if os.path.exists(SYSLOG_SOCKET) else "stderr"
+    if target == "none":
+        return logging.NullHandler()
+    if target == "syslog":
+        try:
+            handler: logging.Handler = logging.handlers.SysLogHandler(
+                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+            handler.setFormatter(logging.Formatter("mailroute[%(process)d]: %(message)s"))
+            return handler
+        except OSError:  # no syslog listening: the line must not be lost either
+            pass
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("mailroute: %(message)s"))
+    return handler
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is written, not when configured."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
 
 
 def envelope_from_args(args: argparse.Namespace) -> Envelope:
@@ -128,12 +202,31 @@ def run_pipeline_command(args: argparse.Namespace, pipeline: Pipeline) -> int:
     if isinstance(stream, ExitCode):
         return stream
     with stream:
+        log_to = None
+        if getattr(args, "log", "none") != "none":
+            log_to = PipeLog(message_log_from_args(args), queue_id=args.queue_id or None,
+                             sasl_user=args.sasl_user or None)
         return run_pipe(pipeline, stream, sys.stdout.buffer, sys.stderr,
-                        envelope=envelope_from_args(args), out_path=args.out_file)
+                        envelope=envelope_from_args(args), out_path=args.out_file,
+                        log_to=log_to)
+
+
+def load_policy_or_report(path: str | Path) -> Pipeline | ExitCode:
+    """The policy at ``path``, or 78 after printing its configuration error."""
+    try:
+        return load_policy(path)
+    except ConfigError as error:
+        return ExitCode(report_config_error(error))
 
 
 def report_config_error(error: ConfigError) -> int:
-    """Print a configuration error and return 78 (EX_CONFIG)."""
+    """Print a configuration error and return 78 (EX_CONFIG).
+
+    The line starts with ``4.3.5`` on purpose: Postfix maps exit 78 to ``5.3.5`` (a bounce,
+    ``sys_exits.c``), and a leading enhanced status code overrides the exit code in
+    ``pipe(8)``, so a broken policy defers mail instead of bouncing it. Commands no MTA runs
+    (``milter``, ``check``) print their errors without it.
+    """
     sys.stderr.write(f"4.3.5 configuration error: {error}\n")
     return ExitCode.CONFIG
 

@@ -1,4 +1,5 @@
-"""``mailroute marker set`` and ``mailroute marker verify`` (CLI.md).
+"""``mailroute marker set`` and ``mailroute marker verify`` (CLI.md); ``keygen``, ``rotate``
+and ``status`` live in :mod:`mailroute.commands.markerkeys`.
 
 ``set`` runs the ``marker-set`` filter over one message; ``verify`` reports the verdict of
 the message's marker (exit 0 only for ``valid-fresh`` and ``valid-stale``, 1 otherwise).
@@ -22,6 +23,7 @@ from mailroute.commands.common import (
     unix_time,
     write_stdout_text,
 )
+from mailroute.commands.markerkeys import register_key_actions
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 from mailroute.filters.marker import field_option, ring_option, windows_option
@@ -40,7 +42,7 @@ _VERIFY_OPTIONS = ("key_file", "field", "max_age", "loop_window", "max_future_sk
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``marker set`` and ``marker verify``."""
     parser = subparsers.add_parser(
-        "marker", help="set or verify the HMAC loop marker header",
+        "marker", help="set or verify the HMAC loop marker header; make, rotate and list its keys",
         description="The HMAC loop marker (X-Mailroute-Mark) that tells Exchange Online rules "
                     "and the gateway that a message has been processed. See docs/marker.md.")
     actions = parser.add_subparsers(dest="marker_command", metavar="ACTION", required=True)
@@ -78,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verifier.add_argument("--in", dest="in_file", metavar="FILE", type=Path,
                           help="read the message from FILE instead of standard input")
     verifier.set_defaults(handler=run_verify)
+    register_key_actions(actions)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mailroute.commands.common import add_log_arguments, message_log_from_args
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from mailroute.adapters.metrics import Metrics
 
 __all__ = ["register"]
 
@@ -39,11 +45,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="group of a unix socket (e.g. postfix)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="threads that run the policy (default: CPUs + 1, at most 8)")
+    add_log_arguments(parser, default="auto")
+    parser.add_argument("--metrics", metavar="HOST:PORT",
+                        help="export Prometheus metrics on http://HOST:PORT/metrics (needs "
+                             "mailroute[metrics]); e.g. 127.0.0.1:9188")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the policy and serve until SIGTERM."""
+    """Load the policy and serve until SIGTERM.
+
+    Start-up problems are written as ``mailroute milter: ...`` (no SMTP status code: no MTA
+    reads this output; systemd's journal does).
+    """
     from dataclasses import replace
 
     from mailroute.adapters.milter import MilterSettings, parse_socket, serve
@@ -51,27 +65,68 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         spec = parse_socket(args.socket)
+        listen = _metrics_address(args.metrics)
     except ValueError as error:
-        sys.stderr.write(f"mailroute milter: {error}\n")
-        return ExitCode.USAGE
+        return _fail(ExitCode.USAGE, str(error))
+    if args.workers is not None and args.workers < 1:
+        return _fail(ExitCode.USAGE, "--workers must be at least 1")
     try:
         pipeline = load_policy(args.config)
     except ConfigError as error:
-        sys.stderr.write(f"4.3.5 configuration error: {error}\n")
-        return ExitCode.CONFIG
+        return _fail(ExitCode.CONFIG, f"configuration error: {error}")
     settings = MilterSettings()
     if args.workers is not None:
-        if args.workers < 1:
-            sys.stderr.write("mailroute milter: --workers must be at least 1\n")
-            return ExitCode.USAGE
         settings = replace(settings, workers=args.workers)
+    metrics = None
+    if listen is not None:
+        started = _start_metrics(listen, pipeline.quarantine_dir)
+        if isinstance(started, ExitCode):
+            return started
+        metrics = started
     try:
         asyncio.run(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
-                          group=args.socket_group))
+                          group=args.socket_group, message_log=message_log_from_args(args),
+                          metrics=metrics))
     except ConfigError as error:
-        sys.stderr.write(f"4.3.5 configuration error: {error}\n")
-        return ExitCode.CONFIG
+        return _fail(ExitCode.CONFIG, f"configuration error: {error}")
     except OSError as error:
-        sys.stderr.write(f"4.3.0 cannot listen on {args.socket}: {error.strerror or error}\n")
-        return ExitCode.TEMPFAIL
+        return _fail(ExitCode.TEMPFAIL,
+                     f"cannot listen on {args.socket}: {error.strerror or error}")
+    finally:
+        if metrics is not None:
+            metrics.close()
     return ExitCode.OK
+
+
+def _fail(code: ExitCode, text: str) -> int:
+    sys.stderr.write(f"mailroute milter: {text}\n")
+    return code
+
+
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--metrics must be HOST:PORT, not {text!r}")
+    return host, int(port)
+
+
+def _start_metrics(listen: tuple[str, int], quarantine: Path | None) -> Metrics | ExitCode:
+    """The Prometheus exporter on ``listen``, or the exit code after saying why not."""
+    try:
+        from mailroute.adapters.metrics import Metrics, directory_size
+    except ImportError:
+        return ExitCode(_fail(ExitCode.CONFIG, "--metrics needs prometheus_client: install "
+                                               "mailroute[metrics]"))
+    metrics = Metrics("milter")
+    if quarantine is not None:
+        metrics.track_size("quarantine", directory_size(quarantine))
+    try:
+        metrics.serve(*listen)
+    except OSError as error:
+        return ExitCode(_fail(ExitCode.TEMPFAIL, f"cannot listen on --metrics "
+                                                 f"{listen[0]}:{listen[1]}: "
+                                                 f"{error.strerror or error}"))
+    return metrics

@@ -4,29 +4,27 @@ The message comes on standard input, the envelope on the command line
 (``--sender ADDR … -- RCPT…``); mailroute filters it and hands it on itself
 (:mod:`mailroute.adapters.transport`). The per-message log line goes to syslog (facility
 mail) when ``/dev/log`` exists, else to standard error after the status line; ``--log``
-chooses.
+chooses, ``--log-format`` makes it JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import logging.handlers
 import os
 import sys
 
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import Reinjector, parse_reinject
-from mailroute.adapters.transport import MESSAGE_LOG, TransportRun, run_pipe_transport
-from mailroute.commands.common import report_config_error
-from mailroute.errors import ConfigError
+from mailroute.adapters.transport import TransportRun, run_pipe_transport
+from mailroute.commands.common import (
+    add_log_arguments,
+    load_policy_or_report,
+    message_log_from_args,
+)
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Direction, Envelope
-from mailroute.policy import load_policy
 
 __all__ = ["register", "reinject_type"]
-
-SYSLOG_SOCKET = "/dev/log"
 
 
 def reinject_type(text: str) -> Reinjector:
@@ -68,9 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         metavar="sendmail[:PATH]|smtp:HOST:PORT",
                         help="how an accepted message is handed on (default: "
                              "/usr/sbin/sendmail -G -i -f SENDER -- RCPT...)")
-    parser.add_argument("--log", choices=("auto", "syslog", "stderr", "none"), default="auto",
-                        help="where the per-message log line goes (auto: syslog when "
-                             "/dev/log exists, else stderr)")
+    add_log_arguments(parser, default="auto")
     parser.add_argument("recipients", nargs="+", metavar="RCPT",
                         help="the envelope recipients (after --)")
     parser.set_defaults(handler=run)
@@ -78,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Load the policy, filter the message, hand it on."""
-    _configure_message_log(args.log)
+    message_log = message_log_from_args(args)
     given = args.sender if args.sender is not None else os.environ.get(args.sender_env)
     if given is None:
         sys.stderr.write(f"4.3.5 configuration error: --sender-env {args.sender_env} is not "
@@ -93,34 +89,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"mailroute: {exc}\n")
         return ExitCode.USAGE
-    try:
-        pipeline = load_policy(args.config)
-    except ConfigError as error:
-        return report_config_error(error)
+    pipeline = load_policy_or_report(args.config)
+    if isinstance(pipeline, ExitCode):
+        return pipeline
     quarantine = (QuarantineStore(pipeline.quarantine_dir)
                   if pipeline.quarantine_dir is not None else None)
     transport = TransportRun(envelope=envelope, reinjector=args.reinject,
-                             queue_id=args.queue_id, quarantine=quarantine)
+                             queue_id=args.queue_id, quarantine=quarantine,
+                             message_log=message_log, sasl_user=args.sasl_user or None)
     return run_pipe_transport(pipeline, sys.stdin.buffer, sys.stderr, transport)
 
-
-def _configure_message_log(target: str) -> None:
-    logger = logging.getLogger(MESSAGE_LOG)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    if target == "auto":
-        target = "syslog" if os.path.exists(SYSLOG_SOCKET) else "stderr"
-    handler: logging.Handler
-    if target == "syslog":
-        try:
-            handler = logging.handlers.SysLogHandler(
-                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
-            handler.setFormatter(logging.Formatter("mailroute[%(process)d]: %(message)s"))
-        except OSError:  # no syslog listening: the line must not be lost either
-            target = "stderr"
-    if target == "stderr":
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("mailroute: %(message)s"))
-    elif target == "none":
-        handler = logging.NullHandler()
-    logger.addHandler(handler)

@@ -7,11 +7,11 @@ import argparse
 from mailroute.commands.common import (
     add_envelope_arguments,
     add_io_arguments,
-    report_config_error,
+    add_log_arguments,
+    load_policy_or_report,
     run_pipeline_command,
 )
-from mailroute.errors import ConfigError
-from mailroute.policy import load_policy
+from mailroute.exitcodes import ExitCode
 
 __all__ = ["register"]
 
@@ -27,13 +27,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="the policy file")
     add_io_arguments(parser)
     add_envelope_arguments(parser)
+    add_log_arguments(parser, default="none")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the policy and run it over the input."""
-    try:
-        pipeline = load_policy(args.config)
-    except ConfigError as error:
-        return report_config_error(error)
+    pipeline = load_policy_or_report(args.config)
+    if isinstance(pipeline, ExitCode):
+        return pipeline
     return run_pipeline_command(args, pipeline)

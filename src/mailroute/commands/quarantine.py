@@ -13,11 +13,9 @@ import sys
 
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, parse_reinject
-from mailroute.commands.common import report_config_error
+from mailroute.commands.common import load_policy_or_report
 from mailroute.commands.pipe import reinject_type
-from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
-from mailroute.policy import load_policy
 
 __all__ = ["register"]
 
@@ -46,10 +44,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action."""
-    try:
-        pipeline = load_policy(args.config)
-    except ConfigError as error:
-        return report_config_error(error)
+    pipeline = load_policy_or_report(args.config)
+    if isinstance(pipeline, ExitCode):
+        return pipeline
     if pipeline.quarantine_dir is None:
         sys.stderr.write("mailroute: the policy names no quarantine "
                          "([gateway] quarantine_dir or state_dir)\n")

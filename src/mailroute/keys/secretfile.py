@@ -14,13 +14,15 @@ regular-file check and size cap, without the mode and symbolic-link rules.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
 
 from mailroute.errors import ConfigError
 
-__all__ = ["MAX_SECRET_FILE_BYTES", "read_public_file", "read_secret_file", "read_secret_line"]
+__all__ = ["MAX_SECRET_FILE_BYTES", "read_public_file", "read_secret_file", "read_secret_line",
+           "write_secret_file"]
 
 MAX_SECRET_FILE_BYTES = 1 << 20
 _OPEN_FLAGS = (os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -104,3 +106,52 @@ def _read_at_most(fd: int, limit: int) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def write_secret_file(path: Path | str, data: bytes, *, replace: bool = False) -> None:
+    """Write ``data`` to the secret file ``path`` with mode 0600, all or nothing.
+
+    A new file is created exclusively (an existing file, or a link in its place, is never
+    followed). With ``replace`` the data goes to a temporary file in the same directory, is
+    synced and renamed over ``path``, which keeps its owner and group (so a key file that
+    root rotates stays readable by the service user that owns it).
+
+    Raises:
+        ConfigError: the file exists (without ``replace``) or cannot be written.
+    """
+    target = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    owner: tuple[int, int] | None = None
+    if replace:
+        try:
+            info = os.lstat(target)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the key file ({exc.strerror})",
+                              source=str(target)) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("key file is not a regular file", source=str(target))
+        owner = (info.st_uid, info.st_gid)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp") if replace else target
+    try:
+        fd = os.open(temp, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError("exists already; not overwritten", source=str(temp)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create ({exc.strerror})", source=str(temp)) from None
+    try:
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fd, *owner)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(temp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise ConfigError(f"cannot write ({exc.strerror})", source=str(target)) from None

@@ -1,0 +1,189 @@
+"""The one log line per message, shared by every adapter (``process``, ``pipe``, milter).
+
+A line holds, verdict and reply first (Postfix truncates long lines it copies from a
+filter, so the part that matters comes first): the verdict, the reply's enhanced status code
+and text, then the MTA's queue id, the Message-ID, the envelope sender, the recipient count,
+the direction, the adapter's exit code (commands only), each filter with its result, the
+SASL user and client address when known, and the time taken. Two formats:
+
+- ``text`` for syslog: ``reject 5.7.1 refused; queue_id=4XyZ1 message_id=<m@x> ...``;
+  a value with a space, quote, ``=`` or ``;`` in it is written as a JSON string.
+- ``json``: one JSON object per line with the same fields (``null`` where unknown).
+
+Only these fields are ever written: no header other than Message-ID, no body, no key
+material. Values from the message are cut to one line of at most 200 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from mailroute.item import Envelope
+from mailroute.results import Reply
+from mailroute.session import Result
+
+__all__ = ["LOG_FORMATS", "MESSAGE_LOG", "LogFormat", "MessageLog", "MessageRecord",
+           "format_json", "format_text", "message_id_of", "record_for"]
+
+#: The logger every adapter writes its message lines to.
+MESSAGE_LOG = "mailroute.messages"
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+_MAX_VALUE = 200
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_NEEDS_QUOTES = re.compile(r'[\s"=;\\]')
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRecord:
+    """The facts of one message's log line.
+
+    Attributes:
+        verdict: ``accept``, ``reject``, ``tempfail``, ``discard``, ``quarantine``, or an
+            adapter's own (``accept-deferred`` when the hand-on failed ...).
+        reply: what the client or MTA was told.
+        queue_id: the MTA's queue id, if known.
+        message_id: the Message-ID field's value, if any.
+        sender: the envelope sender (``""`` for the null sender).
+        recipients: how many envelope recipients.
+        direction: ``inbound``, ``outbound``, ``internal`` or ``None``.
+        filters: ``(filter name, result)`` pairs, in the order they ran.
+        duration: seconds from the message's arrival at the adapter to the decision.
+        sasl_user: the authenticated SASL user, if any.
+        client_address: the SMTP client's address, if known.
+        exit_code: the command's exit status (pipe and process only).
+    """
+
+    verdict: str
+    reply: Reply
+    queue_id: str | None = None
+    message_id: str | None = None
+    sender: str = ""
+    recipients: int = 0
+    direction: str | None = None
+    filters: tuple[tuple[str, str], ...] = ()
+    duration: float = 0.0
+    sasl_user: str | None = None
+    client_address: str | None = None
+    exit_code: int | None = None
+
+
+def record_for(result: Result | None, envelope: Envelope, *, data: bytes = b"",
+               verdict: str | None = None, reply: Reply | None = None,
+               queue_id: str | None = None, sasl_user: str | None = None,
+               duration: float = 0.0, exit_code: int | None = None) -> MessageRecord:
+    """The record of one message from what the session decided and what the adapter knows.
+
+    ``verdict`` and ``reply`` default to the result's; give them when the adapter's own step
+    decided (a failed hand-on, a message over the size limit before the session ran).
+    ``data`` is the raw message, for its Message-ID when the session could not parse it.
+    """
+    prepared = result.prepared if result is not None else None
+    direction = envelope.direction
+    if prepared is not None and prepared.envelope.direction is not None:
+        direction = prepared.envelope.direction
+    if result is not None:
+        verdict = str(result.action) if verdict is None else verdict
+        reply = result.smtp_reply if reply is None else reply
+    if verdict is None or reply is None:
+        raise ValueError("without a result, give verdict and reply")
+    return MessageRecord(
+        verdict=verdict, reply=reply,
+        queue_id=_clean(queue_id), message_id=message_id_of(result, data),
+        sender=envelope.mail_from, recipients=len(envelope.rcpt_to),
+        direction=direction.value if direction is not None else None,
+        filters=result.trace if result is not None else (), duration=duration,
+        sasl_user=_clean(sasl_user), client_address=_clean(envelope.client_address),
+        exit_code=exit_code)
+
+
+def message_id_of(result: Result | None, data: bytes) -> str | None:
+    """The Message-ID, from the parsed message when there is one, else found in ``data``."""
+    item = result.prepared if result is not None else None
+    if item is not None:
+        return _clean(item.message.headers.value("Message-ID"))
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    found = _MESSAGE_ID.search(head)
+    return _clean(found.group(1).decode("utf-8", "replace")) if found else None
+
+
+def _clean(text: str | None) -> str | None:
+    """One line, control characters gone, at most 200 characters; ``None`` when empty."""
+    if not text:
+        return None
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return flat[:_MAX_VALUE] or None
+
+
+def _fields(record: MessageRecord) -> dict[str, object]:
+    """The fields after the verdict and reply, in line order."""
+    return {
+        "queue_id": record.queue_id,
+        "message_id": record.message_id,
+        "sender": record.sender,
+        "recipients": record.recipients,
+        "direction": record.direction,
+        "exit": record.exit_code,
+        "filters": record.filters,
+        "sasl_user": record.sasl_user,
+        "client": record.client_address,
+        "duration_ms": round(record.duration * 1000, 1),
+    }
+
+
+def format_text(record: MessageRecord) -> str:
+    """The syslog line: ``VERDICT STATUS TEXT; key=value ...`` (unknown values as ``-``;
+    ``exit``, ``sasl_user`` and ``client`` only when known)."""
+    parts = [f"{record.verdict} {record.reply.status} {_clean(record.reply.text) or '-'};"]
+    for key, value in _fields(record).items():
+        if value is None and key in ("exit", "sasl_user", "client"):
+            continue
+        if key == "sender":
+            text = f"<{value}>"
+        elif key == "filters":
+            text = ",".join(f"{name}:{outcome}" for name, outcome in record.filters) or "-"
+        else:
+            text = "-" if value is None else str(value)
+        parts.append(f"{key}={_quoted(text)}")
+    return " ".join(parts)
+
+
+def format_json(record: MessageRecord) -> str:
+    """The JSON line: one object, the same fields, ``null`` where unknown."""
+    fields = _fields(record)
+    fields["filters"] = [{"name": name, "result": outcome} for name, outcome in record.filters]
+    document = {"verdict": record.verdict, "code": record.reply.code,
+                "status": record.reply.status, "reply": record.reply.text, **fields}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False) if _NEEDS_QUOTES.search(text) else text
+
+
+class MessageLog:
+    """Writes message records to the :data:`MESSAGE_LOG` logger in one format.
+
+    Adapters hold one and call :meth:`write` once per message; where the lines go (syslog,
+    standard error, nowhere) is the logger's handlers' business.
+    """
+
+    def __init__(self, fmt: LogFormat = "text",
+                 logger: logging.Logger | None = None) -> None:
+        if fmt not in LOG_FORMATS:
+            raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+        self.format: LogFormat = fmt
+        self.logger = logger or logging.getLogger(MESSAGE_LOG)
+
+    def render(self, record: MessageRecord) -> str:
+        """The line for ``record`` in this log's format."""
+        return format_json(record) if self.format == "json" else format_text(record)
+
+    def write(self, record: MessageRecord) -> None:
+        """Log ``record`` at INFO (never raises for a logging failure: logging handles it)."""
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info("%s", self.render(record))

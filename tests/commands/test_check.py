@@ -169,7 +169,7 @@ def test_an_unknown_filter_lists_the_valid_names(
     assert code == 78
     assert line.startswith(f"error: {policy}:2: pipeline[0].filter: unknown filter "
                            "'disclamer'; the filters are arc-seal, disclaimer, dkim-sign, "
-                           "dkim-verify, headers, marker-set, marker-verify, pgp-decrypt,")
+                           "dkim-verify, encrypt-by-policy, harvest-keys, headers, marker-set,")
 
 
 def test_a_missing_policy_is_an_error_naming_it(tmp_path: Path,

@@ -141,17 +141,31 @@ def _repeated(name: str, first: str, again: str) -> DefectKind:
     return DefectKind.REPEATED_PARAMETER
 
 
-_COMMENT = re.compile(r"\([^()\\\"]*\)")
-
-
 def _without_comments(head: str) -> str:
-    """``head`` with RFC 822 comments removed (innermost first, nesting bounded by length)."""
-    while "(" in head:
-        stripped = _COMMENT.sub(" ", head)
-        if stripped == head:
-            break
-        head = stripped
-    return head.strip()
+    """``head`` with RFC 822 comments (nested, with quoted pairs) replaced by a space, in one
+    pass: hostile nesting costs linear time. An unclosed comment runs to the end."""
+    if "(" not in head:
+        return head.strip()
+    out: list[str] = []
+    depth = 0
+    escaped = False
+    for char in head:
+        if depth:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if not depth:
+                    out.append(" ")
+        elif char == "(":
+            depth = 1
+        else:
+            out.append(char)
+    return "".join(out).strip()
 
 
 def disposition_defects(value: str) -> list[DefectKind]:

@@ -48,8 +48,10 @@ def test_empty_policy_passes_the_client_message_byte_for_byte(path: Path) -> Non
 def test_disclaimer_lands_once_in_every_body(tmp_path: Path, name: str, bodies: int) -> None:
     raw = (CLIENTS / name).read_bytes()
     before = body_texts(raw)
-    out = run(make_filter(tmp_path, var=[f"greeting={WIDE}"]), raw).data
+    disclaimer = make_filter(tmp_path, var=[f"greeting={WIDE}"])
+    out = run(disclaimer, raw).data
     assert out is not None
+    assert run(disclaimer, out).data == out  # a second pass finds it and adds nothing
     after = body_texts(out)
     with_footer = [text for _, text in after if MARKER in text]
     assert len(with_footer) == bodies

@@ -43,11 +43,13 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "ca.pem"
 
 
-def openssl_run(message: Path, ca: Path, at: int, *, chain: bool) -> str:
-    """OpenSSL's verdict in mailroute's words (without the chain check unless ``chain``)."""
+def openssl_run(message: Path, ca: Path, at: int, *, chain: bool, partial: bool = False) -> str:
+    """OpenSSL's verdict in mailroute's words (without the chain check unless ``chain``;
+    ``partial``: ``ca`` may be an intermediate, as mailroute's anchors may)."""
     done = subprocess.run(["openssl", "cms", "-verify", "-in", str(message), "-CAfile", str(ca),
                            "-attime", str(at), "-purpose", "smimesign", "-out", "/dev/null",
-                           *(() if chain else ("-noverify",))],
+                           *(() if chain else ("-noverify",)),
+                           *(("-partial_chain",) if partial else ())],
                           capture_output=True, timeout=60, check=False)
     errors = done.stderr.decode("utf-8", "replace")
     if done.returncode == 0:
@@ -62,10 +64,11 @@ def openssl_run(message: Path, ca: Path, at: int, *, chain: bool) -> str:
     raise AssertionError(f"unexpected openssl result: {errors}")
 
 
-def openssl_verdict(message: Path, ca: Path, at: int) -> str:
+def openssl_verdict(message: Path, ca: Path, at: int, *, partial: bool = False) -> str:
     """The content verdict when it fails, else the full one (mailroute's precedence)."""
     content = openssl_run(message, ca, at, chain=False)
-    return content if content != "valid" else openssl_run(message, ca, at, chain=True)
+    return (content if content != "valid"
+            else openssl_run(message, ca, at, chain=True, partial=partial))
 
 
 def mailroute_report(message: Path, ca: Path, at: int) -> tuple[int, dict[str, object]]:
@@ -127,3 +130,54 @@ def test_encryption_key_preference_is_reported() -> None:
     }
     assert signer["smime_capabilities"] == []  # type: ignore[index]  # NSS sends none here
     assert signer["aes_gcm"] is False  # type: ignore[index]
+
+
+# Thunderbird 24 with a real StartCom certificate (MimeKit's fixture), stored with LF line
+# breaks as a local delivery agent hands mail on; OpenSSL converts them to CRLF before it
+# hashes, and so must mailroute.
+THUNDERBIRD_LF = DATA / "thunderbird24-startcom-signed-lf.eml"
+STARTCOM = DATA / "StartComClass1PrimaryIntermediateClientCA.pem"
+TB_SIGNED = 1385000000  # 2013-11-21: the certificate ran from 2013-10-31 to 2014-11-01
+TB_EXPIRED = 1600000000
+TB_EARLY = 1100000000
+
+
+def test_lf_stored_thunderbird_signature_is_not_a_bad_digest() -> None:
+    assert b"\r\n" not in THUNDERBIRD_LF.read_bytes()
+    assert openssl_run(THUNDERBIRD_LF, STARTCOM, TB_SIGNED, chain=False) == "valid"
+    _, report = mailroute_report(THUNDERBIRD_LF, STARTCOM, TB_SIGNED)
+    (signer,) = report["signers"]  # type: ignore[misc]
+    assert signer["reason"] not in ("bad-digest", "malformed")  # type: ignore[index]
+    assert signer["encryption_key_preference"]["source"] == "rfc8551"  # type: ignore[index]
+
+
+def test_lf_stored_thunderbird_signature_over_a_changed_body_is_a_bad_digest(
+        tmp_path: Path) -> None:
+    changed = tmp_path / "changed.eml"
+    raw = THUNDERBIRD_LF.read_bytes()
+    changed.write_bytes(raw.replace(b"Hopefully this works...", b"Hopefully this worked!", 1))
+    assert changed.read_bytes() != raw
+    assert openssl_run(changed, STARTCOM, TB_SIGNED, chain=False) == "bad-digest"
+    assert mailroute_report(changed, STARTCOM, TB_SIGNED)[1]["reason"] == "bad-digest"
+
+
+@pytest.mark.parametrize("at", [TB_EXPIRED, TB_EARLY], ids=["expired", "early"])
+def test_lf_stored_thunderbird_validity_matches_openssl(at: int) -> None:
+    openssl = openssl_verdict(THUNDERBIRD_LF, STARTCOM, at, partial=True)
+    assert openssl in ("expired", "not-yet-valid")
+    assert mailroute_report(THUNDERBIRD_LF, STARTCOM, at)[1]["reason"] == openssl
+
+
+def test_lf_stored_thunderbird_untrusted_anchor_matches_openssl(other_ca: Path) -> None:
+    assert openssl_verdict(THUNDERBIRD_LF, other_ca, TB_SIGNED) == "untrusted"
+    assert mailroute_report(THUNDERBIRD_LF, other_ca, TB_SIGNED)[1]["reason"] == "untrusted"
+
+
+def test_sha1_signed_certificate_chain_openssl_accepts_is_weak_algorithm() -> None:
+    # StartCom signed its 2013 certificates with SHA-1: OpenSSL accepts the chain (the
+    # StartCom intermediate as a partial-chain anchor), cryptography's path validation refuses
+    # it, mailroute checks it itself and calls it sound but weak, as for SHA-1 signatures
+    openssl = openssl_verdict(THUNDERBIRD_LF, STARTCOM, TB_SIGNED, partial=True)
+    assert openssl == "valid"
+    _, report = mailroute_report(THUNDERBIRD_LF, STARTCOM, TB_SIGNED)
+    assert report["reason"] == expected(openssl, ".SHA1.") == "weak-algorithm"

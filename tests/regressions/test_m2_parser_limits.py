@@ -99,9 +99,17 @@ def test_peak_memory_is_at_most_three_times_the_message_plus_a_constant(
 UNBOUNDED = Limits(max_parts=10**7, max_total_header_fields=10**8)
 
 
+def nested_comments(depth: int) -> bytes:
+    """A Content-Type with ``depth`` nested comments, folded into short lines."""
+    value = b"(" * depth + b")" * depth
+    folded = b"\r\n ".join(value[i:i + 500] for i in range(0, len(value), 500))
+    return b"Content-Type: text/plain " + folded + b"; charset=utf-8\r\n\r\nx\r\n"
+
+
 @pytest.mark.parametrize(("make", "n"), [
     (delimiter_flood, 5_000), (header_flood, 10_000),
-    (lambda n: HEAD + b"--bx\r\n" * n, 20_000)], ids=["delimiters", "headers", "prefix-lines"])
+    (lambda n: HEAD + b"--bx\r\n" * n, 20_000), (nested_comments, 5_000)],
+    ids=["delimiters", "headers", "prefix-lines", "nested-comments"])
 @pytest.mark.parametrize("limits", [DEFAULT_LIMITS, UNBOUNDED], ids=["default", "unbounded"])
 def test_scan_time_is_linear(make: Callable[[int], bytes], n: int, limits: Limits) -> None:
     ratio = _cpu(make(8 * n), limits) / _cpu(make(n), limits)

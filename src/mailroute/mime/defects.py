@@ -25,6 +25,9 @@ class DefectKind(enum.StrEnum):
     BARE_CR_IN_HEADER = "bare-cr-in-header"
     DUPLICATE_PARAMETER = "duplicate-parameter"
     CONFLICTING_PARAMETER = "conflicting-parameter"
+    # legal or harmless shapes readers agree on (recorded)
+    OBSOLETE_SPACE_BEFORE_COLON = "obsolete-space-before-colon"
+    REPEATED_PARAMETER = "repeated-parameter"
     # structural oddities (recorded)
     MBOX_FROM_LINE = "mbox-from-line"
     LEADING_CONTINUATION = "leading-continuation-line"
@@ -40,6 +43,8 @@ class DefectKind(enum.StrEnum):
     MALFORMED_CONTENT_TYPE = "malformed-content-type"
     INVALID_BASE64 = "invalid-base64"
     UNKNOWN_TRANSFER_ENCODING = "unknown-transfer-encoding"
+    # a Content-Type or Content-Disposition that lenient readers take otherwise (recorded)
+    READER_DEPENDENT_CONTENT_FIELD = "reader-dependent-content-field"
 
 
 AMBIGUOUS_DEFECTS: frozenset[DefectKind] = frozenset({
@@ -62,6 +67,7 @@ STRUCTURAL_DEFECTS: frozenset[DefectKind] = frozenset({
     DefectKind.ENCODED_MULTIPART,
     DefectKind.MISSING_HEADER_SEPARATOR,
     DefectKind.NESTED_BOUNDARY_REUSE,
+    DefectKind.READER_DEPENDENT_CONTENT_FIELD,
 })
 
 

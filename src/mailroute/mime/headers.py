@@ -24,6 +24,17 @@ _FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # "From :" is a From field with space before the colon (ambiguous), not an mbox "From " line.
 _FROM_FIELD = re.compile(rb"From[ \t]*:")
+# White space before the colon is RFC 5322 obsolete syntax (4.5.3 obs-optional); readers that
+# skip such a field (Python's email takes "From :" on the first line for an mbox line) show a
+# different sender, recipients, structure or authentication result (Chen et al., "Composition
+# Kills", USENIX Security 2020). For these fields it stays an ambiguity; for any other field
+# (``Subject :``) readers at most differ on a header nothing is decided by.
+_SPOOFABLE_FIELDS = frozenset({
+    b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc", b"resent-from", b"resent-sender",
+    b"return-path", b"mime-version", b"content-type", b"content-transfer-encoding",
+    b"content-disposition", b"dkim-signature", b"arc-seal", b"arc-message-signature",
+    b"arc-authentication-results", b"authentication-results",
+})
 _MAX_LINE = 78
 # Every character str.splitlines() breaks at, NUL too: the stdlib's RFC 2047 encoder folds at
 # U+2028 and friends, so such a value would come back changed.
@@ -290,7 +301,9 @@ def _scan_careful(buf: bytes, start: int, end: int, limits: Limits,
         raw_name = content[:colon]
         clean = raw_name.rstrip(b" \t")
         if len(clean) != len(raw_name):
-            defects.append(Defect(DefectKind.SPACE_BEFORE_COLON, path, _safe_name(clean)))
+            kind = (DefectKind.SPACE_BEFORE_COLON if clean.lower() in _SPOOFABLE_FIELDS
+                    else DefectKind.OBSOLETE_SPACE_BEFORE_COLON)
+            defects.append(Defect(kind, path, _safe_name(clean)))
         if not _FIELD_NAME.match(clean):
             defects.append(Defect(DefectKind.INVALID_FIELD_NAME, path))
         name, pos = clean.decode("latin-1"), line_end

@@ -1,7 +1,15 @@
 """Content-Type / Content-Disposition parameters, parsed strictly enough to see ambiguity.
 
 The stdlib silently takes the first of two ``boundary`` parameters and ignores a plain one
-when RFC 2231 continuations are present; this parser reports both situations instead.
+when RFC 2231 continuations are present; this parser reports both situations instead. Only
+where readers would then act differently is it an ambiguity: a parameter in
+:data:`DECISIVE_PARAMETERS` given twice with different values (the first wins here, the last
+or the RFC 2231 form elsewhere). The same value twice, or a second ``comment``, is recorded as
+``repeated-parameter`` and read as written.
+
+A value that lenient readers split differently (no semicolon before the next parameter, a
+type that is not ``type/subtype``) is ``reader-dependent-content-field``: the scanner records
+it as structural doubt, so no filter edits that entity.
 """
 
 from __future__ import annotations
@@ -17,7 +25,18 @@ from mailroute.errors import MalformedMessageError
 from mailroute.mime.charsets import codec_name
 from mailroute.mime.defects import DefectKind
 
-__all__ = ["ContentType", "parse_content_type", "parse_parameters", "quote_parameter"]
+__all__ = ["DECISIVE_PARAMETERS", "ContentType", "disposition_defects", "parse_content_type",
+           "parse_parameters", "quote_parameter"]
+
+# Parameters whose value decides how an entity is split, decoded, verified or named.
+DECISIVE_PARAMETERS = frozenset({
+    "boundary",            # the parts (amavis/MIME-tools CVE-2024-28054)
+    "charset",             # the text a reader decodes and shows, and a disclaimer re-encodes
+    "protocol", "micalg",  # which signature multipart/signed holds (RFC 1847, RFC 8551)
+    "smime-type",          # signed-data or enveloped-data (RFC 8551)
+    "type", "start",       # the root of multipart/related (RFC 2387)
+    "name", "filename",    # the file name a reader shows and a scanner judges
+})
 
 _TOKEN = re.compile(r"[^\s()<>@,;:\\\"/\[\]?=]+")
 _TSPECIALS = re.compile(r"[\s()<>@,;:\\\"/\[\]?=]")
@@ -76,26 +95,86 @@ def parse_parameters(text: str) -> tuple[str, dict[str, str], list[DefectKind]]:
         pos += 1
         while pos < len(rest) and rest[pos] in " \t":
             pos += 1
+        quoted = pos < len(rest) and rest[pos] == '"'
         value, pos = _read_value(rest, pos)
+        if not quoted and _NEXT_PARAMETER.search(value):
+            defects.append(DefectKind.READER_DEPENDENT_CONTENT_FIELD)
         section = _SECTION.match(name)
         if section and (section.group("index") is not None or section.group("ext")):
             base = section.group("name")
             index = int(section.group("index") or 0)
             parts = sections.setdefault(base, {})
             if index in parts:
-                defects.append(DefectKind.DUPLICATE_PARAMETER)
+                defects.append(_repeated(base, parts[index][0], value))
+                continue
             parts[index] = (value, bool(section.group("ext")))
         else:
             if name in plain:
-                defects.append(DefectKind.DUPLICATE_PARAMETER)
+                defects.append(_repeated(name, plain[name], value))
                 continue
             plain[name] = value
     params = dict(plain)
     for base, parts in sections.items():
+        joined = _join_sections(parts)
         if base in plain:
-            defects.append(DefectKind.CONFLICTING_PARAMETER)
-        params[base] = _join_sections(parts)
+            repeated = _repeated(base, plain[base], joined)
+            defects.append(DefectKind.CONFLICTING_PARAMETER
+                           if repeated is DefectKind.DUPLICATE_PARAMETER else repeated)
+        params[base] = joined
     return head.strip(), params, defects
+
+
+# an unquoted value that goes on with white space and "name=": a semicolon is missing
+_NEXT_PARAMETER = re.compile(r"[ \t][^\s=;\"]+[ \t]*=")
+
+
+_CASE_SENSITIVE = frozenset({"boundary", "name", "filename", "start"})
+
+
+def _repeated(name: str, first: str, again: str) -> DefectKind:
+    """A parameter given twice: ambiguous only when readers would act on different values
+    (``charset=utf-8`` and ``charset=UTF-8`` name one charset; boundaries and file names are
+    compared as written)."""
+    if name in DECISIVE_PARAMETERS and (
+            first != again if name in _CASE_SENSITIVE else first.lower() != again.lower()):
+        return DefectKind.DUPLICATE_PARAMETER
+    return DefectKind.REPEATED_PARAMETER
+
+
+def _without_comments(head: str) -> str:
+    """``head`` with RFC 822 comments (nested, with quoted pairs) replaced by a space, in one
+    pass: hostile nesting costs linear time. An unclosed comment runs to the end."""
+    if "(" not in head:
+        return head.strip()
+    out: list[str] = []
+    depth = 0
+    escaped = False
+    for char in head:
+        if depth:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+                if not depth:
+                    out.append(" ")
+        elif char == "(":
+            depth = 1
+        else:
+            out.append(char)
+    return "".join(out).strip()
+
+
+def disposition_defects(value: str) -> list[DefectKind]:
+    """What lenient readers could read differently in a Content-Disposition value."""
+    head, _, defects = parse_parameters(value)
+    head = _without_comments(head)
+    if head and not _TOKEN.fullmatch(head):
+        defects.append(DefectKind.READER_DEPENDENT_CONTENT_FIELD)
+    return [d for d in defects if d is DefectKind.READER_DEPENDENT_CONTENT_FIELD]
 
 
 def _read_value(text: str, pos: int) -> tuple[str, int]:
@@ -170,9 +249,12 @@ def _parse_content_type(value: str | None,
         maintype, subtype = default.split("/")
         return ContentType(maintype, subtype, {}), []
     head, params, defects = parse_parameters(value)
+    head = _without_comments(head)
     maintype, slash, subtype = head.lower().partition("/")
     if not slash or not _TOKEN.fullmatch(maintype) or not _TOKEN.fullmatch(subtype.strip()):
         defects.append(DefectKind.MALFORMED_CONTENT_TYPE)
+        if head:  # "multipart/mixed boundary=...", '"multipart/mixed"', "multipart /mixed"
+            defects.append(DefectKind.READER_DEPENDENT_CONTENT_FIELD)
         maintype, subtype = default.split("/")
     return ContentType(maintype, subtype.strip(), params), defects
 

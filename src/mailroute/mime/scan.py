@@ -15,10 +15,11 @@ limit plus one), header fields are counted across all entities (``max_total_head
 and a defect is recorded once per entity, kind and detail, however often it occurs.
 
 Nothing is decoded or copied except header fields. Ambiguities (two From, two Content-Type,
-``From :``, bare CR in a header, duplicate or conflicting boundary parameters) are recorded as
-defects and, under the default policy, refused; structural oddities (missing close delimiter,
-no start delimiter, a nested multipart whose delimiter lines an ancestor reads as its own) are
-recorded, and transform filters leave such entities alone.
+``From :``, bare CR in a header, two different boundary parameters) are recorded as defects
+and, under the default policy, refused; structural oddities (missing close delimiter, no
+start delimiter, a nested multipart whose delimiter lines an ancestor reads as its own, a
+Content-Type lenient readers split otherwise) are recorded, and transform filters leave such
+entities alone. docs/errors.md gives the reason for every rule.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime.defects import Defect, DefectKind
 from mailroute.mime.headers import HeaderBlock, scan_header_block
 from mailroute.mime.message import Message
-from mailroute.mime.params import parse_content_type
+from mailroute.mime.params import disposition_defects, parse_content_type
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
 
 __all__ = ["AmbiguityPolicy", "parse"]
@@ -145,6 +146,10 @@ class _Scanner:
                                                node.default_type)
         for kind in ct_defects:
             self.defect(kind, node.path, "content-type")
+        disposition = node.headers.value("Content-Disposition")
+        if disposition is not None:
+            for kind in disposition_defects(disposition):
+                self.defect(kind, node.path, "content-disposition")
         boundary = ctype.param("boundary") if ctype.maintype == "multipart" else None
         if ctype.maintype == "multipart" and not boundary:
             self.defect(DefectKind.MULTIPART_WITHOUT_BOUNDARY, node.path)

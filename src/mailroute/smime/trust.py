@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -32,7 +34,8 @@ _EMAIL_EKUS = frozenset({ExtendedKeyUsageOID.EMAIL_PROTECTION,
 @dataclass(frozen=True, slots=True)
 class ChainVerdict:
     """The outcome of path validation: ``status`` is ``valid``, ``expired``,
-    ``not-yet-valid``, ``untrusted`` or ``bad-key-usage``; ``detail`` a short safe text."""
+    ``not-yet-valid``, ``untrusted``, ``bad-key-usage`` or ``weak-algorithm`` (a sound chain
+    with a certificate signed with SHA-1); ``detail`` a short safe text."""
 
     status: str
     detail: str = ""
@@ -78,8 +81,78 @@ class TrustAnchors:
         except VerificationError as exc:
             if "expired" in str(exc) or "not valid at validation time" in str(exc):
                 return ChainVerdict("expired", "a certificate in the chain is not valid now")
+            if "Forbidden signature algorithm" in str(exc):
+                return self._sha1_chain(leaf, intermediates, at)
             return ChainVerdict("untrusted", "no valid chain to a trust anchor")
         return ChainVerdict("valid", "", tuple(verified.chain))
+
+
+    def _sha1_chain(self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
+                    at: datetime) -> ChainVerdict:
+        """``weak-algorithm`` when the only fault is a certificate signed with SHA-1.
+
+        cryptography's path validation refuses such certificates outright, OpenSSL accepts
+        them (StartCom's and other pre-2016 S/MIME chains). This checks the chain itself:
+        issuer names, signatures (with the hash the certificate names), validity at ``at``,
+        ``cA`` and e-mail key purposes, at most ``max_chain_depth`` intermediates, ending at a
+        trust anchor. A sound chain is reported as sound but weak, never as valid.
+        """
+        if not _email_purpose(leaf):
+            return ChainVerdict("untrusted", "no valid chain to a trust anchor")
+        pool = [c for c in intermediates if c != leaf]
+        cert = leaf
+        for _ in range(self.max_chain_depth + 1):
+            if any(_issued(cert, anchor, at) for anchor in self.roots):
+                return ChainVerdict("weak-algorithm", "a certificate in the chain uses SHA-1")
+            issuer = next((c for c in pool if _issued(cert, c, at)), None)
+            if issuer is None:
+                break
+            pool.remove(issuer)
+            cert = issuer
+        return ChainVerdict("untrusted", "no valid chain to a trust anchor")
+
+
+def _issued(cert: x509.Certificate, issuer: x509.Certificate, at: datetime) -> bool:
+    """``issuer`` is a CA valid at ``at`` whose key signed ``cert``."""
+    if cert.issuer != issuer.subject or not _email_purpose(issuer):
+        return False
+    if not issuer.not_valid_before_utc <= at <= issuer.not_valid_after_utc:
+        return False
+    try:
+        if not issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+        if not _may_certify(issuer):
+            return False
+        algorithm = cert.signature_hash_algorithm
+        key = issuer.public_key()
+        if algorithm is None:
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                       algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            return False
+    except (x509.ExtensionNotFound, InvalidSignature, UnsupportedAlgorithm, ValueError,
+            TypeError):
+        return False
+    return True
+
+
+def _may_certify(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return True
+
+
+def _email_purpose(cert: x509.Certificate) -> bool:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return bool(_EMAIL_EKUS.intersection(usage))
 
 
 def _check_eku(policy: Policy, cert: x509.Certificate,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -335,18 +336,34 @@ def _check_signature(si: cms.SignerInfo, attrs: SignedAttributes | None, econten
     if attrs is None:
         if econtent_type != _DATA:
             return _Checked(SignerStatus.MALFORMED), algorithm
-        ok = _verify_raw(public, si, content, digest_name)
+        ok = any(_verify_raw(public, si, form, digest_name) for form in _content_forms(content))
         return _Checked(SignerStatus.VALID if ok else SignerStatus.BAD_SIGNATURE), algorithm
     if attrs.content_type != econtent_type or attrs.message_digest is None:
         return _Checked(SignerStatus.MALFORMED), algorithm
-    actual = hashlib.new(digest_name, content).digest()
-    if not hmac.compare_digest(attrs.message_digest, actual):
+    if not any(hmac.compare_digest(attrs.message_digest, hashlib.new(digest_name, form).digest())
+               for form in _content_forms(content)):
         return _Checked(SignerStatus.BAD_DIGEST), algorithm
     if _verify_raw(public, si, attrs.received, digest_name):
         return _Checked(SignerStatus.VALID, "received"), algorithm
     if attrs.der != attrs.received and _verify_raw(public, si, attrs.der, digest_name):
         return _Checked(SignerStatus.VALID, "der"), algorithm
     return _Checked(SignerStatus.BAD_SIGNATURE), algorithm
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def _content_forms(content: bytes) -> tuple[bytes, ...]:
+    """The content as received and, when it has bare LF line breaks, with CRLF instead.
+
+    A signature covers the canonical CRLF form (RFC 8551 3.1.1), but a message stored or
+    handed on by a local delivery agent (Postfix ``pipe(8)``, maildir, mbox) has LF line
+    breaks. ``openssl cms -verify`` converts those as well; the
+    conversion changes no MIME reading, so a forgery gains nothing from it.
+    """
+    if b"\n" not in content or not _BARE_LF.search(content):
+        return (content,)
+    return (content, _BARE_LF.sub(b"\r\n", content))
 
 
 def _algorithm_name(si: cms.SignerInfo, public: object) -> str:

@@ -46,7 +46,8 @@ COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(m for m, _ in COMMANDS.va
 
 def build_parser(argv: Sequence[str] | None = None, *,
                  everything: bool = False) -> argparse.ArgumentParser:
-    """The argument parser: the command named in ``argv`` in full, the others by name only.
+    """The argument parser: the command named in ``argv`` in full, the others by name only
+    (and not at all once a command is named: each costs start-up).
 
     With ``everything`` every command is registered in full (for documentation and tests).
     """
@@ -65,9 +66,10 @@ def build_parser(argv: Sequence[str] | None = None, *,
         (COMMANDS[chosen][0],) if chosen is not None else ())
     for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
-    for name, (_, text) in COMMANDS.items():
-        if name not in subparsers.choices:
-            subparsers.add_parser(name, help=text, add_help=False)
+    if chosen is None or everything:  # the command list of --help and of a usage error
+        for name, (_, text) in COMMANDS.items():
+            if name not in subparsers.choices:
+                subparsers.add_parser(name, help=text, add_help=False)
     return parser
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError
 from mailroute.limits import Limits
 from mailroute.mime.defects import Defect, DefectKind
+from mailroute.patterns import on_first_use
 
 __all__ = ["HeaderBlock", "HeaderField", "is_content_field", "make_field", "parse_addresses",
            "split_content"]
@@ -322,7 +323,7 @@ def _safe_name(name: bytes) -> str:
     return name.decode("ascii", "replace")[:40] if _FIELD_NAME.match(name) else "?"
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = on_first_use("[\ud800-\udfff]")
 
 
 def is_content_field(field: HeaderField) -> bool:
@@ -354,7 +355,7 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderFiel
         raise UnsafeHeaderValueError("invalid header field name")
     if not _UNSAFE_IN_VALUE.isdisjoint(value):
         raise UnsafeHeaderValueError(f"value for {name} contains a line break or NUL")
-    if not value.isascii() and not value.isprintable() and _SURROGATE.search(value):
+    if not value.isascii() and not value.isprintable() and _SURROGATE().search(value):
         # undecodable bytes of a field read back (surrogate escapes): no charset writes them
         raise UnsafeHeaderValueError(f"value for {name} contains undecodable bytes")
     if newline not in (b"\r\n", b"\n"):

@@ -258,6 +258,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             result = spliced
         else:
             edited = text[:offset] + insertion + text[offset:]
+            del text  # a large body is held once while it is written back
             if is_html and not _fits(edited, label_codec_name(body.charset)):
                 # replace_text will make the part UTF-8: the document must say so too
                 edited = _META_CHARSET().sub(r"\g<1>utf-8", edited, count=1)

@@ -21,6 +21,7 @@ direction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -32,7 +33,7 @@ from typing import BinaryIO, TextIO
 from mailroute.adapters.pipe import exit_code_for, read_bounded
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, Reinjector
-from mailroute.errors import MailrouteError
+from mailroute.errors import MailrouteError, TemporaryError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
@@ -56,6 +57,9 @@ class TransportRun:
     queue_id: str | None = None
     quarantine: QuarantineStore | None = None
     clock: Callable[[], float] = time.time
+    #: Held around the hand-on and the quarantine store: the command line's keeps SIGTERM
+    #: from turning a message the next hop took into a retry (a second copy).
+    critical: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
 
 
 def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
@@ -71,6 +75,9 @@ def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
         data = data_or_none
         result = pipeline.process(data, run.envelope)
         return _act(result, data, stderr, run)
+    except TemporaryError as error:  # SIGTERM (the command line's handler) and the like
+        line = f"{error.reply.status} {error.reply.text}"
+        return _finish(stderr, ExitCode.TEMPFAIL, line, "tempfail", run, None, data)
     except Exception:  # never crash the MTA's pipe: tempfail instead
         reference = secrets.token_hex(6)
         log.exception("pipe transport failed, reference %s", reference)
@@ -82,8 +89,9 @@ def _act(result: Result, data: bytes, stderr: TextIO, run: TransportRun) -> Exit
     reply = result.smtp_reply
     verdict = f"{result.action}"
     if result.action is Action.ACCEPT and result.data is not None:
-        handon = run.reinjector.deliver(result.data, run.envelope.mail_from,
-                                        run.envelope.rcpt_to)
+        with run.critical():
+            handon = run.reinjector.deliver(result.data, run.envelope.mail_from,
+                                            run.envelope.rcpt_to)
         if handon.ok:
             return _finish(stderr, ExitCode.OK, f"2.0.0 handed on: {handon.detail}",
                            "accept", run, result, data, quiet=True)
@@ -108,9 +116,10 @@ def _quarantine(result: Result, data: bytes, stderr: TextIO, run: TransportRun) 
                        f"configured: [gateway] quarantine_dir)", "quarantine-deferred", run,
                        result, data)
     try:
-        entry = run.quarantine.store(result.data or data, sender=run.envelope.mail_from,
-                                     recipients=run.envelope.rcpt_to, reply=str(reply),
-                                     queue_id=run.queue_id, now=run.clock())
+        with run.critical():
+            entry = run.quarantine.store(result.data or data, sender=run.envelope.mail_from,
+                                         recipients=run.envelope.rcpt_to, reply=str(reply),
+                                         queue_id=run.queue_id, now=run.clock())
     except MailrouteError as error:
         return _finish(stderr, ExitCode.TEMPFAIL, f"{error.reply.status} {error.reply.text}",
                        "quarantine-deferred", run, result, data)

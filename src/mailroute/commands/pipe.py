@@ -10,16 +10,20 @@ chooses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import logging.handlers
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from types import FrameType
 
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import Reinjector, parse_reinject
 from mailroute.adapters.transport import MESSAGE_LOG, TransportRun, run_pipe_transport
 from mailroute.commands.common import report_config_error
-from mailroute.errors import ConfigError
+from mailroute.errors import ConfigError, TemporaryError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Direction, Envelope
 from mailroute.policy import load_policy
@@ -75,8 +79,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
+class TerminatedError(TemporaryError):
+    """SIGTERM before the message was handed on: the MTA keeps it and tries again."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise TerminatedError("terminated by a signal before the message was handed on")
+
+
+@contextlib.contextmanager
+def _hand_on_held() -> Iterator[None]:
+    """SIGTERM waits while the next hop takes the message (or the quarantine stores it);
+    after that the run only reports, and a SIGTERM would turn a message that was handed on
+    into a retry and a second copy, so it is ignored."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the policy, filter the message, hand it on."""
+    signal.signal(signal.SIGTERM, _terminate)  # exit 75, never a death by signal
     _configure_message_log(args.log)
     given = args.sender if args.sender is not None else os.environ.get(args.sender_env)
     if given is None:
@@ -98,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     quarantine = (QuarantineStore(pipeline.quarantine_dir)
                   if pipeline.quarantine_dir is not None else None)
     transport = TransportRun(envelope=envelope, reinjector=args.reinject,
-                             queue_id=args.queue_id, quarantine=quarantine)
+                             queue_id=args.queue_id, quarantine=quarantine,
+                             critical=_hand_on_held)
     return run_pipe_transport(pipeline, sys.stdin.buffer, sys.stderr, transport)
 
 

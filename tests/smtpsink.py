@@ -3,7 +3,8 @@
 It answers 250 to everything unless told otherwise (``rcpt_replies`` per recipient,
 ``data_reply`` after the final dot), keeps the raw DATA bytes (still dot-stuffed, CRLF as
 sent) and the commands of each session, and binds to 127.0.0.1 on a free port. Start it
-with ``with SmtpSink() as sink:``; it stops its threads on exit.
+with ``with SmtpSink() as sink:``; it stops its threads on exit. ``port`` chooses the port
+(a next hop that comes back where it was).
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ class Transaction:
         return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
 
 
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # a chosen port may have been this sink's a moment ago
+
+
 class SmtpSink:
     """A threaded SMTP sink on 127.0.0.1."""
 
     def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
-                 data_reply: str = "250 2.0.0 queued") -> None:
+                 data_reply: str = "250 2.0.0 queued", port: int = 0) -> None:
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_reply = data_reply
         self.transactions: list[Transaction] = []
@@ -49,8 +54,7 @@ class SmtpSink:
             def handle(self) -> None:
                 sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
 
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler,
-                                                       bind_and_activate=True)
+        self._server = _Server(("127.0.0.1", port), Handler, bind_and_activate=True)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,

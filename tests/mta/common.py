@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -9,14 +10,28 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mailroute.testing import write_fake_key_file
 
 #: The unprivileged account the MTAs run ``mailroute pipe`` as (they refuse root).
 FILTER_USER = "nobody"
+
+
+@contextlib.contextmanager
+def scratch_root(prefix: str, keep_variable: str) -> Iterator[Path]:
+    """A directory for one throwaway server (mode 0755: the filter user reads from it),
+    removed afterwards unless ``keep_variable`` is set in the environment."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        if not os.environ.get(keep_variable):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -10,17 +10,20 @@ listener there (the next hop down, then back). Removing the control file is the 
 
 from __future__ import annotations
 
-import os
-import shutil
 import smtplib
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper, pipe_policy
+from tests.mta.common import (
+    FILTER_USER,
+    free_port,
+    interpreter_wrapper,
+    pipe_policy,
+    scratch_root,
+)
 from tests.mta.postfix import PostfixInstance, postfix_available
 from tests.mta.test_postfix_pipe import _example_block, _example_main, _pipe_service
 from tests.smtpsink import SmtpSink, Transaction
@@ -88,47 +91,42 @@ def _arrivals(sink: SmtpSink, subject: str) -> list[Transaction]:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    root = Path(tempfile.mkdtemp(prefix="mailroute-faults-"))
-    root.chmod(0o755)
-    postfix: PostfixInstance | None = None
-    try:
-        with SmtpSink() as sink:
-            policy = pipe_policy(root, owner=FILTER_USER)
-            plain = interpreter_wrapper(root)
-            shim = root / "shim"
-            shim.mkdir(mode=0o755)
-            (shim / "mailroute_faults.py").write_text(SHIM)
-            (shim / "mailroute_faults.py").chmod(0o644)
-            control = root / "fault"
-            faulty = root / "mailroute-faulty"
-            text = plain.read_text()
-            assert 'PYTHONPATH="' in text
-            assert " -m mailroute " in text
-            faulty.write_text(text.replace('PYTHONPATH="', f'PYTHONPATH="{shim}:', 1)
-                              .replace(" -m mailroute ", f" -m mailroute_faults {control} "))
-            faulty.chmod(0o755)
-            port, reinject, down_port, next_hop = (free_port() for _ in range(4))
-            receiving = _example_block("smtp").replace("smtp      inet  n       -       y",
-                                                       f"127.0.0.1:{port} inet n - n", 1)
-            reinjecting = _example_block("127.0.0.1:10026").replace("127.0.0.1:10026",
-                                                                    f"127.0.0.1:{reinject}")
-            master = (receiving + reinjecting
-                      + f"127.0.0.1:{down_port} inet n - n - - smtpd\n"
-                        f"  -o content_filter=mailroute-down:dummy\n"
-                      + _pipe_service("mailroute", faulty, policy, reinject)
-                      + _pipe_service("mailroute-down", plain, policy, next_hop))
-            postfix = PostfixInstance(root, {
-                "myhostname": "mx.corp.example",
-                "relayhost": f"[127.0.0.1]:{sink.port}",
-                **_example_main(),
-            }, master)
-            postfix.start((port, reinject, down_port))
+    with scratch_root("mailroute-faults-", "MAILROUTE_KEEP_POSTFIX") as root, \
+            SmtpSink() as sink:
+        policy = pipe_policy(root, owner=FILTER_USER)
+        plain = interpreter_wrapper(root)
+        shim = root / "shim"
+        shim.mkdir(mode=0o755)
+        (shim / "mailroute_faults.py").write_text(SHIM)
+        (shim / "mailroute_faults.py").chmod(0o644)
+        control = root / "fault"
+        faulty = root / "mailroute-faulty"
+        text = plain.read_text()
+        assert 'PYTHONPATH="' in text
+        assert " -m mailroute " in text
+        faulty.write_text(text.replace('PYTHONPATH="', f'PYTHONPATH="{shim}:', 1)
+                          .replace(" -m mailroute ", f" -m mailroute_faults {control} "))
+        faulty.chmod(0o755)
+        port, reinject, down_port, next_hop = (free_port() for _ in range(4))
+        receiving = _example_block("smtp").replace("smtp      inet  n       -       y",
+                                                   f"127.0.0.1:{port} inet n - n", 1)
+        reinjecting = _example_block("127.0.0.1:10026").replace("127.0.0.1:10026",
+                                                                f"127.0.0.1:{reinject}")
+        master = (receiving + reinjecting
+                  + f"127.0.0.1:{down_port} inet n - n - - smtpd\n"
+                    f"  -o content_filter=mailroute-down:dummy\n"
+                  + _pipe_service("mailroute", faulty, policy, reinject)
+                  + _pipe_service("mailroute-down", plain, policy, next_hop))
+        postfix = PostfixInstance(root, {
+            "myhostname": "mx.corp.example",
+            "relayhost": f"[127.0.0.1]:{sink.port}",
+            **_example_main(),
+        }, master)
+        postfix.start((port, reinject, down_port))
+        try:
             yield World(postfix, sink, port, down_port, next_hop, control)
-    finally:
-        if postfix is not None:
+        finally:
             postfix.stop()
-        if not os.environ.get("MAILROUTE_KEEP_POSTFIX"):
-            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("fault", "logged"), [

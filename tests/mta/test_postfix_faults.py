@@ -144,7 +144,8 @@ def test_a_fault_defers_and_the_message_arrives_once_after_the_fix(world: World,
     world.control.chmod(0o644)
     try:
         world.send(subject, rcpts)
-        assert world.postfix.wait_until(lambda: world.deferrals("mailroute") > before), \
+        assert world.postfix.wait_until(lambda: world.deferrals("mailroute") > before,
+                                        timeout=90), \
             world.postfix.log()[-3000:]
         deferred = [line for line in world.postfix.log().splitlines()
                     if "relay=mailroute," in line and "status=deferred" in line][-1]
@@ -155,7 +156,7 @@ def test_a_fault_defers_and_the_message_arrives_once_after_the_fix(world: World,
         world.control.unlink(missing_ok=True)                     # the fix
     world.postfix.flush()
     assert world.postfix.wait_until(lambda: sorted(
-        r for t in _arrivals(world.sink, subject) for r in t.recipients) == rcpts, timeout=40), \
+        r for t in _arrivals(world.sink, subject) for r in t.recipients) == rcpts, timeout=90), \
         world.postfix.log()[-3000:]
     assert world.postfix.wait_until(world.postfix.queue_is_empty)
     arrivals = _arrivals(world.sink, subject)
@@ -169,13 +170,14 @@ def test_the_next_hop_down_defers_and_the_message_arrives_once_when_it_is_back(w
     rcpts = ["z@partner.example", "w@corp.example"]
     before = world.deferrals("mailroute-down")
     world.send("next-hop-down", rcpts, port=world.down_port)
-    assert world.postfix.wait_until(lambda: world.deferrals("mailroute-down") > before), \
+    assert world.postfix.wait_until(lambda: world.deferrals("mailroute-down") > before,
+                                    timeout=90), \
         world.postfix.log()[-3000:]
     assert "dsn=4.3.0, status=deferred (hand-on failed: 127.0.0.1:" in world.postfix.log()
     with SmtpSink(port=world.next_hop) as back:                   # the next hop is back
         world.postfix.flush()
         assert world.postfix.wait_until(lambda: sorted(
-            r for t in back.delivered for r in t.recipients) == sorted(rcpts), timeout=40), \
+            r for t in back.delivered for r in t.recipients) == sorted(rcpts), timeout=90), \
             world.postfix.log()[-3000:]
         assert world.postfix.wait_until(world.postfix.queue_is_empty)
         assert len(back.delivered) == 1                           # one transaction, once

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -79,7 +79,7 @@ def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
         line = f"{error.reply.status} {error.reply.text}"
         return _finish(stderr, ExitCode.TEMPFAIL, line, "tempfail", run, None, data)
     except Exception:  # never crash the MTA's pipe: tempfail instead
-        reference = secrets.token_hex(6)
+        reference = os.urandom(6).hex()
         log.exception("pipe transport failed, reference %s", reference)
         line = f"4.3.0 internal error, reference {reference}"
         return _finish(stderr, ExitCode.TEMPFAIL, line, "tempfail", run, None, data)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -137,9 +136,10 @@ def _configure_message_log(target: str) -> None:
         target = "syslog" if os.path.exists(SYSLOG_SOCKET) else "stderr"
     handler: logging.Handler
     if target == "syslog":
+        from logging.handlers import SysLogHandler  # only here: it loads pickle, socket ...
+
         try:
-            handler = logging.handlers.SysLogHandler(
-                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+            handler = SysLogHandler(SYSLOG_SOCKET, facility=SysLogHandler.LOG_MAIL)
             handler.setFormatter(logging.Formatter("mailroute[%(process)d]: %(message)s"))
         except OSError:  # no syslog listening: the line must not be lost either
             target = "stderr"

@@ -7,6 +7,9 @@ examples/gateway. Runs alternate between the commands, so drift in the machine's
 touches them alike. Targets (issue 12): empty ≤ 3.5x, disclaimer ≤ 4.5x, gateway ≤ 5x
 ``python -c pass``.
 
+``mailroute`` is the console script installed beside the interpreter, as Postfix pipe(8) or
+an Exim transport runs it (``python -m mailroute`` when there is none).
+
 Bytecode is compiled first (``compileall`` of mailroute and the environment's site-packages),
 as a wheel install does: with ``PYTHONDONTWRITEBYTECODE`` set, as on this workplace's
 machines, every run would otherwise compile every module again.
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     runs = parser.parse_args().runs
     python = sys.executable
+    script = Path(python).with_name("mailroute")
+    mailroute = [str(script)] if script.is_file() else [python, "-m", "mailroute"]
     for folder in {str(ROOT / "src"), *site.getsitepackages()}:
         compileall.compile_dir(folder, quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,12 +77,12 @@ def main() -> None:
         empty.write_text("")
         commands: dict[str, list[str]] = {
             "python -c pass": [python, "-c", "pass"],
-            "mailroute, empty policy": [python, "-m", "mailroute", "process", "--config",
+            "mailroute, empty policy": [*mailroute, "process", "--config",
                                         str(empty), *ENVELOPE],
             "mailroute, disclaimer policy": [
-                python, "-m", "mailroute", "process", "--config",
+                *mailroute, "process", "--config",
                 str(ROOT / "examples" / "disclaimer" / "policy.toml"), *ENVELOPE],
-            "mailroute, gateway policy": [python, "-m", "mailroute", "process", "--config",
+            "mailroute, gateway policy": [*mailroute, "process", "--config",
                                           str(_gateway_policy(folder)), *ENVELOPE],
         }
         altermime = shutil.which("altermime")

@@ -3,7 +3,8 @@
 It answers 250 to everything unless told otherwise (``rcpt_replies`` per recipient,
 ``data_reply`` after the final dot), keeps the raw DATA bytes (still dot-stuffed, CRLF as
 sent) and the commands of each session, and binds to 127.0.0.1 on a free port. Start it
-with ``with SmtpSink() as sink:``; it stops its threads on exit.
+with ``with SmtpSink() as sink:``; it stops its threads on exit. ``port`` chooses the port
+(a next hop that comes back where it was).
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ class Transaction:
         return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
 
 
-class Background:
-    """A threaded TCP server on a free port of 127.0.0.1, serving while in a ``with`` block."""
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # a chosen port may have been this server's a moment ago
 
-    def __init__(self, handler: type[socketserver.BaseRequestHandler]) -> None:
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler,
-                                                       bind_and_activate=True)
+
+class Background:
+    """A threaded TCP server on 127.0.0.1 (a free port unless ``port`` is given), serving
+    while in a ``with`` block."""
+
+    def __init__(self, handler: type[socketserver.BaseRequestHandler], port: int = 0) -> None:
+        self._server = _Server(("127.0.0.1", port), handler, bind_and_activate=True)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -56,7 +61,7 @@ class SmtpSink(Background):
     """A threaded SMTP sink on 127.0.0.1."""
 
     def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
-                 data_reply: str = "250 2.0.0 queued") -> None:
+                 data_reply: str = "250 2.0.0 queued", port: int = 0) -> None:
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_reply = data_reply
         self.transactions: list[Transaction] = []
@@ -70,7 +75,7 @@ class SmtpSink(Background):
             def handle(self) -> None:
                 sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
 
-        super().__init__(Handler)
+        super().__init__(Handler, port)
 
     @property
     def delivered(self) -> list[Transaction]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,25 +17,83 @@ from mailroute.testing import build_message
 PROBE = """
 import sys
 from mailroute.cli import main
-code = main(["process", "--config", sys.argv[1]])
+code = main(["process", "--config", *sys.argv[1:]])
 loaded = sorted(name for name in sys.modules
-                if name.split(".")[0] in {"cryptography", "bs4", "html5lib", "gnupg", "asn1crypto"}
+                if name.split(".")[0] in {"cryptography", "bs4", "html5lib", "gnupg", "asn1crypto",
+                                          "logging", "tempfile"}
                 or name.startswith(("mailroute.routing", "mailroute.marker", "mailroute.smime",
                                     "mailroute.pgp", "mailroute.disclaimer")))
 sys.stderr.write("LOADED " + " ".join(loaded) + "\\n")
 sys.exit(code)
 """
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+OUTBOUND = ["--mail-from", "anna.weber@example.net", "--rcpt", "max@partner.example"]
+HTML_PARSER = {"bs4", "html5lib"}
+
+
+def _loaded(policy: Path, message: bytes, *args: str) -> tuple[bytes, set[str]]:
+    """Run ``mailroute process`` in a fresh interpreter: its output and the modules of
+    interest it imported (only the top-level package of a third-party one)."""
+    done = subprocess.run([sys.executable, "-c", PROBE, str(policy), *args], input=message,
+                          capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    names = done.stderr.decode().rsplit("LOADED", 1)[1].split()
+    return done.stdout, {n if n.startswith("mailroute") else n.split(".")[0] for n in names}
+
+
+def _gateway_policy(folder: Path) -> Path:
+    shutil.copytree(EXAMPLES / "gateway", folder / "gateway")
+    shutil.copytree(EXAMPLES / "disclaimer", folder / "disclaimer")
+    (folder / "gateway" / "run").mkdir(exist_ok=True)
+    keys = folder / "gateway" / "run" / "marker-keys.toml"
+    keys.write_text('tag = "startq"\norg_id = "example.net"\n[[key]]\nid = "k1"\n'
+                    f'secret = "{base64.b64encode(bytes(range(32))).decode()}"\n')
+    keys.chmod(0o600)
+    return folder / "gateway" / "policy.toml"
 
 
 def test_process_with_an_empty_policy_loads_no_engine_and_no_crypto(tmp_path: Path) -> None:
     policy = tmp_path / "empty.toml"
     policy.write_text("")
     message = build_message()
-    done = subprocess.run([sys.executable, "-c", PROBE, str(policy)], input=message,
-                          capture_output=True, timeout=60, check=False)
-    assert (done.returncode, done.stdout) == (0, message)
-    loaded = done.stderr.decode().rsplit("LOADED", 1)[1].split()
-    assert loaded == []
+    output, loaded = _loaded(policy, message)
+    assert (output, loaded) == (message, set())
+
+
+def test_a_disclaimer_on_a_text_message_loads_no_html_parser(tmp_path: Path) -> None:
+    message = build_message(sender="anna.weber@example.net", to="max@partner.example")
+    output, loaded = _loaded(EXAMPLES / "disclaimer" / "policy.toml", message, *OUTBOUND)
+    assert b"Example GmbH" in output  # the disclaimer was added
+    assert "mailroute.disclaimer.insert" in loaded
+    assert not loaded & (HTML_PARSER | {"cryptography", "logging", "tempfile"})
+
+
+def test_a_disclaimer_in_plain_html_is_placed_without_the_html_parser() -> None:
+    message = (EXAMPLES / "messages" / "02-outbound-alternative.eml").read_bytes()
+    output, loaded = _loaded(EXAMPLES / "disclaimer" / "policy.toml", message, *OUTBOUND)
+    assert b"Example GmbH" in output
+    assert not loaded & HTML_PARSER
+
+
+def test_html_the_scan_cannot_place_loads_the_html_parser() -> None:
+    body = "<p>Hello<svg><p>inside foreign content</p></svg></p>"
+    message = build_message(sender="anna.weber@example.net", to="max@partner.example",
+                            body=body, content_type="text/html; charset=utf-8")
+    output, loaded = _loaded(EXAMPLES / "disclaimer" / "policy.toml", message, *OUTBOUND)
+    assert b"Example GmbH" in output
+    assert loaded >= HTML_PARSER
+
+
+def test_the_gateway_policy_loads_no_crypto_package_and_no_html_parser(tmp_path: Path) -> None:
+    message = (EXAMPLES / "messages" / "02-outbound-alternative.eml").read_bytes()
+    output, loaded = _loaded(_gateway_policy(tmp_path), message, *OUTBOUND)
+    assert b"X-Mailroute-Mark:" in output
+    assert b"Example GmbH" in output
+    assert "mailroute.marker.keyring" in loaded
+    assert not loaded & (HTML_PARSER | {"cryptography", "asn1crypto", "gnupg", "logging",
+                                        "tempfile"})
+    assert not any(n.startswith(("mailroute.routing", "mailroute.smime", "mailroute.pgp"))
+                   for n in loaded)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -17,10 +16,9 @@ from mailroute import __version__
 from mailroute.adapters.pipe import report_internal_error
 from mailroute.errors import OutputError
 from mailroute.exitcodes import ExitCode
+from mailroute.logs import configure as configure_logging
 
 __all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
-
-log = logging.getLogger("mailroute")
 
 #: command -> (the module that registers it, its one-line help as that module gives it).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,7 +56,8 @@ COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(m for m, _ in COMMANDS.va
 
 def build_parser(argv: Sequence[str] | None = None, *,
                  everything: bool = False) -> argparse.ArgumentParser:
-    """The argument parser: the command named in ``argv`` in full, the others by name only.
+    """The argument parser: the command named in ``argv`` in full, the others by name only
+    (and not at all once a command is named: each costs start-up).
 
     With ``everything`` every command is registered in full (for documentation and tests).
     """
@@ -77,9 +76,10 @@ def build_parser(argv: Sequence[str] | None = None, *,
         (COMMANDS[chosen][0],) if chosen is not None else ())
     for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
-    for name, (_, text) in COMMANDS.items():
-        if name not in subparsers.choices:
-            subparsers.add_parser(name, help=text, add_help=False)
+    if chosen is None or everything:  # the command list of --help and of a usage error
+        for name, (_, text) in COMMANDS.items():
+            if name not in subparsers.choices:
+                subparsers.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -96,8 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            stream=sys.stderr, format="mailroute: %(levelname)s %(message)s")
+        # logging itself is loaded only when a record is shown (mailroute.logs): start-up
+        configure_logging(now=args.verbose, level="INFO" if args.verbose else "WARNING",
+                          stream=sys.stderr, format="mailroute: %(levelname)s %(message)s")
         code: int = args.handler(args)
         return code
     except SystemExit as exit_:  # argparse: --help (0) and usage errors (2)

@@ -9,19 +9,19 @@ session directly.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mailroute.item import Context, Direction, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
+from mailroute.logs import LazyLogger
 from mailroute.mime.scan import AmbiguityPolicy
 from mailroute.results import Outcome
 from mailroute.session import Result, SessionSettings, run_session
 
 __all__ = ["Condition", "Conditional", "Pipeline"]
 
-log = logging.getLogger("mailroute")
+log = LazyLogger("mailroute")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,6 @@ rejected, every unexpected exception becomes a temporary failure.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from mailroute.errors import InternalError, MailrouteError
 from mailroute.gateway.flow import message_direction
 from mailroute.item import Context, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
+from mailroute.logs import LazyLogger
 from mailroute.mime.message import Message
 from mailroute.mime.scan import AmbiguityPolicy, parse
 from mailroute.results import Action, Outcome, Reply, format_auth_results
@@ -41,7 +41,7 @@ __all__ = [
     "run_session",
 ]
 
-log = logging.getLogger("mailroute")
+log = LazyLogger("mailroute")
 ACCEPTED = Reply(250, "2.0.0", "message accepted")
 
 

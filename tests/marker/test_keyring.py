@@ -145,3 +145,13 @@ def test_derived_key_is_rfc5869_hkdf_sha256_with_empty_salt() -> None:
     prk = hmac.new(b"", SECRET_A, hashlib.sha256).digest()
     okm = hmac.new(prk, b"mailroute/mark/v1/k1" + b"\x01", hashlib.sha256).digest()
     assert derive_mac_key(SECRET_A, "k1") == okm
+
+
+@pytest.mark.parametrize("kid", ["k1", "k2026a", "zzzzzzzz"])
+def test_derived_key_equals_the_cryptography_packages_hkdf(kid: str) -> None:
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    reference = HKDF(algorithm=SHA256(), length=32, salt=None,
+                     info=b"mailroute/mark/v1/" + kid.encode()).derive(SECRET_A)
+    assert derive_mac_key(SECRET_A, kid) == reference

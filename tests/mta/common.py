@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -9,14 +10,28 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mailroute.testing import write_fake_key_file
 
 #: The unprivileged account the MTAs run ``mailroute pipe`` as (they refuse root).
 FILTER_USER = "nobody"
+
+
+@contextlib.contextmanager
+def scratch_root(prefix: str, keep_variable: str) -> Iterator[Path]:
+    """A directory for one throwaway server (mode 0755: the filter user reads from it),
+    removed afterwards unless ``keep_variable`` is set in the environment."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        if not os.environ.get(keep_variable):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -39,7 +54,8 @@ def _filter_user_copy(root: Path) -> str:
     one. Only what this process imported from outside the standard library is copied.
     """
     for needed in ("mailroute.commands.pipe", "mailroute.filters.headers",
-                   "mailroute.filters.marker", "mailroute.gateway.sqlite_store"):
+                   "mailroute.filters.marker", "mailroute.filters.smime",
+                   "mailroute.gateway.sqlite_store"):
         importlib.import_module(needed)  # what ``mailroute pipe`` loads for the test policy
 
     stdlib = Path(os.__file__).resolve().parent
@@ -88,15 +104,17 @@ def interpreter_wrapper(root: Path) -> Path:
     return wrapper
 
 
-def pipe_policy(folder: Path, *, owner: str | None = None, tempfail_key: Path | None = None
-                ) -> Path:
+def pipe_policy(folder: Path, *, owner: str | None = None, tempfail_key: Path | None = None,
+                smime_identity: tuple[Path, Path] | None = None) -> Path:
     """The policy the pipe tests run, written to ``folder/policy.toml``.
 
     ``marker-verify`` (the loop guard, with the SQLite store in ``folder/state``), a second
     ``marker-verify`` that refuses mail from ``reject@corp.example`` (no marker: 5.7.1), when
     ``tempfail_key`` is given a ``marker-set`` with that key for ``tempfail@corp.example``,
-    a header ``X-Processed: mailroute``, and ``marker-set``. ``owner`` (the filter user) gets
-    the key file and the state directory.
+    when ``smime_identity`` (certificate, key) is given an ``smime-decrypt`` that quarantines
+    what it cannot decrypt for ``quarantine@corp.example``, a header ``X-Processed:
+    mailroute``, and ``marker-set``. ``owner`` (the filter user) gets the key files and the
+    state directory.
     """
     key = write_fake_key_file(folder / "keys.toml")
     state = folder / "state"
@@ -104,12 +122,25 @@ def pipe_policy(folder: Path, *, owner: str | None = None, tempfail_key: Path | 
     if owner is not None:
         shutil.chown(key, owner)
         shutil.chown(state, owner)
-    faulty = "" if tempfail_key is None else f'''
+    extra = "" if tempfail_key is None else f'''
 [[pipeline]]
 filter = "marker-set"
 key_file = "{tempfail_key}"
 [pipeline.when]
 sender = ["tempfail@corp.example"]
+'''
+    if smime_identity is not None:
+        cert, smime_key = smime_identity
+        if owner is not None:
+            shutil.chown(smime_key, owner)
+        extra += f'''
+[[pipeline]]
+filter = "smime-decrypt"
+cert = "{cert}"
+key = "{smime_key}"
+on_failure = "quarantine"
+[pipeline.when]
+sender = ["quarantine@corp.example"]
 '''
     policy = folder / "policy.toml"
     policy.write_text(f'''
@@ -127,7 +158,7 @@ key_file = "{key}"
 on_missing = "reject"
 [pipeline.when]
 sender = ["reject@corp.example", "reject-me@partner.example"]
-{faulty}
+{extra}
 [[pipeline]]
 filter = "headers"
 add = {{ X-Processed = "mailroute" }}

@@ -8,6 +8,7 @@ SMTP on that port, from where manualroute routers relay to an internal and an in
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import smtplib
@@ -26,6 +27,7 @@ from tests.mta.common import (
     wait_until,
 )
 from tests.mta.exim import EximInstance, daemon_settings, exim_available
+from tests.mta.test_postfix_pipe import FAULTY_KEY, _write_owned
 from tests.smtpsink import SmtpSink, Transaction
 
 pytestmark = [
@@ -56,6 +58,8 @@ class World:
     internal: SmtpSink
     internet: SmtpSink
     port: int
+    faulty_key: Path
+    good_key_text: bytes
 
     def send(self, sender: str, rcpts: list[str], subject: str) -> None:
         message = (f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
@@ -78,7 +82,11 @@ def world() -> Iterator[World]:
     exim: EximInstance | None = None
     try:
         with SmtpSink() as internal, SmtpSink() as internet:
-            policy = pipe_policy(root, owner=FILTER_USER)
+            secret = base64.b64encode(b"s" * 32).decode()
+            faulty = root / "faulty-keys.toml"
+            _write_owned(faulty, FAULTY_KEY.format(secret=secret).encode(), 0o600)
+            policy = pipe_policy(root, owner=FILTER_USER, tempfail_key=faulty)
+            good = (root / "keys.toml").read_bytes()
             wrapper = interpreter_wrapper(root)
             port, reinject = free_port(), free_port()
             router = _recipe_part("mailroute_filter").replace("10026", str(reinject))
@@ -142,7 +150,7 @@ begin retry
 """
             exim = EximInstance(root, config)
             exim.start((port, reinject))
-            yield World(exim, internal, internet, port)
+            yield World(exim, internal, internet, port, faulty, good)
             for sink in (internal, internet):
                 for tx in sink.delivered:
                     assert tx.body.partition(b"\r\n\r\n")[2].strip(), "blank message"
@@ -201,3 +209,33 @@ def test_a_loop_through_a_mis_hooked_transport_stops_on_its_second_pass(world: W
     [refused] = [line for line in passes if " ** " in line]
     assert sent.split()[2] != refused.split()[2]   # two queue ids: the second pass is new mail
     assert world.arrivals("exim-looping") == []
+
+
+def test_a_tempfail_stays_queued_in_exim_and_is_delivered_once_after_the_fix(world: World
+                                                                               ) -> None:
+    """``tempfail@corp.example`` is signed with a key whose signing window is over: 4.3.0,
+    exit 75, which the recipe's ``temp_errors`` defers; Exim retries (the test's retry rule:
+    every 2 s) and, once the key file is fixed, hands the message to mailroute again."""
+    rcpts = ["f@partner.example", "g@corp.example"]
+    world.send("tempfail@corp.example", rcpts, "exim-deferred")
+
+    def deferrals() -> list[str]:
+        return [line for line in world.exim.log().splitlines()
+                if " == " in line and "T=mailroute_pipe " in line
+                and any(r in line for r in rcpts)]
+
+    assert world.wait_until(lambda: len(deferrals()) >= 2), world.exim.log()
+    assert "returned 75" in deferrals()[0], deferrals()[0]
+    assert world.arrivals("exim-deferred") == []
+    _write_owned(world.faulty_key, world.good_key_text, 0o600)     # the fix
+    assert world.wait_until(lambda: sorted(r for t in world.arrivals("exim-deferred")
+                                           for r in t.recipients) == sorted(rcpts),
+                            timeout=60), world.exim.log()
+    queue_id = deferrals()[0].split()[2]
+    assert world.wait_until(lambda: f"{queue_id} Completed" in world.exim.log()), \
+        world.exim.log()
+    arrivals = world.arrivals("exim-deferred")
+    assert sorted(r for t in arrivals for r in t.recipients) == sorted(rcpts)  # once each
+    for tx in arrivals:
+        assert tx.body.count(b"X-Processed: mailroute") == 1
+        assert tx.body.count(b"X-Mailroute-Mark:") == 1

@@ -15,6 +15,7 @@ import os
 import shutil
 import smtplib
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class World:
     loop_port: int          # the mis-hooked smtpd
     faulty_key: Path
     good_key_text: bytes
+    reinject_port: int      # the smtpd without the filter
+    policy: Path
 
     def send(self, sender: str, rcpts: list[str], subject: str, *, port: int | None = None,
              body: str = "Hello.\r\n.leading dot\r\n") -> None:
@@ -96,6 +99,17 @@ FAULTY_KEY = ('tag = "testaa"\norg_id = "test-org"\n\n[[key]]\nid = "old"\n'
               'sign_until = 2000-02-01T00:00:00Z\n')
 
 
+def _smime_identity(folder: Path) -> tuple[Path, Path]:
+    """A self-signed RSA certificate and its key (mode 0600) for smime-decrypt, by openssl."""
+    cert, key = folder / "smime-cert.pem", folder / "smime-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=gw.corp.example", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    key.chmod(0o600)
+    cert.chmod(0o644)
+    return cert, key
+
+
 def _write_owned(path: Path, data: bytes, mode: int) -> None:
     path.write_bytes(data)
     path.chmod(mode)
@@ -112,7 +126,8 @@ def world() -> Iterator[World]:
             secret = base64.b64encode(b"s" * 32).decode()
             faulty = root / "faulty-keys.toml"
             _write_owned(faulty, FAULTY_KEY.format(secret=secret).encode(), 0o600)
-            policy = pipe_policy(root, owner=FILTER_USER, tempfail_key=faulty)
+            policy = pipe_policy(root, owner=FILTER_USER, tempfail_key=faulty,
+                                 smime_identity=_smime_identity(root))
             good = (root / "keys.toml").read_bytes()
             wrapper = interpreter_wrapper(root)
             port, reinject, loop_port = free_port(), free_port(), free_port()
@@ -134,7 +149,8 @@ def world() -> Iterator[World]:
                 **_example_main(),
             }, master)
             postfix.start((port, reinject, loop_port))
-            yield World(postfix, internal, internet, port, loop_port, faulty, good)
+            yield World(postfix, internal, internet, port, loop_port, faulty, good, reinject,
+                        policy)
             _no_blank_message(internal, internet)
     finally:
         if postfix is not None:
@@ -260,3 +276,57 @@ def test_reinjection_through_the_real_sendmail_reaches_every_recipient(world: Wo
         assert tx.body.count(b"X-Processed: mailroute") == 1
         assert b"\r\n.leading dot\r\n" in tx.body
     assert "postfix/pickup" in world.postfix.log()
+
+
+ENCRYPTED_UNREADABLE = (
+    "MIME-Version: 1.0\r\n"
+    'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n'
+    "Content-Transfer-Encoding: base64\r\n\r\n"
+    "MIAGCSqGSIb3DQEHA6CAMIACAQAxggFAMIIBPAIBADAkMBYxFDASBgNVBAMTC25vdC1mb3ItdXMC\r\n")
+
+
+def _mailroute(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mailroute", *args, "--config",
+                           str(world.policy)], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_a_quarantined_message_is_held_and_released_once(world: World) -> None:
+    """smime-decrypt with ``on_failure = "quarantine"`` and a message it cannot decrypt: the
+    pipe exits 0, nothing is handed on, the message waits in the quarantine store (the
+    policy's state_dir), and ``mailroute quarantine release`` hands it on exactly once."""
+    rcpts = ["q1@partner.example", "q2@corp.example"]
+    body = ENCRYPTED_UNREADABLE.replace("MIME-Version", "Subject: held-one\r\nMIME-Version")
+    # (not World.send: the S/MIME entity needs header fields of its own)
+    with smtplib.SMTP("127.0.0.1", world.port, timeout=30) as client:
+        client.sendmail("quarantine@corp.example", rcpts,
+                        ("From: <quarantine@corp.example>\r\nTo: q1@partner.example\r\n"
+                         "Message-ID: <held-one-smime@corp.example>\r\n" + body).encode())
+
+    def held() -> list[str]:
+        listing = _mailroute(world, "quarantine", "list")
+        assert listing.returncode == 0, listing.stderr
+        return [line for line in listing.stdout.splitlines() if "<quarantine@corp.example>" in
+                line]
+
+    assert world.postfix.wait_until(lambda: len(held()) == 1), world.postfix.log()[-3000:]
+    [entry] = held()
+    assert sorted(entry.split()[4].split(",")) == sorted(rcpts)   # every recipient, one copy
+    sent = [line for line in world.postfix.log().splitlines()
+            if "relay=mailroute," in line and "status=sent" in line
+            and any(f"to=<{r}>" in line for r in rcpts)]
+    assert len(sent) >= 2            # the pipe exited 0 for the quarantined message
+    smime = [t for t in world.arrived("held-one-smime") if t.sender]
+    assert smime == []                                          # nothing was handed on
+    released = _mailroute(world, "quarantine", "release", entry.split()[0], "--reinject",
+                          f"smtp:127.0.0.1:{world.reinject_port}")
+    assert released.returncode == 0, released.stderr
+    assert held() == []
+    assert world.postfix.wait_until(lambda: sorted(
+        r for t in world.arrived("held-one-smime") if t.sender for r in t.recipients)
+        == sorted(rcpts)), world.postfix.log()[-3000:]
+    assert world.postfix.wait_until(world.postfix.queue_is_empty)
+    arrivals = [t for t in world.arrived("held-one-smime") if t.sender]
+    assert sorted(r for t in arrivals for r in t.recipients) == sorted(rcpts)  # once each
+    for tx in arrivals:
+        assert b"application/pkcs7-mime" in tx.body      # as received, for the recipient

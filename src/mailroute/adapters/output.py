@@ -17,7 +17,6 @@ import io
 import os
 import select
 import sys
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -67,6 +66,8 @@ def write_file_atomically(path: Path, data: bytes) -> None:
         OutputError: anything failed; no temporary file is left behind and ``path`` is as
             it was.
     """
+    import tempfile  # only --out needs it (start-up: it loads random, shutil, bz2, lzma)
+
     try:
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as exc:

@@ -8,7 +8,6 @@ unless the message was accepted, and every unexpected error is a temporary failu
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from mailroute.adapters.output import write_all, write_file_atomically
 from mailroute.errors import MessageError, OutputError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
+from mailroute.logs import LazyLogger
 from mailroute.pipeline import Pipeline
 from mailroute.results import Action, Reply
 from mailroute.session import Result
@@ -27,7 +27,7 @@ from mailroute.session import Result
 __all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "read_bounded", "report_internal_error",
            "run_pipe", "write_output"]
 
-log = logging.getLogger("mailroute.pipe")
+log = LazyLogger("mailroute.pipe")
 
 
 @dataclass(frozen=True, slots=True)

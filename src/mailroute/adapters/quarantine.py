@@ -9,13 +9,12 @@ is checked against that form before it touches a path.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mailroute.errors import TemporaryError
 
@@ -53,13 +52,13 @@ class QuarantineStore:
     def store(self, data: bytes, *, sender: str, recipients: tuple[str, ...], reply: str,
               queue_id: str | None, now: float) -> str:
         """Hold ``data``; return its new id."""
-        entry_id = secrets.token_hex(16)
+        entry_id = os.urandom(16).hex()  # what secrets.token_hex does
         meta = {"sender": sender, "recipients": list(recipients), "reply": reply,
                 "queue_id": queue_id, "stored_at": now, "size": len(data)}
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._write(f"{entry_id}.eml", data)
-            self._write(f"{entry_id}.json", json.dumps(meta).encode("utf-8"))
+            self._write(f"{entry_id}.json", _json().dumps(meta).encode("utf-8"))
         except OSError as exc:
             (self.directory / f"{entry_id}.eml").unlink(missing_ok=True)
             raise TemporaryError(f"cannot write the quarantine "
@@ -76,7 +75,7 @@ class QuarantineStore:
 
     def entry(self, entry_id: str) -> QuarantineEntry:
         """The envelope and facts of ``entry_id``."""
-        meta = json.loads(self._path(entry_id, ".json").read_bytes())
+        meta = _json().loads(self._path(entry_id, ".json").read_bytes())
         return QuarantineEntry(
             id=entry_id, sender=str(meta["sender"]),
             recipients=tuple(str(r) for r in meta["recipients"]), reply=str(meta["reply"]),
@@ -112,3 +111,11 @@ class QuarantineStore:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+
+
+def _json() -> Any:
+    """The json module, loaded when a message is held or listed, not by every pipe run that
+    merely has a quarantine configured."""
+    import json
+
+    return json

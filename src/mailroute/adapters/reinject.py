@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import enum
 import re
-import smtplib
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import smtplib
+
+# smtplib (the email package, ssl, socket) and subprocess are imported where a message is
+# handed on, and only the one the run uses: a mail server starts mailroute once per message.
 
 __all__ = [
     "DEFAULT_SENDMAIL",
@@ -76,6 +80,8 @@ class SendmailReinjector:
 
     def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
         """Run sendmail; delivered only when it exits 0 within the timeout."""
+        import subprocess
+
         try:
             done = subprocess.run(self.command(sender, recipients), input=data,
                                   capture_output=True, timeout=self.timeout, check=False)
@@ -103,6 +109,8 @@ class SmtpReinjector:
 
     def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
         """MAIL, every RCPT, DATA; RSET and nothing handed on if any recipient is refused."""
+        import smtplib
+
         try:
             client = smtplib.SMTP(self.host, self.port, local_hostname=self.helo,
                                   timeout=self.timeout)
@@ -179,6 +187,8 @@ def _refused(code: int, detail: str) -> HandOn:
 
 def _quit(client: smtplib.SMTP) -> None:
     """QUIT after the outcome is known: a failure here changes nothing."""
+    import smtplib
+
     try:
         client.quit()
     except (smtplib.SMTPException, OSError):
@@ -192,6 +202,8 @@ def _text(text: bytes | str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    import smtplib
+
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"{exc.smtp_code} {_text(exc.smtp_error)}"
     if isinstance(exc, OSError) and exc.strerror:

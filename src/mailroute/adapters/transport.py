@@ -26,8 +26,9 @@ Message-ID, sender, recipient count, direction, exit code, filters and duration.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import secrets
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ from mailroute.adapters.notify import held_notification
 from mailroute.adapters.pipe import exit_code_for, read_bounded
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, Reinjector
-from mailroute.errors import MailrouteError
+from mailroute.errors import MailrouteError, TemporaryError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
@@ -61,6 +62,9 @@ class TransportRun:
     clock: Callable[[], float] = time.time
     message_log: MessageLog = field(default_factory=MessageLog)
     sasl_user: str | None = None
+    #: Held around the hand-on and the quarantine store: the command line's keeps SIGTERM
+    #: from turning a message the next hop took into a retry (a second copy).
+    critical: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
 
 
 def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
@@ -80,8 +84,11 @@ def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
         if result.split:
             return _act_split(pipeline, result, data, stderr, run, started)
         return _act(result, data, stderr, run, started)
+    except TemporaryError as error:  # SIGTERM (the command line's handler) and the like
+        return _finish(stderr, ExitCode.TEMPFAIL, error.reply, "tempfail", run, None, data,
+                       started)
     except Exception:  # never crash the MTA's pipe: tempfail instead
-        reference = secrets.token_hex(6)
+        reference = os.urandom(6).hex()
         log.exception("pipe transport failed, reference %s", reference)
         reply = Reply(451, "4.3.0", f"internal error, reference {reference}")
         return _finish(stderr, ExitCode.TEMPFAIL, reply, "tempfail", run, None, data, started)
@@ -91,8 +98,9 @@ def _act(result: Result, data: bytes, stderr: TextIO, run: TransportRun,
          started: float) -> ExitCode:
     reply = result.smtp_reply
     if result.action is Action.ACCEPT and result.data is not None:
-        handon = run.reinjector.deliver(result.data, run.envelope.mail_from,
-                                        run.envelope.rcpt_to)
+        with run.critical():
+            handon = run.reinjector.deliver(result.data, run.envelope.mail_from,
+                                            run.envelope.rcpt_to)
         if handon.ok:
             return _finish(stderr, ExitCode.OK, Reply(250, "2.0.0", f"handed on: {handon.detail}"),
                            "accept", run, result, data, started, quiet=True)
@@ -135,7 +143,8 @@ def _act_split(pipeline: Pipeline, result: Result, data: bytes, stderr: TextIO,
     for group, part in copies:
         if part.action is not Action.ACCEPT or part.data is None:
             continue
-        handon = run.reinjector.deliver(part.data, run.envelope.mail_from, group)
+        with run.critical():
+            handon = run.reinjector.deliver(part.data, run.envelope.mail_from, group)
         if not handon.ok:
             if sent == 0 and handon.status is HandOnStatus.PERMANENT:
                 refused = Reply(554, "5.3.0", f"next hop refused the message: {handon.detail}")
@@ -159,9 +168,10 @@ def _quarantine(result: Result, data: bytes, stderr: TextIO, run: TransportRun,
         return _finish(stderr, ExitCode.TEMPFAIL, deferred, "quarantine-deferred", run, result,
                        data, started)
     try:
-        entry = run.quarantine.store(result.data or data, sender=run.envelope.mail_from,
-                                     recipients=run.envelope.rcpt_to, reply=str(reply),
-                                     queue_id=run.queue_id, now=run.clock())
+        with run.critical():
+            entry = run.quarantine.store(result.data or data, sender=run.envelope.mail_from,
+                                         recipients=run.envelope.rcpt_to, reply=str(reply),
+                                         queue_id=run.queue_id, now=run.clock())
     except MailrouteError as error:
         return _finish(stderr, ExitCode.TEMPFAIL, error.reply, "quarantine-deferred", run,
                        result, data, started)

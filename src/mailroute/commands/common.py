@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import logging.handlers
 import math
 import os
 import sys
@@ -122,9 +121,11 @@ def _message_handler(target: str) -> logging.Handler:
     if target == "none":
         return logging.NullHandler()
     if target == "syslog":
+        from logging.handlers import SysLogHandler  # only here: it loads pickle, socket ...
+
         try:
-            handler: logging.Handler = logging.handlers.SysLogHandler(
-                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+            handler: logging.Handler = SysLogHandler(SYSLOG_SOCKET,
+                                                     facility=SysLogHandler.LOG_MAIL)
             handler.setFormatter(logging.Formatter("mailroute[%(process)d]: %(message)s"))
             return handler
         except OSError:  # no syslog listening: the line must not be lost either

@@ -10,8 +10,12 @@ chooses, ``--log-format`` makes it JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from types import FrameType
 
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import Reinjector, parse_reinject
@@ -21,6 +25,7 @@ from mailroute.commands.common import (
     load_policy_or_report,
     message_log_from_args,
 )
+from mailroute.errors import TemporaryError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Direction, Envelope
 
@@ -72,8 +77,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
+class TerminatedError(TemporaryError):
+    """SIGTERM before the message was handed on: the MTA keeps it and tries again."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise TerminatedError("terminated by a signal before the message was handed on")
+
+
+@contextlib.contextmanager
+def _hand_on_held() -> Iterator[None]:
+    """SIGTERM waits while the next hop takes the message (or the quarantine stores it);
+    after that the run only reports, and a SIGTERM would turn a message that was handed on
+    into a retry and a second copy, so it is ignored."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the policy, filter the message, hand it on."""
+    signal.signal(signal.SIGTERM, _terminate)  # exit 75, never a death by signal
     message_log = message_log_from_args(args)
     given = args.sender if args.sender is not None else os.environ.get(args.sender_env)
     if given is None:
@@ -96,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                   if pipeline.quarantine_dir is not None else None)
     transport = TransportRun(envelope=envelope, reinjector=args.reinject,
                              queue_id=args.queue_id, quarantine=quarantine,
-                             message_log=message_log, sasl_user=args.sasl_user or None)
+                             message_log=message_log, sasl_user=args.sasl_user or None,
+                             critical=_hand_on_held)
     return run_pipe_transport(pipeline, sys.stdin.buffer, sys.stderr, transport)
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from mailroute.disclaimer.htmlstack import OpenElements
+from mailroute.patterns import on_first_use
 
 __all__ = ["HtmlPoints", "quote_marker", "scan_html"]
 
@@ -31,9 +32,9 @@ _START = re.compile(
     r"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r \"'=<>`]++))?+)*+)"
     r"[\t\n\f\r ]*+(/?)>")
 _END = re.compile(r"</([A-Za-z][^\t\n\f\r />\x00]*+)[\t\n\f\r ]*+>")
-_LENIENT_TAG = re.compile(r"</?([A-Za-z][^\t\n\f\r />\x00]*+)[^>]*+>?")
+_LENIENT_TAG = on_first_use(r"</?([A-Za-z][^\t\n\f\r />\x00]*+)[^>]*+>?")
 _COMMENT_END = re.compile(r"--!?>")
-_ATTR = re.compile(
+_ATTR = on_first_use(
     r"([^\t\n\f\r \"'>/=\x00]+)(?:[\t\n\f\r ]*=[\t\n\f\r ]*"
     r"(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r \"'=<>`]+)))?")
 _RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes",
@@ -44,7 +45,7 @@ _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "
 # Elements after which an HTML5 parser no longer treats </body> the simple way.
 _UNSIMPLE = frozenset({"svg", "math", "template", "frameset", "plaintext", "select"})
 _TABLE = "table"
-_HR_BEFORE = re.compile(r"<hr(?:[\t\n\f\r /][^<>]*)?>[\t\n\f\r ]*\Z", re.IGNORECASE)
+_HR_BEFORE = on_first_use(r"<hr(?:[\t\n\f\r /][^<>]*)?>[\t\n\f\r ]*\Z", re.IGNORECASE)
 _HEAD_ONLY = frozenset({"head", "meta", "link", "style", "title", "base", "script", "noscript",
                         "template"})
 _MARKER_HINTS = ("appendonsend", "rplyfwdmsg", "reference-message-container", "gmail_quote",
@@ -103,14 +104,14 @@ def quote_marker(name: str, attrs: dict[str, str]) -> str | None:
 def hr_before(html: str, start: int) -> int:
     """``start``, or the start of an ``<hr>`` tag that precedes it with only white space
     between (Outlook's separator line above its reply header)."""
-    match = _HR_BEFORE.search(html, max(0, start - 512), start)
+    match = _HR_BEFORE().search(html, max(0, start - 512), start)
     return match.start() if match else start
 
 
 def parse_attributes(text: str) -> dict[str, str]:
     """Attribute name (lower case) -> value of a start tag's attribute text; first wins."""
     attrs: dict[str, str] = {}
-    for match in _ATTR.finditer(text):
+    for match in _ATTR().finditer(text):
         name = match.group(1).lower()
         if name not in attrs:
             attrs[name] = next((g for g in match.group(2, 3, 4) if g is not None), "")
@@ -209,7 +210,7 @@ def _end_tag(html: str, start: int, state: _State) -> int:
     match = _END.match(html, start)
     if match is None:
         state.simple = False
-        lenient = _LENIENT_TAG.match(html, start)
+        lenient = _LENIENT_TAG().match(html, start)
         if lenient is None:  # "</" + non-letter: a bogus comment up to ">"
             close = html.find(">", start)
             return len(html) if close < 0 else close + 1
@@ -242,7 +243,7 @@ def _start_tag(html: str, start: int, state: _State) -> int:
     match = _START.match(html, start)
     if match is None:
         state.simple = False
-        lenient = _LENIENT_TAG.match(html, start)
+        lenient = _LENIENT_TAG().match(html, start)
         assert lenient is not None  # _OPEN matched "<" + letter
         state.content()
         if lenient.end() - lenient.end(1) > _SHORT_TAG:

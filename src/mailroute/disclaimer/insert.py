@@ -32,14 +32,15 @@ from mailroute.disclaimer.textplace import text_insertion
 from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.charsets import codec_name, is_ascii_label, label_codec_name
+from mailroute.patterns import on_first_use
 
 __all__ = ["AUTO_REPLY_POLICIES", "INVITE_POLICIES", "SIGNED_POLICIES", "Disclaimer", "Insertion",
            "Settings", "add_disclaimer", "decode_body"]
 
-_PGP_ARMOR = re.compile(r"(?m)^-----BEGIN PGP (?:SIGNED )?MESSAGE-----\r?$")
-_META_CHARSET_BYTES = re.compile(rb"<meta\b[^>]*?\bcharset\s*=\s*[\"']?([-\w.:]+)",
+_PGP_ARMOR = on_first_use(r"(?m)^-----BEGIN PGP (?:SIGNED )?MESSAGE-----\r?$")
+_META_CHARSET_BYTES = on_first_use(rb"<meta\b[^>]*?\bcharset\s*=\s*[\"']?([-\w.:]+)",
                                  re.IGNORECASE)
-_META_CHARSET = re.compile(r"(<meta\b[^>]*?\bcharset\s*=\s*[\"']?)([-\w.:]+)", re.IGNORECASE)
+_META_CHARSET = on_first_use(r"(<meta\b[^>]*?\bcharset\s*=\s*[\"']?)([-\w.:]+)", re.IGNORECASE)
 _UTF7 = "utf-7"
 
 
@@ -193,7 +194,7 @@ def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
         # a very common mislabel: UTF-8 declared as (or defaulting to) ASCII; else the HTML
         # <meta charset>; else what clients show for ASCII labels (windows-1252)
         fallbacks = ["utf-8"]
-        meta = (_META_CHARSET_BYTES.search(data, 0, 4096)
+        meta = (_META_CHARSET_BYTES().search(data, 0, 4096)
                 if body.mime_type == "text/html" else None)
         if meta is not None and not body.charset:
             with contextlib.suppress(MalformedMessageError):
@@ -237,7 +238,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             # UTF-16/32 bytes cannot be re-encoded line by line (7bit/8bit/QP): leave them
             skipped.append((path, "charset-needs-base64"))
             continue
-        if "-----BEGIN PGP " in text and _PGP_ARMOR.search(text):
+        if "-----BEGIN PGP " in text and _PGP_ARMOR().search(text):
             protected.append(path)
             continue
         if disclaimer.carried_by(text, is_html=is_html):
@@ -257,9 +258,10 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             result = spliced
         else:
             edited = text[:offset] + insertion + text[offset:]
+            del text  # a large body is held once while it is written back
             if is_html and not _fits(edited, label_codec_name(body.charset)):
                 # replace_text will make the part UTF-8: the document must say so too
-                edited = _META_CHARSET.sub(r"\g<1>utf-8", edited, count=1)
+                edited = _META_CHARSET().sub(r"\g<1>utf-8", edited, count=1)
             try:
                 result = result.replace_text(path, edited)
             except UnsafeHeaderValueError:  # its Content-Type cannot be written back

@@ -204,34 +204,45 @@ def _identity_fits(buf: bytes, first: int, last: int, at: int, added: bytes,
 
 def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: int,
                    insertion: str, codec: str) -> Message | None:
-    """Keep the whole base64 lines before the insertion point; encode the rest again."""
+    """Keep the whole base64 lines before the insertion point; encode the rest again.
+
+    The body is read in place and the text encoded once, so a large body (one that is a
+    single line too) costs the re-encoded rest and the result, not a copy at every step.
+    """
     if codec.startswith(_STATEFUL):
         return None  # byte offsets in the middle of such text are not character boundaries
     assert isinstance(part.body, LeafBody)
-    raw = part.body.span.to_bytes()
-    first = raw.find(b"\n")
-    line = raw[:first].rstrip(b"\r") if first > 0 else b""
-    if not line or len(line) % 4:
+    span = part.body.span
+    buf, first, last = span.buf, span.start, span.end
+    newline = buf.find(b"\n", first, last)
+    width = newline - first - (newline > first and buf[newline - 1] == 0x0D)
+    if newline < 0 or width <= 0 or width % 4:
         return None
     try:
         before = text[:offset].encode(codec)
         tail = insertion.encode(codec) + text[offset:].encode(codec)
-        if (before + tail).decode(codec) != text[:offset] + insertion + text[offset:]:
+        # Codecs that write each character on their own decode what they encoded; for the
+        # others the round trip is checked.
+        if not _SELF_CONTAINED.match(codec) and (
+                (before + tail).decode(codec) != text[:offset] + insertion + text[offset:]):
             return None
     except UnicodeError:
         return None
-    per_line = len(line) // 4 * 3
-    stride = first + 1
+    per_line = width // 4 * 3
+    stride = newline + 1 - first
     lines = len(before) // per_line
-    cut = lines * stride
-    try:
-        kept = binascii.a2b_base64(raw[:cut])
-    except binascii.Error:
-        return None
-    if kept != before[:lines * per_line]:
-        return None  # the lines before are not all of the first line's length
-    rest = before[lines * per_line:] + tail
-    encoded = raw[:cut] + encode_payload(rest, "base64", message.newline)
+    cut = first + lines * stride
+    with memoryview(buf) as view:
+        try:
+            kept = binascii.a2b_base64(view[first:cut])
+        except binascii.Error:
+            return None
+        with memoryview(before) as kept_text:
+            if kept_text[:lines * per_line] != kept:
+                return None  # the lines before are not all of the first line's length
+            rest = b"".join((kept_text[lines * per_line:], tail))
+        del before, tail, kept
+        encoded = encode_payload(rest, "base64", message.newline, prefix=view[first:cut])
     return _replaced(message, body, part, encoded)
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 import html
 import re
 
+from mailroute.patterns import on_first_use
+
 __all__ = ["SAFE_SCHEMES", "safe_url", "template_problem", "url_slots"]
 
 SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel", "sms", "cid", "ftp"})
@@ -42,7 +44,7 @@ _ATTRIBUTE = re.compile(
 _QUOTED = re.compile(r"=[\t\n\f\r ]*+(?:\"[^\"]*+\"|'[^']*+')")
 _URL_NOISE = re.compile(r"[\t\n\r]")
 _SCHEME_END = re.compile(r"[:/?#]")
-_IMAGE = re.compile(r"data:image/(?:png|gif|jpeg|webp)[;,]")  # an inline logo; not SVG
+_IMAGE = on_first_use(r"data:image/(?:png|gif|jpeg|webp)[;,]")  # an inline logo; not SVG
 INVALID_URL = "about:invalid"
 
 
@@ -69,7 +71,7 @@ def template_problem(source: str, *, is_html: bool,
             return f"a variable in the event handler attribute {name!r}"
         if name in _URL_ATTRIBUTES:
             static = _browser_url(value.split(_SLOT, 1)[0])
-            if static.startswith(_DANGEROUS) and not (name == "src" and _IMAGE.match(static)):
+            if static.startswith(_DANGEROUS) and not (name == "src" and _IMAGE().match(static)):
                 return f"attribute {name!r} uses a {static.split(':', 1)[0]}: URL"
     return None
 

@@ -22,11 +22,11 @@ The filter annotates the item with ``disclaimer`` (a summary) and, when HTML was
 from __future__ import annotations
 
 import html
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailroute.config.options import Options
-from mailroute.disclaimer import htmlparse
 from mailroute.disclaimer.directory import SenderDirectory, load_directory
 from mailroute.disclaimer.insert import (
     AUTO_REPLY_POLICIES,
@@ -47,9 +47,12 @@ from mailroute.results import Outcome
 __all__ = ["DisclaimerFilter", "build", "html_from_text"]
 
 _MAX_TEMPLATE = 64 * 1024
-# Imported here, not only when a document needs it, so that a policy using this filter fails
-# to load without the "html" extra (beautifulsoup4, html5lib) instead of failing per message.
-_HTML_PARSER = htmlparse.parse_points
+# A policy using this filter fails to load without the "html" extra (beautifulsoup4,
+# html5lib) instead of failing per message; the parser itself is imported only when a
+# document needs it (mailroute.disclaimer.locate), as it costs more than the rest of a run.
+for _module in ("bs4", "html5lib"):
+    if importlib.util.find_spec(_module) is None:
+        raise ModuleNotFoundError(f"No module named {_module!r}", name=_module)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,7 @@ the processed-message guard off), ``processed_ttl`` (default: the loop window),
 
 from __future__ import annotations
 
-import logging
-import secrets
+import os
 from dataclasses import dataclass, field
 
 from mailroute.config.options import Options
@@ -38,6 +37,7 @@ from mailroute.gateway.decide import (
 from mailroute.gateway.match import check_ranges
 from mailroute.gateway.settings import EXO_TLS_NAMES, GatewaySettings, SourceMode
 from mailroute.item import Context, MailItem
+from mailroute.logs import LazyLogger
 from mailroute.marker.binding import normalise_message_id
 from mailroute.marker.guard import arrival_fingerprint, processed_key, received_count
 from mailroute.marker.keyring import KeyRing, load_key_ring
@@ -57,7 +57,7 @@ __all__ = [
     "windows_option",
 ]
 
-log = logging.getLogger("mailroute.marker")
+log = LazyLogger("mailroute.marker")
 
 _SECURITY_EVENTS = frozenset({MarkerVerdict.FUTURE, MarkerVerdict.BAD_MAC})
 _TENANT_HEADER = "X-MS-Exchange-CrossTenant-Id"
@@ -71,7 +71,7 @@ class MarkerSetFilter:
     field_name: str = DEFAULT_FIELD
     id_domain: str | None = None
     processed_ttl: int = 3600
-    random: RandomSource = secrets.token_bytes
+    random: RandomSource = os.urandom
     name: str = "marker-set"
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem:

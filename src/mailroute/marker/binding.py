@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import re
 import struct
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from functools import lru_cache
 
 from mailroute.errors import MessageError
 from mailroute.limits import DEFAULT_LIMITS, Limits
+from mailroute.logs import LazyLogger
 from mailroute.marker.token import b64url_encode
 from mailroute.mime.headers import HeaderField, parse_addresses
 from mailroute.mime.message import Message
@@ -33,7 +33,7 @@ __all__ = [
     "normalise_message_id",
 ]
 
-log = logging.getLogger("mailroute.marker")
+log = LazyLogger("mailroute.marker")
 _DOMAIN_SEPARATOR = b"mailroute-mark\x00"
 _LENGTH = struct.Struct(">I").pack
 _WHITESPACE = frozenset(" \t\r\n")

@@ -22,14 +22,13 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
+import hmac
 import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, KeyUnavailableError
@@ -46,10 +45,15 @@ _ALWAYS = -math.inf
 
 
 def derive_mac_key(secret: bytes, kid: str) -> bytes:
-    """``HKDF-SHA256(ikm=secret, salt=b"", info=b"mailroute/mark/v1/" + kid, L=32)``."""
-    hkdf = HKDF(algorithm=SHA256(), length=32, salt=b"",
-                info=b"mailroute/mark/v1/" + kid.encode("ascii"))
-    return hkdf.derive(secret)
+    """``HKDF-SHA256(ikm=secret, salt=b"", info=b"mailroute/mark/v1/" + kid, L=32)``.
+
+    RFC 5869 with the standard library's HMAC: L = 32 is one SHA-256 block, so the expand
+    step is the single ``T(1)``; an empty salt is HashLen zero bytes, which HMAC pads to the
+    same key (loading the cryptography package for this would cost every run its start-up).
+    """
+    prk = hmac.new(b"", secret, hashlib.sha256).digest()
+    info = b"mailroute/mark/v1/" + kid.encode("ascii")
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
 
 
 @dataclass(frozen=True, slots=True)

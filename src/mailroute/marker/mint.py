@@ -7,8 +7,8 @@ exactly one marker, and it verifies.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Callable
 
 from mailroute.errors import TemporaryError
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 DEFAULT_FIELD = "X-Mailroute-Mark"
-RandomSource = Callable[[int], bytes]
+RandomSource = Callable[[int], bytes]  # os.urandom, which secrets.token_bytes is
 _HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 _CODES = {Direction.INBOUND: "i", Direction.OUTBOUND: "o", Direction.INTERNAL: "n"}
@@ -61,7 +61,7 @@ def is_host_name(text: str) -> bool:
 
 
 def ensure_message_id(message: Message, domain: str,
-                      random: RandomSource = secrets.token_bytes) -> Message:
+                      random: RandomSource = os.urandom) -> Message:
     """``message`` with a ``Message-ID: <random@domain>`` added when it has none."""
     if message.headers.get("Message-ID") is not None:
         return message
@@ -70,7 +70,7 @@ def ensure_message_id(message: Message, domain: str,
 
 
 def mint_token(ring: KeyRing, *, now: float, direction: str, binding: Binding,
-               random: RandomSource = secrets.token_bytes) -> Token:
+               random: RandomSource = os.urandom) -> Token:
     """A token for ``binding``, signed with the ring's signing key at ``now``.
 
     Raises:
@@ -81,7 +81,7 @@ def mint_token(ring: KeyRing, *, now: float, direction: str, binding: Binding,
 
 
 def mint_value(ring: KeyRing, *, now: float, direction: str, binding: Binding,
-               random: RandomSource = secrets.token_bytes) -> str:
+               random: RandomSource = os.urandom) -> str:
     """The field value :func:`mint_token` would give, without building the token object
     (the routing simulator mints at every gateway pass)."""
     return ".".join((VERSION, *_fields(ring, now, direction, binding, random)))
@@ -103,7 +103,7 @@ def _fields(ring: KeyRing, now: float, direction: str, binding: Binding,
 
 def mark(message: Message, ring: KeyRing, *, now: float, direction: Direction | None,
          field_name: str = DEFAULT_FIELD, id_domain: str | None = None,
-         limits: Limits | None = None, random: RandomSource = secrets.token_bytes,
+         limits: Limits | None = None, random: RandomSource = os.urandom,
          ) -> tuple[Message, Token]:
     """Add a Message-ID if missing, remove every ``field_name`` field, add one new marker.
 

@@ -9,6 +9,7 @@ NUL in values and checks that the folded result reads back as exactly one field.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError
 from mailroute.limits import Limits
 from mailroute.mime.defects import Defect, DefectKind
+from mailroute.patterns import on_first_use
 
 __all__ = ["HeaderBlock", "HeaderField", "is_content_field", "make_field", "parse_addresses",
            "split_content"]
@@ -113,12 +115,27 @@ def parse_addresses(field: HeaderField, limits: Limits | None = None) -> tuple[s
     """
     value = field.value
     _check_value_size(value, limits)
+    simple = _simple_address().fullmatch(value)
+    if simple is not None:
+        return ((simple.group(1) or simple.group(2)).lower(),)
     try:
         import email.utils  # loaded on first use (start-up)
         pairs = email.utils.getaddresses([value])
     except (RecursionError, ValueError, IndexError) as exc:
         raise MalformedMessageError(f"cannot parse addresses in {field.name}") from exc
     return tuple(addr.lower() for _, addr in pairs if addr and "@" in addr)
+
+
+@functools.cache
+def _simple_address() -> re.Pattern[str]:
+    """One ``addr-spec``, bare or in angle brackets after a plain phrase: nothing (quotes,
+    comments, groups, several addresses, encoded words) that needs the email package, whose
+    import costs a run of ``mailroute`` more than the rest of most filters. Both readings
+    agree on every value this matches (tests/mime/test_simple_address.py)."""
+    atom = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+    addr = rf"{atom}(?:\.{atom})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+    phrase = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ \t.-]*"
+    return re.compile(rf"[ \t]*(?:({addr})|{phrase}<({addr})>)[ \t]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +343,7 @@ def _safe_name(name: bytes) -> str:
     return name.decode("ascii", "replace")[:40] if _FIELD_NAME.match(name) else "?"
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = on_first_use("[\ud800-\udfff]")
 
 
 def is_content_field(field: HeaderField) -> bool:
@@ -358,7 +375,7 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderFiel
         raise UnsafeHeaderValueError("invalid header field name")
     if not _UNSAFE_IN_VALUE.isdisjoint(value):
         raise UnsafeHeaderValueError(f"value for {name} contains a line break or NUL")
-    if not value.isascii() and not value.isprintable() and _SURROGATE.search(value):
+    if not value.isascii() and not value.isprintable() and _SURROGATE().search(value):
         # undecodable bytes of a field read back (surrogate escapes): no charset writes them
         raise UnsafeHeaderValueError(f"value for {name} contains undecodable bytes")
     if newline not in (b"\r\n", b"\n"):

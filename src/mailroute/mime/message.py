@@ -23,6 +23,8 @@ from mailroute.mime.transfer import choose_encoding, encode_payload
 __all__ = ["Message", "Path", "build_leaf"]
 
 Path = tuple[int, ...]
+# Codecs whose decode gives back exactly what they encoded (no round-trip check needed).
+_FAITHFUL_CODECS = frozenset({"ascii", "utf-8", "latin-1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,8 @@ class Message:
         try:
             codec = label_codec_name(charset)  # the label's own charset, never a superset
             data = text.encode(codec)
-            if data.decode(codec) != text:  # a lossy mapping, e.g. shift_jis writes "¥" as "\\"
+            # a lossy mapping, e.g. shift_jis writes "¥" as "\\"; these three never are
+            if codec not in _FAITHFUL_CODECS and data.decode(codec) != text:
                 raise UnicodeEncodeError(codec, text, 0, len(text), "does not round-trip")
         except (UnicodeError, MalformedMessageError):
             charset, data = "utf-8", text.encode("utf-8")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import re
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -213,6 +212,8 @@ def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
 
 def _percent_decode(value: str, charset: str) -> str:
     """RFC 2231 %XX decoding on bytes (the value may hold surrogate-escaped raw bytes)."""
+    import urllib.parse  # rare in mail; loaded on first use (start-up: it loads ipaddress)
+
     raw = urllib.parse.unquote_to_bytes(value.encode("utf-8", "surrogateescape"))
     try:
         return raw.decode(codec_name(charset))

@@ -54,6 +54,9 @@ class AmbiguityPolicy(enum.StrEnum):
 
 @dataclass(slots=True)
 class _Node:
+    """One entity while the scan builds the tree (a dataclass without a docstring makes the
+    decorator compute an inspect.signature: start-up)."""
+
     start: int
     end: int
     depth: int

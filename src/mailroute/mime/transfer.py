@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import io
 import re
 from dataclasses import dataclass
 
@@ -30,8 +31,12 @@ def long_line(data: bytes, limit: int = 998, start: int = 0, end: int | None = N
     end = len(data) if end is None else end
     position = start
     while position < end:
-        cut = data.find(b"\n", min(position + _LINE_SLICE, end), end)
+        window = min(position + _LINE_SLICE, end)
+        cut = data.find(b"\n", window, end)
         stop = end if cut < 0 else cut + 1
+        line_end = end if cut < 0 else cut - (cut > window and data[cut - 1] == 0x0D)
+        if line_end - window > limit and data.find(b"\r", window, line_end) < 0:
+            return True  # no line break for more than ``limit`` bytes: not copied to be sure
         chunk = data[position:stop]
         if (len(chunk) > limit and max(map(len, chunk.split(b"\n"))) > limit
                 and _RUNS[limit].search(chunk)):
@@ -100,27 +105,73 @@ def _normal_breaks(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data
 
 
-def encode_payload(data: bytes, encoding: str, newline: bytes) -> bytes:
+def encode_payload(data: bytes, encoding: str, newline: bytes, *,
+                   prefix: bytes | memoryview = b"") -> bytes:
     """Apply ``encoding`` to ``data``; text line breaks become ``newline``.
 
     Base64 output ends with a line break; other encodings keep the text's own ending.
+    ``prefix`` (already encoded) is written before the result, in the same buffer.
     """
     if encoding == "base64":
-        encoded = binascii.b2a_base64(data, newline=False)
-        lines = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
-        return newline.join(lines) + newline
-    normal = _normal_breaks(data)
+        return _encode_base64(data, newline, prefix)
     if encoding == "quoted-printable":
-        encoded = binascii.b2a_qp(normal, istext=True)
-        del normal
+        return _encode_qp(data, newline, prefix)
+    normal = _normal_breaks(data)
+    if encoding in IDENTITY:
+        body = normal.replace(b"\n", newline)
+        return b"".join((prefix, body)) if prefix else body
+    raise ValueError(f"cannot encode with {encoding!r}")
+
+
+_BASE64_SLICE = 57 * 1024  # whole 76-character lines
+
+
+def _encode_base64(data: bytes, newline: bytes, prefix: bytes | memoryview) -> bytes:
+    """Lines of 76 characters, written a slice at a time into one buffer: the encoded body
+    is held once (a list of every line took 1.5x its size again, then a join another copy)."""
+    out = io.BytesIO()
+    out.write(prefix)
+    if not data:
+        out.write(newline)
+    with memoryview(data) as view:
+        for start in range(0, len(data), _BASE64_SLICE):
+            encoded = binascii.b2a_base64(view[start:start + _BASE64_SLICE], newline=False)
+            out.write(newline.join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]))
+            out.write(newline)
+    return out.getvalue()
+
+
+def _encode_qp(data: bytes, newline: bytes, prefix: bytes | memoryview) -> bytes:
+    """Quoted-printable of ``data``, its line breaks made LF and encoded a slice at a time.
+
+    Slices end after a line break; a line longer than a slice (one 20 MB line is legal in
+    8bit, never in quoted-printable) is cut at a character boundary with a soft break. The
+    encoded body is held once (the whole-body passes held it four times more).
+    """
+    out = io.BytesIO()
+    out.write(prefix)
+    position, size = 0, len(data)
+    while position < size:
+        end = position + _QP_SLICE
+        soft = False
+        if end >= size:
+            end = size
+        else:
+            cut = max(data.rfind(b"\n", position, end), data.rfind(b"\r", position, end - 1))
+            if cut >= 0:
+                end = cut + 1
+            else:  # a line longer than the slice: cut it, never inside a UTF-8 character
+                while 0x80 <= data[end] < 0xC0 and end > position + _QP_SLICE - 4:
+                    end -= 1
+                soft = True
+        encoded = binascii.b2a_qp(_normal_breaks(data[position:end]), istext=True)
         if _CUT.search(encoded) or long_line(encoded, _QP_LINE):
             encoded = _rebreak_qp(encoded.replace(b"=\n", b""))
-        body = encoded.replace(b"\n", newline)
-    elif encoding in IDENTITY:
-        body = normal.replace(b"\n", newline)
-    else:
-        raise ValueError(f"cannot encode with {encoding!r}")
-    return body
+        out.write(encoded.replace(b"\n", newline))
+        if soft:
+            out.write(b"=" + newline)
+        position = end
+    return out.getvalue()
 
 
 _QP_LINE = 76

@@ -17,14 +17,16 @@ material. Values from the message are cut to one line of at most 200 characters.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mailroute.item import Envelope
 from mailroute.results import Reply
 from mailroute.session import Result
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = ["LOG_FORMATS", "MESSAGE_LOG", "LogFormat", "MessageLog", "MessageRecord",
            "format_json", "format_text", "message_id_of", "record_for"]
@@ -174,6 +176,8 @@ class MessageLog:
 
     def __init__(self, fmt: LogFormat = "text",
                  logger: logging.Logger | None = None) -> None:
+        import logging  # loaded by the adapters that log, not by every command
+
         if fmt not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
         self.format: LogFormat = fmt
@@ -185,5 +189,5 @@ class MessageLog:
 
     def write(self, record: MessageRecord) -> None:
         """Log ``record`` at INFO (never raises for a logging failure: logging handles it)."""
-        if self.logger.isEnabledFor(logging.INFO):
+        if self.logger.isEnabledFor(20):  # logging.INFO
             self.logger.info("%s", self.render(record))

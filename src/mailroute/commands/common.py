@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
-from mailroute.adapters.messagelog import LOG_FORMATS, MESSAGE_LOG, MessageLog
+from mailroute.adapters.messagelog import LOG_FORMATS, MessageLog
 from mailroute.adapters.output import write_stdout_text
 from mailroute.adapters.pipe import PipeLog, read_bounded, run_pipe
 from mailroute.config.options import Options
@@ -96,55 +94,11 @@ def add_log_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
                              "see docs/logging.md")
 
 
-#: The handler installed last, replaced by the next configuration (tests run many commands).
-_installed: list[logging.Handler] = []
-
-
 def message_log_from_args(args: argparse.Namespace) -> MessageLog:
     """Send the message log where ``--log`` says, formatted as ``--log-format`` says."""
-    logger = logging.getLogger(MESSAGE_LOG)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    while _installed:
-        old = _installed.pop()
-        logger.removeHandler(old)
-        old.close()
-    handler = _message_handler(args.log)
-    _installed.append(handler)
-    logger.addHandler(handler)
-    return MessageLog(args.log_format, logger)
+    from mailroute.commands.logsetup import message_log  # loads logging: only when used
 
-
-def _message_handler(target: str) -> logging.Handler:
-    if target == "auto":
-        target = "syslog" if os.path.exists(SYSLOG_SOCKET) else "stderr"
-    if target == "none":
-        return logging.NullHandler()
-    if target == "syslog":
-        from logging.handlers import SysLogHandler  # only here: it loads pickle, socket ...
-
-        try:
-            handler: logging.Handler = SysLogHandler(SYSLOG_SOCKET,
-                                                     facility=SysLogHandler.LOG_MAIL)
-            handler.setFormatter(logging.Formatter("mailroute[%(process)d]: %(message)s"))
-            return handler
-        except OSError:  # no syslog listening: the line must not be lost either
-            pass
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("mailroute: %(message)s"))
-    return handler
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to ``sys.stderr`` as it is when a line is written, not when configured."""
-
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: TextIO) -> None:
-        pass
+    return message_log(args.log, args.log_format)
 
 
 def envelope_from_args(args: argparse.Namespace) -> Envelope:

@@ -35,9 +35,11 @@ class SmtpSink:
     """A threaded SMTP sink on 127.0.0.1."""
 
     def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
-                 data_reply: str = "250 2.0.0 queued") -> None:
+                 data_reply: str = "250 2.0.0 queued", port: int = 0,
+                 data_delay: float = 0.0) -> None:
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_reply = data_reply
+        self.data_delay = data_delay
         self.transactions: list[Transaction] = []
         self.commands: list[str] = []
         self._lock = threading.Lock()
@@ -49,8 +51,7 @@ class SmtpSink:
             def handle(self) -> None:
                 sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
 
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler,
-                                                       bind_and_activate=True)
+        self._server = _Server(("127.0.0.1", port), Handler, bind_and_activate=True)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -120,6 +121,8 @@ class SmtpSink:
                             break
                         chunks.append(chunk)
                     current.raw = b"".join(chunks)
+                    if self.data_delay:
+                        time.sleep(self.data_delay)
                     if self.data_reply.startswith("250"):
                         current.completed = True
                     send(self.data_reply)
@@ -134,6 +137,10 @@ class SmtpSink:
                     send("250 2.0.0 ok")
         except OSError:
             return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # a test restarts a sink on the port it had
 
 
 def _address(command: str) -> str:

@@ -22,13 +22,13 @@ direction.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import BinaryIO, TextIO
 
+from mailroute.adapters.messagelog import log_message
 from mailroute.adapters.pipe import exit_code_for, read_bounded
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, Reinjector
@@ -44,7 +44,6 @@ __all__ = ["MESSAGE_LOG", "TransportRun", "run_pipe_transport"]
 MESSAGE_LOG = "mailroute.pipe.messages"
 log = logging.getLogger("mailroute.pipe")
 message_log = logging.getLogger(MESSAGE_LOG)
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,28 +123,9 @@ def _finish(stderr: TextIO, code: ExitCode, line: str, verdict: str, run: Transp
     if not quiet:
         stderr.write(line + "\n")
         stderr.flush()
-    envelope = run.envelope
-    message_log.info("%s %s; queue_id=%s message_id=%s sender=<%s> recipients=%d "
-                     "direction=%s exit=%d", verdict, line, run.queue_id or "-",
-                     _message_id(result, data), envelope.mail_from, len(envelope.rcpt_to),
-                     _direction(result, envelope), int(code))
+    log_message(message_log, verdict, line, envelope=run.envelope, queue_id=run.queue_id,
+                result=result, data=data, exit=int(code))
     return code
-
-
-def _message_id(result: Result | None, data: bytes) -> str:
-    item = result.prepared if result is not None else None
-    if item is not None:
-        value = item.message.headers.value("Message-ID")
-        return _one_line(value) if value else "-"
-    head = data.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
-    found = _MESSAGE_ID.search(head)
-    return _one_line(found.group(1).decode("ascii", "replace")) if found else "-"
-
-
-def _direction(result: Result | None, envelope: Envelope) -> str:
-    item = result.prepared if result is not None else None
-    direction = item.envelope.direction if item is not None else envelope.direction
-    return direction.value if direction is not None else "-"
 
 
 def _with_direction(pipeline: Pipeline, envelope: Envelope) -> Envelope:
@@ -154,7 +134,3 @@ def _with_direction(pipeline: Pipeline, envelope: Envelope) -> Envelope:
     if envelope.direction is not None:
         return envelope
     return replace(envelope, direction=pipeline.derive_direction(envelope))
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:200] or "-"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import logging.handlers
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +27,7 @@ from mailroute.results import Reply
 __all__ = [
     "add_envelope_arguments",
     "add_io_arguments",
+    "configure_message_log",
     "envelope_from_args",
     "open_input",
     "options_from_args",
@@ -35,6 +39,8 @@ __all__ = [
     "write_status",
     "write_stdout_text",
 ]
+
+SYSLOG_SOCKET = "/dev/log"
 
 
 def unix_time(text: str) -> float:
@@ -163,3 +169,27 @@ def run_filter_command(args: argparse.Namespace, filter_name: str,
     except ConfigError as error:
         return report_config_error(error)
     return run_pipeline_command(args, Pipeline(filters=(wrap(step) if wrap else step,)))
+
+
+def configure_message_log(name: str, target: str) -> None:
+    """Send the per-message log line of logger ``name`` to syslog (facility mail), standard
+    error or nowhere; ``auto``: syslog when ``/dev/log`` exists, else standard error."""
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    if target == "auto":
+        target = "syslog" if os.path.exists(SYSLOG_SOCKET) else "stderr"
+    handler: logging.Handler
+    if target == "syslog":
+        try:
+            handler = logging.handlers.SysLogHandler(
+                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+            handler.setFormatter(logging.Formatter("mailroute[%(process)d]: %(message)s"))
+        except OSError:  # no syslog listening: the line must not be lost either
+            target = "stderr"
+    if target == "stderr":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("mailroute: %(message)s"))
+    elif target == "none":
+        handler = logging.NullHandler()
+    logger.addHandler(handler)

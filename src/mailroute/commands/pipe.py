@@ -10,24 +10,19 @@ chooses.
 from __future__ import annotations
 
 import argparse
-import logging
-import logging.handlers
 import os
 import sys
 
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import Reinjector, parse_reinject
 from mailroute.adapters.transport import MESSAGE_LOG, TransportRun, run_pipe_transport
-from mailroute.commands.common import report_config_error
+from mailroute.commands.common import configure_message_log, report_config_error
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Direction, Envelope
 from mailroute.policy import load_policy
 
 __all__ = ["register", "reinject_type"]
-
-SYSLOG_SOCKET = "/dev/log"
-
 
 def reinject_type(text: str) -> Reinjector:
     try:
@@ -77,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Load the policy, filter the message, hand it on."""
-    _configure_message_log(args.log)
+    configure_message_log(MESSAGE_LOG, args.log)
     given = args.sender if args.sender is not None else os.environ.get(args.sender_env)
     if given is None:
         sys.stderr.write(f"4.3.5 configuration error: --sender-env {args.sender_env} is not "
@@ -100,25 +95,3 @@ def run(args: argparse.Namespace) -> int:
     transport = TransportRun(envelope=envelope, reinjector=args.reinject,
                              queue_id=args.queue_id, quarantine=quarantine)
     return run_pipe_transport(pipeline, sys.stdin.buffer, sys.stderr, transport)
-
-
-def _configure_message_log(target: str) -> None:
-    logger = logging.getLogger(MESSAGE_LOG)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    if target == "auto":
-        target = "syslog" if os.path.exists(SYSLOG_SOCKET) else "stderr"
-    handler: logging.Handler
-    if target == "syslog":
-        try:
-            handler = logging.handlers.SysLogHandler(
-                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
-            handler.setFormatter(logging.Formatter("mailroute[%(process)d]: %(message)s"))
-        except OSError:  # no syslog listening: the line must not be lost either
-            target = "stderr"
-    if target == "stderr":
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("mailroute: %(message)s"))
-    elif target == "none":
-        handler = logging.NullHandler()
-    logger.addHandler(handler)

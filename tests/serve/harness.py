@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -86,8 +86,8 @@ class Process:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode}: "
-                                     f"{self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise AssertionError(f"serve exited {self.proc.returncode}: {err}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                     if sock.recv(100).startswith(b"220"):

@@ -90,11 +90,11 @@ def test_each_recipient_gets_the_next_hops_answer() -> None:
 
 def test_a_temporary_recipient_refusal_is_passed_on_as_4xx() -> None:
     replies = {"full@partner.example": "452 4.2.2 mailbox full"}
-    with SmtpSink(rcpt_replies=replies) as sink, InProcess(Pipeline(), sink.port) as serve:
-        with serve.client() as smtp:
-            smtp.ehlo()
-            smtp.mail("alice@corp.example")
-            assert smtp.rcpt("full@partner.example") == (452, b"4.2.2 mailbox full")
+    with SmtpSink(rcpt_replies=replies) as sink, InProcess(Pipeline(), sink.port) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example")
+        assert smtp.rcpt("full@partner.example") == (452, b"4.2.2 mailbox full")
 
 
 @pytest.mark.parametrize("error", [RuntimeError("secret internal detail /etc/x"),
@@ -115,7 +115,8 @@ def test_a_failing_filter_is_451_without_internal_text_and_nothing_is_delivered(
         assert "RSET" in sink.commands
     assert code == 451
     assert text.startswith(b"4.3.0 internal error, reference ")
-    assert b"secret" not in text and b"Error" not in text
+    assert b"secret" not in text
+    assert b"Error" not in text
 
 
 def test_an_unexpected_error_outside_the_policy_is_451_not_aiosmtpds_500(
@@ -220,7 +221,8 @@ def test_a_message_over_the_size_limit_is_refused_at_mail_and_at_data(tmp_path: 
     with SmtpSink() as sink, InProcess(load_policy(policy), sink.port) as serve, \
             serve.client() as smtp:
         smtp.ehlo()
-        assert smtp.has_extn("size") and smtp.esmtp_features["size"] == "20000"
+        assert smtp.has_extn("size")
+        assert smtp.esmtp_features["size"] == "20000"
         assert smtp.mail("alice@corp.example", ["SIZE=30000"])[0] == 552
         smtp.rset()
         smtp.mail("alice@corp.example")

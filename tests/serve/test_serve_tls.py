@@ -100,7 +100,7 @@ def test_a_client_certificate_with_the_wrong_name_is_refused(pki: Pki) -> None:
                     client_names=("*.mail.protection.outlook.com",))
     with SmtpSink() as sink, InProcess(Pipeline(), sink.port, tls=tls) as serve:
         with starttls_client(serve.port, client_context(pki, pki.stranger)) as smtp:
-            code, text = smtp.mail("alice@corp.example")
+            code, _text = smtp.mail("alice@corp.example")
         time.sleep(0.2)
         assert sink.commands == []   # the next hop never heard of it
     assert code == 554
@@ -168,9 +168,9 @@ def test_a_next_hop_with_the_wrong_name_is_never_handed_anything(pki: Pki) -> No
     hop_tls = client_context(pki, pki.gateway)
     with TlsNextHop(pki) as hop:
         next_hop = NextHop("127.0.0.1", hop.port, hop_tls, "other.mail.protection.outlook.com")
-        with InProcess(Pipeline(), hop.port, next_hop=next_hop) as serve:
-            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
-                serve.send()
+        with InProcess(Pipeline(), hop.port, next_hop=next_hop) as serve, \
+                pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            serve.send()
     assert refused.value.smtp_code == 451
     assert hop.messages == []
 

@@ -67,8 +67,8 @@ class Process:
     """``python -m mailroute serve`` as a child process, stopped by its PID."""
 
     def __init__(self, policy: Path, next_hop_port: int, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.argv = [sys.executable, "-m", "mailroute", "-v", "serve", "--config", str(policy),
                      "--listen", f"127.0.0.1:{self.port}",
                      "--next-hop", f"127.0.0.1:{next_hop_port}", "--log", "stderr", *extra]

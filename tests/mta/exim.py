@@ -83,6 +83,18 @@ def exim_available() -> bool:
     return exim_root() is not None
 
 
+def recipe_part(recipe: Path, name: str) -> str:
+    """The ``name:`` block (router or transport) of a shipped Exim recipe."""
+    lines = recipe.read_text().splitlines()
+    start = lines.index(f"{name}:")
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith(" "):
+            break
+        block.append(line)
+    return "\n".join(block) + "\n"
+
+
 class EximInstance:
     """One Exim daemon with its own spool and log directories under ``root``."""
 

@@ -25,7 +25,7 @@ from tests.mta.common import (
     pipe_policy,
     wait_until,
 )
-from tests.mta.exim import EximInstance, exim_available
+from tests.mta.exim import EximInstance, exim_available, recipe_part
 from tests.smtpsink import SmtpSink, Transaction
 
 pytestmark = [
@@ -40,14 +40,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "examples" / "exim" / "mailroute.
 
 def _recipe_part(name: str) -> str:
     """The ``name:`` block (router or transport) of the shipped recipe."""
-    lines = RECIPE.read_text().splitlines()
-    start = lines.index(f"{name}:")
-    block = [lines[start]]
-    for line in lines[start + 1:]:
-        if not line.startswith(" "):
-            break
-        block.append(line)
-    return "\n".join(block) + "\n"
+    return recipe_part(RECIPE, name)
 
 
 @dataclass

@@ -272,3 +272,36 @@ def test_xforward_from_an_untrusted_client_is_refused() -> None:
         smtp.ehlo()
         assert not smtp.has_extn("xforward")
         assert smtp.docmd("XFORWARD", "ADDR=192.0.2.7")[0] == 550
+
+
+def test_a_client_that_half_closes_after_a_pipelined_quit_still_gets_its_answer() -> None:
+    """Exim sends QUIT right after the final dot and shuts its side down (found with the
+    Exim recipe: aiosmtpd cancelled the session and with it the hand-on)."""
+    import socket
+
+    @dataclass(frozen=True)
+    class Slow:
+        name: str = "slow"
+
+        def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+            time.sleep(0.5)
+            return item
+
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(),)), sink.port) as serve, \
+            socket.create_connection(("127.0.0.1", serve.port), timeout=10) as raw:
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(b"EHLO client.test\r\nMAIL FROM:<alice@corp.example>\r\n"
+                    b"RCPT TO:<bob@partner.example>\r\nDATA\r\n")
+        replies = []
+        while len(replies) < 4:
+            line = reader.readline()
+            if line[3:4] != b"-":
+                replies.append(line[:3])
+        assert replies == [b"250", b"250", b"250", b"354"]
+        raw.sendall(MESSAGE + b".\r\nQUIT\r\n")
+        raw.shutdown(socket.SHUT_WR)
+        answers = reader.read()
+        assert len(sink.wait_for(1)) == 1
+    assert answers.startswith(b"250 2.0.0 Ok: next hop said: 2.0.0 queued\r\n")
+    assert answers.endswith(b"221 2.0.0 Bye\r\n")

@@ -283,7 +283,8 @@ class GatewaySMTP(SMTP):
         self.accepted: list[str] = []
         self.in_transaction = False
         self.broken = False
-        self.mail_options: list[str] = []
+        self.delivering = False
+        self.eof_pending = False
 
     # -- connection ---------------------------------------------------------------------
 
@@ -303,6 +304,24 @@ class GatewaySMTP(SMTP):
             self.next_hop.abort()
             self.next_hop = None
         super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        """The client half-closed. Exim sends QUIT after the final dot and shuts its side
+        down before our answer: aiosmtpd would cancel the session, and the hand-on with
+        it. While a message is being handed on, keep the connection open to answer."""
+        if self.delivering and self.session is not None and self.session.ssl is None:
+            self.eof_pending = True
+            self._reader.feed_eof()
+            return True
+        return super().eof_received()
+
+    async def _finish_half_closed(self) -> None:
+        """After the answer to a half-closed client: a pipelined QUIT, then close."""
+        rest = await self._reader.read(1024)
+        if rest.lstrip().upper().startswith(b"QUIT"):
+            await self.push("221 2.0.0 Bye")
+        if self.transport is not None:
+            self.transport.close()
 
     def close_all(self) -> None:
         """Shutdown: close the client connection and the next hop's."""
@@ -427,14 +446,18 @@ class GatewaySMTP(SMTP):
         except asyncio.IncompleteReadError:
             self.in_transaction = False
             return
+        self.delivering = True
         try:
             status = await self.deliver(received)
         finally:
+            self.delivering = False
             received.discard()
             self.envelope = self._create_envelope()
             self.in_transaction = False
             self.xforward = {}
         await self.push(status)
+        if self.eof_pending:
+            await self._finish_half_closed()
 
     async def deliver(self, received: ReceivedData) -> str:
         """Run the policy over the message; hand it on; our answer to the final dot."""

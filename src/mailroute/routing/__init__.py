@@ -21,7 +21,9 @@ from mailroute.routing.gateway import (
     GatewayDecision,
     GatewayPolicy,
     GatewaySplit,
+    NextHopChoice,
     decide_gateway,
+    gateway_next_hop,
     gateway_settings,
 )
 from mailroute.routing.hop import Connection, Hop, MessageFacts, MessageFlag, Source
@@ -67,6 +69,7 @@ __all__ = [
     "MarkerConfig",
     "MessageFacts",
     "MessageFlag",
+    "NextHopChoice",
     "Origin",
     "Plan",
     "RingMarkers",
@@ -88,6 +91,7 @@ __all__ = [
     "decide_gateway",
     "deployed",
     "exo_config",
+    "gateway_next_hop",
     "gateway_settings",
     "lint",
     "load_topology",

@@ -40,10 +40,18 @@ from aiosmtpd.smtp import SMTP
 
 from mailroute.adapters.messagelog import log_message
 from mailroute.adapters.quarantine import QuarantineStore
+from mailroute.adapters.serve_routes import (
+    ConnectionFacts,
+    FixedRouter,
+    NextHop,
+    Route,
+    Router,
+)
 from mailroute.adapters.service import PolicyRunner, drain, stop_on_signals
 from mailroute.adapters.smtp_client import NextHopClient, NextHopError, NextHopTimeouts
 from mailroute.adapters.smtp_data import DataReader, ReceivedData, read_data, to_wire
 from mailroute.errors import MailrouteError
+from mailroute.gateway.match import cert_name_matches
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
 from mailroute.results import Action
@@ -85,20 +93,6 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True, slots=True)
-class NextHop:
-    """Where accepted mail goes: host, port, and TLS (``tls``: STARTTLS required, the
-    certificate verified against ``tls_name`` or the host name)."""
-
-    host: str
-    port: int
-    tls: ssl.SSLContext | None = field(default=None, compare=False, hash=False)
-    tls_name: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
 class ServerTLS:
     """STARTTLS offered to clients.
 
@@ -122,7 +116,8 @@ class ServeSettings:
 
     Attributes:
         hostname: our name in the greeting, and the EHLO name towards the next hop.
-        next_hop: where accepted mail goes.
+        next_hop: where accepted mail goes (unless ``router`` says otherwise).
+        router: the route per recipient (topology mode); ``None``: ``next_hop``.
         timeouts: towards the next hop.
         client_timeout: longest wait for the client's next command.
         processing_timeout: longest run of the policy on one message before 451.
@@ -132,11 +127,13 @@ class ServeSettings:
         spool_above: DATA beyond this many bytes goes to a temporary file.
         spool_dir: where (default: the system's temporary directory).
         tls: STARTTLS for clients, or ``None``.
+        tls_to_next_hop: the client TLS context towards next hops (``--next-hop-tls``).
         xforward_hosts: client networks whose XFORWARD is believed.
     """
 
     hostname: str = "mailroute.localdomain"
-    next_hop: NextHop
+    next_hop: NextHop | None = None
+    router: Router | None = None
     timeouts: NextHopTimeouts = field(default_factory=NextHopTimeouts)
     client_timeout: float = 300.0
     processing_timeout: float = 240.0
@@ -146,6 +143,7 @@ class ServeSettings:
     spool_above: int = 1024 * 1024
     spool_dir: Path | None = None
     tls: ServerTLS | None = None
+    tls_to_next_hop: ssl.SSLContext | None = None
     xforward_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
@@ -161,6 +159,12 @@ class GatewayService:
         self.quarantine = (QuarantineStore(pipeline.quarantine_dir)
                            if pipeline.quarantine_dir is not None else None)
         self.xforward_nets = tuple(ipaddress.ip_network(n) for n in settings.xforward_hosts)
+        if settings.router is not None:
+            self.router: Router = settings.router
+        elif settings.next_hop is not None:
+            self.router = FixedRouter(settings.next_hop)
+        else:
+            raise ValueError("ServeSettings needs next_hop or router")
         self.stopping = False
         self.sessions: set[GatewaySMTP] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -278,11 +282,12 @@ class GatewaySMTP(SMTP):
         self.helo: str | None = None
         self.peer_address: str | None = None
         self.xforward: dict[str, str] = {}
-        self.tls_peer_name: str | None = None
-        self.next_hop: NextHopClient | None = None
-        self.accepted: list[str] = []
+        self.tls_peer_names: list[str] = []
+        self.links: dict[Route, NextHopClient] = {}
+        self.legs: dict[Route, Leg] = {}
+        self.sender = ""
+        self.mail_options: list[str] = []
         self.in_transaction = False
-        self.broken = False
         self.delivering = False
         self.eof_pending = False
 
@@ -300,9 +305,7 @@ class GatewaySMTP(SMTP):
         """Client gone: abort the next-hop transaction (nothing without our 250 is kept)."""
         self.service.sessions.discard(self)
         self.in_transaction = False
-        if self.next_hop is not None:
-            self.next_hop.abort()
-            self.next_hop = None
+        self._drop_links()
         super().connection_lost(error)
 
     def eof_received(self) -> bool | None:
@@ -325,8 +328,7 @@ class GatewaySMTP(SMTP):
 
     def close_all(self) -> None:
         """Shutdown: close the client connection and the next hop's."""
-        if self.next_hop is not None:
-            self.next_hop.abort()
+        self._drop_links()
         if self.transport is not None:
             self.transport.close()
 
@@ -334,10 +336,11 @@ class GatewaySMTP(SMTP):
         """After STARTTLS: the verified peer name, checked against the required names."""
         tls = self.service.settings.tls
         names = _cert_names(info.get("peercert"))
-        self.tls_peer_name = names[0] if names else None
+        self.tls_peer_names = names
         if tls is None or not tls.client_names:
             return True
-        if any(_name_matches(pattern, name) for pattern in tls.client_names for name in names):
+        if any(cert_name_matches(pattern, name) for pattern in tls.client_names
+               for name in names):
             return True
         log.warning("client %s: certificate names %s match none of %s: refused",
                     self.peer_address, ",".join(names) or "(none)", ",".join(tls.client_names))
@@ -366,69 +369,99 @@ class GatewaySMTP(SMTP):
     # -- transaction --------------------------------------------------------------------
 
     async def mail(self, envelope: Any, address: str, options: list[str]) -> str:
-        """MAIL FROM: refuse while stopping; open the next hop; relay its answer."""
+        """MAIL FROM: refuse while stopping; with one next hop, open it now (its answer is
+        ours); with routes per recipient, at each recipient's first RCPT."""
         await self.end_transaction()
         if self.service.stopping:
             return SHUTTING_DOWN
-        hop = self.service.settings.next_hop
-        try:
-            if self.next_hop is None or self.next_hop.closed:
-                self.next_hop = await NextHopClient.open(
-                    hop.host, hop.port, helo=self.service.settings.hostname,
-                    timeouts=self.service.settings.timeouts, tls=hop.tls, tls_name=hop.tls_name)
-            forwarded = _mail_parameters(options, self.next_hop)
-            if forwarded is None:
-                return "553 5.6.7 the next hop does not accept non-ASCII addresses (SMTPUTF8)"
-            reply = await self.next_hop.command(
-                " ".join([f"MAIL FROM:<{address}>", *forwarded]))
-        except NextHopError as error:
-            log.warning("next hop %s: %s", hop, error)
-            self._drop_next_hop()
-            return NEXT_HOP_DOWN
-        if not reply.ok:
-            return _relay(reply)
+        self.sender, self.mail_options = address, list(options)
+        fixed = self.service.router.fixed
+        if fixed is not None:
+            leg = await self._open_leg(Route(fixed))
+            if isinstance(leg, str):
+                return leg
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        self.accepted = []
         self.in_transaction = True
-        self.broken = False
         return "250 2.1.0 Ok"
 
     async def rcpt(self, envelope: Any, address: str) -> str:
-        """RCPT TO: the next hop's answer, word for word (sanitised)."""
-        if self.next_hop is None or self.broken:
-            return NEXT_HOP_LOST
+        """RCPT TO: the route's next hop answers, word for word (sanitised)."""
+        router = self.service.router
+        conn = ConnectionFacts(tuple(self.tls_peer_names), self._client_address())
+        if router.blocking:
+            route = await asyncio.to_thread(router.route, self.sender, address, conn)
+        else:
+            route = router.route(self.sender, address, conn)
+        if isinstance(route, str):
+            return route
+        leg = await self._open_leg(route)
+        if isinstance(leg, str):
+            return leg
         try:
-            reply = await self.next_hop.command(f"RCPT TO:<{address}>")
+            reply = await leg.client.command(f"RCPT TO:<{address}>")
         except NextHopError as error:
-            log.warning("next hop %s: %s", self.service.settings.next_hop, error)
-            self.broken = True
-            self._drop_next_hop()
+            log.warning("next hop %s: %s", route.hop, error)
+            leg.broken = True
+            leg.client.abort()
             return NEXT_HOP_LOST
         if not reply.ok:
             return _relay(reply)
         envelope.rcpt_tos.append(address)
-        self.accepted.append(address)
+        leg.recipients.append(address)
         return _relay(reply) if reply.code == 251 else "250 2.1.5 Ok"
 
+    async def _open_leg(self, route: Route) -> Leg | str:
+        """The transaction for ``route``: reuse it, or connect (or reuse the session's
+        connection) and send MAIL FROM. A string is the reply refusing."""
+        leg = self.legs.get(route)
+        if leg is not None:
+            return NEXT_HOP_LOST if leg.broken else leg
+        settings = self.service.settings
+        hop = route.hop
+        client = self.links.pop(route, None)
+        try:
+            if client is None or client.closed:
+                client = await NextHopClient.open(hop.host, hop.port, helo=settings.hostname,
+                                                  timeouts=settings.timeouts, tls=hop.tls,
+                                                  tls_name=hop.tls_name)
+            forwarded = _mail_parameters(self.mail_options, client)
+            if forwarded is None:
+                self.links[route] = client
+                return "553 5.6.7 the next hop does not accept non-ASCII addresses (SMTPUTF8)"
+            reply = await client.command(" ".join([f"MAIL FROM:<{self.sender}>", *forwarded]))
+        except NextHopError as error:
+            log.warning("next hop %s: %s", hop, error)
+            if client is not None:
+                client.abort()
+            return NEXT_HOP_DOWN
+        self.links[route] = client
+        if not reply.ok:
+            return _relay(reply)
+        leg = self.legs[route] = Leg(route, client)
+        return leg
+
     async def end_transaction(self) -> None:
-        """RSET the next-hop transaction if one is open."""
-        if self.in_transaction and self.next_hop is not None and not self.next_hop.closed \
-                and not await self.next_hop.rset():
-            self.next_hop = None
+        """RSET every next-hop transaction still open."""
+        for leg in self.legs.values():
+            if not leg.done and not leg.broken and not leg.client.closed:
+                await leg.client.rset()
+        self.legs = {}
         self.in_transaction = False
 
     async def quit_next_hop(self) -> None:
-        """QUIT towards the next hop."""
+        """QUIT towards every next hop."""
         self.in_transaction = False
-        if self.next_hop is not None:
-            await self.next_hop.quit()
-            self.next_hop = None
+        self.legs = {}
+        links, self.links = self.links, {}
+        for client in links.values():
+            await client.quit()
 
-    def _drop_next_hop(self) -> None:
-        if self.next_hop is not None:
-            self.next_hop.abort()
-            self.next_hop = None
+    def _drop_links(self) -> None:
+        for client in self.links.values():
+            client.abort()
+        self.links = {}
+        self.legs = {}
 
     async def smtp_DATA(self, arg: str | None) -> None:
         """DATA read in blocks (aiosmtpd's line reader replaced), then :meth:`deliver`."""
@@ -453,30 +486,34 @@ class GatewaySMTP(SMTP):
             self.delivering = False
             received.discard()
             self.envelope = self._create_envelope()
-            self.in_transaction = False
             self.xforward = {}
+            await self.end_transaction()
         await self.push(status)
         if self.eof_pending:
             await self._finish_half_closed()
 
     async def deliver(self, received: ReceivedData) -> str:
-        """Run the policy over the message; hand it on; our answer to the final dot."""
-        envelope = self._envelope()
-        data = b""
+        """Run the policy once per next-hop transaction; hand each result on; our answer
+        to the final dot (250 only when every next hop took its part)."""
+        legs = [leg for leg in self.legs.values() if leg.recipients]
         if received.too_big:
-            status, result = TOO_BIG, None
-        elif self.next_hop is None or self.broken:
-            status, result = NEXT_HOP_LOST, None
-        else:
-            data = received.content()
-            status, result = await self._process(data, envelope)
-        if not status.startswith("250") or result is None \
-                or result.action is not Action.ACCEPT:
-            await self.end_transaction()
-        self._log(status, result, data, envelope)
-        return status
+            for leg in legs:
+                self._log(TOO_BIG, None, b"", self._envelope(leg))
+            return TOO_BIG
+        data = received.content()
+        statuses = []
+        for leg in legs:
+            envelope = self._envelope(leg)
+            if leg.broken or leg.client.closed:
+                status, result = NEXT_HOP_LOST, None
+            else:
+                status, result = await self._process(data, envelope, leg)
+            self._log(status, result, data, envelope)
+            statuses.append(status)
+        return _combined(statuses)
 
-    async def _process(self, data: bytes, envelope: Envelope) -> tuple[str, Result | None]:
+    async def _process(self, data: bytes, envelope: Envelope, leg: Leg
+                       ) -> tuple[str, Result | None]:
         service = self.service
         pipeline = service.pipeline
         try:
@@ -487,21 +524,21 @@ class GatewaySMTP(SMTP):
                         service.settings.processing_timeout)
             return TIMED_OUT, None
         if result.action is Action.ACCEPT and result.data is not None:
-            return await self._hand_on(result.data), result
+            return await self._hand_on(result.data, leg), result
         if result.action is Action.QUARANTINE:
             return self._quarantine(result, data, envelope), result
         return str(result.smtp_reply), result
 
-    async def _hand_on(self, output: bytes) -> str:
-        assert self.next_hop is not None
+    async def _hand_on(self, output: bytes, leg: Leg) -> str:
         try:
-            reply = await self.next_hop.data(to_wire(output))
+            reply = await leg.client.data(to_wire(output))
         except NextHopError as error:
-            log.warning("next hop %s: %s", self.service.settings.next_hop, error)
-            self._drop_next_hop()
+            log.warning("next hop %s: %s", leg.route.hop, error)
+            leg.broken = True
+            leg.client.abort()
             return NEXT_HOP_LOST
+        leg.done = True
         if reply.code == 250:
-            self.in_transaction = False
             return f"250 2.0.0 Ok: next hop said: {reply.text}"
         return _relay(reply)
 
@@ -517,11 +554,14 @@ class GatewaySMTP(SMTP):
             return f"{error.reply.code} {error.reply.status} {error.reply.text}"
         return f"250 2.7.0 {reply.text}; quarantined as {entry}"
 
-    def _envelope(self) -> Envelope:
-        return Envelope(mail_from=self.envelope.mail_from or "" if self.envelope else "",
-                        rcpt_to=tuple(self.accepted),
-                        client_address=self.xforward.get("ADDR") or self.peer_address,
-                        tls_peer_name=self.tls_peer_name)
+    def _client_address(self) -> str | None:
+        return self.xforward.get("ADDR") or self.peer_address
+
+    def _envelope(self, leg: Leg) -> Envelope:
+        return Envelope(mail_from=self.sender, rcpt_to=tuple(leg.recipients),
+                        client_address=self._client_address(),
+                        tls_peer_name=self.tls_peer_names[0] if self.tls_peer_names else None,
+                        direction=leg.route.direction)
 
     def _log(self, status: str, result: Result | None, data: bytes, envelope: Envelope) -> None:
         verdict = str(result.action) if result is not None else "tempfail"
@@ -531,6 +571,29 @@ class GatewaySMTP(SMTP):
                     result=result, data=data, client=envelope.client_address,
                     helo=self.xforward.get("HELO") or self.helo,
                     client_name=self.xforward.get("NAME"))
+
+
+@dataclass(slots=True)
+class Leg:
+    """One next-hop transaction of a client transaction: its route, connection and the
+    recipients it accepted."""
+
+    route: Route
+    client: NextHopClient
+    recipients: list[str] = field(default_factory=list)
+    broken: bool = False
+    done: bool = False
+
+
+def _combined(statuses: list[str]) -> str:
+    """One answer for several next-hop transactions: 250 when all took it; else the first
+    temporary failure (the client retries; parts already handed on arrive twice, never
+    zero times); else the first refusal."""
+    if all(s.startswith("2") for s in statuses):
+        return statuses[0] if len(statuses) == 1 else \
+            f"250 2.0.0 Ok: {len(statuses)} next hops accepted"
+    return next((s for s in statuses if s.startswith("4")),
+                next(s for s in statuses if not s.startswith("2")))
 
 
 def _mail_parameters(options: Sequence[str], client: NextHopClient) -> list[str] | None:
@@ -581,22 +644,14 @@ def _cert_names(cert: Any) -> list[str]:
     return names
 
 
-def _name_matches(pattern: str, name: str) -> bool:
-    """Exact (case-insensitive) or ``*.rest`` matching exactly one leftmost label."""
-    pattern, name = pattern.lower(), name.lower()
-    if pattern.startswith("*."):
-        label, dot, rest = name.partition(".")
-        return bool(label) and bool(dot) and "*" not in label and rest == pattern[2:]
-    return pattern == name
-
-
 async def serve(pipeline: Pipeline, listen: tuple[str, int], settings: ServeSettings, *,
                 ready: Callable[[int], None] | None = None) -> None:
     """Run the service until SIGTERM or SIGINT; returns after a graceful shutdown."""
     service = GatewayService(pipeline, settings)
     stop = stop_on_signals()
     port = await service.start(*listen)
-    log.info("serve listening on %s:%d, next hop %s", listen[0], port, settings.next_hop)
+    log.info("serve listening on %s:%d, next hop %s", listen[0], port,
+             settings.next_hop or "per recipient (topology)")
     if ready is not None:
         ready(port)
     await stop.wait()

@@ -21,6 +21,7 @@ from mailroute.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from mailroute.adapters.serve import ServeSettings
+    from mailroute.adapters.serve_routes import NextHop, Router
 
 __all__ = ["register"]
 
@@ -38,8 +39,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "78 bad policy or TLS files.")
     parser.add_argument("--config", required=True, metavar="POLICY.toml", help="the policy file")
     parser.add_argument("--listen", required=True, metavar="HOST:PORT", help="where to listen")
-    parser.add_argument("--next-hop", required=True, metavar="HOST:PORT",
-                        help="where accepted mail goes (e.g. Postfix's reinjection smtpd)")
+    parser.add_argument("--next-hop", metavar="HOST:PORT",
+                        help="where accepted mail goes (e.g. Postfix's reinjection smtpd); "
+                             "required unless --topology")
+    parser.add_argument("--topology", type=Path, metavar="TOPOLOGY.toml",
+                        help="route each recipient as the gateway decision of this topology "
+                             "says (what `mailroute simulate` shows): the tenant's smart host, "
+                             "or in T1 the recipient's MX for mail leaving the organisation")
+    parser.add_argument("--relay", metavar="HOST:PORT",
+                        help="with --topology: send mail for the internet here instead of "
+                             "to the recipient's MX")
+    parser.add_argument("--route", action="append", metavar="NAME=HOST:PORT",
+                        help="with --topology: reach next hop NAME (the smart host, an MX "
+                             "host) at HOST:PORT instead (repeatable)")
+    parser.add_argument("--dns-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="with --topology: MX lookup timeout (default 10)")
     parser.add_argument("--check", action="store_true",
                         help="probe a running service and its next hop, then exit (0 or 75)")
     parser.add_argument("--hostname", default="mailroute.localdomain",
@@ -86,13 +100,20 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         listen = parse_hostport(args.listen)
-        next_hop = parse_hostport(args.next_hop)
+        next_hop = parse_hostport(args.next_hop) if args.next_hop else None
+        relay = parse_hostport(args.relay) if args.relay else None
+        routes = dict(_route(text) for text in args.route or ())
     except ValueError as error:
         sys.stderr.write(f"mailroute serve: {error}\n")
+        return ExitCode.USAGE
+    if (next_hop is None) == (args.topology is None):
+        sys.stderr.write("mailroute serve: give --next-hop or --topology (one of them)\n")
         return ExitCode.USAGE
     try:
         pipeline = load_policy(args.config)
         settings = _settings(args, next_hop)
+        if args.topology is not None:
+            settings = replace(settings, router=_topology_router(args, settings, relay, routes))
     except ConfigError as error:
         sys.stderr.write(f"4.3.5 configuration error: {error}\n")
         return ExitCode.CONFIG
@@ -107,8 +128,32 @@ def run(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _settings(args: argparse.Namespace, next_hop: tuple[str, int]) -> ServeSettings:
-    from mailroute.adapters.serve import NextHop, ServerTLS, ServeSettings
+def _route(text: str) -> tuple[str, tuple[str, int]]:
+    from mailroute.adapters.serve import parse_hostport
+
+    name, equals, target = text.partition("=")
+    if not equals or not name:
+        raise ValueError(f"--route must be NAME=HOST:PORT, not {text!r}")
+    return name, parse_hostport(target)
+
+
+def _topology_router(args: argparse.Namespace, settings: ServeSettings,
+                     relay: tuple[str, int] | None,
+                     routes: dict[str, tuple[str, int]]) -> Router:
+    from mailroute.adapters.serve_routes import NextHop, TopologyRouter
+    from mailroute.dkim.dns import dnspython_lookup
+    from mailroute.routing import load_topology
+
+    topology = load_topology(args.topology)
+    tls = settings.tls_to_next_hop
+    relay_hop = NextHop(relay[0], relay[1], tls, args.next_hop_name) if relay else None
+    return TopologyRouter(topology, resolve_mx=dnspython_lookup(args.dns_timeout).mx,
+                          relay=relay_hop, overrides=routes, tls=tls)
+
+
+def _settings(args: argparse.Namespace, next_hop: tuple[str, int] | None) -> ServeSettings:
+    from mailroute.adapters.serve import ServerTLS, ServeSettings
+    from mailroute.adapters.serve_routes import NextHop
     from mailroute.adapters.smtp_client import NextHopTimeouts
 
     if args.workers is not None and args.workers < 1:
@@ -137,7 +182,8 @@ def _settings(args: argparse.Namespace, next_hop: tuple[str, int]) -> ServeSetti
                           "--next-hop-tls")
     settings = ServeSettings(
         hostname=args.hostname,
-        next_hop=NextHop(next_hop[0], next_hop[1], hop_tls, args.next_hop_name),
+        next_hop=NextHop(next_hop[0], next_hop[1], hop_tls, args.next_hop_name)
+        if next_hop else None, tls_to_next_hop=hop_tls,
         timeouts=replace(NextHopTimeouts(), command=args.next_hop_timeout),
         processing_timeout=args.processing_timeout, spool_dir=args.spool_dir, tls=server_tls)
     if args.workers is not None:
@@ -170,7 +216,7 @@ async def _check(listen: tuple[str, int], settings: ServeSettings) -> int:
     from mailroute.adapters.smtp_client import NextHopClient, NextHopError, NextHopTimeouts
 
     quick = NextHopTimeouts(connect=10.0, command=10.0)
-    hop = settings.next_hop
+    hop = settings.next_hop or _smart_host(settings)
     probes = (("service", listen[0], listen[1], None, None),
               ("next hop", hop.host, hop.port, hop.tls, hop.tls_name))
     for what, host, port, tls, name in probes:
@@ -183,3 +229,12 @@ async def _check(listen: tuple[str, int], settings: ServeSettings) -> int:
         await client.quit()
     sys.stdout.write(f"ok: service {listen[0]}:{listen[1]} and next hop {hop} answer\n")
     return ExitCode.OK
+
+
+def _smart_host(settings: ServeSettings) -> NextHop:
+    """In topology mode the probe checks the tenant's smart host (through ``--route``)."""
+    from mailroute.adapters.serve_routes import TopologyRouter
+
+    router = settings.router
+    assert isinstance(router, TopologyRouter)
+    return router.smart_host()

@@ -8,6 +8,8 @@ with ``with SmtpSink() as sink:``; it stops its threads on exit.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import socketserver
 import threading
 import time
@@ -43,13 +45,20 @@ class SmtpSink:
         self.transactions: list[Transaction] = []
         self.commands: list[str] = []
         self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
         sink = self
 
         class Handler(socketserver.StreamRequestHandler):
             timeout = 30
 
             def handle(self) -> None:
-                sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
+                with sink._lock:
+                    sink._open.add(self.connection)
+                try:
+                    sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
+                finally:
+                    with sink._lock:
+                        sink._open.discard(self.connection)
 
         self._server = _Server(("127.0.0.1", port), Handler, bind_and_activate=True)
         self._server.daemon_threads = True
@@ -62,6 +71,10 @@ class SmtpSink:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with self._lock:  # a stopped sink closes its sessions too, as a stopped MTA does
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

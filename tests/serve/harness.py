@@ -47,8 +47,13 @@ class InProcess:
         self.port = future.result(10)
         return self
 
+    def stop_service(self) -> None:
+        """Stop the service (idempotent): its connections to next hops close."""
+        if not self.service.stopping:
+            asyncio.run_coroutine_threadsafe(self.service.stop(), self.loop).result(15)
+
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.service.stop(), self.loop).result(15)
+        self.stop_service()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.loop.close()

@@ -305,3 +305,22 @@ def test_a_client_that_half_closes_after_a_pipelined_quit_still_gets_its_answer(
         assert len(sink.wait_for(1)) == 1
     assert answers.startswith(b"250 2.0.0 Ok: next hop said: 2.0.0 queued\r\n")
     assert answers.endswith(b"221 2.0.0 Bye\r\n")
+
+
+def test_next_hop_connections_are_reused_across_client_sessions() -> None:
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve:
+        for _ in range(3):
+            assert serve.send() == {}
+        assert len(sink.wait_for(3)) == 3
+        assert sink.commands.count("EHLO mailroute.localdomain") == 1
+
+
+def test_an_idle_next_hop_connection_closed_meanwhile_is_replaced_transparently() -> None:
+    port = free_port()
+    with InProcess(Pipeline(), port) as serve:
+        with SmtpSink(port=port) as first:
+            assert serve.send() == {}
+            assert len(first.wait_for(1)) == 1
+        with SmtpSink(port=port) as second:      # the pooled connection died with `first`
+            assert serve.send() == {}
+            assert len(second.wait_for(1)) == 1

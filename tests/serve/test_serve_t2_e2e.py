@@ -94,6 +94,7 @@ key_file = "{keys}"
         with StandInExchange(topology, server_tls=exo_server, client_tls=exo_client,
                              gateway_port=serve.port, port=exchange_port) as exchange:
             yield World(exchange, keys)
+            serve.stop_service()   # before the stand-in: its pooled connections close first
 
 
 def message(subject: str, sender: str, to: str) -> bytes:

@@ -48,7 +48,12 @@ from mailroute.adapters.serve_routes import (
     Router,
 )
 from mailroute.adapters.service import PolicyRunner, drain, stop_on_signals
-from mailroute.adapters.smtp_client import NextHopClient, NextHopError, NextHopTimeouts
+from mailroute.adapters.smtp_client import (
+    NextHopClient,
+    NextHopError,
+    NextHopReply,
+    NextHopTimeouts,
+)
 from mailroute.adapters.smtp_data import DataReader, ReceivedData, read_data, to_wire
 from mailroute.errors import MailrouteError
 from mailroute.gateway.match import cert_name_matches
@@ -156,6 +161,7 @@ class GatewayService:
         self.runner = PolicyRunner(settings.workers, settings.inline_size, "serve")
         self.reader = DataReader(limit=pipeline.limits.max_message_size,
                                  spool_above=settings.spool_above, spool_dir=settings.spool_dir)
+        self.pool = LinkPool()
         self.quarantine = (QuarantineStore(pipeline.quarantine_dir)
                            if pipeline.quarantine_dir is not None else None)
         self.xforward_nets = tuple(ipaddress.ip_network(n) for n in settings.xforward_hosts)
@@ -198,6 +204,7 @@ class GatewayService:
         await drain(lambda: self.busy, self.settings.shutdown_grace)
         for session in list(self.sessions):
             session.close_all()
+        self.pool.close()
         await asyncio.sleep(0)
         self.runner.shutdown()
 
@@ -210,6 +217,43 @@ class GatewayService:
         except ValueError:
             return False
         return any(address in net for net in self.xforward_nets)
+
+
+class LinkPool:
+    """Idle next-hop connections, per route, shared by the sessions: a client that sends
+    one message per connection (Postfix's smtp client does) does not cost a new next-hop
+    connection, greeting and EHLO per message."""
+
+    def __init__(self, per_route: int = 32, max_idle: float = 60.0) -> None:
+        self.per_route = per_route
+        self.max_idle = max_idle
+        self._idle: dict[Route, list[tuple[float, NextHopClient]]] = {}
+
+    def take(self, route: Route) -> NextHopClient | None:
+        """An idle connection for ``route``, if one is fresh enough."""
+        idle = self._idle.get(route, [])
+        now = time.monotonic()
+        while idle:
+            since, client = idle.pop()
+            if now - since < self.max_idle and not client.closed:
+                return client
+            client.abort()
+        return None
+
+    def give(self, route: Route, client: NextHopClient) -> None:
+        """Keep ``client`` (between transactions) for the next session."""
+        idle = self._idle.setdefault(route, [])
+        if len(idle) >= self.per_route:
+            client.abort()
+            return
+        idle.append((time.monotonic(), client))
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        for idle in self._idle.values():
+            for _, client in idle:
+                client.abort()
+        self._idle = {}
 
 
 class Hooks:
@@ -417,9 +461,32 @@ class GatewaySMTP(SMTP):
         leg = self.legs.get(route)
         if leg is not None:
             return NEXT_HOP_LOST if leg.broken else leg
+        client = self.links.pop(route, None) or self.service.pool.take(route)
+        reused = client is not None
+        try:
+            reply = await self._mail(route, client)
+        except NextHopError as error:
+            if not reused:
+                log.warning("next hop %s: %s", route.hop, error)
+                return NEXT_HOP_DOWN
+            try:  # an idle connection the next hop closed meanwhile: once more, fresh
+                reply = await self._mail(route, None)
+            except NextHopError as again:
+                log.warning("next hop %s: %s", route.hop, again)
+                return NEXT_HOP_DOWN
+        if isinstance(reply, str):
+            return reply
+        if not reply.ok:
+            return _relay(reply)
+        leg = self.legs[route] = Leg(route, self.links[route])
+        return leg
+
+    async def _mail(self, route: Route, client: NextHopClient | None
+                    ) -> NextHopReply | str:
+        """MAIL FROM on ``client`` (or a new connection); the connection is kept in
+        :attr:`links` unless it failed."""
         settings = self.service.settings
         hop = route.hop
-        client = self.links.pop(route, None)
         try:
             if client is None or client.closed:
                 client = await NextHopClient.open(hop.host, hop.port, helo=settings.hostname,
@@ -430,16 +497,12 @@ class GatewaySMTP(SMTP):
                 self.links[route] = client
                 return "553 5.6.7 the next hop does not accept non-ASCII addresses (SMTPUTF8)"
             reply = await client.command(" ".join([f"MAIL FROM:<{self.sender}>", *forwarded]))
-        except NextHopError as error:
-            log.warning("next hop %s: %s", hop, error)
+        except NextHopError:
             if client is not None:
                 client.abort()
-            return NEXT_HOP_DOWN
+            raise
         self.links[route] = client
-        if not reply.ok:
-            return _relay(reply)
-        leg = self.legs[route] = Leg(route, client)
-        return leg
+        return reply
 
     async def end_transaction(self) -> None:
         """RSET every next-hop transaction still open."""
@@ -450,18 +513,21 @@ class GatewaySMTP(SMTP):
         self.in_transaction = False
 
     async def quit_next_hop(self) -> None:
-        """QUIT towards every next hop."""
-        self.in_transaction = False
-        self.legs = {}
-        links, self.links = self.links, {}
-        for client in links.values():
-            await client.quit()
+        """The client said QUIT: idle next-hop connections go back to the pool."""
+        self._drop_links()
 
     def _drop_links(self) -> None:
-        for client in self.links.values():
-            client.abort()
+        """Client gone: connections between transactions go to the service's pool for the
+        next session; one inside a transaction is closed (the next hop discards it)."""
+        for route, client in self.links.items():
+            leg = self.legs.get(route)
+            if (leg is not None and not leg.done) or client.closed:
+                client.abort()
+            else:
+                self.service.pool.give(route, client)
         self.links = {}
         self.legs = {}
+        self.in_transaction = False
 
     async def smtp_DATA(self, arg: str | None) -> None:
         """DATA read in blocks (aiosmtpd's line reader replaced), then :meth:`deliver`."""

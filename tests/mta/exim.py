@@ -83,6 +83,33 @@ def exim_available() -> bool:
     return exim_root() is not None
 
 
+def main_section(root: Path, ports: tuple[int, ...]) -> str:
+    """The main section every test instance shares: loopback ports, state under ``root``,
+    no DNS or ident lookups, 127.0.0.1 may relay (``acl_check_rcpt``)."""
+    return f"""
+exim_user = Debian-exim
+exim_group = Debian-exim
+never_users = root
+keep_environment =
+primary_hostname = mx.corp.example
+daemon_smtp_ports = {" : ".join(str(p) for p in ports)}
+local_interfaces = 127.0.0.1
+spool_directory = {root}/spool
+log_file_path = {root}/log/%slog
+pid_file_path = {root}/exim.pid
+host_lookup =
+rfc1413_hosts =
+acl_smtp_rcpt = acl_check_rcpt
+"""
+
+
+ACL_SECTION = """
+begin acl
+acl_check_rcpt:
+  accept hosts = 127.0.0.1
+"""
+
+
 def recipe_part(recipe: Path, name: str) -> str:
     """The ``name:`` block (router or transport) of a shipped Exim recipe."""
     lines = recipe.read_text().splitlines()

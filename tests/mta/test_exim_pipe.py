@@ -25,7 +25,13 @@ from tests.mta.common import (
     pipe_policy,
     wait_until,
 )
-from tests.mta.exim import EximInstance, exim_available, recipe_part
+from tests.mta.exim import (
+    ACL_SECTION,
+    EximInstance,
+    exim_available,
+    main_section,
+    recipe_part,
+)
 from tests.smtpsink import SmtpSink, Transaction
 
 pytestmark = [
@@ -89,26 +95,9 @@ def world() -> Iterator[World]:
                            + "  senders = loop@corp.example\n")
             loop_transport = (transport.replace("mailroute_pipe:", "mailroute_pipe_loop:")
                               .replace(f"127.0.0.1:{reinject}", f"127.0.0.1:{port}"))
-            config = f"""
-exim_user = Debian-exim
-exim_group = Debian-exim
-never_users = root
-keep_environment =
-primary_hostname = mx.corp.example
-daemon_smtp_ports = {port} : {reinject}
-local_interfaces = 127.0.0.1
-spool_directory = {root}/spool
-log_file_path = {root}/log/%slog
-pid_file_path = {root}/exim.pid
-host_lookup =
-rfc1413_hosts =
-acl_smtp_rcpt = acl_check_rcpt
+            config = main_section(root, (port, reinject)) + f"""
 message_size_limit = 50M
-
-begin acl
-acl_check_rcpt:
-  accept hosts = 127.0.0.1
-
+{ACL_SECTION}
 begin routers
 {loop_router}
 {router}

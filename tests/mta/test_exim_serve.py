@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.mta.common import free_port, wait_until
-from tests.mta.exim import EximInstance, exim_available, recipe_part
+from tests.mta.exim import (
+    ACL_SECTION,
+    EximInstance,
+    exim_available,
+    main_section,
+    recipe_part,
+)
 from tests.serve.harness import Process
 from tests.smtpsink import SmtpSink, Transaction
 
@@ -67,25 +73,8 @@ def world() -> Iterator[World]:
             transport = recipe_part(RECIPE, "mailroute_smtp").replace(
                 "port = 10025", f"port = {filter_port}")
             assert f"port = {filter_port}" in transport
-            config = f"""
-exim_user = Debian-exim
-exim_group = Debian-exim
-never_users = root
-keep_environment =
-primary_hostname = mx.corp.example
-daemon_smtp_ports = {port} : {reinject}
-local_interfaces = 127.0.0.1
-spool_directory = {root}/spool
-log_file_path = {root}/log/%slog
-pid_file_path = {root}/exim.pid
-host_lookup =
-rfc1413_hosts =
-acl_smtp_rcpt = acl_check_rcpt
-
-begin acl
-acl_check_rcpt:
-  accept hosts = 127.0.0.1
-
+            config = main_section(root, (port, reinject)) + f"""
+{ACL_SECTION}
 begin routers
 {router}
 outside:

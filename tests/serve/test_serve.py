@@ -35,6 +35,16 @@ class Raises:
         raise self.error
 
 
+@dataclass(frozen=True)
+class Slow:
+    seconds: float
+    name: str = "slow"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        time.sleep(self.seconds)
+        return item
+
+
 def test_processed_mail_arrives_exactly_once_with_the_envelope(
         disclaimer_policy: Pipeline) -> None:
     with SmtpSink() as sink, InProcess(disclaimer_policy, sink.port) as serve:
@@ -165,15 +175,7 @@ def test_a_next_hop_slow_to_confirm_the_message_gets_451_never_250() -> None:
 
 
 def test_a_policy_that_runs_too_long_is_451(tmp_path: Path) -> None:
-    @dataclass(frozen=True)
-    class Slow:
-        name: str = "slow"
-
-        def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
-            time.sleep(2)
-            return item
-
-    with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(),)), sink.port,
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(2.0),)), sink.port,
                                        processing_timeout=0.3, inline_size=0) as serve:
         with serve.client() as smtp:
             smtp.ehlo()
@@ -279,15 +281,7 @@ def test_a_client_that_half_closes_after_a_pipelined_quit_still_gets_its_answer(
     Exim recipe: aiosmtpd cancelled the session and with it the hand-on)."""
     import socket
 
-    @dataclass(frozen=True)
-    class Slow:
-        name: str = "slow"
-
-        def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
-            time.sleep(0.5)
-            return item
-
-    with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(),)), sink.port) as serve, \
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(0.5),)), sink.port) as serve, \
             socket.create_connection(("127.0.0.1", serve.port), timeout=10) as raw:
         reader = raw.makefile("rb")
         reader.readline()

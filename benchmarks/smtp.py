@@ -10,7 +10,7 @@ Configurations, all on loopback:
 Cases: 10 KB and 1 MB messages, 1 and 10 sessions. A serve run ends when ``smtp-source``
 ends (serve answers 250 only after the sink accepted the message); a Postfix run ends when
 its queue is empty again. Configurations alternate within each round (the machine is shared:
-the load average is printed); the median of the rounds is reported with ratios. Afterwards
+the load average is printed) and their order rotates from round to round; the median of the rounds is reported with ratios. Afterwards
 10,000 10 KB messages go through the disclaimer service with 10 sessions and its peak RSS
 (VmHWM) is printed.
 
@@ -109,7 +109,8 @@ def measure(ports: dict[str, int], postfix: Postfix, args: argparse.Namespace,
     results: dict[tuple[str, int, int], list[float]] = {}
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
     for round_ in range(args.rounds):
-        for config in configs:
+        # Rotate the order: a run right after the ceiling's flood of connections is slower.
+        for config in configs[round_ % len(configs):] + configs[:round_ % len(configs)]:
             for size, sessions in CASES:
                 count = args.small_count if size < 100_000 else args.large_count
                 rate = run_case(ports[config], size, sessions, count,

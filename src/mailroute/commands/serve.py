@@ -109,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
     if (next_hop is None) == (args.topology is None):
         sys.stderr.write("mailroute serve: give --next-hop or --topology (one of them)\n")
         return ExitCode.USAGE
+    if args.topology is None and (relay or routes):
+        sys.stderr.write("mailroute serve: --relay and --route need --topology\n")
+        return ExitCode.USAGE
     try:
         pipeline = load_policy(args.config)
         settings = _settings(args, next_hop)

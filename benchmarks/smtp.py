@@ -9,10 +9,10 @@ Configurations, all on loopback:
 
 Cases: 10 KB and 1 MB messages, 1 and 10 sessions. A serve run ends when ``smtp-source``
 ends (serve answers 250 only after the sink accepted the message); a Postfix run ends when
-its queue is empty again. Configurations alternate within each round (the machine is shared:
-the load average is printed) and their order rotates from round to round; the median of the rounds is reported with ratios. Afterwards
-10,000 10 KB messages go through the disclaimer service with 10 sessions and its peak RSS
-(VmHWM) is printed.
+its queue is empty again. Configurations alternate within each round, in an order that
+rotates from round to round (the machine is shared: the load average is printed); the median
+of the rounds is reported with ratios. Afterwards 10,000 10 KB messages go through the
+disclaimer service with 10 sessions and its peak RSS (VmHWM) is printed.
 
 Target (issue 15), 10 KB with 10 sessions: empty policy faster than Postfix relaying the
 same messages; stretch: at least 70 % of the ceiling.

@@ -84,6 +84,18 @@ TOO_BIG = "552 5.3.4 message too big"
 _XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 
 
+class _RequiredClientCertificates(logging.Filter):
+    """aiosmtpd warns on every connection when client certificates are required, which is
+    what ``--client-ca`` means: drop that warning, keep the others."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("tls_context.verify_mode")
+
+
+AIOSMTPD_LOG = logging.getLogger("mail.log")
+AIOSMTPD_LOG.addFilter(_RequiredClientCertificates())
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPV6]:PORT``.
 
@@ -714,6 +726,8 @@ async def serve(pipeline: Pipeline, listen: tuple[str, int], settings: ServeSett
                 ready: Callable[[int], None] | None = None) -> None:
     """Run the service until SIGTERM or SIGINT; returns after a graceful shutdown."""
     service = GatewayService(pipeline, settings)
+    # aiosmtpd logs every command with its arguments at INFO: the per-message line is ours.
+    AIOSMTPD_LOG.setLevel(logging.WARNING)
     stop = stop_on_signals()
     port = await service.start(*listen)
     log.info("serve listening on %s:%d, next hop %s", listen[0], port,

@@ -146,10 +146,8 @@ class NextHopClient:
         reply = await self.command("DATA")
         if reply.code != 354:
             return reply
-        self.writer.write(wire)
-        if not wire.endswith(b"\r\n"):
-            self.writer.write(b"\r\n")
-        self.writer.write(b".\r\n")
+        # One write (one send for a small message): the content and the final dot.
+        self.writer.write(wire + (b".\r\n" if wire.endswith(b"\r\n") else b"\r\n.\r\n"))
         try:
             async with asyncio.timeout(self.timeouts.data_block):
                 await self.writer.drain()
@@ -193,9 +191,10 @@ class NextHopClient:
         self.abort()
 
     def abort(self) -> None:
-        """Close the connection now."""
+        """Drop the connection now (over TLS without waiting for the close_notify
+        exchange: what is dropped needs no orderly end)."""
         with contextlib.suppress(Exception):
-            self.writer.close()
+            self.writer.transport.abort()
 
     @property
     def closed(self) -> bool:

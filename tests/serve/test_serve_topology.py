@@ -143,3 +143,17 @@ def test_the_command_line_topology_mode_with_a_route_override(tmp_path: Path) ->
         with serve, smtplib.SMTP("127.0.0.1", serve.port, timeout=30) as smtp:
             assert smtp.sendmail("a@partner.example", ["alice@example.net"], MESSAGE) == {}
         assert [t.recipients for t in exo.delivered] == [["alice@example.net"]]
+
+
+def test_when_the_first_mx_is_unreachable_the_next_one_gets_the_message() -> None:
+    from tests.serve.harness import free_port
+
+    with SmtpSink() as exo, SmtpSink() as mx2:
+        router = TopologyRouter(load_topology(T1), resolve_mx=resolve, overrides={
+            SMART_HOST: ("127.0.0.1", exo.port),
+            "mx1.partner.example": ("127.0.0.1", free_port()),   # nobody listens
+            "mx2.partner.example": ("127.0.0.1", mx2.port)})
+        with InProcess(Pipeline(), 0, router=router) as serve:
+            assert serve.send(sender="alice@example.net",
+                              recipients=["dave@partner.example"]) == {}
+        assert [t.recipients for t in mx2.delivered] == [["dave@partner.example"]]

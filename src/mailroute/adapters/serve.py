@@ -503,13 +503,9 @@ class GatewaySMTP(SMTP):
                     ) -> NextHopReply | str:
         """MAIL FROM on ``client`` (or a new connection); the connection is kept in
         :attr:`links` unless it failed."""
-        settings = self.service.settings
-        hop = route.hop
         try:
             if client is None or client.closed:
-                client = await NextHopClient.open(hop.host, hop.port, helo=settings.hostname,
-                                                  timeouts=settings.timeouts, tls=hop.tls,
-                                                  tls_name=hop.tls_name)
+                client = await self._connect(route)
             forwarded = _mail_parameters(self.mail_options, client)
             if forwarded is None:
                 self.links[route] = client
@@ -521,6 +517,21 @@ class GatewaySMTP(SMTP):
             raise
         self.links[route] = client
         return reply
+
+    async def _connect(self, route: Route) -> NextHopClient:
+        """A new connection to the route's next hop, or to its fallbacks in order."""
+        settings = self.service.settings
+        failure: NextHopError | None = None
+        for hop in route.candidates():
+            try:
+                return await NextHopClient.open(hop.host, hop.port, helo=settings.hostname,
+                                                timeouts=settings.timeouts, tls=hop.tls,
+                                                tls_name=hop.tls_name)
+            except NextHopError as error:
+                log.warning("next hop %s: %s", hop, error)
+                failure = error
+        assert failure is not None
+        raise failure
 
     async def end_transaction(self) -> None:
         """RSET every next-hop transaction still open."""

@@ -58,10 +58,16 @@ class ConnectionFacts:
 @dataclass(frozen=True, slots=True)
 class Route:
     """One recipient's route: the next hop and the direction its group is processed with
-    (``None``: the policy derives it)."""
+    (``None``: the policy derives it); ``fallbacks`` are tried in order when the next hop
+    cannot be reached (a domain's less preferred MX hosts)."""
 
     hop: NextHop
     direction: Direction | None = None
+    fallbacks: tuple[NextHop, ...] = field(default=(), compare=False)
+
+    def candidates(self) -> tuple[NextHop, ...]:
+        """The next hop, then its fallbacks."""
+        return (self.hop, *self.fallbacks)
 
 
 class Router(Protocol):
@@ -148,7 +154,9 @@ class TopologyRouter:
             hosts = self.resolve_mx(domain)
         except TemporaryError:
             return "451 4.4.3 DNS lookup of the recipient domain failed, try again later"
-        return Route(self._hop(hosts[0] if hosts else domain), direction)  # RFC 5321 5.1
+        if not hosts:
+            return Route(self._hop(domain), direction)  # RFC 5321 5.1: the implicit MX
+        return Route(self._hop(hosts[0]), direction, tuple(self._hop(h) for h in hosts[1:]))
 
     def smart_host(self) -> NextHop:
         """The tenant's smart host as a next hop (for the health probe)."""

@@ -124,7 +124,7 @@ def test_the_cli_refuses_a_client_certificate_with_the_wrong_name(
 class TlsNextHop:
     """An aiosmtpd next hop that requires STARTTLS and a client certificate from our CA."""
 
-    def __init__(self, pki: Pki) -> None:
+    def __init__(self, pki: Pki, identity: Identity | None = None) -> None:
         self.messages: list[tuple[bytes, list[str]]] = []
         self.client_names: list[Any] = []
         self.port = free_port()
@@ -139,7 +139,7 @@ class TlsNextHop:
                 outer.messages.append((envelope.content, list(envelope.rcpt_tos)))
                 return "250 2.0.0 stored"
 
-        context = server_context(pki, pki.exo, client_ca=True)
+        context = server_context(pki, identity or pki.exo, client_ca=True)
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
                                      tls_context=context, require_starttls=True)
 
@@ -185,3 +185,45 @@ def test_next_hop_tls_flags_without_next_hop_tls_are_a_configuration_error(
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 78
     assert "need --next-hop-tls" in done.stderr
+
+
+def test_t3_presents_the_inbound_identity_for_internet_mail_and_its_own_for_exchange_mail(
+        pki: Pki, tmp_path: Path) -> None:
+    """G8 in T3: mail from the internet goes to Exchange as inbound_tls_identity, mail from
+    Exchange as tls_identity (two certificates, chosen per message by the decision)."""
+    from mailroute.adapters.serve_routes import TopologyRouter
+    from mailroute.routing import load_topology
+
+    smart_host = "example-net.mail.protection.outlook.com"
+    source = Path(__file__).resolve().parents[2] / "examples" / "topologies" / \
+        "t3-beside-mx-gateway.toml"
+    topology = tmp_path / "t3.toml"
+    topology.write_text(source.read_text().replace(
+        "[gateway]\n", '[gateway]\ninbound_tls_identity = "inbound.example.net"\n'
+                       'exo_ip_ranges = ["127.0.0.0/8"]\n', 1))
+    own = issue(tmp_path, "own", issuer=pki.ca, eku=SERVER + CLIENT,
+                dns_names=("mailroute.example.net",))
+    inbound = issue(tmp_path, "inbound", issuer=pki.ca, eku=CLIENT,
+                    dns_names=("inbound.example.net",))
+    exchange = issue(tmp_path, "exchange", issuer=pki.ca, eku=SERVER + CLIENT,
+                     dns_names=(smart_host,))
+    with TlsNextHop(pki, exchange) as hop:
+        router = TopologyRouter(load_topology(topology), resolve_mx=lambda domain: [],
+                                overrides={smart_host: ("127.0.0.1", hop.port)},
+                                tls=client_context(pki, own),
+                                identities={"inbound.example.net": client_context(pki, inbound)})
+        tls = ServerTLS(server_context(pki, own, client_ca=True))
+        with InProcess(Pipeline(), 0, router=router, tls=tls) as serve:
+            assert serve.send(sender="a@partner.example", recipients=["alice@example.net"]) == {}
+            smtp = smtplib.SMTP("127.0.0.1", serve.port, local_hostname="exo.test", timeout=30)
+            smtp._host = "mailroute.example.net"
+            with smtp:
+                smtp.ehlo()
+                smtp.starttls(context=client_context(pki, pki.exo))
+                assert smtp.sendmail("alice@example.net", ["dave@partner.example"],
+                                     MESSAGE) == {}
+    presented = [[v for k, v in cert["subjectAltName"] if k == "DNS"]
+                 for cert in hop.client_names]
+    assert presented == [["inbound.example.net"], ["mailroute.example.net"]]
+    assert [rcpts for _, rcpts in hop.messages] == [["alice@example.net"],
+                                                    ["dave@partner.example"]]

@@ -41,6 +41,8 @@ class NextHop:
     tls: ssl.SSLContext | None = field(default=None, compare=False, hash=False)
     tls_name: str | None = None
     name: str | None = field(default=None, compare=False)
+    #: the client certificate name presented (connections are reused per identity)
+    identity: str | None = None
 
     def __str__(self) -> str:
         label = f"{self.host}:{self.port}"
@@ -111,6 +113,9 @@ class TopologyRouter:
         overrides: next-hop names (smart host, MX hosts) to reach at another address,
             e.g. a smart host through a local port.
         tls: the client TLS context for every next hop (``None``: no STARTTLS).
+        identities: client TLS contexts by the identity the decision names (G8: in T3
+            mail from the internet goes to Exchange as ``inbound_tls_identity``); an
+            identity not listed uses ``tls``.
         port: the SMTP port of next hops without an override.
     """
 
@@ -120,7 +125,9 @@ class TopologyRouter:
     def __init__(self, topology: Topology, *, resolve_mx: Callable[[str], list[str]],
                  relay: NextHop | None = None,
                  overrides: Mapping[str, tuple[str, int]] | None = None,
-                 tls: ssl.SSLContext | None = None, port: int = 25) -> None:
+                 tls: ssl.SSLContext | None = None,
+                 identities: Mapping[str, ssl.SSLContext] | None = None,
+                 port: int = 25) -> None:
         self.topology = topology
         self.domains = topology.org_domains
         # Before DATA the tenant header cannot be read; marker-verify checks it later.
@@ -129,6 +136,7 @@ class TopologyRouter:
         self.relay = relay
         self.overrides = {name.lower(): target for name, target in (overrides or {}).items()}
         self.tls = tls
+        self.identities = {k.lower(): v for k, v in (identities or {}).items()}
         self.port = port
 
     def from_exo(self, conn: ConnectionFacts) -> bool:
@@ -146,7 +154,7 @@ class TopologyRouter:
                                                                   self.domains))
         choice = gateway_next_hop(self.topology, flow, recipient, from_exo=from_exo)
         if choice.route is RouteKind.EXO:
-            return Route(self._hop(choice.next_hop), direction)
+            return Route(self._hop(choice.next_hop, choice.client_identity), direction)
         if self.relay is not None:
             return Route(self.relay, direction)
         domain = choice.next_hop.removeprefix("mx:")
@@ -162,6 +170,8 @@ class TopologyRouter:
         """The tenant's smart host as a next hop (for the health probe)."""
         return self._hop(self.topology.tenant.exo_smart_host)
 
-    def _hop(self, name: str) -> NextHop:
+    def _hop(self, name: str, identity: str | None = None) -> NextHop:
         host, port = self.overrides.get(name.lower().rstrip("."), (name, self.port))
-        return NextHop(host, port, self.tls, name if self.tls else None, name)
+        tls = self.identities.get((identity or "").lower(), self.tls)
+        return NextHop(host, port, tls, name if tls else None, name,
+                       identity if tls else None)

@@ -88,6 +88,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tls.add_argument("--next-hop-cert", type=Path, metavar="FILE",
                      help="our client certificate towards the next hop (PEM)")
     tls.add_argument("--next-hop-key", type=Path, metavar="FILE", help="its private key")
+    tls.add_argument("--inbound-identity-cert", type=Path, metavar="FILE",
+                     help="with --topology (T3): the certificate presented to Exchange for "
+                          "mail from the internet (the topology's inbound_tls_identity)")
+    tls.add_argument("--inbound-identity-key", type=Path, metavar="FILE",
+                     help="its private key")
     parser.add_argument("--log", choices=("auto", "syslog", "stderr", "none"), default="auto",
                         help="where the per-message log line goes")
     parser.set_defaults(handler=run)
@@ -150,8 +155,17 @@ def _topology_router(args: argparse.Namespace, settings: ServeSettings,
     topology = load_topology(args.topology)
     tls = settings.tls_to_next_hop
     relay_hop = NextHop(relay[0], relay[1], tls, args.next_hop_name) if relay else None
+    identities = {}
+    inbound = topology.gateway.inbound_tls_identity
+    if args.inbound_identity_cert is not None:
+        if tls is None or not inbound:
+            raise ConfigError("--inbound-identity-cert needs --next-hop-tls and a topology "
+                              "with inbound_tls_identity")
+        identities[inbound] = _client_context(args, args.inbound_identity_cert,
+                                              args.inbound_identity_key,
+                                              "--inbound-identity-cert")
     return TopologyRouter(topology, resolve_mx=dnspython_lookup(args.dns_timeout).mx,
-                          relay=relay_hop, overrides=routes, tls=tls)
+                          relay=relay_hop, overrides=routes, tls=tls, identities=identities)
 
 
 def _settings(args: argparse.Namespace, next_hop: tuple[str, int] | None) -> ServeSettings:
@@ -174,12 +188,7 @@ def _settings(args: argparse.Namespace, next_hop: tuple[str, int] | None) -> Ser
         raise ConfigError("--require-tls, --client-ca and --client-name need --tls-cert")
     hop_tls = None
     if args.next_hop_tls:
-        hop_tls = ssl.create_default_context()
-        if args.next_hop_ca is not None:  # only these CAs, not the system's
-            hop_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            _load_ca(hop_tls, args.next_hop_ca, "--next-hop-ca")
-        if args.next_hop_cert is not None:
-            _load_chain(hop_tls, args.next_hop_cert, args.next_hop_key, "--next-hop-cert")
+        hop_tls = _client_context(args, args.next_hop_cert, args.next_hop_key, "--next-hop-cert")
     elif args.next_hop_ca or args.next_hop_name or args.next_hop_cert:
         raise ConfigError("--next-hop-ca, --next-hop-name and --next-hop-cert need "
                           "--next-hop-tls")
@@ -194,6 +203,19 @@ def _settings(args: argparse.Namespace, next_hop: tuple[str, int] | None) -> Ser
     if args.xforward_host:
         settings = replace(settings, xforward_hosts=tuple(args.xforward_host))
     return settings
+
+
+def _client_context(args: argparse.Namespace, cert: Path | None, key: Path | None,
+                    flag: str) -> ssl.SSLContext:
+    """A client context towards next hops: the system's CAs or ``--next-hop-ca`` only, and
+    ``cert`` as our certificate when given."""
+    context = ssl.create_default_context()
+    if args.next_hop_ca is not None:  # only these CAs, not the system's
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        _load_ca(context, args.next_hop_ca, "--next-hop-ca")
+    if cert is not None:
+        _load_chain(context, cert, key, flag)
+    return context
 
 
 def _load_chain(context: ssl.SSLContext, cert: Path, key: Path | None, flag: str) -> None:

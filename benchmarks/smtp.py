@@ -24,16 +24,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.milter import cpu_seconds, load, peak_rss_kib, process
+from benchmarks.milter import (
+    add_throughput_arguments,
+    cpu_seconds,
+    load,
+    peak_rss_kib,
+    process,
+    run_in_root,
+)
 from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
@@ -59,23 +64,9 @@ def run_case(port: int, size: int, sessions: int, count: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--small-count", type=int, default=1000)
-    parser.add_argument("--large-count", type=int, default=100)
-    parser.add_argument("--rss-count", type=int, default=10_000)
-    parser.add_argument("--configs", default=",".join(CONFIGS),
-                        help="comma-separated subset of " + ", ".join(CONFIGS))
-    args = parser.parse_args()
-    for tool in ("postfix", "smtp-source", "smtp-sink"):
-        if not shutil.which(tool):
-            print(f"{tool} not installed (scripts/setup-system)", file=sys.stderr)
-            return 1
-    root = Path(tempfile.mkdtemp(prefix="mailroute-bench-smtp-"))
-    os.chmod(root, 0o755)  # noqa: S103 - the postfix user must traverse it
-    try:
-        return bench(root, args)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    add_throughput_arguments(parser, CONFIGS)
+    return run_in_root("mailroute-bench-smtp-", ("postfix", "smtp-source", "smtp-sink"), bench,
+                       parser.parse_args())
 
 
 def bench(root: Path, args: argparse.Namespace) -> int:

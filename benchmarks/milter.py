@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,19 +115,33 @@ def peak_rss_kib(pid: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_throughput_arguments(parser, CONFIGS)
+    parser.add_argument("--small-only", action="store_true", help="only the 10 KB cases")
+    args = parser.parse_args()
+    return run_in_root("mailroute-bench-milter-",
+                       ("postfix", "smtp-source", "smtp-sink", "opendkim"), bench, args)
+
+
+def add_throughput_arguments(parser: argparse.ArgumentParser, configs: tuple[str, ...]) -> None:
+    """The options every SMTP throughput benchmark takes."""
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small-count", type=int, default=1000)
     parser.add_argument("--large-count", type=int, default=100)
     parser.add_argument("--rss-count", type=int, default=10_000)
-    parser.add_argument("--configs", default=",".join(CONFIGS),
-                        help="comma-separated subset of " + ", ".join(CONFIGS))
-    parser.add_argument("--small-only", action="store_true", help="only the 10 KB cases")
-    args = parser.parse_args()
-    for tool in ("postfix", "smtp-source", "smtp-sink", "opendkim"):
+    parser.add_argument("--configs", default=",".join(configs),
+                        help="comma-separated subset of " + ", ".join(configs))
+
+
+def run_in_root(prefix: str, tools: tuple[str, ...],
+                bench: Callable[[Path, argparse.Namespace], int],
+                args: argparse.Namespace) -> int:
+    """``bench(root, args)`` in a temporary directory Postfix can traverse, removed after;
+    1 when a tool is missing."""
+    for tool in tools:
         if not shutil.which(tool):
             print(f"{tool} not installed (scripts/setup-system)", file=sys.stderr)
             return 1
-    root = Path(tempfile.mkdtemp(prefix="mailroute-bench-milter-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(root, 0o755)  # noqa: S103 - the postfix user must traverse it
     try:
         return bench(root, args)

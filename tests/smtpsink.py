@@ -9,6 +9,8 @@ with ``with SmtpSink() as sink:``; it stops its threads on exit. ``port`` choose
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import socketserver
 import threading
 import time
@@ -61,21 +63,37 @@ class SmtpSink(Background):
     """A threaded SMTP sink on 127.0.0.1."""
 
     def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
-                 data_reply: str = "250 2.0.0 queued", port: int = 0) -> None:
+                 data_reply: str = "250 2.0.0 queued", port: int = 0,
+                 data_delay: float = 0.0) -> None:
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_reply = data_reply
+        self.data_delay = data_delay
         self.transactions: list[Transaction] = []
         self.commands: list[str] = []
         self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
         sink = self
 
         class Handler(socketserver.StreamRequestHandler):
             timeout = 30
 
             def handle(self) -> None:
-                sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
+                with sink._lock:
+                    sink._open.add(self.connection)
+                try:
+                    sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
+                finally:
+                    with sink._lock:
+                        sink._open.discard(self.connection)
 
         super().__init__(Handler, port)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:  # a stopped sink closes its sessions too, as a stopped MTA does
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        super().__exit__(*exc)
 
     @property
     def delivered(self) -> list[Transaction]:
@@ -132,6 +150,8 @@ class SmtpSink(Background):
                             break
                         chunks.append(chunk)
                     current.raw = b"".join(chunks)
+                    if self.data_delay:
+                        time.sleep(self.data_delay)
                     if self.data_reply.startswith("250"):
                         current.completed = True
                     send(self.data_reply)
@@ -146,6 +166,10 @@ class SmtpSink(Background):
                     send("250 2.0.0 ok")
         except OSError:
             return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # a test restarts a sink on the port it had
 
 
 def _address(command: str) -> str:

@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dkim": ("mailroute.commands.dkim", "DKIM sign and verify"),
     "milter": ("mailroute.commands.milter",
                "run the milter adapter (Postfix smtpd_milters, Sendmail INPUT_MAIL_FILTER)"),
+    "serve": ("mailroute.commands.serve",
+              "run the SMTP gateway service (content filter, before-queue proxy)"),
     "route": ("mailroute.commands.routing", "the routing decision for one message at one hop"),
     "simulate": ("mailroute.commands.routing",
                  "every hop until final delivery, or the loop it finds"),

@@ -94,6 +94,32 @@ def exim_available() -> bool:
     return exim_root() is not None
 
 
+def main_section(root: Path, ports: tuple[int, ...]) -> str:
+    """The main section every test instance shares: :func:`daemon_settings`, and 127.0.0.1
+    may relay (``acl_check_rcpt``)."""
+    return ("\n" + daemon_settings(root, ports)
+            + "primary_hostname = mx.corp.example\nacl_smtp_rcpt = acl_check_rcpt\n")
+
+
+ACL_SECTION = """
+begin acl
+acl_check_rcpt:
+  accept hosts = 127.0.0.1
+"""
+
+
+def recipe_part(recipe: Path, name: str) -> str:
+    """The ``name:`` block (router or transport) of a shipped Exim recipe."""
+    lines = recipe.read_text().splitlines()
+    start = lines.index(f"{name}:")
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith(" "):
+            break
+        block.append(line)
+    return "\n".join(block) + "\n"
+
+
 class EximInstance:
     """One Exim daemon with its own spool and log directories under ``root``."""
 

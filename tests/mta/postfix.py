@@ -44,6 +44,18 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+def master_block(master_cf: Path, name: str) -> str:
+    """The ``name`` service of a shipped ``master.cf`` with its continuation lines."""
+    lines = master_cf.read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if line.split()[:1] == [name])
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line[:1].isspace():
+            break
+        block.append(line)
+    return "\n".join(block) + "\n"
+
+
 def postfix_available() -> bool:
     """True when the Postfix binaries are installed and we are root (Postfix needs it)."""
     return shutil.which("postfix") is not None and os.geteuid() == 0

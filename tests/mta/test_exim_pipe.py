@@ -26,7 +26,13 @@ from tests.mta.common import (
     pipe_policy,
     wait_until,
 )
-from tests.mta.exim import EximInstance, daemon_settings, exim_available
+from tests.mta.exim import (
+    ACL_SECTION,
+    EximInstance,
+    exim_available,
+    main_section,
+    recipe_part,
+)
 from tests.mta.test_postfix_pipe import FAULTY_KEY, _write_owned
 from tests.smtpsink import SmtpSink, Transaction
 
@@ -42,14 +48,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "examples" / "exim" / "mailroute.
 
 def _recipe_part(name: str) -> str:
     """The ``name:`` block (router or transport) of the shipped recipe."""
-    lines = RECIPE.read_text().splitlines()
-    start = lines.index(f"{name}:")
-    block = [lines[start]]
-    for line in lines[start + 1:]:
-        if not line.startswith(" "):
-            break
-        block.append(line)
-    return "\n".join(block) + "\n"
+    return recipe_part(RECIPE, name)
 
 
 @dataclass
@@ -104,16 +103,9 @@ def world() -> Iterator[World]:
                            + "  senders = loop@corp.example\n")
             loop_transport = (transport.replace("mailroute_pipe:", "mailroute_pipe_loop:")
                               .replace(f"127.0.0.1:{reinject}", f"127.0.0.1:{port}"))
-            config = f"""
-{daemon_settings(root, (port, reinject))}
-primary_hostname = mx.corp.example
-acl_smtp_rcpt = acl_check_rcpt
+            config = main_section(root, (port, reinject)) + f"""
 message_size_limit = 50M
-
-begin acl
-acl_check_rcpt:
-  accept hosts = 127.0.0.1
-
+{ACL_SECTION}
 begin routers
 {loop_router}
 {router}

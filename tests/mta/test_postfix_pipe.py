@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.mta.common import FILTER_USER, free_port, interpreter_wrapper, pipe_policy
-from tests.mta.postfix import PostfixInstance, postfix_available
+from tests.mta.postfix import PostfixInstance, master_block, postfix_available
 from tests.smtpsink import SmtpSink, Transaction
 
 pytestmark = [
@@ -63,14 +63,7 @@ EXAMPLE_MASTER = Path(__file__).resolve().parents[2] / "examples" / "postfix" / 
 
 def _example_block(name: str) -> str:
     """The ``name`` service of examples/postfix/master.cf with its continuation lines."""
-    lines = EXAMPLE_MASTER.read_text().splitlines()
-    start = next(n for n, line in enumerate(lines) if line.split()[:1] == [name])
-    block = [lines[start]]
-    for line in lines[start + 1:]:
-        if not line[:1].isspace():
-            break
-        block.append(line)
-    return "\n".join(block) + "\n"
+    return master_block(EXAMPLE_MASTER, name)
 
 
 def _example_main() -> dict[str, str]:

@@ -42,8 +42,8 @@ def _key(kind: str) -> PrivateKey:
 def issue(folder: Path, name: str, *, issuer: Identity | None, ca: bool = False,
           email: str | None = None, kind: str = "rsa", not_before: dt.datetime | None = None,
           not_after: dt.datetime | None = None,
-          eku: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.EMAIL_PROTECTION,)
-          ) -> Identity:
+          eku: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.EMAIL_PROTECTION,),
+          dns_names: tuple[str, ...] = ()) -> Identity:
     """Issue a certificate (self-signed when ``issuer`` is None) and write PEM files."""
     key = _key(kind)
     subject = _name(name)
@@ -78,9 +78,12 @@ def issue(folder: Path, name: str, *, issuer: Identity | None, ca: bool = False,
             key_agreement=kind == "ec", key_cert_sign=False, crl_sign=False,
             encipher_only=False, decipher_only=False), critical=True)
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+        alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         if email:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+            alt_names.append(x509.RFC822Name(email))
+        if alt_names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt_names),
+                                            critical=False)
     cert = builder.sign(issuer.key if issuer else key, hashes.SHA256())
     cert_path = folder / f"{name}.crt"
     key_path = folder / f"{name}.key"

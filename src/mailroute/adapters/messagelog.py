@@ -57,6 +57,8 @@ class MessageRecord:
         duration: seconds from the message's arrival at the adapter to the decision.
         sasl_user: the authenticated SASL user, if any.
         client_address: the SMTP client's address, if known.
+        helo: the client's HELO name, if known (``serve``: from XFORWARD or the session).
+        client_name: the client's reverse-DNS name, if known (``serve``: XFORWARD ``NAME``).
         exit_code: the command's exit status (pipe and process only).
     """
 
@@ -71,13 +73,16 @@ class MessageRecord:
     duration: float = 0.0
     sasl_user: str | None = None
     client_address: str | None = None
+    helo: str | None = None
+    client_name: str | None = None
     exit_code: int | None = None
 
 
 def record_for(result: Result | None, envelope: Envelope, *, data: bytes = b"",
                verdict: str | None = None, reply: Reply | None = None,
                queue_id: str | None = None, sasl_user: str | None = None,
-               duration: float = 0.0, exit_code: int | None = None) -> MessageRecord:
+               duration: float = 0.0, exit_code: int | None = None,
+               client_name: str | None = None) -> MessageRecord:
     """The record of one message from what the session decided and what the adapter knows.
 
     ``verdict`` and ``reply`` default to the result's; give them when the adapter's own step
@@ -100,7 +105,7 @@ def record_for(result: Result | None, envelope: Envelope, *, data: bytes = b"",
         direction=direction.value if direction is not None else None,
         filters=result.trace if result is not None else (), duration=duration,
         sasl_user=_clean(sasl_user), client_address=_clean(envelope.client_address),
-        exit_code=exit_code)
+        helo=_clean(envelope.helo), client_name=_clean(client_name), exit_code=exit_code)
 
 
 def message_id_of(result: Result | None, data: bytes) -> str | None:
@@ -133,16 +138,21 @@ def _fields(record: MessageRecord) -> dict[str, object]:
         "filters": record.filters,
         "sasl_user": record.sasl_user,
         "client": record.client_address,
+        "helo": record.helo,
+        "client_name": record.client_name,
         "duration_ms": round(record.duration * 1000, 1),
     }
 
 
+_ONLY_WHEN_KNOWN = frozenset({"exit", "sasl_user", "client", "helo", "client_name"})
+
+
 def format_text(record: MessageRecord) -> str:
     """The syslog line: ``VERDICT STATUS TEXT; key=value ...`` (unknown values as ``-``;
-    ``exit``, ``sasl_user`` and ``client`` only when known)."""
+    ``exit``, ``sasl_user``, ``client``, ``helo`` and ``client_name`` only when known)."""
     parts = [f"{record.verdict} {record.reply.status} {_clean(record.reply.text) or '-'};"]
     for key, value in _fields(record).items():
-        if value is None and key in ("exit", "sasl_user", "client"):
+        if value is None and key in _ONLY_WHEN_KNOWN:
             continue
         if key == "sender":
             text = f"<{value}>"

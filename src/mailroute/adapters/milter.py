@@ -21,7 +21,6 @@ import grp
 import logging
 import os
 import secrets
-import signal
 import socket
 import stat
 import time
@@ -38,6 +37,7 @@ from mailroute.adapters.milter_map import (
     MessageFacts,
     result_actions,
 )
+from mailroute.adapters.service import drain, stop_on_signals
 from mailroute.errors import ConfigError
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
@@ -456,10 +456,7 @@ class MilterServer:
         self.stopping = True
         for server in self._servers:
             server.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.shutdown_grace
-        while self.busy and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        await drain(lambda: self.busy, self.settings.shutdown_grace)
         for handler in list(self.handlers):
             handler.abort()
         if self.tasks:
@@ -493,10 +490,7 @@ async def serve(pipeline: Pipeline, spec: SocketSpec, *, settings: MilterSetting
                 message_log: MessageLog | None = None, metrics: Metrics | None = None) -> None:
     """Run the milter until SIGTERM or SIGINT; returns after a graceful shutdown."""
     server = MilterServer(pipeline, settings, message_log=message_log, metrics=metrics)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     await server.start(spec, mode=mode, group=group)
     log.info("milter listening on %s", spec)
     if ready is not None:

@@ -157,6 +157,8 @@ class SmtpReinjector:
 
 def wire_format(data: bytes) -> bytes:
     """``data`` with every line ending CRLF (smtplib dot-stuffs, but converts only ``str``)."""
+    if data.count(b"\n") == data.count(b"\r\n"):  # already CRLF: two C-speed counts, no regex
+        return data
     return _LINE_END.sub(b"\r\n", data)
 
 

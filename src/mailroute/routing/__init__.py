@@ -26,7 +26,9 @@ from mailroute.routing.gateway import (
     GatewayDecision,
     GatewayPolicy,
     GatewaySplit,
+    NextHopChoice,
     decide_gateway,
+    gateway_next_hop,
     gateway_settings,
 )
 from mailroute.routing.hop import Connection, Hop, MessageFacts, MessageFlag, Source
@@ -77,6 +79,7 @@ __all__ = [
     "MarkerConfig",
     "MessageFacts",
     "MessageFlag",
+    "NextHopChoice",
     "Origin",
     "Plan",
     "RingMarkers",
@@ -101,6 +104,7 @@ __all__ = [
     "diff_tenants",
     "exo_config",
     "export_tenant",
+    "gateway_next_hop",
     "gateway_settings",
     "lint",
     "load_export",

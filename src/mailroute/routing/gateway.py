@@ -47,8 +47,10 @@ __all__ = [
     "GatewayPolicy",
     "GatewaySplit",
     "GatewayTransform",
+    "NextHopChoice",
     "ProcessedRecord",
     "decide_gateway",
+    "gateway_next_hop",
     "gateway_settings",
 ]
 
@@ -326,26 +328,57 @@ def _hygiene(message: MessageFacts, topology: Topology, arrival: ArrivalDecision
     return message
 
 
-def _send(topology: Topology, markers: MarkerCodec, now: int, flow: Flow,
-          rcpts: tuple[str, ...], message: MessageFacts, from_exo: bool,
-          trace: list[TraceStep]) -> list[GatewaySplit]:
+@dataclass(frozen=True, slots=True)
+class NextHopChoice:
+    """G8 for one recipient: where the gateway sends it and as whom.
+
+    Attributes:
+        route: ``EXO`` (the tenant's smart host) or ``MX`` (the recipient domain's MX).
+        next_hop: the smart host's name, or ``mx:DOMAIN``.
+        client_identity: the certificate name presented to EXO; ``None`` for MX.
+    """
+
+    route: RouteKind
+    next_hop: str
+    client_identity: str | None
+
+
+def gateway_next_hop(topology: Topology, flow: Flow, recipient: str, *,
+                     from_exo: bool) -> NextHopChoice:
+    """G8: the next hop of one recipient of ``flow`` (the simulator's and ``serve``'s choice).
+
+    In T1 mail leaving the organisation goes to the recipient's MX (never back to EXO, which
+    would send it straight back); everything else goes to the tenant's smart host, with the
+    T3 inbound identity for internet mail when one is configured.
+    """
     gw = topology.gateway
     if gw.topology is TopologyKind.T1 and flow in (Flow.OUTBOUND, Flow.RELAY):
-        out: list[GatewaySplit] = []
-        by_domain: dict[str, list[str]] = {}
-        for r in rcpts:
-            by_domain.setdefault(domain_of(r), []).append(r)
-        for domain, members in by_domain.items():
-            trace.append(TraceStep("G8", f"{flow} to {domain}: recipient MX, marker removed"))
-            out.append(GatewaySplit(tuple(members), flow, RouteKind.MX, f"mx:{domain}", None,
-                                    message))
-        return out
+        return NextHopChoice(RouteKind.MX, f"mx:{domain_of(recipient)}", None)
     identity = gw.tls_identity
     if gw.topology is TopologyKind.T3 and not from_exo and gw.inbound_tls_identity:
         identity = gw.inbound_tls_identity
+    return NextHopChoice(RouteKind.EXO, topology.tenant.exo_smart_host, identity)
+
+
+def _send(topology: Topology, markers: MarkerCodec, now: int, flow: Flow,
+          rcpts: tuple[str, ...], message: MessageFacts, from_exo: bool,
+          trace: list[TraceStep]) -> list[GatewaySplit]:
+    choices = {r: gateway_next_hop(topology, flow, r, from_exo=from_exo) for r in rcpts}
+    mx = [r for r in rcpts if choices[r].route is RouteKind.MX]
+    if mx:
+        out: list[GatewaySplit] = []
+        by_hop: dict[str, list[str]] = {}
+        for r in mx:
+            by_hop.setdefault(choices[r].next_hop, []).append(r)
+        for hop, members in by_hop.items():
+            trace.append(TraceStep("G8", f"{flow} to {hop[3:]}: recipient MX, marker removed"))
+            out.append(GatewaySplit(tuple(members), flow, RouteKind.MX, hop, None, message))
+        return out
+    choice = choices[rcpts[0]]
+    gw = topology.gateway
     token = markers.mint(message, flow.letter, now)
     marked = message.with_headers(set_header(message.headers, gw.marker.header, token))
     trace.append(TraceStep("G7", f"{flow} processed; marker minted ({flow.letter})"))
-    trace.append(TraceStep("G8", f"to {topology.tenant.exo_smart_host} as {identity}"))
-    return [GatewaySplit(rcpts, flow, RouteKind.EXO, topology.tenant.exo_smart_host, identity,
+    trace.append(TraceStep("G8", f"to {choice.next_hop} as {choice.client_identity}"))
+    return [GatewaySplit(rcpts, flow, RouteKind.EXO, choice.next_hop, choice.client_identity,
                          marked)]

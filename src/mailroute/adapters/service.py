@@ -1,0 +1,69 @@
+"""What the long-running adapters (``milter``, ``serve``) share: stopping on a signal,
+draining messages in flight within a grace period, and running the policy off the event
+loop for messages big enough to be worth the hand-off to a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+__all__ = ["PolicyRunner", "drain", "stop_on_signals"]
+
+T = TypeVar("T")
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT in the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def drain(busy: Callable[[], bool], grace: float) -> bool:
+    """Wait until ``busy()`` is false or ``grace`` seconds passed; True when idle."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while busy():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+class PolicyRunner:
+    """Runs the policy for one message: inline when small, else in a thread pool.
+
+    A small message costs less to process than the hand-off to a thread; a large one in
+    the pool leaves the event loop free for the other sessions.
+    """
+
+    def __init__(self, workers: int, inline_size: int, name: str) -> None:
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self.inline_size = inline_size
+        self.in_flight = 0
+
+    async def run(self, work: Callable[[], T], size: int, timeout: float) -> T:
+        """``work()`` within ``timeout`` seconds.
+
+        Raises:
+            TimeoutError: the policy took longer (the thread finishes in the background;
+                its result is dropped).
+        """
+        self.in_flight += 1
+        try:
+            if size <= self.inline_size:
+                return work()
+            future = asyncio.get_running_loop().run_in_executor(self.pool, work)
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self.in_flight -= 1
+
+    def shutdown(self) -> None:
+        """Stop the pool without waiting for work still running."""
+        self.pool.shutdown(wait=False, cancel_futures=True)

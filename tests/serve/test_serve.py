@@ -1,0 +1,320 @@
+"""``mailroute serve`` on loopback: client -> serve -> sink, the lossless rules and faults."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mailroute.adapters.smtp_client import NextHopTimeouts
+from mailroute.item import Context, MailItem
+from mailroute.pipeline import Pipeline
+from mailroute.policy import load_policy
+from mailroute.results import Outcome
+from tests.serve.harness import MESSAGE, InProcess, free_port
+from tests.smtpsink import SmtpSink
+
+
+@pytest.fixture
+def disclaimer_policy(tmp_path: Path) -> Pipeline:
+    (tmp_path / "d.txt").write_text("-- \nDISCLAIMER-TEXT from corp\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n')
+    return load_policy(policy)
+
+
+@dataclass(frozen=True)
+class Raises:
+    error: BaseException
+    name: str = "raises"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        raise self.error
+
+
+@dataclass(frozen=True)
+class Slow:
+    seconds: float
+    name: str = "slow"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        time.sleep(self.seconds)
+        return item
+
+
+def test_processed_mail_arrives_exactly_once_with_the_envelope(
+        disclaimer_policy: Pipeline) -> None:
+    with SmtpSink() as sink, InProcess(disclaimer_policy, sink.port) as serve:
+        refused = serve.send(recipients=["bob@partner.example", "carol@partner.example"])
+        delivered = sink.wait_for(1)
+    assert refused == {}
+    assert len(delivered) == 1
+    got = delivered[0]
+    assert got.sender == "alice@corp.example"
+    assert got.recipients == ["bob@partner.example", "carol@partner.example"]
+    assert b"DISCLAIMER-TEXT from corp" in got.body
+    assert b"\r\n.leading dot line\r\n" in got.body      # unstuffed once, stuffed again
+    assert b"\r\n..leading dot line\r\n" in got.raw        # on the wire: stuffed
+    assert got.body.startswith(b"From: Alice <alice@corp.example>\r\n")
+
+
+def test_the_final_reply_is_250_only_after_the_next_hop_said_250() -> None:
+    with SmtpSink(data_reply="554 5.7.1 content refused by sink") as sink, \
+            InProcess(Pipeline(), sink.port) as serve, serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example")
+        smtp.rcpt("bob@partner.example")
+        code, text = smtp.data(MESSAGE)
+    assert (code, text) == (554, b"5.7.1 content refused by sink")
+
+
+def test_next_hop_down_is_451_and_the_retry_arrives_once() -> None:
+    port = free_port()
+    with InProcess(Pipeline(), port) as serve:
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            serve.send()
+        assert refused.value.smtp_code == 451
+        assert refused.value.smtp_error == b"4.4.1 next hop not available, try again later"
+        with SmtpSink(port=port) as sink:
+            assert serve.send() == {}
+            delivered = sink.wait_for(1)
+            time.sleep(0.2)
+            assert len(sink.delivered) == 1
+    assert b"Hello Bob." in delivered[0].body
+
+
+def test_each_recipient_gets_the_next_hops_answer() -> None:
+    replies = {"nobody@partner.example": "550 5.1.1 <nobody@partner.example>: no such user"}
+    with SmtpSink(rcpt_replies=replies) as sink, InProcess(Pipeline(), sink.port) as serve:
+        refused = serve.send(recipients=["bob@partner.example", "nobody@partner.example",
+                                         "carol@partner.example"])
+        delivered = sink.wait_for(1)
+    assert refused == {"nobody@partner.example":
+                       (550, b"5.1.1 <nobody@partner.example>: no such user")}
+    assert len(delivered) == 1
+    assert delivered[0].recipients == ["bob@partner.example", "carol@partner.example"]
+
+
+def test_a_temporary_recipient_refusal_is_passed_on_as_4xx() -> None:
+    replies = {"full@partner.example": "452 4.2.2 mailbox full"}
+    with SmtpSink(rcpt_replies=replies) as sink, InProcess(Pipeline(), sink.port) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example")
+        assert smtp.rcpt("full@partner.example") == (452, b"4.2.2 mailbox full")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("secret internal detail /etc/x"),
+                                   MemoryError("secret internal detail")],
+                         ids=["exception", "memory-error"])
+def test_a_failing_filter_is_451_without_internal_text_and_nothing_is_delivered(
+        error: BaseException) -> None:
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(Raises(error),)), sink.port) as serve:
+        with serve.client() as smtp:
+            smtp.ehlo()
+            smtp.mail("alice@corp.example")
+            smtp.rcpt("bob@partner.example")
+            code, text = smtp.data(MESSAGE)
+            # the session goes on: the next transaction works (and fails the same way)
+            assert smtp.noop()[0] == 250
+        time.sleep(0.2)
+        assert sink.delivered == []
+        assert "RSET" in sink.commands
+    assert code == 451
+    assert text.startswith(b"4.3.0 internal error, reference ")
+    assert b"secret" not in text
+    assert b"Error" not in text
+
+
+def test_an_unexpected_error_outside_the_policy_is_451_not_aiosmtpds_500(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailroute.adapters import serve as serve_module
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise ValueError("internal detail")
+
+    monkeypatch.setattr(serve_module, "to_wire", broken)
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example")
+        smtp.rcpt("bob@partner.example")
+        code, text = smtp.data(MESSAGE)
+    assert code == 451
+    assert text.startswith(b"4.3.0 internal error, reference ")
+    assert b"detail" not in text
+
+
+def test_a_next_hop_that_does_not_greet_in_time_is_451_and_nothing_is_delivered() -> None:
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        quick = NextHopTimeouts(connect=0.5, command=0.5)
+        with InProcess(Pipeline(), silent.getsockname()[1], timeouts=quick) as serve:
+            start = time.monotonic()
+            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                serve.send()
+            elapsed = time.monotonic() - start
+    assert refused.value.smtp_code == 451
+    assert elapsed < 10
+
+
+def test_a_next_hop_slow_to_confirm_the_message_gets_451_never_250() -> None:
+    quick = NextHopTimeouts(data_end=0.5)
+    with SmtpSink(data_delay=2.0) as sink, \
+            InProcess(Pipeline(), sink.port, timeouts=quick) as serve, serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example")
+        smtp.rcpt("bob@partner.example")
+        code, text = smtp.data(MESSAGE)
+    assert (code, text) == (451, b"4.4.2 next hop connection lost, try again later")
+
+
+def test_a_policy_that_runs_too_long_is_451(tmp_path: Path) -> None:
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(2.0),)), sink.port,
+                                       processing_timeout=0.3, inline_size=0) as serve:
+        with serve.client() as smtp:
+            smtp.ehlo()
+            smtp.mail("alice@corp.example")
+            smtp.rcpt("bob@partner.example")
+            code, _ = smtp.data(MESSAGE)
+        time.sleep(0.2)
+        assert sink.delivered == []
+    assert code == 451
+
+
+def test_dns_timeout_in_the_policy_is_451_and_nothing_is_delivered(tmp_path: Path) -> None:
+    (tmp_path / "dns.txt").write_text("_dmarc.corp.example TIMEOUT\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[pipeline]]\nfilter = "dkim-verify"\ndns_file = "dns.txt"\n'
+                      'accepted_domains = ["corp.example"]\non_spoof = "reject"\n')
+    with SmtpSink() as sink, InProcess(load_policy(policy), sink.port) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example")
+        smtp.rcpt("bob@partner.example")
+        code, text = smtp.data(MESSAGE)
+        time.sleep(0.2)
+        assert sink.delivered == []
+    assert code == 451, text
+
+
+def test_a_policy_rejection_is_answered_in_session_and_nothing_is_handed_on(
+        tmp_path: Path) -> None:
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example")
+        smtp.rcpt("bob@partner.example")
+        code, text = smtp.data(b"From: a@corp.example\r\nContent-Type: multipart/mixed\r\n"
+                               b"Content-Type: text/plain\r\n\r\nambiguous\r\n")
+        time.sleep(0.2)
+        assert sink.delivered == []
+    assert code == 554
+    assert text.startswith(b"5.6.0")
+
+
+def test_a_message_over_the_size_limit_is_refused_at_mail_and_at_data(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[limits]\nmax_message_size = 20000\n")
+    with SmtpSink() as sink, InProcess(load_policy(policy), sink.port) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("size")
+        assert smtp.esmtp_features["size"] == "20000"
+        assert smtp.mail("alice@corp.example", ["SIZE=30000"])[0] == 552
+        smtp.rset()
+        smtp.mail("alice@corp.example")
+        smtp.rcpt("bob@partner.example")
+        code, _ = smtp.data(MESSAGE + b"x" * 30000 + b"\r\n")
+        time.sleep(0.2)
+        assert sink.delivered == []
+    assert code == 552
+
+
+def test_extensions_and_a_large_message_spooled_to_disk(tmp_path: Path) -> None:
+    big = MESSAGE + (b"0123456789" * 99 + b"\r\n") * 3000   # about 3 MB
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port, spool_above=64 * 1024,
+                                       spool_dir=tmp_path) as serve, serve.client() as smtp:
+        smtp.ehlo()
+        for extension in ("size", "8bitmime", "smtputf8", "pipelining", "enhancedstatuscodes"):
+            assert smtp.has_extn(extension), extension
+        assert not smtp.has_extn("auth")
+        assert smtp.sendmail("alice@corp.example", ["bob@partner.example"], big,
+                             mail_options=["BODY=8BITMIME"]) == {}
+        delivered = sink.wait_for(1)
+    assert delivered[0].body == big
+    assert list(tmp_path.iterdir()) == []   # the spool file is gone
+
+
+def test_xforward_from_postfix_is_what_the_log_line_shows(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="mailroute.messages")
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, serve.client() as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("xforward")
+        assert smtp.docmd("XFORWARD", "NAME=mx.sender.example ADDR=192.0.2.7 "
+                                      "HELO=mx+2Esender.example")[0] == 250
+        smtp.sendmail("alice@corp.example", ["bob@partner.example"], MESSAGE)
+        sink.wait_for(1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailroute.messages"]
+    assert len(lines) == 1
+    assert lines[0].startswith("accept 2.0.0 Ok: next hop said: 2.0.0 queued; ")
+    assert "message_id=<m1@corp.example> sender=<alice@corp.example> recipients=1" in lines[0]
+    assert "client=192.0.2.7 helo=mx.sender.example client_name=mx.sender.example" in lines[0]
+
+
+def test_xforward_from_an_untrusted_client_is_refused() -> None:
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port,
+                                       xforward_hosts=("192.0.2.0/24",)) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        assert not smtp.has_extn("xforward")
+        assert smtp.docmd("XFORWARD", "ADDR=192.0.2.7")[0] == 550
+
+
+def test_a_client_that_half_closes_after_a_pipelined_quit_still_gets_its_answer() -> None:
+    """Exim sends QUIT right after the final dot and shuts its side down (found with the
+    Exim recipe: aiosmtpd cancelled the session and with it the hand-on)."""
+    import socket
+
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(0.5),)), sink.port) as serve, \
+            socket.create_connection(("127.0.0.1", serve.port), timeout=10) as raw:
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(b"EHLO client.test\r\nMAIL FROM:<alice@corp.example>\r\n"
+                    b"RCPT TO:<bob@partner.example>\r\nDATA\r\n")
+        replies = []
+        while len(replies) < 4:
+            line = reader.readline()
+            if line[3:4] != b"-":
+                replies.append(line[:3])
+        assert replies == [b"250", b"250", b"250", b"354"]
+        raw.sendall(MESSAGE + b".\r\nQUIT\r\n")
+        raw.shutdown(socket.SHUT_WR)
+        answers = reader.read()
+        assert len(sink.wait_for(1)) == 1
+    assert answers.startswith(b"250 2.0.0 Ok: next hop said: 2.0.0 queued\r\n")
+    assert answers.endswith(b"221 2.0.0 Bye\r\n")
+
+
+def test_next_hop_connections_are_reused_across_client_sessions() -> None:
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve:
+        for _ in range(3):
+            assert serve.send() == {}
+        assert len(sink.wait_for(3)) == 3
+        assert sink.commands.count("EHLO mailroute.localdomain") == 1
+
+
+def test_an_idle_next_hop_connection_closed_meanwhile_is_replaced_transparently() -> None:
+    port = free_port()
+    with InProcess(Pipeline(), port) as serve:
+        with SmtpSink(port=port) as first:
+            assert serve.send() == {}
+            assert len(first.wait_for(1)) == 1
+        with SmtpSink(port=port) as second:      # the pooled connection died with `first`
+            assert serve.send() == {}
+            assert len(second.wait_for(1)) == 1

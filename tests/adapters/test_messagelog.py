@@ -59,7 +59,8 @@ def test_json_line_has_the_same_facts_as_one_object() -> None:
         "filters": [{"name": "marker-verify", "result": "unchanged"},
                     {"name": "headers", "result": "skipped"},
                     {"name": "disclaimer", "result": "reject"}],
-        "sasl_user": "anna", "client": "192.0.2.7", "duration_ms": 12.3}
+        "sasl_user": "anna", "client": "192.0.2.7", "helo": None, "client_name": None,
+        "duration_ms": 12.3}
     assert "\n" not in format_json(RECORD)
 
 

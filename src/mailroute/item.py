@@ -47,6 +47,8 @@ class Envelope:
         client_address: the connecting client's IP address, if known.
         tls_peer_name: the peer's *verified* certificate name, if any.
         direction: inbound, outbound or internal; ``None`` lets the policy derive it.
+        auth_user: the name the client authenticated as with SMTP AUTH (SASL), if it did
+            (the milter's ``{auth_authen}``); ``None`` for an unauthenticated session.
     """
 
     mail_from: str = ""
@@ -54,12 +56,14 @@ class Envelope:
     client_address: str | None = None
     tls_peer_name: str | None = None
     direction: Direction | None = None
+    auth_user: str | None = None
 
     def __init__(self, *, mail_from: str = "", rcpt_to: tuple[str, ...] | list[str] = (),
                  client_address: str | None = None, tls_peer_name: str | None = None,
-                 direction: Direction | str | None = None) -> None:
+                 direction: Direction | str | None = None,
+                 auth_user: str | None = None) -> None:
         for name, value in (("mail_from", mail_from), ("client_address", client_address),
-                            ("tls_peer_name", tls_peer_name)):
+                            ("tls_peer_name", tls_peer_name), ("auth_user", auth_user)):
             if value is not None and any(ch in value for ch in "\r\n\0"):
                 raise ValueError(f"{name} contains CR, LF or NUL")
         for rcpt in rcpt_to:
@@ -70,6 +74,7 @@ class Envelope:
         object.__setattr__(self, "client_address", client_address)
         object.__setattr__(self, "tls_peer_name", tls_peer_name)
         object.__setattr__(self, "direction", Direction(direction) if direction else None)
+        object.__setattr__(self, "auth_user", auth_user or None)
 
     @property
     def sender_domain(self) -> str:
@@ -172,6 +177,10 @@ class Filter(Protocol):
 
     ``apply`` returns the (possibly changed) item to go on, or an :class:`Outcome` to stop.
     It raises only :class:`~mailroute.errors.MailrouteError` subclasses.
+
+    A filter that waits on something outside the process (a subprocess, the network) says
+    so with a class attribute ``blocking = True``: the milter then never runs it on its
+    event loop, where a hang would stall every connection.
     """
 
     @property

@@ -42,24 +42,53 @@ log = logging.getLogger("mailroute.milter")
 #: Actions we use; intersected with what the MTA offers.
 WANTED_ACTIONS = (pm.ActionFlag.ADDHDRS | pm.ActionFlag.CHGHDRS | pm.ActionFlag.CHGBODY
                   | pm.ActionFlag.QUARANTINE | pm.ActionFlag.SETSYMLIST)
-#: Steps that need no reply (we decide at end-of-message), the unknown-command step
-#: skipped, and header values with their leading space. MAIL keeps its reply so that a
-#: server shutting down can refuse new transactions.
+#: Every step we are shown needs no reply (we decide at end-of-message, the one reply the
+#: protocol always requires); header values come with their leading space. Each reply
+#: saved is a round trip the MTA does not wait for.
 WANTED_PROTOCOL = (pm.ProtocolFlag.NR_CONN | pm.ProtocolFlag.NR_HELO
-                   | pm.ProtocolFlag.NR_RCPT | pm.ProtocolFlag.NR_DATA
-                   | pm.ProtocolFlag.NR_HDR | pm.ProtocolFlag.NR_EOH
-                   | pm.ProtocolFlag.NR_BODY | pm.ProtocolFlag.NR_UNKN
-                   | pm.ProtocolFlag.NOUNKNOWN | pm.ProtocolFlag.HDR_LEADSPC)
-#: The macros we ask for, per stage (Postfix and Sendmail honour the list).
+                   | pm.ProtocolFlag.NR_MAIL | pm.ProtocolFlag.NR_RCPT
+                   | pm.ProtocolFlag.NR_DATA | pm.ProtocolFlag.NR_HDR
+                   | pm.ProtocolFlag.NR_EOH | pm.ProtocolFlag.NR_BODY
+                   | pm.ProtocolFlag.NR_UNKN | pm.ProtocolFlag.HDR_LEADSPC)
+#: Steps we never need shown: DATA, end-of-headers and unknown commands carry nothing we use.
+SKIPPED_STEPS = pm.ProtocolFlag.NODATA | pm.ProtocolFlag.NOEOH | pm.ProtocolFlag.NOUNKNOWN
+#: Skipped too when the MTA takes our macro lists: everything connect and HELO tell us
+#: (client address, TLS facts) then comes as macros with MAIL FROM.
+SKIPPED_WITH_MACROS = pm.ProtocolFlag.NOCONNECT | pm.ProtocolFlag.NOHELO
+#: Skipped for a policy without filters: it changes nothing, so the message is not needed.
+SKIPPED_WITHOUT_FILTERS = pm.ProtocolFlag.NOHDRS | pm.ProtocolFlag.NOBODY
+#: The macros we ask for, per stage (Postfix and Sendmail honour the list): the connection
+#: facts with MAIL FROM, the queue id at end-of-message (Postfix assigns it at the first
+#: accepted RCPT), none elsewhere, so no macro packet precedes the other commands.
 WANTED_MACROS: tuple[tuple[int, bytes], ...] = (
-    (pm.Stage.CONNECT, b"j {daemon_name} {client_addr}"),
-    (pm.Stage.HELO, b"{tls_version} {cert_subject} {cert_issuer} {verify}"),
-    (pm.Stage.ENVFROM, b"i {auth_authen} {auth_type}"),
+    (pm.Stage.CONNECT, b""),
+    (pm.Stage.HELO, b""),
+    (pm.Stage.ENVFROM, b"{client_addr} {tls_version} {cert_subject} {cert_issuer} {verify} "
+                       b"{auth_authen} {auth_type} i"),
+    (pm.Stage.ENVRCPT, b""),
+    (pm.Stage.DATA, b""),
+    (pm.Stage.EOH, b""),
     (pm.Stage.EOM, b"i"),
 )
 SHUTTING_DOWN = pm.ReplyCode(421, "4.3.2", ("mail filter shutting down, try again later",))
 TOO_BIG = pm.ReplyCode(552, "5.3.4", ("message too big",))
-READ_SIZE = 256 * 1024
+
+
+def negotiate(offer: pm.OptionNegotiation, *, needs_message: bool = True) -> pm.NegotiateReply:
+    """Our answer to the MTA's offer: the actions and skipped steps it allows, the macro
+    lists when it takes them, and its own version when it is older than 6."""
+    version = min(offer.version, pm.PROTOCOL_VERSION)
+    actions = WANTED_ACTIONS & offer.actions
+    protocol = WANTED_PROTOCOL | SKIPPED_STEPS
+    macros: tuple[tuple[int, bytes], ...] = ()
+    if version >= 6 and actions & pm.ActionFlag.SETSYMLIST:
+        protocol |= SKIPPED_WITH_MACROS
+        macros = WANTED_MACROS
+    else:
+        actions &= ~pm.ActionFlag.SETSYMLIST
+    if not needs_message:
+        protocol |= SKIPPED_WITHOUT_FILTERS
+    return pm.NegotiateReply(actions, protocol & offer.protocol, macros, version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +133,8 @@ class MilterSettings:
             milter (Postfix's own ``Received``: 1); insert positions are shifted by it.
         max_packet: the largest packet accepted from the MTA.
         inline_size: messages up to this size run on the event loop itself (their policy
-            run is shorter than the hand-off to a worker thread); larger ones in the pool.
+            run is shorter than the hand-off to a worker thread); larger ones in the pool,
+            and every message when a filter is ``blocking`` (gpg, DNS).
     """
 
     idle_timeout: float = 3600.0
@@ -122,191 +152,306 @@ class _Closed(Exception):
     """The connection is over (EOF, quit, protocol error, timeout)."""
 
 
-class MilterConnectionHandler:
-    """One MTA connection: bytes to events, events to the session, results to actions."""
+class MilterConnectionHandler(asyncio.Protocol):
+    """One MTA connection: bytes to events, events to the session, results to actions.
 
-    def __init__(self, server: MilterServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    A protocol, not a stream pair: every packet the MTA sends is handled in the callback
+    that received it, and the answers of one read go out in one write, so a message costs
+    no task switches unless its policy run goes to the thread pool. Timeouts are one timer
+    per connection that re-arms itself from the time of the last read.
+    """
+
+    def __init__(self, server: MilterServer) -> None:
         self.server = server
-        self.reader = reader
-        self.writer = writer
         self.conn = pm.MilterConnection(max_packet=server.settings.max_packet)
         self.facts = MessageFacts()
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.head: list[bytes] = []
         self.body = bytearray()
         self.size = 0
         self.in_message = False
+        self.refused = False
         self.aborted = False
+        self.working = False
+        self.needs_message = bool(server.pipeline.filters)
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def run(self) -> None:
-        """Serve the connection until the MTA quits or something breaks."""
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Register with the server and start the idle timer."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.handlers.add(self)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection; work still running for it is not answered."""
+        self.aborted = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server.handlers.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the bytes; answer every command they complete."""
+        self._last = self._loop.time()
+        self.conn.receive_data(data)
+        if not self.working:
+            self._process()
+
+    def eof_received(self) -> bool:
+        """The MTA closed its side: what is buffered is handled, then the connection ends."""
+        self.conn.receive_data(b"")
+        if not self.working:
+            self._process()
+        return False
+
+    # the conversation
+
+    def _process(self) -> None:
+        out: list[pm.Action] = []
         try:
             while True:
-                await self._read()
-                await self._drain_events()
+                event = self.conn.next_event()
+                if isinstance(event, pm.NeedData):
+                    if self.conn.state is pm.State.CLOSED:
+                        raise _Closed
+                    break
+                if isinstance(event, pm.EndOfMessage):
+                    self._add_body(event.data)
+                    work = self._end_of_message()
+                    if isinstance(work, list):
+                        out += work
+                        continue
+                    self._write(out)
+                    self._start_work(work)
+                    return
+                out += self._handle(event)
+            self._write(out)
         except _Closed:
-            pass
+            self._write(out)
+            self.close()
         except pm.MilterProtocolError as error:
             log.warning("milter protocol error, closing: %s", error)
+            self.close()
         except Exception:
             reference = secrets.token_hex(6)
             log.exception("milter connection failed, reference %s", reference)
-            await self._tempfail_owed()
-        finally:
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                await self.writer.wait_closed()
+            self._tempfail_owed()
+            self.close()
 
-    async def _read(self) -> None:
-        settings = self.server.settings
-        timeout = settings.content_timeout if self.in_message else settings.idle_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                data = await self.reader.read(READ_SIZE)
-        except (TimeoutError, ConnectionError) as error:
-            raise _Closed from error
-        self.conn.receive_data(data)
-
-    async def _drain_events(self) -> None:
-        while True:
-            event = self.conn.next_event()
-            if isinstance(event, pm.NeedData):
-                if self.conn.state is pm.State.CLOSED:
-                    raise _Closed
-                return
-            if isinstance(event, pm.EndOfMessage):
-                self._add_body(event.data)
-                actions = await self._end_of_message()
-            else:
-                actions = self._handle(event)
-            if actions:
-                await self._send(actions)
-
-    async def _send(self, actions: list[pm.Action]) -> None:
-        if self.aborted or self.writer.is_closing():
+    def _write(self, actions: list[pm.Action]) -> None:
+        if not actions:
+            return
+        if self.aborted or self.transport is None or self.transport.is_closing():
             raise _Closed
-        self.writer.write(b"".join(self.conn.send(action) for action in actions))
-        try:
-            await self.writer.drain()
-        except ConnectionError as error:
-            raise _Closed from error
+        send = self.conn.send
+        self.transport.write(b"".join([send(action) for action in actions]))
+
+    def send(self, actions: list[pm.Action]) -> None:
+        """Write ``actions`` now (progress while the policy runs).
+
+        Raises:
+            _Closed: the connection is gone.
+        """
+        self._write(actions)
+
+    def close(self) -> None:
+        """Close the connection (the MTA applies its default action to what is owed)."""
+        self.aborted = True
+        if self.transport is not None:
+            self.transport.close()
 
     def abort(self) -> None:
         """End the connection now (shutdown): tempfail an owed reply, close the stream."""
-        self.aborted = True
-        if self.conn.owed is not None and self.conn.state is not pm.State.ERROR:
-            with contextlib.suppress(Exception):
-                self.writer.write(self.conn.send(INTERNAL_TEMPFAIL))
-        self.writer.close()
+        self._tempfail_owed()
+        self.close()
 
-    async def _tempfail_owed(self) -> None:
+    def _tempfail_owed(self) -> None:
         if self.conn.owed is None or self.conn.state is pm.State.ERROR:
             return
         with contextlib.suppress(Exception):
-            await self._send([INTERNAL_TEMPFAIL])
+            self._write([INTERNAL_TEMPFAIL])
+
+    def _arm(self) -> None:
+        settings = self.server.settings
+        timeout = settings.content_timeout if self.in_message else settings.idle_timeout
+        start = self._loop.time() if self.working else self._last
+        self._timer = self._loop.call_at(start + timeout, self._on_timer)
+
+    def _on_timer(self) -> None:
+        if self.aborted:
+            return
+        settings = self.server.settings
+        timeout = settings.content_timeout if self.in_message else settings.idle_timeout
+        if not self.working and self._loop.time() >= self._last + timeout:
+            log.info("milter connection silent for %ss, closing", timeout)
+            self.close()
+            return
+        self._arm()
 
     def _handle(self, event: pm.Event) -> list[pm.Action]:
         """The answer to every event but end-of-message."""
-        if isinstance(event, pm.OptionNegotiation):
-            # An older MTA (milter_protocol = 2..5) gets its own version and no macro lists.
-            version = min(event.version, pm.PROTOCOL_VERSION)
-            return [pm.NegotiateReply(WANTED_ACTIONS & event.actions,
-                                      WANTED_PROTOCOL & event.protocol,
-                                      WANTED_MACROS if version >= 6 else (), version)]
-        if isinstance(event, pm.Macros):
+        kind = type(event)
+        if kind is pm.Header:
+            assert isinstance(event, pm.Header)
+            if self.needs_message:
+                self._add_header(event)
+        elif kind is pm.Macros:
+            assert isinstance(event, pm.Macros)
             if event.stage == pm.Command.MAIL.value:
                 self._forget_message_macros()
             self.facts.macros.update(event.values)
-            return []
-        if isinstance(event, pm.Connect):
+        elif kind is pm.BodyChunk:
+            assert isinstance(event, pm.BodyChunk)
+            if self.needs_message:
+                self._add_body(event.data)
+        elif kind is pm.RcptTo:
+            assert isinstance(event, pm.RcptTo)
+            self.facts.add_recipient(event.address)
+        elif kind is pm.MailFrom:
+            assert isinstance(event, pm.MailFrom)
+            return self._mail(event)
+        elif kind is pm.OptionNegotiation:
+            assert isinstance(event, pm.OptionNegotiation)
+            return [negotiate(event, needs_message=self.needs_message)]
+        elif kind is pm.Connect:
+            assert isinstance(event, pm.Connect)
             if event.family in (b"4", b"6"):
                 self.facts.client_address = event.address.decode("ascii", "replace")
-            return self._reply_if_owed()
-        if isinstance(event, pm.MailFrom):
+        elif kind is pm.Abort or kind is pm.QuitNewConnection:
             self._reset_message()
-            self.facts.set_sender(event.address)
-            if self.server.stopping:
-                return [SHUTTING_DOWN]
-            self.in_message = True
-            return self._reply_if_owed()
-        if isinstance(event, pm.RcptTo):
-            self.facts.add_recipient(event.address)
-        elif isinstance(event, pm.Header):
-            self._add_header(event)
-        elif isinstance(event, pm.BodyChunk):
-            self._add_body(event.data)
-        elif isinstance(event, pm.Abort | pm.QuitNewConnection):
-            self._reset_message()
-            if isinstance(event, pm.QuitNewConnection):
+            if kind is pm.QuitNewConnection:
                 self.facts = MessageFacts()
-        return self._reply_if_owed()
-
-    def _reply_if_owed(self) -> list[pm.Action]:
         return [pm.Continue()] if self.conn.owed is not None else []
+
+    def _mail(self, event: pm.MailFrom) -> list[pm.Action]:
+        self._reset_message()
+        self.facts.set_sender(event.address)
+        owed = self.conn.owed is not None
+        if self.server.stopping:
+            # Refused now when MAIL is answered, else at end-of-message.
+            self.refused = not owed
+            return [SHUTTING_DOWN] if owed else []
+        self.in_message = True
+        if self._timer is not None:  # the content timeout applies from here
+            self._timer.cancel()
+            self._arm()
+        return [pm.Continue()] if owed else []
 
     def _forget_message_macros(self) -> None:
         for name in (b"i", b"{auth_authen}", b"{auth_type}"):
             self.facts.macros.pop(name, None)
 
     def _reset_message(self) -> None:
-        self.headers = []
+        self.head = []
         self.body = bytearray()
         self.size = 0
         self.in_message = False
+        self.refused = False
 
     def _limit(self) -> int:
         return self.server.pipeline.limits.max_message_size
 
     def _add_header(self, event: pm.Header) -> None:
-        value = event.value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        self.size += len(event.name) + len(value) + 3
+        value = event.value
+        if b"\n" in value:
+            value = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        field_ = event.name + b":" + value + b"\r\n"
+        self.size += len(field_)
         if self.size <= self._limit():
-            self.headers.append((event.name, value))
+            self.head.append(field_)
 
     def _add_body(self, data: bytes) -> None:
+        if not data:
+            return
         self.size += len(data)
-        if data and self.size <= self._limit() + 2:
+        if self.size <= self._limit() + 2:
             self.body += data
 
     def message_bytes(self) -> bytes:
         """The message as the MTA holds it (minus the fields it hides), CRLF line ends."""
-        head = b"".join(name + b":" + value + b"\r\n" for name, value in self.headers)
-        return head + b"\r\n" + bytes(self.body)
+        return b"".join(self.head) + b"\r\n" + self.body
 
-    async def _end_of_message(self) -> list[pm.Action]:
-        self.in_message = False
+    def _end_of_message(self) -> list[pm.Action] | Callable[[], list[pm.Action]]:
+        """The answer to end-of-message, or the work that computes it off the loop."""
+        refused, self.in_message = self.refused, False
+        if refused:
+            self._reset_message()
+            return [SHUTTING_DOWN]
+        if not self.needs_message:
+            log.info("queue id %s%s: accepted (no filters)", self.facts.queue_id,
+                     self.facts.sasl_note())
+            return [pm.Accept()]
         if self.size + 2 > self._limit():
             self._reset_message()
             return [TOO_BIG]
         data, envelope = self.message_bytes(), self.facts.envelope()
-        queue_id = self.facts.queue_id
-        sasl = self.facts.macros.get(b"{auth_authen}", b"").decode("utf-8", "replace")
+        note = self.facts.queue_id + self.facts.sasl_note()
         self._reset_message()
         hidden = self.server.settings.hidden_above
         pipeline = self.server.pipeline
 
         def work() -> list[pm.Action]:
             result: Result = pipeline.process(data, envelope)
-            log.info("queue id %s%s: %s", queue_id, f" sasl_username={sasl!r}" if sasl else "",
-                     result.reply)
+            log.info("queue id %s: %s", note, result.reply)
             return result_actions(result, hidden_above=hidden)
 
-        if len(data) <= self.server.settings.inline_size:
+        if self.server.inline and len(data) <= self.server.settings.inline_size:
             try:  # a small message costs less than the hand-off to a thread
                 return work()
             except Exception:
                 reference = secrets.token_hex(6)
                 log.exception("processing failed, reference %s", reference)
                 return [INTERNAL_TEMPFAIL]
-        return await self.server.run_with_progress(work, self)
+        return work
+
+    def _start_work(self, work: Callable[[], list[pm.Action]]) -> None:
+        self.working = True
+        assert self.transport is not None
+        self.transport.pause_reading()
+        task = self._loop.create_task(self._finish(work))
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
+
+    async def _finish(self, work: Callable[[], list[pm.Action]]) -> None:
+        try:
+            actions = await self.server.run_with_progress(work, self)
+            self._write(actions)
+        except _Closed:
+            self.close()
+            return
+        except Exception:
+            reference = secrets.token_hex(6)
+            log.exception("milter connection failed, reference %s", reference)
+            self._tempfail_owed()
+            self.close()
+            return
+        finally:
+            self.working = False
+        assert self.transport is not None
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._process()
 
 
 class MilterServer:
-    """The listening milter: one task per connection, a thread pool for the policy."""
+    """The listening milter: one protocol object per connection, a thread pool for the
+    policy of large messages."""
 
     def __init__(self, pipeline: Pipeline, settings: MilterSettings | None = None) -> None:
         self.pipeline = pipeline
         self.settings = settings or MilterSettings()
+        #: small messages may run on the event loop: no filter waits on the outside world
+        self.inline = not _may_block(pipeline)
         self.pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="milter")
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
@@ -338,7 +483,7 @@ class MilterServer:
                 if handler.aborted:
                     raise _Closed
                 if now >= next_progress:
-                    await handler._send([pm.Progress()])
+                    handler.send([pm.Progress()])
                     next_progress = now + settings.progress_interval
                 done, _ = await asyncio.wait(
                     {future}, timeout=min(next_progress, deadline) - now if not self.stopping
@@ -354,28 +499,13 @@ class MilterServer:
         finally:
             self.in_flight -= 1
 
-    async def _on_connection(self, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        task = asyncio.current_task()
-        assert task is not None
-        self.tasks.add(task)
-        handler = MilterConnectionHandler(self, reader, writer)
-        self.handlers.add(handler)
-        try:
-            await handler.run()
-        finally:
-            self.tasks.discard(task)
-            self.handlers.discard(handler)
-
     async def start(self, spec: SocketSpec, *, mode: int | None = None,
                     group: str | None = None) -> None:
         """Listen on ``spec`` (a unix socket gets ``mode`` and ``group`` when given)."""
+        loop = asyncio.get_running_loop()
         if spec.family == "inet":
-            server = await asyncio.start_server(self._on_connection, spec.host, spec.port,
-                                                reuse_address=True)
+            server = await loop.create_server(lambda: MilterConnectionHandler(self), spec.host,
+                                            spec.port, reuse_address=True)
         else:
             assert spec.path is not None
             _remove_stale_socket(spec.path)
@@ -383,7 +513,8 @@ class MilterServer:
             # MTA never sees the socket with the wrong permissions.
             temp = spec.path.with_name(f".{spec.path.name}.{os.getpid()}")
             temp.unlink(missing_ok=True)
-            server = await asyncio.start_unix_server(self._on_connection, str(temp))
+            server = await loop.create_unix_server(lambda: MilterConnectionHandler(self),
+                                                   str(temp))
             if group is not None:
                 os.chown(temp, -1, _group_id(group))
             if mode is not None:
@@ -402,14 +533,26 @@ class MilterServer:
             await asyncio.sleep(0.05)
         for handler in list(self.handlers):
             handler.abort()
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=1.0)
+        waiting = [*self.tasks, *(handler.closed for handler in self.handlers)]
+        if waiting:
+            await asyncio.wait(waiting, timeout=1.0)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then :meth:`stop`."""
         await stop.wait()
         await self.stop()
+
+
+def _may_block(step: object) -> bool:
+    """True when ``step`` (a filter, a conditional or a pipeline) has a blocking filter."""
+    inner = getattr(step, "inner", None)
+    if inner is not None:
+        return _may_block(inner)
+    filters = getattr(step, "filters", None)
+    if filters is not None:
+        return any(_may_block(f) for f in filters)
+    return bool(getattr(step, "blocking", False))
 
 
 def _group_id(group: str) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 from mailroute.config.options import Options
 from mailroute.dkim import arc as arc_engine
@@ -111,6 +112,8 @@ class DkimVerifyFilter:
     on_spoof: str = "reject"
     spoof_requires_policy: bool = False
     name: str = "dkim-verify"
+    #: asks DNS (unless the records come from a file): an adapter keeps it off its event loop
+    blocking: ClassVar[bool] = True
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Add the results; stop with the spoof outcome when the From domain is forged."""

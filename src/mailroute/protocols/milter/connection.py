@@ -160,6 +160,8 @@ class MilterConnection:
         return event
 
     def _transition(self, command: Command, event: ev.Event) -> None:
+        if command is Command.MACRO and self._owed is None and self.state is State.OPEN:
+            return  # the most frequent packet: one before nearly every command
         if command in (Command.ABORT, Command.QUIT, Command.QUIT_NC):
             if self.state is State.NEGOTIATE and command is not Command.QUIT:
                 raise RemoteProtocolError(f"command {command.value!r} before negotiation")

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mailroute.adapters.milter_map import INTERNAL_TEMPFAIL, MessageFacts, result_actions
 from mailroute.errors import ConfigError
@@ -225,7 +226,7 @@ class MilterConnectionHandler(asyncio.Protocol):
                     if self.conn.state is pm.State.CLOSED:
                         raise _Closed
                     break
-                if isinstance(event, pm.EndOfMessage):
+                if type(event) is pm.EndOfMessage:
                     self._add_body(event.data)
                     work = self._end_of_message()
                     if isinstance(work, list):
@@ -300,38 +301,40 @@ class MilterConnectionHandler(asyncio.Protocol):
 
     def _handle(self, event: pm.Event) -> list[pm.Action]:
         """The answer to every event but end-of-message."""
-        kind = type(event)
-        if kind is pm.Header:
-            assert isinstance(event, pm.Header)
-            if self.needs_message:
-                self._add_header(event)
-        elif kind is pm.Macros:
-            assert isinstance(event, pm.Macros)
-            if event.stage == pm.Command.MAIL.value:
-                self._forget_message_macros()
-            self.facts.macros.update(event.values)
-        elif kind is pm.BodyChunk:
-            assert isinstance(event, pm.BodyChunk)
-            if self.needs_message:
-                self._add_body(event.data)
-        elif kind is pm.RcptTo:
-            assert isinstance(event, pm.RcptTo)
-            self.facts.add_recipient(event.address)
-        elif kind is pm.MailFrom:
-            assert isinstance(event, pm.MailFrom)
-            return self._mail(event)
-        elif kind is pm.OptionNegotiation:
-            assert isinstance(event, pm.OptionNegotiation)
-            return [negotiate(event, needs_message=self.needs_message)]
-        elif kind is pm.Connect:
-            assert isinstance(event, pm.Connect)
-            if event.family in (b"4", b"6"):
-                self.facts.client_address = event.address.decode("ascii", "replace")
-        elif kind is pm.Abort or kind is pm.QuitNewConnection:
-            self._reset_message()
-            if kind is pm.QuitNewConnection:
-                self.facts = MessageFacts()
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            answer = handler(self, event)
+            if answer is not None:
+                return answer
         return [pm.Continue()] if self.conn.owed is not None else []
+
+    def _on_header(self, event: pm.Header) -> None:
+        if self.needs_message:
+            self._add_header(event)
+
+    def _on_macros(self, event: pm.Macros) -> None:
+        if event.stage == b"M":
+            self._forget_message_macros()
+        self.facts.macros.update(event.values)
+
+    def _on_body(self, event: pm.BodyChunk) -> None:
+        if self.needs_message:
+            self._add_body(event.data)
+
+    def _on_rcpt(self, event: pm.RcptTo) -> None:
+        self.facts.add_recipient(event.address)
+
+    def _on_negotiation(self, event: pm.OptionNegotiation) -> list[pm.Action]:
+        return [negotiate(event, needs_message=self.needs_message)]
+
+    def _on_connect(self, event: pm.Connect) -> None:
+        if event.family in (b"4", b"6"):
+            self.facts.client_address = event.address.decode("ascii", "replace")
+
+    def _on_abort(self, event: pm.Abort | pm.QuitNewConnection) -> None:
+        self._reset_message()
+        if isinstance(event, pm.QuitNewConnection):
+            self.facts = MessageFacts()
 
     def _mail(self, event: pm.MailFrom) -> list[pm.Action]:
         self._reset_message()
@@ -441,6 +444,21 @@ class MilterConnectionHandler(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.resume_reading()
             self._process()
+
+
+#: Event type -> what the connection does with it; ``None`` from a handler means "continue
+#: if the MTA waits for a reply". A dict lookup per packet instead of a chain of tests.
+_HANDLERS: dict[type, Callable[[MilterConnectionHandler, Any], list[pm.Action] | None]] = {
+    pm.Header: MilterConnectionHandler._on_header,
+    pm.Macros: MilterConnectionHandler._on_macros,
+    pm.BodyChunk: MilterConnectionHandler._on_body,
+    pm.RcptTo: MilterConnectionHandler._on_rcpt,
+    pm.MailFrom: MilterConnectionHandler._mail,
+    pm.OptionNegotiation: MilterConnectionHandler._on_negotiation,
+    pm.Connect: MilterConnectionHandler._on_connect,
+    pm.Abort: MilterConnectionHandler._on_abort,
+    pm.QuitNewConnection: MilterConnectionHandler._on_abort,
+}
 
 
 class MilterServer:

@@ -118,7 +118,7 @@ class MilterConnection:
         self.phase = 0
         self.actions = ActionFlag.NONE
         self.protocol = ProtocolFlag.NONE
-        self._protocol_bits = 0      # int(self.protocol): tested on every packet, no enum arithmetic
+        self._protocol_bits = 0  # int(self.protocol): tested per packet without enum arithmetic
         self._offered: ev.OptionNegotiation | None = None
         self._owed: Command | None = None
         self._body_run = 0   # 0 none yet, 1 sending body chunks, 2 body run over

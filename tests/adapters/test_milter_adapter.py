@@ -120,6 +120,40 @@ def test_slow_policy_sends_progress_then_the_edits(tmp_path: Path) -> None:
     assert got[-2][1] == b"\x00\x00\x00\x01X-Slow\x00 done\x00"   # below Postfix's Received
 
 
+@dataclass(frozen=True)
+class WhoAmI:
+    """Writes the SASL user and the client address the policy saw into a header field."""
+
+    name: str = "whoami"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        seen = f"{item.envelope.auth_user} {item.envelope.client_address}"
+        return item.evolve(message=item.message.with_header("X-Seen", seen))
+
+
+def test_mail_macros_reach_the_envelope(tmp_path: Path) -> None:
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        server = MilterServer(Pipeline(filters=(WhoAmI(),)), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        code, data = await mta.packet()
+        assert code == b"O"
+        # Skipped with the macro lists taken: connect and HELO facts come with MAIL.
+        assert struct.unpack(">III", data[:12])[2] & 0x3 == 0x3
+        macros = b"M{auth_authen}\x00alice\x00{client_addr}\x00192.0.2.7\x00i\x00Q1\x00"
+        await mta.send(pkt(b"D", macros), pkt(b"M", b"<a@corp.example>\x00"),
+                       pkt(b"R", b"<b@partner.example>\x00"), pkt(b"L", b"Subject\x00 hi\x00"),
+                       pkt(b"B", b"hello\r\n"), pkt(b"E"))
+        got = await mta.until_final()
+        await mta.close()
+        await server.stop()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got[-2] == (b"i", b"\x00\x00\x00\x01X-Seen\x00 alice 192.0.2.7\x00")
+    assert got[-1] == (b"a", b"")
+
+
 def test_message_over_the_size_limit_is_552(tmp_path: Path) -> None:
     server = MilterServer(Pipeline(filters=(Identity(),), limits=Limits(max_message_size=1000)),
                           MilterSettings(workers=1))

@@ -258,8 +258,8 @@ def run(target: Target, args: argparse.Namespace, root: Path) -> int:
                 rss["after_1000"] = rss_kib(pid)
             if number and number % 1000 == 0:
                 print(f"#   {number} queued, {books.settled()} settled, "
-                      f"{sink.total()} delivered, {time.monotonic() - started:.0f} s",
-                      flush=True)
+                      f"{sink.total()} delivered, filter RSS {rss_kib(pid) / 1024:.1f} MiB, "
+                      f"{time.monotonic() - started:.0f} s", flush=True)
         while books.settled() < args.messages:
             if "after_1000" not in rss and books.settled() >= RSS_MARK:
                 rss["after_1000"] = rss_kib(pid)
@@ -270,12 +270,15 @@ def run(target: Target, args: argparse.Namespace, root: Path) -> int:
             time.sleep(0.2)
         rss["after_all"] = rss_kib(pid)
         elapsed = time.monotonic() - started
+        held = target.queued()
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
         target.stop()
         sink.stop()
+    if held:
+        print(f"# the target still holds {held} messages (deferred or stuck)")
     return report(books, sink, rss, elapsed, args)
 
 
@@ -294,7 +297,7 @@ def report(books: Accounting, sink: CountingSink, rss: dict[str, int], elapsed: 
     print(f"delivered         {len(delivered)} distinct, {duplicates} duplicate copies, "
           f"{sink.unknown} without an id")
     print(f"delivered but never accepted  {len(unexpected)}")
-    print(f"lost              {len(lost)}")
+    print(f"lost              {len(lost)}" + (f" (ids {sorted(lost)[:20]})" if lost else ""))
     print(f"filter RSS        {first / 1024:.1f} MiB after {RSS_MARK}, {last / 1024:.1f} MiB "
           f"after {args.messages} ({growth:+.1f} %)")
     print(f"time              {elapsed:.0f} s ({args.messages / elapsed:.0f} messages/s); "
@@ -314,6 +317,8 @@ def main() -> int:
     parser.add_argument("--max-size", type=int, default=4 * 1024 * 1024,
                         help="leave out corpus messages larger than this (bytes)")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (MTA and filter logs) and print it")
     args = parser.parse_args()
     for tool in ("postfix",):
         if not shutil.which(tool):
@@ -324,7 +329,10 @@ def main() -> int:
     try:
         return run(TARGETS[args.target](args), args, root)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep:
+            print(f"# kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ At the end the target's queue must drain. The report:
 * sent: messages the target answered 250; deferred: 4xx answers; refused: 5xx answers;
 * delivered: distinct messages the sink received; duplicates: extra copies;
 * lost: accepted (250) but never delivered; and the filter process's RSS after 1,000 and
-  after all messages, with the growth between them.
+  after all messages, with the growth between them. Both samples are taken with nothing in
+  flight: the clients pause after 1,000 until the target's queue is empty.
 
 Targets are pluggable: a target starts the MTA/filter pair with the sink as next hop and
 says where to send, which process is the filter, and whether its queue is empty.
@@ -194,6 +195,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def drain(target: Target, sink: CountingSink, books: Accounting, count: int,
+          timeout: float) -> None:
+    """Wait until the first ``count`` messages are settled and the target's queue is empty
+    (at most ``timeout`` seconds for the queue)."""
+    while books.settled() < count:
+        time.sleep(0.1)
+    deadline = time.monotonic() + timeout
+    while (target.queued() or sink.total() < len(books.sent)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def client(port: int, work: queue.Queue[tuple[int, bytes, int]], books: Accounting,
            retries: int, stop: threading.Event) -> None:
     """One SMTP session at a time: send, reconnect per message, requeue a 4xx."""
@@ -253,21 +265,17 @@ def run(target: Target, args: argparse.Namespace, root: Path) -> int:
           f"files, {args.sessions} sessions; load average {os.getloadavg()[0]:.2f}", flush=True)
     try:
         for number, body in zip(range(args.messages), itertools.cycle(bodies), strict=False):
-            work.put((number, SOAK_ID + str(number).encode() + b"\r\n" + body, 0))
-            if "after_1000" not in rss and books.settled() >= RSS_MARK:
+            if number == RSS_MARK:
+                # RSS is compared between two quiet moments: after 1,000 and at the end,
+                # with nothing in flight, so neither sample catches a large message mid-way
+                drain(target, sink, books, number, args.drain_timeout)
                 rss["after_1000"] = rss_kib(pid)
+            work.put((number, SOAK_ID + str(number).encode() + b"\r\n" + body, 0))
             if number and number % 1000 == 0:
                 print(f"#   {number} queued, {books.settled()} settled, "
                       f"{sink.total()} delivered, filter RSS {rss_kib(pid) / 1024:.1f} MiB, "
                       f"{time.monotonic() - started:.0f} s", flush=True)
-        while books.settled() < args.messages:
-            if "after_1000" not in rss and books.settled() >= RSS_MARK:
-                rss["after_1000"] = rss_kib(pid)
-            time.sleep(0.1)
-        deadline = time.monotonic() + args.drain_timeout
-        while (target.queued() or sink.total() < len(books.sent)) \
-                and time.monotonic() < deadline:
-            time.sleep(0.2)
+        drain(target, sink, books, args.messages, args.drain_timeout)
         rss["after_all"] = rss_kib(pid)
         elapsed = time.monotonic() - started
         held = target.queued()

@@ -105,13 +105,16 @@ def _optneg(data: bytes) -> ev.OptionNegotiation:
 def _macro(data: bytes) -> ev.Macros:
     if not data:
         raise RemoteProtocolError("macro: no stage")
-    stage, rest = data[:1], data[1:]
-    if not rest:
+    stage = data[:1]
+    if len(data) == 1:
         return ev.Macros(stage, ())
-    parts = _strings(rest, "macro")
+    if data[-1] != 0:
+        raise RemoteProtocolError("macro: data not NUL-terminated")
+    parts = data[1:-1].split(b"\0")
     if len(parts) % 2:
         raise RemoteProtocolError("macro: a name without a value")
-    return ev.Macros(stage, tuple(zip(parts[0::2], parts[1::2], strict=True)))
+    pairs = iter(parts)
+    return ev.Macros(stage, tuple(zip(pairs, pairs, strict=True)))
 
 
 def _connect(data: bytes) -> ev.Connect:

@@ -307,3 +307,11 @@ def test_cli_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["milter", "--config", str(policy), "--socket",
                  f"unix:{tmp_path / 'file'}"]) == 78
     assert (tmp_path / "file").read_text() == "not a socket"
+
+
+def test_mmap_threshold_is_pinned_on_glibc() -> None:
+    import platform
+
+    from mailroute.adapters.milter import pin_mmap_threshold
+
+    assert pin_mmap_threshold() is (platform.libc_ver()[0] == "glibc")

@@ -315,3 +315,10 @@ def test_mmap_threshold_is_pinned_on_glibc() -> None:
     from mailroute.adapters.milter import pin_mmap_threshold
 
     assert pin_mmap_threshold() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_command_runs_on_uvloop_when_installed() -> None:
+    from mailroute.commands.milter import _event_loop_runner
+
+    uvloop = pytest.importorskip("uvloop")
+    assert _event_loop_runner() is uvloop.run

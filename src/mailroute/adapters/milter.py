@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mailroute.adapters.milter_map import INTERNAL_TEMPFAIL, MessageFacts, result_actions
 from mailroute.errors import ConfigError
@@ -185,8 +185,8 @@ class MilterConnectionHandler(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register with the server and start the idle timer."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # asyncio's and uvloop's stream transports (the latter not an asyncio.Transport)
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

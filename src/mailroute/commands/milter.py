@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
@@ -42,6 +44,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop's runner when it is installed (the ``milter`` extra): the same protocol code,
+    with libuv doing the socket work at a fraction of the CPU of asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the policy and serve until SIGTERM."""
     from dataclasses import replace
@@ -66,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
             return ExitCode.USAGE
         settings = replace(settings, workers=args.workers)
     try:
-        asyncio.run(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
-                          group=args.socket_group))
+        _event_loop_runner()(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
+                                   group=args.socket_group))
     except ConfigError as error:
         sys.stderr.write(f"4.3.5 configuration error: {error}\n")
         return ExitCode.CONFIG

@@ -37,7 +37,8 @@ from mailroute.pipeline import Pipeline
 from mailroute.protocols import milter as pm
 from mailroute.session import Result
 
-__all__ = ["MilterServer", "MilterSettings", "SocketSpec", "parse_socket", "serve"]
+__all__ = ["MilterServer", "MilterSettings", "SocketSpec", "listening_socket", "parse_socket",
+           "serve"]
 
 log = logging.getLogger("mailroute.milter")
 
@@ -72,6 +73,8 @@ WANTED_MACROS: tuple[tuple[int, bytes], ...] = (
     (pm.Stage.EOH, b""),
     (pm.Stage.EOM, b"i"),
 )
+#: Pending connections the kernel queues for us (Postfix opens one per SMTP session).
+LISTEN_BACKLOG = 512
 SHUTTING_DOWN = pm.ReplyCode(421, "4.3.2", ("mail filter shutting down, try again later",))
 TOO_BIG = pm.ReplyCode(552, "5.3.4", ("message too big",))
 
@@ -521,24 +524,16 @@ class MilterServer:
     async def start(self, spec: SocketSpec, *, mode: int | None = None,
                     group: str | None = None) -> None:
         """Listen on ``spec`` (a unix socket gets ``mode`` and ``group`` when given)."""
+        await self.start_on(listening_socket(spec, mode=mode, group=group))
+
+    async def start_on(self, sock: socket.socket) -> None:
+        """Serve connections accepted on the listening socket ``sock``."""
         loop = asyncio.get_running_loop()
-        if spec.family == "inet":
-            server = await loop.create_server(lambda: MilterConnectionHandler(self), spec.host,
-                                            spec.port, reuse_address=True)
-        else:
-            assert spec.path is not None
-            _remove_stale_socket(spec.path)
-            # Bind under a temporary name, set owner and mode, then rename into place: the
-            # MTA never sees the socket with the wrong permissions.
-            temp = spec.path.with_name(f".{spec.path.name}.{os.getpid()}")
-            temp.unlink(missing_ok=True)
+        if sock.family == socket.AF_UNIX:
             server = await loop.create_unix_server(lambda: MilterConnectionHandler(self),
-                                                   str(temp))
-            if group is not None:
-                os.chown(temp, -1, _group_id(group))
-            if mode is not None:
-                os.chmod(temp, mode)
-            temp.rename(spec.path)
+                                                   sock=sock)
+        else:
+            server = await loop.create_server(lambda: MilterConnectionHandler(self), sock=sock)
         self._servers.append(server)
 
     async def stop(self) -> None:
@@ -581,6 +576,46 @@ def _group_id(group: str) -> int:
         raise ConfigError(f"no such group {group!r}") from None
 
 
+def listening_socket(spec: SocketSpec, *, mode: int | None = None,
+                     group: str | None = None) -> socket.socket:
+    """A listening socket for ``spec``; a unix socket gets ``mode`` and ``group``.
+
+    A unix socket is bound under a temporary name, given its owner and mode, then renamed
+    into place: the MTA never sees it with the wrong permissions.
+    """
+    if spec.family == "inet":
+        family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((spec.host, spec.port))
+            sock.listen(LISTEN_BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
+    assert spec.path is not None
+    _remove_stale_socket(spec.path)
+    temp = spec.path.with_name(f".{spec.path.name}.{os.getpid()}")
+    temp.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(temp))
+        if group is not None:
+            os.chown(temp, -1, _group_id(group))
+        if mode is not None:
+            os.chmod(temp, mode)
+        sock.listen(LISTEN_BACKLOG)
+        temp.rename(spec.path)
+    except BaseException:
+        sock.close()
+        temp.unlink(missing_ok=True)
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 def _remove_stale_socket(path: Path) -> None:
     """Remove a socket left by a previous run; refuse to remove anything else."""
     with contextlib.suppress(FileNotFoundError):
@@ -614,21 +649,29 @@ def pin_mmap_threshold() -> bool:
 
 async def serve(pipeline: Pipeline, spec: SocketSpec, *, settings: MilterSettings | None = None,
                 mode: int | None = None, group: str | None = None,
-                ready: Callable[[], None] | None = None) -> None:
-    """Run the milter until SIGTERM or SIGINT; returns after a graceful shutdown."""
+                ready: Callable[[], None] | None = None,
+                listening: socket.socket | None = None) -> None:
+    """Run the milter until SIGTERM or SIGINT; returns after a graceful shutdown.
+
+    With ``listening`` (a socket shared by several worker processes) the socket is used as
+    it is and left in place at the end: whoever made it removes it.
+    """
     pin_mmap_threshold()
     server = MilterServer(pipeline, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await server.start(spec, mode=mode, group=group)
+    if listening is None:
+        await server.start(spec, mode=mode, group=group)
+    else:
+        await server.start_on(listening)
     log.info("milter listening on %s", spec)
     if ready is not None:
         ready()
     try:
         await server.serve_until(stop)
     finally:
-        if spec.path is not None:
+        if spec.path is not None and listening is None:
             with contextlib.suppress(OSError):
                 spec.path.unlink()

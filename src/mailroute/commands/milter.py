@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailroute.pipeline import Pipeline
 
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
@@ -41,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="group of a unix socket (e.g. postfix)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="threads that run the policy (default: CPUs + 1, at most 8)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="worker processes sharing the socket (default 1; a policy with "
+                             "marker filters needs [gateway] state_dir for more)")
     parser.set_defaults(handler=run)
 
 
@@ -52,6 +58,26 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     except ImportError:
         return asyncio.run
     return uvloop.run
+
+
+def _counts_in_memory(pipeline: Pipeline) -> bool:
+    """True when a marker filter counts processed messages in a store private to the
+    process (no ``[gateway] state_dir``)."""
+    from mailroute.gateway.processed import InMemoryProcessedStore
+
+    store = pipeline.context.processed if pipeline.context is not None else None
+    if not isinstance(store, InMemoryProcessedStore):
+        return False
+    steps = list(pipeline.filters)
+    while steps:
+        step = steps.pop()
+        inner = getattr(step, "inner", None)
+        if inner is not None:
+            steps.append(inner)
+        steps.extend(getattr(step, "filters", ()))
+        if step.name.startswith("marker-"):
+            return True
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +103,21 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write("mailroute milter: --workers must be at least 1\n")
             return ExitCode.USAGE
         settings = replace(settings, workers=args.workers)
+    if args.processes < 1:
+        sys.stderr.write("mailroute milter: --processes must be at least 1\n")
+        return ExitCode.USAGE
+    if args.processes > 1 and _counts_in_memory(pipeline):
+        sys.stderr.write("4.3.5 configuration error: --processes above 1 needs [gateway] "
+                         "state_dir: the marker filters' processed-message store must be "
+                         "shared by the processes\n")
+        return ExitCode.CONFIG
     try:
+        if args.processes > 1:
+            from mailroute.adapters.milter_processes import serve_processes
+
+            return serve_processes(pipeline, spec, processes=args.processes,
+                                   runner=_event_loop_runner(), settings=settings,
+                                   mode=args.socket_mode, group=args.socket_group)
         _event_loop_runner()(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
                                    group=args.socket_group))
     except ConfigError as error:

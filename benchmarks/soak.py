@@ -112,6 +112,7 @@ class MilterTarget:
     """Postfix + ``mailroute milter`` on a unix socket."""
 
     policy: str = "disclaimer"
+    processes: int = 1
     name: str = "milter"
     postfix: Postfix | None = None
     milter: subprocess.Popen[bytes] | None = None
@@ -125,7 +126,8 @@ class MilterTarget:
         with (root / "milter.log").open("ab") as log:
             self.milter = subprocess.Popen(
                 [sys.executable, "-m", "mailroute", "milter", "--config", str(policy),
-                 "--socket", f"unix:{sock}", "--socket-mode", "0666"],
+                 "--socket", f"unix:{sock}", "--socket-mode", "0666",
+                 "--processes", str(self.processes)],
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not sock.exists():
@@ -163,7 +165,7 @@ class MilterTarget:
 
 #: ``--target`` name -> the target, built from the command line.
 TARGETS: dict[str, Callable[[argparse.Namespace], Target]] = {
-    "milter": lambda args: MilterTarget(policy=args.policy),
+    "milter": lambda args: MilterTarget(policy=args.policy, processes=args.processes),
 }
 
 
@@ -188,11 +190,20 @@ class Accounting:
 
 
 def rss_kib(pid: int) -> int:
-    """VmRSS of ``pid`` in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """VmRSS of ``pid`` and its child processes (milter workers) in KiB."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(stat.parent.name) != pid and int(fields[1]) != pid:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def drain(target: Target, sink: CountingSink, books: Accounting, count: int,
@@ -319,6 +330,8 @@ def main() -> int:
     parser.add_argument("--target", choices=sorted(TARGETS), default="milter")
     parser.add_argument("--policy", choices=("disclaimer", "empty"), default="disclaimer",
                         help="the milter target's policy")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="the milter target's --processes")
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--retries", type=int, default=5, help="resends after a 4xx")

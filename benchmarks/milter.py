@@ -5,7 +5,8 @@ Configurations, on one throwaway Postfix 3.7 instance (reloaded between them) on
 * ``postfix``: no milter (the ceiling);
 * ``empty``: ``mailroute milter`` with an empty policy (unix socket);
 * ``disclaimer``: ``mailroute milter`` with a one-filter disclaimer policy (unix socket);
-* ``opendkim``: OpenDKIM 2.11 signing (rsa-sha256, relaxed/relaxed) as the peer (unix socket).
+* ``opendkim``: OpenDKIM 2.11 signing (rsa-sha256, relaxed/relaxed) as the peer (unix socket);
+* ``empty-2p``, ``disclaimer-2p``: the same milters with ``--processes 2``.
 
 Cases: 10 KB and 1 MB messages, 1 and 10 sessions. A run is the wall time from the start of
 ``smtp-source`` until Postfix's queue is empty again (every message relayed to the sink).
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
-CONFIGS = ("postfix", "empty", "disclaimer", "opendkim")
+CONFIGS = ("postfix", "empty", "disclaimer", "opendkim", "empty-2p", "disclaimer-2p")
 
 
 def load() -> str:
@@ -155,7 +156,8 @@ def bench(root: Path, args: argparse.Namespace) -> int:
     (root / "disclaimer.toml").write_text('[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n')
     od_conf, od_sock = opendkim_conf(root)
     sink_port = free_port()
-    sockets = {"empty": root / "empty.sock", "disclaimer": root / "disclaimer.sock"}
+    sockets = {"empty": root / "empty.sock", "disclaimer": root / "disclaimer.sock",
+               "empty-2p": root / "empty-2p.sock", "disclaimer-2p": root / "disclaimer-2p.sock"}
     mailroute = [sys.executable, "-m", "mailroute", "milter"]
     with process(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "256"],
                  root / "sink.log"), \
@@ -164,13 +166,21 @@ def bench(root: Path, args: argparse.Namespace) -> int:
          process([*mailroute, "--config", str(root / "disclaimer.toml"), "--socket",
                   f"unix:{sockets['disclaimer']}", "--socket-mode", "0666"],
                  root / "m2.log") as disclaimer_milter, \
+         process([*mailroute, "--config", str(root / "empty.toml"), "--socket",
+                  f"unix:{sockets['empty-2p']}", "--socket-mode", "0666", "--processes",
+                  "2"], root / "m3.log"), \
+         process([*mailroute, "--config", str(root / "disclaimer.toml"), "--socket",
+                  f"unix:{sockets['disclaimer-2p']}", "--socket-mode", "0666", "--processes",
+                  "2"], root / "m4.log"), \
          process(["opendkim", "-x", str(od_conf)], root / "od.log"):
         wait_port(sink_port)
         for path in (*sockets.values(), od_sock):
             wait_socket(path)
         milters = {"postfix": "", "empty": f"unix:{sockets['empty']}",
                    "disclaimer": f"unix:{sockets['disclaimer']}",
-                   "opendkim": f"unix:{od_sock}"}
+                   "opendkim": f"unix:{od_sock}",
+                   "empty-2p": f"unix:{sockets['empty-2p']}",
+                   "disclaimer-2p": f"unix:{sockets['disclaimer-2p']}"}
         postfix = Postfix(root / "pf", free_port(), sink_port,
                           settings={"smtpd_milters": "", "default_process_limit": "100"})
         postfix.start()
@@ -195,7 +205,9 @@ def measure(postfix: Postfix, milters: dict[str, str], args: argparse.Namespace,
                 results.setdefault((config, size, sessions), []).append(rate)
         print(f"# round {round_ + 1} done, load average: {load()}", flush=True)
     ratios = [(a, b) for a, b in (("empty", "postfix"), ("disclaimer", "postfix"),
-                                   ("disclaimer", "opendkim")) if a in configs and b in configs]
+                                   ("disclaimer", "opendkim"), ("empty-2p", "postfix"),
+                                   ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"))
+              if a in configs and b in configs]
     print("\n| case | " + " | ".join(configs) + "".join(f" | {a}/{b}" for a, b in ratios)
           + " |")
     print("|---" * (len(configs) + len(ratios) + 1) + "|")

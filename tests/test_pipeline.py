@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 from mailroute import Action, Context, Envelope, MailItem, Outcome, Pipeline, parse
 from mailroute.errors import KeyUnavailableError, PolicyError
@@ -166,6 +169,35 @@ def test_recipient_and_sender_conditions() -> None:
     assert condition.matches(Envelope(mail_from="A@Example.net", rcpt_to=["x@EXAMPLE.org"]))
     assert not condition.matches(Envelope(mail_from="a@example.net", rcpt_to=["x@other.org"]))
     assert not condition.matches(Envelope(mail_from="z@example.net", rcpt_to=["x@example.org"]))
+
+
+def test_authenticated_condition_follows_the_sasl_user() -> None:
+    logged_in = Envelope(mail_from="a@example.net", auth_user="alice")
+    anonymous = Envelope(mail_from="a@example.net")
+    assert Envelope(auth_user="").auth_user is None
+    assert Condition(authenticated=True).matches(logged_in)
+    assert not Condition(authenticated=True).matches(anonymous)
+    assert Condition(authenticated=False).matches(anonymous)
+    assert not Condition(authenticated=False).matches(logged_in)
+    assert Condition().matches(logged_in)
+    assert Condition().matches(anonymous)
+    with pytest.raises(ValueError, match="auth_user"):
+        Envelope(auth_user="alice\r\nBcc: x")
+
+
+def test_authenticated_condition_from_the_policy(tmp_path: Path) -> None:
+    from mailroute.policy import load_policy
+
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[pipeline]]\nfilter = "headers"\nadd = {"X-Submitted" = "yes"}\n'
+                      '[pipeline.when]\nauthenticated = true\n')
+    pipeline = load_policy(policy)
+    submitted = pipeline.process(MESSAGE, Envelope(mail_from="a@example.net", auth_user="al"))
+    relayed = pipeline.process(MESSAGE, Envelope(mail_from="a@example.net"))
+    assert submitted.data is not None
+    assert relayed.data is not None
+    assert b"X-Submitted: yes" in submitted.data
+    assert relayed.data == MESSAGE
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ class Envelope:
         helo: the name the client gave in HELO/EHLO, if known (SPF checks it for the null
             sender).
         direction: inbound, outbound or internal; ``None`` lets the policy derive it.
+        auth_user: the name the client authenticated as with SMTP AUTH (SASL), if it did
+            (the milter's ``{auth_authen}``); ``None`` for an unauthenticated session.
     """
 
     mail_from: str = ""
@@ -57,12 +59,15 @@ class Envelope:
     tls_peer_name: str | None = None
     helo: str | None = None
     direction: Direction | None = None
+    auth_user: str | None = None
 
     def __init__(self, *, mail_from: str = "", rcpt_to: tuple[str, ...] | list[str] = (),
                  client_address: str | None = None, tls_peer_name: str | None = None,
-                 helo: str | None = None, direction: Direction | str | None = None) -> None:
+                 helo: str | None = None, direction: Direction | str | None = None,
+                 auth_user: str | None = None) -> None:
         for name, value in (("mail_from", mail_from), ("client_address", client_address),
-                            ("tls_peer_name", tls_peer_name), ("helo", helo)):
+                            ("tls_peer_name", tls_peer_name), ("helo", helo),
+                            ("auth_user", auth_user)):
             if value is not None and any(ch in value for ch in "\r\n\0"):
                 raise ValueError(f"{name} contains CR, LF or NUL")
         for rcpt in rcpt_to:
@@ -74,6 +79,7 @@ class Envelope:
         object.__setattr__(self, "tls_peer_name", tls_peer_name)
         object.__setattr__(self, "helo", helo)
         object.__setattr__(self, "direction", Direction(direction) if direction else None)
+        object.__setattr__(self, "auth_user", auth_user or None)
 
     @property
     def sender_domain(self) -> str:
@@ -186,6 +192,10 @@ class Filter(Protocol):
 
     ``apply`` returns the (possibly changed) item to go on, or an :class:`Outcome` to stop.
     It raises only :class:`~mailroute.errors.MailrouteError` subclasses.
+
+    A filter that waits on something outside the process (a subprocess, the network) says
+    so with a class attribute ``blocking = True``: the milter then never runs it on its
+    event loop, where a hang would stall every connection.
     """
 
     @property

@@ -30,7 +30,9 @@ class Condition:
 
     Domains and addresses are compared case-insensitively; a recipient criterion matches
     when any recipient matches. ``annotations`` are ``(key, value)`` pairs that earlier
-    filters must have left on the item (the latest value of a key counts).
+    filters must have left on the item (the latest value of a key counts). ``authenticated``
+    (when not ``None``) asks whether the client logged in with SMTP AUTH
+    (:attr:`Envelope.auth_user <mailroute.item.Envelope.auth_user>` is set).
     """
 
     directions: frozenset[Direction] = frozenset()
@@ -39,6 +41,7 @@ class Condition:
     senders: frozenset[str] = frozenset()
     recipients: frozenset[str] = frozenset()
     annotations: frozenset[tuple[str, str]] = frozenset()
+    authenticated: bool | None = None
 
     def matches_item(self, item: MailItem) -> bool:
         """True when the envelope criteria and every annotation criterion match ``item``."""
@@ -48,6 +51,8 @@ class Condition:
     def matches(self, envelope: Envelope) -> bool:
         """True when ``envelope`` meets every criterion given."""
         if self.directions and envelope.direction not in self.directions:
+            return False
+        if self.authenticated is not None and (envelope.auth_user is None) == self.authenticated:
             return False
         if self.sender_domains and envelope.sender_domain not in self.sender_domains:
             return False

@@ -314,6 +314,7 @@ def _condition(options: Options) -> Condition:
         senders=_lower(options.string_list("sender")),
         recipients=_lower(options.string_list("recipient")),
         annotations=_annotations(options),
+        authenticated=options.boolean("authenticated") if options.has("authenticated") else None,
     )
     options.finish()
     return condition

@@ -110,6 +110,9 @@ class SinkServer(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections when Postfix opens dozens at
+    # once; the dropped ones wait for the greeting until Postfix's timeout and are deferred
+    request_queue_size = 128
 
     def __init__(self, port: int) -> None:
         super().__init__(("127.0.0.1", port), _SinkHandler)

@@ -31,6 +31,16 @@ class Slow:
         return item.evolve(message=item.message.with_header("X-Slow", "done"))
 
 
+@dataclass(frozen=True)
+class Identity:
+    """A filter that changes nothing (a pipeline with a filter reads the message)."""
+
+    name: str = "identity"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        return item
+
+
 class FakeMta:
     """Speaks the MTA side over a socket and collects the filter's packets."""
 
@@ -64,9 +74,8 @@ class FakeMta:
         await self.send(optneg())
         assert (await self.packet())[0] == b"O"
         await self.send(pkt(b"C", b"client\x004\x00\x19192.0.2.1\x00"), pkt(b"H", b"x\x00"),
-                        pkt(b"M", b"<a@corp.example>\x00"))
-        assert (await self.packet())[0] == b"c"   # MAIL is answered
-        await self.send(pkt(b"R", b"<b@partner.example>\x00"), pkt(b"T"),
+                        pkt(b"M", b"<a@corp.example>\x00"), pkt(b"R", b"<b@partner.example>\x00"),
+                        pkt(b"T"),
                         pkt(b"L", b"Subject\x00 hi\x00"), pkt(b"N"), pkt(b"B", body))
 
 
@@ -126,8 +135,42 @@ def test_the_helo_name_reaches_the_envelope(tmp_path: Path) -> None:
     assert got[-2] == (b"i", b"\x00\x00\x00\x01X-Helo\x00 x\x00")   # FakeMta says HELO x
 
 
+@dataclass(frozen=True)
+class WhoAmI:
+    """Writes the SASL user and the client address the policy saw into a header field."""
+
+    name: str = "whoami"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        seen = f"{item.envelope.auth_user} {item.envelope.client_address}"
+        return item.evolve(message=item.message.with_header("X-Seen", seen))
+
+
+def test_mail_macros_reach_the_envelope(tmp_path: Path) -> None:
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        server = MilterServer(Pipeline(filters=(WhoAmI(),)), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        code, data = await mta.packet()
+        assert code == b"O"
+        # Skipped with the macro lists taken: connect and HELO facts come with MAIL.
+        assert struct.unpack(">III", data[:12])[2] & 0x3 == 0x3
+        macros = b"M{auth_authen}\x00alice\x00{client_addr}\x00192.0.2.7\x00i\x00Q1\x00"
+        await mta.send(pkt(b"D", macros), pkt(b"M", b"<a@corp.example>\x00"),
+                       pkt(b"R", b"<b@partner.example>\x00"), pkt(b"L", b"Subject\x00 hi\x00"),
+                       pkt(b"B", b"hello\r\n"), pkt(b"E"))
+        got = await mta.until_final()
+        await mta.close()
+        await server.stop()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got[-2] == (b"i", b"\x00\x00\x00\x01X-Seen\x00 alice 192.0.2.7\x00")
+    assert got[-1] == (b"a", b"")
+
+
 def test_message_over_the_size_limit_is_552(tmp_path: Path) -> None:
-    server = MilterServer(Pipeline(limits=Limits(max_message_size=1000)),
+    server = MilterServer(Pipeline(filters=(Identity(),), limits=Limits(max_message_size=1000)),
                           MilterSettings(workers=1))
     assert one_message(server, tmp_path / "m.sock", b"x" * 2000) == [
         (b"y", b"552 5.3.4 message too big\x00")]
@@ -139,7 +182,7 @@ def test_internal_failure_answers_451(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr("mailroute.adapters.milter.result_actions", broken)
 
-    server = MilterServer(Pipeline(), MilterSettings(workers=1))
+    server = MilterServer(Pipeline(filters=(Identity(),)), MilterSettings(workers=1))
     [(code, text)] = one_message(server, tmp_path / "m.sock")
     assert (code, text[:9]) == (b"y", b"451 4.3.0")
     assert milter_map.INTERNAL_TEMPFAIL.packets() == [pkt(b"y", text)]
@@ -157,7 +200,8 @@ def test_an_older_mta_gets_its_own_version_and_no_macro_lists(tmp_path: Path) ->
 
     code, data = asyncio.run(scenario())
     assert code == b"O"
-    assert struct.unpack(">III", data) == (2, 0x33, 0)   # headers, body, quarantine
+    # headers, body, quarantine; no end-of-headers, and (no filters) no header or body
+    assert struct.unpack(">III", data) == (2, 0x33, 0x70)
 
 
 def test_an_idle_mta_is_disconnected(tmp_path: Path) -> None:
@@ -202,7 +246,9 @@ def test_shutdown_finishes_in_flight_and_refuses_new_transactions(tmp_path: Path
         started = time.monotonic()
         stopping = asyncio.create_task(server.stop())
         await asyncio.sleep(0.05)
-        await idle.send(pkt(b"M", b"<late@corp.example>\x00"))
+        # MAIL needs no reply (SMFIP_NR_MAIL): the refusal answers end-of-message
+        await idle.send(pkt(b"M", b"<late@corp.example>\x00"), pkt(b"R", b"<b@x.example>\x00"),
+                        pkt(b"L", b"Subject\x00 late\x00"), pkt(b"B", b"hi\r\n"), pkt(b"E"))
         refused = await idle.packet()
         finished = await busy.until_final()
         await stopping
@@ -215,6 +261,32 @@ def test_shutdown_finishes_in_flight_and_refuses_new_transactions(tmp_path: Path
     assert refused[0] == b"y"
     assert refused[1].startswith(b"421 4.3.2")
     assert took < 5.0
+
+
+def test_shutdown_refuses_mail_at_once_when_the_mta_waits_for_its_reply(
+        tmp_path: Path) -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        server = MilterServer(Pipeline(filters=(Slow(0.5),)),
+                              MilterSettings(progress_interval=10, workers=1, inline_size=0))
+        busy = await connect(server, tmp_path / "m.sock")
+        await busy.start_message()
+        await busy.send(pkt(b"E"))
+        mta = FakeMta(*await asyncio.open_unix_connection(str(tmp_path / "m.sock")))
+        await mta.send(optneg(protocol=0x1FFFFF & ~int(pm.ProtocolFlag.NR_MAIL)))
+        await mta.packet()
+        await asyncio.sleep(0.1)
+        stopping = asyncio.create_task(server.stop())
+        await asyncio.sleep(0.05)
+        await mta.send(pkt(b"M", b"<late@corp.example>\x00"))
+        got = await mta.packet()
+        await busy.until_final()
+        await stopping
+        await mta.close()
+        await busy.close()
+        return got
+
+    code, text = asyncio.run(scenario())
+    assert (code, text[:9]) == (b"y", b"421 4.3.2")
 
 
 def test_shutdown_tempfails_what_outlives_the_grace(tmp_path: Path) -> None:
@@ -304,3 +376,18 @@ def test_a_message_over_the_limit_is_logged_as_rejected(
         one_message(server, tmp_path / "m.sock", b"x" * 2000)
     [line] = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
     assert line.startswith("reject 5.3.4 message too big; queue_id=- ")
+
+
+def test_mmap_threshold_is_pinned_on_glibc() -> None:
+    import platform
+
+    from mailroute.adapters.milter import pin_mmap_threshold
+
+    assert pin_mmap_threshold() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_command_runs_on_uvloop_when_installed() -> None:
+    from mailroute.commands.milter import _event_loop_runner
+
+    uvloop = pytest.importorskip("uvloop")
+    assert _event_loop_runner() is uvloop.run

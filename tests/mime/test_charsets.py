@@ -60,3 +60,17 @@ def test_replace_text_never_writes_windows_bytes_under_a_latin1_label() -> None:
     assert edited.root.charset == "utf-8"
     assert decode_text(edited.root) == "\u201cquoted\u201d"
     assert edited.root.body_bytes() == b"=E2=80=9Cquoted=E2=80=9D"
+
+
+@pytest.mark.parametrize("label", ["us-ascii", "iso-8859-1", "windows-1250", "windows-1251",
+                                   "windows-1253", "iso-8859-9", "windows-874", "macintosh"])
+def test_ascii_fast_path_gives_what_the_charmap_gives(label: str) -> None:
+    import codecs
+
+    name = codec_name(label)
+    ascii_text = "".join(map(chr, range(128)))
+    mixed = ascii_text + "\u20ac\u00e9"
+    assert codecs.encode(ascii_text, name) == bytes(range(128))
+    assert codecs.decode(bytes(range(128)), name) == ascii_text
+    # one non-ASCII character takes the charmap for the whole text
+    assert codecs.decode(codecs.encode(mixed, name, "replace"), name).startswith(ascii_text)

@@ -1,4 +1,5 @@
-"""What the MTA tests share: free ports and a ``mailroute`` command the filter user can run."""
+"""What the MTA tests share: free ports, a ``mailroute`` command the filter user can run, and
+Debian packages extracted beside the installed ones (an MTA that conflicts with Postfix)."""
 
 from __future__ import annotations
 
@@ -200,3 +201,50 @@ def wait_for_ports(process: subprocess.Popen[bytes], ports: tuple[int, ...], tim
         time.sleep(0.05)
     if waiting:
         raise RuntimeError(f"nothing listens on {sorted(waiting)}: {describe()}")
+
+
+def _candidate_version(package: str) -> str | None:
+    try:
+        out = subprocess.run(["apt-cache", "policy", package], capture_output=True,
+                             text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        if line.strip().startswith("Candidate:"):
+            version = line.split(":", 1)[1].strip()
+            return None if version == "(none)" else version
+    return None
+
+
+def extracted_packages(name: str, packages: tuple[str, ...], binary: Path) -> Path | None:
+    """``packages`` (``apt-get download`` + ``dpkg -x``, nothing installed) under
+    ``/tmp/mailroute-NAME-VERSION``, a cache the test suite reuses; ``None`` when they cannot
+    be had (not root, no ``unshare``, no network). ``binary`` (relative) must be in them."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return None
+    version = _candidate_version(packages[0])
+    if version is None:
+        return None
+    root = Path(tempfile.gettempdir()) / f"mailroute-{name}-{version.replace(':', '_')}"
+    if (root / binary).is_file():
+        return root
+    work = Path(tempfile.mkdtemp(prefix=f"mailroute-{name}-dl-"))
+    try:
+        os.chmod(work, 0o755)  # noqa: S103 - apt's _apt user writes the downloads
+        got = subprocess.run(["apt-get", "download", "-q", *packages], cwd=work,
+                             capture_output=True, timeout=300, check=False)
+        debs = sorted(work.glob("*.deb"))
+        if got.returncode != 0 or len(debs) != len(packages):
+            return None
+        staging = Path(tempfile.mkdtemp(prefix=f"mailroute-{name}-x-"))
+        for deb in debs:
+            subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True,
+                           capture_output=True, timeout=120)
+        os.chmod(staging, 0o755)  # noqa: S103 - the filter user runs nothing from here
+        try:
+            staging.rename(root)          # atomic: a parallel run sees all or nothing
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+        return root if (root / binary).is_file() else None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

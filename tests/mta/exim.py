@@ -17,60 +17,18 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from tests.mta.common import wait_for_ports
+from tests.mta.common import extracted_packages, wait_for_ports
 
 PACKAGES = ("exim4-daemon-light", "exim4-base", "exim4-config")
 EXIM_USER = "Debian-exim"
 
 
-def _candidate_version() -> str | None:
-    try:
-        out = subprocess.run(["apt-cache", "policy", PACKAGES[0]], capture_output=True,
-                             text=True, timeout=30, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for line in out.splitlines():
-        if line.strip().startswith("Candidate:"):
-            version = line.split(":", 1)[1].strip()
-            return None if version == "(none)" else version
-    return None
-
-
 def exim_root() -> Path | None:
     """The extracted packages (``ROOT/usr/sbin/exim4``), or ``None`` when they cannot be had."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return None
-    version = _candidate_version()
-    if version is None:
-        return None
-    root = Path(tempfile.gettempdir()) / f"mailroute-exim-{version.replace(':', '_')}"
-    binary = root / "usr" / "sbin" / "exim4"
-    if binary.is_file():
-        return root
-    work = Path(tempfile.mkdtemp(prefix="mailroute-exim-dl-"))
-    try:
-        os.chmod(work, 0o755)  # noqa: S103 - apt's _apt user writes the downloads
-        got = subprocess.run(["apt-get", "download", "-q", *PACKAGES], cwd=work,
-                             capture_output=True, timeout=300, check=False)
-        debs = sorted(work.glob("*.deb"))
-        if got.returncode != 0 or len(debs) != len(PACKAGES):
-            return None
-        staging = Path(tempfile.mkdtemp(prefix="mailroute-exim-x-"))
-        for deb in debs:
-            subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True,
-                           capture_output=True, timeout=120)
-        os.chmod(staging, 0o755)  # noqa: S103 - the filter user runs nothing from here
-        try:
-            staging.rename(root)          # atomic: a parallel run sees all or nothing
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-        return root if binary.is_file() else None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return extracted_packages("exim", PACKAGES, Path("usr/sbin/exim4"))
 
 
 def daemon_settings(root: Path, ports: tuple[int, ...]) -> str:

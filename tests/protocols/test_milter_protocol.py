@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailroute.adapters.milter import WANTED_ACTIONS, WANTED_MACROS, WANTED_PROTOCOL
 from mailroute.protocols import milter as pm
 from tests.protocols.helpers import (
     OFFER,
@@ -25,6 +24,16 @@ from tests.protocols.helpers import (
 DATA = Path(__file__).parent / "data"
 RECORDED_MTA = (DATA / "postfix-3.7-session.mta").read_bytes()
 RECORDED_FILTER = (DATA / "postfix-3.7-session.filter").read_bytes()
+# What the adapter negotiated when the session was recorded: every step shown, no reply
+# to any but MAIL, the connection macros per stage.
+RECORDED_ACTIONS = pm.ActionFlag(0x133)
+RECORDED_PROTOCOL = pm.ProtocolFlag(0x1FB180)
+RECORDED_MACROS: tuple[tuple[int, bytes], ...] = (
+    (pm.Stage.CONNECT, b"j {daemon_name} {client_addr}"),
+    (pm.Stage.HELO, b"{tls_version} {cert_subject} {cert_issuer} {verify}"),
+    (pm.Stage.ENVFROM, b"i {auth_authen} {auth_type}"),
+    (pm.Stage.EOM, b"i"),
+)
 
 
 def replay(chunks: list[bytes]) -> tuple[list[pm.Event], bytes]:
@@ -33,9 +42,9 @@ def replay(chunks: list[bytes]) -> tuple[list[pm.Event], bytes]:
 
     def answer(event: pm.Event) -> None:
         if isinstance(event, pm.OptionNegotiation):
-            sent.extend(conn.send(pm.NegotiateReply(WANTED_ACTIONS & event.actions,
-                                                    WANTED_PROTOCOL & event.protocol,
-                                                    WANTED_MACROS)))
+            sent.extend(conn.send(pm.NegotiateReply(RECORDED_ACTIONS & event.actions,
+                                                    RECORDED_PROTOCOL & event.protocol,
+                                                    RECORDED_MACROS)))
         elif isinstance(event, pm.EndOfMessage):
             sent.extend(conn.send(pm.ReplaceBody(b"hello\r\n\r\nDisclaimer.\r\n")))
             sent.extend(conn.send(pm.Accept()))

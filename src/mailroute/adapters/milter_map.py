@@ -97,6 +97,16 @@ class MessageFacts:
         """The MTA's queue id (macro ``{i}``, ``i`` in Postfix's lists), or ``-``."""
         return self.macros.get(b"i", b"-").decode("ascii", "replace")
 
+    @property
+    def auth_user(self) -> str | None:
+        """The SASL login name (macro ``{auth_authen}``), or ``None`` when the client did
+        not authenticate (or the name is not a single printable line)."""
+        raw = self.macros.get(b"{auth_authen}")
+        if not raw:
+            return None
+        name = raw.decode("utf-8", "replace")
+        return name if name.isprintable() else None
+
     def envelope(self) -> Envelope:
         """The envelope the policy sees."""
         client = self.macros.get(b"{client_addr}")
@@ -105,7 +115,7 @@ class MessageFacts:
             address = None
         return Envelope(mail_from=self.mail_from, rcpt_to=tuple(self.rcpt_to),
                         client_address=address, tls_peer_name=tls_peer_name(self.macros),
-                        helo=self.helo)
+                        helo=self.helo, auth_user=self.auth_user)
 
 
 def reply_code(reply: Reply, fallback: ReplyCode) -> ReplyCode:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from mailroute.commands.common import add_log_arguments, message_log_from_args
+from mailroute.commands.metricsopt import add_metrics_argument, metrics_address, start_metrics
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 
 if TYPE_CHECKING:
-    from mailroute.adapters.metrics import Metrics
+    from mailroute.pipeline import Pipeline
 
 __all__ = ["register"]
 
@@ -45,11 +46,42 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="group of a unix socket (e.g. postfix)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="threads that run the policy (default: CPUs + 1, at most 8)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="worker processes sharing the socket (default 1; a policy with "
+                             "marker filters needs [gateway] state_dir for more)")
     add_log_arguments(parser, default="auto")
-    parser.add_argument("--metrics", metavar="HOST:PORT",
-                        help="export Prometheus metrics on http://HOST:PORT/metrics (needs "
-                             "mailroute[metrics]); e.g. 127.0.0.1:9188")
+    add_metrics_argument(parser)
     parser.set_defaults(handler=run)
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop's runner when it is installed (the ``milter`` extra): the same protocol code,
+    with libuv doing the socket work at a fraction of the CPU of asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def _counts_in_memory(pipeline: Pipeline) -> bool:
+    """True when a marker filter counts processed messages in a store private to the
+    process (no ``[gateway] state_dir``)."""
+    from mailroute.gateway.processed import InMemoryProcessedStore
+
+    store = pipeline.context.processed if pipeline.context is not None else None
+    if not isinstance(store, InMemoryProcessedStore):
+        return False
+    steps = list(pipeline.filters)
+    while steps:
+        step = steps.pop()
+        inner = getattr(step, "inner", None)
+        if inner is not None:
+            steps.append(inner)
+        steps.extend(getattr(step, "filters", ()))
+        if step.name.startswith("marker-"):
+            return True
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         spec = parse_socket(args.socket)
-        listen = _metrics_address(args.metrics)
+        listen = metrics_address(args.metrics)
     except ValueError as error:
         return _fail(ExitCode.USAGE, str(error))
     if args.workers is not None and args.workers < 1:
@@ -77,16 +109,32 @@ def run(args: argparse.Namespace) -> int:
     settings = MilterSettings()
     if args.workers is not None:
         settings = replace(settings, workers=args.workers)
+    if args.processes < 1:
+        return _fail(ExitCode.USAGE, "--processes must be at least 1")
+    if args.processes > 1 and listen is not None:
+        return _fail(ExitCode.USAGE, "--metrics works with one process only (--processes 1)")
+    if args.processes > 1 and _counts_in_memory(pipeline):
+        return _fail(ExitCode.CONFIG, "configuration error: --processes above 1 needs "
+                                      "[gateway] state_dir: the marker filters' "
+                                      "processed-message store must be shared by the processes")
     metrics = None
     if listen is not None:
-        started = _start_metrics(listen, pipeline.quarantine_dir)
+        started = start_metrics("milter", listen, pipeline.quarantine_dir, _fail)
         if isinstance(started, ExitCode):
             return started
         metrics = started
+    message_log = message_log_from_args(args)
     try:
-        asyncio.run(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
-                          group=args.socket_group, message_log=message_log_from_args(args),
-                          metrics=metrics))
+        if args.processes > 1:
+            from mailroute.adapters.milter_processes import serve_processes
+
+            return serve_processes(pipeline, spec, processes=args.processes,
+                                   runner=_event_loop_runner(), settings=settings,
+                                   mode=args.socket_mode, group=args.socket_group,
+                                   message_log=message_log)
+        _event_loop_runner()(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
+                                   group=args.socket_group, message_log=message_log,
+                                   metrics=metrics))
     except ConfigError as error:
         return _fail(ExitCode.CONFIG, f"configuration error: {error}")
     except OSError as error:
@@ -101,32 +149,3 @@ def run(args: argparse.Namespace) -> int:
 def _fail(code: ExitCode, text: str) -> int:
     sys.stderr.write(f"mailroute milter: {text}\n")
     return code
-
-
-def _metrics_address(text: str | None) -> tuple[str, int] | None:
-    if text is None:
-        return None
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--metrics must be HOST:PORT, not {text!r}")
-    return host, int(port)
-
-
-def _start_metrics(listen: tuple[str, int], quarantine: Path | None) -> Metrics | ExitCode:
-    """The Prometheus exporter on ``listen``, or the exit code after saying why not."""
-    try:
-        from mailroute.adapters.metrics import Metrics, directory_size
-    except ImportError:
-        return ExitCode(_fail(ExitCode.CONFIG, "--metrics needs prometheus_client: install "
-                                               "mailroute[metrics]"))
-    metrics = Metrics("milter")
-    if quarantine is not None:
-        metrics.track_size("quarantine", directory_size(quarantine))
-    try:
-        metrics.serve(*listen)
-    except OSError as error:
-        return ExitCode(_fail(ExitCode.TEMPFAIL, f"cannot listen on --metrics "
-                                                 f"{listen[0]}:{listen[1]}: "
-                                                 f"{error.strerror or error}"))
-    return metrics

@@ -21,6 +21,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from mailroute.config.options import Options
 from mailroute.dkim import arc as arc_engine
@@ -115,6 +116,8 @@ class DkimVerifyFilter:
     #: uniform in [0, 1): draws which failing messages a DMARC ``pct`` below 100 selects
     sample: Callable[[], float] = random.random
     name: str = "dkim-verify"
+    #: asks DNS (unless the records come from a file): an adapter keeps it off its event loop
+    blocking: ClassVar[bool] = True
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Add the results; stop with the spoof outcome when the From domain is forged."""

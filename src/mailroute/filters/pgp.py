@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, DecryptionError, MessageError
@@ -87,6 +88,8 @@ class PgpSignFilter:
     signer: str
     passphrase: str | None = None
     name: str = "pgp-sign"
+    #: runs gpg, a subprocess: an adapter keeps it off its event loop
+    blocking: ClassVar[bool] = True
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem:
         """Replace the content by ``multipart/signed`` over its canonical form."""
@@ -110,6 +113,8 @@ class PgpEncryptFilter:
     passphrase: str | None = None
     on_missing_key: str = "reject"
     name: str = "pgp-encrypt"
+    #: runs gpg, a subprocess: an adapter keeps it off its event loop
+    blocking: ClassVar[bool] = True
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Replace the content by ``multipart/encrypted``; missing keys follow the policy."""
@@ -158,6 +163,8 @@ class PgpDecryptFilter:
     require_encrypted: bool = False
     flag_header: str = "X-Mailroute-PGP"
     name: str = "pgp-decrypt"
+    #: runs gpg, a subprocess: an adapter keeps it off its event loop
+    blocking: ClassVar[bool] = True
 
     def _failed(self, item: MailItem, message: Message, reason: str) -> MailItem:
         log.info("PGP decryption refused: %s", reason)
@@ -225,6 +232,8 @@ class PgpVerifyFilter:
     store: KeyStore
     on_invalid: str = "pass"
     name: str = "pgp-verify"
+    #: runs gpg, a subprocess: an adapter keeps it off its event loop
+    blocking: ClassVar[bool] = True
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Add the ``pgp`` authentication result (once: pgp-decrypt may have added it)."""

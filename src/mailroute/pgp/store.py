@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailroute.errors import CryptoError, SigningError
+from mailroute.errors import CryptoError, SigningError, TemporaryError
 from mailroute.pgp.keys import (
     KeyFound,
     KeyInfo,
@@ -121,6 +121,9 @@ class KeyStore:
                 return cached[1]
         run = self._runner.run(["--with-colons", "--fixed-list-mode", option])
         keys = parse_colons(run.data.decode("utf-8", "replace"))
+        if run.returncode != 0 and not keys:
+            # gpg failed (a broken binary or agent): "no key" would refuse the mail for good
+            raise TemporaryError(f"gpg could not list keys (exit status {run.returncode})")
         with self._cache_lock:
             self._cache[option] = (stamp, keys)
         return keys

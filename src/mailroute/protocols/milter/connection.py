@@ -87,6 +87,9 @@ _ORDER: dict[Command, int] = {
     Command.CONNECT: 1, Command.HELO: 2, Command.MAIL: 3, Command.RCPT: 4, Command.DATA: 5,
     Command.HEADER: 6, Command.EOH: 7, Command.BODY: 8, Command.BODYEOB: 9,
 }
+_MAIL_PHASE = _ORDER[Command.MAIL]
+_NOMAIL = int(ProtocolFlag.NOMAIL)
+_NOCONNECT = int(ProtocolFlag.NOCONNECT)
 _REPEATABLE = frozenset({Command.HELO, Command.RCPT, Command.HEADER, Command.BODY})
 _IN_TRANSACTION = frozenset({Command.RCPT, Command.DATA, Command.HEADER, Command.EOH,
                              Command.BODY, Command.BODYEOB})
@@ -98,6 +101,7 @@ _NO_REPLY_FLAG: dict[Command, ProtocolFlag] = {
     Command.EOH: ProtocolFlag.NR_EOH, Command.BODY: ProtocolFlag.NR_BODY,
     Command.UNKNOWN: ProtocolFlag.NR_UNKN,
 }
+_NO_REPLY_BIT = {command: int(flag) for command, flag in _NO_REPLY_FLAG.items()}
 _REPLIES = (Continue, Accept, Reject, TempFail, Discard, ReplyCode, Skip)
 
 
@@ -114,6 +118,7 @@ class MilterConnection:
         self.phase = 0
         self.actions = ActionFlag.NONE
         self.protocol = ProtocolFlag.NONE
+        self._protocol_bits = 0  # int(self.protocol): tested per packet without enum arithmetic
         self._offered: ev.OptionNegotiation | None = None
         self._owed: Command | None = None
         self._body_run = 0   # 0 none yet, 1 sending body chunks, 2 body run over
@@ -140,26 +145,25 @@ class MilterConnection:
         if self.state is State.ERROR:
             raise RemoteProtocolError("connection already failed")
         try:
-            return self._next_event()
+            found = self._buffer.next_packet()
+            if found is None:
+                if self._eof and self.state is not State.CLOSED:
+                    if self._buffer.pending:
+                        raise RemoteProtocolError("stream closed inside a packet")
+                    self.state = State.CLOSED
+                return NEED_DATA
+            if self.state is State.CLOSED:
+                raise RemoteProtocolError("data after quit")
+            command, event = decode(*found)
+            self._transition(command, event)
         except RemoteProtocolError:
             self.state = State.ERROR
             raise
-
-    def _next_event(self) -> ev.Event | NeedData:
-        found = self._buffer.next_packet()
-        if found is None:
-            if self._eof and self.state is not State.CLOSED:
-                if self._buffer.pending:
-                    raise RemoteProtocolError("stream closed inside a packet")
-                self.state = State.CLOSED
-            return NEED_DATA
-        if self.state is State.CLOSED:
-            raise RemoteProtocolError("data after quit")
-        command, event = decode(*found)
-        self._transition(command, event)
         return event
 
     def _transition(self, command: Command, event: ev.Event) -> None:
+        if command is Command.MACRO and self._owed is None and self.state is State.OPEN:
+            return  # the most frequent packet: one before nearly every command
         if command in (Command.ABORT, Command.QUIT, Command.QUIT_NC):
             if self.state is State.NEGOTIATE and command is not Command.QUIT:
                 raise RemoteProtocolError(f"command {command.value!r} before negotiation")
@@ -197,10 +201,10 @@ class MilterConnection:
         if command is Command.CONNECT:
             allowed = self.phase == 0
         elif command in (Command.HELO, Command.MAIL):
-            allowed = self.phase >= 1 or bool(self.protocol & ProtocolFlag.NOCONNECT)
+            allowed = self.phase >= 1 or bool(self._protocol_bits & _NOCONNECT)
         else:
-            open_ = (self.phase >= _ORDER[Command.MAIL]
-                     or bool(self.protocol & ProtocolFlag.NOMAIL))
+            open_ = (self.phase >= _MAIL_PHASE
+                     or bool(self._protocol_bits & _NOMAIL))
             allowed = open_ and (order > self.phase
                                  or (order == self.phase and command in _REPEATABLE))
         if not allowed:
@@ -210,8 +214,7 @@ class MilterConnection:
             self._body_run = 0
 
     def _owe(self, command: Command) -> None:
-        flag = _NO_REPLY_FLAG.get(command)
-        if flag is None or not self.protocol & flag:
+        if not self._protocol_bits & _NO_REPLY_BIT.get(command, 0):
             self._owed = command
 
     def send(self, action: Action) -> bytes:
@@ -271,4 +274,5 @@ class MilterConnection:
         if action.protocol & ~offered.protocol:
             raise LocalProtocolError("asked for protocol steps the MTA does not offer")
         self.actions, self.protocol = action.actions, action.protocol
+        self._protocol_bits = int(action.protocol)
         self.state, self.phase, self._owed = State.OPEN, 0, None

@@ -18,18 +18,32 @@ from mailroute.protocols.milter.errors import RemoteProtocolError
 __all__ = ["PacketBuffer", "decode"]
 
 
+_LENGTH = struct.Struct(">I").unpack_from
+
+
 class PacketBuffer:
-    """Bytes in, ``(command byte, data)`` packets out, with a size cap."""
+    """Bytes in, ``(command byte, data)`` packets out, with a size cap.
+
+    While no partial packet is pending the buffer is the received ``bytes`` object itself,
+    so a read holding whole packets is sliced without being copied first; a partial packet
+    moves to a ``bytearray`` that later reads are appended to.
+    """
 
     def __init__(self, max_packet: int) -> None:
-        self._data = bytearray()
+        self._data: bytes | bytearray = b""
         self._start = 0
         self.max_packet = max_packet
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
-        if self._start and self._start * 2 > len(self._data):
-            del self._data[:self._start]
+        start, held = self._start, self._data
+        if start >= len(held):
+            self._data, self._start = (data if type(data) is bytes else bytes(data)), 0
+            return
+        if isinstance(held, bytes):
+            self._data, self._start = bytearray(memoryview(held)[start:]), 0
+        elif start * 2 > len(held):
+            del held[:start]
             self._start = 0
         self._data += data
 
@@ -38,27 +52,28 @@ class PacketBuffer:
         """Bytes received and not yet consumed as a packet."""
         return len(self._data) - self._start
 
-    def next_packet(self) -> tuple[bytes, bytes] | None:
-        """The next complete packet, or ``None`` when more bytes are needed.
+    def next_packet(self) -> tuple[int, bytes] | None:
+        """The next complete packet (its command byte as a number), or ``None`` when more
+        bytes are needed.
 
         Raises:
             RemoteProtocolError: a zero length or a length over the cap.
         """
-        if self.pending < 4:
+        data, start = self._data, self._start
+        if len(data) - start < 4:
             return None
-        (length,) = struct.unpack_from(">I", self._data, self._start)
+        (length,) = _LENGTH(data, start)
         if length == 0:
             raise RemoteProtocolError("milter packet without a command byte")
         if length > self.max_packet:
             raise RemoteProtocolError(f"milter packet of {length} bytes exceeds the "
                                       f"{self.max_packet}-byte limit")
-        if self.pending < 4 + length:
+        end = start + 4 + length
+        if len(data) < end:
             return None
-        begin = self._start + 4
-        command = bytes(self._data[begin:begin + 1])
-        data = bytes(self._data[begin + 1:begin + length])
-        self._start = begin + length
-        return command, data
+        self._start = end
+        payload = data[start + 5:end]
+        return data[start + 4], (payload if type(payload) is bytes else bytes(payload))
 
 
 def _strings(data: bytes, what: str) -> list[bytes]:
@@ -90,13 +105,16 @@ def _optneg(data: bytes) -> ev.OptionNegotiation:
 def _macro(data: bytes) -> ev.Macros:
     if not data:
         raise RemoteProtocolError("macro: no stage")
-    stage, rest = data[:1], data[1:]
-    if not rest:
+    stage = data[:1]
+    if len(data) == 1:
         return ev.Macros(stage, ())
-    parts = _strings(rest, "macro")
+    if data[-1] != 0:
+        raise RemoteProtocolError("macro: data not NUL-terminated")
+    parts = data[1:-1].split(b"\0")
     if len(parts) % 2:
         raise RemoteProtocolError("macro: a name without a value")
-    return ev.Macros(stage, tuple(zip(parts[0::2], parts[1::2], strict=True)))
+    pairs = iter(parts)
+    return ev.Macros(stage, tuple(zip(pairs, pairs, strict=True)))
 
 
 def _connect(data: bytes) -> ev.Connect:
@@ -164,16 +182,16 @@ _DECODERS: dict[Command, Callable[[bytes], ev.Event]] = {
 }
 
 
-_BY_BYTE = {cmd.value: cmd for cmd in Command}
+_BY_CODE = {cmd.value[0]: (cmd, _DECODERS[cmd]) for cmd in Command}
 
 
-def decode(command: bytes, data: bytes) -> tuple[Command, ev.Event]:
-    """The event of one packet.
+def decode(command: int, data: bytes) -> tuple[Command, ev.Event]:
+    """The event of one packet (``command`` is the command byte's value).
 
     Raises:
         RemoteProtocolError: an unknown command or data that does not fit it.
     """
-    cmd = _BY_BYTE.get(command)
-    if cmd is None:
-        raise RemoteProtocolError(f"unknown milter command {command!r}")
-    return cmd, _DECODERS[cmd](data)
+    found = _BY_CODE.get(command)
+    if found is None:
+        raise RemoteProtocolError(f"unknown milter command {bytes([command])!r}")
+    return found[0], found[1](data)

@@ -1,0 +1,122 @@
+"""Several milter worker processes on one listening socket (``mailroute milter --processes``).
+
+One Python process gets one CPU's worth of time at most, and on a busy machine the
+scheduler shares the CPUs per runnable process: a single milter process next to dozens of
+Postfix processes waits for its turn (measured: runnable but not running three times as long
+as it ran). The supervisor binds the socket once, forks the workers, which accept on it
+in turn (the kernel hands each connection to one of them), and forwards SIGTERM and SIGINT:
+each worker shuts down as a single milter does (messages in flight finish within the grace
+period). A worker that dies is replaced, unless it died within seconds of its start (a
+broken start-up would otherwise loop); then the others are stopped and the supervisor
+returns 75.
+
+Workers share nothing but the socket: a policy whose filters count processed messages
+(``marker-*``) needs the shared ``[gateway] state_dir`` store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from mailroute.adapters.messagelog import MessageLog
+from mailroute.adapters.milter import MilterSettings, SocketSpec, listening_socket, serve
+from mailroute.pipeline import Pipeline
+
+__all__ = ["serve_processes"]
+
+log = logging.getLogger("mailroute.milter")
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+#: A worker that dies sooner than this after its start is not replaced.
+MIN_LIFETIME = 5.0
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, runner: Runner,
+                    settings: MilterSettings | None = None, mode: int | None = None,
+                    group: str | None = None, message_log: MessageLog | None = None) -> int:
+    """Serve ``spec`` with ``processes`` workers until SIGTERM or SIGINT; the exit status
+    (0 after a graceful stop, 75 when workers kept dying)."""
+    settings = settings or MilterSettings()
+    sock = listening_socket(spec, mode=mode, group=group)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    started: dict[int, float] = {}
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: its own event loop on the shared socket
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            code = 0
+            try:
+                runner(serve(pipeline, spec, settings=settings, listening=sock,
+                             message_log=message_log))
+            except BaseException:
+                log.exception("milter worker failed")
+                code = 75
+            finally:
+                logging.shutdown()
+            os._exit(code)
+        started[pid] = time.monotonic()
+
+    status = 0
+    try:
+        for _ in range(processes):
+            spawn()
+        log.info("milter listening on %s with %d processes", spec, processes)
+        stopping_since: float | None = None
+        while started:
+            found = signal.sigtimedwait(_SIGNALS, 1.0)
+            if (found is not None and found.si_signo in (signal.SIGTERM, signal.SIGINT)
+                    and stopping_since is None):
+                stopping_since = time.monotonic()
+                _signal_all(started, signal.SIGTERM)
+            for pid, lived in _reap(started):
+                if stopping_since is not None:
+                    continue
+                if lived < MIN_LIFETIME:
+                    log.error("milter worker %d died %.1f s after its start: stopping", pid,
+                              lived)
+                    status = 75
+                    stopping_since = time.monotonic()
+                    _signal_all(started, signal.SIGTERM)
+                else:
+                    log.warning("milter worker %d died: starting another", pid)
+                    spawn()
+            if (stopping_since is not None
+                    and time.monotonic() - stopping_since > settings.shutdown_grace + 5):
+                _signal_all(started, signal.SIGKILL)
+    finally:
+        sock.close()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        if spec.path is not None:
+            with contextlib.suppress(OSError):
+                spec.path.unlink()
+    return status
+
+
+def _signal_all(workers: dict[int, float], signum: int) -> None:
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _reap(workers: dict[int, float]) -> list[tuple[int, float]]:
+    """The workers that exited, with how long each lived (removed from ``workers``)."""
+    gone = []
+    while workers:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        if pid in workers:
+            gone.append((pid, time.monotonic() - workers.pop(pid)))
+    return gone

@@ -56,7 +56,7 @@ def test_messages_by_verdict_and_filter_durations_and_errors_are_scraped(
         refusing = MilterServer(Pipeline(filters=(Slow(0.0), Refuse())),
                                 MilterSettings(workers=1), metrics=metrics)
         one_message(refusing, tmp_path / "b.sock")
-        small = MilterServer(Pipeline(limits=Limits(max_message_size=100)),
+        small = MilterServer(Pipeline(filters=(Slow(0.0),), limits=Limits(max_message_size=100)),
                              MilterSettings(workers=1), metrics=metrics)
         one_message(small, tmp_path / "c.sock", b"x" * 500)
         samples = _scrape(port)
@@ -82,7 +82,8 @@ def test_internal_failures_are_counted(tmp_path: Path, monkeypatch: pytest.Monke
     metrics = Metrics("milter")
     port = metrics.serve("127.0.0.1", 0)
     try:
-        server = MilterServer(Pipeline(), MilterSettings(workers=1), metrics=metrics)
+        server = MilterServer(Pipeline(filters=(Slow(0.0),)), MilterSettings(workers=1),
+                              metrics=metrics)
         one_message(server, tmp_path / "m.sock")
         samples = _scrape(port)
     finally:

@@ -18,8 +18,11 @@ says where to send, which process is the filter, and whether its queue is empty.
 
 * ``milter``: a throwaway Postfix 3.7 with ``mailroute milter`` (unix socket, the policy of
   ``--policy``: ``disclaimer`` by default, or ``empty``) as ``smtpd_milters``.
+* ``serve``: ``mailroute serve`` (the same policies) with the sink as its next hop. It keeps
+  no queue (a before-queue proxy: 250 only after the sink took the message), so "queued" is
+  always 0 and every accepted message must already be at the sink.
 
-    .venv/bin/python benchmarks/soak.py [--target milter] [--messages 10000] [--sessions 10]
+    .venv/bin/python benchmarks/soak.py [--target milter|serve] [--messages 10000] [--sessions 10]
 
 Exit status 0 when nothing was lost or duplicated and every message was delivered.
 """
@@ -118,10 +121,7 @@ class MilterTarget:
     milter: subprocess.Popen[bytes] | None = None
 
     def start(self, root: Path, sink_port: int) -> None:
-        (root / "d.txt").write_text("-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n")
-        policy = root / "policy.toml"
-        policy.write_text("" if self.policy == "empty"
-                          else '[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n')
+        policy = _write_policy(root, self.policy)
         sock = root / "milter.sock"
         with (root / "milter.log").open("ab") as log:
             self.milter = subprocess.Popen(
@@ -154,18 +154,76 @@ class MilterTarget:
     def stop(self) -> None:
         if self.postfix is not None:
             self.postfix.stop()
-        if self.milter is not None:
-            self.milter.send_signal(signal.SIGTERM)
+        _stop_process(self.milter)
+
+
+def _write_policy(root: Path, policy: str) -> Path:
+    """The soak policy: ``empty`` or ``disclaimer`` (a text footer)."""
+    (root / "d.txt").write_text("-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n")
+    path = root / "policy.toml"
+    path.write_text("" if policy == "empty"
+                    else '[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n')
+    return path
+
+
+def _stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class ServeTarget:
+    """``mailroute serve`` in front of the sink."""
+
+    policy: str = "disclaimer"
+    name: str = "serve"
+    port: int = 0
+    serve: subprocess.Popen[bytes] | None = None
+
+    def start(self, root: Path, sink_port: int) -> None:
+        policy = _write_policy(root, self.policy)
+        self.port = free_port()
+        with (root / "serve.log").open("ab") as log:
+            self.serve = subprocess.Popen(
+                [sys.executable, "-m", "mailroute", "serve", "--config", str(policy),
+                 "--listen", f"127.0.0.1:{self.port}", "--next-hop", f"127.0.0.1:{sink_port}",
+                 "--log", "none"], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
             try:
-                self.milter.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.milter.kill()
-                self.milter.wait()
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as smtp:
+                    smtp.noop()
+                return
+            except OSError:
+                if self.serve.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((root / "serve.log").read_text()[-2000:]) from None
+                time.sleep(0.1)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port
+
+    def filter_pid(self) -> int:
+        assert self.serve is not None
+        return self.serve.pid
+
+    def queued(self) -> int:
+        return 0
+
+    def stop(self) -> None:
+        _stop_process(self.serve)
 
 
 #: ``--target`` name -> the target, built from the command line.
 TARGETS: dict[str, Callable[[argparse.Namespace], Target]] = {
     "milter": lambda args: MilterTarget(policy=args.policy, processes=args.processes),
+    "serve": lambda args: ServeTarget(policy=args.policy),
 }
 
 
@@ -329,7 +387,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=sorted(TARGETS), default="milter")
     parser.add_argument("--policy", choices=("disclaimer", "empty"), default="disclaimer",
-                        help="the milter target's policy")
+                        help="the target's policy")
     parser.add_argument("--processes", type=int, default=1,
                         help="the milter target's --processes")
     parser.add_argument("--messages", type=int, default=10_000)

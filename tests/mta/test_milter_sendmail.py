@@ -97,7 +97,7 @@ def test_disclaimer_once_and_marker_below_sendmails_received(rig: Rig) -> None:
     deadline = time.monotonic() + 5
     while f"queue id {queue_id}" not in rig.milter_log() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert f"queue id {queue_id}:" in rig.milter_log()
+    assert f"queue_id={queue_id} " in rig.milter_log()
 
 
 def test_policy_rejection_reaches_the_client_as_5xx(rig: Rig) -> None:

@@ -145,6 +145,21 @@ def test_the_command_line_topology_mode_with_a_route_override(tmp_path: Path) ->
         assert [t.recipients for t in exo.delivered] == [["alice@example.net"]]
 
 
+def test_a_policy_naming_its_topology_routes_by_it_without_topology_flag(
+        tmp_path: Path) -> None:
+    from tests.serve.harness import MESSAGE, Process
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'topology = "{T2}"\n')
+    with SmtpSink() as exo:
+        serve = Process(policy, 0, "--route", f"{SMART_HOST}=127.0.0.1:{exo.port}")
+        serve.argv.remove("--next-hop")
+        serve.argv.remove("127.0.0.1:0")
+        with serve, smtplib.SMTP("127.0.0.1", serve.port, timeout=30) as smtp:
+            assert smtp.sendmail("a@partner.example", ["alice@example.net"], MESSAGE) == {}
+        assert [t.recipients for t in exo.delivered] == [["alice@example.net"]]
+
+
 def test_when_the_first_mx_is_unreachable_the_next_one_gets_the_message() -> None:
     from tests.serve.harness import free_port
 

@@ -113,8 +113,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         sys.stderr.write(f"mailroute serve: {error}\n")
         return ExitCode.USAGE
+    if args.topology is None and next_hop is None:
+        try:  # the policy may name its topology (``topology = "FILE"``): route by it
+            args.topology = _policy_topology(args.config)
+        except ConfigError as error:
+            sys.stderr.write(f"4.3.5 configuration error: {error}\n")
+            return ExitCode.CONFIG
     if (next_hop is None) == (args.topology is None):
-        sys.stderr.write("mailroute serve: give --next-hop or --topology (one of them)\n")
+        sys.stderr.write("mailroute serve: give --next-hop or --topology (one of them; a "
+                         "policy naming its topology stands for --topology)\n")
         return ExitCode.USAGE
     if args.topology is None and (relay or routes):
         sys.stderr.write("mailroute serve: --relay and --route need --topology\n")
@@ -150,6 +157,21 @@ def run(args: argparse.Namespace) -> int:
 def _fail(code: ExitCode, text: str) -> int:
     sys.stderr.write(f"mailroute serve: {text}\n")
     return code
+
+
+def _policy_topology(config: Path) -> Path | None:
+    """The topology file the policy names, relative to the policy's folder, or ``None``."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read policy: {exc.__class__.__name__}",
+                          source=str(config)) from exc
+    named = data.get("topology")
+    if not isinstance(named, str):
+        return None
+    return Path(config).parent / named
 
 
 def _route(text: str) -> tuple[str, tuple[str, int]]:

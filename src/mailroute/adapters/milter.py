@@ -271,12 +271,17 @@ class MilterConnectionHandler(asyncio.Protocol):
             log.warning("milter protocol error, closing: %s", error)
             self.server.count_error("protocol")
             self.close()
-        except Exception:
-            reference = secrets.token_hex(6)
-            log.exception("milter connection failed, reference %s", reference)
-            self.server.count_error("internal")
-            self._tempfail_owed()
-            self.close()
+        except Exception:  # noqa: BLE001 - logged with its traceback by _failed
+            self._failed()
+
+    def _failed(self) -> None:
+        """An unexpected error on this connection: logged with a reference, counted, the
+        owed reply a tempfail, the connection closed."""
+        reference = secrets.token_hex(6)
+        log.exception("milter connection failed, reference %s", reference)
+        self.server.count_error("internal")
+        self._tempfail_owed()
+        self.close()
 
     def _write(self, actions: list[pm.Action]) -> None:
         if not actions:
@@ -479,12 +484,8 @@ class MilterConnectionHandler(asyncio.Protocol):
         except _Closed:
             self.close()
             return
-        except Exception:
-            reference = secrets.token_hex(6)
-            log.exception("milter connection failed, reference %s", reference)
-            self.server.count_error("internal")
-            self._tempfail_owed()
-            self.close()
+        except Exception:  # noqa: BLE001 - logged with its traceback by _failed
+            self._failed()
             return
         finally:
             self.working = False

@@ -38,10 +38,12 @@ def metrics_address(text: str | None) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def start_metrics(adapter: str, listen: tuple[str, int], quarantine: Path | None,
-                  fail: Callable[[ExitCode, str], int]) -> Metrics | ExitCode:
-    """The exporter of ``adapter``'s metrics on ``listen``, or the exit code after ``fail``
-    said why not."""
+def start_metrics(adapter: str, listen: tuple[str, int] | None, quarantine: Path | None,
+                  fail: Callable[[ExitCode, str], int]) -> Metrics | ExitCode | None:
+    """The exporter of ``adapter``'s metrics on ``listen`` (``None`` without ``--metrics``),
+    or the exit code after ``fail`` said why not."""
+    if listen is None:
+        return None
     try:
         from mailroute.adapters.metrics import Metrics, directory_size
     except ImportError:

@@ -117,12 +117,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(ExitCode.CONFIG, "configuration error: --processes above 1 needs "
                                       "[gateway] state_dir: the marker filters' "
                                       "processed-message store must be shared by the processes")
-    metrics = None
-    if listen is not None:
-        started = start_metrics("milter", listen, pipeline.quarantine_dir, _fail)
-        if isinstance(started, ExitCode):
-            return started
-        metrics = started
+    metrics = start_metrics("milter", listen, pipeline.quarantine_dir, _fail)
+    if isinstance(metrics, ExitCode):
+        return metrics
     message_log = message_log_from_args(args)
     try:
         if args.processes > 1:

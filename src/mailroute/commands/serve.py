@@ -136,12 +136,9 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.CONFIG
     if args.check:
         return asyncio.run(_check(listen, settings))
-    metrics = None
-    if metrics_listen is not None:
-        started = start_metrics("serve", metrics_listen, pipeline.quarantine_dir, _fail)
-        if isinstance(started, ExitCode):
-            return started
-        metrics = started
+    metrics = start_metrics("serve", metrics_listen, pipeline.quarantine_dir, _fail)
+    if isinstance(metrics, ExitCode):
+        return metrics
     try:
         asyncio.run(serve(pipeline, listen, settings, message_log=message_log_from_args(args),
                           metrics=metrics))

@@ -5,7 +5,7 @@ documented modules ``mailroute.mime``, ``mailroute.policy``, ``mailroute.session
 ``mailroute.testing`` and ``mailroute.routing``.
 """
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.2.0"
 
 from mailroute.errors import (
     AmbiguousMessageError as AmbiguousMessageError,

@@ -267,6 +267,35 @@ def test_xforward_from_postfix_is_what_the_log_line_shows(
     assert "client=192.0.2.7 helo=mx.sender.example client_name=mx.sender.example" in lines[0]
 
 
+def test_xclient_from_a_proxy_names_the_client_for_the_whole_session(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="mailroute.messages")
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, serve.client() as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("xclient")
+        code, _text = smtp.docmd("XCLIENT", "ADDR=192.0.2.9 HELO=relay.partner.example "
+                                            "LOGIN=anna NAME=[UNAVAILABLE]")
+        assert code == 220   # a new greeting: the session starts over as that client
+        smtp.ehlo()
+        smtp.sendmail("anna@corp.example", ["bob@partner.example"], MESSAGE)
+        smtp.sendmail("anna@corp.example", ["carl@partner.example"], MESSAGE)
+        sink.wait_for(2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailroute.messages"]
+    assert len(lines) == 2
+    for line in lines:   # the facts hold for every transaction of the session
+        assert "sasl_user=anna client=192.0.2.9 helo=relay.partner.example" in line
+        assert "client_name=" not in line
+
+
+def test_xclient_from_an_untrusted_client_is_refused() -> None:
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port,
+                                       xforward_hosts=("192.0.2.0/24",)) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        assert not smtp.has_extn("xclient")
+        assert smtp.docmd("XCLIENT", "ADDR=192.0.2.9")[0] == 550
+
+
 def test_xforward_from_an_untrusted_client_is_refused() -> None:
     with SmtpSink() as sink, InProcess(Pipeline(), sink.port,
                                        xforward_hosts=("192.0.2.0/24",)) as serve, \

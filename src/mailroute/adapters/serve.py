@@ -18,7 +18,9 @@ ones, under ``processing_timeout``. On SIGTERM the listener closes, new transact
 is closed (a client without our 250 retries).
 
 XFORWARD from an authorised client (Postfix's ``smtp_send_xforward_command = yes``) sets
-the client address and HELO name that the policy and the log line see.
+the client address and HELO name that the policy and the log line see; XCLIENT (a proxy in
+front of us) does the same for the whole session, and its ``LOGIN`` becomes the envelope's
+authenticated user. Both only from ``xforward_hosts``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ SHUTTING_DOWN = "451 4.3.2 service shutting down, try again later"
 TIMED_OUT = "451 4.3.0 processing took too long, try again later"
 TOO_BIG = "552 5.3.4 message too big"
 _XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
+_XCLIENT_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT")
 
 
 class _RequiredClientCertificates(logging.Filter):
@@ -283,6 +286,7 @@ class Hooks:
         kept.append("250-PIPELINING")
         if server.service.trusts_xforward(server.peer_address):
             kept.append("250-XFORWARD " + " ".join(_XFORWARD_ATTRS))
+            kept.append("250-XCLIENT " + " ".join(_XCLIENT_ATTRS))
         kept.append("250 ENHANCEDSTATUSCODES")
         return ["\r\n".join(kept)]  # aiosmtpd sends each item on its own: one write
 
@@ -346,7 +350,8 @@ class GatewaySMTP(SMTP):
         self.service = service
         self.helo: str | None = None
         self.peer_address: str | None = None
-        self.xforward: dict[str, str] = {}
+        self.xforward: dict[str, str] = {}   # XFORWARD: this transaction
+        self.xclient: dict[str, str] = {}    # XCLIENT: the rest of the session
         self.tls_peer_names: list[str] = []
         self.links: dict[Route, NextHopClient] = {}
         self.legs: dict[Route, Leg] = {}
@@ -415,21 +420,41 @@ class GatewaySMTP(SMTP):
 
     async def smtp_XFORWARD(self, arg: str | None) -> None:
         """Postfix's XFORWARD: the original client's facts, for the policy and the log."""
+        facts = await self._client_facts("XFORWARD", arg, _XFORWARD_ATTRS)
+        if facts is not None:
+            self.xforward.update(facts)
+            await self.push("250 2.0.0 Ok")
+
+    async def smtp_XCLIENT(self, arg: str | None) -> None:
+        """Postfix's XCLIENT: a proxy in front of us names the original client; the session
+        starts over with a new greeting (XCLIENT_README)."""
+        facts = await self._client_facts("XCLIENT", arg, _XCLIENT_ATTRS)
+        if facts is not None:
+            self.xclient = facts
+            self.xforward = {}
+            self.helo = None
+            await self.push(f"220 {self.hostname} ESMTP mailroute")
+
+    async def _client_facts(self, command: str, arg: str | None,
+                            allowed: tuple[str, ...]) -> dict[str, str] | None:
+        """The ``NAME=value`` pairs of an XFORWARD or XCLIENT (xtext decoded, unavailable
+        values left out), or ``None`` after answering why they are refused."""
         if not self.service.trusts_xforward(self.peer_address):
-            await self.push("550 5.7.0 XFORWARD not authorised")
-            return
+            await self.push(f"550 5.7.0 {command} not authorised")
+            return None
         if self.in_transaction or not arg:
-            await self.push("503 5.5.1 XFORWARD not allowed here")
-            return
+            await self.push(f"503 5.5.1 {command} not allowed here")
+            return None
+        facts: dict[str, str] = {}
         for pair in arg.split():
             name, _, value = pair.partition("=")
-            if name.upper() not in _XFORWARD_ATTRS:
-                await self.push(f"501 5.5.4 bad XFORWARD attribute {name[:20]!r}")
-                return
+            if name.upper() not in allowed:
+                await self.push(f"501 5.5.4 bad {command} attribute {name[:20]!r}")
+                return None
             value = _xtext_decode(value)
             if value not in ("[UNAVAILABLE]", "[TEMPUNAVAIL]"):
-                self.xforward[name.upper()] = value
-        await self.push("250 2.0.0 Ok")
+                facts[name.upper()] = value
+        return facts
 
     # -- transaction --------------------------------------------------------------------
 
@@ -653,12 +678,17 @@ class GatewaySMTP(SMTP):
         return f"250 2.7.0 {reply.text}; quarantined as {entry}"
 
     def _client_address(self) -> str | None:
-        return self.xforward.get("ADDR") or self.peer_address
+        return self._fact("ADDR") or self.peer_address
+
+    def _fact(self, name: str) -> str | None:
+        """What XFORWARD (this transaction) or else XCLIENT (this session) said."""
+        return self.xforward.get(name) or self.xclient.get(name)
 
     def _envelope(self, leg: Leg) -> Envelope:
         return Envelope(mail_from=self.sender, rcpt_to=tuple(leg.recipients),
                         client_address=self._client_address(),
-                        helo=self.xforward.get("HELO") or self.helo,
+                        helo=self._fact("HELO") or self.helo,
+                        auth_user=self.xclient.get("LOGIN"),
                         tls_peer_name=self.tls_peer_names[0] if self.tls_peer_names else None,
                         direction=leg.route.direction)
 
@@ -667,7 +697,8 @@ class GatewaySMTP(SMTP):
         if result is not None and result.action is Action.ACCEPT and not status.startswith("2"):
             verdict = "accept-deferred" if status.startswith("4") else "accept-refused"
         record = record_for(result, envelope, data=data, verdict=verdict,
-                            reply=_reply_of(status), client_name=self.xforward.get("NAME"))
+                            reply=_reply_of(status), client_name=self._fact("NAME"),
+                            sasl_user=envelope.auth_user)
         self.service.message_log.write(record)
         if self.service.metrics is not None:
             self.service.metrics.observe(record)

@@ -3,10 +3,18 @@
 Time is ``time.process_time`` (CPU time of this process, not wall time, so other processes
 on the machine do not count), the minimum over a few runs; memory is ``tracemalloc``'s peak
 during the call, which does not depend on load at all.
+
+glibc serves allocations above its mmap threshold (128 KiB, rising dynamically) with fresh
+pages from the kernel and gives freed heap tops back: the 8n input's buffers then pay a page
+fault per page on every run while the n input's reuse warm heap memory, and a linear function
+measured 12-16x (the H2 test failed so on a busy 2-core machine). Both thresholds are raised
+for the test process, so both sizes run on reused heap memory and only the algorithm counts.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import time
 import tracemalloc
@@ -20,6 +28,20 @@ from mailroute.mime import Message, parse
 T = TypeVar("T")
 
 RATIO = 12.0  # time(8n) / time(n): linear is 8, quadratic 64
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def _steady_allocator() -> None:
+    """Keep large buffers on the heap and the heap's top mapped (glibc; elsewhere a no-op)."""
+    name = ctypes.util.find_library("c")
+    mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
+    if mallopt is not None:
+        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+        mallopt(_M_MMAP_THRESHOLD, 512 * 1024 * 1024)
+        mallopt(_M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
+
+
+_steady_allocator()
 MEMORY_FACTOR = 3.0  # peak allocation <= 3x the message ...
 MEMORY_CONSTANT = 8 * 1024 * 1024  # ... plus this
 TEXT = "-- \nConfidential: this message is for its addressee only.\n"

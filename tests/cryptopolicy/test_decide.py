@@ -84,6 +84,7 @@ class Case:
     triggered: bool | None = None
     groups: int | None = None
     annotations: tuple[tuple[str, str], ...] = ()
+    auth_user: str | None = None
 
 
 MAND = Rules(encrypt=EncryptMode.MANDATORY)
@@ -153,6 +154,9 @@ CASES = [
          headers=(("X-Mailroute-Encrypt", "no"),), triggered=False),
     Case("tag from an unauthenticated client is ignored", {BOB: PLAIN},
          subject="[secure] contract", client="203.0.113.9", triggered=False),
+    Case("tag from a SASL-authenticated user on any network", {BOB: REJECT},
+         subject="[secure] contract", client="203.0.113.9", auth_user="alice",
+         triggered=True),
     Case("tag from outside sender is ignored", {"colleague@corp.example": PASS},
          rcpt=("colleague@corp.example",), sender="mallory@evil.example",
          client="203.0.113.9", subject="[secure] x", triggered=False),
@@ -266,7 +270,8 @@ def _item(case: Case) -> MailItem:
             f"Content-Type: {case.content_type}", *(f"{n}: {v}" for n, v in case.headers)]
     data = ("\r\n".join(head) + "\r\n\r\nbody\r\n").encode()
     item = MailItem(envelope=Envelope(mail_from=case.sender, rcpt_to=case.rcpt,
-                                      client_address=case.client), message=parse(data))
+                                      client_address=case.client, auth_user=case.auth_user),
+                    message=parse(data))
     for key, value in case.annotations:
         item = item.annotate(key, value)
     return item

@@ -79,7 +79,8 @@ def add_envelope_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--helo", metavar="NAME",
                        help="the client's HELO/EHLO name (SPF checks it for the null sender)")
     group.add_argument("--sasl-user", metavar="NAME",
-                       help="the authenticated SASL user (for the log line)")
+                       help="the authenticated SASL user (the envelope's auth_user: the "
+                            "'authenticated' condition, encryption triggers; the log line)")
     group.add_argument("--queue-id", metavar="ID", help="the MTA's queue id (for the log line)")
 
 
@@ -105,7 +106,8 @@ def envelope_from_args(args: argparse.Namespace) -> Envelope:
     """The :class:`~mailroute.item.Envelope` the envelope flags describe."""
     return Envelope(mail_from=args.mail_from, rcpt_to=tuple(args.rcpt),
                     client_address=args.client_ip, tls_peer_name=args.tls_name,
-                    helo=args.helo, direction=args.direction)
+                    helo=args.helo, direction=args.direction,
+                    auth_user=getattr(args, "sasl_user", None) or None)
 
 
 def open_input(args: argparse.Namespace) -> BinaryIO | ExitCode:

@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--helo", metavar="NAME",
                         help="the client's HELO name (SPF checks it for the null sender)")
     parser.add_argument("--sasl-user", metavar="NAME",
-                        help="the authenticated SASL user (informational)")
+                        help="the authenticated SASL user (${sasl_username}): the envelope's "
+                             "auth_user, for the authenticated condition and the log line")
     parser.add_argument("--tls-name", metavar="NAME",
                         help="the peer's verified TLS certificate name")
     parser.add_argument("--direction", choices=[d.value for d in Direction],
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         envelope = Envelope(mail_from=sender, rcpt_to=tuple(args.recipients),
                             client_address=args.client_ip or None,
                             tls_peer_name=args.tls_name or None, helo=args.helo or None,
+                            auth_user=args.sasl_user or None,
                             direction=args.direction)
     except ValueError as exc:
         sys.stderr.write(f"mailroute: {exc}\n")

@@ -181,11 +181,13 @@ def _internal_sender(item: MailItem, policy: CryptoPolicy) -> bool:
 
 
 def sender_is_authenticated_internal(item: MailItem, policy: CryptoPolicy) -> bool:
-    """The message came from the organisation's own servers: a client address of an
-    authenticated network, a verified TLS peer name of the list, or the own tenant (the
-    marker-verify filter's ``marker.source`` annotation)."""
+    """The message came from the organisation's own servers or an authenticated user: a
+    SASL login (``Envelope.auth_user``: the milter's ``{auth_authen}``, ``--sasl-user``,
+    XCLIENT ``LOGIN``), a client address of an authenticated network, a verified TLS peer
+    name of the list, or the own tenant (the marker-verify filter's ``marker.source``
+    annotation)."""
     trigger = policy.trigger
-    if item.annotation("marker.source") == OWN_TENANT_SOURCE:
+    if item.envelope.auth_user or item.annotation("marker.source") == OWN_TENANT_SOURCE:
         return True
     peer = item.envelope.tls_peer_name
     if peer is not None and peer.lower() in trigger.authenticated_peers:

@@ -95,6 +95,8 @@ class Pipeline:
         context: the default context for :meth:`process`.
         quarantine_dir: where adapters store quarantined messages (the policy's
             ``[gateway] quarantine_dir``); ``None``: a quarantine outcome is a tempfail.
+        topology_file: the topology the policy names (``topology = "FILE"``), if any;
+            ``mailroute serve`` routes by it when given no next hop.
 
     The fields besides ``filters`` configure the session around them
     (:attr:`session_settings`).
@@ -107,6 +109,7 @@ class Pipeline:
     authserv_id: str = "mailroute"
     context: Context | None = None
     quarantine_dir: Path | None = None
+    topology_file: Path | None = None
     name: str = "pipeline"
     _session: SessionSettings = field(init=False, repr=False, compare=False)
 

@@ -138,7 +138,7 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
                         base_dir: Path | None = None) -> Pipeline:
     """Build a pipeline from already-parsed policy data (see :func:`load_policy`)."""
     top = Options(data, source=source, base_dir=base_dir)
-    topology = _topology(top)
+    topology_file, topology = _topology(top)
     limits = _limits(Options(top.table("limits"), source=source, prefix="limits"))
     parser = Options(top.table("parser"), source=source, prefix="parser")
     on_ambiguity = AmbiguityPolicy(parser.choice("on_ambiguity", ("reject", "record"),
@@ -185,18 +185,19 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
     context = Context(limits=limits, processed=processed, keys=keys)
     return Pipeline(filters=tuple(filters), limits=limits, on_ambiguity=on_ambiguity,
                     internal_domains=internal, authserv_id=authserv_id, context=context,
-                    quarantine_dir=quarantine_dir)
+                    quarantine_dir=quarantine_dir, topology_file=topology_file)
 
 
-def _topology(top: Options) -> Topology | None:
-    """The topology the policy names (``topology = "FILE"``), loaded and validated."""
+def _topology(top: Options) -> tuple[Path | None, Topology | None]:
+    """The topology the policy names (``topology = "FILE"``): its path, and the topology
+    loaded and validated."""
     if not top.has("topology"):
-        return None
+        return None, None
     from mailroute.routing.load import load_topology  # only for policies that name one
 
     path = top.path("topology")
     try:
-        return load_topology(path)
+        return path, load_topology(path)
     except ConfigError as exc:
         raise top.error("topology", str(exc)) from exc
 

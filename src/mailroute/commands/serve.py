@@ -113,21 +113,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         sys.stderr.write(f"mailroute serve: {error}\n")
         return ExitCode.USAGE
-    if args.topology is None and next_hop is None:
-        try:  # the policy may name its topology (``topology = "FILE"``): route by it
-            args.topology = _policy_topology(args.config)
-        except ConfigError as error:
-            sys.stderr.write(f"4.3.5 configuration error: {error}\n")
-            return ExitCode.CONFIG
-    if (next_hop is None) == (args.topology is None):
-        sys.stderr.write("mailroute serve: give --next-hop or --topology (one of them; a "
-                         "policy naming its topology stands for --topology)\n")
+    if next_hop is not None and args.topology is not None:
+        sys.stderr.write("mailroute serve: give --next-hop or --topology, not both\n")
+        return ExitCode.USAGE
+    try:
+        pipeline = load_policy(args.config)
+    except ConfigError as error:
+        sys.stderr.write(f"4.3.5 configuration error: {error}\n")
+        return ExitCode.CONFIG
+    if next_hop is None and args.topology is None:
+        args.topology = pipeline.topology_file  # a policy naming its topology: route by it
+    if next_hop is None and args.topology is None:
+        sys.stderr.write("mailroute serve: give --next-hop or --topology (or name the "
+                         "topology in the policy)\n")
         return ExitCode.USAGE
     if args.topology is None and (relay or routes):
         sys.stderr.write("mailroute serve: --relay and --route need --topology\n")
         return ExitCode.USAGE
     try:
-        pipeline = load_policy(args.config)
         settings = _settings(args, next_hop)
         if args.topology is not None:
             settings = replace(settings, router=_topology_router(args, settings, relay, routes))
@@ -154,21 +157,6 @@ def run(args: argparse.Namespace) -> int:
 def _fail(code: ExitCode, text: str) -> int:
     sys.stderr.write(f"mailroute serve: {text}\n")
     return code
-
-
-def _policy_topology(config: Path) -> Path | None:
-    """The topology file the policy names, relative to the policy's folder, or ``None``."""
-    import tomllib
-
-    try:
-        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read policy: {exc.__class__.__name__}",
-                          source=str(config)) from exc
-    named = data.get("topology")
-    if not isinstance(named, str):
-        return None
-    return Path(config).parent / named
 
 
 def _route(text: str) -> tuple[str, tuple[str, int]]:

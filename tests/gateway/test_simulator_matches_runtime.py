@@ -10,8 +10,10 @@ must agree on: the source, the marker verdict, refusal and reply, the header fie
 and that what leaves carries exactly one valid marker. A second arrival of a message that was
 sent on must be a loop in both.
 
-Relayed mail (outside to outside) is left out: the simulated service refuses it (G5), while
-a pipeline leaves relay control to the MTA in front of it.
+Mail leaving the organisation that does not come from Exchange Online (outbound from the
+internet, and relayed mail, outside to outside) is left out: the simulated service refuses
+it (G5), while a pipeline leaves relay control to the MTA in front of it. Those refusals have
+their own test below.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ def _removed(before: bytes, after: bytes | None) -> set[str]:
     return {name.lower() for name in HYGIENE if name.lower() in present - kept}
 
 
-CASES = list(itertools.product(("t1", "t2", "t3"), SOURCES, FLOWS, MARKERS))
+CASES = [case for case in itertools.product(("t1", "t2", "t3"), SOURCES, FLOWS, MARKERS)
+         if case[1:3] != ("internet", "outbound")]
 
 
 @pytest.mark.parametrize(("name", "source", "flow", "marker"), CASES)
@@ -188,10 +191,12 @@ def test_a_second_arrival_of_a_processed_message_is_a_loop_in_both(name: str,
     result = pipeline.process(first, envelope)
     assert result.action is Action.ACCEPT
     assert simulated.splits
-    # Back from Exchange Online without its marker, one Received field more: a lap.
+    # Back from Exchange Online without its marker, one Received field more and the tenant
+    # id that Exchange Online stamps again (the first pass removed it): a lap.
     assert result.data is not None
     lapped = parse(result.data).without_header("X-Mailroute-Mark").with_header(
-        "Received", "from gw by exo").to_bytes()
+        "Received", "from gw by exo").with_header(
+        "X-MS-Exchange-CrossTenant-Id", topology.tenant.tenant_id).to_bytes()
     again_sim = _simulated(topology, _hop(lapped, envelope, "exo"), sim_store)
     again_run = pipeline.process(lapped, envelope)
     was_minted = simulated.record is not None

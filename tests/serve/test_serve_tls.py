@@ -220,8 +220,10 @@ def test_t3_presents_the_inbound_identity_for_internet_mail_and_its_own_for_exch
             with smtp:
                 smtp.ehlo()
                 smtp.starttls(context=client_context(pki, pki.exo))
+                tenant = load_topology(topology).tenant.tenant_id
                 assert smtp.sendmail("alice@example.net", ["dave@partner.example"],
-                                     MESSAGE) == {}
+                                     f"X-MS-Exchange-CrossTenant-Id: {tenant}\r\n".encode()
+                                     + MESSAGE) == {}
     presented = [[v for k, v in cert["subjectAltName"] if k == "DNS"]
                  for cert in hop.client_names]
     assert presented == [["inbound.example.net"], ["mailroute.example.net"]]

@@ -478,7 +478,7 @@ class GatewaySMTP(SMTP):
     async def rcpt(self, envelope: Any, address: str) -> str:
         """RCPT TO: the route's next hop answers, word for word (sanitised)."""
         router = self.service.router
-        conn = ConnectionFacts(tuple(self.tls_peer_names), self._client_address())
+        conn = self._connection()
         if router.blocking:
             route = await asyncio.to_thread(router.route, self.sender, address, conn)
         else:
@@ -500,6 +500,10 @@ class GatewaySMTP(SMTP):
         envelope.rcpt_tos.append(address)
         leg.recipients.append(address)
         return _relay(reply) if reply.code == 251 else "250 2.1.5 Ok"
+
+    def _connection(self) -> ConnectionFacts:
+        """What the routes are decided on: the verified TLS names and the client address."""
+        return ConnectionFacts(tuple(self.tls_peer_names), self._client_address())
 
     async def _open_leg(self, route: Route) -> Leg | str:
         """The transaction for ``route``: reuse it, or connect (or reuse the session's
@@ -624,6 +628,12 @@ class GatewaySMTP(SMTP):
                 self._log(TOO_BIG, None, b"", self._envelope(leg))
             return TOO_BIG
         data = received.content()
+        refusal = self.service.router.admit(
+            self.sender, [r for leg in legs for r in leg.recipients], self._connection(), data)
+        if refusal is not None:
+            for leg in legs:
+                self._log(refusal, None, data, self._envelope(leg))
+            return refusal
         statuses = []
         for leg in legs:
             envelope = self._envelope(leg)

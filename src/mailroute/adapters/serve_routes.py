@@ -10,23 +10,32 @@ processed with its own direction (and marker) as G5 requires.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from mailroute.errors import TemporaryError
-from mailroute.gateway.decide import Arrival, ArrivalSource, classify_source
-from mailroute.gateway.flow import Flow, direction_of, domain_of, flow_of, is_inside
+from mailroute.errors import MailrouteError, TemporaryError
+from mailroute.gateway.decide import TENANT_HEADER, Arrival, ArrivalSource, classify_source
+from mailroute.gateway.flow import direction_of, domain_of, flow_of, is_inside
 from mailroute.item import Direction
+from mailroute.limits import DEFAULT_LIMITS
 from mailroute.marker.verify import MarkerCheck
+from mailroute.mime.headers import scan_header_block
 from mailroute.results import MarkerVerdict
 from mailroute.routing.decide import RouteKind
-from mailroute.routing.gateway import gateway_next_hop, gateway_settings
+from mailroute.routing.gateway import (
+    RELAY_REFUSAL,
+    TENANT_RELAY_REFUSAL,
+    gateway_next_hop,
+    gateway_settings,
+    may_relay,
+)
 from mailroute.routing.topology import Topology
 
 __all__ = ["ConnectionFacts", "FixedRouter", "NextHop", "Route", "Router", "TopologyRouter"]
 
-RELAY_REFUSED = "550 5.7.1 mailroute: relay not permitted"
+RELAY_REFUSED = str(RELAY_REFUSAL)
+TENANT_RELAY_REFUSED = str(TENANT_RELAY_REFUSAL)
 _NO_MARKER = MarkerCheck(MarkerVerdict.MISSING, "not read before DATA")
 
 
@@ -89,6 +98,12 @@ class Router(Protocol):
         """The route of ``recipient``, or the SMTP reply refusing it."""
         ...
 
+    def admit(self, sender: str, recipients: Sequence[str], conn: ConnectionFacts,
+              data: bytes) -> str | None:
+        """At the final dot: the reply refusing the message when its content shows that
+        the recipients were taken on a premise it disproves, else ``None``."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class FixedRouter:
@@ -100,6 +115,11 @@ class FixedRouter:
     def route(self, sender: str, recipient: str, conn: ConnectionFacts) -> Route | str:
         """Always the fixed next hop."""
         return Route(self.fixed)
+
+    def admit(self, sender: str, recipients: Sequence[str], conn: ConnectionFacts,
+              data: bytes) -> str | None:
+        """Nothing to check: relay control is the MTA's in front of us."""
+        return None
 
 
 class TopologyRouter:
@@ -130,7 +150,9 @@ class TopologyRouter:
                  port: int = 25) -> None:
         self.topology = topology
         self.domains = topology.org_domains
-        # Before DATA the tenant header cannot be read; marker-verify checks it later.
+        # Before DATA the tenant header cannot be read: RCPT goes on the connection's word,
+        # and admit() checks the tenant id at the final dot.
+        self.tenant_id = gateway_settings(topology).tenant_id
         self.settings = replace(gateway_settings(topology), tenant_id=None)
         self.resolve_mx = resolve_mx
         self.relay = relay
@@ -148,7 +170,7 @@ class TopologyRouter:
         """G5 and G8 for one recipient (G2-G4, G6 and G7 are the policy's, at DATA)."""
         flow = flow_of(sender, recipient, self.domains)
         from_exo = self.from_exo(conn)
-        if flow is Flow.RELAY and not from_exo:
+        if not may_relay(flow, from_exo=from_exo):
             return RELAY_REFUSED
         direction = direction_of((flow,), sender_inside=is_inside(domain_of(sender),
                                                                   self.domains))
@@ -166,6 +188,19 @@ class TopologyRouter:
             return Route(self._hop(domain), direction)  # RFC 5321 5.1: the implicit MX
         return Route(self._hop(hosts[0]), direction, tuple(self._hop(h) for h in hosts[1:]))
 
+    def admit(self, sender: str, recipients: Sequence[str], conn: ConnectionFacts,
+              data: bytes) -> str | None:
+        """G5 with the tenant id: recipients outside the organisation were taken because the
+        connection came from Exchange Online, whose name and address ranges every Microsoft
+        365 tenant shares; only ``X-MS-Exchange-CrossTenant-Id`` says whose. Another
+        tenant's (or none) refuses the message: the gateway is no relay for other tenants."""
+        if self.tenant_id is None or all(
+                may_relay(flow_of(sender, r, self.domains), from_exo=False) for r in recipients):
+            return None
+        if self.tenant_id in (t.strip().lower() for t in tenant_ids(data)):
+            return None
+        return TENANT_RELAY_REFUSED
+
     def smart_host(self) -> NextHop:
         """The tenant's smart host as a next hop (for the health probe)."""
         return self._hop(self.topology.tenant.exo_smart_host)
@@ -175,3 +210,13 @@ class TopologyRouter:
         tls = self.identities.get((identity or "").lower(), self.tls)
         return NextHop(host, port, tls, name if tls else None, name,
                        identity if tls else None)
+
+
+def tenant_ids(data: bytes) -> tuple[str, ...]:
+    """The ``X-MS-Exchange-CrossTenant-Id`` values of the message's top-level header (none
+    when the header cannot be read within the limits)."""
+    try:
+        scanned = scan_header_block(data, 0, len(data), DEFAULT_LIMITS, ())
+    except MailrouteError:
+        return ()
+    return tuple(f.value for f in scanned.block.get_all(TENANT_HEADER))

@@ -28,6 +28,7 @@ from mailroute.results import MarkerVerdict, Reply
 __all__ = [
     "INVALID_VERDICTS",
     "MS_HEADER_PREFIXES",
+    "TENANT_HEADER",
     "Arrival",
     "ArrivalDecision",
     "ArrivalSource",

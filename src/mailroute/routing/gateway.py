@@ -15,10 +15,17 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
-from mailroute.gateway.decide import Arrival, ArrivalDecision, ArrivalSource, decide_arrival
+from mailroute.gateway.decide import (
+    TENANT_HEADER,
+    Arrival,
+    ArrivalDecision,
+    ArrivalSource,
+    classify_source,
+    decide_arrival,
+)
 from mailroute.gateway.flow import Flow, direction_of, domain_of, flow_of, is_inside
 from mailroute.gateway.settings import GatewaySettings
 from mailroute.gateway.spoof import SpoofAction, SpoofFacts, SpoofPolicy, decide_spoof
@@ -42,6 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXO_TLS_NAME",
+    "RELAY_REFUSAL",
+    "TENANT_RELAY_REFUSAL",
     "Flow",
     "GatewayDecision",
     "GatewayPolicy",
@@ -50,12 +59,38 @@ __all__ = [
     "NextHopChoice",
     "ProcessedRecord",
     "decide_gateway",
+    "exo_by_connection",
     "gateway_next_hop",
     "gateway_settings",
+    "may_relay",
 ]
 
 EXO_TLS_NAME = "*.mail.protection.outlook.com"
-_TENANT_HEADER = "X-MS-Exchange-CrossTenant-Id"
+#: G5: a recipient outside the organisation, from anyone but this tenant's Exchange Online.
+RELAY_REFUSAL = Reply(550, "5.7.1", "mailroute: relay not permitted")
+#: G5 for a message whose connection looked like Exchange Online (its certificate name and
+#: address ranges are shared by every Microsoft 365 tenant) but whose tenant id is not ours.
+TENANT_RELAY_REFUSAL = Reply(550, "5.7.1", "mailroute: relay not permitted (not this "
+                                           "tenant's Exchange Online)")
+_LEAVING = frozenset({Flow.OUTBOUND, Flow.RELAY})
+
+
+def may_relay(flow: Flow, *, from_exo: bool) -> bool:
+    """G5: may the gateway take a recipient of ``flow``?
+
+    Mail for the organisation's own domains is taken from anyone. Mail that leaves the
+    organisation (outbound, or outside to outside) only from this tenant's Exchange Online:
+    the envelope sender is the client's to choose, so an own-domain sender proves nothing,
+    and relaying on it would make the gateway an open relay.
+    """
+    return from_exo or flow not in _LEAVING
+
+
+def exo_by_connection(arrival: Arrival, settings: GatewaySettings) -> bool:
+    """G1 on the connection alone (certificate name, address ranges), as it stands before
+    DATA, when the tenant id header cannot be read yet."""
+    without_tenant = replace(settings, tenant_id=None)
+    return classify_source(arrival, without_tenant) is ArrivalSource.RETURN_PATH
 
 
 def gateway_settings(topology: Topology) -> GatewaySettings:
@@ -202,10 +237,11 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
     if processed is not None and key is not None and settings.processed_limit:
         seen = processed.count(key, now, settings.processed_ttl, other_than=fingerprint)
     conn = hop.connection
-    arrival = decide_arrival(Arrival(
+    facts = Arrival(
         tls_peer_names=conn.peer_cert_names if conn.tls else (), client_address=conn.client_ip,
-        tenant_ids=tuple(header_values(message.headers, _TENANT_HEADER)),
-        received_count=message.received_count, processed_count=seen, marker=check), settings)
+        tenant_ids=tuple(header_values(message.headers, TENANT_HEADER)),
+        received_count=message.received_count, processed_count=seen, marker=check)
+    arrival = decide_arrival(facts, settings)
     from_exo = arrival.source is ArrivalSource.RETURN_PATH
     trace = list(arrival.trace)
     if arrival.refusal is not None:
@@ -216,14 +252,18 @@ def decide_gateway(hop: Hop, topology: Topology, *, markers: MarkerCodec, now: i
     if spoof is not None:
         refused = tuple(Route(r, RouteKind.REJECT, reply=spoof) for r in rcpts)
         return GatewayDecision(from_exo, check, refused, (), None, tuple(trace), arrival)
+    tenant_refusal = _tenant_relay_refusal(facts, settings, flows, from_exo, trace)
+    if tenant_refusal is not None:
+        refused = tuple(Route(r, RouteKind.REJECT, reply=tenant_refusal) for r in rcpts)
+        return GatewayDecision(from_exo, check, refused, (), None, tuple(trace), arrival)
     rejected: list[Route] = []
     groups: dict[Flow, list[str]] = {}
     for rcpt in rcpts:
         flow = flows[rcpt]
-        if flow is Flow.RELAY and not from_exo:
-            reply = Reply(550, "5.7.1", "mailroute: relay not permitted")
-            rejected.append(Route(rcpt, RouteKind.REJECT, reply=reply))
-            trace.append(TraceStep("G5", f"{rcpt}: relay from the internet refused"))
+        if not may_relay(flow, from_exo=from_exo):
+            rejected.append(Route(rcpt, RouteKind.REJECT, reply=RELAY_REFUSAL))
+            trace.append(TraceStep("G5", f"{rcpt}: {flow} mail from the internet: relay "
+                                         "refused"))
             continue
         groups.setdefault(flow, []).append(rcpt)
     is_dsn = not hop.envelope.mail_from or message.has(MessageFlag.DSN)
@@ -341,6 +381,21 @@ class NextHopChoice:
     route: RouteKind
     next_hop: str
     client_identity: str | None
+
+
+def _tenant_relay_refusal(arrival: Arrival, settings: GatewaySettings,
+                          flows: dict[str, Flow], from_exo: bool,
+                          trace: list[TraceStep]) -> Reply | None:
+    """G5 at the end of DATA: the recipients leaving the organisation were taken at RCPT on
+    the connection's word (Exchange Online's name and ranges); the tenant id, readable only
+    now, says another tenant sent it. The whole message is refused, as ``serve`` must (one
+    reply to the final dot)."""
+    if from_exo or settings.tenant_id is None or not _LEAVING.intersection(flows.values()):
+        return None
+    if not exo_by_connection(arrival, settings):
+        return None
+    trace.append(TraceStep("G5", "Exchange Online of another tenant (tenant id): relay refused"))
+    return TENANT_RELAY_REFUSAL
 
 
 def gateway_next_hop(topology: Topology, flow: Flow, recipient: str, *,

@@ -98,7 +98,9 @@ STEP_TEXTS: dict[str, StepText] = {
     "G4": StepText(_GW, "A bounce (null sender or report) is never refused for a policy reason, "
                    "so the gateway never bounces a bounce.", (_ADD_ON,)),
     "G5": StepText(_GW, "The direction of each recipient is decided (inbound, outbound, "
-                   "internal); relay from the internet to outside domains is refused.",
+                   "internal); a recipient outside the organisation is taken only from this "
+                   "tenant's Exchange Online (its name and ranges at RCPT, its tenant id at "
+                   "the final dot), never on the strength of the envelope sender.",
                    (_ADD_ON, _THIRD_PARTY)),
     "G6": StepText(_GW, "The gateway's policy refuses a recipient in the SMTP session rather "
                    "than accepting it and bouncing later, or changes the message (signs, "

@@ -79,7 +79,9 @@ class Result:
 
     Attributes:
         action: ``accept``, ``reject``, ``tempfail``, ``discard`` or ``quarantine``.
-        data: the output message when accepted (or quarantined), else ``None``.
+        output: the output message when accepted (or quarantined), else ``None``: its
+            bytes, or the message they are emitted from (read :attr:`data` for the bytes,
+            or write :meth:`chunks` without ever holding them whole).
         smtp_reply: the reply as a value.
         item: the final item when filters ran to the end.
         error: the error that stopped processing, if any.
@@ -94,7 +96,7 @@ class Result:
     """
 
     action: Action
-    data: bytes | None
+    output: bytes | Message | None = field(repr=False)
     smtp_reply: Reply
     item: MailItem | None = None
     error: MailrouteError | None = None
@@ -107,6 +109,26 @@ class Result:
     def reply(self) -> str:
         """The SMTP reply text, e.g. ``554 5.6.0 message nesting too deep``."""
         return str(self.smtp_reply)
+
+    @property
+    def data(self) -> bytes | None:
+        """The output message's bytes when accepted (or quarantined), else ``None``.
+
+        Emitted on first use and kept; an unchanged message is the input itself.
+        """
+        output = self.output
+        if isinstance(output, Message):
+            output = output.to_bytes()
+            object.__setattr__(self, "output", output)
+        return output
+
+    def chunks(self) -> list[bytes | memoryview]:
+        """The output's bytes in pieces, most of them views of the input, for writing out
+        without a copy of the whole message (empty when there is no output)."""
+        output = self.output
+        if output is None:
+            return []
+        return output.chunks() if isinstance(output, Message) else [output]
 
     @property
     def edits(self) -> Edits:
@@ -143,14 +165,14 @@ def finish(prepared: MailItem, outcome: MailItem | Outcome, settings: SessionSet
     """
     if isinstance(outcome, Outcome):
         keep = outcome.action is Action.QUARANTINE
-        return Result(outcome.action, prepared.message.to_bytes() if keep else None,
+        return Result(outcome.action, prepared.message if keep else None,
                       outcome.reply, prepared=prepared, split=outcome.split,
                       notify=outcome.notify, trace=outcome.trace)
     final = outcome
     if final.auth_results:
         value = format_auth_results(settings.authserv_id, final.auth_results)
         final = final.evolve(message=final.message.with_header("Authentication-Results", value))
-    return Result(Action.ACCEPT, final.message.to_bytes(), ACCEPTED, item=final,
+    return Result(Action.ACCEPT, final.message, ACCEPTED, item=final,
                   prepared=prepared, trace=final.trace)
 
 

@@ -381,7 +381,7 @@ def test_a_message_over_the_limit_is_logged_as_rejected(
 def test_mmap_threshold_is_pinned_on_glibc() -> None:
     import platform
 
-    from mailroute.adapters.milter import pin_mmap_threshold
+    from mailroute.adapters.heap import pin_mmap_threshold
 
     assert pin_mmap_threshold() is (platform.libc_ver()[0] == "glibc")
 

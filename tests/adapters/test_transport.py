@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mailroute.adapters.output import Chunks, pieces_of
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOn, HandOnStatus, SmtpReinjector
 from mailroute.adapters.transport import MESSAGE_LOG, TransportRun, run_pipe_transport
@@ -33,8 +34,8 @@ class Recorder:
     status: HandOnStatus = HandOnStatus.DELIVERED
     calls: list[tuple[bytes, str, tuple[str, ...]]] = field(default_factory=list)
 
-    def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
-        self.calls.append((data, sender, tuple(recipients)))
+    def deliver(self, data: bytes | Chunks, sender: str, recipients: Sequence[str]) -> HandOn:
+        self.calls.append((b"".join(pieces_of(data)), sender, tuple(recipients)))
         return HandOn(self.status, "recorded")
 
 

@@ -7,6 +7,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mailroute.adapters.output import Chunks, pieces_of
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOn, HandOnStatus
 from mailroute.adapters.transport import TransportRun, run_pipe_transport
@@ -27,8 +28,8 @@ class Recorder:
     calls: list[tuple[bytes, tuple[str, ...]]] = field(default_factory=list)
     senders: list[str] = field(default_factory=list)
 
-    def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
-        self.calls.append((data, tuple(recipients)))
+    def deliver(self, data: bytes | Chunks, sender: str, recipients: Sequence[str]) -> HandOn:
+        self.calls.append((b"".join(pieces_of(data)), tuple(recipients)))
         self.senders.append(sender)
         if len(self.calls) - 1 == self.fail_at:
             return HandOn(HandOnStatus.TEMPORARY, "421 busy")

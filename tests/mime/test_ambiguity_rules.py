@@ -41,7 +41,7 @@ def refused(data: bytes) -> DefectKind:
     with pytest.raises(AmbiguousMessageError):
         parse(data)
     recorded = parse(data, on_ambiguity="record")
-    assert recorded.to_bytes() == data
+    assert recorded.root.to_bytes() == data
     (kind,) = {d.kind for d in recorded.defects if d.ambiguous}
     return kind
 

@@ -29,7 +29,7 @@ def kinds(data: bytes) -> set[DefectKind]:
 def test_nesting_up_to_the_limit_parses_without_recursion() -> None:
     data = nested(99)
     message = parse(data)
-    assert message.to_bytes() == data
+    assert message.root.to_bytes() == data
     assert len(list(message.walk())) == 100
 
 
@@ -43,7 +43,7 @@ def test_nesting_beyond_the_limit_is_refused(depth: int) -> None:
 
 def test_deep_nesting_with_a_raised_limit_still_needs_no_recursion() -> None:
     data = nested(3000)
-    assert parse(data, limits=Limits(max_depth=5000)).to_bytes() == data
+    assert parse(data, limits=Limits(max_depth=5000)).root.to_bytes() == data
 
 
 # row 4: header block, line and count limits
@@ -164,7 +164,7 @@ def test_a_real_mbox_from_line_is_recorded_not_refused() -> None:
     message = parse(data)
     assert DefectKind.MBOX_FROM_LINE in {d.kind for d in message.defects}
     assert message.headers.value("Subject") == "x"
-    assert message.to_bytes() == data
+    assert message.root.to_bytes() == data
 
 
 def test_non_printable_field_name_is_ambiguous() -> None:
@@ -180,7 +180,7 @@ def test_bare_cr_in_header_is_ambiguous() -> None:
 
 def test_body_line_endings_are_preserved() -> None:
     data = b"Subject: x\r\n\r\nCRLF\r\nLF\nCR\rend"
-    assert parse(data).to_bytes() == data
+    assert parse(data).root.to_bytes() == data
 
 
 # row 9: boundary parameter tricks
@@ -201,7 +201,7 @@ def test_nested_boundary_that_merely_extends_the_outer_one_is_accepted() -> None
             b"Content-Type: multipart/mixed; boundary=abcd\r\n\r\n--abcd\r\n\r\nx\r\n"
             b"--abcd--\r\n--abc--\r\n")
     message = parse(data)
-    assert message.to_bytes() == data
+    assert message.root.to_bytes() == data
     assert len(message.root.children[0].children) == 1
     assert message.structurally_sound()
 
@@ -216,7 +216,7 @@ def test_nested_boundary_an_ancestor_reads_as_its_own_is_structural(inner: bytes
             b'Content-Type: multipart/alternative; boundary="' + inner + b'"\r\n\r\n--'
             + inner + b"\r\n\r\nx\r\n--" + inner + b"--\r\n--abc--\r\n")
     message = parse(data)
-    assert message.to_bytes() == data
+    assert message.root.to_bytes() == data
     reuse = [d for d in message.defects if d.kind is DefectKind.NESTED_BOUNDARY_REUSE]
     assert [d.path for d in reuse] == [()]
     assert not reuse[0].ambiguous
@@ -248,7 +248,7 @@ def test_overlong_boundary_makes_the_entity_a_leaf() -> None:
 def test_structural_defects_are_recorded(data: bytes, kind: DefectKind) -> None:
     message = parse(data)
     assert kind in {d.kind for d in message.defects}
-    assert message.to_bytes() == data
+    assert message.root.to_bytes() == data
 
 
 def test_transform_guard_sees_structural_defects() -> None:
@@ -316,7 +316,7 @@ def test_rfc2231_parameter_with_raw_eight_bit_bytes_does_not_crash() -> None:
     """Regression: found by fuzz/scan_fuzz.py (UnicodeEncodeError from urllib's unquote)."""
     data = b"Content-Type: text/plain; name*=utf-8''a%41\xff\xfe\r\n\r\nx"
     message = parse(data)
-    assert message.to_bytes() == data
+    assert message.root.to_bytes() == data
     assert message.root.content_type.param("name") == "aA\xff\xfe"
 
 
@@ -337,10 +337,10 @@ def test_codecs_that_are_not_charsets_are_refused(label: bytes) -> None:
 def test_eight_bit_header_bytes_survive_untouched() -> None:
     data = b"Subject: Gr\xfc\xdfe\r\n\r\nbody"
     message = parse(data)
-    assert message.to_bytes() == data
+    assert message.root.to_bytes() == data
     assert message.headers.value("Subject") == "Gr\udcfc\udcdfe"
 
 
 def test_nul_bytes_in_body_survive() -> None:
     data = b"Subject: x\r\n\r\na\0b"
-    assert parse(data).to_bytes() == data
+    assert parse(data).root.to_bytes() == data

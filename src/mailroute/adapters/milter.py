@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import grp
 import logging
 import os
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from mailroute.adapters.heap import pin_mmap_threshold
 from mailroute.adapters.messagelog import MessageLog, record_for
 from mailroute.adapters.milter_map import (
     INTERNAL_REPLY,
@@ -694,29 +694,6 @@ def _remove_stale_socket(path: Path) -> None:
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise ConfigError(f"{path} exists and is not a socket")
         path.unlink()
-
-
-#: ``M_MMAP_THRESHOLD`` of glibc's ``mallopt``, and the value pinned (256 KiB).
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 256 * 1024
-
-
-def pin_mmap_threshold() -> bool:
-    """Keep message-sized buffers out of the heap (glibc only; ``False`` elsewhere).
-
-    glibc raises its mmap threshold each time a large block is freed, up to 32 MiB, so after
-    the first large message every later multi-megabyte buffer is carved from the heap
-    arenas (one per worker thread) and the long-running process's RSS creeps up with
-    fragmentation. Pinning the threshold, as ``MALLOC_MMAP_THRESHOLD_`` would, gives such
-    buffers back to the system when freed (measured with benchmarks/soak.py: 38 MiB
-    instead of 55-61 MiB for the disclaimer policy).
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 async def serve(pipeline: Pipeline, spec: SocketSpec, *, settings: MilterSettings | None = None,

@@ -17,19 +17,24 @@ import io
 import os
 import select
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from mailroute.errors import OutputError
 
-__all__ = ["write_all", "write_file_atomically", "write_stdout_text"]
+__all__ = ["Chunks", "pieces_of", "write_all", "write_file_atomically", "write_stdout_text"]
 
 # How long a non-blocking descriptor may stay full before the write is given up.
 _STALL_SECONDS = 300.0
+# Pieces of a message are gathered into writes of at least this size.
+_WRITE_SIZE = 64 * 1024
+#: A message as pieces to be written in order (see :meth:`mailroute.session.Result.chunks`).
+Chunks = Sequence[bytes | memoryview]
 
 
-def write_all(stream: BinaryIO, data: bytes) -> None:
-    """Write all of ``data`` to ``stream`` and flush it.
+def write_all(stream: BinaryIO, data: bytes | Chunks) -> None:
+    """Write all of ``data`` (bytes, or pieces written in order) to ``stream``, flush it.
 
     Raises:
         OutputError: the bytes could not all be written (the reason is in the text).
@@ -37,10 +42,12 @@ def write_all(stream: BinaryIO, data: bytes) -> None:
     try:
         fd = _fileno(stream)
         if fd is None:
-            _write_loop(stream, data)
+            for piece in pieces_of(data):
+                _write_loop(stream, piece)
         else:
             stream.flush()
-            _write_fd(fd, data)
+            for piece in pieces_of(data):
+                _write_fd(fd, piece)
     except OSError as exc:
         raise OutputError(f"cannot write the result: {_reason(exc)}") from exc
 
@@ -59,7 +66,7 @@ def write_stdout_text(text: str) -> None:
     write_all(sys.stdout.buffer, text.encode(encoding, sys.stdout.errors or "strict"))
 
 
-def write_file_atomically(path: Path, data: bytes) -> None:
+def write_file_atomically(path: Path, data: bytes | Chunks) -> None:
     """Replace ``path`` with ``data``: a synced temporary file in the same directory, renamed.
 
     Raises:
@@ -74,7 +81,8 @@ def write_file_atomically(path: Path, data: bytes) -> None:
         raise OutputError(f"cannot write the output file: {_reason(exc)}") from exc
     try:
         try:
-            _write_fd(handle, data)
+            for piece in pieces_of(data):
+                _write_fd(handle, piece)
             os.fsync(handle)
         finally:
             os.close(handle)
@@ -87,6 +95,30 @@ def write_file_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def pieces_of(data: bytes | Chunks) -> Iterator[bytes | memoryview]:
+    """``data`` in writes of at least ``_WRITE_SIZE`` bytes (small pieces, such as header
+    fields, are gathered; large ones are written as they are, without a copy)."""
+    if isinstance(data, bytes):
+        yield data
+        return
+    pending: list[bytes | memoryview] = []
+    size = 0
+    for chunk in data:
+        if len(chunk) >= _WRITE_SIZE:
+            if pending:
+                yield b"".join(pending)
+                pending, size = [], 0
+            yield chunk
+            continue
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= _WRITE_SIZE:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
 def _fileno(stream: BinaryIO) -> int | None:
     try:
         return stream.fileno()
@@ -94,7 +126,7 @@ def _fileno(stream: BinaryIO) -> int | None:
         return None
 
 
-def _write_fd(fd: int, data: bytes) -> None:
+def _write_fd(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         try:
@@ -108,7 +140,7 @@ def _write_fd(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _write_loop(stream: BinaryIO, data: bytes) -> None:
+def _write_loop(stream: BinaryIO, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = stream.write(view)

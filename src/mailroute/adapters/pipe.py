@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from mailroute.adapters.heap import pin_mmap_threshold
 from mailroute.adapters.messagelog import MessageLog, record_for
-from mailroute.adapters.output import write_all, write_file_atomically
+from mailroute.adapters.output import Chunks, write_all, write_file_atomically
 from mailroute.errors import MessageError, OutputError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
@@ -28,6 +29,9 @@ __all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "read_bounded", "report_in
            "run_pipe", "write_output"]
 
 log = LazyLogger("mailroute.pipe")
+# Above this, intermediate copies of the message go to mmap and back to the system when
+# freed (see mailroute.adapters.heap); below, the pin is not worth its start-up.
+_LARGE_MESSAGE = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +52,22 @@ def exit_code_for(result: Result) -> ExitCode:
 
 
 def read_bounded(stream: BinaryIO, limit: int) -> bytes | None:
-    """Read at most ``limit`` bytes; ``None`` when the stream holds more."""
+    """Read at most ``limit`` bytes; ``None`` when the stream holds more.
+
+    A large message pins the process's mmap threshold (:func:`pin_mmap_threshold`), so the
+    copies made while it is processed are given back when freed, not kept resident.
+    """
     data = stream.read(limit + 1)
-    return None if len(data) > limit else data
+    if len(data) > limit:
+        return None
+    if len(data) > _LARGE_MESSAGE:
+        pin_mmap_threshold()
+    return data
 
 
-def write_output(data: bytes, stdout: BinaryIO, out_path: Path | None) -> None:
-    """Write all of ``data`` to ``out_path`` atomically (temp file + rename) or to ``stdout``.
+def write_output(data: bytes | Chunks, stdout: BinaryIO, out_path: Path | None) -> None:
+    """Write all of ``data`` (bytes, or pieces in order) to ``out_path`` atomically (temp
+    file + rename) or to ``stdout``.
 
     Raises:
         OutputError: not every byte was written (``out_path`` is then left as it was).
@@ -117,8 +130,8 @@ def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: Text
         result = pipeline.process(data, envelope)
         code = exit_code_for(result)
         reply, verdict = result.smtp_reply, None
-        if result.action is Action.ACCEPT and result.data is not None:
-            write_output(result.data, stdout, out_path)
+        if result.action is Action.ACCEPT and result.output is not None:
+            write_output(result.chunks(), stdout, out_path)
         elif result.action is Action.DISCARD:
             stderr.write(f"{reply.status} {reply.text}\n")
         else:

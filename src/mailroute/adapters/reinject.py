@@ -18,8 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from mailroute.adapters.output import Chunks, pieces_of
+
 if TYPE_CHECKING:
     import smtplib
+    import subprocess
 
 # smtplib (the email package, ssl, socket) and subprocess are imported where a message is
 # handed on, and only the one the run uses: a mail server starts mailroute once per message.
@@ -62,8 +65,9 @@ class HandOn:
 class Reinjector(Protocol):
     """Hands a message on to the next hop for every recipient, or for none."""
 
-    def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
-        """Hand ``data`` on with envelope ``sender`` and ``recipients``. Never raises."""
+    def deliver(self, data: bytes | Chunks, sender: str, recipients: Sequence[str]) -> HandOn:
+        """Hand ``data`` (bytes, or pieces in order) on with envelope ``sender`` and
+        ``recipients``. Never raises."""
         ...
 
 
@@ -78,23 +82,41 @@ class SendmailReinjector:
         """The argument vector (the null sender is passed as ``<>``)."""
         return [self.path, "-G", "-i", "-f", sender or "<>", "--", *recipients]
 
-    def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
-        """Run sendmail; delivered only when it exits 0 within the timeout."""
+    def deliver(self, data: bytes | Chunks, sender: str, recipients: Sequence[str]) -> HandOn:
+        """Run sendmail; delivered only when it exits 0 within the timeout.
+
+        The message is written piece by piece, so a large one is never copied whole; a
+        sendmail that stops reading is killed at the timeout (which ends the write).
+        """
         import subprocess
+        import threading
 
         try:
-            done = subprocess.run(self.command(sender, recipients), input=data,
-                                  capture_output=True, timeout=self.timeout, check=False)
-        except subprocess.TimeoutExpired:
-            return HandOn(HandOnStatus.TEMPORARY, f"{self.path} timed out after "
-                                                  f"{self.timeout:g} s")
+            proc = subprocess.Popen(self.command(sender, recipients), stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as exc:
             return HandOn(HandOnStatus.TEMPORARY, f"cannot run {self.path}: "
                                                   f"{exc.strerror or type(exc).__name__}")
-        if done.returncode == 0:
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(self.timeout, expire)
+        timer.start()
+        try:
+            with proc:  # its pipes are closed on the way out
+                errors = _feed(proc, data)
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            return HandOn(HandOnStatus.TEMPORARY, f"{self.path} timed out after "
+                                                  f"{self.timeout:g} s")
+        if proc.returncode == 0:
             return HandOn(HandOnStatus.DELIVERED, f"{self.path} accepted")
-        first = done.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
-        return HandOn(HandOnStatus.TEMPORARY, f"{self.path} exited {done.returncode}"
+        first = errors.decode("utf-8", "replace").strip().splitlines()[:1]
+        return HandOn(HandOnStatus.TEMPORARY, f"{self.path} exited {proc.returncode}"
                                               + (f": {first[0][:200]}" if first else ""))
 
 
@@ -107,8 +129,11 @@ class SmtpReinjector:
     timeout: float = 60.0
     helo: str | None = None
 
-    def deliver(self, data: bytes, sender: str, recipients: Sequence[str]) -> HandOn:
-        """MAIL, every RCPT, DATA; RSET and nothing handed on if any recipient is refused."""
+    def deliver(self, data: bytes | Chunks, sender: str, recipients: Sequence[str]) -> HandOn:
+        """MAIL, every RCPT, DATA; RSET and nothing handed on if any recipient is refused.
+
+        smtplib takes the message whole (it dot-stuffs a copy), so pieces are joined here.
+        """
         import smtplib
 
         try:
@@ -117,7 +142,8 @@ class SmtpReinjector:
         except (smtplib.SMTPException, OSError) as exc:
             return HandOn(HandOnStatus.TEMPORARY, f"{self.host}:{self.port}: {_describe(exc)}")
         try:
-            return self._transaction(client, wire_format(data), sender, recipients)
+            whole = data if isinstance(data, bytes) else b"".join(data)
+            return self._transaction(client, wire_format(whole), sender, recipients)
         except (smtplib.SMTPException, OSError) as exc:
             return HandOn(HandOnStatus.TEMPORARY, f"{self.host}:{self.port}: {_describe(exc)}")
         finally:
@@ -153,6 +179,35 @@ class SmtpReinjector:
             return HandOn(HandOnStatus.TEMPORARY, f"DATA refused: {code} {_text(text)}")
         return HandOn(HandOnStatus.DELIVERED,
                       f"{self.host}:{self.port} accepted: {code} {_text(text)}")
+
+
+def _feed(proc: subprocess.Popen[bytes], data: bytes | Chunks) -> bytes:
+    """Write ``data`` to ``proc``'s standard input, close it, wait for the exit; its
+    standard error (the first 64 KiB), read meanwhile so that it cannot block."""
+    import threading
+
+    assert proc.stdin is not None
+    assert proc.stderr is not None
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(_read_bounded(proc)), daemon=True)
+    reader.start()
+    try:
+        for piece in pieces_of(data):
+            proc.stdin.write(piece)
+        proc.stdin.close()
+    except OSError:  # it stopped reading (exited, or killed at the timeout): its exit says
+        pass
+    proc.wait()
+    reader.join()
+    return errors[0] if errors else b""
+
+
+def _read_bounded(proc: subprocess.Popen[bytes]) -> bytes:
+    assert proc.stderr is not None
+    kept = proc.stderr.read(64 * 1024)
+    while proc.stderr.read(64 * 1024):
+        pass  # drained, not kept
+    return kept
 
 
 def wire_format(data: bytes) -> bytes:

@@ -97,9 +97,9 @@ def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
 def _act(result: Result, data: bytes, stderr: TextIO, run: TransportRun,
          started: float) -> ExitCode:
     reply = result.smtp_reply
-    if result.action is Action.ACCEPT and result.data is not None:
+    if result.action is Action.ACCEPT and result.output is not None:
         with run.critical():
-            handon = run.reinjector.deliver(result.data, run.envelope.mail_from,
+            handon = run.reinjector.deliver(result.chunks(), run.envelope.mail_from,
                                             run.envelope.rcpt_to)
         if handon.ok:
             return _finish(stderr, ExitCode.OK, Reply(250, "2.0.0", f"handed on: {handon.detail}"),
@@ -141,10 +141,10 @@ def _act_split(pipeline: Pipeline, result: Result, data: bytes, stderr: TextIO,
         copies.append((group, part))
     sent = 0
     for group, part in copies:
-        if part.action is not Action.ACCEPT or part.data is None:
+        if part.action is not Action.ACCEPT or part.output is None:
             continue
         with run.critical():
-            handon = run.reinjector.deliver(part.data, run.envelope.mail_from, group)
+            handon = run.reinjector.deliver(part.chunks(), run.envelope.mail_from, group)
         if not handon.ok:
             if sent == 0 and handon.status is HandOnStatus.PERMANENT:
                 refused = Reply(554, "5.3.0", f"next hop refused the message: {handon.detail}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mailroute.mime.part import LeafBody, Part, Span
 
-__all__ = ["body_chunks", "emit_part"]
+__all__ = ["body_chunks", "emit_part", "part_chunks"]
 
 _Chunk = bytes | memoryview
 
@@ -49,6 +49,11 @@ def _chunks(root: Part, *, with_headers: bool) -> list[_Chunk]:
 def emit_part(part: Part) -> bytes:
     """The bytes of ``part`` (header fields, separator, body)."""
     return b"".join(_chunks(part, with_headers=True))
+
+
+def part_chunks(part: Part) -> list[_Chunk]:
+    """The pieces of ``part`` (header fields, separator, body), for streaming."""
+    return _chunks(part, with_headers=True)
 
 
 def body_chunks(part: Part) -> list[_Chunk]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.charsets import label_codec_name
 from mailroute.mime.defects import STRUCTURAL_DEFECTS, Defect
+from mailroute.mime.emit import body_chunks, part_chunks
 from mailroute.mime.headers import HeaderBlock, HeaderField, make_field, split_content
 from mailroute.mime.params import parse_parameters, quote_parameter
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
@@ -40,6 +41,18 @@ class Message:
     root: Part
     defects: tuple[Defect, ...] = ()
     newline: bytes = b"\r\n"
+    # The bytes parse() read this very object from (an edit makes a new object, in which it
+    # is None): they are its serialisation, so an unchanged message is never copied.
+    _parsed_from: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def parsed(cls, root: Part, defects: tuple[Defect, ...], newline: bytes,
+               data: bytes) -> Message:
+        """The message :func:`~mailroute.mime.parse` read from ``data`` (for the scanner:
+        ``to_bytes()`` must give ``data`` back exactly)."""
+        message = cls(root, defects, newline)
+        object.__setattr__(message, "_parsed_from", data)
+        return message
 
     @property
     def headers(self) -> HeaderBlock:
@@ -47,8 +60,18 @@ class Message:
         return self.root.headers
 
     def to_bytes(self) -> bytes:
-        """The message as bytes; untouched parts are copied from the input verbatim."""
+        """The message as bytes; untouched parts are copied from the input verbatim, and a
+        message no filter changed is the input itself."""
+        if self._parsed_from is not None:
+            return self._parsed_from
         return self.root.to_bytes()
+
+    def chunks(self) -> list[bytes | memoryview]:
+        """The bytes of :meth:`to_bytes` in pieces (views of the input where unchanged), to
+        write out without joining them."""
+        if self._parsed_from is not None:
+            return [self._parsed_from]
+        return part_chunks(self.root)
 
     def part(self, path: Path) -> Part:
         """The entity at ``path`` (child indices from the root).
@@ -262,8 +285,6 @@ def _with_param(part: Part, name: str, value: str) -> str:
 def _boundary_outside(members: tuple[Part, ...]) -> str:
     """A random boundary found in none of ``members``, searched in place (no copy of a
     large entity: wrapping a 30 MB message must not need another 60 MB)."""
-    from mailroute.mime.emit import body_chunks  # imported here: emit imports part
-
     while True:
         boundary = new_boundary(b"")
         needle = re.compile(re.escape(boundary.encode("ascii")))

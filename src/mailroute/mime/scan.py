@@ -92,7 +92,7 @@ def parse(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
             f"message larger than {limits.max_message_size} bytes", limit="max_message_size")
     scanner = _Scanner(data, limits, policy)
     scanner.run()
-    return Message(scanner.build(), tuple(scanner.defects), _detect_newline(data))
+    return Message.parsed(scanner.build(), tuple(scanner.defects), _detect_newline(data), data)
 
 
 def _detect_newline(data: bytes) -> bytes:

@@ -14,7 +14,10 @@ from tests.disclaimer.conftest import LATIN, WIDE, make_filter
 from tests.disclaimer.helpers import MARKER, body_texts, run, stdlib
 
 CLIENTS = Path(__file__).parent / "clients"
-THUNDERBIRD_LF = Path(__file__).parent / "smime" / "thunderbird24-startcom-signed-lf.eml"
+SMIME = Path(__file__).parent / "smime"
+SIGNED_LF = [SMIME / "thunderbird24-startcom-signed-lf.eml",
+             SMIME / "outlook-outlookcom-opaque-signed-lf.eml",
+             SMIME / "outlook-exchange-multipart-signed-lf.eml"]
 
 # every text/plain or text/html body the stdlib shows inline gets one footer
 BODIES = {
@@ -28,7 +31,7 @@ BODIES = {
 
 
 def _all() -> list[Path]:
-    return [*sorted(CLIENTS.glob("*.eml")), THUNDERBIRD_LF]
+    return [*sorted(CLIENTS.glob("*.eml")), *SIGNED_LF]
 
 
 def test_every_sample_is_in_a_test_below() -> None:

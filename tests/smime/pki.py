@@ -43,8 +43,10 @@ def issue(folder: Path, name: str, *, issuer: Identity | None, ca: bool = False,
           email: str | None = None, kind: str = "rsa", not_before: dt.datetime | None = None,
           not_after: dt.datetime | None = None,
           eku: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.EMAIL_PROTECTION,),
-          dns_names: tuple[str, ...] = ()) -> Identity:
-    """Issue a certificate (self-signed when ``issuer`` is None) and write PEM files."""
+          dns_names: tuple[str, ...] = (),
+          extensions: tuple[x509.ExtensionType, ...] = ()) -> Identity:
+    """Issue a certificate (self-signed when ``issuer`` is None) and write PEM files;
+    ``extensions`` are added as they are, not critical."""
     key = _key(kind)
     subject = _name(name)
     start = not_before or NOW - dt.timedelta(days=1)
@@ -84,6 +86,8 @@ def issue(folder: Path, name: str, *, issuer: Identity | None, ca: bool = False,
         if alt_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names),
                                             critical=False)
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
     cert = builder.sign(issuer.key if issuer else key, hashes.SHA256())
     cert_path = folder / f"{name}.crt"
     key_path = folder / f"{name}.key"

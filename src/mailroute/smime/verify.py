@@ -219,6 +219,10 @@ def _without_content(data: bytes, max_size: int) -> tuple[bytes, bytes | None]:
 
 
 def _certificates(signed: cms.SignedData) -> list[x509.Certificate]:
+    """The certificates as received: their issuers signed these bytes. asn1crypto's
+    re-encoding (``dump(force=True)``) is not neutral: it normalises URIs (``%3d`` becomes
+    ``=`` in Actalis' CRL distribution points), and the issuer's signature no longer
+    matches."""
     found: list[x509.Certificate] = []
     choices = signed["certificates"]
     if choices.native is None:
@@ -227,7 +231,7 @@ def _certificates(signed: cms.SignedData) -> list[x509.Certificate]:
         if len(found) >= MAX_CERTIFICATES:
             raise MalformedMessageError("too many certificates")
         if choice.name == "certificate":
-            found.append(x509.load_der_x509_certificate(choice.chosen.dump(force=True)))
+            found.append(x509.load_der_x509_certificate(choice.chosen.dump()))
     return found
 
 

@@ -166,7 +166,7 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
         if topology is not None:
             values = {**_inherited(topology, values.get("filter")), **values}
         options = Options(values, source=source, prefix=prefix, base_dir=base_dir,
-                          inherited={"authserv_id": authserv_id})
+                          inherited={"authserv_id": authserv_id, "internal_domains": internal})
         name = options.string("filter")
         if name in _CRYPTO_FILTERS and not keys:
             raise options.error("filter", f"filter {name!r} needs a [crypto] section")

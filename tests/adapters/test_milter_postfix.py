@@ -87,17 +87,29 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
+    yield from make_rig(POLICY)
+
+
+POLICY = ('[[pipeline]]\nfilter = "marker-verify"\nkey_file = "keys.toml"\n'
+          f'return_path_tls_names = ["{EXO_NAME}"]\n\n'
+          '[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n\n'
+          '[[pipeline]]\nfilter = "marker-set"\nkey_file = "keys.toml"\n')
+
+
+def make_rig(policy_text: str) -> Iterator[Rig]:
+    """A Postfix with ``mailroute milter`` running ``policy_text`` (its files are beside it:
+    ``keys.toml``, ``d.txt``), torn down after use."""
     # Not under pytest's basetemp: pytest resets /tmp/pytest-of-USER to 0700 whenever any
     # session starts, and the postfix user must traverse every parent directory.
     root = Path(tempfile.mkdtemp(prefix="mailroute-milter-"))
     os.chmod(root, 0o755)  # noqa: S103 - the postfix user must traverse it
     try:
-        yield from _rig(root)
+        yield from _rig(root, policy_text)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _rig(root: Path) -> Iterator[Rig]:
+def _rig(root: Path, policy_text: str) -> Iterator[Rig]:
     pki = root / "pki"
     pki.mkdir()
     ca = issue(pki, "ca", issuer=None, ca=True)
@@ -107,11 +119,7 @@ def _rig(root: Path) -> Iterator[Rig]:
     keys = write_fake_key_file(root / "keys.toml")
     (root / "d.txt").write_text(DISCLAIMER + "\n")
     policy = root / "policy.toml"
-    policy.write_text(
-        '[[pipeline]]\nfilter = "marker-verify"\nkey_file = "keys.toml"\n'
-        f'return_path_tls_names = ["{EXO_NAME}"]\n\n'
-        '[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n\n'
-        '[[pipeline]]\nfilter = "marker-set"\nkey_file = "keys.toml"\n')
+    policy.write_text(policy_text)
     sink = SinkServer(free_port()).start()
     socket_path = root / "milter.sock"
     postfix = Postfix(root / "pf", free_port(), sink.server_address[1], settings={
@@ -151,7 +159,7 @@ def fresh_message(**kwargs: tuple[tuple[str, str], ...]) -> bytes:
 
 
 def send(rig: Rig, data: bytes, *, tls_client_cert: bool = False,
-         rcpt: str = "bob@partner.example") -> None:
+         rcpt: str = "bob@partner.example", sender: str = "alice@corp.example") -> None:
     """One SMTP transaction to the Postfix under test (raises on refusal)."""
     with smtplib.SMTP("127.0.0.1", rig.postfix.smtpd_port, timeout=60) as client:
         if tls_client_cert:
@@ -159,13 +167,14 @@ def send(rig: Rig, data: bytes, *, tls_client_cert: bool = False,
             context.check_hostname = False
             context.load_cert_chain(str(rig.client_cert), str(rig.client_key))
             client.starttls(context=context)
-        client.sendmail("alice@corp.example", [rcpt], data)
+        client.sendmail(sender, [rcpt], data)
 
 
-def refusal_code(rig: Rig, data: bytes, **kwargs: bool) -> tuple[int, bytes]:
+def refusal_code(rig: Rig, data: bytes, *, tls_client_cert: bool = False,
+                 sender: str = "alice@corp.example") -> tuple[int, bytes]:
     """The SMTP code and text a refused transaction got."""
     try:
-        send(rig, data, **kwargs)
+        send(rig, data, tls_client_cert=tls_client_cert, sender=sender)
     except smtplib.SMTPDataError as error:
         return error.smtp_code, error.smtp_error
     except smtplib.SMTPSenderRefused as error:

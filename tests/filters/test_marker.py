@@ -303,6 +303,8 @@ def test_policy_file_builds_both_filters_with_relative_key_file(tmp_path: Path) 
     ('on_missing = "drop"', "on_missing"),
     ("loop_window = 700000", "loop_window"),  # longer than max_age
     ('bypass_header = "Bad Name"', "bypass_header"),
+    ('on_foreign_relay = "drop"', "on_foreign_relay"),
+    ('on_foreign_relay = "reject"', "on_foreign_relay"),  # no [gateway] internal_domains
 ])
 def test_bad_marker_verify_options_are_config_errors(tmp_path: Path, line: str,
                                                      key: str) -> None:
@@ -312,6 +314,41 @@ def test_bad_marker_verify_options_are_config_errors(tmp_path: Path, line: str,
     with pytest.raises(ConfigError) as caught:
         load_policy(policy)
     assert caught.value.key == f"pipeline[0].{key}"
+
+
+@pytest.mark.parametrize(("envelope", "tenant", "expected"), [
+    (Envelope(mail_from="ceo@example.net", rcpt_to=("x@partner.example",),
+              client_address="198.51.100.7"), None, "550 5.7.1 mailroute: relay not permitted"),
+    (Envelope(mail_from="ceo@example.net", rcpt_to=("x@partner.example",),
+              client_address="198.51.100.7", auth_user="ceo"), None, "250"),
+    (Envelope(mail_from="a@foreign.example", rcpt_to=("x@partner.example",),
+              tls_peer_name="eur05.mail.protection.outlook.com"), "other",
+     "550 5.7.1 mailroute: relay not permitted (not this tenant's Exchange Online)"),
+    (Envelope(mail_from="a@foreign.example", rcpt_to=("bob@example.net",),
+              tls_peer_name="eur05.mail.protection.outlook.com"), "other", "250"),
+    (Envelope(mail_from="alice@example.net", rcpt_to=("x@partner.example",),
+              tls_peer_name="eur05.mail.protection.outlook.com"), "ours", "250"),
+], ids=["own-domain-sender", "sasl-user", "other-tenant", "other-tenant-inbound", "our-tenant"])
+def test_on_foreign_relay_reject_refuses_outside_recipients_from_anyone_but_our_tenant(
+        tmp_path: Path, envelope: Envelope, tenant: str | None, expected: str) -> None:
+    """Relay control for an MTA in front that relays for Exchange Online's (shared) ranges:
+    the tenant id or an authenticated sender lets outside recipients through; mail for the
+    organisation is taken from anyone; the default leaves relay control to the MTA."""
+    ours, other = "6f1c2a9e-3b7d-4c1e-9a55-0d2f1e8b7c44", "0b7e4c1d-2222-4aaa-8bbb-9c0d1e2f3a4b"
+    write_key_file(tmp_path)
+    policy = tmp_path / "policy.toml"
+    verify = ('[[pipeline]]\nfilter = "marker-verify"\nkey_file = "keys.toml"\n'
+              f'tenant_id = "{ours}"\n')
+    policy.write_text('[gateway]\ninternal_domains = ["example.net"]\n' + verify
+                      + 'on_foreign_relay = "reject"\n')
+    message = MESSAGE
+    if tenant is not None:
+        value = ours if tenant == "ours" else other
+        message = b"X-MS-Exchange-CrossTenant-Id: " + value.encode() + b"\r\n" + MESSAGE
+    result = load_policy(policy).process(message, envelope)
+    assert result.reply.startswith(expected), result.reply
+    policy.write_text('[gateway]\ninternal_domains = ["example.net"]\n' + verify)
+    assert load_policy(policy).process(message, envelope).action is Action.ACCEPT
 
 
 def test_group_readable_key_file_makes_the_policy_invalid(tmp_path: Path) -> None:

@@ -16,20 +16,22 @@ from typing import Protocol
 
 from mailroute.errors import MailrouteError, TemporaryError
 from mailroute.gateway.decide import TENANT_HEADER, Arrival, ArrivalSource, classify_source
-from mailroute.gateway.flow import direction_of, domain_of, flow_of, is_inside
+from mailroute.gateway.flow import (
+    RELAY_REFUSAL,
+    TENANT_RELAY_REFUSAL,
+    direction_of,
+    domain_of,
+    flow_of,
+    is_inside,
+    may_relay,
+)
 from mailroute.item import Direction
 from mailroute.limits import DEFAULT_LIMITS
 from mailroute.marker.verify import MarkerCheck
 from mailroute.mime.headers import scan_header_block
 from mailroute.results import MarkerVerdict
 from mailroute.routing.decide import RouteKind
-from mailroute.routing.gateway import (
-    RELAY_REFUSAL,
-    TENANT_RELAY_REFUSAL,
-    gateway_next_hop,
-    gateway_settings,
-    may_relay,
-)
+from mailroute.routing.gateway import gateway_next_hop, gateway_settings
 from mailroute.routing.topology import Topology
 
 __all__ = ["ConnectionFacts", "FixedRouter", "NextHop", "Route", "Router", "TopologyRouter"]

@@ -17,7 +17,11 @@ marker-verify options: ``key_file``, ``field``, ``max_age`` (604800), ``loop_win
 ``return_path_networks`` (optional address/CIDR list), ``tenant_id`` (optional; must be named
 by ``X-MS-Exchange-CrossTenant-Id``), ``max_received`` (100), ``processed_limit`` (1; 0 turns
 the processed-message guard off), ``processed_ttl`` (default: the loop window),
-``strip_ms_headers`` (false), ``strip_tenant_header`` (false), ``bypass_header`` (none).
+``strip_ms_headers`` (false), ``strip_tenant_header`` (false), ``bypass_header`` (none),
+``on_foreign_relay`` (``pass`` or ``reject``: a message with a recipient outside
+``[gateway] internal_domains`` that neither this tenant's Exchange Online handed over nor an
+authenticated sender sent is refused, 550 5.7.1; for an MTA in front that relays for
+Exchange Online's address ranges, which every Microsoft 365 tenant shares).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from mailroute.gateway.decide import (
     ArrivalDecision,
     ArrivalSource,
     decide_arrival,
+    exo_by_connection,
 )
+from mailroute.gateway.flow import RELAY_REFUSAL, TENANT_RELAY_REFUSAL, leaves
 from mailroute.gateway.match import check_ranges
 from mailroute.gateway.settings import EXO_TLS_NAMES, GatewaySettings, SourceMode
 from mailroute.item import Context, MailItem
@@ -44,7 +50,7 @@ from mailroute.marker.keyring import KeyRing, load_key_ring
 from mailroute.marker.mint import DEFAULT_FIELD, RandomSource, is_host_name, mark
 from mailroute.marker.verify import Windows, check_message
 from mailroute.mime.headers import make_field
-from mailroute.results import Action, MarkerVerdict, Outcome
+from mailroute.results import Action, MarkerVerdict, Outcome, Reply
 
 __all__ = [
     "MarkerSetFilter",
@@ -101,6 +107,10 @@ class MarkerVerifyFilter:
     ring: KeyRing
     settings: GatewaySettings = field(default_factory=GatewaySettings)
     name: str = "marker-verify"
+    #: ``reject``: relay control for an MTA in front (see :meth:`relay_refusal`).
+    on_foreign_relay: str = "pass"
+    #: the organisation's domains, for ``on_foreign_relay``.
+    internal_domains: frozenset[str] = frozenset()
 
     def decide(self, item: MailItem, ctx: Context, *, fingerprint: str | None = None
                ) -> ArrivalDecision:
@@ -117,6 +127,10 @@ class MarkerVerifyFilter:
             # The refusal itself is the adapter's status line; the log adds the reason.
             log.info("gateway refused: %s (%s)", decision.refusal, decision.trace[-1].detail)
             return Outcome(Action.REJECT, decision.refusal)
+        relay = self.relay_refusal(item, decision)
+        if relay is not None:
+            log.info("gateway refused: %s (outside recipients from the internet)", relay)
+            return Outcome(Action.REJECT, relay)
         item = item.annotate("marker.verdict", check.verdict.value).annotate(
             "marker.source", decision.source.value).annotate("marker.arrival", fingerprint)
         if check.verdict is not MarkerVerdict.MISSING:
@@ -126,6 +140,22 @@ class MarkerVerifyFilter:
         message = item.message.without_headers(decision.remove_fields,
                                                decision.remove_prefixes)
         return item if message is item.message else item.evolve(message=message)
+
+
+    def relay_refusal(self, item: MailItem, decision: ArrivalDecision) -> Reply | None:
+        """G5 behind an MTA that relays for Exchange Online's ranges: with
+        ``on_foreign_relay = "reject"``, a message with a recipient outside the organisation
+        is refused unless this tenant's Exchange Online handed it over or its sender
+        authenticated (SASL). Another tenant's connector gets the tenant refusal."""
+        envelope = item.envelope
+        if (self.on_foreign_relay != "reject" or decision.source is ArrivalSource.RETURN_PATH
+                or envelope.auth_user
+                or not leaves(envelope.mail_from, envelope.rcpt_to, self.internal_domains)):
+            return None
+        connection = Arrival(decision.marker, _tls_names(envelope.tls_peer_name),
+                             envelope.client_address)
+        return (TENANT_RELAY_REFUSAL if exo_by_connection(connection, self.settings)
+                else RELAY_REFUSAL)
 
 
 def arrival_of(item: MailItem, ctx: Context, ring: KeyRing, settings: GatewaySettings, *,
@@ -138,12 +168,16 @@ def arrival_of(item: MailItem, ctx: Context, ring: KeyRing, settings: GatewaySet
                           field_name=settings.marker_field, limits=ctx.limits)
     envelope = item.envelope
     return Arrival(
-        tls_peer_names=(envelope.tls_peer_name,) if envelope.tls_peer_name else (),
+        tls_peer_names=_tls_names(envelope.tls_peer_name),
         client_address=envelope.client_address,
         tenant_ids=tuple(f.value for f in message.headers.get_all(_TENANT_HEADER)),
         received_count=received_count(message),
         processed_count=_processed_count(item, ctx, settings, now, fingerprint),
         marker=check)
+
+
+def _tls_names(name: str | None) -> tuple[str, ...]:
+    return (name,) if name else ()
 
 
 def _processed_count(item: MailItem, ctx: Context, settings: GatewaySettings, now: float,
@@ -240,4 +274,11 @@ def build_verify(options: Options) -> MarkerVerifyFilter:
         settings = GatewaySettings(**values)  # type: ignore[arg-type]
     except ValueError as exc:  # the cross-field check: loop_window <= max_age
         raise options.error("loop_window", str(exc)) from None
-    return MarkerVerifyFilter(ring=ring, settings=settings)
+    relay = options.choice("on_foreign_relay", ("pass", "reject"), "pass")
+    domains = options.inherited("internal_domains")
+    internal = frozenset(domains) if isinstance(domains, frozenset) else frozenset[str]()
+    if relay == "reject" and not internal:
+        raise options.error("on_foreign_relay", "\"reject\" needs [gateway] internal_domains "
+                                                "(or a topology)")
+    return MarkerVerifyFilter(ring=ring, settings=settings, on_foreign_relay=relay,
+                              internal_domains=internal)

@@ -13,6 +13,7 @@ an :class:`Arrival` and act on the :class:`ArrivalDecision` this module returns,
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 from typing import NamedTuple
 
 from mailroute.gateway.match import cert_name_matches, ip_in_ranges
@@ -35,6 +36,7 @@ __all__ = [
     "GatewayStep",
     "classify_source",
     "decide_arrival",
+    "exo_by_connection",
 ]
 
 #: Verdicts that mean "not a marker this gateway made" (``on_invalid`` applies to them).
@@ -140,6 +142,13 @@ def classify_source(arrival: Arrival, settings: GatewaySettings) -> ArrivalSourc
             t.strip().lower() for t in arrival.tenant_ids):
         return ArrivalSource.INTERNET
     return ArrivalSource.RETURN_PATH
+
+
+def exo_by_connection(arrival: Arrival, settings: GatewaySettings) -> bool:
+    """G1 on the connection alone (certificate name, address ranges), as it stands before
+    DATA, when the tenant id header cannot be read yet."""
+    without_tenant = replace(settings, tenant_id=None)
+    return classify_source(arrival, without_tenant) is ArrivalSource.RETURN_PATH
 
 
 def decide_arrival(arrival: Arrival, settings: GatewaySettings) -> ArrivalDecision:

@@ -10,8 +10,10 @@ import enum
 from collections.abc import Iterable
 
 from mailroute.item import Direction
+from mailroute.results import Reply
 
-__all__ = ["Flow", "direction_of", "domain_of", "flow_of", "is_inside", "is_subdomain",
+__all__ = ["LEAVING", "RELAY_REFUSAL", "TENANT_RELAY_REFUSAL", "Flow", "direction_of",
+           "domain_of", "flow_of", "is_inside", "is_subdomain", "leaves", "may_relay",
            "message_direction"]
 
 
@@ -30,6 +32,26 @@ class Flow(enum.StrEnum):
 
 
 _LETTERS = {Flow.INBOUND: "i", Flow.OUTBOUND: "o", Flow.INTERNAL: "n", Flow.RELAY: "x"}
+
+#: G5: a recipient outside the organisation, from anyone but this tenant's Exchange Online.
+RELAY_REFUSAL = Reply(550, "5.7.1", "mailroute: relay not permitted")
+#: G5 for a message whose connection looked like Exchange Online (its certificate name and
+#: address ranges are shared by every Microsoft 365 tenant) but whose tenant id is not ours.
+TENANT_RELAY_REFUSAL = Reply(550, "5.7.1", "mailroute: relay not permitted (not this "
+                                           "tenant's Exchange Online)")
+#: Flows that leave the organisation.
+LEAVING = frozenset({Flow.OUTBOUND, Flow.RELAY})
+
+
+def may_relay(flow: Flow, *, from_exo: bool) -> bool:
+    """G5: may the gateway take a recipient of ``flow``?
+
+    Mail for the organisation's own domains is taken from anyone. Mail that leaves the
+    organisation (outbound, or outside to outside) only from this tenant's Exchange Online:
+    the envelope sender is the client's to choose, so an own-domain sender proves nothing,
+    and relaying on it would make the gateway an open relay.
+    """
+    return from_exo or flow not in LEAVING
 
 
 def domain_of(address: str) -> str:
@@ -87,3 +109,9 @@ def direction_of(flows: Iterable[Flow], *, sender_inside: bool) -> Direction:
     if not found and sender_inside:
         return Direction.OUTBOUND
     return Direction.INBOUND
+
+
+def leaves(sender: str, recipients: Iterable[str], org_domains: Iterable[str]) -> bool:
+    """True when a recipient lies outside the organisation (outbound or relayed mail)."""
+    domains = tuple(org_domains)
+    return any(flow_of(sender, r, domains) in LEAVING for r in recipients)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mailroute.gateway.decide import (
@@ -23,10 +23,20 @@ from mailroute.gateway.decide import (
     Arrival,
     ArrivalDecision,
     ArrivalSource,
-    classify_source,
     decide_arrival,
+    exo_by_connection,
 )
-from mailroute.gateway.flow import Flow, direction_of, domain_of, flow_of, is_inside
+from mailroute.gateway.flow import (
+    LEAVING,
+    RELAY_REFUSAL,
+    TENANT_RELAY_REFUSAL,
+    Flow,
+    direction_of,
+    domain_of,
+    flow_of,
+    is_inside,
+    may_relay,
+)
 from mailroute.gateway.settings import GatewaySettings
 from mailroute.gateway.spoof import SpoofAction, SpoofFacts, SpoofPolicy, decide_spoof
 from mailroute.marker.binding import normalise_message_id
@@ -66,33 +76,6 @@ __all__ = [
 ]
 
 EXO_TLS_NAME = "*.mail.protection.outlook.com"
-#: G5: a recipient outside the organisation, from anyone but this tenant's Exchange Online.
-RELAY_REFUSAL = Reply(550, "5.7.1", "mailroute: relay not permitted")
-#: G5 for a message whose connection looked like Exchange Online (its certificate name and
-#: address ranges are shared by every Microsoft 365 tenant) but whose tenant id is not ours.
-TENANT_RELAY_REFUSAL = Reply(550, "5.7.1", "mailroute: relay not permitted (not this "
-                                           "tenant's Exchange Online)")
-_LEAVING = frozenset({Flow.OUTBOUND, Flow.RELAY})
-
-
-def may_relay(flow: Flow, *, from_exo: bool) -> bool:
-    """G5: may the gateway take a recipient of ``flow``?
-
-    Mail for the organisation's own domains is taken from anyone. Mail that leaves the
-    organisation (outbound, or outside to outside) only from this tenant's Exchange Online:
-    the envelope sender is the client's to choose, so an own-domain sender proves nothing,
-    and relaying on it would make the gateway an open relay.
-    """
-    return from_exo or flow not in _LEAVING
-
-
-def exo_by_connection(arrival: Arrival, settings: GatewaySettings) -> bool:
-    """G1 on the connection alone (certificate name, address ranges), as it stands before
-    DATA, when the tenant id header cannot be read yet."""
-    without_tenant = replace(settings, tenant_id=None)
-    return classify_source(arrival, without_tenant) is ArrivalSource.RETURN_PATH
-
-
 def gateway_settings(topology: Topology) -> GatewaySettings:
     """The gateway settings a topology implies: what ``marker-verify`` must be set to.
 
@@ -390,7 +373,7 @@ def _tenant_relay_refusal(arrival: Arrival, settings: GatewaySettings,
     the connection's word (Exchange Online's name and ranges); the tenant id, readable only
     now, says another tenant sent it. The whole message is refused, as ``serve`` must (one
     reply to the final dot)."""
-    if from_exo or settings.tenant_id is None or not _LEAVING.intersection(flows.values()):
+    if from_exo or settings.tenant_id is None or not LEAVING.intersection(flows.values()):
         return None
     if not exo_by_connection(arrival, settings):
         return None

@@ -154,7 +154,9 @@ class SmtpSink(Background):
                     chunks = []
                     while True:
                         chunk = reader.readline()
-                        if not chunk or chunk == b".\r\n":
+                        if not chunk:   # lost before the final dot: discarded, as MTAs do
+                            return
+                        if chunk == b".\r\n":
                             break
                         chunks.append(chunk)
                     current.raw = b"".join(chunks)

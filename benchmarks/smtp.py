@@ -79,7 +79,7 @@ def bench(root: Path, args: argparse.Namespace) -> int:
              "--log", "none"]
     with process(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink}", "256"], root / "sink.log"), \
          process([*serve, "--config", str(root / "empty.toml"),
-                  "--listen", f"127.0.0.1:{ports['empty']}"], root / "s1.log"), \
+                  "--listen", f"127.0.0.1:{ports['empty']}"], root / "s1.log") as empty, \
          process([*serve, "--config", str(root / "disclaimer.toml"),
                   "--listen", f"127.0.0.1:{ports['disclaimer']}"], root / "s2.log") as disc:
         for port in ports.values():
@@ -89,24 +89,30 @@ def bench(root: Path, args: argparse.Namespace) -> int:
         postfix.start()
         ports["postfix"] = postfix.smtpd_port
         try:
-            return measure(ports, postfix, args, disc.pid)
+            return measure(ports, postfix, args, {"empty": empty.pid, "disclaimer": disc.pid})
         finally:
             postfix.stop()
 
 
 def measure(ports: dict[str, int], postfix: Postfix, args: argparse.Namespace,
-            disclaimer_pid: int) -> int:
+            serve_pids: dict[str, int]) -> int:
     print(f"# load average before: {load()}; CPUs: {os.cpu_count()}")
     results: dict[tuple[str, int, int], list[float]] = {}
+    cpu_ms: dict[tuple[str, int, int], list[float]] = {}   # serve CPU per message
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
     for round_ in range(args.rounds):
         # Rotate the order: a run right after the ceiling's flood of connections is slower.
         for config in configs[round_ % len(configs):] + configs[:round_ % len(configs)]:
             for size, sessions in CASES:
                 count = args.small_count if size < 100_000 else args.large_count
+                pid = serve_pids.get(config)
+                cpu = cpu_seconds(pid) if pid else 0.0
                 rate = run_case(ports[config], size, sessions, count,
                                 postfix if config == "postfix" else None)
                 results.setdefault((config, size, sessions), []).append(rate)
+                if pid:
+                    cpu_ms.setdefault((config, size, sessions), []).append(
+                        (cpu_seconds(pid) - cpu) / count * 1000)
         print(f"# round {round_ + 1} done, load average: {load()}", flush=True)
     ratios = [(a, b) for a, b in (("empty", "postfix"), ("empty", "ceiling"),
                                    ("disclaimer", "postfix")) if a in configs and b in configs]
@@ -120,6 +126,10 @@ def measure(ports: dict[str, int], postfix: Postfix, args: argparse.Namespace,
         print(f"| {label} | {cells}" + "".join(f" | {med[a] / med[b]:.2f}" for a, b in ratios)
               + " |")
     print(f"\n(messages per second, median of {args.rounds} rounds; runs: {results})")
+    for (config, size, sessions), values in cpu_ms.items():
+        print(f"# serve CPU, {config}, {size // 1024} KB, {sessions} sessions: "
+              f"{statistics.median(values):.3f} ms per message (median)")
+    disclaimer_pid = serve_pids["disclaimer"]
     started, cpu = time.monotonic(), cpu_seconds(disclaimer_pid)
     run_case(ports["disclaimer"], 10 * 1024, 10, args.rss_count)
     cpu_ms = (cpu_seconds(disclaimer_pid) - cpu) / args.rss_count * 1000

@@ -1,7 +1,8 @@
 """A small plain-socket SMTP sink for tests: records every transaction as it was on the wire.
 
-It answers 250 to everything unless told otherwise (``rcpt_replies`` per recipient,
-``data_reply`` after the final dot), keeps the raw DATA bytes (still dot-stuffed, CRLF as
+It answers 250 to everything unless told otherwise (``mail_reply`` to MAIL,
+``rcpt_replies`` per recipient, ``data_reply`` after the final dot), offers PIPELINING
+unless ``pipelining=False``, keeps the raw DATA bytes (still dot-stuffed, CRLF as
 sent) and the commands of each session, and binds to 127.0.0.1 on a free port. Start it
 with ``with SmtpSink() as sink:``; it stops its threads on exit. ``port`` chooses the port
 (a next hop that comes back where it was).
@@ -64,7 +65,10 @@ class SmtpSink(Background):
 
     def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
                  data_reply: str = "250 2.0.0 queued", port: int = 0,
-                 data_delay: float = 0.0) -> None:
+                 data_delay: float = 0.0, mail_reply: str = "250 2.1.0 ok",
+                 pipelining: bool = True) -> None:
+        self.mail_reply = mail_reply
+        self.pipelining = pipelining
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_reply = data_reply
         self.data_delay = data_delay
@@ -128,13 +132,17 @@ class SmtpSink(Background):
                 with self._lock:
                     self.commands.append(verb + command[4:])
                 if verb in ("EHLO", "HELO"):
-                    send("250-sink.test\r\n250-8BITMIME\r\n250 PIPELINING" if verb == "EHLO"
+                    last = "250 PIPELINING" if self.pipelining else "250 SIZE"
+                    send(f"250-sink.test\r\n250-8BITMIME\r\n{last}" if verb == "EHLO"
                          else "250 sink.test")
                 elif verb == "MAIL":
+                    send(self.mail_reply)
+                    if not self.mail_reply.startswith("250"):
+                        current = None
+                        continue
                     current = Transaction(sender=_address(command))
                     with self._lock:
                         self.transactions.append(current)
-                    send("250 2.1.0 ok")
                 elif verb == "RCPT" and current is not None:
                     rcpt = _address(command)
                     reply = self.rcpt_replies.get(rcpt, "250 2.1.5 ok")
@@ -146,7 +154,9 @@ class SmtpSink(Background):
                     chunks = []
                     while True:
                         chunk = reader.readline()
-                        if not chunk or chunk == b".\r\n":
+                        if not chunk:   # lost before the final dot: discarded, as MTAs do
+                            return
+                        if chunk == b".\r\n":
                             break
                         chunks.append(chunk)
                     current.raw = b"".join(chunks)
@@ -156,6 +166,8 @@ class SmtpSink(Background):
                         current.completed = True
                     send(self.data_reply)
                     current = None
+                elif verb in ("RCPT", "DATA"):
+                    send("503 5.5.1 need MAIL first")
                 elif verb == "RSET":
                     current = None
                     send("250 2.0.0 reset")

@@ -73,11 +73,12 @@ def test_the_final_reply_is_250_only_after_the_next_hop_said_250() -> None:
 
 def test_next_hop_down_is_451_and_the_retry_arrives_once() -> None:
     port = free_port()
+    down = (451, b"4.4.1 next hop not available, try again later")
     with InProcess(Pipeline(), port) as serve:
-        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
-            serve.send()
-        assert refused.value.smtp_code == 451
-        assert refused.value.smtp_error == b"4.4.1 next hop not available, try again later"
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            serve.send(recipients=["bob@partner.example", "carol@partner.example"])
+        assert refused.value.recipients == {"bob@partner.example": down,
+                                            "carol@partner.example": down}
         with SmtpSink(port=port) as sink:
             assert serve.send() == {}
             delivered = sink.wait_for(1)
@@ -156,10 +157,10 @@ def test_a_next_hop_that_does_not_greet_in_time_is_451_and_nothing_is_delivered(
         quick = NextHopTimeouts(connect=0.5, command=0.5)
         with InProcess(Pipeline(), silent.getsockname()[1], timeouts=quick) as serve:
             start = time.monotonic()
-            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
                 serve.send()
             elapsed = time.monotonic() - start
-    assert refused.value.smtp_code == 451
+    assert refused.value.recipients["bob@partner.example"][0] == 451
     assert elapsed < 10
 
 

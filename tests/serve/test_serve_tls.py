@@ -169,9 +169,9 @@ def test_a_next_hop_with_the_wrong_name_is_never_handed_anything(pki: Pki) -> No
     with TlsNextHop(pki) as hop:
         next_hop = NextHop("127.0.0.1", hop.port, hop_tls, "other.mail.protection.outlook.com")
         with InProcess(Pipeline(), hop.port, next_hop=next_hop) as serve, \
-                pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
             serve.send()
-    assert refused.value.smtp_code == 451
+    assert refused.value.recipients["bob@partner.example"][0] == 451
     assert hop.messages == []
 
 

@@ -1,8 +1,10 @@
 """The SMTP gateway service (``mailroute serve``): a before-queue proxy on aiosmtpd.
 
 Lossless by construction. The next-hop transaction is opened during the client's: MAIL
-FROM opens (or reuses) the connection to the next hop and sends MAIL there, every RCPT is
-answered with the next hop's own reply to that RCPT, and the final dot is answered 250 only
+FROM is answered here, the first RCPT of each route opens (or reuses) the connection to its
+next hop and sends MAIL and that RCPT there (in one write when the next hop offers
+PIPELINING), every RCPT is answered with the next hop's own reply to that RCPT (a refused
+MAIL is the reply to every RCPT of its route), and the final dot is answered 250 only
 after the next hop answered 250 to the processed message. The policy's reject or tempfail
 goes back to the client in session (RSET downstream, nothing handed on); every internal or
 next-hop failure is ``451 4.x.x`` with no internal text (aiosmtpd's
@@ -38,8 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import SMTP
-
+from mailroute.adapters.heap import pin_mmap_threshold
 from mailroute.adapters.messagelog import MessageLog, record_for
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.serve_routes import (
@@ -57,6 +58,7 @@ from mailroute.adapters.smtp_client import (
     NextHopTimeouts,
 )
 from mailroute.adapters.smtp_data import DataReader, ReceivedData, read_data, to_wire
+from mailroute.adapters.smtp_fast import FastSMTP, SessionTemplate
 from mailroute.errors import MailrouteError
 from mailroute.gateway.match import cert_name_matches
 from mailroute.item import Envelope
@@ -192,6 +194,7 @@ class GatewayService:
         self.stopping = False
         self.sessions: set[GatewaySMTP] = set()
         self._server: asyncio.AbstractServer | None = None
+        self._template: SessionTemplate | None = None
 
     @property
     def busy(self) -> bool:
@@ -200,12 +203,14 @@ class GatewayService:
 
     def factory(self) -> GatewaySMTP:
         """A protocol for one client connection."""
-        tls = self.settings.tls
-        return GatewaySMTP(self, Hooks(), data_size_limit=self.pipeline.limits.max_message_size,
-                           enable_SMTPUTF8=True, hostname=self.settings.hostname,
-                           ident="mailroute", timeout=self.settings.client_timeout,
-                           tls_context=tls.context if tls else None,
-                           require_starttls=bool(tls and tls.required))
+        if self._template is None:   # built in the event loop, once
+            tls = self.settings.tls
+            self._template = SessionTemplate(
+                GatewaySMTP, Hooks(), data_size_limit=self.pipeline.limits.max_message_size,
+                enable_SMTPUTF8=True, hostname=self.settings.hostname, ident="mailroute",
+                timeout=self.settings.client_timeout, tls_context=tls.context if tls else None,
+                require_starttls=bool(tls and tls.required))
+        return GatewaySMTP(self, self._template)
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port``; returns the port (useful with port 0)."""
@@ -332,21 +337,15 @@ class Hooks:
         return f"451 4.3.0 internal error, reference {reference}"
 
 
-class GatewaySMTP(SMTP):
+class GatewaySMTP(FastSMTP):
     """One client connection, with its connection to the next hop."""
 
     # DATA is read by read_data in blocks; commands are still limited by
     # command_size_limits (512 octets, RFC 5321 4.5.3.1.4).
     line_length_limit = 64 * 1024
 
-    def __dir__(self) -> list[str]:
-        """Only the command and AUTH methods: aiosmtpd looks them up with ``dir`` and
-        ``inspect.getmembers`` for every connection, which otherwise reads every attribute
-        (a sixth of the CPU per 10 KB message)."""
-        return _COMMAND_NAMES
-
-    def __init__(self, service: GatewayService, handler: Hooks, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+    def __init__(self, service: GatewayService, template: SessionTemplate) -> None:
+        super().__init__(template)
         self.service = service
         self.helo: str | None = None
         self.peer_address: str | None = None
@@ -355,6 +354,7 @@ class GatewaySMTP(SMTP):
         self.tls_peer_names: list[str] = []
         self.links: dict[Route, NextHopClient] = {}
         self.legs: dict[Route, Leg] = {}
+        self.refused: dict[Route, str] = {}   # a route whose MAIL failed: its RCPT answer
         self.sender = ""
         self.mail_options: list[str] = []
         self.in_transaction = False
@@ -459,17 +459,13 @@ class GatewaySMTP(SMTP):
     # -- transaction --------------------------------------------------------------------
 
     async def mail(self, envelope: Any, address: str, options: list[str]) -> str:
-        """MAIL FROM: refuse while stopping; with one next hop, open it now (its answer is
-        ours); with routes per recipient, at each recipient's first RCPT."""
+        """MAIL FROM, answered here: the next hop sees it with the first recipient routed
+        to it (pipelined with that RCPT), and a refusal of it is the answer to every RCPT
+        it would have carried. Refused while stopping."""
         await self.end_transaction()
         if self.service.stopping:
             return SHUTTING_DOWN
         self.sender, self.mail_options = address, list(options)
-        fixed = self.service.router.fixed
-        if fixed is not None:
-            leg = await self._open_leg(Route(fixed))
-            if isinstance(leg, str):
-                return leg
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         self.in_transaction = True
@@ -485,16 +481,28 @@ class GatewaySMTP(SMTP):
             route = router.route(self.sender, address, conn)
         if isinstance(route, str):
             return route
-        leg = await self._open_leg(route)
-        if isinstance(leg, str):
-            return leg
-        try:
-            reply = await leg.client.command(f"RCPT TO:<{address}>")
-        except NextHopError as error:
-            log.warning("next hop %s: %s", route.hop, error)
-            leg.broken = True
-            leg.client.abort()
+        refused = self.refused.get(route)
+        if refused is not None:
+            return refused
+        leg = self.legs.get(route)
+        if leg is None:
+            opened = await self._open_leg(route, address)
+            if isinstance(opened, str):
+                self.refused[route] = opened   # MAIL's answer for every RCPT of the route
+                return opened
+            leg, reply = opened
+        elif leg.broken or leg.client.closed:
             return NEXT_HOP_LOST
+        else:
+            reply = None
+        if reply is None:
+            try:
+                reply = await leg.client.command(f"RCPT TO:<{address}>")
+            except NextHopError as error:
+                log.warning("next hop %s: %s", route.hop, error)
+                leg.broken = True
+                leg.client.abort()
+                return NEXT_HOP_LOST
         if not reply.ok:
             return _relay(reply)
         envelope.rcpt_tos.append(address)
@@ -505,36 +513,36 @@ class GatewaySMTP(SMTP):
         """What the routes are decided on: the verified TLS names and the client address."""
         return ConnectionFacts(tuple(self.tls_peer_names), self._client_address())
 
-    async def _open_leg(self, route: Route) -> Leg | str:
-        """The transaction for ``route``: reuse it, or connect (or reuse the session's
-        connection) and send MAIL FROM. A string is the reply refusing."""
-        leg = self.legs.get(route)
-        if leg is not None:
-            return NEXT_HOP_LOST if leg.broken else leg
+    async def _open_leg(self, route: Route, recipient: str
+                        ) -> tuple[Leg, NextHopReply | None] | str:
+        """The transaction for ``route``, on the session's or a pooled connection or a new
+        one: MAIL FROM, and with PIPELINING the first RCPT in the same write (its reply is
+        returned too). A string is the reply refusing MAIL."""
         client = self.links.pop(route, None) or self.service.pool.take(route)
         reused = client is not None
         try:
-            reply = await self._mail(route, client)
+            replies = await self._mail(route, client, recipient)
         except NextHopError as error:
             if not reused:
                 log.warning("next hop %s: %s", route.hop, error)
                 return NEXT_HOP_DOWN
             try:  # an idle connection the next hop closed meanwhile: once more, fresh
-                reply = await self._mail(route, None)
+                replies = await self._mail(route, None, recipient)
             except NextHopError as again:
                 log.warning("next hop %s: %s", route.hop, again)
                 return NEXT_HOP_DOWN
-        if isinstance(reply, str):
-            return reply
-        if not reply.ok:
-            return _relay(reply)
+        if isinstance(replies, str):
+            return replies
+        mail, rcpt = replies
+        if not mail.ok:
+            return _relay(mail)
         leg = self.legs[route] = Leg(route, self.links[route])
-        return leg
+        return leg, rcpt
 
-    async def _mail(self, route: Route, client: NextHopClient | None
-                    ) -> NextHopReply | str:
-        """MAIL FROM on ``client`` (or a new connection); the connection is kept in
-        :attr:`links` unless it failed."""
+    async def _mail(self, route: Route, client: NextHopClient | None, recipient: str
+                    ) -> tuple[NextHopReply, NextHopReply | None] | str:
+        """MAIL FROM (and RCPT TO, pipelined) on ``client`` or a new connection, which is
+        kept in :attr:`links` unless it failed."""
         try:
             if client is None or client.closed:
                 client = await self._connect(route)
@@ -542,13 +550,19 @@ class GatewaySMTP(SMTP):
             if forwarded is None:
                 self.links[route] = client
                 return "553 5.6.7 the next hop does not accept non-ASCII addresses (SMTPUTF8)"
-            reply = await client.command(" ".join([f"MAIL FROM:<{self.sender}>", *forwarded]))
+            mail = " ".join([f"MAIL FROM:<{self.sender}>", *forwarded])
+            if client.has("PIPELINING"):
+                mail_reply, rcpt_reply = await client.pipelined(
+                    (mail, f"RCPT TO:<{recipient}>"))
+                replies = (mail_reply, rcpt_reply if mail_reply.ok else None)
+            else:
+                replies = (await client.command(mail), None)
         except NextHopError:
             if client is not None:
                 client.abort()
             raise
         self.links[route] = client
-        return reply
+        return replies
 
     async def _connect(self, route: Route) -> NextHopClient:
         """A new connection to the route's next hop, or to its fallbacks in order."""
@@ -571,6 +585,7 @@ class GatewaySMTP(SMTP):
             if not leg.done and not leg.broken and not leg.client.closed:
                 await leg.client.rset()
         self.legs = {}
+        self.refused = {}
         self.in_transaction = False
 
     async def quit_next_hop(self) -> None:
@@ -588,6 +603,7 @@ class GatewaySMTP(SMTP):
                 self.service.pool.give(route, client)
         self.links = {}
         self.legs = {}
+        self.refused = {}
         self.in_transaction = False
 
     async def smtp_DATA(self, arg: str | None) -> None:
@@ -721,10 +737,6 @@ def _reply_of(status: str) -> Reply:
     return Reply(int(code) if code.isdigit() else 451, enhanced or "4.0.0", text)
 
 
-_COMMAND_NAMES = sorted({n for cls in GatewaySMTP.__mro__ for n in vars(cls)
-                         if n.startswith(("smtp_", "auth_"))})
-
-
 @dataclass(slots=True)
 class Leg:
     """One next-hop transaction of a client transaction: its route, connection and the
@@ -800,6 +812,7 @@ async def serve(pipeline: Pipeline, listen: tuple[str, int], settings: ServeSett
                 ready: Callable[[int], None] | None = None,
                 message_log: MessageLog | None = None, metrics: Metrics | None = None) -> None:
     """Run the service until SIGTERM or SIGINT; returns after a graceful shutdown."""
+    pin_mmap_threshold()  # a resident process: large messages' buffers go back when freed
     service = GatewayService(pipeline, settings, message_log=message_log, metrics=metrics)
     # aiosmtpd logs every command with its arguments at INFO: the per-message line is ours.
     AIOSMTPD_LOG.setLevel(logging.WARNING)

@@ -3,7 +3,8 @@
 Only what a relay needs: greeting, EHLO (HELO as fallback), STARTTLS with a name to verify
 and an optional client certificate, MAIL/RCPT/DATA/RSET/QUIT, every command under a
 timeout. Every failure is an :class:`NextHopError` (a connection that cannot be used any
-more); a refusal is a :class:`NextHopReply` with a 4xx or 5xx code, not an exception.
+more); a refusal is a :class:`NextHopReply` with a 4xx or 5xx code, not an exception (a
+421 also closes the connection: the next hop is closing it).
 The message is sent as it is given: the caller hands over wire bytes (CRLF, dot-stuffed).
 """
 
@@ -170,6 +171,8 @@ class NextHopClient:
                         raise NextHopError("malformed reply")
                     lines.append(text[4:])
                     if text[3:4] != "-":
+                        if text.startswith("421"):
+                            self.abort()   # the next hop closes the connection (RFC 5321)
                         return NextHopReply(int(text[:3]), tuple(lines))
         except TimeoutError:
             raise NextHopError(f"no reply within {timeout:g} s") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -21,6 +20,7 @@ from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.logs import LazyLogger
 from mailroute.pipeline import Pipeline
+from mailroute.records import record
 from mailroute.results import Action, Reply
 from mailroute.session import Result
 
@@ -30,7 +30,7 @@ __all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "read_bounded", "report_in
 log = LazyLogger("mailroute.pipe")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PipeOutcome:
     """The exit code and the one diagnostic line of a pipe run."""
 
@@ -80,7 +80,7 @@ def report_internal_error(stderr: TextIO, what: str) -> Reply:
     return reply
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PipeLog:
     """Where ``run_pipe`` writes its one line per message, and the facts only the caller
     knows (the MTA's queue id, the SASL user)."""

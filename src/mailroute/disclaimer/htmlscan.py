@@ -11,10 +11,10 @@ is the bounded fallback for documents too large or too deep for html5lib.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from mailroute.disclaimer.htmlstack import OpenElements
 from mailroute.patterns import on_first_use
+from mailroute.records import record
 
 __all__ = ["HtmlPoints", "quote_marker", "scan_html"]
 
@@ -52,7 +52,7 @@ _MARKER_HINTS = ("appendonsend", "rplyfwdmsg", "reference-message-container", "g
                  "moz-cite-prefix", "yahoo_quoted", "cite", "border-top")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HtmlPoints:
     """Offsets (in characters of the decoded HTML) where a disclaimer may go.
 

@@ -18,9 +18,9 @@ import hashlib
 import html
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 from mailroute.disclaimer.templatecheck import safe_url, url_slots
+from mailroute.records import record
 
 __all__ = [
     "MISSING_POLICIES",
@@ -152,7 +152,7 @@ def _compact_slice(text: str, *, leading: bool) -> tuple[str, bool]:
     return "".join(text.split()), still
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Template:
     """A parsed template.
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import html
 import importlib.util
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailroute.config.options import Options
@@ -42,6 +41,7 @@ from mailroute.disclaimer.templatecheck import template_problem
 from mailroute.errors import MailrouteError
 from mailroute.item import Context, MailItem
 from mailroute.mime import parse_addresses
+from mailroute.records import field, record
 from mailroute.results import Outcome
 
 __all__ = ["DisclaimerFilter", "build", "html_from_text"]
@@ -55,7 +55,7 @@ for _module in ("bs4", "html5lib"):
         raise ModuleNotFoundError(f"No module named {_module!r}", name=_module)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DisclaimerFilter:
     """Insert a disclaimer once into every body of a message (see the module docstring)."""
 

@@ -23,7 +23,6 @@ the processed-message guard off), ``processed_ttl`` (default: the loop window),
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from mailroute.config.options import Options
 from mailroute.errors import UnsafeHeaderValueError
@@ -44,6 +43,7 @@ from mailroute.marker.keyring import KeyRing, load_key_ring
 from mailroute.marker.mint import DEFAULT_FIELD, RandomSource, is_host_name, mark
 from mailroute.marker.verify import Windows, check_message
 from mailroute.mime.headers import make_field
+from mailroute.records import field, record
 from mailroute.results import Action, MarkerVerdict, Outcome
 
 __all__ = [
@@ -63,7 +63,7 @@ _SECURITY_EVENTS = frozenset({MarkerVerdict.FUTURE, MarkerVerdict.BAD_MAC})
 _TENANT_HEADER = "X-MS-Exchange-CrossTenant-Id"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MarkerSetFilter:
     """Mint the marker last: one valid marker on every message that leaves."""
 
@@ -94,7 +94,7 @@ class MarkerSetFilter:
         return item.evolve(message=message).annotate("marker.key_id", token.kid)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class MarkerVerifyFilter:
     """The gateway decision on arrival: loop guards, marker verdict, hygiene."""
 

@@ -8,16 +8,16 @@ NUL in values and checks that the folded result reads back as exactly one field.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError
 from mailroute.limits import Limits
 from mailroute.mime.defects import Defect, DefectKind
 from mailroute.patterns import on_first_use
+from mailroute.records import field as record_field
+from mailroute.records import record
 
 __all__ = ["HeaderBlock", "HeaderField", "is_content_field", "make_field", "parse_addresses",
            "split_content"]
@@ -43,7 +43,7 @@ _MAX_LINE = 78
 _UNSAFE_IN_VALUE = frozenset("\r\n\0\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HeaderField:
     """One header field exactly as written.
 
@@ -54,7 +54,7 @@ class HeaderField:
 
     raw: bytes
     name: str
-    lower_name: str = dataclasses.field(init=False, repr=False, compare=False)
+    lower_name: str = record_field(init=False, repr=False, compare=False)
     """The field name in lower case, for comparisons (computed once: lookups are hot)."""
 
     def __post_init__(self) -> None:
@@ -138,7 +138,7 @@ def _simple_address() -> re.Pattern[str]:
     return re.compile(rf"[ \t]*(?:({addr})|{phrase}<({addr})>)[ \t]*")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HeaderBlock:
     """The header fields of one entity, in order. Immutable; edits return new blocks."""
 
@@ -225,7 +225,7 @@ def _ended(fields: tuple[HeaderField, ...], after: HeaderField) -> tuple[HeaderF
     return (*fields[:-1], HeaderField(last.raw + newline, last.name))
 
 
-@dataclass(slots=True)
+@record
 class ScannedHeaders:
     """What :func:`scan_header_block` found."""
 

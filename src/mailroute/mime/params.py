@@ -17,12 +17,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.charsets import codec_name
 from mailroute.mime.defects import DefectKind
+from mailroute.records import field, record
 
 __all__ = ["DECISIVE_PARAMETERS", "ContentType", "disposition_defects", "parse_content_type",
            "parse_parameters", "quote_parameter"]
@@ -42,7 +42,7 @@ _TSPECIALS = re.compile(r"[\s()<>@,;:\\\"/\[\]?=]")
 _SECTION = re.compile(r"^(?P<name>[^*]+)(?:\*(?P<index>\d+))?(?P<ext>\*)?$")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ContentType:
     """A parsed media type with lower-cased type, subtype and parameter names."""
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
 
 from mailroute.errors import AmbiguousMessageError, LimitExceededError
 from mailroute.limits import DEFAULT_LIMITS, Limits
@@ -35,6 +34,7 @@ from mailroute.mime.headers import HeaderBlock, scan_header_block
 from mailroute.mime.message import Message
 from mailroute.mime.params import disposition_defects, parse_content_type
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
+from mailroute.records import field, record
 
 __all__ = ["AmbiguityPolicy", "parse"]
 
@@ -52,10 +52,9 @@ class AmbiguityPolicy(enum.StrEnum):
     RECORD = "record"
 
 
-@dataclass(slots=True)
+@record
 class _Node:
-    """One entity while the scan builds the tree (a dataclass without a docstring makes the
-    decorator compute an inspect.signature: start-up)."""
+    """One entity while the scan builds the tree."""
 
     start: int
     end: int

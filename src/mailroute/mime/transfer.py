@@ -5,11 +5,11 @@ from __future__ import annotations
 import binascii
 import io
 import re
-from dataclasses import dataclass
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.defects import DefectKind
 from mailroute.mime.part import LeafBody, Part
+from mailroute.records import record
 
 __all__ = ["Decoded", "choose_encoding", "decode_payload", "encode_payload", "long_line"]
 
@@ -46,7 +46,7 @@ def long_line(data: bytes, limit: int = 998, start: int = 0, end: int | None = N
 IDENTITY = frozenset({"7bit", "8bit", "binary"})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Decoded:
     """A decoded leaf payload and what was odd about its encoding."""
 

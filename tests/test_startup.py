@@ -115,3 +115,49 @@ def test_the_chosen_command_is_registered_in_full(command: str) -> None:
     others = [p for name, p in parsers.items()
               if cli.COMMANDS[name][0] != cli.COMMANDS[command][0]]
     assert all(not p.add_help for p in others)
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """``parser`` and every subcommand parser below it, by prog."""
+    found = {parser.prog: parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found.update(_all_parsers(sub))
+    return found
+
+
+@pytest.mark.parametrize("columns", ["60", "100", "200"])
+def test_help_and_usage_are_those_of_the_stock_argparse(monkeypatch: pytest.MonkeyPatch,
+                                                       columns: str) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    ours = _all_parsers(cli.build_parser(everything=True))
+    monkeypatch.setattr(cli, "Parser", argparse.ArgumentParser)
+    stock = _all_parsers(cli.build_parser(everything=True))
+    assert ours.keys() == stock.keys()
+    assert len(ours) > len(cli.COMMANDS)  # nested subcommands (marker keys, smime sign...)
+    for prog, parser in stock.items():
+        assert ours[prog].format_help() == parser.format_help(), prog
+        assert ours[prog].format_usage() == parser.format_usage(), prog
+
+
+def test_a_usage_error_reads_as_with_the_stock_argparse(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["process", "--config", "p.toml", "--direction", "sideways"]
+    errors = []
+    for parser_class in (cli.Parser, argparse.ArgumentParser):
+        monkeypatch.setattr(cli, "Parser", parser_class)
+        assert cli.main(argv) == 2
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1]
+    assert "invalid choice: 'sideways'" in errors[0]
+
+
+def test_running_a_command_does_not_measure_the_terminal() -> None:
+    # argparse's stock formatter imports shutil (bz2, lzma, zlib) per add_argument
+    probe = ("import sys\nfrom mailroute.cli import build_parser\n"
+             "build_parser(['process']).parse_args(['process', '--config', 'p.toml'])\n"
+             "print('shutil' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "False"

@@ -17,9 +17,10 @@ material. Values from the message are cut to one line of at most 200 characters.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from mailroute.item import Envelope
+from mailroute.logs import LOG_FORMATS, LogFormat
 from mailroute.patterns import on_first_use
 from mailroute.records import record
 from mailroute.results import Reply
@@ -33,8 +34,6 @@ __all__ = ["LOG_FORMATS", "MESSAGE_LOG", "LogFormat", "MessageLog", "MessageReco
 
 #: The logger every adapter writes its message lines to.
 MESSAGE_LOG = "mailroute.messages"
-LogFormat = Literal["text", "json"]
-LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 _MAX_VALUE = 200
 # compiled when a line is written: mailroute process logs nothing by default
 _MESSAGE_ID = on_first_use(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)",

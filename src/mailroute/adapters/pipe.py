@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
-from mailroute.adapters.messagelog import MessageLog, record_for
 from mailroute.adapters.output import write_all, write_file_atomically
 from mailroute.errors import MessageError, OutputError
 from mailroute.exitcodes import ExitCode
@@ -23,6 +22,9 @@ from mailroute.pipeline import Pipeline
 from mailroute.records import record
 from mailroute.results import Action, Reply
 from mailroute.session import Result
+
+if TYPE_CHECKING:
+    from mailroute.adapters.messagelog import MessageLog
 
 __all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "read_bounded", "report_internal_error",
            "run_pipe", "write_output"]
@@ -142,6 +144,8 @@ def _logged(log_to: PipeLog | None, code: ExitCode, result: Result | None, envel
     if log_to is not None:
         if verdict is None and result is None:
             verdict = "reject" if reply.code >= 500 else "tempfail"
+        from mailroute.adapters.messagelog import record_for  # only when a line is written
+
         log_to.message_log.write(record_for(
             result, envelope, data=data, verdict=verdict, reply=reply,
             queue_id=log_to.queue_id, sasl_user=log_to.sasl_user,

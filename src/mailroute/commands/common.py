@@ -7,9 +7,8 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from mailroute.adapters.messagelog import LOG_FORMATS, MessageLog
 from mailroute.adapters.output import write_stdout_text
 from mailroute.adapters.pipe import PipeLog, read_bounded, run_pipe
 from mailroute.config.options import Options
@@ -17,10 +16,14 @@ from mailroute.errors import ConfigError, MessageError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Direction, Envelope, Filter
 from mailroute.limits import DEFAULT_LIMITS, Limits
+from mailroute.logs import LOG_FORMATS
 from mailroute.mime import Message, parse
 from mailroute.pipeline import Pipeline
 from mailroute.policy import build_filter, load_policy
 from mailroute.results import Reply
+
+if TYPE_CHECKING:
+    from mailroute.adapters.messagelog import MessageLog
 
 __all__ = [
     "SYSLOG_SOCKET",

@@ -12,7 +12,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from mailroute.records import FrozenInstanceError, field, fields, is_record, record, replace
+from mailroute.records import (
+    COMPILE_AFTER,
+    FrozenInstanceError,
+    field,
+    fields,
+    is_record,
+    record,
+    replace,
+)
 
 
 def _both(body: str, decorator: str) -> tuple[type[Any], type[Any]]:
@@ -200,3 +208,54 @@ class Sample:
 @record()
 class Counter:
     count: int = 0
+
+
+BINDING_BODY = """
+name: str
+size: int = 0
+seen: list[int] = field(default_factory=list)
+lower: str = field(init=False, default="")
+tags: tuple[str, ...] = field(default=(), kw_only=True)
+
+def __post_init__(self) -> None:
+    object.__setattr__(self, "lower", self.name.lower())
+"""
+CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    (("A",), {}), (("A", 2), {}), (("A", 2, [1]), {}), ((), {"name": "A", "tags": ("t",)}),
+    (("A",), {"seen": [3], "size": 4}), ((), {"name": "A"}),
+]
+BAD_CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    ((), {}), (("A", 2, [1], ("t",)), {}), (("A",), {"name": "B"}), (("A",), {"lower": "x"}),
+    (("A",), {"nope": 1}), ((), {"size": 1}),
+]
+
+
+def _outcome(cls: type[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    try:
+        made = cls(*args, **kwargs)
+    except TypeError as error:
+        return ("TypeError", str(error).replace("__init__()", "C.__init__()"))
+    return repr(made)
+
+
+def test_the_generic_init_binds_as_the_compiled_one_and_hands_it_bad_calls() -> None:
+    std, _ = _both(BINDING_BODY, "frozen=True")
+    expected = [_outcome(std, a, k) for a, k in CALLS]
+    _, rec = _both(BINDING_BODY, "frozen=True")
+    generic = rec.__init__
+    assert [_outcome(rec, a, k) for a, k in CALLS] == expected
+    assert rec.__init__ is generic  # six calls: still the generic __init__
+    _, fresh = _both(BINDING_BODY, "frozen=True")
+    errors = [_outcome(fresh, a, k) for a, k in BAD_CALLS]
+    assert errors == [_outcome(std, a, k) for a, k in BAD_CALLS]
+    assert all(e[0] == "TypeError" for e in errors)  # type: ignore[index]
+    assert fresh.__init__ is not generic  # a bad call installed the compiled one
+
+
+def test_after_compile_after_instances_the_class_gets_a_compiled_init() -> None:
+    std, rec = _both(BINDING_BODY, "frozen=True")
+    generic = rec.__init__
+    made = [rec("A", i) for i in range(COMPILE_AFTER + 2)]
+    assert rec.__init__ is not generic
+    assert [repr(m) for m in made] == [repr(std("A", i)) for i in range(COMPILE_AFTER + 2)]
+    assert made[0].seen is not made[1].seen  # a fresh default from either __init__

@@ -33,7 +33,7 @@ _START = re.compile(
     r"[\t\n\f\r ]*+(/?)>")
 _END = re.compile(r"</([A-Za-z][^\t\n\f\r />\x00]*+)[\t\n\f\r ]*+>")
 _LENIENT_TAG = on_first_use(r"</?([A-Za-z][^\t\n\f\r />\x00]*+)[^>]*+>?")
-_COMMENT_END = re.compile(r"--!?>")
+_COMMENT_END = on_first_use(r"--!?>")
 _ATTR = on_first_use(
     r"([^\t\n\f\r \"'>/=\x00]+)(?:[\t\n\f\r ]*=[\t\n\f\r ]*"
     r"(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r \"'=<>`]+)))?")
@@ -197,7 +197,7 @@ def _comment(html: str, start: int, state: _State) -> int:
     if html.startswith(">", body) or html.startswith("->", body):
         state.simple = False
         return html.find(">", body) + 1
-    close = _COMMENT_END.search(html, body)  # one search: "-->" or "--!>", whichever is first
+    close = _COMMENT_END().search(html, body)  # one search: "-->" or "--!>", whichever is first
     if close is None:
         state.simple = False
         return len(html)

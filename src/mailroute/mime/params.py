@@ -22,6 +22,7 @@ from types import MappingProxyType
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.charsets import codec_name
 from mailroute.mime.defects import DefectKind
+from mailroute.patterns import on_first_use
 from mailroute.records import field, record
 
 __all__ = ["DECISIVE_PARAMETERS", "ContentType", "disposition_defects", "parse_content_type",
@@ -38,7 +39,7 @@ DECISIVE_PARAMETERS = frozenset({
 })
 
 _TOKEN = re.compile(r"[^\s()<>@,;:\\\"/\[\]?=]+")
-_TSPECIALS = re.compile(r"[\s()<>@,;:\\\"/\[\]?=]")
+_TSPECIALS = on_first_use(r"[\s()<>@,;:\\\"/\[\]?=]")
 _SECTION = re.compile(r"^(?P<name>[^*]+)(?:\*(?P<index>\d+))?(?P<ext>\*)?$")
 
 
@@ -262,7 +263,7 @@ def _parse_content_type(value: str | None,
 
 def quote_parameter(name: str, value: str) -> str:
     """``name=value``, quoted when the value needs it."""
-    if value and not _TSPECIALS.search(value) and value.isascii():
+    if value and not _TSPECIALS().search(value) and value.isascii():
         return f"{name}={value}"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'{name}="{escaped}"'

@@ -34,6 +34,7 @@ from mailroute.mime.headers import HeaderBlock, scan_header_block
 from mailroute.mime.message import Message
 from mailroute.mime.params import disposition_defects, parse_content_type
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
+from mailroute.patterns import on_first_use
 from mailroute.records import field, record
 
 __all__ = ["AmbiguityPolicy", "parse"]
@@ -41,7 +42,7 @@ __all__ = ["AmbiguityPolicy", "parse"]
 _SINGLETONS = ("from", "sender", "date", "subject", "message-id")
 _CONTENT_SINGLETONS = ("content-type", "content-transfer-encoding")
 _IDENTITY_ENCODINGS = ("7bit", "8bit", "binary")
-_READ_AS_OUTER = re.compile(r"(?:--)?[ \t]*")
+_READ_AS_OUTER = on_first_use(r"(?:--)?[ \t]*")
 _BLANKS = re.compile(rb"[ \t]*")
 
 
@@ -168,7 +169,7 @@ class _Scanner:
             # An inner delimiter line an ancestor would read as its own (the same boundary,
             # or it plus "--" or blanks) makes that ancestor's parts uncertain. A boundary
             # that merely begins with another one leaves every delimiter line unambiguous.
-            if boundary.startswith(outer) and _READ_AS_OUTER.fullmatch(boundary[len(outer):]):
+            if boundary.startswith(outer) and _READ_AS_OUTER().fullmatch(boundary[len(outer):]):
                 self.defect(DefectKind.NESTED_BOUNDARY_REUSE, node.path[:depth])
         encoding = node.headers.value("Content-Transfer-Encoding")
         if encoding and encoding.strip().lower() not in _IDENTITY_ENCODINGS:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailroute import cli
+from mailroute.commands import parsers
 from mailroute.testing import build_message
 
 PROBE = """
@@ -21,7 +22,7 @@ code = main(["process", "--config", *sys.argv[1:]])
 loaded = sorted(name for name in sys.modules
                 if name.split(".")[0] in {"cryptography", "bs4", "html5lib", "gnupg", "asn1crypto",
                                           "logging", "tempfile", "dataclasses", "inspect",
-                                          "shutil", "json"}
+                                          "shutil", "json", "argparse", "gettext", "locale"}
                 or name.startswith(("mailroute.routing", "mailroute.marker", "mailroute.smime",
                                     "mailroute.pgp", "mailroute.disclaimer")))
 sys.stderr.write("LOADED " + " ".join(loaded) + "\\n")
@@ -30,9 +31,11 @@ sys.exit(code)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OUTBOUND = ["--mail-from", "anna.weber@example.net", "--rcpt", "max@partner.example"]
 HTML_PARSER = {"bs4", "html5lib"}
-#: stdlib modules no policy needs: the records' module and what it loads, argparse's
-#: terminal measurement, the message log's JSON (process logs nothing by default)
-STDLIB_OFF_THE_PATH = {"dataclasses", "inspect", "shutil", "json"}
+#: stdlib modules no policy needs: the records' module and what it loads, argparse (the
+#: command line is read by cli.quick_args) with its gettext, locale and terminal measurement,
+#: the message log's JSON (process logs nothing by default)
+STDLIB_OFF_THE_PATH = {"dataclasses", "inspect", "shutil", "json", "argparse", "gettext",
+                       "locale"}
 
 
 def _loaded(policy: Path, message: bytes, *args: str) -> tuple[bytes, set[str]]:
@@ -137,7 +140,7 @@ def test_help_and_usage_are_those_of_the_stock_argparse(monkeypatch: pytest.Monk
                                                        columns: str) -> None:
     monkeypatch.setenv("COLUMNS", columns)
     ours = _all_parsers(cli.build_parser(everything=True))
-    monkeypatch.setattr(cli, "Parser", argparse.ArgumentParser)
+    monkeypatch.setattr(parsers, "Parser", argparse.ArgumentParser)
     stock = _all_parsers(cli.build_parser(everything=True))
     assert ours.keys() == stock.keys()
     assert len(ours) > len(cli.COMMANDS)  # nested subcommands (marker keys, smime sign...)
@@ -150,8 +153,8 @@ def test_a_usage_error_reads_as_with_the_stock_argparse(monkeypatch: pytest.Monk
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["process", "--config", "p.toml", "--direction", "sideways"]
     errors = []
-    for parser_class in (cli.Parser, argparse.ArgumentParser):
-        monkeypatch.setattr(cli, "Parser", parser_class)
+    for parser_class in (parsers.Parser, argparse.ArgumentParser):
+        monkeypatch.setattr(parsers, "Parser", parser_class)
         assert cli.main(argv) == 2
         errors.append(capsys.readouterr().err)
     assert errors[0] == errors[1]

@@ -7,11 +7,11 @@ per message); the others appear in ``--help`` through the one-line texts of :dat
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from mailroute import __version__
 from mailroute.adapters.pipe import report_internal_error
@@ -19,7 +19,10 @@ from mailroute.errors import OutputError
 from mailroute.exitcodes import ExitCode
 from mailroute.logs import configure as configure_logging
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "HelpFormatter", "Parser", "build_parser", "main"]
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main", "quick_args"]
 
 #: command -> (the module that registers it, its one-line help as that module gives it).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,36 +60,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(m for m, _ in COMMANDS.values()))
 
 
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's help formatter, set up only when it formats something.
-
-    argparse makes a formatter for every ``add_argument`` (to check the metavar), and the
-    stock one asks ``shutil`` for the terminal's width each time: importing ``shutil`` (with
-    ``bz2``, ``lzma`` and ``zlib``) costs a run that never shows help about 1.4 ms. This one
-    keeps its arguments until an attribute the metavar check does not use is first read, then
-    becomes exactly the stock formatter, so help and usage text are unchanged.
-    """
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        self._deferred = (prog, indent_increment, max_help_position, width)
-
-    def __getattr__(self, name: str) -> Any:
-        deferred = self.__dict__.pop("_deferred", None)
-        if deferred is None:
-            raise AttributeError(name)
-        super().__init__(*deferred)
-        return getattr(self, name)
-
-
-class Parser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` with :class:`HelpFormatter` (subcommands inherit both)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-
 def build_parser(argv: Sequence[str] | None = None, *,
                  everything: bool = False) -> argparse.ArgumentParser:
     """The argument parser: the command named in ``argv`` in full, the others by name only
@@ -94,6 +67,8 @@ def build_parser(argv: Sequence[str] | None = None, *,
 
     With ``everything`` every command is registered in full (for documentation and tests).
     """
+    from mailroute.commands.parsers import Parser
+
     parser = Parser(
         prog="mailroute",
         description="Composable mail-processing filters for mail gateways: S/MIME, PGP, "
@@ -127,11 +102,33 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return None
 
 
+def quick_args(argv: Sequence[str]) -> SimpleNamespace | None:
+    """The arguments argparse would give, read without it, for a command whose module lists
+    its options in ``FLAGS`` (``process``) when every item after the command is one of them
+    with its value; ``None`` for anything else, which argparse then reads and answers (help,
+    usage errors). A mail server starts ``mailroute`` once per message, and argparse with
+    its gettext and locale lookups is several milliseconds of that."""
+    if not argv or argv[0] not in COMMANDS:
+        return None
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    flags = getattr(module, "FLAGS", None)
+    if flags is None:
+        return None
+    from mailroute.commands.common import parse_flags
+
+    values = parse_flags(argv[1:], flags)
+    if values is None:
+        return None
+    return SimpleNamespace(verbose=False, command=argv[0], handler=module.run, **values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (CLI.md)."""
     try:
-        parser = build_parser(argv)
-        args = parser.parse_args(argv)
+        args: argparse.Namespace | SimpleNamespace | None = quick_args(
+            sys.argv[1:] if argv is None else argv)
+        if args is None:
+            args = build_parser(argv).parse_args(argv)
         # logging itself is loaded only when a record is shown (mailroute.logs): start-up
         configure_logging(now=args.verbose, level="INFO" if args.verbose else "WARNING",
                           stream=sys.stderr, format="mailroute: %(levelname)s %(message)s")

@@ -21,12 +21,12 @@ The filter annotates the item with ``disclaimer`` (a summary) and, when HTML was
 
 from __future__ import annotations
 
-import html
 import importlib.util
 from pathlib import Path
 
 from mailroute.config.options import Options
 from mailroute.disclaimer.directory import SenderDirectory, load_directory
+from mailroute.disclaimer.entities import escape
 from mailroute.disclaimer.insert import (
     AUTO_REPLY_POLICIES,
     INVITE_POLICIES,
@@ -110,7 +110,7 @@ def _sender(item: MailItem) -> str:
 
 def html_from_text(source: str) -> str:
     """An HTML template from a text template: escaped, line breaks as ``<br>``."""
-    escaped = html.escape(source.rstrip("\r\n"), quote=False)
+    escaped = escape(source.rstrip("\r\n"), quote=False)
     return "<br>\n".join(escaped.splitlines())
 
 

@@ -187,6 +187,7 @@ def test_the_dataclasses_module_sees_records() -> None:
     assert dataclasses.asdict(value) == {"name": "a", "parts": (1, 2)}
     assert [f.name for f in dataclasses.fields(Sample)] == ["name", "parts"]
     assert replace(value, parts=()) == Sample("a", ())
+    assert value.__replace__(name="c") == Sample("c", (1, 2))  # copy.replace from 3.13
 
 
 def test_defining_and_using_records_does_not_import_dataclasses() -> None:

@@ -18,7 +18,8 @@ a frozen record is the hash of that tuple, exactly as the standard decorator doe
 
 Records are also dataclasses to :mod:`dataclasses`: ``dataclasses.fields``, ``replace``,
 ``asdict`` and ``is_dataclass`` work on them (the ``__dataclass_fields__`` table is built on
-first use, which imports :mod:`dataclasses` only for a caller that already did).
+first use, which imports :mod:`dataclasses` only for a caller that already did), and so does
+``copy.replace`` on Python 3.13.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ def _make(cls: type[T], *, frozen: bool, kw_only: bool, eq: bool) -> type[T]:
     defaults = {
         "__init__": _lazy_init(),
         "__repr__": _repr,
+        "__replace__": replace,  # copy.replace (Python 3.13), as dataclasses provide it
         "__match_args__": tuple(s.name for s in table if s.init and not s.kw_only),
     }
     if eq:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+
+import pytest
+
 import mailroute
 
 EXPECTED = {
@@ -30,3 +36,30 @@ def test_every_error_is_a_mailroute_error_with_a_reply() -> None:
         cls = getattr(errors, name)
         assert issubclass(cls, errors.MailrouteError)
         assert cls.default_reply.code in range(400, 600)
+
+
+def test_from_mailroute_import_gives_the_defining_modules_objects() -> None:
+    from mailroute import Envelope, Pipeline, load_policy
+    from mailroute.item import Envelope as item_envelope
+    from mailroute.pipeline import Pipeline as pipeline_class
+    from mailroute.policy import load_policy as policy_loader
+
+    assert (Envelope, Pipeline, load_policy) == (item_envelope, pipeline_class, policy_loader)
+    assert set(mailroute.__all__) <= set(dir(mailroute))
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        mailroute.no_such_name  # noqa: B018
+
+
+def test_importing_one_module_does_not_load_the_whole_api() -> None:
+    # a mail server starts mailroute per message: the package's names load on first use
+    probe = ("import sys, mailroute.errors; "
+             "print(sorted(m for m in sys.modules if m.startswith('mailroute')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    loaded = set(ast.literal_eval(done.stdout))
+    assert "mailroute.errors" in loaded
+    assert not loaded & {"mailroute.item", "mailroute.mime", "mailroute.pipeline",
+                         "mailroute.policy", "mailroute.session"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailroute import cli
+from mailroute.commands import parsers
 from mailroute.testing import build_message
 
 PROBE = """
@@ -20,7 +21,9 @@ from mailroute.cli import main
 code = main(["process", "--config", *sys.argv[1:]])
 loaded = sorted(name for name in sys.modules
                 if name.split(".")[0] in {"cryptography", "bs4", "html5lib", "gnupg", "asn1crypto",
-                                          "logging", "tempfile"}
+                                          "logging", "tempfile", "dataclasses", "inspect",
+                                          "shutil", "json", "argparse", "gettext", "locale",
+                                          "html"}
                 or name.startswith(("mailroute.routing", "mailroute.marker", "mailroute.smime",
                                     "mailroute.pgp", "mailroute.disclaimer")))
 sys.stderr.write("LOADED " + " ".join(loaded) + "\\n")
@@ -29,6 +32,13 @@ sys.exit(code)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OUTBOUND = ["--mail-from", "anna.weber@example.net", "--rcpt", "max@partner.example"]
 HTML_PARSER = {"bs4", "html5lib"}
+#: stdlib modules no policy needs: the records' module and what it loads, argparse (the
+#: command line is read by cli.quick_args) with its gettext, locale and terminal measurement,
+#: the message log's JSON (process logs nothing by default)
+STDLIB_OFF_THE_PATH = {"dataclasses", "inspect", "shutil", "json", "argparse", "gettext",
+                       "locale"}
+#: the html module's entity table: the example templates and message hold no "&"
+NO_ENTITIES = {"html"}
 
 
 def _loaded(policy: Path, message: bytes, *args: str) -> tuple[bytes, set[str]]:
@@ -65,14 +75,15 @@ def test_a_disclaimer_on_a_text_message_loads_no_html_parser(tmp_path: Path) -> 
     output, loaded = _loaded(EXAMPLES / "disclaimer" / "policy.toml", message, *OUTBOUND)
     assert b"Example GmbH" in output  # the disclaimer was added
     assert "mailroute.disclaimer.insert" in loaded
-    assert not loaded & (HTML_PARSER | {"cryptography", "logging", "tempfile"})
+    assert not loaded & (HTML_PARSER | STDLIB_OFF_THE_PATH | {"cryptography", "logging",
+                                                              "tempfile"})
 
 
 def test_a_disclaimer_in_plain_html_is_placed_without_the_html_parser() -> None:
     message = (EXAMPLES / "messages" / "02-outbound-alternative.eml").read_bytes()
     output, loaded = _loaded(EXAMPLES / "disclaimer" / "policy.toml", message, *OUTBOUND)
     assert b"Example GmbH" in output
-    assert not loaded & HTML_PARSER
+    assert not loaded & (HTML_PARSER | STDLIB_OFF_THE_PATH | NO_ENTITIES)
 
 
 def test_html_the_scan_cannot_place_loads_the_html_parser() -> None:
@@ -90,8 +101,8 @@ def test_the_gateway_policy_loads_no_crypto_package_and_no_html_parser(tmp_path:
     assert b"X-Mailroute-Mark:" in output
     assert b"Example GmbH" in output
     assert "mailroute.marker.keyring" in loaded
-    assert not loaded & (HTML_PARSER | {"cryptography", "asn1crypto", "gnupg", "logging",
-                                        "tempfile"})
+    assert not loaded & (HTML_PARSER | STDLIB_OFF_THE_PATH | NO_ENTITIES | {
+        "cryptography", "asn1crypto", "gnupg", "logging", "tempfile"})
     assert not any(n.startswith(("mailroute.routing", "mailroute.smime", "mailroute.pgp"))
                    for n in loaded)
 
@@ -115,3 +126,49 @@ def test_the_chosen_command_is_registered_in_full(command: str) -> None:
     others = [p for name, p in parsers.items()
               if cli.COMMANDS[name][0] != cli.COMMANDS[command][0]]
     assert all(not p.add_help for p in others)
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """``parser`` and every subcommand parser below it, by prog."""
+    found = {parser.prog: parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found.update(_all_parsers(sub))
+    return found
+
+
+@pytest.mark.parametrize("columns", ["60", "100", "200"])
+def test_help_and_usage_are_those_of_the_stock_argparse(monkeypatch: pytest.MonkeyPatch,
+                                                       columns: str) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    ours = _all_parsers(cli.build_parser(everything=True))
+    monkeypatch.setattr(parsers, "Parser", argparse.ArgumentParser)
+    stock = _all_parsers(cli.build_parser(everything=True))
+    assert ours.keys() == stock.keys()
+    assert len(ours) > len(cli.COMMANDS)  # nested subcommands (marker keys, smime sign...)
+    for prog, parser in stock.items():
+        assert ours[prog].format_help() == parser.format_help(), prog
+        assert ours[prog].format_usage() == parser.format_usage(), prog
+
+
+def test_a_usage_error_reads_as_with_the_stock_argparse(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["process", "--config", "p.toml", "--direction", "sideways"]
+    errors = []
+    for parser_class in (parsers.Parser, argparse.ArgumentParser):
+        monkeypatch.setattr(parsers, "Parser", parser_class)
+        assert cli.main(argv) == 2
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1]
+    assert "invalid choice: 'sideways'" in errors[0]
+
+
+def test_running_a_command_does_not_measure_the_terminal() -> None:
+    # argparse's stock formatter imports shutil (bz2, lzma, zlib) per add_argument
+    probe = ("import sys\nfrom mailroute.cli import build_parser\n"
+             "build_parser(['process']).parse_args(['process', '--config', 'p.toml'])\n"
+             "print('shutil' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "False"

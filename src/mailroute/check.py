@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -29,6 +28,7 @@ from mailroute.errors import ConfigError
 from mailroute.keys.secretfile import read_public_file, read_secret_file
 from mailroute.marker.keyring import load_key_ring
 from mailroute.policy import TOPOLOGY_OPTIONS, load_policy, topology_value
+from mailroute.records import record
 from mailroute.routing.load import load_topology
 from mailroute.routing.topology import Topology
 
@@ -41,7 +41,7 @@ _CERT_SUFFIXES = (".pem", ".crt", ".cer")
 DAY = 86400.0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Finding:
     """One problem: ``error`` (the policy must not be used) or ``warning`` (act soon)."""
 

@@ -7,10 +7,11 @@ per message); the others appear in ``--help`` through the one-line texts of :dat
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from mailroute import __version__
 from mailroute.adapters.pipe import report_internal_error
@@ -18,7 +19,10 @@ from mailroute.errors import OutputError
 from mailroute.exitcodes import ExitCode
 from mailroute.logs import configure as configure_logging
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main", "quick_args"]
 
 #: command -> (the module that registers it, its one-line help as that module gives it).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,7 +67,9 @@ def build_parser(argv: Sequence[str] | None = None, *,
 
     With ``everything`` every command is registered in full (for documentation and tests).
     """
-    parser = argparse.ArgumentParser(
+    from mailroute.commands.parsers import Parser
+
+    parser = Parser(
         prog="mailroute",
         description="Composable mail-processing filters for mail gateways: S/MIME, PGP, "
                     "disclaimers, DKIM, loop markers and Exchange Online routing.",
@@ -72,7 +78,10 @@ def build_parser(argv: Sequence[str] | None = None, *,
     parser.add_argument("--version", action="version", version=f"mailroute {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log diagnostics to standard error")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # prog as argparse would compute it (no positional comes before COMMAND), given so
+    # that it does not format a usage line, and measure the terminal, to find it out
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                       prog=parser.prog)
     chosen = _chosen(sys.argv[1:] if argv is None else argv)
     modules = COMMAND_MODULES if everything else (
         (COMMANDS[chosen][0],) if chosen is not None else ())
@@ -93,11 +102,33 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return None
 
 
+def quick_args(argv: Sequence[str]) -> SimpleNamespace | None:
+    """The arguments argparse would give, read without it, for a command whose module lists
+    its options in ``FLAGS`` (``process``) when every item after the command is one of them
+    with its value; ``None`` for anything else, which argparse then reads and answers (help,
+    usage errors). A mail server starts ``mailroute`` once per message, and argparse with
+    its gettext and locale lookups is several milliseconds of that."""
+    if not argv or argv[0] not in COMMANDS:
+        return None
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    flags = getattr(module, "FLAGS", None)
+    if flags is None:
+        return None
+    from mailroute.commands.common import parse_flags
+
+    values = parse_flags(argv[1:], flags)
+    if values is None:
+        return None
+    return SimpleNamespace(verbose=False, command=argv[0], handler=module.run, **values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (CLI.md)."""
     try:
-        parser = build_parser(argv)
-        args = parser.parse_args(argv)
+        args: argparse.Namespace | SimpleNamespace | None = quick_args(
+            sys.argv[1:] if argv is None else argv)
+        if args is None:
+            args = build_parser(argv).parse_args(argv)
         # logging itself is loaded only when a record is shown (mailroute.logs): start-up
         configure_logging(now=args.verbose, level="INFO" if args.verbose else "WARNING",
                           stream=sys.stderr, format="mailroute: %(levelname)s %(message)s")

@@ -9,11 +9,11 @@ the message text (:func:`message_diff`).
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, replace
 
 from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.item import Context, Envelope
 from mailroute.pipeline import Pipeline
+from mailroute.records import record, replace
 from mailroute.results import Action
 from mailroute.session import Result
 
@@ -29,7 +29,7 @@ def message_diff(before: bytes, after: bytes, *, context: int = 1) -> list[str]:
     return lines[2:]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DryRun:
     """What the policy would do.
 

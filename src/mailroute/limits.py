@@ -7,12 +7,12 @@ The defaults follow Postfix where Postfix has an equivalent (``message_size_limi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from mailroute.records import fields, record
 
 __all__ = ["DEFAULT_LIMITS", "Limits"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Limits:
     """Bounds on what mailroute will parse. Every value is a positive integer.
 

@@ -13,12 +13,17 @@ The command line's ``basicConfig`` waits in :func:`configure` until the module i
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import logging
 
-__all__ = ["LazyLogger", "configure"]
+__all__ = ["LOG_FORMATS", "LazyLogger", "LogFormat", "configure"]
+
+#: How the one line per message is written (mailroute.adapters.messagelog); here so that the
+#: command line can offer the choice without loading the message log.
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 _pending: dict[str, Any] | None = None
 

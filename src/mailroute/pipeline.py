@@ -9,13 +9,13 @@ session directly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mailroute.item import Context, Direction, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.logs import LazyLogger
 from mailroute.mime.scan import AmbiguityPolicy
+from mailroute.records import field, record, replace
 from mailroute.results import Outcome
 from mailroute.session import Result, SessionSettings, run_session
 
@@ -24,7 +24,7 @@ __all__ = ["Condition", "Conditional", "Pipeline"]
 log = LazyLogger("mailroute")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Condition:
     """Which messages a filter applies to. Every non-empty criterion must match.
 
@@ -64,7 +64,7 @@ class Condition:
                                           for r in envelope.rcpt_to)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Conditional:
     """A filter that runs ``inner`` only when ``condition`` matches the item."""
 
@@ -81,7 +81,7 @@ class Conditional:
         return self.inner.apply(item, ctx) if self.condition.matches_item(item) else item
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Pipeline:
     """Filters run in order; the first outcome stops the run. A pipeline is a filter.
 

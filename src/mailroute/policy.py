@@ -42,7 +42,6 @@ Layout (an empty file is a valid policy with no filters)::
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import re
 import tomllib
@@ -57,6 +56,7 @@ from mailroute.item import Context, Direction, Filter, ProcessedStore
 from mailroute.limits import Limits
 from mailroute.mime.scan import AmbiguityPolicy
 from mailroute.pipeline import Condition, Conditional, Pipeline
+from mailroute.records import fields
 
 if TYPE_CHECKING:
     from mailroute.routing.topology import Topology
@@ -297,7 +297,7 @@ def _state(gateway: Options) -> tuple[ProcessedStore, Path | None]:
 
 def _limits(options: Options) -> Limits:
     values = {f.name: options.integer(f.name, f.default, minimum=1)
-              for f in dataclasses.fields(Limits)}
+              for f in fields(Limits)}
     options.finish()
     return Limits(**values)
 

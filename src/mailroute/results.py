@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+
+from mailroute.records import field, record, replace
 
 __all__ = [
     "Action",
@@ -30,7 +31,7 @@ class Action(enum.StrEnum):
     QUARANTINE = "quarantine"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Reply:
     """An SMTP reply: basic code, RFC 3463 enhanced status code and text.
 
@@ -59,7 +60,7 @@ class Reply:
         return f"{self.code} {self.status} {self.text}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Outcome:
     """A terminal decision of a filter: stop processing and tell the MTA ``action``.
 
@@ -122,7 +123,7 @@ class AuthStatus(enum.StrEnum):
     POLICY = "policy"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class AuthResult:
     """One authentication result, e.g. ``smime=pass header.from=a@example.net``.
 

@@ -16,7 +16,6 @@ rejected, every unexpected exception becomes a temporary failure.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from mailroute.errors import InternalError, MailrouteError
@@ -26,6 +25,7 @@ from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.logs import LazyLogger
 from mailroute.mime.message import Message
 from mailroute.mime.scan import AmbiguityPolicy, parse
+from mailroute.records import field, record, replace
 from mailroute.results import Action, Outcome, Reply, format_auth_results
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ log = LazyLogger("mailroute")
 ACCEPTED = Reply(250, "2.0.0", "message accepted")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class SessionSettings:
     """What the session does around the filters.
 
@@ -73,7 +73,7 @@ class SessionSettings:
         return replace(envelope, direction=direction)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Result:
     """What a session decided.
 

@@ -16,12 +16,13 @@ material. Values from the message are cut to one line of at most 200 characters.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from mailroute.item import Envelope
+from mailroute.logs import LOG_FORMATS, LogFormat
+from mailroute.patterns import on_first_use
+from mailroute.records import record
 from mailroute.results import Reply
 from mailroute.session import Result
 
@@ -33,14 +34,14 @@ __all__ = ["LOG_FORMATS", "MESSAGE_LOG", "LogFormat", "MessageLog", "MessageReco
 
 #: The logger every adapter writes its message lines to.
 MESSAGE_LOG = "mailroute.messages"
-LogFormat = Literal["text", "json"]
-LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 _MAX_VALUE = 200
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-_NEEDS_QUOTES = re.compile(r'[\s"=;\\]')
+# compiled when a line is written: mailroute process logs nothing by default
+_MESSAGE_ID = on_first_use(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)",
+                           re.IGNORECASE | re.MULTILINE)
+_NEEDS_QUOTES = on_first_use(r'[\s"=;\\]')
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class MessageRecord:
     """The facts of one message's log line.
 
@@ -114,7 +115,7 @@ def message_id_of(result: Result | None, data: bytes) -> str | None:
     if item is not None:
         return _clean(item.message.headers.value("Message-ID"))
     head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    found = _MESSAGE_ID.search(head)
+    found = _MESSAGE_ID().search(head)
     return _clean(found.group(1).decode("utf-8", "replace")) if found else None
 
 
@@ -170,11 +171,17 @@ def format_json(record: MessageRecord) -> str:
     fields["filters"] = [{"name": name, "result": outcome} for name, outcome in record.filters]
     document = {"verdict": record.verdict, "code": record.reply.code,
                 "status": record.reply.status, "reply": record.reply.text, **fields}
+    import json  # only when a line is written: mailroute process logs nothing by default
+
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def _quoted(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False) if _NEEDS_QUOTES.search(text) else text
+    if not _NEEDS_QUOTES().search(text):
+        return text
+    import json  # only when a line is written: mailroute process logs nothing by default
+
+    return json.dumps(text, ensure_ascii=False)
 
 
 class MessageLog:

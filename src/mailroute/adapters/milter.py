@@ -26,7 +26,6 @@ import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -43,6 +42,7 @@ from mailroute.errors import ConfigError
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
 from mailroute.protocols import milter as pm
+from mailroute.records import field, record
 from mailroute.results import Reply
 from mailroute.session import Result
 
@@ -119,7 +119,7 @@ def negotiate(offer: pm.OptionNegotiation, *, needs_message: bool = True) -> pm.
     return pm.NegotiateReply(actions, protocol & offer.protocol, macros, version)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SocketSpec:
     """Where to listen: ``inet:PORT@HOST`` or ``unix:PATH``."""
 
@@ -145,7 +145,7 @@ def parse_socket(text: str) -> SocketSpec:
     raise ValueError(f"socket must be inet:PORT@HOST or unix:PATH, not {text!r}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class MilterSettings:
     """Timeouts and limits of the milter adapter (seconds, bytes).
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from mailroute.item import Envelope
 from mailroute.mime.edits import Edits, HeaderEditKind
@@ -22,6 +21,7 @@ from mailroute.protocols.milter import (
     ReplaceBody,
     ReplyCode,
 )
+from mailroute.records import field, record
 from mailroute.results import Action as Verdict
 from mailroute.results import Reply
 from mailroute.session import Result
@@ -68,7 +68,7 @@ def _address(raw: bytes) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-@dataclass(slots=True)
+@record
 class MessageFacts:
     """What one milter connection learnt about the current message."""
 

@@ -15,7 +15,6 @@ import contextlib
 import errno
 import io
 import os
-import select
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -132,6 +131,8 @@ def _write_fd(fd: int, data: bytes | memoryview) -> None:
         try:
             written = os.write(fd, view)
         except BlockingIOError:  # a non-blocking descriptor that is full: wait, bounded
+            import select  # only when the reader stalls: start-up
+
             if not select.select([], [fd], [], _STALL_SECONDS)[1]:
                 raise OSError(errno.ETIMEDOUT, "output stalled") from None
             continue

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from mailroute.adapters.heap import pin_mmap_threshold
-from mailroute.adapters.messagelog import MessageLog, record_for
 from mailroute.adapters.output import Chunks, write_all, write_file_atomically
 from mailroute.errors import MessageError, OutputError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.logs import LazyLogger
 from mailroute.pipeline import Pipeline
+from mailroute.records import record
 from mailroute.results import Action, Reply
 from mailroute.session import Result
+
+if TYPE_CHECKING:
+    from mailroute.adapters.messagelog import MessageLog
 
 __all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "read_bounded", "report_internal_error",
            "run_pipe", "write_output"]
@@ -34,7 +36,7 @@ log = LazyLogger("mailroute.pipe")
 _LARGE_MESSAGE = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PipeOutcome:
     """The exit code and the one diagnostic line of a pipe run."""
 
@@ -93,7 +95,7 @@ def report_internal_error(stderr: TextIO, what: str) -> Reply:
     return reply
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PipeLog:
     """Where ``run_pipe`` writes its one line per message, and the facts only the caller
     knows (the MTA's queue id, the SASL user)."""
@@ -155,6 +157,8 @@ def _logged(log_to: PipeLog | None, code: ExitCode, result: Result | None, envel
     if log_to is not None:
         if verdict is None and result is None:
             verdict = "reject" if reply.code >= 500 else "tempfail"
+        from mailroute.adapters.messagelog import record_for  # only when a line is written
+
         log_to.message_log.write(record_for(
             result, envelope, data=data, verdict=verdict, reply=reply,
             queue_id=log_to.queue_id, sasl_user=log_to.sasl_user,

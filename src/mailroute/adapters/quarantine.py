@@ -12,18 +12,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mailroute.errors import TemporaryError
+from mailroute.records import record
 
 __all__ = ["QuarantineEntry", "QuarantineStore"]
 
 _ID = re.compile(r"[0-9a-f]{32}")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class QuarantineEntry:
     """One held message's envelope and facts (the bytes: :meth:`QuarantineStore.message`)."""
 

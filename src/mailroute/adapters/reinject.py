@@ -15,10 +15,10 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mailroute.adapters.output import Chunks, pieces_of
+from mailroute.records import record
 
 if TYPE_CHECKING:
     import smtplib
@@ -49,7 +49,7 @@ class HandOnStatus(enum.StrEnum):
     PERMANENT = "permanent"   # nothing handed on; every refusal was permanent (exit 69)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HandOn:
     """The result of one hand-on: its status and a one-line reason (no message content)."""
 
@@ -71,7 +71,7 @@ class Reinjector(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SendmailReinjector:
     """``PATH -G -i -f SENDER -- RCPT…`` with the message on standard input."""
 
@@ -120,7 +120,7 @@ class SendmailReinjector:
                                               + (f": {first[0][:200]}" if first else ""))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SmtpReinjector:
     """One SMTP transaction with every recipient to ``host:port`` (a reinjection listener)."""
 

@@ -36,7 +36,6 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +62,7 @@ from mailroute.errors import MailrouteError
 from mailroute.gateway.match import cert_name_matches
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
+from mailroute.records import field, record
 from mailroute.results import Action, Reply
 from mailroute.session import Result
 
@@ -114,7 +114,7 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ServerTLS:
     """STARTTLS offered to clients.
 
@@ -132,7 +132,7 @@ class ServerTLS:
     client_names: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class ServeSettings:
     """Timeouts and limits of the SMTP service (seconds, bytes).
 
@@ -737,7 +737,7 @@ def _reply_of(status: str) -> Reply:
     return Reply(int(code) if code.isdigit() else 451, enhanced or "4.0.0", text)
 
 
-@dataclass(slots=True)
+@record
 class Leg:
     """One next-hop transaction of a client transaction: its route, connection and the
     recipients it accepted."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from mailroute.errors import MailrouteError, TemporaryError
@@ -29,6 +28,7 @@ from mailroute.item import Direction
 from mailroute.limits import DEFAULT_LIMITS
 from mailroute.marker.verify import MarkerCheck
 from mailroute.mime.headers import scan_header_block
+from mailroute.records import field, record, replace
 from mailroute.results import MarkerVerdict
 from mailroute.routing.decide import RouteKind
 from mailroute.routing.gateway import gateway_next_hop, gateway_settings
@@ -41,7 +41,7 @@ TENANT_RELAY_REFUSED = str(TENANT_RELAY_REFUSAL)
 _NO_MARKER = MarkerCheck(MarkerVerdict.MISSING, "not read before DATA")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class NextHop:
     """Where accepted mail goes: host, port, and TLS (``tls``: STARTTLS required, the
     certificate verified against ``tls_name`` or the host name). ``name`` is what the
@@ -60,7 +60,7 @@ class NextHop:
         return f"{self.name} ({label})" if self.name and self.name != self.host else label
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ConnectionFacts:
     """What the session knows about its client before DATA."""
 
@@ -68,7 +68,7 @@ class ConnectionFacts:
     client_address: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Route:
     """One recipient's route: the next hop and the direction its group is processed with
     (``None``: the policy derives it); ``fallbacks`` are tried in order when the next hop
@@ -107,7 +107,7 @@ class Router(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class FixedRouter:
     """Every recipient to one next hop (``--next-hop``)."""
 

@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from mailroute.records import record
 
 __all__ = ["NextHopClient", "NextHopError", "NextHopReply", "NextHopTimeouts"]
 
@@ -26,7 +27,7 @@ class NextHopError(Exception):
     """The next hop cannot be used: unreachable, timed out, TLS failed, protocol broken."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class NextHopReply:
     """One reply of the next hop: the code and the text lines (without the code)."""
 
@@ -45,7 +46,7 @@ class NextHopReply:
         return "".join(ch if " " <= ch <= "~" else " " for ch in joined)[:200]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class NextHopTimeouts:
     """Seconds each step may take (the RFC 5321 section 4.5.3.2 values, shortened)."""
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from mailroute.adapters.reinject import wire_format
+from mailroute.records import field, record
 
 __all__ = ["DataReader", "ReceivedData", "read_data", "to_wire", "unstuff"]
 
 _TERMINATOR = b".\r\n"
 
 
-@dataclass(slots=True)
+@record
 class ReceivedData:
     """What a DATA phase delivered: the raw (still dot-stuffed) content, or that it was
     over the limit. ``size`` counts every byte the client sent before the final dot."""
@@ -52,7 +52,7 @@ class ReceivedData:
             self.spool = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DataReader:
     """Settings of :func:`read_data`: the size limit, the spool threshold and directory."""
 

@@ -31,7 +31,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import BinaryIO, TextIO
 
 from mailroute.adapters.messagelog import MESSAGE_LOG, MessageLog, record_for
@@ -43,6 +42,7 @@ from mailroute.errors import MailrouteError, TemporaryError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
+from mailroute.records import field, record, replace
 from mailroute.results import Action, Reply
 from mailroute.session import Result
 
@@ -51,7 +51,7 @@ __all__ = ["MESSAGE_LOG", "TransportRun", "run_pipe_transport"]
 log = logging.getLogger("mailroute.pipe")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class TransportRun:
     """What one message needs besides the pipeline and its bytes."""
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mailroute.adapters.messagelog import LOG_FORMATS, MessageLog
 from mailroute.adapters.output import write_stdout_text
 from mailroute.adapters.pipe import PipeLog, read_bounded, run_pipe
 from mailroute.config.options import Options
@@ -17,21 +15,39 @@ from mailroute.errors import ConfigError, MessageError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Direction, Envelope, Filter
 from mailroute.limits import DEFAULT_LIMITS, Limits
+from mailroute.logs import LOG_FORMATS
 from mailroute.mime import Message, parse
 from mailroute.pipeline import Pipeline
 from mailroute.policy import build_filter, load_policy
+from mailroute.records import record
 from mailroute.results import Reply
 
+if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
+    from typing import TypeAlias
+
+    #: what argparse returns, or mailroute.cli.quick_args without argparse (same attributes)
+    Arguments: TypeAlias = argparse.Namespace | SimpleNamespace
+
+    from mailroute.adapters.messagelog import MessageLog
+
 __all__ = [
+    "ENVELOPE_FLAGS",
+    "IO_FLAGS",
     "SYSLOG_SOCKET",
+    "Flag",
     "add_envelope_arguments",
+    "add_flags",
     "add_io_arguments",
     "add_log_arguments",
     "envelope_from_args",
     "load_policy_or_report",
+    "log_flags",
     "message_log_from_args",
     "open_input",
     "options_from_args",
+    "parse_flags",
     "read_message",
     "report_config_error",
     "run_filter_command",
@@ -47,6 +63,7 @@ LOG_TARGETS = ("auto", "syslog", "stderr", "none")
 
 def unix_time(text: str) -> float:
     """argparse type of ``--now``: non-negative UNIX seconds."""
+    import argparse  # argparse is loaded by then; the fast path (parse_flags) never gets here
     try:
         value = float(text)
     except ValueError:
@@ -56,53 +73,144 @@ def unix_time(text: str) -> float:
     return value
 
 
+@record(frozen=True, kw_only=True)
+class Flag:
+    """One long option that takes a value: what :func:`add_flags` registers with argparse and
+    what :func:`parse_flags` reads without it (the one table both work from)."""
+
+    option: str
+    dest: str
+    help: str
+    metavar: str | None = None
+    default: object = None
+    choices: tuple[str, ...] | None = None
+    append: bool = False  # repeatable: action="append"
+    path: bool = False  # type=Path
+    required: bool = False
+    group: str | None = None  # the help section it is listed in
+
+
+IO_FLAGS = (
+    Flag(option="--in", dest="in_file", metavar="FILE", path=True,
+         help="read the message from FILE instead of standard input"),
+    Flag(option="--out", dest="out_file", metavar="FILE", path=True,
+         help="write the result to FILE (atomically) instead of standard output"),
+)
+ENVELOPE_FLAGS = (
+    Flag(option="--mail-from", dest="mail_from", metavar="ADDR", default="", group="envelope",
+         help="the envelope sender (MAIL FROM); empty for a bounce"),
+    Flag(option="--rcpt", dest="rcpt", metavar="ADDR", append=True, default=[],
+         group="envelope", help="an envelope recipient (repeatable)"),
+    Flag(option="--client-ip", dest="client_ip", metavar="IP", group="envelope",
+         help="the connecting client's address"),
+    Flag(option="--tls-name", dest="tls_name", metavar="NAME", group="envelope",
+         help="the peer's verified TLS certificate name"),
+    Flag(option="--direction", dest="direction", choices=tuple(d.value for d in Direction),
+         group="envelope",
+         help="inbound, outbound or internal (derived from the policy if omitted)"),
+    Flag(option="--helo", dest="helo", metavar="NAME", group="envelope",
+         help="the client's HELO/EHLO name (SPF checks it for the null sender)"),
+    Flag(option="--sasl-user", dest="sasl_user", metavar="NAME", group="envelope",
+         help="the authenticated SASL user (the envelope's auth_user: the 'authenticated' "
+              "condition, encryption triggers; the log line)"),
+    Flag(option="--queue-id", dest="queue_id", metavar="ID", group="envelope",
+         help="the MTA's queue id (for the log line)"),
+)
+
+
+def log_flags(default: str) -> tuple[Flag, ...]:
+    """``--log`` (where the per-message line goes) and ``--log-format`` (text or JSON)."""
+    return (
+        Flag(option="--log", dest="log", choices=LOG_TARGETS, default=default,
+             help="where the one log line per message goes: syslog (facility mail), stderr "
+                  "(after the status line), none, or auto (syslog when "
+                  f"{SYSLOG_SOCKET} exists, else stderr); default {default}"),
+        Flag(option="--log-format", dest="log_format", choices=LOG_FORMATS, default="text",
+             help="text (key=value, for syslog) or json (one object per line); "
+                  "see docs/logging.md"),
+    )
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
+    """Register ``flags`` with argparse, each group's flags in a section of its name."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for flag in flags:
+        target: argparse.ArgumentParser | argparse._ArgumentGroup = parser
+        if flag.group is not None:
+            if flag.group not in groups:
+                groups[flag.group] = parser.add_argument_group(flag.group)
+            target = groups[flag.group]
+        options: dict[str, Any] = {"dest": flag.dest, "help": flag.help}
+        if flag.metavar is not None:
+            options["metavar"] = flag.metavar
+        if flag.default is not None:
+            options["default"] = flag.default
+        if flag.choices is not None:
+            options["choices"] = list(flag.choices)
+        if flag.append:
+            options["action"] = "append"
+        if flag.path:
+            from pathlib import Path
+
+            options["type"] = Path
+        if flag.required:
+            options["required"] = True
+        target.add_argument(flag.option, **options)
+
+
+def parse_flags(argv: Sequence[str], flags: tuple[Flag, ...]) -> dict[str, Any] | None:
+    """What argparse makes of ``argv`` when every item is one of ``flags`` followed by its
+    value, or ``None`` for anything else (help, an unknown or abbreviated option, the
+    ``--option=value`` form, a value that starts with ``-``, a value not among the choices,
+    a required option missing), which argparse then reads and answers itself."""
+    by_option = {flag.option: flag for flag in flags}
+    values: dict[str, Any] = {
+        flag.dest: list(flag.default) if isinstance(flag.default, list) else flag.default
+        for flag in flags}
+    given: set[str] = set()
+    for index in range(0, len(argv), 2):
+        flag = by_option.get(argv[index])
+        if flag is None or index + 1 == len(argv):
+            return None
+        value: Any = argv[index + 1]
+        if value.startswith("-") or (flag.choices is not None and value not in flag.choices):
+            return None
+        if flag.path:
+            from pathlib import Path
+
+            value = Path(value)
+        if flag.append:  # as argparse's append: the default's items, then each value
+            value = [*(values[flag.dest] or ()), value]
+        values[flag.dest] = value
+        given.add(flag.dest)
+    if any(flag.required and flag.dest not in given for flag in flags):
+        return None
+    return values
+
+
 def add_io_arguments(parser: argparse.ArgumentParser) -> None:
     """``--in FILE`` and ``--out FILE`` (default: standard input and output)."""
-    parser.add_argument("--in", dest="in_file", metavar="FILE", type=Path,
-                        help="read the message from FILE instead of standard input")
-    parser.add_argument("--out", dest="out_file", metavar="FILE", type=Path,
-                        help="write the result to FILE (atomically) instead of standard output")
+    add_flags(parser, IO_FLAGS)
 
 
 def add_envelope_arguments(parser: argparse.ArgumentParser) -> None:
     """The envelope flags of every command that runs a policy."""
-    group = parser.add_argument_group("envelope")
-    group.add_argument("--mail-from", metavar="ADDR", default="",
-                       help="the envelope sender (MAIL FROM); empty for a bounce")
-    group.add_argument("--rcpt", metavar="ADDR", action="append", default=[],
-                       help="an envelope recipient (repeatable)")
-    group.add_argument("--client-ip", metavar="IP", help="the connecting client's address")
-    group.add_argument("--tls-name", metavar="NAME",
-                       help="the peer's verified TLS certificate name")
-    group.add_argument("--direction", choices=[d.value for d in Direction],
-                       help="inbound, outbound or internal (derived from the policy if omitted)")
-    group.add_argument("--helo", metavar="NAME",
-                       help="the client's HELO/EHLO name (SPF checks it for the null sender)")
-    group.add_argument("--sasl-user", metavar="NAME",
-                       help="the authenticated SASL user (the envelope's auth_user: the "
-                            "'authenticated' condition, encryption triggers; the log line)")
-    group.add_argument("--queue-id", metavar="ID", help="the MTA's queue id (for the log line)")
+    add_flags(parser, ENVELOPE_FLAGS)
 
 
 def add_log_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
     """``--log`` (where the per-message line goes) and ``--log-format`` (text or JSON)."""
-    parser.add_argument("--log", choices=LOG_TARGETS, default=default,
-                        help="where the one log line per message goes: syslog (facility mail), "
-                             "stderr (after the status line), none, or auto (syslog when "
-                             f"{SYSLOG_SOCKET} exists, else stderr); default {default}")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
-                        help="text (key=value, for syslog) or json (one object per line); "
-                             "see docs/logging.md")
+    add_flags(parser, log_flags(default))
 
 
-def message_log_from_args(args: argparse.Namespace) -> MessageLog:
+def message_log_from_args(args: Arguments) -> MessageLog:
     """Send the message log where ``--log`` says, formatted as ``--log-format`` says."""
     from mailroute.commands.logsetup import message_log  # loads logging: only when used
 
     return message_log(args.log, args.log_format)
 
 
-def envelope_from_args(args: argparse.Namespace) -> Envelope:
+def envelope_from_args(args: Arguments) -> Envelope:
     """The :class:`~mailroute.item.Envelope` the envelope flags describe."""
     return Envelope(mail_from=args.mail_from, rcpt_to=tuple(args.rcpt),
                     client_address=args.client_ip, tls_peer_name=args.tls_name,
@@ -110,7 +218,7 @@ def envelope_from_args(args: argparse.Namespace) -> Envelope:
                     auth_user=getattr(args, "sasl_user", None) or None)
 
 
-def open_input(args: argparse.Namespace) -> BinaryIO | ExitCode:
+def open_input(args: Arguments) -> BinaryIO | ExitCode:
     """The message stream: ``--in`` or standard input (also ``--in -``).
 
     A ``--in`` file that cannot be opened is a usage error: the reason goes to standard
@@ -153,7 +261,7 @@ def read_message(args: argparse.Namespace,
         return ExitCode.DATAERR
 
 
-def run_pipeline_command(args: argparse.Namespace, pipeline: Pipeline) -> int:
+def run_pipeline_command(args: Arguments, pipeline: Pipeline) -> int:
     """Run ``pipeline`` over the input with the pipe adapter's I/O and exit codes."""
     stream = open_input(args)
     if isinstance(stream, ExitCode):

@@ -90,10 +90,9 @@ def run(args: argparse.Namespace) -> int:
     Start-up problems are written as ``mailroute milter: ...`` (no SMTP status code: no MTA
     reads this output; systemd's journal does).
     """
-    from dataclasses import replace
-
     from mailroute.adapters.milter import MilterSettings, parse_socket, serve
     from mailroute.policy import load_policy
+    from mailroute.records import replace
 
     try:
         spec = parse_socket(args.socket)

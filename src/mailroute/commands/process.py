@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
 from mailroute.commands.common import (
-    add_envelope_arguments,
-    add_io_arguments,
-    add_log_arguments,
+    ENVELOPE_FLAGS,
+    IO_FLAGS,
+    Flag,
+    add_flags,
     load_policy_or_report,
+    log_flags,
     run_pipeline_command,
 )
 from mailroute.exitcodes import ExitCode
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    import argparse
+
+    from mailroute.commands.common import Arguments
+
+__all__ = ["FLAGS", "register", "run"]
+
+#: Every option of ``process``: argparse registers them, and a command line made of them
+#: alone is read without argparse (mailroute.cli: one process per message).
+FLAGS: tuple[Flag, ...] = (
+    Flag(option="--config", dest="config", metavar="POLICY.toml", required=True,
+         help="the policy file"),
+    *IO_FLAGS,
+    *ENVELOPE_FLAGS,
+    *log_flags("none"),
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,15 +40,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run the pipeline of POLICY once over the message on standard input and "
                     "write the result to standard output. Exit codes: 0 accepted, 65 malformed "
                     "or over a limit, 69 refused by policy, 75 try again later, 78 bad policy.")
-    parser.add_argument("--config", required=True, metavar="POLICY.toml",
-                        help="the policy file")
-    add_io_arguments(parser)
-    add_envelope_arguments(parser)
-    add_log_arguments(parser, default="none")
+    add_flags(parser, FLAGS)
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Arguments) -> int:
     """Load the policy and run it over the input."""
     pipeline = load_policy_or_report(args.config)
     if isinstance(pipeline, ExitCode):

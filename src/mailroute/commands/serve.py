@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import ssl
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from mailroute.commands.common import add_log_arguments, message_log_from_args
 from mailroute.commands.metricsopt import add_metrics_argument, metrics_address, start_metrics
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
+from mailroute.records import replace
 
 if TYPE_CHECKING:
     from mailroute.adapters.serve import ServeSettings

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from mailroute.errors import ConfigError, MalformedMessageError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Context, Filter, MailItem
 from mailroute.policy import build_filter
+from mailroute.records import record
 from mailroute.results import Outcome
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def _common(parser: argparse.ArgumentParser, handler: object) -> None:
     parser.set_defaults(handler=handler)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class _NoteUnauthenticated:
     """Runs ``inner`` and says on stderr when the plaintext had no integrity protection."""
 

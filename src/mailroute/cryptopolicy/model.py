@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 
 from mailroute.keys.directory import Trust
+from mailroute.records import field, fields, record, replace
 
 __all__ = ["CIPHERS", "DIRECTORY_KEY", "POLICY_KEY", "CryptoPolicy",
            "EncryptMode", "Method", "MissingKeyAction", "Resolved",
@@ -69,7 +69,7 @@ class MissingKeyAction(enum.StrEnum):
     NOTIFY = "notify"  # quarantine and tell the sender (the quarantine's notification)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Rules:
     """One level of rules; ``None`` leaves the value to the level above."""
 
@@ -87,7 +87,7 @@ class Rules:
         return replace(base, **changes)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Resolved:
     """The rules in force for one address, every value set."""
 
@@ -105,7 +105,7 @@ DEFAULT_RULES = Rules(sign=_BASE.sign, encrypt=_BASE.encrypt, method=_BASE.metho
                       on_missing_key=_BASE.on_missing_key)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Trigger:
     """What lets an authenticated internal sender ask for encryption of one message.
 
@@ -128,7 +128,7 @@ class Trigger:
     authenticated_peers: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class CryptoPolicy:
     """Everything :func:`~mailroute.cryptopolicy.decide_crypto` needs besides the keys.
 

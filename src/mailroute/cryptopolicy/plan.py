@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from mailroute.cryptopolicy.model import Method
+from mailroute.records import record
 
 __all__ = ["Action", "CryptoPlan", "Group", "RecipientPlan"]
 
@@ -21,7 +21,7 @@ class Action(enum.StrEnum):
     NOTIFY = "notify"      # as hold, and the sender is told
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RecipientPlan:
     """One recipient's plan.
 
@@ -51,7 +51,7 @@ class RecipientPlan:
         return self.action, self.sign, self.method, self.cipher
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Group:
     """Recipients that share one copy of the message, and what that copy gets."""
 
@@ -63,7 +63,7 @@ class Group:
     keys: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class CryptoPlan:
     """The plan for one message.
 

@@ -17,11 +17,11 @@ import csv
 import io
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from mailroute.disclaimer.template import canonical_name
+from mailroute.records import field, record
 
 __all__ = ["SenderDirectory", "load_directory"]
 
@@ -30,7 +30,7 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 _NO_ENTRIES: Mapping[str, Mapping[str, str]] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SenderDirectory:
     """Address (lower case) -> canonical variable name -> value."""
 

@@ -11,10 +11,10 @@ is the bounded fallback for documents too large or too deep for html5lib.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from mailroute.disclaimer.htmlstack import OpenElements
 from mailroute.patterns import on_first_use
+from mailroute.records import record
 
 __all__ = ["HtmlPoints", "quote_marker", "scan_html"]
 
@@ -33,7 +33,7 @@ _START = re.compile(
     r"[\t\n\f\r ]*+(/?)>")
 _END = re.compile(r"</([A-Za-z][^\t\n\f\r />\x00]*+)[\t\n\f\r ]*+>")
 _LENIENT_TAG = on_first_use(r"</?([A-Za-z][^\t\n\f\r />\x00]*+)[^>]*+>?")
-_COMMENT_END = re.compile(r"--!?>")
+_COMMENT_END = on_first_use(r"--!?>")
 _ATTR = on_first_use(
     r"([^\t\n\f\r \"'>/=\x00]+)(?:[\t\n\f\r ]*=[\t\n\f\r ]*"
     r"(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r \"'=<>`]+)))?")
@@ -52,7 +52,7 @@ _MARKER_HINTS = ("appendonsend", "rplyfwdmsg", "reference-message-container", "g
                  "moz-cite-prefix", "yahoo_quoted", "cite", "border-top")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HtmlPoints:
     """Offsets (in characters of the decoded HTML) where a disclaimer may go.
 
@@ -197,7 +197,7 @@ def _comment(html: str, start: int, state: _State) -> int:
     if html.startswith(">", body) or html.startswith("->", body):
         state.simple = False
         return html.find(">", body) + 1
-    close = _COMMENT_END.search(html, body)  # one search: "-->" or "--!>", whichever is first
+    close = _COMMENT_END().search(html, body)  # one search: "-->" or "--!>", whichever is first
     if close is None:
         state.simple = False
         return len(html)

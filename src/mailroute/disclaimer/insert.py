@@ -17,7 +17,6 @@ from __future__ import annotations
 import binascii
 import contextlib
 import re
-from dataclasses import dataclass, field
 
 from mailroute.disclaimer.locate import PARSERS, PLACEMENTS, HtmlBudget, HtmlLimits, locate
 from mailroute.disclaimer.select import BODY_TYPES, Body, plan_message
@@ -33,6 +32,7 @@ from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.charsets import codec_name, is_ascii_label, label_codec_name
 from mailroute.patterns import on_first_use
+from mailroute.records import field, record
 
 __all__ = ["AUTO_REPLY_POLICIES", "INVITE_POLICIES", "SIGNED_POLICIES", "Disclaimer", "Insertion",
            "Settings", "add_disclaimer", "decode_body"]
@@ -44,7 +44,7 @@ _META_CHARSET = on_first_use(r"(<meta\b[^>]*?\bcharset\s*=\s*[\"']?)([-\w.:]+)",
 _UTF7 = "utf-7"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Disclaimer:
     """The templates of one disclaimer and their renderings for one message.
 
@@ -83,7 +83,7 @@ INVITE_POLICIES = ("skip", "bodies")
 AUTO_REPLY_POLICIES = ("skip", "add")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Settings:
     """How a disclaimer is placed (see :mod:`mailroute.filters.disclaimer` for the options).
 
@@ -108,7 +108,7 @@ class Settings:
                                  f"not {getattr(self, name)!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Insertion:
     """The edited message and what happened to each body.
 

@@ -15,10 +15,9 @@ Three ways to find the offset, chosen per document:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailroute.disclaimer.htmlscan import HtmlPoints, scan_html
 from mailroute.disclaimer.htmlstack import DEPTH_CAP
+from mailroute.records import record
 
 __all__ = ["PARSERS", "PLACEMENTS", "HtmlBudget", "HtmlLimits", "Location", "locate"]
 
@@ -26,7 +25,7 @@ PLACEMENTS = ("bottom", "top", "reply")
 PARSERS = ("auto", "html5lib")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class HtmlLimits:
     """Documents html5lib may see.
 
@@ -62,7 +61,7 @@ class HtmlBudget:
         return True
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Location:
     """An insertion offset (in characters) and the method that found it."""
 
@@ -70,8 +69,11 @@ class Location:
     method: str
 
 
+DEFAULT_HTML_LIMITS = HtmlLimits()
+
+
 def locate(html: str, placement: str, *, parser: str = "auto",
-           limits: HtmlLimits = HtmlLimits(), budget: HtmlBudget | None = None) -> Location:
+           limits: HtmlLimits = DEFAULT_HTML_LIMITS, budget: HtmlBudget | None = None) -> Location:
     """The offset in ``html`` for a disclaimer at ``placement`` (bottom, top or reply).
 
     ``budget`` is the message's html5lib budget, shared by its bodies (default: a fresh

@@ -13,10 +13,9 @@ body (the first with ``top`` placement).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailroute.mime import ContentType, Message, Part, Path, parse_parameters
 from mailroute.mime.defects import STRUCTURAL_DEFECTS
+from mailroute.records import record
 
 __all__ = ["BODY_TYPES", "PROTECTED_TYPES", "Body", "BodyPlan", "auto_reply", "plan_message"]
 
@@ -31,7 +30,7 @@ _AUTO_FIELDS = ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")
 _AUTO_NAMES = frozenset({"auto-submitted", "precedence", *(n.lower() for n in _AUTO_FIELDS)})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Body:
     """A body leaf to edit: where it is, its media type, declared charset and encoding."""
 
@@ -41,7 +40,7 @@ class Body:
     transfer_encoding: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class BodyPlan:
     """What to do with a message.
 

@@ -21,6 +21,7 @@ from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part
 from mailroute.mime.charsets import codec_name, label_codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload, long_line
+from mailroute.patterns import on_first_use
 
 __all__ = ["splice_text"]
 
@@ -29,7 +30,7 @@ _IDENTITY = ("7bit", "8bit")
 # Codecs that write every character on its own (no state, no shifts), so equal bytes on one
 # side of an offset mean equal text.
 _SELF_CONTAINED = re.compile(r"(?:ascii|utf-8|latin-1|iso8859-\d+|cp125\d|koi8-[ru])\Z")
-_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_NON_ASCII = on_first_use(rb"[\x80-\xff]")
 _MAX_LINE = 998
 _STATEFUL = ("utf-16", "utf-32", "utf-7", "iso2022", "hz")
 
@@ -192,7 +193,7 @@ def _identity_fits(buf: bytes, first: int, last: int, at: int, added: bytes,
     if b"\0" in added or buf.find(b"\0", line_start, last) >= 0:
         return False
     if encoding == "7bit" and (not added.isascii()
-                               or _NON_ASCII.search(buf, line_start, last) is not None):
+                               or _NON_ASCII().search(buf, line_start, last) is not None):
         return False
     if long_line(added) or long_line(buf, start=line_end, end=last):
         return False

@@ -15,12 +15,12 @@ already carries the disclaimer, even when a reply client re-wrapped or quoted it
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
+from mailroute.disclaimer.entities import escape, unescape
 from mailroute.disclaimer.templatecheck import safe_url, url_slots
+from mailroute.records import record
 
 __all__ = [
     "MISSING_POLICIES",
@@ -111,9 +111,9 @@ def html_to_compact_text(markup: str) -> str:
             text = carry + stripped[start:start + _SLICE]
             amp = text.rfind("&", max(0, len(text) - _LONGEST_ENTITY))
             text, carry = (text, "") if amp < 0 else (text[:amp], text[amp:])
-            compacted, leading = _compact_slice(html.unescape(text), leading=leading)
+            compacted, leading = _compact_slice(unescape(text), leading=leading)
             out.append(compacted)
-    out.append(_compact_slice(html.unescape(carry), leading=leading)[0])
+    out.append(_compact_slice(unescape(carry), leading=leading)[0])
     return "".join(out)
 
 
@@ -152,7 +152,7 @@ def _compact_slice(text: str, *, leading: bool) -> tuple[str, bool]:
     return "".join(text.split()), still
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Template:
     """A parsed template.
 
@@ -226,7 +226,7 @@ class Template:
                 return None
             if index in self.url_slots:
                 value = safe_url(value)  # no javascript: link from a directory value
-            out.append(html.escape(value, quote=True) if self.is_html else value)
+            out.append(escape(value, quote=True) if self.is_html else value)
         return "".join(out)
 
 
@@ -236,7 +236,7 @@ def _static_texts(pieces: list[str | tuple[str]], *, is_html: bool) -> list[str]
     if not is_html:
         return [p for p in pieces if isinstance(p, str)]
     joined = "".join(p if isinstance(p, str) else "\0" for p in pieces)
-    return html.unescape(strip_tags(joined, " ")).split("\0")
+    return unescape(strip_tags(joined, " ")).split("\0")
 
 
 def contains_pieces(compact_body: str, pieces: tuple[str, ...]) -> bool:

@@ -22,9 +22,9 @@ scheme) is rendered only when its value is a relative URL or uses a scheme of
 
 from __future__ import annotations
 
-import html
 import re
 
+from mailroute.disclaimer.entities import unescape
 from mailroute.patterns import on_first_use
 
 __all__ = ["SAFE_SCHEMES", "safe_url", "template_problem", "url_slots"]
@@ -102,7 +102,7 @@ def safe_url(value: str) -> str:
 def _browser_url(value: str) -> str:
     """An attribute value as a browser reads its scheme: entities decoded, tabs and line
     breaks dropped, leading controls and spaces stripped, in lower case."""
-    return _URL_NOISE.sub("", html.unescape(value)).lstrip("\x00\x01\x02\x03\x04\x05\x06"
+    return _URL_NOISE.sub("", unescape(value)).lstrip("\x00\x01\x02\x03\x04\x05\x06"
                                                          "\x07\x08\x0b\x0c\x0e\x0f\x10\x11"
                                                          "\x12\x13\x14\x15\x16\x17\x18\x19"
                                                          "\x1a\x1b\x1c\x1d\x1e\x1f ").lower()

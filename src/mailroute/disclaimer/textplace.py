@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from mailroute.patterns import on_first_use
+
 __all__ = ["insert_text", "reply_offset", "text_insertion"]
 
 _REPLY = re.compile(
@@ -25,7 +27,7 @@ _REPLY = re.compile(
     r"|Il [^\r\n]{1,300} ha scritto:[ \t]*\r?$"
     r"|Op [^\r\n]{1,300} schreef[^\r\n]{0,300}:[ \t]*\r?$"
     r"|>)")
-_PREVIOUS_LINE = re.compile(r"[^\r\n]*:[ \t]*\r?\n\Z")
+_PREVIOUS_LINE = on_first_use(r"[^\r\n]*:[ \t]*\r?\n\Z")
 
 
 def reply_offset(text: str) -> int | None:
@@ -37,7 +39,7 @@ def reply_offset(text: str) -> int | None:
     if text.startswith(">", start) and start > 0:
         line_start = text.rfind("\n", 0, start - 1) + 1
         previous = text[line_start:start]
-        if previous.strip() and _PREVIOUS_LINE.match(previous):
+        if previous.strip() and _PREVIOUS_LINE().match(previous):
             return line_start
     return start
 

@@ -10,13 +10,13 @@ import email.utils
 import functools
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from mailroute.dkim.keys import parse_tags
 from mailroute.dkim.spf import SpfResult
 from mailroute.dkim.verify import SignatureResult
 from mailroute.errors import MailrouteError
 from mailroute.mime.message import Message
+from mailroute.records import record
 from mailroute.results import AuthResult, AuthStatus
 
 __all__ = ["DmarcPolicy", "DmarcResult", "evaluate", "from_domain", "organizational_domain"]
@@ -38,7 +38,7 @@ def organizational_domain(domain: str) -> str:
     return found if isinstance(found, str) else domain
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DmarcPolicy:
     """The tags of a DMARC record that decide: ``p``, ``sp``, ``adkim``, ``aspf``, ``pct``."""
 
@@ -49,7 +49,7 @@ class DmarcPolicy:
     percent: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DmarcResult:
     """``pass``, ``fail``, ``none``, ``temperror`` or ``permerror``, and the policy in force.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailroute.errors import ConfigError
 from mailroute.keys.secretfile import read_secret_file
+from mailroute.records import record
 
 __all__ = [
     "ALGORITHMS",
@@ -31,7 +31,7 @@ PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SigningKey:
     """A private key and the algorithm it signs with (``rsa-sha256`` or ``ed25519-sha256``)."""
 
@@ -99,7 +99,7 @@ def parse_tags(value: str) -> dict[str, str]:
     return tags
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyRecord:
     """A parsed DKIM key record: the public key (``None`` when revoked) and its tags."""
 

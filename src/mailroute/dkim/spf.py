@@ -17,9 +17,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from mailroute.errors import MailrouteError
+from mailroute.records import record
 from mailroute.results import AuthResult, AuthStatus
 
 __all__ = ["SpfLookups", "SpfResult", "check_host", "spf_auth_result"]
@@ -33,7 +33,7 @@ _HELO_DOMAIN = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*\.?")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SpfLookups:
     """The DNS lookups SPF needs: TXT always, A/AAAA and MX for ``a`` and ``mx``."""
 
@@ -42,7 +42,7 @@ class SpfLookups:
     mx: Lookup | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SpfResult:
     """``pass``, ``fail``, ``softfail``, ``neutral``, ``none``, ``temperror``, ``permerror``."""
 

@@ -14,7 +14,6 @@ import hmac
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -25,6 +24,7 @@ from mailroute.dkim.keys import KeyRecord, parse_key_record, parse_tags
 from mailroute.dkim.sign import body_of, signed_header_data
 from mailroute.errors import MailrouteError
 from mailroute.mime.message import Message
+from mailroute.records import record
 from mailroute.results import AuthResult, AuthStatus
 
 __all__ = ["SignatureResult", "VerifyOptions", "safe_token", "verify_message"]
@@ -35,7 +35,7 @@ _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 _SAFE = re.compile(r"[A-Za-z0-9._@+=/-]+")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class VerifyOptions:
     """Limits and choices of the verifier.
 
@@ -52,7 +52,7 @@ class VerifyOptions:
     min_rsa_bits: int = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SignatureResult:
     """The verdict on one DKIM-Signature field."""
 
@@ -90,8 +90,11 @@ class _Verdict(Exception):
         self.reason = reason
 
 
+DEFAULT_VERIFY_OPTIONS = VerifyOptions()
+
+
 def verify_message(message: Message, lookup: TxtLookup | None, *, now: float,
-                   options: VerifyOptions = VerifyOptions()) -> list[SignatureResult]:
+                   options: VerifyOptions = DEFAULT_VERIFY_OPTIONS) -> list[SignatureResult]:
     """One result per DKIM-Signature field, top first (an empty list: unsigned)."""
     fields = [f for f in message.headers if f.lower_name == "dkim-signature"]
     if len(fields) > options.max_signatures:

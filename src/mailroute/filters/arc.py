@@ -7,8 +7,6 @@ become the ARC-Authentication-Results) and after the filters that change the mes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailroute.config.options import Options
@@ -16,12 +14,13 @@ from mailroute.dkim.arc import seal, sealing_key
 from mailroute.errors import ConfigError
 from mailroute.filters.dkim import signing_key_option
 from mailroute.item import Context, MailItem
+from mailroute.records import record
 from mailroute.results import AuthResult, AuthStatus
 
 __all__ = ["ArcSealFilter", "build_seal"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class ArcSealFilter:
     """Adds the next ARC set; the AAR holds the results earlier filters collected."""
 

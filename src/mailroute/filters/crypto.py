@@ -21,7 +21,6 @@ import logging
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from mailroute.keys.directory import (
     fingerprint_of,
 )
 from mailroute.mime.headers import parse_addresses
+from mailroute.records import record
 from mailroute.results import Outcome
 from mailroute.smime import Signer, SignerResult, TrustAnchors
 
@@ -153,7 +153,7 @@ def parse_autocrypt(value: str) -> tuple[str, bytes] | None:
     return addr.strip().lower(), data
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HarvestKeys:
     """Learn correspondents' keys from verified inbound mail (see the module text).
 
@@ -281,7 +281,7 @@ def _common_cipher(ciphers: set[str]) -> str:
     return "aes-256-cbc"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class EncryptByPolicy:
     """Encrypt outbound mail as the plan says; refuse or hold what it refuses.
 
@@ -344,15 +344,15 @@ class EncryptByPolicy:
         from mailroute.filters.pgp import PgpEncryptFilter
         from mailroute.pgp.store import KeyStore, init_home
         store = KeyStore(init_home(self.pgp_home))
-        for record in keys:
-            store.import_keys(record.data)
+        for key in keys:
+            store.import_keys(key.data)
         result = PgpEncryptFilter(store, tuple(r.fingerprint for r in keys)).apply(item, ctx)
         if isinstance(result, Outcome):
             return result
         return result.annotate("crypto.encrypt", "pgp")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SignByPolicy:
     """Sign outbound mail of authenticated internal senders whose rules say ``always``:
     S/MIME with the sender's own certificate and key from ``cert_dir`` (issuing CA

@@ -21,13 +21,12 @@ The filter annotates the item with ``disclaimer`` (a summary) and, when HTML was
 
 from __future__ import annotations
 
-import html
 import importlib.util
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailroute.config.options import Options
 from mailroute.disclaimer.directory import SenderDirectory, load_directory
+from mailroute.disclaimer.entities import escape
 from mailroute.disclaimer.insert import (
     AUTO_REPLY_POLICIES,
     INVITE_POLICIES,
@@ -42,6 +41,7 @@ from mailroute.disclaimer.templatecheck import template_problem
 from mailroute.errors import MailrouteError
 from mailroute.item import Context, MailItem
 from mailroute.mime import parse_addresses
+from mailroute.records import field, record
 from mailroute.results import Outcome
 
 __all__ = ["DisclaimerFilter", "build", "html_from_text"]
@@ -55,7 +55,7 @@ for _module in ("bs4", "html5lib"):
         raise ModuleNotFoundError(f"No module named {_module!r}", name=_module)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DisclaimerFilter:
     """Insert a disclaimer once into every body of a message (see the module docstring)."""
 
@@ -110,7 +110,7 @@ def _sender(item: MailItem) -> str:
 
 def html_from_text(source: str) -> str:
     """An HTML template from a text template: escaped, line breaks as ``<br>``."""
-    escaped = html.escape(source.rstrip("\r\n"), quote=False)
+    escaped = escape(source.rstrip("\r\n"), quote=False)
     return "<br>\n".join(escaped.splitlines())
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 from mailroute.config.options import Options
@@ -38,6 +37,7 @@ from mailroute.gateway.spoof import (
     decide_spoof,
 )
 from mailroute.item import Context, MailItem
+from mailroute.records import record
 from mailroute.results import Action, AuthResult, AuthStatus, Outcome
 
 __all__ = ["DkimSignFilter", "DkimVerifyFilter", "build_sign", "build_verify",
@@ -58,7 +58,7 @@ def signing_key_option(options: Options) -> SigningKey:
     return key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class DkimSignFilter:
     """Adds one DKIM-Signature at the top of mail from ``from_domains``; nothing else changes."""
 
@@ -101,7 +101,7 @@ def lookup_option(options: Options) -> TxtLookup:
     return DnsLookup(float(timeout))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class DkimVerifyFilter:
     """Judges every DKIM signature, the ARC chain, SPF and DMARC; refuses own-domain spoofs."""
 

@@ -7,17 +7,16 @@ Removal runs before addition, so ``remove = ["X-Foo"]`` with ``add = {X-Foo = "1
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailroute.config.options import Options
 from mailroute.errors import UnsafeHeaderValueError
 from mailroute.item import Context, MailItem
 from mailroute.mime.headers import make_field
+from mailroute.records import record
 
 __all__ = ["HeadersFilter", "build"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HeadersFilter:
     """Remove fields named in ``remove``, then add each ``(name, value)`` of ``add`` at the top."""
 

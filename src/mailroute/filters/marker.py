@@ -27,7 +27,6 @@ Exchange Online's address ranges, which every Microsoft 365 tenant shares).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from mailroute.config.options import Options
 from mailroute.errors import UnsafeHeaderValueError
@@ -50,6 +49,7 @@ from mailroute.marker.keyring import KeyRing, load_key_ring
 from mailroute.marker.mint import DEFAULT_FIELD, RandomSource, is_host_name, mark
 from mailroute.marker.verify import Windows, check_message
 from mailroute.mime.headers import make_field
+from mailroute.records import field, record
 from mailroute.results import Action, MarkerVerdict, Outcome, Reply
 
 __all__ = [
@@ -69,7 +69,7 @@ _SECURITY_EVENTS = frozenset({MarkerVerdict.FUTURE, MarkerVerdict.BAD_MAC})
 _TENANT_HEADER = "X-MS-Exchange-CrossTenant-Id"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MarkerSetFilter:
     """Mint the marker last: one valid marker on every message that leaves."""
 
@@ -100,7 +100,7 @@ class MarkerSetFilter:
         return item.evolve(message=message).annotate("marker.key_id", token.kid)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class MarkerVerifyFilter:
     """The gateway decision on arrival: loop guards, marker verdict, hygiene."""
 

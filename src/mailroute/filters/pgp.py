@@ -26,7 +26,6 @@ encrypts a signed message as it is (nested form, RFC 3156 section 6.1).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import ClassVar
 
 from mailroute.config.options import Options
@@ -53,6 +52,7 @@ from mailroute.pgp.verify import (
     report,
     verify_message,
 )
+from mailroute.records import record
 from mailroute.results import Outcome
 
 __all__ = [
@@ -80,7 +80,7 @@ def _already_protected(message: Message, *, signed_counts: bool) -> bool:
                for b in find_inline(message))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PgpSignFilter:
     """Sign the whole message content as PGP/MIME."""
 
@@ -103,7 +103,7 @@ class PgpSignFilter:
         return item.evolve(message=new).annotate("pgp-sign", "signed")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PgpEncryptFilter:
     """Encrypt the whole message content as PGP/MIME, optionally signed (combined)."""
 
@@ -153,7 +153,7 @@ def _combined(keys_store: KeyStore, result: DecryptResult, message: Message, *,
                    from_addresses=senders) for check in result.signatures]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PgpDecryptFilter:
     """Decrypt a PGP/MIME root or inline PGP blocks; never output unauthenticated plaintext."""
 
@@ -225,7 +225,7 @@ def _record(item: MailItem, verification: MessageVerification) -> MailItem:
         "pgp-verify", verification.verdict.value)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PgpVerifyFilter:
     """Verify PGP/MIME and inline signatures and record the verdict with its coverage."""
 

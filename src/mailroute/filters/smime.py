@@ -17,7 +17,6 @@ gets one answer, and with ``on_failure = "deliver"`` (the default) that answer i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -36,6 +35,7 @@ from mailroute.keys.certstore import (
 )
 from mailroute.mime.canonical import canonicalise
 from mailroute.mime.headers import parse_addresses
+from mailroute.records import record
 from mailroute.results import AuthResult, AuthStatus, Outcome
 from mailroute.smime import (
     Identity,
@@ -90,7 +90,7 @@ def _now(ctx: Context) -> datetime:
     return datetime.fromtimestamp(ctx.clock(), UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SmimeSign:
     """Sign the message: detached ``multipart/signed`` unless ``opaque``."""
 
@@ -112,7 +112,7 @@ class SmimeSign:
         return item.evolve(message=signed)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SmimeEncrypt:
     """Encrypt the message to fixed recipient certificates and/or the store's certificates of
     the envelope recipients. An already encrypted message passes unchanged."""
@@ -149,7 +149,7 @@ class SmimeEncrypt:
         return item.evolve(message=pkcs7_message(message, kind, body))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SmimeDecrypt:
     """Decrypt a top-level encrypted entity; anything else passes unchanged.
 
@@ -208,7 +208,7 @@ class SmimeDecrypt:
         return item.evolve(message=item.message.with_header(FLAG_FIELD, value))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SmimeVerify:
     """Verify the top-level S/MIME signature and record one result per signer."""
 

@@ -13,7 +13,6 @@ an :class:`Arrival` and act on the :class:`ArrivalDecision` this module returns,
 from __future__ import annotations
 
 import enum
-from dataclasses import replace
 from typing import NamedTuple
 
 from mailroute.gateway.match import cert_name_matches, ip_in_ranges
@@ -24,6 +23,7 @@ from mailroute.gateway.settings import (
     SourceMode,
 )
 from mailroute.marker.verify import MarkerCheck
+from mailroute.records import replace
 from mailroute.results import MarkerVerdict, Reply
 
 __all__ = [

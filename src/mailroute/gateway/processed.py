@@ -7,7 +7,7 @@ its ``marker-verify`` and ``marker-set`` filters.
 
 from __future__ import annotations
 
-import threading
+from _thread import allocate_lock  # threading.Lock without importing threading: start-up
 from collections import OrderedDict
 
 __all__ = ["InMemoryProcessedStore"]
@@ -28,7 +28,7 @@ class InMemoryProcessedStore:
             raise ValueError("max_keys must be positive")
         self._max_keys = max_keys
         self._entries: OrderedDict[str, list[tuple[float, str]]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -8,11 +8,11 @@ are validated when the object is built, so an invalid setting never reaches a me
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 
 from mailroute.gateway.match import check_ranges
 from mailroute.marker.mint import DEFAULT_FIELD
 from mailroute.marker.verify import Windows
+from mailroute.records import field, record
 
 __all__ = [
     "EXO_TLS_NAMES",
@@ -49,7 +49,7 @@ class MissingMarkerAction(enum.StrEnum):
     REJECT = "reject"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class GatewaySettings:
     """What G1-G3 of the gateway procedure need.
 

@@ -10,9 +10,9 @@ call :func:`decide_spoof`, so that ``mailroute simulate`` predicts what the gate
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from mailroute.gateway.flow import is_inside
+from mailroute.records import record
 from mailroute.results import Reply
 
 __all__ = ["SPOOF_REPLY", "SpoofAction", "SpoofFacts", "SpoofPolicy", "decide_spoof"]
@@ -40,7 +40,7 @@ class SpoofAction(enum.StrEnum):
     FLAG = "flag"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class SpoofFacts:
     """What the decision needs to know of one message.
 

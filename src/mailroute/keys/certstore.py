@@ -16,7 +16,6 @@ The loaders here are also what the ``mailroute smime`` commands use for ``--cert
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from mailroute.errors import ConfigError
 from mailroute.keys.addresses import certificate_emails, normalise_address
 from mailroute.keys.secretfile import read_public_file, read_secret_file
+from mailroute.records import record
 
 __all__ = [
     "CertificateStore",
@@ -47,7 +47,7 @@ _KEY_SUFFIXES = frozenset({".key"})
 _P12_SUFFIXES = frozenset({".p12", ".pfx"})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StoredCertificate:
     """A certificate, its e-mail addresses and the private key when we hold it."""
 
@@ -70,7 +70,7 @@ class CertificateStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DirectoryCertStore:
     """A folder of certificate and key files, read once.
 

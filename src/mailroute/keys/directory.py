@@ -28,8 +28,9 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
+
+from mailroute.records import record, replace
 
 __all__ = [
     "KeyDirectory",
@@ -96,7 +97,7 @@ def fingerprint_of(kind: KeyKind, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class KeyRecord:
     """One key in the directory.
 
@@ -144,7 +145,7 @@ class KeyRecord:
 
     def evolve(self, **changes: object) -> KeyRecord:
         """A copy with ``changes`` applied."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
 
 @runtime_checkable

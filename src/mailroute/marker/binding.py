@@ -13,7 +13,6 @@ import hmac
 import re
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 
 from mailroute.errors import MessageError
@@ -22,6 +21,7 @@ from mailroute.logs import LazyLogger
 from mailroute.marker.token import b64url_encode
 from mailroute.mime.headers import HeaderField, parse_addresses
 from mailroute.mime.message import Message
+from mailroute.records import record
 
 __all__ = [
     "Binding",
@@ -48,7 +48,7 @@ _WORD = r"(?:[A-Za-z0-9!#$%&'*+/?^_`{|}~.-]|[^\x00-\x7f])+"
 _PLAIN_FROM = re.compile(rf"(?:{_WORD}(?:[ \t]+{_WORD})*[ \t]*)?<({_ADDR})>|({_ADDR})")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Binding:
     """The message facts a marker is bound to.
 

@@ -20,13 +20,13 @@ import datetime as dt
 import math
 import secrets
 import tomllib
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mailroute.errors import ConfigError, KeyUnavailableError
 from mailroute.keys.secretfile import read_secret_file, write_secret_file
 from mailroute.marker.keyring import MAX_KEY_FILE_BYTES, KeyRing, parse_key_ring
 from mailroute.marker.token import KID_PATTERN, TAG_PATTERN
+from mailroute.records import record, replace
 
 __all__ = ["KeyEntry", "KeyFile", "KeyState", "iso", "key_states", "new_key_file", "new_tag",
            "read_key_file", "rotate", "write_key_file"]
@@ -35,7 +35,7 @@ SECRET_BYTES = 32
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyEntry:
     """One ``[[key]]`` table as written (the secret still base64)."""
 
@@ -46,7 +46,7 @@ class KeyEntry:
     verify_until: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyFile:
     """A whole key file."""
 
@@ -185,7 +185,7 @@ def write_key_file(path: Path, keys: KeyFile, *, replace: bool = False) -> None:
     write_secret_file(path, keys.render().encode("utf-8"), replace=replace)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyState:
     """What one key does at a moment, for ``marker status``."""
 

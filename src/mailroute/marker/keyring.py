@@ -27,13 +27,13 @@ import hmac
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailroute.config.options import Options
 from mailroute.errors import ConfigError, KeyUnavailableError
 from mailroute.keys.secretfile import read_secret_file
 from mailroute.marker.token import KID_PATTERN, TAG_PATTERN
+from mailroute.records import field, record
 
 __all__ = ["SIMULATION_SECRET", "KeyRing", "MarkerKey", "derive_mac_key", "fixed_key_ring",
            "load_key_ring", "parse_key_ring"]
@@ -56,7 +56,7 @@ def derive_mac_key(secret: bytes, kid: str) -> bytes:
     return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MarkerKey:
     """One key of the ring, with its windows in UNIX seconds (infinite when open).
 
@@ -93,7 +93,7 @@ class MarkerKey:
         return now < self.verify_until
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyRing:
     """The deployment's tag and org id and every key it knows.
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+
+from mailroute.records import record
 
 __all__ = [
     "DIRECTION_CODES",
@@ -41,7 +42,7 @@ TOKEN_PATTERN = re.compile(
     r"\.(?P<nonce>[A-Za-z0-9_-]{16})\.(?P<d>[ionx])\.(?P<mac>[A-Za-z0-9_-]{43})")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Token:
     """The visible fields of a marker, already checked against the grammar.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from mailroute.limits import Limits
 from mailroute.marker.binding import Binding, binding_of, compute_mac, mac_input
@@ -18,12 +17,13 @@ from mailroute.marker.keyring import KeyRing
 from mailroute.marker.mint import DEFAULT_FIELD
 from mailroute.marker.token import MAX_FIELD_LENGTH, parse_token
 from mailroute.mime.message import Message
+from mailroute.records import record
 from mailroute.results import MarkerVerdict
 
 __all__ = ["MarkerCheck", "Windows", "check_message", "check_value"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Windows:
     """The time windows of verification, in seconds.
 
@@ -42,7 +42,7 @@ class Windows:
             raise ValueError("marker time windows must not be negative")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MarkerCheck:
     """The result of verifying a message's marker.
 
@@ -69,8 +69,11 @@ class MarkerCheck:
                 "key_id": self.key_id, "age_seconds": self.age_seconds}
 
 
+DEFAULT_WINDOWS = Windows()
+
+
 def check_message(message: Message, ring: KeyRing, *, now: float,
-                  windows: Windows = Windows(), field_name: str = DEFAULT_FIELD,
+                  windows: Windows = DEFAULT_WINDOWS, field_name: str = DEFAULT_FIELD,
                   limits: Limits | None = None) -> MarkerCheck:
     """Verify the marker fields of ``message``'s top-level header."""
     fields = message.headers.get_all(field_name)

@@ -11,7 +11,6 @@ root entity into its content (``Content-*``) fields and the rest.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from mailroute.limits import Limits
 from mailroute.mime.headers import HeaderBlock, make_field, split_content
@@ -19,6 +18,7 @@ from mailroute.mime.message import Message
 from mailroute.mime.part import Part
 from mailroute.mime.scan import parse
 from mailroute.mime.transfer import decode_payload, encode_payload
+from mailroute.records import replace
 
 __all__ = [
     "CRLF",

@@ -9,7 +9,8 @@ such a message with :class:`~mailroute.errors.AmbiguousMessageError`; under
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from mailroute.records import record
 
 __all__ = ["AMBIGUOUS_DEFECTS", "Defect", "DefectKind"]
 
@@ -71,7 +72,7 @@ STRUCTURAL_DEFECTS: frozenset[DefectKind] = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Defect:
     """One defect: its kind, the path of the entity it was found in, and a safe detail.
 

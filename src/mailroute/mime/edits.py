@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from mailroute.mime.message import Message
+from mailroute.records import record
 
 __all__ = ["Edits", "HeaderEdit", "HeaderEditKind", "diff_messages"]
 
@@ -31,7 +31,7 @@ class HeaderEditKind(enum.StrEnum):
     DELETE = "delete"    # remove occurrence ``index`` (1-based) of ``name``
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HeaderEdit:
     """One header action.
 
@@ -51,7 +51,7 @@ class HeaderEdit:
     index: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Edits:
     """Header actions in order, and the new body when the body changed."""
 

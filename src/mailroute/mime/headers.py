@@ -8,24 +8,24 @@ NUL in values and checks that the folded result reads back as exactly one field.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError
 from mailroute.limits import Limits
 from mailroute.mime.defects import Defect, DefectKind
 from mailroute.patterns import on_first_use
+from mailroute.records import field as record_field
+from mailroute.records import record
 
 __all__ = ["HeaderBlock", "HeaderField", "is_content_field", "make_field", "parse_addresses",
            "split_content"]
 
-_FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")
+_FIELD_NAME = on_first_use(rb"[!-9;-~]+\Z")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # "From :" is a From field with space before the colon (ambiguous), not an mbox "From " line.
-_FROM_FIELD = re.compile(rb"From[ \t]*:")
+_FROM_FIELD = on_first_use(rb"From[ \t]*:")
 # White space before the colon is RFC 5322 obsolete syntax (4.5.3 obs-optional); readers that
 # skip such a field (Python's email takes "From :" on the first line for an mbox line) show a
 # different sender, recipients, structure or authentication result (Chen et al., "Composition
@@ -43,7 +43,7 @@ _MAX_LINE = 78
 _UNSAFE_IN_VALUE = frozenset("\r\n\0\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HeaderField:
     """One header field exactly as written.
 
@@ -54,7 +54,7 @@ class HeaderField:
 
     raw: bytes
     name: str
-    lower_name: str = dataclasses.field(init=False, repr=False, compare=False)
+    lower_name: str = record_field(init=False, repr=False, compare=False)
     """The field name in lower case, for comparisons (computed once: lookups are hot)."""
 
     def __post_init__(self) -> None:
@@ -138,7 +138,7 @@ def _simple_address() -> re.Pattern[str]:
     return re.compile(rf"[ \t]*(?:({addr})|{phrase}<({addr})>)[ \t]*")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HeaderBlock:
     """The header fields of one entity, in order. Immutable; edits return new blocks."""
 
@@ -225,7 +225,7 @@ def _ended(fields: tuple[HeaderField, ...], after: HeaderField) -> tuple[HeaderF
     return (*fields[:-1], HeaderField(last.raw + newline, last.name))
 
 
-@dataclass(slots=True)
+@record
 class ScannedHeaders:
     """What :func:`scan_header_block` found."""
 
@@ -306,7 +306,7 @@ def _scan_careful(buf: bytes, start: int, end: int, limits: Limits,
         if name is not None:
             _append(fields, HeaderField(buf[field_start:pos], name), limits)
         field_start = pos
-        if pos == start and content.startswith(b"From ") and not _FROM_FIELD.match(content):
+        if pos == start and content.startswith(b"From ") and not _FROM_FIELD().match(content):
             defects.append(Defect(DefectKind.MBOX_FROM_LINE, path))
             name, pos = "", line_end
             continue
@@ -321,7 +321,7 @@ def _scan_careful(buf: bytes, start: int, end: int, limits: Limits,
             kind = (DefectKind.SPACE_BEFORE_COLON if clean.lower() in _SPOOFABLE_FIELDS
                     else DefectKind.OBSOLETE_SPACE_BEFORE_COLON)
             defects.append(Defect(kind, path, _safe_name(clean)))
-        if not _FIELD_NAME.match(clean):
+        if not _FIELD_NAME().match(clean):
             defects.append(Defect(DefectKind.INVALID_FIELD_NAME, path))
         name, pos = clean.decode("latin-1"), line_end
     else:
@@ -340,7 +340,7 @@ def _append(fields: list[HeaderField], header: HeaderField, limits: Limits) -> N
 
 
 def _safe_name(name: bytes) -> str:
-    return name.decode("ascii", "replace")[:40] if _FIELD_NAME.match(name) else "?"
+    return name.decode("ascii", "replace")[:40] if _FIELD_NAME().match(name) else "?"
 
 
 _SURROGATE = on_first_use("[\ud800-\udfff]")
@@ -371,7 +371,7 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderFiel
             CR, LF, NUL or another line separator (VT, FF, U+001C-U+001E, U+0085, U+2028,
             U+2029), or the result would not read back as one field.
     """
-    if not _FIELD_NAME.match(name.encode("latin-1", "replace")) or not name.isascii():
+    if not _FIELD_NAME().match(name.encode("latin-1", "replace")) or not name.isascii():
         raise UnsafeHeaderValueError("invalid header field name")
     if not _UNSAFE_IN_VALUE.isdisjoint(value):
         raise UnsafeHeaderValueError(f"value for {name} contains a line break or NUL")

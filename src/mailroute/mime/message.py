@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.charsets import label_codec_name
@@ -20,6 +19,7 @@ from mailroute.mime.headers import HeaderBlock, HeaderField, make_field, split_c
 from mailroute.mime.params import parse_parameters, quote_parameter
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
 from mailroute.mime.transfer import choose_encoding, encode_payload
+from mailroute.records import field, record, replace
 
 __all__ = ["Message", "Path", "build_leaf"]
 
@@ -28,7 +28,7 @@ Path = tuple[int, ...]
 _FAITHFUL_CODECS = frozenset({"ascii", "utf-8", "latin-1"})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Message:
     """A message: the root entity, the defects found when it was scanned, and its line break.
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.charsets import codec_name
 from mailroute.mime.defects import DefectKind
+from mailroute.patterns import on_first_use
+from mailroute.records import field, record
 
 __all__ = ["DECISIVE_PARAMETERS", "ContentType", "disposition_defects", "parse_content_type",
            "parse_parameters", "quote_parameter"]
@@ -38,11 +39,11 @@ DECISIVE_PARAMETERS = frozenset({
 })
 
 _TOKEN = re.compile(r"[^\s()<>@,;:\\\"/\[\]?=]+")
-_TSPECIALS = re.compile(r"[\s()<>@,;:\\\"/\[\]?=]")
+_TSPECIALS = on_first_use(r"[\s()<>@,;:\\\"/\[\]?=]")
 _SECTION = re.compile(r"^(?P<name>[^*]+)(?:\*(?P<index>\d+))?(?P<ext>\*)?$")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ContentType:
     """A parsed media type with lower-cased type, subtype and parameter names."""
 
@@ -262,7 +263,7 @@ def _parse_content_type(value: str | None,
 
 def quote_parameter(name: str, value: str) -> str:
     """``name=value``, quoted when the value needs it."""
-    if value and not _TSPECIALS.search(value) and value.isascii():
+    if value and not _TSPECIALS().search(value) and value.isascii():
         return f"{name}={value}"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'{name}="{escaped}"'

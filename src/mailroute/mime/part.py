@@ -9,15 +9,14 @@ serialising a part nobody changed copies its bytes and nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from mailroute.mime.headers import HeaderBlock
 from mailroute.mime.params import ContentType, parse_content_type, parse_parameters
+from mailroute.records import record, replace
 
 __all__ = ["LeafBody", "MultipartBody", "Part", "Span"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Span:
     """``buf[start:end]`` without copying ``buf``."""
 
@@ -44,14 +43,14 @@ class Span:
         return self.buf[self.start:self.end]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class LeafBody:
     """The body of a non-multipart entity, still transfer-encoded."""
 
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MultipartBody:
     """The body of a multipart entity, piece by piece.
 
@@ -67,7 +66,7 @@ class MultipartBody:
     epilogue: Span
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Part:
     """One MIME entity. Immutable: :class:`~mailroute.mime.message.Message` edits build new
     parts along the path to the change and share everything else."""

@@ -17,13 +17,13 @@ inside a signature that removing them would break.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.headers import HeaderBlock, HeaderField
 from mailroute.mime.message import Message, Path
 from mailroute.mime.part import MultipartBody, Part
 from mailroute.mime.text import decode_text
+from mailroute.records import record, replace
 
 __all__ = ["PROTECTABLE", "ProtectedHeaders", "carrier_path", "compare", "decrypted_with_outer"]
 
@@ -36,7 +36,7 @@ _LEGACY_DIV = '<div class="header-protection-legacy-display">'
 _MAX_LEGACY_LINES = 64
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ProtectedHeaders:
     """What a message's protected header section says.
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
 
 from mailroute.errors import AmbiguousMessageError, LimitExceededError
 from mailroute.limits import DEFAULT_LIMITS, Limits
@@ -35,13 +34,15 @@ from mailroute.mime.headers import HeaderBlock, scan_header_block
 from mailroute.mime.message import Message
 from mailroute.mime.params import disposition_defects, parse_content_type
 from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
+from mailroute.patterns import on_first_use
+from mailroute.records import field, record
 
 __all__ = ["AmbiguityPolicy", "parse"]
 
 _SINGLETONS = ("from", "sender", "date", "subject", "message-id")
 _CONTENT_SINGLETONS = ("content-type", "content-transfer-encoding")
 _IDENTITY_ENCODINGS = ("7bit", "8bit", "binary")
-_READ_AS_OUTER = re.compile(r"(?:--)?[ \t]*")
+_READ_AS_OUTER = on_first_use(r"(?:--)?[ \t]*")
 _BLANKS = re.compile(rb"[ \t]*")
 
 
@@ -52,10 +53,9 @@ class AmbiguityPolicy(enum.StrEnum):
     RECORD = "record"
 
 
-@dataclass(slots=True)
+@record
 class _Node:
-    """One entity while the scan builds the tree (a dataclass without a docstring makes the
-    decorator compute an inspect.signature: start-up)."""
+    """One entity while the scan builds the tree."""
 
     start: int
     end: int
@@ -169,7 +169,7 @@ class _Scanner:
             # An inner delimiter line an ancestor would read as its own (the same boundary,
             # or it plus "--" or blanks) makes that ancestor's parts uncertain. A boundary
             # that merely begins with another one leaves every delimiter line unambiguous.
-            if boundary.startswith(outer) and _READ_AS_OUTER.fullmatch(boundary[len(outer):]):
+            if boundary.startswith(outer) and _READ_AS_OUTER().fullmatch(boundary[len(outer):]):
                 self.defect(DefectKind.NESTED_BOUNDARY_REUSE, node.path[:depth])
         encoding = node.headers.value("Content-Transfer-Encoding")
         if encoding and encoding.strip().lower() not in _IDENTITY_ENCODINGS:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import binascii
 import io
 import re
-from dataclasses import dataclass
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime.defects import DefectKind
 from mailroute.mime.part import LeafBody, Part
+from mailroute.patterns import on_first_use
+from mailroute.records import record
 
 __all__ = ["Decoded", "choose_encoding", "decode_payload", "encode_payload", "long_line"]
 
@@ -46,7 +47,7 @@ def long_line(data: bytes, limit: int = 998, start: int = 0, end: int | None = N
 IDENTITY = frozenset({"7bit", "8bit", "binary"})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Decoded:
     """A decoded leaf payload and what was odd about its encoding."""
 
@@ -165,7 +166,7 @@ def _encode_qp(data: bytes, newline: bytes, prefix: bytes | memoryview) -> bytes
                     end -= 1
                 soft = True
         encoded = binascii.b2a_qp(_normal_breaks(data[position:end]), istext=True)
-        if _CUT.search(encoded) or long_line(encoded, _QP_LINE):
+        if _CUT().search(encoded) or long_line(encoded, _QP_LINE):
             encoded = _rebreak_qp(encoded.replace(b"=\n", b""))
         out.write(encoded.replace(b"\n", newline))
         if soft:
@@ -179,7 +180,7 @@ _QP_SLICE = 65_536
 # binascii cut a UTF-8 character at a soft break (a literal search, fast), or wrote a
 # 77-character line (it does when it encodes a trailing blank): then the lines are broken
 # again in Python.
-_CUT = re.compile(rb"=\n=[89AB]")
+_CUT = on_first_use(rb"=\n=[89AB]")
 _CONTINUATION = frozenset(b"89AB")
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import Message, Path, decode_payload
+from mailroute.records import record
 
 __all__ = ["InlineBlock", "InlineKind", "find_inline"]
 
@@ -29,7 +29,7 @@ class InlineKind(enum.StrEnum):
     SIGNED = "signed"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class InlineBlock:
     """One armored block in a text part.
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import email.utils
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+from mailroute.records import field, record
 
 __all__ = ["KeyFound", "KeyInfo", "KeyLookup", "KeyMissing", "MissingReason",
            "find_by_address", "find_key", "parse_colons", "uid_address"]
@@ -17,7 +18,7 @@ __all__ = ["KeyFound", "KeyInfo", "KeyLookup", "KeyMissing", "MissingReason",
 _UNUSABLE_VALIDITY = frozenset("reid")  # revoked, expired, invalid, disabled
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyInfo:
     """One primary key with what mailroute needs to choose it.
 
@@ -55,7 +56,7 @@ def uid_address(uid: str) -> str | None:
     return address.lower() if "@" in address else None
 
 
-@dataclass(slots=True)
+@record
 class _Draft:
     created: int
     validity: str
@@ -103,7 +104,7 @@ class MissingReason(enum.StrEnum):
     UNUSABLE = "unusable"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyFound:
     """A usable key for ``address``."""
 
@@ -111,7 +112,7 @@ class KeyFound:
     fingerprint: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyMissing:
     """No usable key for ``address``; ``reason`` says whether there was one at all."""
 

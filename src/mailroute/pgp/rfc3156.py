@@ -13,8 +13,6 @@ encrypted parts further down are reported with their path and never stand for th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import (
     Message,
@@ -30,6 +28,7 @@ from mailroute.mime.canonical import seven_bit as make_seven_bit
 from mailroute.mime.headers import split_content
 from mailroute.mime.params import quote_parameter
 from mailroute.mime.protected import ProtectedHeaders, decrypted_with_outer
+from mailroute.records import record
 
 __all__ = [
     "EncryptedEnvelope",
@@ -133,7 +132,7 @@ def decrypted(message: Message, entity: bytes, *, limits: Limits = DEFAULT_LIMIT
     return parse(merged.to_bytes(), limits=limits), protected
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SignedEntity:
     """A PGP/MIME ``multipart/signed`` found in a message.
 
@@ -148,7 +147,7 @@ class SignedEntity:
     signature: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class EncryptedEnvelope:
     """A PGP/MIME ``multipart/encrypted`` at ``path`` and its OpenPGP message."""
 

@@ -27,7 +27,6 @@ import os
 import subprocess
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ import gnupg
 
 from mailroute.errors import ConfigError, LimitExceededError, TemporaryError
 from mailroute.pgp.status import StatusLog
+from mailroute.records import record
 
 __all__ = ["BASE_OPTIONS", "GpgRun", "GpgRunner", "check_passphrase"]
 
@@ -69,7 +69,7 @@ def check_passphrase(passphrase: str | None) -> None:
         raise ConfigError("passphrase contains CR, LF or NUL")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class GpgRun:
     """What one gpg call produced: its status lines, its output and its exit status."""
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+
+from mailroute.records import record
 
 __all__ = [
     "DecryptionVerdict",
@@ -25,7 +26,7 @@ _ERR_NO_PUBKEY = "9"
 _SIGNATURE_OPENERS = frozenset({"GOODSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "BADSIG", "ERRSIG"})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StatusLine:
     """One status line: the keyword and its space-separated arguments."""
 
@@ -37,7 +38,7 @@ class StatusLine:
         return self.args[index] if index < len(self.args) else ""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StatusLog:
     """The status lines of one gpg run, in order."""
 
@@ -122,7 +123,7 @@ class SignatureStatus(enum.StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SignatureCheck:
     """One signature as gpg reported it.
 

@@ -6,7 +6,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailroute.errors import CryptoError, SigningError, TemporaryError
@@ -26,6 +25,7 @@ from mailroute.pgp.status import (
     decryption_verdict,
     signature_checks,
 )
+from mailroute.records import record
 
 __all__ = ["GPG_CONF", "DecryptResult", "KeyStore", "Signed", "init_home"]
 
@@ -55,7 +55,7 @@ def init_home(home: Path) -> Path:
     return home
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Signed:
     """A detached signature and the ``micalg`` value for RFC 3156."""
 
@@ -63,7 +63,7 @@ class Signed:
     micalg: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DecryptResult:
     """The outcome of a decryption.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import Message, Path, parse_addresses
@@ -21,6 +20,7 @@ from mailroute.pgp.keys import KeyInfo, uid_address
 from mailroute.pgp.rfc3156 import find_signed, to_crlf
 from mailroute.pgp.status import SignatureCheck
 from mailroute.pgp.store import KeyStore
+from mailroute.records import record, replace
 from mailroute.results import AuthResult, AuthStatus
 
 __all__ = ["MessageVerification", "SignatureReport", "Verdict", "from_addresses", "report",
@@ -37,7 +37,7 @@ class Verdict(enum.StrEnum):
     NONE = "none"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SignatureReport:
     """One signature and what it covers.
 
@@ -84,7 +84,7 @@ class SignatureReport:
                 "form": self.form}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MessageVerification:
     """The verdict for a message and every signature behind it.
 

@@ -11,9 +11,9 @@ as sets, because Exchange returns them in its own order and case.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any
 
+from mailroute.records import record
 from mailroute.routing.export import export_tenant
 from mailroute.routing.model import Tenant
 
@@ -28,7 +28,7 @@ class Change(enum.StrEnum):
     CHANGED = "changed"  # in both, a property differs
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Difference:
     """One difference: the object (``section``/``name``) and, for CHANGED, the property."""
 

@@ -9,10 +9,10 @@ recipient of every copy (2.5). It never performs I/O; the clock is an argument.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from mailroute.item import Envelope
+from mailroute.records import record
 from mailroute.results import Reply
 from mailroute.routing.decide import Route, RouteKind, TraceStep
 from mailroute.routing.hop import (
@@ -74,7 +74,7 @@ class Attribution(enum.StrEnum):
     INCOMING = "Incoming"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ExoCopy:
     """One copy leaving the rule pass: its recipients' routes and the message as it is now."""
 
@@ -83,7 +83,7 @@ class ExoCopy:
     rules: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Generated:
     """A new message EXO creates on this pass (group fan-out, forward, journal report, NDR).
 
@@ -99,7 +99,7 @@ class Generated:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ExoDecision:
     """Everything one EXO pass decided, with its trace.
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mailroute.gateway.decide import (
@@ -42,6 +41,7 @@ from mailroute.gateway.spoof import SpoofAction, SpoofFacts, SpoofPolicy, decide
 from mailroute.marker.binding import normalise_message_id
 from mailroute.marker.guard import processed_key
 from mailroute.marker.verify import MarkerCheck, Windows
+from mailroute.records import record
 from mailroute.results import Reply
 from mailroute.routing.decide import Route, RouteKind, TraceStep
 from mailroute.routing.hop import (
@@ -99,7 +99,7 @@ def _settings_of(topology: Topology) -> GatewaySettings:
         bypass_header=gw.bypass_header)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ProcessedRecord:
     """What to record in the processed-message store once the message was sent on."""
 
@@ -142,7 +142,7 @@ def _changes(transform: GatewayTransform, flow: Flow, rcpts: list[str],
     return [(changed, tuple(members)) for changed, members in groups.values()]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class GatewaySplit:
     """One message the gateway sends on (G5/G8).
 
@@ -163,7 +163,7 @@ class GatewaySplit:
     message: MessageFacts
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class GatewayDecision:
     """What the gateway did with one received message.
 
@@ -351,7 +351,7 @@ def _hygiene(message: MessageFacts, topology: Topology, arrival: ArrivalDecision
     return message
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class NextHopChoice:
     """G8 for one recipient: where the gateway sends it and as whom.
 

@@ -8,9 +8,9 @@ new tuples.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
 
 from mailroute.item import Envelope
+from mailroute.records import field, record, replace
 
 __all__ = [
     "Connection",
@@ -55,7 +55,7 @@ class MessageFlag(enum.StrEnum):
     DMARC_ALIGNED = "dmarc-aligned"  # an aligned DKIM or SPF pass for the From domain
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Connection:
     """The SMTP session (or submission) that brings the message to a node.
 
@@ -72,7 +72,7 @@ class Connection:
     peer_cert_names: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class MessageFacts:
     """What routing can see of a message (never its body).
 
@@ -120,7 +120,7 @@ class MessageFacts:
 
     def evolve(self, **changes: object) -> MessageFacts:
         """Return a copy with ``changes`` applied."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
     def with_headers(self, headers: Headers) -> MessageFacts:
         """Return a copy with other headers (the hot path of every rule action)."""
@@ -130,7 +130,7 @@ class MessageFacts:
                             disclaimers=self.disclaimers, wrapped=self.wrapped)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Hop:
     """The input of one decision: envelope, connection, message and EXO pass number."""
 

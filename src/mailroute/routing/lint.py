@@ -14,9 +14,9 @@ import enum
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 
+from mailroute.records import record
 from mailroute.routing.exo import domain_connector
 from mailroute.routing.hop import MessageFacts
 from mailroute.routing.markers import simulation_markers
@@ -50,7 +50,7 @@ class Severity(enum.StrEnum):
     INFO = "I"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Finding:
     """One lint result: code (docs/routing/lint.md), severity, message, object concerned."""
 
@@ -64,7 +64,7 @@ class Finding:
         return f"{self.severity} {self.code}{where}: {self.message}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class LintContext:
     """The deployed tenant plus the facts every check derives the same way."""
 

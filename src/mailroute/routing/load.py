@@ -11,7 +11,6 @@ types, unknown enum values, invalid regexes and invalid marker tags raise
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import re
 import tomllib
@@ -21,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from mailroute.errors import ConfigError
+from mailroute.records import MISSING, fields, is_record
 from mailroute.routing.markers import marker_exception_pattern
 from mailroute.routing.model import HeaderPatterns, Predicates
 from mailroute.routing.topology import Topology
@@ -65,7 +65,7 @@ def _join(path: str, key: str) -> str:
 
 
 def convert_value(value: object, tp: object, path: str, source: str) -> typing.Any:
-    """``value`` (parsed TOML) as type ``tp``: dataclasses, tuples, enums, scalars.
+    """``value`` (parsed TOML) as type ``tp``: records, tuples, enums, scalars.
 
     Raises:
         ConfigError: naming ``source`` and the dotted key ``path``.
@@ -77,8 +77,8 @@ def convert_value(value: object, tp: object, path: str, source: str) -> typing.A
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         return convert_value(value, inner[0], path, source)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _dataclass(value, tp, path, source)
+    if isinstance(tp, type) and is_record(tp):
+        return _record(value, tp, path, source)
     if origin is tuple:
         args = typing.get_args(tp)
         if args == (tuple[str, str], Ellipsis):
@@ -105,20 +105,19 @@ def convert_value(value: object, tp: object, path: str, source: str) -> typing.A
     raise fail(f"unsupported type {tp!r}")  # a bug in the model, not in the file
 
 
-def _dataclass(value: object, cls: type[T], path: str, source: str) -> T:
+def _record(value: object, cls: type[T], path: str, source: str) -> T:
     if not isinstance(value, dict):
         raise ConfigError("expected a table", source=source, key=path or None)
-    fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-              if f.init and not f.name.startswith("_")}
+    table = {f.name: f for f in fields(cls) if f.init and not f.name.startswith("_")}
     for key in value:
-        if key not in fields:
+        if key not in table:
             raise ConfigError("unknown key", source=source, key=_join(path, str(key)))
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, object] = {}
-    for name, spec in fields.items():
+    for name, spec in table.items():
         if name in value:
             kwargs[name] = convert_value(value[name], hints[name], _join(path, name), source)
-        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+        elif spec.default is MISSING and spec.default_factory is MISSING:
             raise ConfigError("missing required key", source=source, key=_join(path, name))
     try:
         return cls(**kwargs)

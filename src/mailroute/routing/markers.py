@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,6 +19,7 @@ from mailroute.marker.keyring import KeyRing, fixed_key_ring
 from mailroute.marker.mint import RandomSource, mint_value
 from mailroute.marker.token import MAX_FIELD_LENGTH, TAG_PATTERN
 from mailroute.marker.verify import MarkerCheck, Windows, check_value
+from mailroute.records import field, record
 from mailroute.results import MarkerVerdict
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def binding_of_facts(message: MessageFacts) -> Binding:
                    from_addresses=",".join(sorted({a.lower() for a in message.from_addrs})))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RingMarkers:
     """Mints and verifies with a real :class:`KeyRing` (implements ``MarkerCodec``)."""
 

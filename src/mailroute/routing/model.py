@@ -10,11 +10,11 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping  # run time: the loader resolves annotations
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from mailroute.records import field, record
 from mailroute.results import Reply
 
 __all__ = [
@@ -185,7 +185,7 @@ class JournalScope(enum.StrEnum):
     EXTERNAL = "External"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class AcceptedDomain:
     """An accepted domain (``Get-AcceptedDomain``).
 
@@ -202,7 +202,7 @@ class AcceptedDomain:
     is_initial: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Recipient:
     """A directory object that can receive mail.
 
@@ -233,7 +233,7 @@ class Recipient:
             parse_reply(self.delivery_failure)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Directory:
     """The recipients EXO knows, indexed by every proxy address (lower-case)."""
 
@@ -253,7 +253,7 @@ class Directory:
         return self._index.get(address.lower())
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class InboundConnector:
     """Mail into EXO (``New-InboundConnector``; fields: docs/routing/topology-reference.md)."""
 
@@ -281,7 +281,7 @@ class InboundConnector:
         return self.ef_skip_last_ip or bool(self.ef_skip_ips)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class OutboundConnector:
     """Mail out of EXO (``New-OutboundConnector``; docs/routing/topology-reference.md)."""
 
@@ -302,7 +302,7 @@ class OutboundConnector:
     comment: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class HeaderWords:
     """``HeaderContainsMessageHeader`` + ``HeaderContainsWords`` (words are OR-ed)."""
 
@@ -310,7 +310,7 @@ class HeaderWords:
     words: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class HeaderPatterns:
     """``HeaderMatchesMessageHeader`` + ``HeaderMatchesPatterns`` (regexes are OR-ed)."""
 
@@ -318,7 +318,7 @@ class HeaderPatterns:
     patterns: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Predicates:
     """Conditions (AND of the set ones) or exceptions (OR of the set ones) of a rule.
 
@@ -371,7 +371,7 @@ class Predicates:
 _NO_PREDICATES = Predicates()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class SetHeader:
     """``SetHeaderName`` + ``SetHeaderValue``."""
 
@@ -379,7 +379,7 @@ class SetHeader:
     value: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class ExoDisclaimer:
     """``ApplyHtmlDisclaimerText`` / ``-Location`` / ``-FallbackAction``."""
 
@@ -388,7 +388,7 @@ class ExoDisclaimer:
     fallback_action: DisclaimerFallback = DisclaimerFallback.WRAP
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class RejectAction:
     """``RejectMessageReasonText`` + ``RejectMessageEnhancedStatusCode``."""
 
@@ -396,7 +396,7 @@ class RejectAction:
     enhanced_status_code: str = "5.7.1"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Actions:
     """Actions of a transport rule (all set ones are applied)."""
 
@@ -418,7 +418,7 @@ class Actions:
                     or self.quarantine or self.redirect_message_to)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class TransportRule:
     """A mail flow rule (``New-TransportRule``).
 
@@ -451,7 +451,7 @@ class TransportRule:
         return self.expiry_date is None or now < self.expiry_date
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class JournalRule:
     """``New-JournalRule``: recipient scope and the journal mailbox address."""
 
@@ -462,7 +462,7 @@ class JournalRule:
     enabled: bool = True
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class OrgConfig:
     """Tenant-wide settings (``Set-OrganizationConfig``, ``Set-ArcConfig``, journal rules)."""
 
@@ -473,7 +473,7 @@ class OrgConfig:
     hop_limit: int = 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Tenant:
     """An Exchange Online tenant with its connectors, rules and DNS facts.
 

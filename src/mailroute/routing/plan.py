@@ -8,8 +8,7 @@ is what :func:`~mailroute.routing.simulate` and :func:`~mailroute.routing.lint` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
+from mailroute.records import record, replace
 from mailroute.routing.markers import marker_exception_pattern
 from mailroute.routing.model import (
     Actions,
@@ -40,7 +39,7 @@ _FANOUT = "X-MS-Exchange-UnifiedGroup-SubmittedViaGroupAddress"
 _JOURNAL = "X-MS-Exchange-Organization-Journal-Report"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Plan:
     """What mailroute creates in the tenant, in creation order.
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
-from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from mailroute.errors import ConfigError, InternalError
+from mailroute.records import fields, record
 from mailroute.routing.match import is_placeholder_address
 from mailroute.routing.model import (
     InboundConnector,
@@ -129,14 +129,14 @@ class UnsafeValueError(ConfigError):
     """A configured value cannot be emitted safely (control character, over a length limit)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Bare:
     """An enum member emitted unquoted (``-ConnectorType Partner``)."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Script:
     """The four scripts: install, verify, enable, remove."""
 

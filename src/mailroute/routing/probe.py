@@ -7,9 +7,8 @@ in the gateway's domains, and ``exo_config.probe_recipient`` as the external par
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailroute.item import Envelope
+from mailroute.records import record
 from mailroute.routing.hop import MessageFacts
 from mailroute.routing.match import domain_of, is_subdomain
 from mailroute.routing.model import RecipientKind, Tenant
@@ -19,7 +18,7 @@ from mailroute.routing.topology import Topology
 __all__ = ["Probe", "probe"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Probe:
     """One sample message and its simulation."""
 

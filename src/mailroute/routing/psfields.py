@@ -10,9 +10,9 @@ The property names are the cmdlets' own (docs/routing/exo-diff.md lists the sour
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime
 
+from mailroute.records import record
 from mailroute.routing.model import (
     ConnectorSource,
     ConnectorType,
@@ -51,7 +51,7 @@ class Kind(enum.Enum):
     DATE = "date"          # ISO 8601 or "/Date(ms)/"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Field:
     """One model attribute and the ``Get-*`` property that holds it.
 

@@ -19,16 +19,15 @@ the object and the property.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import re
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailroute.errors import ConfigError
+from mailroute.records import record, replace
 from mailroute.routing.model import (
     AcceptedDomain,
     Actions,
@@ -75,7 +74,7 @@ _TEXT_KEYS = ("Address", "Domain", "SmtpDomain", "HostnameString", "DomainName",
               "Value")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Export:
     """The objects read from an export, in the model's types.
 

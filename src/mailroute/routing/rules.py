@@ -11,9 +11,9 @@ disclaimer, SCL, routing override, then reject / delete / quarantine / redirect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from mailroute.records import record
 from mailroute.results import Reply
 from mailroute.routing.decide import RouteKind, TraceStep
 from mailroute.routing.hop import MessageFacts, MessageFlag, header_values, remove_headers
@@ -66,7 +66,7 @@ class Addressee(NamedTuple):
     in_org: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Terminal:
     """How a copy's journey ends inside the rule pass (reject, delete, quarantine)."""
 

@@ -12,9 +12,9 @@ as they are instead of regenerated. :mod:`.scenario_load` reads it from a TOML f
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
 
 from mailroute.gateway.flow import Flow
+from mailroute.records import record, replace
 from mailroute.routing.hop import MessageFacts, MessageFlag
 from mailroute.routing.model import Recipient, RecipientKind, Tenant, parse_reply
 from mailroute.routing.topology import Topology
@@ -33,7 +33,7 @@ __all__ = [
 _ORIGINS = ("mailbox", "internet", "direct", "gateway")  # simulate.Origin's values
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class DeliveryFailure:
     """Delivery to this mailbox fails after the last rule pass: Exchange writes an NDR.
 
@@ -49,7 +49,7 @@ class DeliveryFailure:
         parse_reply(self.reply)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class GatewayAction:
     """The gateway's own verdict for some recipients (G6): refuse, or change the message.
 
@@ -88,7 +88,7 @@ class ServiceReturn(enum.StrEnum):
     MX = "mx"    # on to the recipient's MX (an outbound relay)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Service:
     """A third-party service in the chain (docs/routing/scenario.md).
 
@@ -106,7 +106,7 @@ class Service:
     returns: ServiceReturn = ServiceReturn.EXO
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Delay:
     """The clock advances by ``seconds`` before the ``visit``-th visit of node ``at``.
 
@@ -126,7 +126,7 @@ class Delay:
             raise ValueError("at must be exo, gateway or service:NAME")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class ScenarioMessage:
     """The message a scenario file simulates (the ``simulate`` flags, as a table)."""
 
@@ -155,7 +155,7 @@ class ScenarioMessage:
                             flags=frozenset(self.flags))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Scenario:
     """Everything a simulation adds to the topology (all parts optional).
 

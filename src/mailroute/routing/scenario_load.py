@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import enum
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailroute.errors import ConfigError
+from mailroute.records import record
 from mailroute.routing.load import convert_value, load_topology
 from mailroute.routing.model import Tenant
 from mailroute.routing.plan import deployed
@@ -38,7 +38,7 @@ class RulesSource(enum.StrEnum):
     AS_IS = "as-is"          # the topology file's tenant exactly as written
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class TenantRef:
     """A further tenant on the same EOP: its topology file and how its rules are taken."""
 
@@ -46,7 +46,7 @@ class TenantRef:
     rules: RulesSource = RulesSource.GENERATED
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class ScenarioFile:
     """The scenario file's keys (docs/routing/scenario.md)."""
 
@@ -60,7 +60,7 @@ class ScenarioFile:
     message: ScenarioMessage | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class LoadedScenario:
     """What a scenario file describes, ready for :func:`~.simulate.simulate`."""
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.item import Envelope, ProcessedStore
+from mailroute.records import field, record
 from mailroute.results import Reply
 from mailroute.routing.decide import Route, RouteKind, TraceStep
 from mailroute.routing.exo import ExoDecision, decide_exo, egress_message, ndr_hop
@@ -80,7 +80,7 @@ class Status(enum.StrEnum):
     HOP_LIMIT = "hop-limit"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SimStep:
     """One node visit: where, which message, and what the node decided."""
 
@@ -95,7 +95,7 @@ class SimStep:
     trace: tuple[TraceStep, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class JourneyOutcome:
     """The end of one recipient's journey.
 
@@ -132,7 +132,7 @@ class JourneyOutcome:
     flags: frozenset[MessageFlag] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Simulation:
     """The result of :func:`simulate`."""
 
@@ -176,7 +176,7 @@ class _Track(NamedTuple):
     svc: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class _Pending:
     node: str  # "exo" | "gateway" | "service:NAME"
     hop: Hop
@@ -195,7 +195,7 @@ class _Org(NamedTuple):
     markers: MarkerCodec
 
 
-@dataclass(slots=True)
+@record
 class _Run:
     orgs: list[_Org]
     policy: GatewayPolicy | None

@@ -6,9 +6,9 @@ Every key is described in docs/routing/topology-reference.md.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 
 from mailroute.gateway.spoof import SpoofPolicy
+from mailroute.records import field, record
 from mailroute.routing.model import Tenant
 
 __all__ = [
@@ -49,7 +49,7 @@ class RoutingMode(enum.StrEnum):
     DIRECTIONAL = "directional"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class MarkerConfig:
     """The loop marker (docs/marker.md): header name, deployment tag and time windows."""
 
@@ -59,7 +59,7 @@ class MarkerConfig:
     max_future_skew_s: int = 300
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class GatewayConfig:
     """The mailroute gateway as EXO and the simulator see it (docs/routing/topology-reference.md).
 
@@ -120,7 +120,7 @@ class GatewayConfig:
         return self.certificate_names or (self.tls_identity,)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class ExoConfigOptions:
     """Options of the generated tenant configuration (docs/routing/topology-reference.md).
 
@@ -148,7 +148,7 @@ class ExoConfigOptions:
     probe_recipient: str = "probe@example.com"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Topology:
     """A topology file: the tenant as it is, the gateway, and the generator options."""
 

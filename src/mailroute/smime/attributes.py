@@ -14,7 +14,6 @@ re-encodes one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import cms, core
@@ -22,6 +21,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
 from mailroute.errors import MalformedMessageError
+from mailroute.records import record
 from mailroute.smime.der import Tlv, children, header, read_tlv
 
 __all__ = [
@@ -42,7 +42,7 @@ AES_GCM = frozenset({"aes128_gcm", "aes192_gcm", "aes256_gcm"})
 MAX_ATTRIBUTES = 64
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KeyPreference:
     """The certificate the signer wants mail encrypted to.
 
@@ -65,7 +65,7 @@ class KeyPreference:
                 "subject_key_identifier": self.key_identifier.hex()}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SignedAttributes:
     """What was read from the signed attributes.
 

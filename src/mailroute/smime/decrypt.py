@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from asn1crypto import algos, cms
 from asn1crypto import x509 as asn1_x509
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mailroute.errors import DecryptionError, MalformedMessageError
+from mailroute.records import record
 from mailroute.smime.der import OCTET_STRING, GcmParameters, children, octets, read_tlv
 
 __all__ = ["DECRYPTION_FAILED", "Decrypted", "Identity", "decrypt", "rejection_key"]
@@ -46,7 +46,7 @@ _OAEP_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Identity:
     """A certificate and the private key we hold for it."""
 
@@ -54,7 +54,7 @@ class Identity:
     key: rsa.RSAPrivateKey
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Decrypted:
     """The plaintext and how it was protected.
 
@@ -86,7 +86,7 @@ _ENVELOPED = bytes.fromhex("2a864886f70d010703")
 _AUTH_ENVELOPED = bytes.fromhex("2a864886f70d0109100117")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class _Envelope:
     recipient_infos: cms.RecipientInfos
     algorithm: algos.EncryptionAlgorithm

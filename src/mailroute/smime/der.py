@@ -8,11 +8,11 @@ big content stays one buffer from start to end.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from asn1crypto import cms, core
 
 from mailroute.errors import MalformedMessageError
+from mailroute.records import record
 
 __all__ = [
     "Chunk",
@@ -81,7 +81,7 @@ def load_content_info(data: bytes, *, max_size: int) -> cms.ContentInfo:
 _MAX_NESTING = 32
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Tlv:
     """One BER/DER element located in a buffer (low tag numbers only, as CMS needs).
 

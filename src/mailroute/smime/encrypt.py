@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from asn1crypto import algos, cms
 from asn1crypto import x509 as asn1_x509
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mailroute.errors import CryptoError
+from mailroute.records import record
 from mailroute.smime.algorithms import CONTENT_CIPHERS
 from mailroute.smime.der import (
     CONTEXT_0,
@@ -39,7 +39,7 @@ _GCM_NONCE = 12
 _GCM_TAG = 16
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Encrypted:
     """A DER ContentInfo being produced: its total ``length`` and a one-shot chunk iterator.
 

@@ -11,7 +11,6 @@ entity, never mixing in other parts (EFAIL).
 from __future__ import annotations
 
 import binascii
-from dataclasses import dataclass
 
 from mailroute.errors import MalformedMessageError
 from mailroute.limits import Limits
@@ -24,6 +23,7 @@ from mailroute.mime.part import LeafBody, MultipartBody, Part, Span
 from mailroute.mime.protected import ProtectedHeaders, decrypted_with_outer
 from mailroute.mime.scan import parse
 from mailroute.mime.transfer import decode_payload
+from mailroute.records import record
 from mailroute.smime.der import Chunk
 
 __all__ = [
@@ -88,7 +88,7 @@ def pkcs7_message(message: Message, smime_type: str, body: bytes) -> Message:
     return message.replace_part((), Part(HeaderBlock(tuple(fields)), nl, LeafBody(Span.of(body))))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SignedLayer:
     """The signature found: the CMS bytes, the signed entity's bytes when detached, and
     where the signed entity is (``()`` the root, ``(0,)`` the first part of a wrapper)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import algos, cms
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from mailroute.errors import SigningError
+from mailroute.records import record
 from mailroute.smime.algorithms import CAPABILITIES, DIGESTS, digest_for
 from mailroute.smime.der import CONTEXT_0, OCTET_STRING, SEQUENCE, Chunk, tlv
 
@@ -28,7 +28,7 @@ __all__ = ["Signer", "SigningKey", "sign"]
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Signer:
     """Who signs and how.
 

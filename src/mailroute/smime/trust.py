@@ -9,7 +9,6 @@ RFC 8550 section 4.4.4 does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
@@ -25,13 +24,15 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from mailroute.records import record
+
 __all__ = ["ChainVerdict", "TrustAnchors"]
 
 _EMAIL_EKUS = frozenset({ExtendedKeyUsageOID.EMAIL_PROTECTION,
                          ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ChainVerdict:
     """The outcome of path validation: ``status`` is ``valid``, ``expired``,
     ``not-yet-valid``, ``untrusted``, ``bad-key-usage`` or ``weak-algorithm`` (a sound chain
@@ -42,7 +43,7 @@ class ChainVerdict:
     chain: tuple[x509.Certificate, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class TrustAnchors:
     """The certificates the gateway trusts for S/MIME (never the web PKI's roots).
 

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import re
 from collections.abc import Collection
-from dataclasses import dataclass, replace
 from datetime import datetime
 
 from asn1crypto import cms, core
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from mailroute.errors import MalformedMessageError
 from mailroute.keys.addresses import certificate_emails, normalise_address
+from mailroute.records import record, replace
 from mailroute.smime.algorithms import DIGESTS, WEAK_DIGESTS, WEAK_HASHES, verification_hash
 from mailroute.smime.attributes import KeyPreference, SignedAttributes, parse_signed_attributes
 from mailroute.smime.der import Chunk, children, load_content_info, octets, read_tlv, tlv
@@ -62,7 +62,7 @@ class SignerStatus(enum.StrEnum):
     MALFORMED = "malformed"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class SignerResult:
     """One signer's verdict.
 
@@ -110,7 +110,7 @@ class SignerResult:
         return self.emails[0] if self.emails else ""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Verification:
     """Every signer's verdict, and the signed content.
 
@@ -136,7 +136,7 @@ class Verification:
         return "valid"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class _Checked:
     status: SignerStatus
     encoding: str = ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 from mailroute.protocols.milter.constants import (
@@ -23,6 +22,7 @@ from mailroute.protocols.milter.constants import (
     Response,
 )
 from mailroute.protocols.milter.errors import LocalProtocolError
+from mailroute.records import field, record
 
 __all__ = [
     "Accept",
@@ -73,7 +73,7 @@ def _check_text(text: bytes, what: str) -> None:
         raise LocalProtocolError(f"{what} must be non-empty without CR, LF or NUL")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class NegotiateReply:
     """``O``: our version, the actions we will use, the steps we skip, and the macros we
     want per stage (``{Stage.CONNECT: b"{client_addr} j"}``)."""
@@ -93,44 +93,44 @@ class NegotiateReply:
         return [packet(Response.OPTNEG, data)]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class _Simple:
     def packets(self) -> list[bytes]:
         """The wire form."""
         return [packet(_SIMPLE_CODES[type(self)])]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Continue(_Simple):
     """``c``: go on (at end-of-message: accept)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Accept(_Simple):
     """``a``: accept; no further callbacks for this message (or connection)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Reject(_Simple):
     """``r``: reject with the MTA's default 5xx text."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class TempFail(_Simple):
     """``t``: temporary failure with the MTA's default 4xx text."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Discard(_Simple):
     """``d``: accept and silently drop the message."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Skip(_Simple):
     """``s``: send no more body chunks (needs ``SMFIP_SKIP``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Progress(_Simple):
     """``p``: keep-alive; resets the MTA's timeout while slow work runs."""
 
@@ -142,7 +142,7 @@ _SIMPLE_CODES: dict[type[_Simple], Response] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ReplyCode:
     """``y``: reject (5xx) or tempfail (4xx) with our own text, one or more lines.
 
@@ -171,7 +171,7 @@ class ReplyCode:
         return [packet(Response.REPLYCODE, text.encode("utf-8") + b"\0")]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class AddHeader:
     """``h``: append a header field (``value`` with its leading space, if any)."""
 
@@ -187,7 +187,7 @@ class AddHeader:
         return [packet(Response.ADDHEADER, self.name + b"\0" + self.value + b"\0")]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class _IndexedHeader:
     index: int
     name: bytes
@@ -208,12 +208,12 @@ class _IndexedHeader:
         return [packet(self._code, data)]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class InsertHeader(_IndexedHeader):
     """``i``: insert a header field before position ``index`` (0 = topmost)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ChangeHeader(_IndexedHeader):
     """``m``: replace occurrence ``index`` (1-based) of ``name``; an empty value deletes."""
 
@@ -221,7 +221,7 @@ class ChangeHeader(_IndexedHeader):
     _code: ClassVar[Response] = Response.CHGHEADER
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ReplaceBody:
     """``b``: the whole new body (CRLF line ends), sent as chunks of at most 65,535 bytes."""
 
@@ -235,7 +235,7 @@ class ReplaceBody:
                 for i in range(0, len(self.body), BODY_CHUNK_SIZE)]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class AddRecipient:
     """``+`` (or ``2`` with ESMTP arguments): add an envelope recipient."""
 
@@ -254,7 +254,7 @@ class AddRecipient:
         return [packet(Response.ADDRCPT, self.address + b"\0")]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class DeleteRecipient:
     """``-``: remove an envelope recipient."""
 
@@ -268,7 +268,7 @@ class DeleteRecipient:
         return [packet(Response.DELRCPT, self.address + b"\0")]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class ChangeFrom:
     """``e``: change the envelope sender."""
 
@@ -286,7 +286,7 @@ class ChangeFrom:
         return [packet(Response.CHGFROM, data)]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Quarantine:
     """``q``: put the message on hold (Postfix: the hold queue) with a reason."""
 

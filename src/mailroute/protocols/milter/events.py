@@ -6,9 +6,8 @@ the caller's business (addresses and macro values are not guaranteed to be UTF-8
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mailroute.protocols.milter.constants import ActionFlag, ProtocolFlag
+from mailroute.records import record
 
 __all__ = [
     "Abort",
@@ -30,7 +29,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class OptionNegotiation:
     """``O``: the MTA's protocol version, the actions it allows, the steps it can skip."""
 
@@ -39,7 +38,7 @@ class OptionNegotiation:
     protocol: ProtocolFlag
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Macros:
     """``D``: macro values for the command named by ``stage`` (the next one to come)."""
 
@@ -51,7 +50,7 @@ class Macros:
         return dict(self.values)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Connect:
     """``C``: the SMTP client's host name, address family (``4``, ``6``, ``L``, ``U``),
     port and address (empty when the family is ``U``, unknown)."""
@@ -62,14 +61,14 @@ class Connect:
     address: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Helo:
     """``H``: the HELO/EHLO argument."""
 
     name: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class MailFrom:
     """``M``: the MAIL FROM address (angle brackets as sent) and its ESMTP arguments."""
 
@@ -77,7 +76,7 @@ class MailFrom:
     args: tuple[bytes, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class RcptTo:
     """``R``: one RCPT TO address and its ESMTP arguments."""
 
@@ -85,12 +84,12 @@ class RcptTo:
     args: tuple[bytes, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Data:
     """``T``: the client sent DATA."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Header:
     """``L``: one header field; ``value`` keeps its leading space only when
     ``SMFIP_HDR_LEADSPC`` was negotiated, and continuation lines as the MTA sends them."""
@@ -99,19 +98,19 @@ class Header:
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class EndOfHeaders:
     """``N``: the header block is complete."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class BodyChunk:
     """``B``: a piece of the body (CRLF line ends, at most 65,535 bytes from Postfix)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class EndOfMessage:
     """``E``: the message is complete; ``data`` is a last body piece (usually empty).
     The one point where modifications may be sent; a reply is always required."""
@@ -119,22 +118,22 @@ class EndOfMessage:
     data: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Abort:
     """``A``: the current message is abandoned; the connection goes on."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Quit:
     """``Q``: the MTA closes the connection."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class QuitNewConnection:
     """``K``: this SMTP connection is over; the next one reuses this milter connection."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Unknown:
     """``U``: an SMTP command the MTA did not recognise."""
 

@@ -1,0 +1,134 @@
+"""``mailroute process`` reads a plain command line without argparse (cli.quick_args): what
+it reads is exactly what argparse reads, and whatever it does not take (help, usage errors,
+abbreviations, ``--option=value``) goes to argparse, whose answer is unchanged."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from mailroute import cli
+from mailroute.commands import process
+from mailroute.commands.common import parse_flags
+
+
+def _argparse(argv: list[str]) -> dict[str, object] | None:
+    """argparse's reading of ``argv`` (``None`` for a usage error or help)."""
+    try:
+        return vars(cli.build_parser(argv).parse_args(argv))
+    except SystemExit:
+        return None
+
+
+def _process_parser() -> argparse.ArgumentParser:
+    action = next(a for a in cli.build_parser(["process"])._actions
+                  if isinstance(a, argparse._SubParsersAction))
+    return action.choices["process"]
+
+
+def test_the_table_is_what_argparse_registers() -> None:
+    registered = {a.dest: a for a in _process_parser()._actions if a.option_strings
+                  and a.dest != "help"}
+    assert set(registered) == {flag.dest for flag in process.FLAGS}
+    for flag in process.FLAGS:
+        action = registered[flag.dest]
+        assert action.option_strings == [flag.option]
+        assert action.default == flag.default
+        assert action.required == flag.required
+        assert (list(action.choices) if action.choices else None) == (
+            list(flag.choices) if flag.choices else None)
+        assert isinstance(action, argparse._AppendAction) == flag.append
+        assert (action.type is Path) == flag.path
+
+
+OPTIONS = [flag.option for flag in process.FLAGS]
+ODD_VALUES = st.sampled_from(["-x", "--rcpt", "-", "-1", "sideways", "a b", "x=y", "--"])
+
+
+@st.composite
+def _valid_item(draw: st.DrawFn) -> list[str]:
+    flag = draw(st.sampled_from(process.FLAGS))
+    plain = st.sampled_from(["", "a@example.net", "/tmp/p.toml", "x=y", "a b", "+1"])
+    values = st.sampled_from(flag.choices) if flag.choices else plain
+    return [flag.option, draw(values)]
+
+
+ITEMS = st.one_of(
+    _valid_item(), _valid_item(), _valid_item(), _valid_item(), _valid_item(),
+    st.tuples(st.sampled_from(OPTIONS), ODD_VALUES).map(list),
+    st.tuples(st.sampled_from(OPTIONS), st.text(alphabet="ab-=@ ", max_size=3)).map(list),
+    _valid_item().map(lambda item: ["=".join(item)]),
+    st.sampled_from([["--conf", "p.toml"], ["-h"], ["--help"], ["-v"], ["extra"], ["--rcpt"],
+                     ["--config"], ["--"], ["--unknown", "x"]]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(ITEMS, max_size=7), st.booleans())
+def test_what_quick_args_reads_is_what_argparse_reads(items: list[list[str]],
+                                                       config_first: bool) -> None:
+    argv = ["process", *(["--config", "p.toml"] if config_first else []),
+            *(arg for item in items for arg in item)]
+    quick = cli.quick_args(argv)
+    event("read without argparse" if quick is not None else "left to argparse")
+    if quick is not None:
+        assert vars(quick) == _argparse(argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["process", "--config", "p.toml"],
+    ["process", "--config", "p.toml", "--mail-from", "", "--rcpt", "a@x", "--rcpt", "b@y",
+     "--direction", "outbound", "--in", "m.eml", "--out", "o.eml", "--log", "stderr",
+     "--log-format", "json", "--queue-id", "4ABC", "--sasl-user", "u", "--helo", "h",
+     "--client-ip", "192.0.2.1", "--tls-name", "mx.example", "--config", "q.toml"],
+])
+def test_plain_command_lines_are_read_without_argparse(argv: list[str]) -> None:
+    quick = cli.quick_args(argv)
+    assert quick is not None
+    assert vars(quick) == _argparse(argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["process"], ["process", "--help"], ["process", "--config", "p.toml", "-h"],
+    ["process", "--conf", "p.toml"], ["process", "--config=p.toml"],
+    ["process", "--config", "p.toml", "--direction", "sideways"],
+    ["process", "--config", "p.toml", "--mail-from", "-x"],
+    ["process", "--config", "p.toml", "--rcpt"], ["-v", "process", "--config", "p.toml"],
+    ["check", "--config", "p.toml"], [], ["--version"],
+])
+def test_everything_else_is_left_to_argparse(argv: list[str]) -> None:
+    assert cli.quick_args(argv) is None
+
+
+def test_a_usage_error_is_argparses_own() -> None:
+    done = subprocess.run([sys.executable, "-m", "mailroute", "process", "--config", "p.toml",
+                           "--direction", "sideways"], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: mailroute process [-h] --config POLICY.toml")
+    assert "argument --direction: invalid choice: 'sideways'" in done.stderr
+
+
+def test_parse_flags_keeps_the_defaults_of_the_table_unshared() -> None:
+    first = parse_flags(["--config", "p"], process.FLAGS)
+    assert first is not None
+    first["rcpt"].append("x")  # type: ignore[attr-defined]
+    again = parse_flags(["--config", "p"], process.FLAGS)
+    assert again is not None
+    assert again["rcpt"] == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_valid_item(), max_size=8))
+def test_a_line_of_table_options_with_plain_values_is_read_as_argparse_reads_it(
+        items: list[list[str]]) -> None:
+    argv = ["process", "--config", "p.toml", *(arg for item in items for arg in item)]
+    quick = cli.quick_args(argv)
+    assert quick is not None
+    assert vars(quick) == _argparse(argv)

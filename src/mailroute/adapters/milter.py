@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import grp
 import logging
 import os
@@ -73,17 +74,22 @@ SKIPPED_STEPS = pm.ProtocolFlag.NODATA | pm.ProtocolFlag.NOEOH | pm.ProtocolFlag
 SKIPPED_WITH_MACROS = pm.ProtocolFlag.NOCONNECT
 #: Skipped for a policy without filters: it changes nothing, so the message is not needed.
 SKIPPED_WITHOUT_FILTERS = pm.ProtocolFlag.NOHDRS | pm.ProtocolFlag.NOBODY
+#: A macro name no MTA defines. Postfix sends each stage's macros even for the steps we skip,
+#: and reads an empty list as "use main.cf's list" (its defaults cost it address
+#: resolutions per recipient and a queue-id lookup per header line), so a stage we need
+#: nothing from asks for this name: the MTA looks up nothing and sends an empty macro packet.
+NO_MACROS = b"{mailroute_none}"
 #: The macros we ask for, per stage (Postfix and Sendmail honour the list): the connection
 #: facts with MAIL FROM, the queue id at end-of-message (Postfix assigns it at the first
-#: accepted RCPT), none elsewhere, so no macro packet precedes the other commands.
+#: accepted RCPT), nothing at the other stages.
 WANTED_MACROS: tuple[tuple[int, bytes], ...] = (
-    (pm.Stage.CONNECT, b""),
-    (pm.Stage.HELO, b""),
+    (pm.Stage.CONNECT, NO_MACROS),
+    (pm.Stage.HELO, NO_MACROS),
     (pm.Stage.ENVFROM, b"{client_addr} {tls_version} {cert_subject} {cert_issuer} {verify} "
                        b"{auth_authen} {auth_type} i"),
-    (pm.Stage.ENVRCPT, b""),
-    (pm.Stage.DATA, b""),
-    (pm.Stage.EOH, b""),
+    (pm.Stage.ENVRCPT, NO_MACROS),
+    (pm.Stage.DATA, NO_MACROS),
+    (pm.Stage.EOH, NO_MACROS),
     (pm.Stage.EOM, b"i"),
 )
 #: Pending connections the kernel queues for us (Postfix opens one per SMTP session).
@@ -105,7 +111,17 @@ class _Work(NamedTuple):
 def negotiate(offer: pm.OptionNegotiation, *, needs_message: bool = True) -> pm.NegotiateReply:
     """Our answer to the MTA's offer: the actions and skipped steps it allows, the macro
     lists when it takes them, and its own version when it is older than 6."""
-    version = min(offer.version, pm.PROTOCOL_VERSION)
+    return _negotiate(offer.version, int(offer.actions), int(offer.protocol), needs_message)
+
+
+@functools.lru_cache(maxsize=32)
+def _negotiate(version: int, offered_actions: int, offered_protocol: int,
+               needs_message: bool) -> pm.NegotiateReply:
+    """:func:`negotiate`, once per distinct offer (an MTA makes the same offer on every
+    connection, and opens one per SMTP session)."""
+    version = min(version, pm.PROTOCOL_VERSION)
+    offer = pm.OptionNegotiation(version, pm.ActionFlag(offered_actions),
+                                 pm.ProtocolFlag(offered_protocol))
     actions = WANTED_ACTIONS & offer.actions
     protocol = WANTED_PROTOCOL | SKIPPED_STEPS
     macros: tuple[tuple[int, bytes], ...] = ()

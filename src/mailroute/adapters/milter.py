@@ -26,7 +26,7 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,14 +349,14 @@ class MilterConnectionHandler(asyncio.Protocol):
             return
         self._arm()
 
-    def _handle(self, event: pm.Event) -> list[pm.Action]:
+    def _handle(self, event: pm.Event) -> Sequence[pm.Action]:
         """The answer to every event but end-of-message."""
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             answer = handler(self, event)
             if answer is not None:
                 return answer
-        return [pm.Continue()] if self.conn.owed is not None else []
+        return _CONTINUE if self.conn.owed is not None else ()
 
     def _on_header(self, event: pm.Header) -> None:
         if self.needs_message:
@@ -510,6 +510,8 @@ class MilterConnectionHandler(asyncio.Protocol):
             self.transport.resume_reading()
             self._process()
 
+
+_CONTINUE = (pm.Continue(),)
 
 #: Event type -> what the connection does with it; ``None`` from a handler means "continue
 #: if the MTA waits for a reply". A dict lookup per packet instead of a chain of tests.

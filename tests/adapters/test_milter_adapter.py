@@ -219,6 +219,29 @@ def test_an_idle_mta_is_disconnected(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == b""
 
 
+def test_an_mta_silent_inside_a_message_is_disconnected(tmp_path: Path) -> None:
+    """Inside a message the content timeout applies (the idle one is far longer); an MTA
+    that keeps talking within the timeout is not disconnected."""
+    async def scenario() -> tuple[float, bytes]:
+        server = MilterServer(Pipeline(filters=(Identity(),)), MilterSettings(
+            workers=1, idle_timeout=60, content_timeout=0.4))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.start_message()
+        for _ in range(4):  # 0.8 s in all, never 0.4 s silent
+            await asyncio.sleep(0.2)
+            await mta.send(pkt(b"B", b"more\r\n"))
+        started = time.monotonic()
+        rest = await asyncio.wait_for(mta.reader.read(), 5)
+        waited = time.monotonic() - started
+        await mta.close()
+        await server.stop()
+        return waited, rest
+
+    waited, rest = asyncio.run(scenario())
+    assert rest == b""
+    assert 0.3 <= waited < 3
+
+
 def test_protocol_error_closes_the_connection(tmp_path: Path) -> None:
     async def scenario() -> bytes:
         server = MilterServer(Pipeline(), MilterSettings(workers=1))

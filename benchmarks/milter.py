@@ -3,6 +3,10 @@
 Configurations, on one throwaway Postfix 3.7 instance (reloaded between them) on loopback:
 
 * ``postfix``: no milter (the ceiling);
+* ``null``, ``null-body``: a do-nothing C milter (benchmarks/null_milter.c, built with the
+  system's C compiler) that negotiates exactly what mailroute's adapter negotiates for a
+  policy without filters (``null``: no headers, no body) and with filters (``null-body``), and
+  answers accept at end-of-message: the ceiling of "Postfix + a milter" on this machine;
 * ``empty``: ``mailroute milter`` with an empty policy (unix socket);
 * ``disclaimer``: ``mailroute milter`` with a one-filter disclaimer policy (unix socket);
 * ``opendkim``: OpenDKIM 2.11 signing (rsa-sha256, relaxed/relaxed) as the peer (unix socket);
@@ -11,7 +15,10 @@ Configurations, on one throwaway Postfix 3.7 instance (reloaded between them) on
 Cases: 10 KB and 1 MB messages, 1 and 10 sessions. A run is the wall time from the start of
 ``smtp-source`` until Postfix's queue is empty again (every message relayed to the sink).
 Configurations alternate within each round (the machine is shared: the load average is
-printed); the median of the rounds is reported with ratios to Postfix alone. Afterwards
+printed); the median of the rounds is reported with ratios to Postfix alone, then the CPU
+milliseconds per message of Postfix (the master and all its children), the milter,
+``smtp-source`` and ``smtp-sink``, and the packets per message of the null milters' two
+negotiations. Afterwards
 10,000 10 KB messages go through the disclaimer milter with 10 sessions and the milter's
 peak RSS (VmHWM) is printed.
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -32,15 +40,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
-CONFIGS = ("postfix", "empty", "disclaimer", "opendkim", "empty-2p", "disclaimer-2p")
+CONFIGS = ("postfix", "null", "null-body", "empty", "disclaimer", "opendkim", "empty-2p",
+           "disclaimer-2p")
+RATIOS = (("null", "postfix"), ("null-body", "postfix"), ("empty", "postfix"),
+          ("disclaimer", "postfix"), ("disclaimer", "opendkim"), ("empty", "null"),
+          ("disclaimer", "null-body"), ("empty-2p", "postfix"), ("disclaimer-2p", "postfix"),
+          ("disclaimer-2p", "opendkim"))
 
 
 def load() -> str:
@@ -150,83 +165,230 @@ def run_in_root(prefix: str, tools: tuple[str, ...],
         shutil.rmtree(root, ignore_errors=True)
 
 
+def null_milter_argv(binary: Path, sock: Path, *, needs_message: bool) -> list[str]:
+    """The do-nothing milter's command line: mailroute's own negotiation (flags and macro
+    lists), as it answers a Postfix that offers everything."""
+    from mailroute.adapters.milter import negotiate
+    from mailroute.protocols import milter as pm
+
+    offer = pm.OptionNegotiation(pm.PROTOCOL_VERSION, pm.ActionFlag(0x1FF),
+                                 pm.ProtocolFlag(0x1FFFFF))
+    reply = negotiate(offer, needs_message=needs_message)
+    macros = [str(item) for stage, names in reply.macros for item in (int(stage),
+                                                                      names.decode())]
+    return [str(binary), str(sock), str(int(reply.actions)), str(int(reply.protocol)), *macros]
+
+
+def build_null_milter(root: Path) -> Path | None:
+    """benchmarks/null_milter.c compiled into ``root``, or ``None`` without a C compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        print("# no C compiler: the null configurations are skipped", file=sys.stderr)
+        return None
+    binary = root / "null_milter"
+    subprocess.run([compiler, "-O2", "-o", str(binary),
+                    str(Path(__file__).with_name("null_milter.c"))], check=True)
+    return binary
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and every live descendant, with their reaped children's
+    (``cutime``/``cstime``): a process tree's total, across children that come and go."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    ticks, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        fields = _stat_fields(current)
+        if fields is None:
+            continue
+        ticks += sum(int(value) for value in fields[11:15])
+        todo += children.get(current, [])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's waited-for children (smtp-source runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def packet_counts(proc: subprocess.Popen[bytes], log: Path) -> Counter[str]:
+    """The do-nothing milter's packet counts so far ("in X" and "out x" keys)."""
+    before = log.stat().st_size
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while log.stat().st_size == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = log.read_text().splitlines()[-1]
+    counts: Counter[str] = Counter()
+    incoming, _, outgoing = line.partition(" | ")
+    for direction, part in (("in", incoming), ("out", outgoing)):
+        for item in part.split()[1:]:
+            key, _, value = item.rpartition("=")
+            counts[f"{direction} {key}"] = int(value)
+    return counts
+
+
+@dataclass
+class Milter:
+    """One configuration's milter: its socket (Postfix's smtpd_milters) and process."""
+
+    socket: str
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+
 def bench(root: Path, args: argparse.Namespace) -> int:
+    configs = [c for c in CONFIGS if c in args.configs.split(",")]
     (root / "empty.toml").write_text("")
     (root / "d.txt").write_text("-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n")
     (root / "disclaimer.toml").write_text('[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n')
-    od_conf, od_sock = opendkim_conf(root)
     sink_port = free_port()
-    sockets = {"empty": root / "empty.sock", "disclaimer": root / "disclaimer.sock",
-               "empty-2p": root / "empty-2p.sock", "disclaimer-2p": root / "disclaimer-2p.sock"}
     mailroute = [sys.executable, "-m", "mailroute", "milter"]
-    with process(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "256"],
-                 root / "sink.log"), \
-         process([*mailroute, "--config", str(root / "empty.toml"), "--socket",
-                  f"unix:{sockets['empty']}", "--socket-mode", "0666"], root / "m1.log"), \
-         process([*mailroute, "--config", str(root / "disclaimer.toml"), "--socket",
-                  f"unix:{sockets['disclaimer']}", "--socket-mode", "0666"],
-                 root / "m2.log") as disclaimer_milter, \
-         process([*mailroute, "--config", str(root / "empty.toml"), "--socket",
-                  f"unix:{sockets['empty-2p']}", "--socket-mode", "0666", "--processes",
-                  "2"], root / "m3.log"), \
-         process([*mailroute, "--config", str(root / "disclaimer.toml"), "--socket",
-                  f"unix:{sockets['disclaimer-2p']}", "--socket-mode", "0666", "--processes",
-                  "2"], root / "m4.log"), \
-         process(["opendkim", "-x", str(od_conf)], root / "od.log"):
+    null_binary = build_null_milter(root) if any(c.startswith("null") for c in configs) else None
+    if null_binary is None:
+        configs = [c for c in configs if not c.startswith("null")]
+    with ExitStack() as stack:
+        sink = stack.enter_context(process(["smtp-sink", "-u", "nobody",
+                                            f"127.0.0.1:{sink_port}", "256"], root / "sink.log"))
+        milters: dict[str, Milter] = {"postfix": Milter("")}
+        for config in configs:
+            if config == "postfix":
+                continue
+            sock, log = root / f"{config}.sock", root / f"{config}.log"
+            if config == "opendkim":
+                od_conf, sock = opendkim_conf(root)
+                argv = ["opendkim", "-x", str(od_conf)]
+            elif config.startswith("null"):
+                assert null_binary is not None
+                argv = null_milter_argv(null_binary, sock, needs_message=config == "null-body")
+            else:
+                policy, _, processes = config.partition("-")
+                argv = [*mailroute, "--config", str(root / f"{policy}.toml"), "--socket",
+                        f"unix:{sock}", "--socket-mode", "0666"]
+                if processes:
+                    argv += ["--processes", processes.rstrip("p")]
+            proc = stack.enter_context(process(argv, log))
+            milters[config] = Milter(f"unix:{sock}", proc, log)
         wait_port(sink_port)
-        for path in (*sockets.values(), od_sock):
-            wait_socket(path)
-        milters = {"postfix": "", "empty": f"unix:{sockets['empty']}",
-                   "disclaimer": f"unix:{sockets['disclaimer']}",
-                   "opendkim": f"unix:{od_sock}",
-                   "empty-2p": f"unix:{sockets['empty-2p']}",
-                   "disclaimer-2p": f"unix:{sockets['disclaimer-2p']}"}
+        for milter in milters.values():
+            if milter.socket:
+                wait_socket(Path(milter.socket.removeprefix("unix:")))
         postfix = Postfix(root / "pf", free_port(), sink_port,
                           settings={"smtpd_milters": "", "default_process_limit": "100"})
         postfix.start()
-        try:
-            return measure(postfix, milters, args, disclaimer_milter.pid)
-        finally:
-            postfix.stop()
+        stack.callback(postfix.stop)
+        return measure(postfix, milters, configs, args, sink.pid)
 
 
-def measure(postfix: Postfix, milters: dict[str, str], args: argparse.Namespace,
-            disclaimer_pid: int) -> int:
+Sample = dict[str, float]
+
+
+def measure(postfix: Postfix, milters: dict[str, Milter], configs: list[str],
+            args: argparse.Namespace, sink_pid: int) -> int:
     print(f"# load average before: {load()}; CPUs: {os.cpu_count()}")
     results: dict[tuple[str, int, int], list[float]] = {}
-    configs = [c for c in CONFIGS if c in args.configs.split(",")]
+    cpu: dict[tuple[str, int, int], list[Sample]] = {}
     cases = [case for case in CASES if not args.small_only or case[0] < 100_000]
+    master = postfix.master_pid()
+    assert master is not None
     for round_ in range(args.rounds):
         for config in configs:
-            postfix.reload(smtpd_milters=milters[config])
+            postfix.reload(smtpd_milters=milters[config].socket)
+            run_case(postfix, 10 * 1024, 10, WARM_UP)  # Postfix's processes start
+            proc = milters[config].proc
             for size, sessions in cases:
                 count = args.small_count if size < 100_000 else args.large_count
+                before = cpu_sample(master, proc, sink_pid)
                 rate = run_case(postfix, size, sessions, count)
+                after = cpu_sample(master, proc, sink_pid)
                 results.setdefault((config, size, sessions), []).append(rate)
+                sample = {key: (after[key] - before[key]) / count * 1000 for key in CPU_KEYS}
+                sample["box"] = (after["box"] - before["box"]) / (
+                    after["wall"] - before["wall"]) / (os.cpu_count() or 1)
+                cpu.setdefault((config, size, sessions), []).append(sample)
         print(f"# round {round_ + 1} done, load average: {load()}", flush=True)
-    ratios = [(a, b) for a, b in (("empty", "postfix"), ("disclaimer", "postfix"),
-                                   ("disclaimer", "opendkim"), ("empty-2p", "postfix"),
-                                   ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"))
-              if a in configs and b in configs]
+    ratios = [(a, b) for a, b in RATIOS if a in configs and b in configs]
     print("\n| case | " + " | ".join(configs) + "".join(f" | {a}/{b}" for a, b in ratios)
           + " |")
     print("|---" * (len(configs) + len(ratios) + 1) + "|")
     for size, sessions in cases:
         med = {c: statistics.median(results[(c, size, sessions)]) for c in configs}
-        label = f"{size // 1024} KB, {sessions} session{'s' if sessions > 1 else ''}"
         cells = " | ".join(f"{med[c]:.0f}" for c in configs)
-        print(f"| {label} | {cells}" + "".join(f" | {med[a] / med[b]:.2f}" for a, b in ratios)
-              + " |")
-    print("\n(messages per second, median of "
-          f"{args.rounds} rounds; runs: {results})")
-    postfix.reload(smtpd_milters=milters["disclaimer"])
-    started, cpu = time.monotonic(), cpu_seconds(disclaimer_pid)
-    run_case(postfix, 10 * 1024, 10, args.rss_count)
-    cpu_ms = (cpu_seconds(disclaimer_pid) - cpu) / args.rss_count * 1000
-    print(f"\n# {args.rss_count} x 10 KB through the disclaimer milter in "
-          f"{time.monotonic() - started:.1f} s, milter CPU {cpu_ms:.2f} ms per message; peak RSS "
-          f"{peak_rss_kib(disclaimer_pid) / 1024:.1f} MiB; load average: {load()}")
+        print(f"| {label(size, sessions)} | {cells}"
+              + "".join(f" | {med[a] / med[b]:.2f}" for a, b in ratios) + " |")
+    print(f"\n(messages per second, median of {args.rounds} rounds; runs: {results})")
+    print("\nCPU ms per message (median of the rounds): postfix = master + every child, "
+          "milter = its process tree, source = smtp-source, sink = smtp-sink; box = the "
+          "share of all CPUs busy during the run (anyone's work)\n")
+    print("| case | config | postfix | milter | source | sink | total | box |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size, sessions in cases:
+        for config in configs:
+            samples = cpu[(config, size, sessions)]
+            ms = [statistics.median(s[key] for s in samples) for key in CPU_KEYS]
+            box = statistics.median(s["box"] for s in samples)
+            print(f"| {label(size, sessions)} | {config} | "
+                  + " | ".join(f"{cell:.2f}" for cell in ms) + f" | {sum(ms):.2f} | "
+                  f"{box:.0%} |")
+    for config in configs:
+        milter = milters[config]
+        if config.startswith("null") and milter.proc is not None and milter.log is not None:
+            postfix.reload(smtpd_milters=milter.socket)
+            counted = packet_counts(milter.proc, milter.log)
+            run_case(postfix, 10 * 1024, 1, 100)
+            diff = packet_counts(milter.proc, milter.log) - counted
+            print(f"\n# packets per message with {config}'s negotiation: "
+                  f"{sum(v for k, v in diff.items() if k.startswith('in')) / 100:g} in, "
+                  f"{sum(v for k, v in diff.items() if k.startswith('out')) / 100:g} out ("
+                  + ", ".join(f"{k} {v / 100:g}" for k, v in sorted(diff.items())) + ")")
+    if "disclaimer" in milters and args.rss_count:
+        pid = milters["disclaimer"].proc.pid  # type: ignore[union-attr]
+        postfix.reload(smtpd_milters=milters["disclaimer"].socket)
+        started, used = time.monotonic(), cpu_seconds(pid)
+        run_case(postfix, 10 * 1024, 10, args.rss_count)
+        cpu_ms = (cpu_seconds(pid) - used) / args.rss_count * 1000
+        print(f"\n# {args.rss_count} x 10 KB through the disclaimer milter in "
+              f"{time.monotonic() - started:.1f} s, milter CPU {cpu_ms:.2f} ms per message; "
+              f"peak RSS {peak_rss_kib(pid) / 1024:.1f} MiB; load average: {load()}")
     return 0
+
+
+CPU_KEYS = ("postfix", "milter", "source", "sink")
+#: Messages sent after each reload before measuring (the new Postfix processes start).
+WARM_UP = 100
+
+
+def busy_seconds() -> float:
+    """CPU seconds all CPUs of the machine spent busy so far (/proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample(master: int, milter: subprocess.Popen[bytes] | None, sink: int) -> Sample:
+    """CPU seconds so far of Postfix, the milter, smtp-source and smtp-sink."""
+    return {"postfix": tree_cpu_seconds(master),
+            "milter": tree_cpu_seconds(milter.pid) if milter is not None else 0.0,
+            "source": children_cpu_seconds(), "sink": tree_cpu_seconds(sink),
+            "box": busy_seconds(), "wall": time.monotonic()}
+
+
+def label(size: int, sessions: int) -> str:
+    """``10 KB, 10 sessions``."""
+    return f"{size // 1024} KB, {sessions} session{'s' if sessions > 1 else ''}"
 
 
 if __name__ == "__main__":

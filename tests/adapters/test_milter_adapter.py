@@ -219,6 +219,29 @@ def test_an_idle_mta_is_disconnected(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == b""
 
 
+def test_an_mta_silent_inside_a_message_is_disconnected(tmp_path: Path) -> None:
+    """Inside a message the content timeout applies (the idle one is far longer); an MTA
+    that keeps talking within the timeout is not disconnected."""
+    async def scenario() -> tuple[float, bytes]:
+        server = MilterServer(Pipeline(filters=(Identity(),)), MilterSettings(
+            workers=1, idle_timeout=60, content_timeout=0.4))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.start_message()
+        for _ in range(4):  # 0.8 s in all, never 0.4 s silent
+            await asyncio.sleep(0.2)
+            await mta.send(pkt(b"B", b"more\r\n"))
+        started = time.monotonic()
+        rest = await asyncio.wait_for(mta.reader.read(), 5)
+        waited = time.monotonic() - started
+        await mta.close()
+        await server.stop()
+        return waited, rest
+
+    waited, rest = asyncio.run(scenario())
+    assert rest == b""
+    assert 0.3 <= waited < 3
+
+
 def test_protocol_error_closes_the_connection(tmp_path: Path) -> None:
     async def scenario() -> bytes:
         server = MilterServer(Pipeline(), MilterSettings(workers=1))
@@ -391,3 +414,45 @@ def test_the_command_runs_on_uvloop_when_installed() -> None:
 
     uvloop = pytest.importorskip("uvloop")
     assert _event_loop_runner() is uvloop.run
+
+
+POSTFIX_OFFER = pm.OptionNegotiation(6, pm.ActionFlag(0x1FF), pm.ProtocolFlag(0x1FFFFF))
+
+
+def test_negotiation_names_a_macro_list_for_every_stage() -> None:
+    """Postfix reads an empty list as "send main.cf's macros": no stage is left empty, and
+    the stages we need nothing from ask for a name no MTA defines."""
+    from mailroute.adapters.milter import NO_MACROS, negotiate
+
+    reply = negotiate(POSTFIX_OFFER)
+    lists = dict(reply.macros)
+    assert set(lists) == set(pm.Stage)
+    assert lists[pm.Stage.EOM] == b"i"
+    assert b"{client_addr}" in lists[pm.Stage.ENVFROM].split()
+    assert b"i" in lists[pm.Stage.ENVFROM].split()
+    others = set(pm.Stage) - {pm.Stage.EOM, pm.Stage.ENVFROM}
+    assert {lists[stage] for stage in others} == {NO_MACROS}
+    assert reply.protocol & pm.ProtocolFlag.NOCONNECT
+
+
+def test_negotiation_without_filters_skips_headers_and_body() -> None:
+    from mailroute.adapters.milter import negotiate
+
+    with_filters = negotiate(POSTFIX_OFFER, needs_message=True).protocol
+    without = negotiate(POSTFIX_OFFER, needs_message=False).protocol
+    skipped = pm.ProtocolFlag.NOHDRS | pm.ProtocolFlag.NOBODY
+    assert not with_filters & skipped
+    assert without & skipped == skipped
+
+
+def test_negotiation_without_macro_lists_keeps_the_connect_step() -> None:
+    """An MTA that does not take macro lists (no SETSYMLIST) gets none, and still shows us
+    the connect step (the client address comes from it then)."""
+    from mailroute.adapters.milter import negotiate
+
+    offer = pm.OptionNegotiation(6, pm.ActionFlag(0xFF), pm.ProtocolFlag(0x1FFFFF))
+    reply = negotiate(offer)
+    assert reply.macros == ()
+    assert not reply.actions & pm.ActionFlag.SETSYMLIST
+    assert not reply.protocol & pm.ProtocolFlag.NOCONNECT
+    assert negotiate(offer) == reply  # computed once per offer, the same answer

@@ -123,7 +123,9 @@ def _clean(text: str | None) -> str | None:
     """One line, control characters gone, at most 200 characters; ``None`` when empty."""
     if not text:
         return None
-    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if not text.isprintable():  # the character walk only for the rare value that needs it
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    flat = " ".join(text.split())
     return flat[:_MAX_VALUE] or None
 
 

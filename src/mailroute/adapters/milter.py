@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import grp
 import logging
 import os
@@ -24,7 +25,7 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -73,17 +74,22 @@ SKIPPED_STEPS = pm.ProtocolFlag.NODATA | pm.ProtocolFlag.NOEOH | pm.ProtocolFlag
 SKIPPED_WITH_MACROS = pm.ProtocolFlag.NOCONNECT
 #: Skipped for a policy without filters: it changes nothing, so the message is not needed.
 SKIPPED_WITHOUT_FILTERS = pm.ProtocolFlag.NOHDRS | pm.ProtocolFlag.NOBODY
+#: A macro name no MTA defines. Postfix sends each stage's macros even for the steps we skip,
+#: and reads an empty list as "use main.cf's list" (its defaults cost it address
+#: resolutions per recipient and a queue-id lookup per header line), so a stage we need
+#: nothing from asks for this name: the MTA looks up nothing and sends an empty macro packet.
+NO_MACROS = b"{mailroute_none}"
 #: The macros we ask for, per stage (Postfix and Sendmail honour the list): the connection
 #: facts with MAIL FROM, the queue id at end-of-message (Postfix assigns it at the first
-#: accepted RCPT), none elsewhere, so no macro packet precedes the other commands.
+#: accepted RCPT), nothing at the other stages.
 WANTED_MACROS: tuple[tuple[int, bytes], ...] = (
-    (pm.Stage.CONNECT, b""),
-    (pm.Stage.HELO, b""),
+    (pm.Stage.CONNECT, NO_MACROS),
+    (pm.Stage.HELO, NO_MACROS),
     (pm.Stage.ENVFROM, b"{client_addr} {tls_version} {cert_subject} {cert_issuer} {verify} "
                        b"{auth_authen} {auth_type} i"),
-    (pm.Stage.ENVRCPT, b""),
-    (pm.Stage.DATA, b""),
-    (pm.Stage.EOH, b""),
+    (pm.Stage.ENVRCPT, NO_MACROS),
+    (pm.Stage.DATA, NO_MACROS),
+    (pm.Stage.EOH, NO_MACROS),
     (pm.Stage.EOM, b"i"),
 )
 #: Pending connections the kernel queues for us (Postfix opens one per SMTP session).
@@ -105,7 +111,17 @@ class _Work(NamedTuple):
 def negotiate(offer: pm.OptionNegotiation, *, needs_message: bool = True) -> pm.NegotiateReply:
     """Our answer to the MTA's offer: the actions and skipped steps it allows, the macro
     lists when it takes them, and its own version when it is older than 6."""
-    version = min(offer.version, pm.PROTOCOL_VERSION)
+    return _negotiate(offer.version, int(offer.actions), int(offer.protocol), needs_message)
+
+
+@functools.lru_cache(maxsize=32)
+def _negotiate(version: int, offered_actions: int, offered_protocol: int,
+               needs_message: bool) -> pm.NegotiateReply:
+    """:func:`negotiate`, once per distinct offer (an MTA makes the same offer on every
+    connection, and opens one per SMTP session)."""
+    version = min(version, pm.PROTOCOL_VERSION)
+    offer = pm.OptionNegotiation(version, pm.ActionFlag(offered_actions),
+                                 pm.ProtocolFlag(offered_protocol))
     actions = WANTED_ACTIONS & offer.actions
     protocol = WANTED_PROTOCOL | SKIPPED_STEPS
     macros: tuple[tuple[int, bytes], ...] = ()
@@ -185,12 +201,14 @@ class MilterConnectionHandler(asyncio.Protocol):
 
     A protocol, not a stream pair: every packet the MTA sends is handled in the callback
     that received it, and the answers of one read go out in one write, so a message costs
-    no task switches unless its policy run goes to the thread pool. Timeouts are one timer
-    per connection that re-arms itself from the time of the last read.
+    no task switches unless its policy run goes to the thread pool. Timeouts are checked by
+    the server's one sweep over its connections (:meth:`MilterServer.sweep`), not by a timer
+    per connection: a read only marks the connection active.
     """
 
-    def __init__(self, server: MilterServer) -> None:
+    def __init__(self, server: MilterServer, *, tcp: bool = False) -> None:
         self.server = server
+        self.tcp = tcp
         self.conn = pm.MilterConnection(max_packet=server.settings.max_packet)
         self.facts = MessageFacts()
         self.head: list[bytes] = []
@@ -199,38 +217,45 @@ class MilterConnectionHandler(asyncio.Protocol):
         self.in_message = False
         self.refused = False
         self.aborted = False
+        self.lost = False
         self.working = False
         self.needs_message = bool(server.pipeline.filters)
         self.transport: asyncio.Transport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+        self._closed: asyncio.Future[None] | None = None  # made when someone waits for it
         self._loop = asyncio.get_running_loop()
-        self._last = self._loop.time()
-        self._timer: asyncio.TimerHandle | None = None
+        #: when the sweep first found the connection silent; ``None``: active since then
+        self.quiet_since: float | None = None
 
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Register with the server and start the idle timer."""
+        """Register with the server (its sweep applies the timeouts)."""
         # asyncio's and uvloop's stream transports (the latter not an asyncio.Transport)
         self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.handlers.add(self)
-        self._arm()
+        if self.tcp:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.add_handler(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection; work still running for it is not answered."""
-        self.aborted = True
-        if self._timer is not None:
-            self._timer.cancel()
+        self.aborted = self.lost = True
         self.server.handlers.discard(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    def wait_closed(self) -> asyncio.Future[None]:
+        """A future done once the connection is lost."""
+        if self._closed is None:
+            self._closed = self._loop.create_future()
+            if self.lost:
+                self._closed.set_result(None)
+        return self._closed
 
     def data_received(self, data: bytes) -> None:
         """Feed the bytes; answer every command they complete."""
-        self._last = self._loop.time()
+        self.quiet_since = None
         self.conn.receive_data(data)
         if not self.working:
             self._process()
@@ -316,31 +341,26 @@ class MilterConnectionHandler(asyncio.Protocol):
         with contextlib.suppress(Exception):
             self._write([INTERNAL_TEMPFAIL])
 
-    def _arm(self) -> None:
-        settings = self.server.settings
-        timeout = settings.content_timeout if self.in_message else settings.idle_timeout
-        start = self._loop.time() if self.working else self._last
-        self._timer = self._loop.call_at(start + timeout, self._on_timer)
-
-    def _on_timer(self) -> None:
-        if self.aborted:
+    def check_silence(self, now: float) -> None:
+        """Close the connection when the MTA has been silent too long (the content timeout
+        inside a message, the idle timeout outside; never while the policy runs)."""
+        if self.working or self.quiet_since is None:
+            self.quiet_since = now
             return
         settings = self.server.settings
         timeout = settings.content_timeout if self.in_message else settings.idle_timeout
-        if not self.working and self._loop.time() >= self._last + timeout:
+        if now - self.quiet_since >= timeout:
             log.info("milter connection silent for %ss, closing", timeout)
             self.close()
-            return
-        self._arm()
 
-    def _handle(self, event: pm.Event) -> list[pm.Action]:
+    def _handle(self, event: pm.Event) -> Sequence[pm.Action]:
         """The answer to every event but end-of-message."""
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             answer = handler(self, event)
             if answer is not None:
                 return answer
-        return [pm.Continue()] if self.conn.owed is not None else []
+        return _CONTINUE if self.conn.owed is not None else ()
 
     def _on_header(self, event: pm.Header) -> None:
         if self.needs_message:
@@ -381,10 +401,7 @@ class MilterConnectionHandler(asyncio.Protocol):
             # Refused now when MAIL is answered, else at end-of-message.
             self.refused = not owed
             return [SHUTTING_DOWN] if owed else []
-        self.in_message = True
-        if self._timer is not None:  # the content timeout applies from here
-            self._timer.cancel()
-            self._arm()
+        self.in_message = True  # the content timeout applies from here
         return [pm.Continue()] if owed else []
 
     def _forget_message_macros(self) -> None:
@@ -495,6 +512,8 @@ class MilterConnectionHandler(asyncio.Protocol):
             self._process()
 
 
+_CONTINUE = (pm.Continue(),)
+
 #: Event type -> what the connection does with it; ``None`` from a handler means "continue
 #: if the MTA waits for a reply". A dict lookup per packet instead of a chain of tests.
 _HANDLERS: dict[type, Callable[[MilterConnectionHandler, Any], list[pm.Action] | None]] = {
@@ -529,8 +548,33 @@ class MilterServer:
         self.handlers: set[MilterConnectionHandler] = set()
         self.in_flight = 0
         self._servers: list[asyncio.AbstractServer] = []
+        self._sweeper: asyncio.TimerHandle | None = None
         if metrics is not None:  # messages waiting for a worker thread
             metrics.track_size("workers", lambda: max(0, self.in_flight - self.settings.workers))
+
+    @property
+    def sweep_interval(self) -> float:
+        """Seconds between two timeout sweeps: a silent connection is closed between its
+        timeout and its timeout plus twice this."""
+        settings = self.settings
+        return min(1.0, settings.idle_timeout / 8, settings.content_timeout / 8)
+
+    def add_handler(self, handler: MilterConnectionHandler) -> None:
+        """Track a new connection; the timeout sweep runs while there are connections."""
+        self.handlers.add(handler)
+        if self._sweeper is None:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_later(self.sweep_interval, self.sweep)
+
+    def sweep(self) -> None:
+        """Apply the timeouts to every connection; again later while any is open."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for handler in list(self.handlers):
+            if not handler.aborted:
+                handler.check_silence(now)
+        self._sweeper = (loop.call_later(self.sweep_interval, self.sweep) if self.handlers
+                         else None)
 
     def record(self, result: Result | None, envelope: Envelope, data: bytes, *,
                queue_id: str | None, sasl_user: str | None, started: float,
@@ -608,7 +652,8 @@ class MilterServer:
             server = await loop.create_unix_server(lambda: MilterConnectionHandler(self),
                                                    sock=sock)
         else:
-            server = await loop.create_server(lambda: MilterConnectionHandler(self), sock=sock)
+            server = await loop.create_server(lambda: MilterConnectionHandler(self, tcp=True),
+                                              sock=sock)
         self._servers.append(server)
 
     async def stop(self) -> None:
@@ -619,9 +664,12 @@ class MilterServer:
         await drain(lambda: self.busy, self.settings.shutdown_grace)
         for handler in list(self.handlers):
             handler.abort()
-        waiting = [*self.tasks, *(handler.closed for handler in self.handlers)]
+        waiting = [*self.tasks, *(handler.wait_closed() for handler in self.handlers)]
         if waiting:
             await asyncio.wait(waiting, timeout=1.0)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def serve_until(self, stop: asyncio.Event) -> None:

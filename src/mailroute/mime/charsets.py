@@ -87,8 +87,12 @@ def _whatwg_codec(base: str) -> codecs.CodecInfo:
         return codecs.charmap_encode(text, errors, encoding_table)
 
     def decode(data: Buffer, errors: str = "strict", /) -> tuple[str, int]:
-        if ascii_safe and isinstance(data, bytes | bytearray) and data.isascii():
-            return data.decode("ascii"), len(data)
+        if ascii_safe:
+            # bytes.decode() hands a codec a memoryview, which has no isascii(): a copy of
+            # the bytes is cheaper than the charmap
+            raw = data if isinstance(data, bytes | bytearray) else bytes(data)
+            if raw.isascii():
+                return raw.decode("ascii"), len(raw)
         return codecs.charmap_decode(data, errors, table)
 
     return codecs.CodecInfo(encode, decode, name=_PREFIX + base)

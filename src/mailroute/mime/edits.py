@@ -108,12 +108,25 @@ def field_pairs(message: Message) -> list[FieldPair]:
 
 def diff_messages(before: Message, after: Message) -> Edits:
     """The edits that turn ``before`` into ``after`` (top-level fields, then the body)."""
-    old, new = field_pairs(before), field_pairs(after)
+    old_raw, new_raw = [f.raw for f in before.headers], [f.raw for f in after.headers]
+    edits: list[HeaderEdit] = []
+    if old_raw != new_raw:  # the common body-only change needs no sequence matching
+        edits = _header_edits(field_pairs(before), field_pairs(after), old_raw, new_raw)
+    body = None
+    if after.root.body is not before.root.body:
+        new_body = after.root.body_bytes()
+        if new_body != before.root.body_bytes():
+            body = new_body
+    return Edits(tuple(edits), body)
+
+
+def _header_edits(old: list[FieldPair], new: list[FieldPair], old_raw: list[bytes],
+                  new_raw: list[bytes]) -> list[HeaderEdit]:
+    """The header actions that turn the fields ``old`` into ``new``."""
     edits: list[HeaderEdit] = []
     current = list(old)
     offset = 0  # how far positions in ``current`` have moved from those in ``old``
-    matcher = SequenceMatcher(None, [f.raw for f in before.headers],
-                              [f.raw for f in after.headers], autojunk=False)
+    matcher = SequenceMatcher(None, old_raw, new_raw, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
@@ -141,9 +154,4 @@ def diff_messages(before: Message, after: Message) -> Edits:
                                     0 if kind is HeaderEditKind.ADD else position))
             current.insert(position, (name, value))
         offset += (j2 - j1) - (i2 - i1)
-    body = None
-    if after.root.body is not before.root.body:
-        new_body = after.root.body_bytes()
-        if new_body != before.root.body_bytes():
-            body = new_body
-    return Edits(tuple(edits), body)
+    return edits

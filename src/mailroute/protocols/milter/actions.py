@@ -10,6 +10,7 @@ keep-alive that may precede any reply.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from typing import ClassVar
@@ -85,12 +86,19 @@ class NegotiateReply:
 
     def packets(self) -> list[bytes]:
         """The wire form."""
-        data = struct.pack(">III", self.version, int(self.actions), int(self.protocol))
-        for stage, names in self.macros:
-            if b"\0" in names:
-                raise LocalProtocolError("macro names contain NUL")
-            data += struct.pack(">I", stage) + names + b"\0"
-        return [packet(Response.OPTNEG, data)]
+        return [_negotiation_packet(self)]
+
+
+@functools.lru_cache(maxsize=32)
+def _negotiation_packet(reply: NegotiateReply) -> bytes:
+    """The packet of ``reply``, encoded once (a filter gives every connection the same
+    answer)."""
+    data = struct.pack(">III", reply.version, int(reply.actions), int(reply.protocol))
+    for stage, names in reply.macros:
+        if b"\0" in names:
+            raise LocalProtocolError("macro names contain NUL")
+        data += struct.pack(">I", stage) + names + b"\0"
+    return packet(Response.OPTNEG, data)
 
 
 @record(frozen=True)

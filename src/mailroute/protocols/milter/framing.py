@@ -102,12 +102,20 @@ def _optneg(data: bytes) -> ev.OptionNegotiation:
     return ev.OptionNegotiation(version, ActionFlag(actions), ProtocolFlag(protocol))
 
 
+#: The macro packet without values of each stage, made once: the most frequent packet when
+#: a filter asks for few macros (Postfix sends one per stage, skipped steps included).
+_EMPTY_MACROS: dict[bytes, ev.Macros] = {}
+
+
 def _macro(data: bytes) -> ev.Macros:
+    if len(data) == 1:
+        empty = _EMPTY_MACROS.get(data)
+        if empty is None:
+            empty = _EMPTY_MACROS[data] = ev.Macros(data, ())
+        return empty
     if not data:
         raise RemoteProtocolError("macro: no stage")
     stage = data[:1]
-    if len(data) == 1:
-        return ev.Macros(stage, ())
     if data[-1] != 0:
         raise RemoteProtocolError("macro: data not NUL-terminated")
     parts = data[1:-1].split(b"\0")

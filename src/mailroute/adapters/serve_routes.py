@@ -22,6 +22,7 @@ from mailroute.gateway.flow import (
     domain_of,
     flow_of,
     is_inside,
+    leaves,
     may_relay,
 )
 from mailroute.item import Direction
@@ -196,8 +197,7 @@ class TopologyRouter:
         connection came from Exchange Online, whose name and address ranges every Microsoft
         365 tenant shares; only ``X-MS-Exchange-CrossTenant-Id`` says whose. Another
         tenant's (or none) refuses the message: the gateway is no relay for other tenants."""
-        if self.tenant_id is None or all(
-                may_relay(flow_of(sender, r, self.domains), from_exo=False) for r in recipients):
+        if self.tenant_id is None or not leaves(sender, recipients, self.domains):
             return None
         if self.tenant_id in (t.strip().lower() for t in tenant_ids(data)):
             return None

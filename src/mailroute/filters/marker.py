@@ -32,6 +32,7 @@ from mailroute.config.options import Options
 from mailroute.errors import UnsafeHeaderValueError
 from mailroute.gateway.decide import (
     INVALID_VERDICTS,
+    TENANT_HEADER,
     Arrival,
     ArrivalDecision,
     ArrivalSource,
@@ -66,7 +67,6 @@ __all__ = [
 log = LazyLogger("mailroute.marker")
 
 _SECURITY_EVENTS = frozenset({MarkerVerdict.FUTURE, MarkerVerdict.BAD_MAC})
-_TENANT_HEADER = "X-MS-Exchange-CrossTenant-Id"
 
 
 @record(frozen=True)
@@ -170,7 +170,7 @@ def arrival_of(item: MailItem, ctx: Context, ring: KeyRing, settings: GatewaySet
     return Arrival(
         tls_peer_names=_tls_names(envelope.tls_peer_name),
         client_address=envelope.client_address,
-        tenant_ids=tuple(f.value for f in message.headers.get_all(_TENANT_HEADER)),
+        tenant_ids=tuple(f.value for f in message.headers.get_all(TENANT_HEADER)),
         received_count=received_count(message),
         processed_count=_processed_count(item, ctx, settings, now, fingerprint),
         marker=check)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, NamedTuple
 
+from mailroute.gateway.decide import TENANT_HEADER
 from mailroute.item import Envelope
 from mailroute.records import record
 from mailroute.results import Reply
@@ -61,7 +62,6 @@ ORG_PREFIXES = ("x-ms-exchange-organization-", "x-ms-exchange-forest-")
 CROSS_PREFIX = "x-ms-exchange-crosspremises-"
 FANOUT_HEADER = "X-MS-Exchange-UnifiedGroup-SubmittedViaGroupAddress"
 JOURNAL_HEADER = "X-MS-Exchange-Organization-Journal-Report"
-CROSS_TENANT_ID = "X-MS-Exchange-CrossTenant-Id"
 _LOCAL_KINDS = frozenset({RecipientKind.MAILBOX, RecipientKind.PUBLIC_FOLDER,
                           RecipientKind.UNIFIED_GROUP})
 _GROUP_KINDS = frozenset({RecipientKind.DISTRIBUTION_GROUP})
@@ -616,5 +616,5 @@ def egress_message(tenant: Tenant, message: MessageFacts,
         headers = (*headers, *(("X-MS-Exchange-CrossPremises-" + k[len(ORG_PREFIXES[0]):], v)
                                for k, v in org))
     headers = remove_headers(headers, prefixes=ORG_PREFIXES)
-    headers = set_header(headers, CROSS_TENANT_ID, tenant.tenant_id)
+    headers = set_header(headers, TENANT_HEADER, tenant.tenant_id)
     return message.evolve(headers=headers, received_count=message.received_count + 1)

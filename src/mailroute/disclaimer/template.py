@@ -14,10 +14,10 @@ already carries the disclaimer, even when a reply client re-wrapped or quoted it
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator, Mapping
 
+from mailroute.digests import sha256
 from mailroute.disclaimer.entities import escape, unescape
 from mailroute.disclaimer.templatecheck import safe_url, url_slots
 from mailroute.records import record
@@ -198,7 +198,7 @@ class Template:
                 found.append(text)
                 words.extend(_ASCII_WORD.findall(plain))
         kind = b"html\0" if is_html else b"text\0"
-        token = hashlib.sha256(kind + source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        token = sha256(kind + source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         anchor = max(words, key=len, default="")
         slots = url_slots(tuple(pieces)) if is_html else frozenset[int]()
         return cls(source, is_html, tuple(pieces), tuple(found), token, anchor, slots)

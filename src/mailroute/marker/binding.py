@@ -8,13 +8,12 @@ recipients, rewrites the envelope sender and may change the body after the gatew
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import struct
 from collections.abc import Iterable
 from functools import lru_cache
 
+from mailroute.digests import HmacKey
 from mailroute.errors import MessageError
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.logs import LazyLogger
@@ -93,14 +92,12 @@ def _constant(part: str) -> bytes:
 
 def compute_mac(mac_key: bytes, data: bytes) -> str:
     """HMAC-SHA-256 of ``data``, base64url without padding."""
-    mac = _keyed(mac_key).copy()  # the key schedule is done once per key
-    mac.update(data)
-    return b64url_encode(mac.digest())
+    return b64url_encode(_keyed(mac_key).mac(data))  # the key schedule is done once per key
 
 
 @lru_cache(maxsize=64)
-def _keyed(mac_key: bytes) -> hmac.HMAC:
-    return hmac.new(mac_key, digestmod=hashlib.sha256)
+def _keyed(mac_key: bytes) -> HmacKey:
+    return HmacKey(mac_key)
 
 
 def normalise_message_id(value: str) -> str:

@@ -18,9 +18,9 @@ implementation. The store is passed in through
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
+from mailroute.digests import sha256
 from mailroute.item import Direction, ProcessedStore
 from mailroute.marker.binding import length_prefixed
 from mailroute.mime.message import Message
@@ -39,12 +39,12 @@ def processed_key(message_id: str, recipients: Iterable[str], direction: Directi
     rcpts = ",".join(sorted({r.lower() for r in recipients}))
     data = b"".join(length_prefixed(part) for part in (
         message_id, rcpts, direction.value if direction is not None else ""))
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()
 
 
 def arrival_fingerprint(message: Message) -> str:
     """A digest of the raw top-level ``Received`` fields, in order."""
-    digest = hashlib.sha256()
+    digest = sha256()
     for field in message.headers.get_all("Received"):
         digest.update(field.raw)
     return digest.hexdigest()

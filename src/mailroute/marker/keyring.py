@@ -19,17 +19,15 @@ line or an error text.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
-import hashlib
-import hmac
 import math
+import os
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 
 from mailroute.config.options import Options
+from mailroute.digests import hmac_sha256
 from mailroute.errors import ConfigError, KeyUnavailableError
 from mailroute.keys.secretfile import read_secret_file
 from mailroute.marker.token import KID_PATTERN, TAG_PATTERN
@@ -47,13 +45,13 @@ _ALWAYS = -math.inf
 def derive_mac_key(secret: bytes, kid: str) -> bytes:
     """``HKDF-SHA256(ikm=secret, salt=b"", info=b"mailroute/mark/v1/" + kid, L=32)``.
 
-    RFC 5869 with the standard library's HMAC: L = 32 is one SHA-256 block, so the expand
+    RFC 5869 with :mod:`mailroute.digests`' HMAC: L = 32 is one SHA-256 block, so the expand
     step is the single ``T(1)``; an empty salt is HashLen zero bytes, which HMAC pads to the
     same key (loading the cryptography package for this would cost every run its start-up).
     """
-    prk = hmac.new(b"", secret, hashlib.sha256).digest()
+    prk = hmac_sha256(b"", secret)
     info = b"mailroute/mark/v1/" + kid.encode("ascii")
-    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+    return hmac_sha256(prk, info + b"\x01")
 
 
 @record(frozen=True)
@@ -153,7 +151,7 @@ def fixed_key_ring(tag: str, org_id: str, *, kid: str = "sim1",
                    keys=(MarkerKey(kid=kid, mac_key=derive_mac_key(secret, kid)),))
 
 
-def load_key_ring(path: Path) -> KeyRing:
+def load_key_ring(path: str | os.PathLike[str]) -> KeyRing:
     """Read and check a key file.
 
     Raises:
@@ -202,7 +200,7 @@ def _parse_key(options: Options) -> MarkerKey:
         raise options.error("id", "must be 1-8 characters a-z0-9")
     encoded = options.string("secret")
     try:
-        secret = base64.b64decode(encoded.strip(), validate=True)
+        secret = binascii.a2b_base64(encoded.strip(), strict_mode=True)
     except (binascii.Error, ValueError):
         raise options.error("secret", "is not valid base64") from None
     if len(secret) < MIN_SECRET_BYTES:

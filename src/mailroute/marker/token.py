@@ -7,7 +7,7 @@ the cryptography. The token holds no whitespace, so no MTA can fold it.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import re
 
 from mailroute.records import record
@@ -98,6 +98,10 @@ def format_time(now: int) -> str:
     return f"{now:010d}"
 
 
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url_encode(data: bytes) -> str:
     """base64url without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    encoded = binascii.b2a_base64(data, newline=False).rstrip(b"=")
+    return encoded.translate(_URL_SAFE).decode("ascii")

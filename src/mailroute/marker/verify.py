@@ -8,9 +8,9 @@ the time: in the future beyond the skew, older than ``max_age``, older than the 
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 
+from mailroute.digests import compare_digest
 from mailroute.limits import Limits
 from mailroute.marker.binding import Binding, binding_of, compute_mac, mac_input
 from mailroute.marker.keyring import KeyRing
@@ -105,7 +105,7 @@ def check_value(value: str, ring: KeyRing, *, now: float, windows: Windows,
     expected = compute_mac(key.mac_key, mac_input(
         tag=token.tag, kid=token.kid, t=token.t, nonce=token.nonce, d=token.d,
         org_id=ring.org_id, binding=facts))
-    if not hmac.compare_digest(expected.encode("ascii"), token.mac.encode("ascii")):
+    if not compare_digest(expected.encode("ascii"), token.mac.encode("ascii")):
         return MarkerCheck(MarkerVerdict.BAD_MAC, "MAC does not match this message",
                            key_id=token.kid)
     age = int(now) - token.issued_at

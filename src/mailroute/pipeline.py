@@ -9,7 +9,7 @@ session directly.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailroute.item import Context, Direction, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
@@ -18,6 +18,9 @@ from mailroute.mime.scan import AmbiguityPolicy
 from mailroute.records import field, record, replace
 from mailroute.results import Outcome
 from mailroute.session import Result, SessionSettings, run_session
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["Condition", "Conditional", "Pipeline"]
 

@@ -43,10 +43,10 @@ Layout (an empty file is a valid policy with no filters)::
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailroute.config.options import Options
@@ -59,6 +59,8 @@ from mailroute.pipeline import Condition, Conditional, Pipeline
 from mailroute.records import fields
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mailroute.routing.topology import Topology
 
 __all__ = ["FILTERS", "TOPOLOGY_OPTIONS", "FilterBuilder", "build_filter", "load_policy",
@@ -107,25 +109,27 @@ FILTERS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def load_policy(path: str | Path) -> Pipeline:
+def load_policy(path: str | os.PathLike[str]) -> Pipeline:
     """Load and validate a policy file.
 
     Raises:
         ConfigError: the file cannot be read, is not TOML, or holds an invalid setting; the
             message names the file, the key path and, where it can be found, the line.
     """
-    source = Path(path)
+    source = os.fspath(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        with open(source, encoding="utf-8") as handle:
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read policy: {exc.__class__.__name__}",
-                          source=str(source)) from exc
+                          source=source) from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=str(source)) from exc
+        raise ConfigError(f"not valid TOML: {exc}", source=source) from exc
     try:
-        return policy_from_mapping(data, source=str(source), base_dir=source.parent)
+        return policy_from_mapping(data, source=source,
+                                   base_dir=os.path.dirname(source) or os.curdir)
     except ConfigError as exc:
         line = _locate(text, exc.key)
         if line is None:
@@ -135,7 +139,7 @@ def load_policy(path: str | Path) -> Pipeline:
 
 
 def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
-                        base_dir: Path | None = None) -> Pipeline:
+                        base_dir: str | os.PathLike[str] | None = None) -> Pipeline:
     """Build a pipeline from already-parsed policy data (see :func:`load_policy`)."""
     top = Options(data, source=source, base_dir=base_dir)
     topology_file, topology = _topology(top)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,21 @@ def test_bundled_example_policy_runs(tmp_path: Path) -> None:
         internal = pipeline.process(data, mailroute.Envelope(
             mail_from="anna.weber@example.net", rcpt_to=["ben.kraus@example.net"]))
         assert internal.data == data
+
+
+@pytest.mark.parametrize("blocked", ["bs4", "html5lib"])
+def test_a_missing_html_extra_fails_the_policy_load(blocked: str) -> None:
+    # sys.modules[name] = None blocks an import, as an environment without the extra would.
+    code = f"""
+import sys
+sys.modules[{blocked!r}] = None
+from mailroute.policy import load_policy
+try:
+    load_policy({str(EXAMPLE / 'policy.toml')!r})
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.startswith("ConfigError"), done.stdout + done.stderr
+    assert f"{blocked}; install mailroute[html]" in done.stdout

@@ -17,10 +17,12 @@ import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from mailroute.errors import OutputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["Chunks", "pieces_of", "write_all", "write_file_atomically", "write_stdout_text"]
 

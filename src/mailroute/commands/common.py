@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mailroute.adapters.output import write_stdout_text
@@ -24,6 +24,7 @@ from mailroute.results import Reply
 
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path
     from types import SimpleNamespace
     from typing import TypeAlias
 
@@ -307,7 +308,7 @@ def options_from_args(args: argparse.Namespace, names: tuple[str, ...]) -> Optio
         value = getattr(args, name, None)
         if value is None or value == []:
             continue
-        values[name] = str(value) if isinstance(value, Path) else value
+        values[name] = os.fspath(value) if isinstance(value, os.PathLike) else value
     return Options(values, source="command line")
 
 

@@ -13,11 +13,10 @@ Addresses are compared in lower case. The file is read once, when the policy is 
 
 from __future__ import annotations
 
-import csv
 import io
+import os
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from types import MappingProxyType
 
 from mailroute.disclaimer.template import canonical_name
@@ -44,7 +43,7 @@ class SenderDirectory:
         return len(self.entries)
 
 
-def load_directory(path: Path) -> SenderDirectory:
+def load_directory(path: str | os.PathLike[str]) -> SenderDirectory:
     """Read a ``.csv`` or ``.toml`` sender directory.
 
     Raises:
@@ -52,13 +51,14 @@ def load_directory(path: Path) -> SenderDirectory:
             (the message names the problem, never a value from the file).
     """
     try:
-        if path.stat().st_size > _MAX_FILE:
-            raise ValueError(f"sender directory {path} is larger than {_MAX_FILE} bytes")
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig") as handle:
+            if os.fstat(handle.fileno()).st_size > _MAX_FILE:
+                raise ValueError(f"sender directory {path} is larger than {_MAX_FILE} bytes")
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read sender directory {path}: {exc.__class__.__name__}"
                          ) from exc
-    suffix = path.suffix.lower()
+    suffix = os.path.splitext(path)[1].lower()
     if suffix == ".csv":
         return _from_csv(text, path)
     if suffix == ".toml":
@@ -71,7 +71,9 @@ def _freeze(entries: dict[str, dict[str, str]]) -> SenderDirectory:
         {address: MappingProxyType(values) for address, values in entries.items()}))
 
 
-def _from_csv(text: str, path: Path) -> SenderDirectory:
+def _from_csv(text: str, path: str | os.PathLike[str]) -> SenderDirectory:
+    import csv  # only a CSV directory needs it
+
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if not header:
@@ -93,7 +95,7 @@ def _from_csv(text: str, path: Path) -> SenderDirectory:
     return _freeze(entries)
 
 
-def _from_toml(text: str, path: Path) -> SenderDirectory:
+def _from_toml(text: str, path: str | os.PathLike[str]) -> SenderDirectory:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

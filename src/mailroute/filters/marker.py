@@ -202,7 +202,7 @@ def _log_verdict(verdict: MarkerVerdict, reason: str, source: ArrivalSource) -> 
 
 def ring_option(options: Options) -> KeyRing:
     """The key ring named by option ``key_file``."""
-    return load_key_ring(options.path("key_file"))
+    return load_key_ring(options.file("key_file"))
 
 
 def field_option(options: Options) -> str:

@@ -5,12 +5,13 @@ Pure and memoised; the routing model's EXO decision and the gateway decision sha
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ipaddress
 
 __all__ = ["cert_name_matches", "check_ranges", "ip_in_ranges"]
-
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @lru_cache(maxsize=1024)
@@ -30,12 +31,14 @@ def cert_name_matches(pattern: str, name: str) -> bool:
 @lru_cache(maxsize=1024)
 def _networks(spec: str) -> tuple[tuple[int, int], ...]:
     """Integer ``(first, last)`` intervals of one range spec: single, CIDR or ``a-b``."""
+    import ipaddress  # loaded by the first policy or message with an address range
+
     spec = spec.strip()
     if "-" in spec:
         first, _, last = spec.partition("-")
         return ((int(ipaddress.ip_address(first.strip())),
                  int(ipaddress.ip_address(last.strip()))),)
-    net: _Network = ipaddress.ip_network(spec, strict=False)
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.ip_network(spec, strict=False)
     return ((int(net.network_address), int(net.broadcast_address)),)
 
 
@@ -44,6 +47,8 @@ def ip_in_ranges(ip: str | None, ranges: tuple[str, ...]) -> bool:
     """True when ``ip`` lies in one of ``ranges`` (single address, CIDR or ``a-b``)."""
     if not ip or not ranges:
         return False
+    import ipaddress
+
     try:
         value = int(ipaddress.ip_address(ip))
     except ValueError:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from pathlib import Path
 
 from mailroute.errors import ConfigError
 
@@ -30,7 +29,7 @@ _OPEN_FLAGS = (os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def read_secret_file(path: Path | str, *, what: str = "key file",
+def read_secret_file(path: str | os.PathLike[str], *, what: str = "key file",
                      max_bytes: int = MAX_SECRET_FILE_BYTES) -> bytes:
     """The content of the secret file ``path``, after the checks above.
 
@@ -43,7 +42,7 @@ def read_secret_file(path: Path | str, *, what: str = "key file",
     return _read_checked(path, what, max_bytes, secret=True)
 
 
-def read_secret_line(path: Path | str, *, what: str) -> str:
+def read_secret_line(path: str | os.PathLike[str], *, what: str) -> str:
     """The first line of a secret file (a database DSN ...), without its line break.
 
     Raises:
@@ -56,7 +55,7 @@ def read_secret_line(path: Path | str, *, what: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def read_public_file(path: Path | str, *, what: str = "certificate file",
+def read_public_file(path: str | os.PathLike[str], *, what: str = "certificate file",
                      max_bytes: int = MAX_SECRET_FILE_BYTES) -> bytes:
     """The content of a public file (a certificate): regular file, size cap, no blocking open;
     symbolic links and any mode allowed.
@@ -67,7 +66,8 @@ def read_public_file(path: Path | str, *, what: str = "certificate file",
     return _read_checked(path, what, max_bytes, secret=False)
 
 
-def _read_checked(path: Path | str, what: str, max_bytes: int, *, secret: bool) -> bytes:
+def _read_checked(path: str | os.PathLike[str], what: str, max_bytes: int, *,
+                  secret: bool) -> bytes:
     source = str(path)
     try:
         if secret and stat.S_ISLNK(os.lstat(path).st_mode):
@@ -108,7 +108,7 @@ def _read_at_most(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def write_secret_file(path: Path | str, data: bytes, *, replace: bool = False) -> None:
+def write_secret_file(path: str | os.PathLike[str], data: bytes, *, replace: bool = False) -> None:
     """Write ``data`` to the secret file ``path`` with mode 0600, all or nothing.
 
     A new file is created exclusively (an existing file, or a link in its place, is never
@@ -119,6 +119,8 @@ def write_secret_file(path: Path | str, data: bytes, *, replace: bool = False) -
     Raises:
         ConfigError: the file exists (without ``replace``) or cannot be written.
     """
+    from pathlib import Path  # the key commands only; reading a key needs no pathlib
+
     target = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     owner: tuple[int, int] | None = None

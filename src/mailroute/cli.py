@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from mailroute import __version__
+from mailroute.adapters.collector import pause_for_start_up, skip_final_collection
 from mailroute.adapters.pipe import report_internal_error
 from mailroute.errors import OutputError
 from mailroute.exitcodes import ExitCode
@@ -22,7 +23,8 @@ from mailroute.logs import configure as configure_logging
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main", "quick_args"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "ONE_MESSAGE_COMMANDS", "build_parser", "main",
+           "quick_args"]
 
 #: command -> (the module that registers it, its one-line help as that module gives it).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,6 +59,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exo-diff": ("mailroute.commands.exodiff",
                  "the tenant as read back (Get-* JSON) against the plan"),
 }
+#: The commands a mail server starts once per message: their console-script run skips the
+#: garbage collector's start-up and shutdown work (mailroute.adapters.collector).
+ONE_MESSAGE_COMMANDS = frozenset({"process", "pipe"})
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(m for m, _ in COMMANDS.values()))
 
 
@@ -149,4 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry_point() -> None:
     """The console script."""
-    sys.exit(main())
+    one_message = _chosen(sys.argv[1:]) in ONE_MESSAGE_COMMANDS
+    if one_message:
+        pause_for_start_up()
+    code = main()
+    if one_message:
+        skip_final_collection()
+    sys.exit(code)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
+from mailroute.adapters.collector import resume_after_start_up
 from mailroute.adapters.heap import pin_mmap_threshold
 from mailroute.adapters.output import Chunks, write_all, write_file_atomically
 from mailroute.errors import MessageError, OutputError
@@ -25,6 +25,8 @@ from mailroute.results import Action, Reply
 from mailroute.session import Result
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mailroute.adapters.messagelog import MessageLog
 
 __all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "read_bounded", "report_internal_error",
@@ -117,6 +119,7 @@ def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: Text
         over a limit, 69 refused by policy, 75 temporary failure or quarantine (the MTA keeps
         the message).
     """
+    resume_after_start_up()
     started = time.monotonic()
     envelope = envelope or Envelope()
     result: Result | None = None

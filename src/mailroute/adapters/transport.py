@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
+from mailroute.adapters.collector import resume_after_start_up
 from mailroute.adapters.messagelog import MESSAGE_LOG, MessageLog, record_for
 from mailroute.adapters.notify import held_notification
 from mailroute.adapters.pipe import exit_code_for, read_bounded
@@ -70,6 +71,7 @@ class TransportRun:
 def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
                        run: TransportRun) -> ExitCode:
     """Filter the message on ``stdin`` and act on the decision. Never raises."""
+    resume_after_start_up()
     data = b""
     started = time.monotonic()
     try:

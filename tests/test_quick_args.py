@@ -14,7 +14,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from mailroute import cli
-from mailroute.commands import process
+from mailroute.commands import pipe, process
 from mailroute.commands.common import parse_flags
 
 
@@ -132,3 +132,89 @@ def test_a_line_of_table_options_with_plain_values_is_read_as_argparse_reads_it(
     quick = cli.quick_args(argv)
     assert quick is not None
     assert vars(quick) == _argparse(argv)
+
+
+# ``mailroute pipe``: the command line an MTA writes, options then ``--`` and recipients.
+
+def _pipe_parser() -> argparse.ArgumentParser:
+    action = next(a for a in cli.build_parser(["pipe"])._actions
+                  if isinstance(a, argparse._SubParsersAction))
+    return action.choices["pipe"]
+
+
+def test_the_pipe_table_is_what_argparse_registers() -> None:
+    registered = {a.dest: a for a in _pipe_parser()._actions if a.option_strings
+                  and a.dest != "help"}
+    assert set(registered) == {flag.dest for flag in pipe.FLAGS}
+    for flag in pipe.FLAGS:
+        action = registered[flag.dest]
+        assert action.option_strings == [flag.option]
+        assert action.default == flag.default
+        assert action.required == flag.required
+        assert action.type is flag.convert
+        assert (list(action.choices) if action.choices else None) == (
+            list(flag.choices) if flag.choices else None)
+    group = next(g for g in _pipe_parser()._mutually_exclusive_groups)
+    assert group.required
+    assert tuple(a.dest for a in group._group_actions) == pipe.ONE_OF[0]
+
+
+@st.composite
+def _pipe_item(draw: st.DrawFn) -> list[str]:
+    flag = draw(st.sampled_from(pipe.FLAGS))
+    if flag.choices:
+        return [flag.option, draw(st.sampled_from(flag.choices))]
+    if flag.dest == "reinject":
+        return [flag.option, draw(st.sampled_from(
+            ["sendmail", "sendmail:/usr/sbin/sendmail", "smtp:127.0.0.1:10026", "smtp:[::1]:25",
+             "sendmail:relative", "smtp:host", "lmtp:x"]))]
+    return [flag.option, draw(st.sampled_from(["", "a@example.net", "<>", "SENDER", "x y"]))]
+
+
+PIPE_ITEMS = st.one_of(
+    _pipe_item(), _pipe_item(), _pipe_item(), _pipe_item(),
+    st.tuples(st.sampled_from([f.option for f in pipe.FLAGS]), ODD_VALUES).map(list),
+    st.sampled_from([["-h"], ["--send", "a"], ["--"], ["r@x"], ["--unknown", "x"]]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(PIPE_ITEMS, max_size=6), st.booleans(), st.booleans(),
+       st.lists(st.sampled_from(["r@example.net", "-r", "", "--", "x y"]), max_size=3))
+def test_what_quick_args_reads_of_a_pipe_line_is_what_argparse_reads(
+        items: list[list[str]], config_first: bool, sender_first: bool,
+        recipients: list[str]) -> None:
+    argv = ["pipe", *(["--config", "p.toml"] if config_first else []),
+            *(["--sender", "a@example.net"] if sender_first else []),
+            *(arg for item in items for arg in item), "--", *recipients]
+    quick = cli.quick_args(argv)
+    event("read without argparse" if quick is not None else "left to argparse")
+    if quick is not None:
+        assert vars(quick) == _argparse(argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["pipe", "--config", "p.toml", "--sender", "a@x", "--", "r@y"],
+    ["pipe", "--config", "/etc/mailroute/policy.toml", "--sender", "", "--queue-id", "4ABC",
+     "--client-ip", "192.0.2.1", "--helo", "mx.example", "--sasl-user", "",
+     "--reinject", "smtp:127.0.0.1:10026", "--log", "syslog", "--", "r1@y", "r2@z", "-odd"],
+    ["pipe", "--config", "p.toml", "--sender-env", "SENDER", "--direction", "inbound",
+     "--log-format", "json", "--", "r@y"],
+])
+def test_an_mta_pipe_line_is_read_without_argparse(argv: list[str]) -> None:
+    quick = cli.quick_args(argv)
+    assert quick is not None
+    assert vars(quick) == _argparse(argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["pipe", "--config", "p.toml", "--sender", "a@x"],  # no recipients
+    ["pipe", "--config", "p.toml", "--sender", "a@x", "--"],
+    ["pipe", "--config", "p.toml", "--", "r@y"],  # no sender
+    ["pipe", "--config", "p.toml", "--sender", "a", "--sender-env", "S", "--", "r@y"],
+    ["pipe", "--config", "p.toml", "--sender", "a", "--reinject", "lmtp:x", "--", "r@y"],
+    ["pipe", "--config", "p.toml", "--sender", "a", "r@y"],  # recipients without --
+    ["pipe", "--sender", "a", "--", "r@y"],  # no policy
+])
+def test_an_odd_pipe_line_is_left_to_argparse(argv: list[str]) -> None:
+    assert cli.quick_args(argv) is None

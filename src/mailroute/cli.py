@@ -121,7 +121,8 @@ def quick_args(argv: Sequence[str]) -> SimpleNamespace | None:
         return None
     from mailroute.commands.common import parse_flags
 
-    values = parse_flags(argv[1:], flags)
+    values = parse_flags(argv[1:], flags, positional=getattr(module, "POSITIONAL", None),
+                         one_of=getattr(module, "ONE_OF", ()))
     if values is None:
         return None
     return SimpleNamespace(verbose=False, command=argv[0], handler=module.run, **values)

@@ -78,3 +78,7 @@ class LazyLogger:
     def error(self, msg: object, *args: object, **kwargs: Any) -> None:
         """``Logger.error``."""
         self.logger.error(msg, *args, stacklevel=2, **kwargs)
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        """``Logger.exception``: an error with the exception being handled."""
+        self.logger.exception(msg, *args, stacklevel=2, **kwargs)

@@ -27,29 +27,30 @@ Message-ID, sender, recipient count, direction, exit code, filters and duration.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 from collections.abc import Callable
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from mailroute.adapters.collector import resume_after_start_up
 from mailroute.adapters.messagelog import MESSAGE_LOG, MessageLog, record_for
-from mailroute.adapters.notify import held_notification
 from mailroute.adapters.pipe import exit_code_for, read_bounded
-from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, Reinjector
 from mailroute.errors import MailrouteError, TemporaryError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
+from mailroute.logs import LazyLogger
 from mailroute.pipeline import Pipeline
 from mailroute.records import field, record, replace
 from mailroute.results import Action, Reply
 from mailroute.session import Result
 
+if TYPE_CHECKING:
+    from mailroute.adapters.quarantine import QuarantineStore
+
 __all__ = ["MESSAGE_LOG", "TransportRun", "run_pipe_transport"]
 
-log = logging.getLogger("mailroute.pipe")
+log = LazyLogger("mailroute.pipe")
 
 
 @record(frozen=True)
@@ -192,6 +193,9 @@ def _notify(result: Result, entry: str, run: TransportRun) -> None:
             subject = found.decoded()
         except MailrouteError:
             subject = found.value
+    # the notice's MIME and date handling load the email package: only for quarantine
+    from mailroute.adapters.notify import held_notification
+
     try:
         notice = held_notification(sender=run.envelope.mail_from, subject=subject,
                                    recipients=run.envelope.rcpt_to, reason=result.notify,

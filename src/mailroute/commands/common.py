@@ -87,6 +87,8 @@ class Flag:
     choices: tuple[str, ...] | None = None
     append: bool = False  # repeatable: action="append"
     path: bool = False  # type=Path
+    #: argparse's ``type=``; a value it refuses leaves the line to argparse
+    convert: Callable[[str], Any] | None = None
     required: bool = False
     group: str | None = None  # the help section it is listed in
 
@@ -132,11 +134,11 @@ def log_flags(default: str) -> tuple[Flag, ...]:
     )
 
 
-def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
+def add_flags(parser: argparse._ActionsContainer, flags: tuple[Flag, ...]) -> None:
     """Register ``flags`` with argparse, each group's flags in a section of its name."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for flag in flags:
-        target: argparse.ArgumentParser | argparse._ArgumentGroup = parser
+        target: argparse._ActionsContainer = parser
         if flag.group is not None:
             if flag.group not in groups:
                 groups[flag.group] = parser.add_argument_group(flag.group)
@@ -154,16 +156,33 @@ def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
             from pathlib import Path
 
             options["type"] = Path
+        if flag.convert is not None:
+            options["type"] = flag.convert
         if flag.required:
             options["required"] = True
         target.add_argument(flag.option, **options)
 
 
-def parse_flags(argv: Sequence[str], flags: tuple[Flag, ...]) -> dict[str, Any] | None:
+def parse_flags(argv: Sequence[str], flags: tuple[Flag, ...], *,
+                positional: str | None = None,
+                one_of: tuple[tuple[str, ...], ...] = ()) -> dict[str, Any] | None:
     """What argparse makes of ``argv`` when every item is one of ``flags`` followed by its
     value, or ``None`` for anything else (help, an unknown or abbreviated option, the
-    ``--option=value`` form, a value that starts with ``-``, a value not among the choices,
-    a required option missing), which argparse then reads and answers itself."""
+    ``--option=value`` form, a value that starts with ``-``, a value not among the choices
+    or refused by the flag's ``convert``, a required option missing), which argparse then
+    reads and answers itself.
+
+    With ``positional``, the options are followed by ``--`` and one or more values, stored
+    as a list under that name (``nargs="+"``). Each group of ``one_of`` names flags of which
+    exactly one must be given (a required mutually exclusive group).
+    """
+    if positional is not None:
+        if "--" not in argv:
+            return None
+        cut = list(argv).index("--")
+        argv, rest = argv[:cut], list(argv[cut + 1:])
+        if not rest:
+            return None
     by_option = {flag.option: flag for flag in flags}
     values: dict[str, Any] = {
         flag.dest: list(flag.default) if isinstance(flag.default, list) else flag.default
@@ -180,12 +199,21 @@ def parse_flags(argv: Sequence[str], flags: tuple[Flag, ...]) -> dict[str, Any] 
             from pathlib import Path
 
             value = Path(value)
+        if flag.convert is not None:
+            try:
+                value = flag.convert(value)
+            except Exception:  # noqa: BLE001 - argparse reads the line again and reports it
+                return None
         if flag.append:  # as argparse's append: the default's items, then each value
             value = [*(values[flag.dest] or ()), value]
         values[flag.dest] = value
         given.add(flag.dest)
     if any(flag.required and flag.dest not in given for flag in flags):
         return None
+    if any(len(given.intersection(group)) != 1 for group in one_of):
+        return None
+    if positional is not None:
+        values[positional] = rest
     return values
 
 

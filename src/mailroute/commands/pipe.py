@@ -9,34 +9,77 @@ chooses, ``--log-format`` makes it JSON.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
 import sys
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import Reinjector, parse_reinject
 from mailroute.adapters.transport import TransportRun, run_pipe_transport
 from mailroute.commands.common import (
-    add_log_arguments,
+    Flag,
+    add_flags,
     load_policy_or_report,
+    log_flags,
     message_log_from_args,
 )
 from mailroute.errors import TemporaryError
 from mailroute.exitcodes import ExitCode
 from mailroute.item import Direction, Envelope
 
-__all__ = ["register", "reinject_type"]
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["FLAGS", "ONE_OF", "POSITIONAL", "register", "reinject_type"]
 
 
 def reinject_type(text: str) -> Reinjector:
+    """``--reinject``'s value (argparse's ``type``)."""
     try:
         return parse_reinject(text)
     except ValueError as exc:
+        import argparse  # only for a value argparse is about to report
+
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+#: The options of ``pipe``: :func:`register` gives them to argparse, and the command line an
+#: MTA writes (options, ``--``, recipients) is read without argparse (mailroute.cli: one
+#: process per message); tests/test_quick_args.py checks that both readings agree.
+FLAGS: tuple[Flag, ...] = (
+    Flag(option="--config", dest="config", metavar="POLICY.toml", required=True,
+         help="the policy file"),
+    Flag(option="--sender", dest="sender", metavar="ADDR",
+         help="the envelope sender; '' or '<>' is the null sender of a bounce"),
+    Flag(option="--sender-env", dest="sender_env", metavar="NAME",
+         help="read the envelope sender from environment variable NAME (Exim 4.94+ refuses "
+              "$sender_address in a pipe command; its pipe transport sets SENDER)"),
+    Flag(option="--queue-id", dest="queue_id", metavar="ID",
+         help="the MTA's queue id, for the log line"),
+    Flag(option="--client-ip", dest="client_ip", metavar="IP",
+         help="the connecting client's address"),
+    Flag(option="--helo", dest="helo", metavar="NAME",
+         help="the client's HELO name (SPF checks it for the null sender)"),
+    Flag(option="--sasl-user", dest="sasl_user", metavar="NAME",
+         help="the authenticated SASL user (${sasl_username}): the envelope's auth_user, for "
+              "the authenticated condition and the log line"),
+    Flag(option="--tls-name", dest="tls_name", metavar="NAME",
+         help="the peer's verified TLS certificate name"),
+    Flag(option="--direction", dest="direction", choices=tuple(d.value for d in Direction),
+         help="inbound, outbound or internal (derived from the policy if omitted)"),
+    Flag(option="--reinject", dest="reinject", default=parse_reinject("sendmail"),
+         convert=reinject_type, metavar="sendmail[:PATH]|smtp:HOST:PORT",
+         help="how an accepted message is handed on (default: /usr/sbin/sendmail -G -i -f "
+              "SENDER -- RCPT...)"),
+    *log_flags("auto"),
+)
+#: The recipients, after ``--``.
+POSITIONAL = "recipients"
+#: Exactly one of them is given.
+ONE_OF = (("sender", "sender_env"),)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,31 +92,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "a limit; 69 refused by policy or by the next hop for every recipient; "
                     "75 try again later; 78 bad policy. Nothing is handed on unless the exit "
                     "is 0.")
-    parser.add_argument("--config", required=True, metavar="POLICY.toml", help="the policy file")
-    sender = parser.add_mutually_exclusive_group(required=True)
-    sender.add_argument("--sender", metavar="ADDR",
-                        help="the envelope sender; '' or '<>' is the null sender of a bounce")
-    sender.add_argument("--sender-env", metavar="NAME",
-                        help="read the envelope sender from environment variable NAME "
-                             "(Exim 4.94+ refuses $sender_address in a pipe command; its pipe "
-                             "transport sets SENDER)")
-    parser.add_argument("--queue-id", metavar="ID", help="the MTA's queue id, for the log line")
-    parser.add_argument("--client-ip", metavar="IP", help="the connecting client's address")
-    parser.add_argument("--helo", metavar="NAME",
-                        help="the client's HELO name (SPF checks it for the null sender)")
-    parser.add_argument("--sasl-user", metavar="NAME",
-                        help="the authenticated SASL user (${sasl_username}): the envelope's "
-                             "auth_user, for the authenticated condition and the log line")
-    parser.add_argument("--tls-name", metavar="NAME",
-                        help="the peer's verified TLS certificate name")
-    parser.add_argument("--direction", choices=[d.value for d in Direction],
-                        help="inbound, outbound or internal (derived from the policy if omitted)")
-    parser.add_argument("--reinject", type=reinject_type, default=parse_reinject("sendmail"),
-                        metavar="sendmail[:PATH]|smtp:HOST:PORT",
-                        help="how an accepted message is handed on (default: "
-                             "/usr/sbin/sendmail -G -i -f SENDER -- RCPT...)")
-    add_log_arguments(parser, default="auto")
-    parser.add_argument("recipients", nargs="+", metavar="RCPT",
+    sender_flags = {dest for group in ONE_OF for dest in group}
+    add_flags(parser, FLAGS[:1])
+    add_flags(parser.add_mutually_exclusive_group(required=True),
+              tuple(f for f in FLAGS if f.dest in sender_flags))
+    add_flags(parser, tuple(f for f in FLAGS[1:] if f.dest not in sender_flags))
+    parser.add_argument(POSITIONAL, nargs="+", metavar="RCPT",
                         help="the envelope recipients (after --)")
     parser.set_defaults(handler=run)
 
@@ -121,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load_policy_or_report(args.config)
     if isinstance(pipeline, ExitCode):
         return pipeline
-    quarantine = (QuarantineStore(pipeline.quarantine_dir)
-                  if pipeline.quarantine_dir is not None else None)
+    quarantine = None
+    if pipeline.quarantine_dir is not None:
+        from mailroute.adapters.quarantine import QuarantineStore
+
+        quarantine = QuarantineStore(pipeline.quarantine_dir)
     transport = TransportRun(envelope=envelope, reinjector=args.reinject,
                              queue_id=args.queue_id, quarantine=quarantine,
                              message_log=message_log, sasl_user=args.sasl_user or None,

@@ -16,6 +16,7 @@ material. Values from the message are cut to one line of at most 200 characters.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from mailroute.session import Result
 
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
 
 __all__ = ["LOG_FORMATS", "MESSAGE_LOG", "LogFormat", "MessageLog", "MessageRecord",
            "format_json", "format_text", "message_id_of", "record_for"]
@@ -187,26 +189,44 @@ def _quoted(text: str) -> str:
 
 
 class MessageLog:
-    """Writes message records to the :data:`MESSAGE_LOG` logger in one format.
+    """Writes message records to the :data:`MESSAGE_LOG` logger in one format, or to
+    ``sink``, a function that takes each line (a one-message process:
+    :mod:`mailroute.adapters.linelog`).
 
     Adapters hold one and call :meth:`write` once per message; where the lines go (syslog,
-    standard error, nowhere) is the logger's handlers' business.
+    standard error, nowhere) is the logger's handlers' business, or the sink's.
     """
 
     def __init__(self, fmt: LogFormat = "text",
-                 logger: logging.Logger | None = None) -> None:
-        import logging  # loaded by the adapters that log, not by every command
-
+                 logger: logging.Logger | None = None, *,
+                 sink: Callable[[str], None] | None = None) -> None:
         if fmt not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
         self.format: LogFormat = fmt
-        self.logger = logger or logging.getLogger(MESSAGE_LOG)
+        self.sink = sink
+        self._logger = logger
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The logger the lines go to when there is no sink."""
+        if self._logger is None:
+            import logging  # loaded by the adapters that log, not by every command
+
+            self._logger = logging.getLogger(MESSAGE_LOG)
+        return self._logger
 
     def render(self, record: MessageRecord) -> str:
         """The line for ``record`` in this log's format."""
         return format_json(record) if self.format == "json" else format_text(record)
 
     def write(self, record: MessageRecord) -> None:
-        """Log ``record`` at INFO (never raises for a logging failure: logging handles it)."""
-        if self.logger.isEnabledFor(20):  # logging.INFO
+        """Log ``record`` at INFO, or hand its line to the sink (never raises for a failure
+        to write: logging handles its own, a sink falls back or drops the line)."""
+        if self.sink is not None:
+            line = self.render(record)
+            # a log line must never turn a message that was handed on into a retry
+            # (logging's handlers swallow their failures too)
+            with contextlib.suppress(Exception):
+                self.sink(line)
+        elif self.logger.isEnabledFor(20):  # logging.INFO
             self.logger.info("%s", self.render(record))

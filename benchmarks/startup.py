@@ -5,7 +5,9 @@ the same message (the C tool an administrator would use instead), and ``mailrout
 with an empty policy, the disclaimer policy of examples/disclaimer and the gateway policy of
 examples/gateway. Runs alternate between the commands, so drift in the machine's speed
 touches them alike. Targets (issue 12): empty ≤ 3.5x, disclaimer ≤ 4.5x, gateway ≤ 5x
-``python -c pass``.
+``python -c pass``. ``mailroute pipe`` (the Postfix pipe(8) / Exim adapter) is timed too,
+handing on to a stand-in ``sendmail`` that only reads the message (its log line goes where
+``--log auto`` sends it: syslog when /dev/log exists, else standard error).
 
 ``mailroute`` is the console script installed beside the interpreter, as Postfix pipe(8) or
 an Exim transport runs it (``python -m mailroute`` when there is none).
@@ -85,6 +87,15 @@ def main() -> None:
             "mailroute, gateway policy": [*mailroute, "process", "--config",
                                           str(_gateway_policy(folder)), *ENVELOPE],
         }
+        # mailroute pipe as pipe(8) runs it, handing on to a sendmail that only reads
+        sendmail = folder / "sendmail"
+        sendmail.write_text("#!/bin/sh\nexec cat > /dev/null\n")
+        sendmail.chmod(0o755)
+        for name, policy in (("empty", empty),
+                             ("gateway", folder / "gateway" / "policy.toml")):
+            commands[f"mailroute pipe, {name} policy"] = [
+                *mailroute, "pipe", "--config", str(policy), "--sender", ENVELOPE[1],
+                "--reinject", f"sendmail:{sendmail}", "--", ENVELOPE[3]]
         altermime = shutil.which("altermime")
         if altermime:
             footer = ROOT / "examples" / "disclaimer" / "footer.txt"

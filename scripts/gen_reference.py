@@ -43,6 +43,8 @@ GETTERS: dict[str, tuple[str, bool]] = {
     "string_list": ("list of strings", False),
     "path": ("path", True),
     "optional_path": ("path", False),
+    "file": ("path", True),
+    "optional_file": ("path", False),
     "path_list": ("list of paths", False),
     "table": ("table", False),
     "raw": ("any", True),

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from mailroute import __version__
 from mailroute.adapters.collector import pause_for_start_up, skip_final_collection
-from mailroute.adapters.pipe import report_internal_error
 from mailroute.errors import OutputError
 from mailroute.exitcodes import ExitCode
 from mailroute.logs import configure as configure_logging
@@ -149,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
         return ExitCode.TEMPFAIL
     except Exception:  # noqa: BLE001 - the MTA sees "try again" first; a traceback with -v
+        from mailroute.adapters.pipe import report_internal_error
+
         report_internal_error(sys.stderr, "mailroute")
         return ExitCode.TEMPFAIL
 

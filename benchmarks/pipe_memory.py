@@ -7,7 +7,8 @@ Shapes: the corpus's large message (a short text part and a 20 MB attachment), a
 base64 text body written as one line, a 20 MB 7bit text body of one line (the disclaimer
 makes it quoted-printable), and a 24 MB text body in base64 lines of 76. Policies: empty
 (identity) and the disclaimer policy of examples/disclaimer. Target (issue 12): the
-disclaimer within 2x the message size.
+disclaimer within 2x the message size. Last, ``mailroute pipe`` with the large attachment,
+handing on over SMTP as examples/postfix does (to an aiosmtpd sink on loopback).
 
     .venv/bin/python benchmarks/pipe_memory.py [--json FILE]
 """
@@ -18,9 +19,11 @@ import argparse
 import base64
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,17 +65,54 @@ def _command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mailroute"]
 
 
-def peak_kib(policy: Path, message: Path) -> int:
-    """Peak RSS in KiB of ``mailroute process`` over ``message`` (its output discarded)."""
+def peak_kib(policy: Path, message: Path, smtp_port: int | None = None) -> int:
+    """Peak RSS in KiB of ``mailroute process`` over ``message`` (its output discarded), or
+    of ``mailroute pipe`` handing it on to ``smtp_port``."""
     gnu_time = shutil.which("time") or "/usr/bin/time"
+    run = (["process", "--config", str(policy), *ENVELOPE] if smtp_port is None else
+           ["pipe", "--config", str(policy), "--sender", ENVELOPE[1], "--reinject",
+            f"smtp:127.0.0.1:{smtp_port}", "--log", "none", "--", ENVELOPE[3]])
     with message.open("rb") as stdin, tempfile.NamedTemporaryFile() as report:
-        done = subprocess.run([gnu_time, "-f", "%M", "-o", report.name, *_command(),
-                               "process", "--config", str(policy), *ENVELOPE],
+        done = subprocess.run([gnu_time, "-f", "%M", "-o", report.name, *_command(), *run],
                               stdin=stdin, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, check=False)
         if done.returncode != 0:
-            raise SystemExit(f"mailroute process failed: {done.stderr.decode()[-400:]}")
+            raise SystemExit(f"mailroute {run[0]} failed: {done.stderr.decode()[-400:]}")
         return int(Path(report.name).read_text().split()[-1])
+
+
+def _smtp_sink() -> tuple[subprocess.Popen[bytes], int]:
+    """An aiosmtpd sink on a free loopback port (the smtp extra)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    sink = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+                             "-c", "aiosmtpd.handlers.Sink"])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return sink, port
+        except OSError:
+            time.sleep(0.05)
+    sink.kill()
+    raise SystemExit("the SMTP sink did not start")
+
+
+def _pipe_over_smtp(work: Path, empty: Path, small: Path, rows: list[dict[str, object]]) -> None:
+    sink, port = _smtp_sink()
+    try:
+        message = work / "large.eml"
+        message.write_bytes(_attachment())
+        size = message.stat().st_size
+        ratios = {label: (peak_kib(policy, message, port) - peak_kib(policy, small, port))
+                  * 1024 / size for label, policy in (("empty", empty), ("disclaimer", DISCLAIMER))}
+    finally:
+        sink.terminate()
+        sink.wait()
+    name = "pipe, SMTP hand-on"
+    print(f"{name:24} {size / 1e6:6.1f} MB  {ratios['empty']:6.2f}x  {ratios['disclaimer']:9.2f}x")
+    rows.append({"case": "20 MB attachment, mailroute pipe handing on over SMTP",
+                 "values": {k: round(v, 2) for k, v in ratios.items()}})
 
 
 def main() -> int:
@@ -81,7 +121,7 @@ def main() -> int:
     add_json_argument(parser)
     args = parser.parse_args()
     results = Results("pipe_memory")
-    rows = results.chart("Peak RSS of mailroute process above the interpreter",
+    rows = results.chart("Peak RSS of mailroute process and pipe above the interpreter",
                          "x message size", ["empty", "disclaimer"], lower_is_better=True)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -102,6 +142,7 @@ def main() -> int:
             print(f"{name:24} {size / 1e6:6.1f} MB  {ratios['empty']:6.2f}x  "
                   f"{ratios['disclaimer']:9.2f}x")
             rows.append({"case": name, "values": {k: round(v, 2) for k, v in ratios.items()}})
+        _pipe_over_smtp(work, empty, small, rows)
     results.write(args.json)
     return 0
 

@@ -66,8 +66,9 @@ class SmtpSink(Background):
     def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
                  data_reply: str = "250 2.0.0 queued", port: int = 0,
                  data_delay: float = 0.0, mail_reply: str = "250 2.1.0 ok",
-                 pipelining: bool = True) -> None:
+                 pipelining: bool = True, data_command_reply: str = "354 go ahead") -> None:
         self.mail_reply = mail_reply
+        self.data_command_reply = data_command_reply
         self.pipelining = pipelining
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_reply = data_reply
@@ -150,7 +151,9 @@ class SmtpSink(Background):
                         current.recipients.append(rcpt)
                     send(reply)
                 elif verb == "DATA" and current is not None:
-                    send("354 go ahead")
+                    send(self.data_command_reply)
+                    if not self.data_command_reply.startswith("354"):
+                        continue
                     chunks = []
                     while True:
                         chunk = reader.readline()

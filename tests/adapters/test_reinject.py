@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import smtplib
 import socket
 import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailroute.adapters.reinject import (
     HandOnStatus,
@@ -15,6 +18,7 @@ from mailroute.adapters.reinject import (
     SmtpReinjector,
     parse_reinject,
     wire_format,
+    wire_pieces,
 )
 from tests.smtpsink import SmtpSink
 
@@ -62,6 +66,14 @@ def test_failure_after_data_is_temporary() -> None:
     with SmtpSink(data_reply="554 5.6.0 no thanks") as sink:
         handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "a@corp.example", RCPTS)
     assert handon.status is HandOnStatus.TEMPORARY
+
+
+def test_data_refused_before_the_content_is_temporary() -> None:
+    with SmtpSink(data_command_reply="451 4.3.0 not now") as sink:
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "a@corp.example", RCPTS)
+    assert handon.status is HandOnStatus.TEMPORARY
+    assert handon.detail == "DATA refused: 451 4.3.0 not now"
+    assert sink.delivered == []
 
 
 def test_no_listener_is_temporary() -> None:
@@ -128,3 +140,34 @@ def test_internationalised_addresses_need_smtputf8() -> None:
                                                                 ["jörg@partner.example"])
         assert handon.status is HandOnStatus.PERMANENT
         assert sink.transactions == []
+
+
+def _what_smtplib_sends(whole: bytes) -> bytes:
+    """smtplib's ``data`` content for ``whole`` (CRLF line ends as wire_format makes them)."""
+    quoted = smtplib._quote_periods(wire_format(whole))  # type: ignore[attr-defined]
+    return quoted if quoted.endswith(b"\r\n") else quoted + b"\r\n"
+
+
+@given(st.lists(st.binary(max_size=12).map(lambda b: bytes(b"ab.\r\n"[x % 5] for x in b)),
+                max_size=8),
+       st.integers(min_value=1, max_value=9))
+def test_the_pieces_are_what_smtplib_sends_for_the_whole(chunks: list[bytes],
+                                                         window: int) -> None:
+    pieces = list(wire_pieces(chunks, window=window))
+    assert b"".join(pieces) == _what_smtplib_sends(b"".join(chunks))
+    # every piece comes from at most one window of the message (plus a CR held over and
+    # the dots and CRs added), never from the whole message at once
+    assert all(len(piece) <= 3 * (window + 1) for piece in pieces)
+
+
+def test_a_large_message_goes_out_in_pieces_and_arrives_whole() -> None:
+    body = b"".join(b".line %d\n" % n for n in range(300_000))  # 4 MB, every line dotted
+    message = MESSAGE + body
+    chunks = [memoryview(message)[i:i + 700_000] for i in range(0, len(message), 700_000)]
+    assert max(len(p) for p in wire_pieces(chunks)) < 2 * (1 << 20)
+    with SmtpSink() as sink:
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(chunks, "a@corp.example",
+                                                                 RCPTS[:1])
+        assert handon.ok, handon.detail
+        [tx] = sink.wait_for(1)
+    assert tx.body == message.replace(b"\n", b"\r\n")

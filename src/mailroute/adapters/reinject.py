@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from mailroute.adapters.output import Chunks, pieces_of
@@ -35,6 +35,8 @@ __all__ = [
     "SendmailReinjector",
     "SmtpReinjector",
     "parse_reinject",
+    "wire_format",
+    "wire_pieces",
 ]
 
 DEFAULT_SENDMAIL = "/usr/sbin/sendmail"
@@ -132,7 +134,8 @@ class SmtpReinjector:
     def deliver(self, data: bytes | Chunks, sender: str, recipients: Sequence[str]) -> HandOn:
         """MAIL, every RCPT, DATA; RSET and nothing handed on if any recipient is refused.
 
-        smtplib takes the message whole (it dot-stuffs a copy), so pieces are joined here.
+        The content is sent in pieces of about 1 MiB as :func:`wire_pieces` makes them
+        (smtplib's ``data`` would take it whole and dot-stuff a copy of the copy).
         """
         import smtplib
 
@@ -142,14 +145,13 @@ class SmtpReinjector:
         except (smtplib.SMTPException, OSError) as exc:
             return HandOn(HandOnStatus.TEMPORARY, f"{self.host}:{self.port}: {_describe(exc)}")
         try:
-            whole = data if isinstance(data, bytes) else b"".join(data)
-            return self._transaction(client, wire_format(whole), sender, recipients)
+            return self._transaction(client, data, sender, recipients)
         except (smtplib.SMTPException, OSError) as exc:
             return HandOn(HandOnStatus.TEMPORARY, f"{self.host}:{self.port}: {_describe(exc)}")
         finally:
             _quit(client)
 
-    def _transaction(self, client: smtplib.SMTP, wire: bytes, sender: str,
+    def _transaction(self, client: smtplib.SMTP, data: bytes | Chunks, sender: str,
                      recipients: Sequence[str]) -> HandOn:
         client.ehlo_or_helo_if_needed()
         options = ["BODY=8BITMIME"] if client.has_extn("8bitmime") else []
@@ -174,7 +176,14 @@ class SmtpReinjector:
             return HandOn(HandOnStatus.PERMANENT if permanent else HandOnStatus.TEMPORARY,
                           f"{len(refusals)} of {len(recipients)} recipients refused, nothing "
                           f"handed on ({refused_text})")
-        code, text = client.data(wire)
+        client.putcmd("data")
+        code, text = client.getreply()
+        if code != 354:
+            return HandOn(HandOnStatus.TEMPORARY, f"DATA refused: {code} {_text(text)}")
+        for piece in wire_pieces(data):
+            client.send(piece)
+        client.send(b".\r\n")
+        code, text = client.getreply()
         if code != 250:
             return HandOn(HandOnStatus.TEMPORARY, f"DATA refused: {code} {_text(text)}")
         return HandOn(HandOnStatus.DELIVERED,
@@ -215,6 +224,37 @@ def wire_format(data: bytes) -> bytes:
     if data.count(b"\n") == data.count(b"\r\n"):  # already CRLF: two C-speed counts, no regex
         return data
     return _LINE_END.sub(b"\r\n", data)
+
+
+def wire_pieces(data: bytes | Chunks, window: int = 1 << 20) -> Iterator[bytes]:
+    """``data`` as SMTP DATA content in pieces of about ``window`` bytes: every line end CRLF,
+    every line that starts with ``.`` dot-stuffed, ending in CRLF (the final ``.`` line is
+    the caller's). Joined, the pieces are what smtplib's ``data`` sends for the whole message
+    before its final dot; no piece holds more than a window of the message."""
+    held = b""  # a CR that ended a window: with an LF opening the next, it is one CRLF
+    line_start = True
+    tail = b""
+    for piece in pieces_of(data):
+        view = memoryview(piece)
+        for start in range(0, len(view), window):
+            text = held + bytes(view[start:start + window])
+            held = b""
+            if text.endswith(b"\r"):
+                text, held = text[:-1], b"\r"
+            if not text:
+                continue
+            wire = wire_format(text)
+            if line_start and wire.startswith(b"."):
+                wire = b"." + wire
+            wire = wire.replace(b"\r\n.", b"\r\n..")
+            line_start = wire.endswith(b"\r\n")
+            tail = (tail + wire)[-2:]
+            yield wire
+    if held:
+        tail = (tail + held)[-2:]
+        yield held
+    if tail != b"\r\n":
+        yield b"\r\n"
 
 
 def parse_reinject(spec: str) -> Reinjector:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mailroute import cli
 from mailroute.commands import pipe, process
-from mailroute.commands.common import parse_flags
+from mailroute.commands.common import Flag, parse_flags
 
 
 def _argparse(argv: list[str]) -> dict[str, object] | None:
@@ -26,17 +26,18 @@ def _argparse(argv: list[str]) -> dict[str, object] | None:
         return None
 
 
-def _process_parser() -> argparse.ArgumentParser:
-    action = next(a for a in cli.build_parser(["process"])._actions
+def _parser_of(command: str) -> argparse.ArgumentParser:
+    action = next(a for a in cli.build_parser([command])._actions
                   if isinstance(a, argparse._SubParsersAction))
-    return action.choices["process"]
+    return action.choices[command]
 
 
-def test_the_table_is_what_argparse_registers() -> None:
-    registered = {a.dest: a for a in _process_parser()._actions if a.option_strings
+def _assert_table_is_registered(command: str, flags: tuple[Flag, ...]) -> None:
+    """Every flag of the table is an argparse option of ``command`` with the same reading."""
+    registered = {a.dest: a for a in _parser_of(command)._actions if a.option_strings
                   and a.dest != "help"}
-    assert set(registered) == {flag.dest for flag in process.FLAGS}
-    for flag in process.FLAGS:
+    assert set(registered) == {flag.dest for flag in flags}
+    for flag in flags:
         action = registered[flag.dest]
         assert action.option_strings == [flag.option]
         assert action.default == flag.default
@@ -44,7 +45,11 @@ def test_the_table_is_what_argparse_registers() -> None:
         assert (list(action.choices) if action.choices else None) == (
             list(flag.choices) if flag.choices else None)
         assert isinstance(action, argparse._AppendAction) == flag.append
-        assert (action.type is Path) == flag.path
+        assert action.type is (Path if flag.path else flag.convert)
+
+
+def test_the_table_is_what_argparse_registers() -> None:
+    _assert_table_is_registered("process", process.FLAGS)
 
 
 OPTIONS = [flag.option for flag in process.FLAGS]
@@ -136,25 +141,9 @@ def test_a_line_of_table_options_with_plain_values_is_read_as_argparse_reads_it(
 
 # ``mailroute pipe``: the command line an MTA writes, options then ``--`` and recipients.
 
-def _pipe_parser() -> argparse.ArgumentParser:
-    action = next(a for a in cli.build_parser(["pipe"])._actions
-                  if isinstance(a, argparse._SubParsersAction))
-    return action.choices["pipe"]
-
-
 def test_the_pipe_table_is_what_argparse_registers() -> None:
-    registered = {a.dest: a for a in _pipe_parser()._actions if a.option_strings
-                  and a.dest != "help"}
-    assert set(registered) == {flag.dest for flag in pipe.FLAGS}
-    for flag in pipe.FLAGS:
-        action = registered[flag.dest]
-        assert action.option_strings == [flag.option]
-        assert action.default == flag.default
-        assert action.required == flag.required
-        assert action.type is flag.convert
-        assert (list(action.choices) if action.choices else None) == (
-            list(flag.choices) if flag.choices else None)
-    group = next(g for g in _pipe_parser()._mutually_exclusive_groups)
+    _assert_table_is_registered("pipe", pipe.FLAGS)
+    group = next(g for g in _parser_of("pipe")._mutually_exclusive_groups)
     assert group.required
     assert tuple(a.dest for a in group._group_actions) == pipe.ONE_OF[0]
 

@@ -73,7 +73,7 @@ class _SinkHandler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         self._reply("220 sink ESMTP")
-        mail_from, rcpts = "", []
+        mail_from, rcpts = "", list[str]()
         while True:
             line = self.rfile.readline()
             if not line:

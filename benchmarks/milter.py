@@ -250,11 +250,16 @@ class Milter:
     log: Path | None = None
 
 
-def bench(root: Path, args: argparse.Namespace) -> int:
-    configs = [c for c in CONFIGS if c in args.configs.split(",")]
+def write_policies(root: Path) -> None:
+    """``empty.toml`` and ``disclaimer.toml`` (one disclaimer filter) in ``root``."""
     (root / "empty.toml").write_text("")
     (root / "d.txt").write_text("-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n")
     (root / "disclaimer.toml").write_text('[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n')
+
+
+def bench(root: Path, args: argparse.Namespace) -> int:
+    configs = [c for c in CONFIGS if c in args.configs.split(",")]
+    write_policies(root)
     sink_port = free_port()
     mailroute = [sys.executable, "-m", "mailroute", "milter"]
     null_binary = build_null_milter(root) if any(c.startswith("null") for c in configs) else None

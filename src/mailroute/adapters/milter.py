@@ -25,7 +25,7 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -271,14 +271,23 @@ class MilterConnectionHandler(asyncio.Protocol):
 
     def _process(self) -> None:
         out: list[pm.Action] = []
+        conn = self.conn
+        next_event = conn.next_event
         try:
             while True:
-                event = self.conn.next_event()
-                if isinstance(event, pm.NeedData):
-                    if self.conn.state is pm.State.CLOSED:
+                event = next_event()
+                handler = _HANDLERS.get(type(event))
+                if handler is not None:
+                    answer = handler(self, event)
+                    if answer is not None:
+                        out += answer
+                    elif conn.owed is not None:
+                        out.append(_CONTINUE)
+                elif event is pm.NEED_DATA:
+                    if conn.state is pm.State.CLOSED:
                         raise _Closed
                     break
-                if type(event) is pm.EndOfMessage:
+                elif type(event) is pm.EndOfMessage:
                     self._add_body(event.data)
                     work = self._end_of_message()
                     if isinstance(work, list):
@@ -287,7 +296,8 @@ class MilterConnectionHandler(asyncio.Protocol):
                     self._write(out)
                     self._start_work(work)
                     return
-                out += self._handle(event)
+                elif conn.owed is not None:  # an event that needs nothing from us
+                    out.append(_CONTINUE)
             self._write(out)
         except _Closed:
             self._write(out)
@@ -353,15 +363,6 @@ class MilterConnectionHandler(asyncio.Protocol):
             log.info("milter connection silent for %ss, closing", timeout)
             self.close()
 
-    def _handle(self, event: pm.Event) -> Sequence[pm.Action]:
-        """The answer to every event but end-of-message."""
-        handler = _HANDLERS.get(type(event))
-        if handler is not None:
-            answer = handler(self, event)
-            if answer is not None:
-                return answer
-        return _CONTINUE if self.conn.owed is not None else ()
-
     def _on_header(self, event: pm.Header) -> None:
         if self.needs_message:
             self._add_header(event)
@@ -369,7 +370,8 @@ class MilterConnectionHandler(asyncio.Protocol):
     def _on_macros(self, event: pm.Macros) -> None:
         if event.stage == b"M":
             self._forget_message_macros()
-        self.facts.macros.update(event.values)
+        if event.values:
+            self.facts.macros.update(event.values)
 
     def _on_body(self, event: pm.BodyChunk) -> None:
         if self.needs_message:
@@ -512,10 +514,11 @@ class MilterConnectionHandler(asyncio.Protocol):
             self._process()
 
 
-_CONTINUE = (pm.Continue(),)
+_CONTINUE = pm.Continue()
 
-#: Event type -> what the connection does with it; ``None`` from a handler means "continue
-#: if the MTA waits for a reply". A dict lookup per packet instead of a chain of tests.
+#: Event type -> what the connection does with it (every event but end-of-message); ``None``
+#: from a handler, or no handler, means "continue if the MTA waits for a reply". A dict
+#: lookup per packet instead of a chain of tests.
 _HANDLERS: dict[type, Callable[[MilterConnectionHandler, Any], list[pm.Action] | None]] = {
     pm.Header: MilterConnectionHandler._on_header,
     pm.Macros: MilterConnectionHandler._on_macros,

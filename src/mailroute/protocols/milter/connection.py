@@ -58,7 +58,7 @@ from mailroute.protocols.milter.constants import (
     ProtocolFlag,
 )
 from mailroute.protocols.milter.errors import LocalProtocolError, RemoteProtocolError
-from mailroute.protocols.milter.framing import PacketBuffer, decode
+from mailroute.protocols.milter.framing import DECODERS, PacketBuffer
 
 __all__ = ["NEED_DATA", "MilterConnection", "NeedData", "State"]
 
@@ -88,6 +88,7 @@ _ORDER: dict[Command, int] = {
     Command.HEADER: 6, Command.EOH: 7, Command.BODY: 8, Command.BODYEOB: 9,
 }
 _MAIL_PHASE = _ORDER[Command.MAIL]
+_HELO_PHASE = _ORDER[Command.HELO]
 _NOMAIL = int(ProtocolFlag.NOMAIL)
 _NOCONNECT = int(ProtocolFlag.NOCONNECT)
 _REPEATABLE = frozenset({Command.HELO, Command.RCPT, Command.HEADER, Command.BODY})
@@ -102,6 +103,12 @@ _NO_REPLY_FLAG: dict[Command, ProtocolFlag] = {
     Command.UNKNOWN: ProtocolFlag.NR_UNKN,
 }
 _NO_REPLY_BIT = {command: int(flag) for command, flag in _NO_REPLY_FLAG.items()}
+# Per conversation command, read once per packet: its position in _ORDER, whether it may
+# repeat at that position, and its no-reply bit.
+_STEP = {command: (order, command in _REPEATABLE, _NO_REPLY_BIT[command])
+         for command, order in _ORDER.items() if command in _NO_REPLY_BIT}
+_STEP[Command.BODYEOB] = (_ORDER[Command.BODYEOB], False, 0)
+_ENDS = (Command.ABORT, Command.QUIT, Command.QUIT_NC)
 _REPLIES = (Continue, Accept, Reject, TempFail, Discard, ReplyCode, Skip)
 
 
@@ -142,29 +149,36 @@ class MilterConnection:
         Raises:
             RemoteProtocolError: the MTA broke the protocol (the state is ``ERROR``).
         """
-        if self.state is State.ERROR:
+        state = self.state
+        if state is State.ERROR:
             raise RemoteProtocolError("connection already failed")
         try:
             found = self._buffer.next_packet()
             if found is None:
-                if self._eof and self.state is not State.CLOSED:
+                if self._eof and state is not State.CLOSED:
                     if self._buffer.pending:
                         raise RemoteProtocolError("stream closed inside a packet")
                     self.state = State.CLOSED
                 return NEED_DATA
-            if self.state is State.CLOSED:
+            if state is State.CLOSED:
                 raise RemoteProtocolError("data after quit")
-            command, event = decode(*found)
-            self._transition(command, event)
+            code, data = found
+            entry = DECODERS.get(code)
+            if entry is None:
+                raise RemoteProtocolError(f"unknown milter command {bytes([code])!r}")
+            command, decoder = entry
+            event = decoder(data)
+            # a macro packet changes nothing once the conversation is open (the most
+            # frequent packet: one before nearly every command)
+            if command is not Command.MACRO or self._owed is not None or state is not State.OPEN:
+                self._transition(command, event)
         except RemoteProtocolError:
             self.state = State.ERROR
             raise
         return event
 
     def _transition(self, command: Command, event: ev.Event) -> None:
-        if command is Command.MACRO and self._owed is None and self.state is State.OPEN:
-            return  # the most frequent packet: one before nearly every command
-        if command in (Command.ABORT, Command.QUIT, Command.QUIT_NC):
+        if command in _ENDS:
             if self.state is State.NEGOTIATE and command is not Command.QUIT:
                 raise RemoteProtocolError(f"command {command.value!r} before negotiation")
             self._owed = None
@@ -172,8 +186,8 @@ class MilterConnection:
                 self.state = State.CLOSED
             elif command is Command.QUIT_NC:
                 self.phase = 0
-            elif self.phase >= _ORDER[Command.MAIL]:
-                self.phase = _ORDER[Command.HELO]
+            elif self.phase >= _MAIL_PHASE:
+                self.phase = _HELO_PHASE
             return
         if self._owed is not None:
             raise RemoteProtocolError(f"command {command.value!r} before the reply to "
@@ -191,30 +205,28 @@ class MilterConnection:
         if command is Command.MACRO:
             return
         if command is Command.UNKNOWN:
-            self._owe(command)
+            if not self._protocol_bits & _NO_REPLY_BIT[command]:
+                self._owed = command
             return
         self._advance(command)
-        self._owe(command)
 
     def _advance(self, command: Command) -> None:
-        order = _ORDER[command]
+        """Move to ``command``'s position in the conversation, and owe its reply."""
+        order, repeatable, no_reply = _STEP[command]
+        phase, bits = self.phase, self._protocol_bits
         if command is Command.CONNECT:
-            allowed = self.phase == 0
-        elif command in (Command.HELO, Command.MAIL):
-            allowed = self.phase >= 1 or bool(self._protocol_bits & _NOCONNECT)
+            allowed = phase == 0
+        elif command is Command.HELO or command is Command.MAIL:
+            allowed = phase >= 1 or bool(bits & _NOCONNECT)
         else:
-            open_ = (self.phase >= _MAIL_PHASE
-                     or bool(self._protocol_bits & _NOMAIL))
-            allowed = open_ and (order > self.phase
-                                 or (order == self.phase and command in _REPEATABLE))
+            allowed = ((phase >= _MAIL_PHASE or bool(bits & _NOMAIL))
+                       and (order > phase or (order == phase and repeatable)))
         if not allowed:
             raise RemoteProtocolError(f"command {command.value!r} out of order")
         self.phase = order
         if command is Command.BODYEOB:
             self._body_run = 0
-
-    def _owe(self, command: Command) -> None:
-        if not self._protocol_bits & _NO_REPLY_BIT.get(command, 0):
+        if not bits & no_reply:
             self._owed = command
 
     def send(self, action: Action) -> bytes:
@@ -247,14 +259,14 @@ class MilterConnection:
                 raise LocalProtocolError("skip only answers a body chunk, when negotiated")
             self._owed = None
             if owed is Command.BODYEOB:
-                self.phase = _ORDER[Command.HELO]
+                self.phase = _HELO_PHASE
             return
         if owed is not Command.BODYEOB:
             raise LocalProtocolError(f"{type(action).__name__} only at end-of-message")
         needed = REQUIRED_FLAG[type(action)]
         if isinstance(action, AddRecipient) and action.args:
             needed = ActionFlag.ADDRCPT_PAR
-        if not self.actions & needed:
+        if not int(self.actions) & int(needed):
             raise LocalProtocolError(f"{type(action).__name__} was not negotiated")
         if isinstance(action, ReplaceBody):
             if self._body_run == 2:
@@ -269,10 +281,12 @@ class MilterConnection:
             raise LocalProtocolError("negotiation reply without the MTA's offer")
         if action.version > offered.version or action.version > PROTOCOL_VERSION:
             raise LocalProtocolError("negotiated version above the MTA's")
-        if action.actions & ~offered.actions:
+        # as plain ints: flag-enum arithmetic costs microseconds, once per MTA connection
+        protocol = int(action.protocol)
+        if int(action.actions) & ~int(offered.actions):
             raise LocalProtocolError("asked for actions the MTA does not allow")
-        if action.protocol & ~offered.protocol:
+        if protocol & ~int(offered.protocol):
             raise LocalProtocolError("asked for protocol steps the MTA does not offer")
         self.actions, self.protocol = action.actions, action.protocol
-        self._protocol_bits = int(action.protocol)
+        self._protocol_bits = protocol
         self.state, self.phase, self._owed = State.OPEN, 0, None

@@ -192,6 +192,9 @@ class MilterSettings:
     inline_size: int = 64 * 1024
 
 
+_CLOSED = pm.State.CLOSED  # read per read: a global costs a tenth of the enum lookup
+
+
 class _Closed(Exception):
     """The connection is over (EOF, quit, protocol error, timeout)."""
 
@@ -284,7 +287,7 @@ class MilterConnectionHandler(asyncio.Protocol):
                     elif conn.owed is not None:
                         out.append(_CONTINUE)
                 elif event is pm.NEED_DATA:
-                    if conn.state is pm.State.CLOSED:
+                    if conn.state is _CLOSED:
                         raise _Closed
                     break
                 elif type(event) is pm.EndOfMessage:

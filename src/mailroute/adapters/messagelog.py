@@ -155,8 +155,8 @@ _ONLY_WHEN_KNOWN = frozenset({"exit", "sasl_user", "client", "helo", "client_nam
 def format_text(record: MessageRecord) -> str:
     """The syslog line: ``VERDICT STATUS TEXT; key=value ...`` (unknown values as ``-``;
     ``exit``, ``sasl_user``, ``client``, ``helo`` and ``client_name`` only when known)."""
-    parts = [f"{record.verdict} {record.reply.status} {_clean(record.reply.text) or '-'};"]
-    needs_quotes = _NEEDS_QUOTES().search
+    keys: list[str] = []
+    texts: list[str] = []
     for key, value in _fields(record).items():
         if value is None:
             if key in _ONLY_WHEN_KNOWN:
@@ -168,8 +168,13 @@ def format_text(record: MessageRecord) -> str:
             text = ",".join(f"{name}:{outcome}" for name, outcome in record.filters) or "-"
         else:
             text = str(value)
-        parts.append(f"{key}={_quote(text)}" if needs_quotes(text) else f"{key}={text}")
-    return " ".join(parts)
+        keys.append(key)
+        texts.append(text)
+    needs_quotes = _NEEDS_QUOTES().search
+    if needs_quotes("".join(texts)):  # one search for the line; per value only when needed
+        texts = [_quote(text) if needs_quotes(text) else text for text in texts]
+    head = f"{record.verdict} {record.reply.status} {_clean(record.reply.text) or '-'};"
+    return " ".join([head, *map("=".join, zip(keys, texts, strict=True))])
 
 
 def format_json(record: MessageRecord) -> str:

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.adapters.milter_recordings import write_policies
 from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
@@ -248,13 +249,6 @@ class Milter:
     socket: str
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
-
-
-def write_policies(root: Path) -> None:
-    """``empty.toml`` and ``disclaimer.toml`` (one disclaimer filter) in ``root``."""
-    (root / "empty.toml").write_text("")
-    (root / "d.txt").write_text("-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n")
-    (root / "disclaimer.toml").write_text('[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n')
 
 
 def bench(root: Path, args: argparse.Namespace) -> int:

@@ -2,19 +2,21 @@
 
 The throughput benchmark (benchmarks/milter.py) follows the CPU of every process on a busy
 2-core machine, so its ratios move with whatever else runs. This one measures the milter
-alone: a real Postfix 3.7 (throwaway instance on loopback) relays one 10 KB message per
-policy through a recording proxy in front of ``mailroute milter``; what Postfix wrote and
-what the milter answered, read by read, is then replayed against a fresh ``mailroute
-milter`` over its unix socket, ``--count`` times with ``--sessions`` connections at once,
-and the milter's user + system CPU (/proc/PID/stat) before and after gives the CPU per
-message. Every replayed answer is compared with the recorded one (a changed byte is an
-error), so a faster milter that answers differently does not count.
+alone: what a real Postfix 3.7 wrote to ``mailroute milter`` and what the milter answered,
+read by read, for one SMTP session with one 10 KB message per policy (the recordings in
+tests/adapters/data/postfix-3.7-milter, or new ones with ``--record``: a throwaway Postfix
+on loopback relays one message through a recording proxy in front of the milter), is
+replayed against a fresh ``mailroute milter`` over its unix socket, ``--count`` times with
+``--sessions`` connections at once; the milter's user + system CPU (/proc/PID/stat) before
+and after gives the CPU per message. Every replayed answer is compared with the recorded
+one (a changed byte is an error), so a faster milter that answers differently does not
+count.
 
     .venv/bin/python benchmarks/milter_cpu.py [--count 3000] [--sessions 10] [--rounds 3]
-        [--configs empty,disclaimer] [--save DIR | --load DIR]
+        [--configs empty,disclaimer] [--record [--save DIR]] [--load DIR]
 
-``--save DIR`` keeps the recordings (one file per policy), ``--load DIR`` replays them
-without starting Postfix, so an A/B comparison of two trees replays the same bytes.
+The replay runs the ``mailroute`` that ``python -m mailroute`` imports: for an A/B
+comparison run it twice, with ``PYTHONPATH=OTHER_TREE/src`` the second time.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import statistics
@@ -33,11 +34,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.milter import cpu_seconds, load, process, run_in_root, wait_socket, write_policies
+from benchmarks.milter import cpu_seconds, load, process, run_in_root, wait_socket
+from tests.adapters.milter_recordings import (
+    RECORDED,
+    Conversation,
+    load_conversations,
+    save_conversations,
+    write_policies,
+)
 from tests.adapters.postfix_harness import Postfix, SinkServer, free_port
 
-#: One conversation: (True for what the MTA wrote, the bytes of one read), in order.
-Conversation = list[tuple[bool, bytes]]
 POLICIES = ("empty", "disclaimer")
 
 
@@ -164,28 +170,15 @@ def measure(root: Path, policy: str, talk: Conversation, args: argparse.Namespac
     return figures
 
 
-def save(directory: Path, talks: dict[str, Conversation]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for policy, talk in talks.items():
-        (directory / f"{policy}.json").write_text(json.dumps(
-            [["mta" if from_mta else "milter", data.hex()] for from_mta, data in talk]))
-
-
-def load_recordings(directory: Path, policies: list[str]) -> dict[str, Conversation]:
-    return {policy: [(who == "mta", bytes.fromhex(data)) for who, data in
-                     json.loads((directory / f"{policy}.json").read_text())]
-            for policy in policies}
-
-
 def bench(root: Path, args: argparse.Namespace) -> int:
     policies = [p for p in POLICIES if p in args.configs.split(",")]
     write_policies(root)
-    if args.load:
-        talks = load_recordings(args.load, policies)
-    else:
+    if args.record:
         talks = record(root, policies)
         if args.save:
-            save(args.save, talks)
+            save_conversations(args.save, talks)
+    else:
+        talks = load_conversations(args.load, policies)
     print(f"# load average before: {load()}")
     for policy in policies:
         talk = talks[policy]
@@ -206,10 +199,14 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", default=",".join(POLICIES))
-    parser.add_argument("--save", type=Path, help="keep the recordings in this directory")
-    parser.add_argument("--load", type=Path, help="replay recordings kept with --save")
+    parser.add_argument("--record", action="store_true",
+                        help="record new conversations with a real Postfix first")
+    parser.add_argument("--save", type=Path, help="with --record: keep them in this directory")
+    parser.add_argument("--load", type=Path, default=RECORDED,
+                        help="replay the conversations in this directory (default: the "
+                             "recordings in tests/adapters/data)")
     args = parser.parse_args()
-    tools = () if args.load else ("postfix", "smtp-source")
+    tools = ("postfix", "smtp-source") if args.record else ()
     return run_in_root("mailroute-bench-milter-cpu-", tools, bench, args)
 
 

@@ -215,14 +215,14 @@ class MilterConnectionHandler(asyncio.Protocol):
         self.conn = pm.MilterConnection(max_packet=server.settings.max_packet)
         self.facts = MessageFacts()
         self.head: list[bytes] = []
-        self.body = bytearray()
+        self.body: list[bytes] = []  # joined once, with the header, at end-of-message
         self.size = 0
         self.in_message = False
         self.refused = False
         self.aborted = False
         self.lost = False
         self.working = False
-        self.needs_message = bool(server.pipeline.filters)
+        self.needs_message = server.needs_message
         self.transport: asyncio.Transport | None = None
         self._closed: asyncio.Future[None] | None = None  # made when someone waits for it
         self._loop = asyncio.get_running_loop()
@@ -415,13 +415,13 @@ class MilterConnectionHandler(asyncio.Protocol):
 
     def _reset_message(self) -> None:
         self.head = []
-        self.body = bytearray()
+        self.body = []
         self.size = 0
         self.in_message = False
         self.refused = False
 
     def _limit(self) -> int:
-        return self.server.pipeline.limits.max_message_size
+        return self.server.max_message_size
 
     def _add_header(self, event: pm.Header) -> None:
         value = event.value
@@ -437,11 +437,11 @@ class MilterConnectionHandler(asyncio.Protocol):
             return
         self.size += len(data)
         if self.size <= self._limit() + 2:
-            self.body += data
+            self.body.append(data)
 
     def message_bytes(self) -> bytes:
         """The message as the MTA holds it (minus the fields it hides), CRLF line ends."""
-        return b"".join(self.head) + b"\r\n" + self.body
+        return b"".join([*self.head, b"\r\n", *self.body])
 
     def _end_of_message(self) -> list[pm.Action] | _Work:
         """The answer to end-of-message, or the work that computes it off the loop."""
@@ -548,6 +548,9 @@ class MilterServer:
         self.metrics = metrics
         #: small messages may run on the event loop: no filter waits on the outside world
         self.inline = not _may_block(pipeline)
+        #: a policy without filters changes nothing: the message itself is not needed
+        self.needs_message = bool(pipeline.filters)
+        self.max_message_size = pipeline.limits.max_message_size
         self.pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="milter")
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()

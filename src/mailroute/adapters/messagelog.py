@@ -125,7 +125,10 @@ def _clean(text: str | None) -> str | None:
     """One line, control characters gone, at most 200 characters; ``None`` when empty."""
     if not text:
         return None
-    if not text.isprintable():  # the character walk only for the rare value that needs it
+    if text.isprintable():
+        if " " not in text:  # one word (every other whitespace character is unprintable)
+            return text[:_MAX_VALUE]
+    else:  # the character walk only for the rare value that needs it
         text = "".join(ch if ch.isprintable() else " " for ch in text)
     flat = " ".join(text.split())
     return flat[:_MAX_VALUE] or None

@@ -287,8 +287,6 @@ class MilterConnectionHandler(asyncio.Protocol):
                     elif conn.owed is not None:
                         out.append(_CONTINUE)
                 elif event is pm.NEED_DATA:
-                    if conn.state is _CLOSED:
-                        raise _Closed
                     break
                 elif type(event) is pm.EndOfMessage:
                     self._add_body(event.data)
@@ -302,6 +300,8 @@ class MilterConnectionHandler(asyncio.Protocol):
                 elif conn.owed is not None:  # an event that needs nothing from us
                     out.append(_CONTINUE)
             self._write(out)
+            if conn.state is _CLOSED:  # the MTA said quit, or closed its side
+                self.close()
         except _Closed:
             self._write(out)
             self.close()

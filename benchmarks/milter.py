@@ -7,6 +7,8 @@ Configurations, on one throwaway Postfix 3.7 instance (reloaded between them) on
   system's C compiler) that negotiates exactly what mailroute's adapter negotiates for a
   policy without filters (``null``: no headers, no body) and with filters (``null-body``), and
   answers accept at end-of-message: the ceiling of "Postfix + a milter" on this machine;
+* ``python-null``: the same do-nothing milter in Python on uvloop (benchmarks/null_milter.py),
+  with the ``null`` negotiation: the ceiling of "Postfix + a Python milter";
 * ``empty``: ``mailroute milter`` with an empty policy (unix socket);
 * ``disclaimer``: ``mailroute milter`` with a one-filter disclaimer policy (unix socket);
 * ``opendkim``: OpenDKIM 2.11 signing (rsa-sha256, relaxed/relaxed) as the peer (unix socket);
@@ -47,15 +49,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.adapters.milter_recordings import write_policies
 from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
-CONFIGS = ("postfix", "null", "null-body", "empty", "disclaimer", "opendkim", "empty-2p",
-           "disclaimer-2p")
-RATIOS = (("null", "postfix"), ("null-body", "postfix"), ("empty", "postfix"),
-          ("disclaimer", "postfix"), ("disclaimer", "opendkim"), ("empty", "null"),
-          ("disclaimer", "null-body"), ("empty-2p", "postfix"), ("disclaimer-2p", "postfix"),
-          ("disclaimer-2p", "opendkim"))
+CONFIGS = ("postfix", "null", "null-body", "python-null", "empty", "disclaimer", "opendkim",
+           "empty-2p", "disclaimer-2p")
+RATIOS = (("null", "postfix"), ("null-body", "postfix"), ("python-null", "postfix"),
+          ("empty", "postfix"), ("disclaimer", "postfix"), ("disclaimer", "opendkim"),
+          ("empty", "null"), ("disclaimer", "null-body"), ("empty-2p", "postfix"),
+          ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"))
 
 
 def load() -> str:
@@ -252,9 +255,7 @@ class Milter:
 
 def bench(root: Path, args: argparse.Namespace) -> int:
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
-    (root / "empty.toml").write_text("")
-    (root / "d.txt").write_text("-- \nVertraulich / Confidential. mailroute-disclaimer-v1\n")
-    (root / "disclaimer.toml").write_text('[[pipeline]]\nfilter = "disclaimer"\ntext = "d.txt"\n')
+    write_policies(root)
     sink_port = free_port()
     mailroute = [sys.executable, "-m", "mailroute", "milter"]
     null_binary = build_null_milter(root) if any(c.startswith("null") for c in configs) else None
@@ -274,6 +275,9 @@ def bench(root: Path, args: argparse.Namespace) -> int:
             elif config.startswith("null"):
                 assert null_binary is not None
                 argv = null_milter_argv(null_binary, sock, needs_message=config == "null-body")
+            elif config == "python-null":
+                argv = [sys.executable, *null_milter_argv(Path(__file__).with_name(
+                    "null_milter.py"), sock, needs_message=False)]
             else:
                 policy, _, processes = config.partition("-")
                 argv = [*mailroute, "--config", str(root / f"{policy}.toml"), "--socket",

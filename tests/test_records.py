@@ -260,3 +260,27 @@ def test_after_compile_after_instances_the_class_gets_a_compiled_init() -> None:
     assert rec.__init__ is not generic
     assert [repr(m) for m in made] == [repr(std("A", i)) for i in range(COMPILE_AFTER + 2)]
     assert made[0].seen is not made[1].seen  # a fresh default from either __init__
+
+
+def test_a_compiled_frozen_init_stores_every_field_including_inherited_ones() -> None:
+    """A frozen record's compiled ``__init__`` stores through the slots of its own and its
+    bases' fields; the instance stays frozen."""
+
+    @record(frozen=True)
+    class Base:
+        a: int
+        b: str = "b"
+
+    @record(frozen=True, kw_only=True)
+    class Child(Base):
+        c: tuple[int, ...] = ()
+        d: list[int] = field(default_factory=list)
+
+    made = [Child(a=i, c=(i,)) for i in range(COMPILE_AFTER + 3)]
+    assert Child.__init__.__qualname__.endswith("Child.__init__")  # the compiled one
+    last = made[-1]
+    assert (last.a, last.b, last.c, last.d) == (COMPILE_AFTER + 2, "b", (COMPILE_AFTER + 2,), [])
+    assert made[0].d is not last.d
+    with pytest.raises(FrozenInstanceError):
+        last.a = 1  # type: ignore[misc]
+    assert last == Child(a=COMPILE_AFTER + 2, c=(COMPILE_AFTER + 2,))

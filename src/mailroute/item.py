@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from mailroute.mime.message import Message
 
 __all__ = ["Context", "Direction", "Envelope", "Filter", "MailItem", "ProcessedStore",
-           "TxtResolver"]
+           "TxtResolver", "breaks_line"]
 
 T = TypeVar("T")
 TxtResolver = Callable[[str], Sequence[str]]
@@ -35,6 +35,12 @@ class Direction(enum.StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
     INTERNAL = "internal"
+
+
+def breaks_line(text: str) -> bool:
+    """True when ``text`` holds a CR, LF or NUL (three substring tests: an adapter checks
+    every envelope value of every message)."""
+    return "\r" in text or "\n" in text or "\0" in text
 
 
 @record(frozen=True, kw_only=True)
@@ -68,10 +74,10 @@ class Envelope:
         for name, value in (("mail_from", mail_from), ("client_address", client_address),
                             ("tls_peer_name", tls_peer_name), ("helo", helo),
                             ("auth_user", auth_user)):
-            if value is not None and any(ch in value for ch in "\r\n\0"):
+            if value is not None and breaks_line(value):
                 raise ValueError(f"{name} contains CR, LF or NUL")
         for rcpt in rcpt_to:
-            if any(ch in rcpt for ch in "\r\n\0"):
+            if breaks_line(rcpt):
                 raise ValueError("rcpt_to contains CR, LF or NUL")
         object.__setattr__(self, "mail_from", mail_from)
         object.__setattr__(self, "rcpt_to", tuple(rcpt_to))

@@ -117,6 +117,31 @@ def test_message_log_writes_in_its_format_to_the_message_logger(
         MessageLog("xml")  # type: ignore[arg-type]
 
 
+def test_the_log_record_is_the_line_itself_from_message_log_write(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The record is made without a search of the stack: it names MessageLog.write as its
+    caller and carries the line as its message, no arguments (a % stays a %)."""
+    record = MessageRecord(verdict="accept", reply=Reply(250, "2.0.0", "100% fine"),
+                           message_id="<%s@x>")
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        MessageLog("text").write(record)
+    [logged] = [r for r in caplog.records if r.name == MESSAGE_LOG]
+    assert logged.getMessage() == format_text(record)
+    assert "100% fine;" in logged.getMessage()
+    assert "message_id=<%s@x>" in logged.getMessage()
+    assert logged.args == ()
+    assert (logged.levelno, logged.funcName, logged.filename) == (
+        logging.INFO, "write", "messagelog.py")
+    assert logged.lineno == MessageLog.write.__code__.co_firstlineno
+
+
+def test_a_disabled_message_log_makes_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = logging.getLogger("tests.messagelog.off")
+    logger.setLevel(logging.WARNING)
+    monkeypatch.setattr(MessageLog, "render", lambda self, record: pytest.fail("rendered"))
+    MessageLog("text", logger).write(RECORD)
+
+
 # --- no secret reaches the log line, whatever the adapter and the format ----------------
 
 PASSPHRASE = b"passphrase-that-must-never-leak-77"

@@ -116,6 +116,8 @@ def message_id_of(result: Result | None, data: bytes) -> str | None:
     item = result.prepared if result is not None else None
     if item is not None:
         return _clean(item.message.headers.value("Message-ID"))
+    if not data:  # the adapter decided without reading the message
+        return None
     head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     found = _MESSAGE_ID().search(head)
     return _clean(found.group(1).decode("utf-8", "replace")) if found else None
@@ -125,7 +127,10 @@ def _clean(text: str | None) -> str | None:
     """One line, control characters gone, at most 200 characters; ``None`` when empty."""
     if not text:
         return None
-    if not text.isprintable():  # the character walk only for the rare value that needs it
+    if text.isprintable():
+        if " " not in text:  # one word (every other whitespace character is unprintable)
+            return text[:_MAX_VALUE]
+    else:  # the character walk only for the rare value that needs it
         text = "".join(ch if ch.isprintable() else " " for ch in text)
     flat = " ".join(text.split())
     return flat[:_MAX_VALUE] or None
@@ -155,18 +160,26 @@ _ONLY_WHEN_KNOWN = frozenset({"exit", "sasl_user", "client", "helo", "client_nam
 def format_text(record: MessageRecord) -> str:
     """The syslog line: ``VERDICT STATUS TEXT; key=value ...`` (unknown values as ``-``;
     ``exit``, ``sasl_user``, ``client``, ``helo`` and ``client_name`` only when known)."""
-    parts = [f"{record.verdict} {record.reply.status} {_clean(record.reply.text) or '-'};"]
+    keys: list[str] = []
+    texts: list[str] = []
     for key, value in _fields(record).items():
-        if value is None and key in _ONLY_WHEN_KNOWN:
-            continue
-        if key == "sender":
+        if value is None:
+            if key in _ONLY_WHEN_KNOWN:
+                continue
+            text = "-"
+        elif key == "sender":
             text = f"<{value}>"
         elif key == "filters":
             text = ",".join(f"{name}:{outcome}" for name, outcome in record.filters) or "-"
         else:
-            text = "-" if value is None else str(value)
-        parts.append(f"{key}={_quoted(text)}")
-    return " ".join(parts)
+            text = str(value)
+        keys.append(key)
+        texts.append(text)
+    needs_quotes = _NEEDS_QUOTES().search
+    if needs_quotes("".join(texts)):  # one search for the line; per value only when needed
+        texts = [_quote(text) if needs_quotes(text) else text for text in texts]
+    head = f"{record.verdict} {record.reply.status} {_clean(record.reply.text) or '-'};"
+    return " ".join([head, *map("=".join, zip(keys, texts, strict=True))])
 
 
 def format_json(record: MessageRecord) -> str:
@@ -180,9 +193,7 @@ def format_json(record: MessageRecord) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-def _quoted(text: str) -> str:
-    if not _NEEDS_QUOTES().search(text):
-        return text
+def _quote(text: str) -> str:
     import json  # only when a line is written: mailroute process logs nothing by default
 
     return json.dumps(text, ensure_ascii=False)
@@ -228,5 +239,14 @@ class MessageLog:
             # (logging's handlers swallow their failures too)
             with contextlib.suppress(Exception):
                 self.sink(line)
-        elif self.logger.isEnabledFor(20):  # logging.INFO
-            self.logger.info("%s", self.render(record))
+            return
+        logger = self.logger
+        if logger.isEnabledFor(20):  # logging.INFO
+            # made here, not by logger.info: its search of the stack for the caller costs
+            # more than the line, and the caller is always this method
+            logger.handle(logger.makeRecord(logger.name, 20, __file__, _WRITE_LINE,
+                                            self.render(record), (), None, "write"))
+
+
+#: the line of :meth:`MessageLog.write`, the caller its log records name
+_WRITE_LINE = MessageLog.write.__code__.co_firstlineno

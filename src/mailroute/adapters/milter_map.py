@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from mailroute.item import Envelope
+from mailroute.item import Envelope, breaks_line
 from mailroute.mime.edits import Edits, HeaderEditKind
 from mailroute.protocols import milter as pm
 from mailroute.protocols.milter import (
@@ -56,12 +56,15 @@ def tls_peer_name(macros: Mapping[bytes, bytes]) -> str | None:
     text = subject.decode("utf-8", "replace").strip()
     found = _CN.search(text)
     name = found.group(1).strip() if found else text
-    if not name or any(ch in name for ch in "\r\n\0"):
+    if not name or breaks_line(name):
         return None
     return name
 
 
 def _address(raw: bytes) -> str:
+    if raw.isascii():  # nearly always: no round trip through surrogates needed
+        text = raw.decode("ascii").strip()
+        return text[1:-1] if text.startswith("<") and text.endswith(">") else text
     text = raw.decode("utf-8", "surrogateescape").strip()
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1]
@@ -81,7 +84,7 @@ class MessageFacts:
     def set_helo(self, raw: bytes) -> None:
         """HELO/EHLO (sent again after STARTTLS): the latest name counts."""
         name = raw.decode("ascii", "replace").strip()
-        self.helo = name if name and not any(ch in name for ch in "\r\n\0") else None
+        self.helo = name if name and not breaks_line(name) else None
 
     def set_sender(self, raw: bytes) -> None:
         """MAIL FROM: a new transaction."""
@@ -111,7 +114,7 @@ class MessageFacts:
         """The envelope the policy sees."""
         client = self.macros.get(b"{client_addr}")
         address = client.decode("ascii", "replace") if client else self.client_address
-        if address and any(ch in address for ch in "\r\n\0"):
+        if address and breaks_line(address):
             address = None
         return Envelope(mail_from=self.mail_from, rcpt_to=tuple(self.rcpt_to),
                         client_address=address, tls_peer_name=tls_peer_name(self.macros),

@@ -64,8 +64,8 @@ class Disclaimer:
         """True when ``body`` already contains this disclaimer (quoted or not)."""
         if is_html and self.html_template.token in body:
             return True
-        anchors = (self.text_template.anchor, self.html_template.anchor)
-        if all(anchors) and not any(anchor in body for anchor in anchors):
+        text_anchor, html_anchor = self.text_template.anchor, self.html_template.anchor
+        if text_anchor and html_anchor and text_anchor not in body and html_anchor not in body:
             return False
         compact = html_to_compact_text(body) if is_html else compact_text(body)
         return (contains_pieces(compact, self.text_template.fingerprint)

@@ -105,7 +105,7 @@ def _negotiation_packet(reply: NegotiateReply) -> bytes:
 class _Simple:
     def packets(self) -> list[bytes]:
         """The wire form."""
-        return [packet(_SIMPLE_CODES[type(self)])]
+        return [_SIMPLE_PACKETS[type(self)]]
 
 
 @record(frozen=True)
@@ -148,6 +148,7 @@ _SIMPLE_CODES: dict[type[_Simple], Response] = {
     TempFail: Response.TEMPFAIL, Discard: Response.DISCARD, Skip: Response.SKIP,
     Progress: Response.PROGRESS,
 }
+_SIMPLE_PACKETS = {kind: packet(code) for kind, code in _SIMPLE_CODES.items()}
 
 
 @record(frozen=True)

@@ -8,6 +8,7 @@ cap before anything is buffered for the packet.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 
@@ -95,7 +96,10 @@ def _empty(data: bytes, what: str) -> None:
         raise RemoteProtocolError(f"{what}: unexpected data")
 
 
+@functools.lru_cache(maxsize=16)
 def _optneg(data: bytes) -> ev.OptionNegotiation:
+    """The offer, decoded once per distinct offer (an MTA makes the same one on every
+    connection; its flag enums are slow to build)."""
     if len(data) != 12:
         raise RemoteProtocolError("option negotiation: expected 12 bytes")
     version, actions, protocol = struct.unpack(">III", data)
@@ -190,7 +194,8 @@ _DECODERS: dict[Command, Callable[[bytes], ev.Event]] = {
 }
 
 
-_BY_CODE = {cmd.value[0]: (cmd, _DECODERS[cmd]) for cmd in Command}
+#: Command byte value -> (command, decoder): one lookup per packet (the connection's too).
+DECODERS = {cmd.value[0]: (cmd, _DECODERS[cmd]) for cmd in Command}
 
 
 def decode(command: int, data: bytes) -> tuple[Command, ev.Event]:
@@ -199,7 +204,7 @@ def decode(command: int, data: bytes) -> tuple[Command, ev.Event]:
     Raises:
         RemoteProtocolError: an unknown command or data that does not fit it.
     """
-    found = _BY_CODE.get(command)
+    found = DECODERS.get(command)
     if found is None:
         raise RemoteProtocolError(f"unknown milter command {bytes([command])!r}")
     return found[0], found[1](data)

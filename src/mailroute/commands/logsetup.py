@@ -27,6 +27,8 @@ def message_log(target: str, fmt: LogFormat) -> MessageLog:
         logger.removeHandler(old)
         old.close()
     handler = _message_handler(target)
+    if isinstance(handler, logging.NullHandler):  # --log none: no line is even made
+        logger.setLevel(logging.CRITICAL + 1)
     _installed.append(handler)
     logger.addHandler(handler)
     return MessageLog(fmt, logger)

@@ -24,12 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -38,6 +35,7 @@ from benchmarks.milter import cpu_seconds, load, process, run_in_root, wait_sock
 from tests.adapters.milter_recordings import (
     RECORDED,
     Conversation,
+    Recorder,
     load_conversations,
     save_conversations,
     write_policies,
@@ -45,46 +43,6 @@ from tests.adapters.milter_recordings import (
 from tests.adapters.postfix_harness import Postfix, SinkServer, free_port
 
 POLICIES = ("empty", "disclaimer")
-
-
-class Recorder:
-    """A unix socket between Postfix and the milter that keeps each connection's reads."""
-
-    def __init__(self, path: Path, target: Path) -> None:
-        self.path, self.target = path, target
-        self.conversations: list[Conversation] = []
-        self.lock = threading.Lock()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        os.chmod(path, 0o666)  # noqa: S103 - Postfix's smtpd and cleanup connect to it
-        self.listener.listen(8)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                mta, _ = self.listener.accept()
-                milter = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                milter.connect(str(self.target))
-                talk: Conversation = []
-                with self.lock:
-                    self.conversations.append(talk)
-                for source, sink, from_mta in ((mta, milter, True), (milter, mta, False)):
-                    threading.Thread(target=self._pump, args=(source, sink, from_mta, talk),
-                                     daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, from_mta: bool,
-              talk: Conversation) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(1 << 20):
-                with self.lock:
-                    talk.append((from_mta, data))
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def milter_argv(root: Path, policy: str, sock: Path) -> list[str]:

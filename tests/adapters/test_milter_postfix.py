@@ -8,14 +8,12 @@ Policy: marker-verify (the test name as the Exchange return path), disclaimer, m
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import smtplib
-import socket
 import ssl
 import struct
 import subprocess
@@ -35,6 +33,7 @@ from mailroute.config.options import Options
 from mailroute.pipeline import Pipeline
 from mailroute.policy import build_filter
 from mailroute.testing import build_message, write_fake_key_file
+from tests.adapters.milter_recordings import Recorder
 from tests.adapters.postfix_harness import (
     Postfix,
     SinkServer,
@@ -229,54 +228,25 @@ def test_the_log_line_has_postfix_queue_id_and_each_filter(rig: Rig, sink: SinkS
     assert record["client"] == "127.0.0.1"
 
 
-class RecordingProxy:
-    """A unix socket between Postfix and the milter that keeps what Postfix sends."""
-
-    def __init__(self, path: Path, target: Path) -> None:
-        self.path, self.target, self.received = path, target, bytearray()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        os.chmod(path, 0o666)  # noqa: S103 - Postfix's smtpd and cleanup connect to it
-        self.listener.listen(8)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                mta, _ = self.listener.accept()
-                milter = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                milter.connect(str(self.target))
-                threading.Thread(target=self._pump, args=(mta, milter, True), daemon=True).start()
-                threading.Thread(target=self._pump, args=(milter, mta, False),
-                                 daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
-        with contextlib.suppress(OSError), source, sink:
-            while data := source.recv(65536):
-                if record:
-                    self.received += data
-                sink.sendall(data)
-
-    def macro_packets(self) -> list[tuple[bytes, list[bytes]]]:
-        """The macro packets Postfix sent: (stage, names of the macros with a value)."""
-        found, data = [], bytes(self.received)
+def macro_packets(recorder: Recorder) -> list[tuple[bytes, list[bytes]]]:
+    """The macro packets Postfix sent: (stage, names of the macros with a value)."""
+    found = []
+    for talk in recorder.conversations:
+        data = b"".join(chunk for from_mta, chunk in talk if from_mta)
         while len(data) >= 4:
             length = struct.unpack(">I", data[:4])[0]
             command, payload, data = data[4:5], data[5:4 + length], data[4 + length:]
             if command == b"D":
                 names = payload[1:].split(b"\0")[:-1][::2]
                 found.append((payload[:1], names))
-        return found
-
-    def close(self) -> None:
-        self.listener.close()
+    return found
 
 
 def test_postfix_sends_only_the_macros_we_ask_for(rig: Rig, sink: SinkServer) -> None:
     """An empty macro list would make Postfix send its main.cf defaults (address resolutions
     per recipient, the queue id before every header line); the milter asks for nothing at
     the stages it needs nothing from, and Postfix sends empty macro packets there."""
-    proxy = RecordingProxy(rig.root / "proxy.sock", rig.socket)
+    proxy = Recorder(rig.root / "proxy.sock", rig.socket)
     rig.postfix.reload(smtpd_milters=f"unix:{proxy.path}")
     try:
         send(rig, fresh_message())
@@ -285,7 +255,7 @@ def test_postfix_sends_only_the_macros_we_ask_for(rig: Rig, sink: SinkServer) ->
         rig.postfix.reload(smtpd_milters=f"unix:{rig.socket}")
         proxy.close()
     assert delivered.data.count(DISCLAIMER.encode()) == 1
-    packets = proxy.macro_packets()
+    packets = macro_packets(proxy)
     stages = {stage for stage, _ in packets}
     assert {b"C", b"H", b"M", b"R", b"T", b"L", b"E"} <= stages, packets
     for stage, names in packets:

@@ -3,8 +3,9 @@
  *
  * It negotiates what it is told on the command line (the action and protocol flags and the
  * macro lists mailroute's adapter asks for, intersected with the MTA's offer as mailroute
- * does), answers "continue" to every command the negotiation left owed, "accept" to
- * end-of-message, and does nothing else: no parsing beyond the packet header, one poll()
+ * does), answers "accept" to end-of-message and to DATA when it is owed (as mailroute does
+ * for a policy without filters), "continue" to every other command the negotiation left
+ * owed, and does nothing else: no parsing beyond the packet header, one poll()
  * loop, one process, one write per reply. What is left of the cost of a milter is then the
  * MTA's milter client and the kernel.
  *
@@ -87,6 +88,7 @@ static int answer(const unsigned char *pkt, uint32_t len, unsigned char *out, si
     }
     if (cmd == 'E') reply = 'a';
     else if (protocol & no_reply_flag(cmd)) return 1;
+    else if (cmd == 'T') reply = 'a';  /* owed only without filters: accepted there */
     else reply = 'c';
     put32(out + *olen, 1);
     out[*olen + 4] = reply;

@@ -2,8 +2,9 @@
 
 benchmarks/null_milter.c in Python, with the same command line and answers: it negotiates
 what it is told (the action and protocol flags and macro lists, intersected with the MTA's
-offer as mailroute does), answers "continue" to every command the negotiation left owed and
-"accept" to end-of-message, and does nothing else. What mailroute's milter costs above this
+offer as mailroute does), answers "accept" to end-of-message and to DATA when it is owed (as
+mailroute does for a policy without filters), "continue" to every other command the
+negotiation left owed, and does nothing else. What mailroute's milter costs above this
 one is mailroute's own work; what this one costs above the C one is the interpreter and the
 event loop being woken for every write of the MTA.
 
@@ -62,7 +63,8 @@ class NullMilter(asyncio.Protocol):
             elif command == ord("E"):
                 out.append(ACCEPT)
             elif not self.protocol & NO_REPLY.get(command, 0):
-                out.append(CONTINUE)
+                # DATA is owed only in a no-filter negotiation, which accepts there
+                out.append(ACCEPT if command == ord("T") else CONTINUE)
         self.buffer = buffer[start:]
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(out))

@@ -445,6 +445,52 @@ def test_negotiation_without_filters_skips_headers_and_body() -> None:
     assert without & skipped == skipped
 
 
+def test_negotiation_without_filters_shows_data_and_answers_it() -> None:
+    """A policy without filters accepts at DATA: the step is shown, its reply owed, and the
+    queue id asked for there (nothing at end-of-message, which the MTA then skips)."""
+    from mailroute.adapters.milter import NO_MACROS, negotiate
+
+    with_filters = negotiate(POSTFIX_OFFER, needs_message=True)
+    without = negotiate(POSTFIX_OFFER, needs_message=False)
+    shown = pm.ProtocolFlag.NODATA | pm.ProtocolFlag.NR_DATA
+    assert with_filters.protocol & shown == shown
+    assert not without.protocol & shown
+    lists = dict(without.macros)
+    assert (lists[pm.Stage.DATA], lists[pm.Stage.EOM]) == (b"i", NO_MACROS)
+
+
+def test_without_filters_the_message_is_accepted_at_data_and_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    from mailroute.adapters.messagelog import MESSAGE_LOG, MessageLog
+
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        server = MilterServer(Pipeline(), MilterSettings(workers=1),
+                              message_log=MessageLog("json"))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        assert (await mta.packet())[0] == b"O"
+        await mta.send(pkt(b"H", b"x\x00"), pkt(b"M", b"<a@corp.example>\x00"),
+                       pkt(b"R", b"<b@partner.example>\x00"),
+                       pkt(b"R", b"<c@partner.example>\x00"),
+                       pkt(b"D", b"Ti\x004F2A1\x00"), pkt(b"T"))
+        got = [await mta.packet()]
+        await mta.send(pkt(b"A"), pkt(b"Q"))
+        await mta.close()
+        await server.stop()
+        return got
+
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        got = asyncio.run(scenario())
+    assert got == [(b"a", b"")]  # accepted at DATA: no content, no end-of-message
+    [line] = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
+    document = json.loads(line)
+    assert (document["verdict"], document["reply"], document["queue_id"],
+            document["recipients"]) == ("accept", "accepted (no filters)", "4F2A1", 2)
+
+
 def test_negotiation_without_macro_lists_keeps_the_connect_step() -> None:
     """An MTA that does not take macro lists (no SETSYMLIST) gets none, and still shows us
     the connect step (the client address comes from it then)."""

@@ -73,7 +73,10 @@ SKIPPED_STEPS = pm.ProtocolFlag.NODATA | pm.ProtocolFlag.NOEOH | pm.ProtocolFlag
 #: reply): its name is no macro in Postfix, and SPF needs it for bounces.
 SKIPPED_WITH_MACROS = pm.ProtocolFlag.NOCONNECT
 #: Skipped for a policy without filters: it changes nothing, so the message is not needed.
+#: Such a policy is shown DATA instead, and accepts the message there: the MTA sends no
+#: content and skips the end-of-message exchange (with Postfix, the cleanup process's turn).
 SKIPPED_WITHOUT_FILTERS = pm.ProtocolFlag.NOHDRS | pm.ProtocolFlag.NOBODY
+SHOWN_WITHOUT_FILTERS = pm.ProtocolFlag.NODATA | pm.ProtocolFlag.NR_DATA
 #: A macro name no MTA defines. Postfix sends each stage's macros even for the steps we skip,
 #: and reads an empty list as "use main.cf's list" (its defaults cost it address
 #: resolutions per recipient and a queue-id lookup per header line), so a stage we need
@@ -92,6 +95,10 @@ WANTED_MACROS: tuple[tuple[int, bytes], ...] = (
     (pm.Stage.EOH, NO_MACROS),
     (pm.Stage.EOM, b"i"),
 )
+#: The same for a policy without filters, which answers at DATA: the queue id comes there.
+WANTED_MACROS_WITHOUT_FILTERS: tuple[tuple[int, bytes], ...] = tuple(
+    (stage, b"i" if stage == pm.Stage.DATA else NO_MACROS if stage == pm.Stage.EOM else names)
+    for stage, names in WANTED_MACROS)
 #: Pending connections the kernel queues for us (Postfix opens one per SMTP session).
 LISTEN_BACKLOG = 512
 SHUTTING_DOWN = pm.ReplyCode(421, "4.3.2", ("mail filter shutting down, try again later",))
@@ -127,11 +134,11 @@ def _negotiate(version: int, offered_actions: int, offered_protocol: int,
     macros: tuple[tuple[int, bytes], ...] = ()
     if version >= 6 and actions & pm.ActionFlag.SETSYMLIST:
         protocol |= SKIPPED_WITH_MACROS
-        macros = WANTED_MACROS
+        macros = WANTED_MACROS if needs_message else WANTED_MACROS_WITHOUT_FILTERS
     else:
         actions &= ~pm.ActionFlag.SETSYMLIST
     if not needs_message:
-        protocol |= SKIPPED_WITHOUT_FILTERS
+        protocol = (protocol | SKIPPED_WITHOUT_FILTERS) & ~SHOWN_WITHOUT_FILTERS
     return pm.NegotiateReply(actions, protocol & offer.protocol, macros, version)
 
 
@@ -443,8 +450,27 @@ class MilterConnectionHandler(asyncio.Protocol):
         """The message as the MTA holds it (minus the fields it hides), CRLF line ends."""
         return b"".join([*self.head, b"\r\n", *self.body])
 
+    def _on_data(self, event: pm.Data) -> list[pm.Action] | None:
+        return None if self.needs_message else self._accept_unread()
+
+    def _accept_unread(self) -> list[pm.Action]:
+        """A policy without filters accepts the message without reading it: at DATA, or at
+        end-of-message with an MTA that does not show DATA (milter protocol 2 and 3)."""
+        refused, self.in_message = self.refused, False
+        self._reset_message()
+        if refused:
+            return [SHUTTING_DOWN]
+        facts = self.facts
+        self.server.record(None, facts.envelope(), b"",
+                           queue_id=facts.queue_id if facts.queue_id != "-" else None,
+                           sasl_user=facts.auth_user, started=time.monotonic(),
+                           reply=NO_FILTERS_REPLY)
+        return [pm.Accept()]
+
     def _end_of_message(self) -> list[pm.Action] | _Work:
         """The answer to end-of-message, or the work that computes it off the loop."""
+        if not self.needs_message:
+            return self._accept_unread()
         refused, self.in_message = self.refused, False
         if refused:
             self._reset_message()
@@ -453,10 +479,6 @@ class MilterConnectionHandler(asyncio.Protocol):
         facts, server = self.facts, self.server
         queue_id = facts.queue_id if facts.queue_id != "-" else None
         sasl = facts.auth_user
-        if not self.needs_message:
-            server.record(None, facts.envelope(), b"", queue_id=queue_id, sasl_user=sasl,
-                          started=started, reply=NO_FILTERS_REPLY)
-            return [pm.Accept()]
         if self.size + 2 > self._limit():
             self._reset_message()
             server.record(None, facts.envelope(), b"", queue_id=queue_id, sasl_user=sasl,
@@ -527,6 +549,7 @@ _HANDLERS: dict[type, Callable[[MilterConnectionHandler, Any], list[pm.Action] |
     pm.Macros: MilterConnectionHandler._on_macros,
     pm.BodyChunk: MilterConnectionHandler._on_body,
     pm.RcptTo: MilterConnectionHandler._on_rcpt,
+    pm.Data: MilterConnectionHandler._on_data,
     pm.MailFrom: MilterConnectionHandler._mail,
     pm.OptionNegotiation: MilterConnectionHandler._on_negotiation,
     pm.Connect: MilterConnectionHandler._on_connect,

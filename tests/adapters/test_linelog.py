@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import socket
 import subprocess
 import sys
@@ -152,3 +153,17 @@ def test_pipe_writes_its_line_without_loading_logging(tmp_path: Path) -> None:
     assert "mailroute: accept 2.0.0 handed on" in err
     assert "queue_id=4ABC" in err
     assert err.rstrip().endswith("LOGGING False")
+
+
+def test_each_line_carries_the_pid_of_the_process_that_writes_it(short_dir: Path) -> None:
+    # milter --processes N: the log is made before the workers fork
+    path = short_dir / "log"
+    with _datagram_server(path) as server:
+        sink = SyslogLine(str(path))
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child's coverage is not collected
+            sink("from the worker")
+            os._exit(0)
+        os.waitpid(child, 0)
+        sink.close()
+        assert server.recv(4096) == f"<22>mailroute[{child}]: from the worker\0".encode()

@@ -229,23 +229,12 @@ class _Stdin:
         self.buffer = io.BytesIO(data)
 
 
-def test_log_none_of_a_resident_adapter_makes_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailroute.commands.logsetup import message_log
+def test_log_none_makes_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailroute.adapters.linelog import line_log
 
     def never(self: MessageLog, record: MessageRecord) -> str:
         raise AssertionError("a line was made for --log none")
 
-    logger = logging.getLogger(MESSAGE_LOG)
-    saved = (logger.level, logger.propagate, list(logger.handlers))
-    try:
-        log = message_log("none", "text")
-        monkeypatch.setattr(MessageLog, "render", never)
-        log.write(RECORD)  # nothing made, nothing raised
-        assert message_log("stderr", "text").logger.isEnabledFor(logging.INFO)  # set back
-    finally:
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        for handler in saved[2]:
-            logger.addHandler(handler)
+    log = line_log("none", "text", syslog_socket="/nonexistent")
+    monkeypatch.setattr(MessageLog, "render", never)
+    log.write(RECORD)  # nothing made, nothing raised

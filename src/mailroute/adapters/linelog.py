@@ -1,26 +1,30 @@
-"""The one log line of a one-message process (``mailroute pipe``, ``process --log``), written
-without the :mod:`logging` package.
+"""The one log line per message of the command-line adapters (``pipe``, ``process --log``,
+``milter``, ``serve``), written without the :mod:`logging` package.
 
-A mail server starts those commands once per message, and importing :mod:`logging` (with
+A mail server starts ``pipe`` once per message, and importing :mod:`logging` (with
 ``traceback``, ``threading``, ``weakref`` ...) costs each run about 3.5 ms on the development
-machine. The resident adapters (milter, serve) keep their message log on a logger; a
-one-message process writes its single line straight to where ``--log`` says:
+machine; in a resident milter, logging's record, formatter and handler cost more per
+message than making the line. Each line goes straight to where ``--log`` says:
 
 - ``syslog``: one datagram to the local syslog socket, facility mail, priority info, the
   bytes :class:`logging.handlers.SysLogHandler` sends for the same line
   (``<22>mailroute[PID]: LINE`` and a NUL; tests/adapters/test_linelog.py compares them);
   when nothing listens there, the line goes to standard error instead of being lost;
 - ``stderr``: ``mailroute: LINE`` on standard error (after the status line);
-- ``none``: nowhere; ``auto``: syslog when the socket exists, else standard error.
+- ``none``: nowhere, and the line is not even made; ``auto``: syslog when the socket
+  exists, else standard error.
+
+A Python caller's ``MessageLog()`` still writes to the logger ``mailroute.messages``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from _thread import allocate_lock
 from typing import TYPE_CHECKING
 
-from mailroute.adapters.messagelog import LogFormat, MessageLog
+from mailroute.adapters.messagelog import LogFormat, MessageLog, no_line
 
 if TYPE_CHECKING:
     import socket
@@ -36,10 +40,6 @@ def stderr_line(line: str) -> None:
     sys.stderr.write(f"mailroute: {line}\n")
 
 
-def _nowhere(line: str) -> None:
-    pass
-
-
 class SyslogLine:
     """Lines to the syslog socket at ``path`` (a unix datagram or, failing that, stream socket).
 
@@ -49,7 +49,8 @@ class SyslogLine:
 
     def __init__(self, path: str, ident: str = "mailroute") -> None:
         self.path = path
-        self.prefix = f"{ident}[{os.getpid()}]: "
+        self.ident = ident
+        self._reconnecting = allocate_lock()  # a resident adapter writes from its threads
         self._socket = self._connect()
 
     def _connect(self) -> socket.socket:
@@ -77,24 +78,26 @@ class SyslogLine:
 
     def __call__(self, line: str) -> None:
         """Send ``line``; a failure reconnects once, and then the line goes to stderr."""
-        data = _MAIL_INFO + (self.prefix + line + "\0").encode("utf-8")
+        # the pid of the process that writes (milter --processes: each worker its own)
+        data = _MAIL_INFO + f"{self.ident}[{os.getpid()}]: {line}\0".encode()
         try:
             self._socket.send(data)
         except OSError:
-            self._socket.close()
-            try:
-                self._socket = self._connect()
-                self._socket.send(data)
-            except OSError:
-                stderr_line(line)
+            with self._reconnecting:
+                self._socket.close()
+                try:
+                    self._socket = self._connect()
+                    self._socket.send(data)
+                except OSError:
+                    stderr_line(line)
 
 
 def line_log(target: str, fmt: LogFormat, *, syslog_socket: str) -> MessageLog:
-    """The message log of a one-message process, sent to ``target`` (see the module)."""
+    """The message log sent to ``target`` (see the module)."""
     if target == "auto":
         target = "syslog" if os.path.exists(syslog_socket) else "stderr"
     if target == "none":
-        return MessageLog(fmt, sink=_nowhere)
+        return MessageLog(fmt, sink=no_line)
     if target == "syslog":
         try:
             return MessageLog(fmt, sink=SyslogLine(syslog_socket))

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["LOG_FORMATS", "MESSAGE_LOG", "LogFormat", "MessageLog", "MessageRecord",
-           "format_json", "format_text", "message_id_of", "record_for"]
+           "format_json", "format_text", "message_id_of", "no_line", "record_for"]
 
 #: The logger every adapter writes its message lines to.
 MESSAGE_LOG = "mailroute.messages"
@@ -234,6 +234,8 @@ class MessageLog:
         """Log ``record`` at INFO, or hand its line to the sink (never raises for a failure
         to write: logging handles its own, a sink falls back or drops the line)."""
         if self.sink is not None:
+            if self.sink is no_line:
+                return
             line = self.render(record)
             # a log line must never turn a message that was handed on into a retry
             # (logging's handlers swallow their failures too)
@@ -246,6 +248,10 @@ class MessageLog:
             # more than the line, and the caller is always this method
             logger.handle(logger.makeRecord(logger.name, 20, __file__, _WRITE_LINE,
                                             self.render(record), (), None, "write"))
+
+
+def no_line(line: str) -> None:
+    """The sink of ``--log none``: :meth:`MessageLog.write` does not even make the line."""
 
 
 #: the line of :meth:`MessageLog.write`, the caller its log records name

@@ -232,16 +232,12 @@ def add_log_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
     add_flags(parser, log_flags(default))
 
 
-def message_log_from_args(args: Arguments, *, one_message: bool = False) -> MessageLog:
-    """Send the message log where ``--log`` says, formatted as ``--log-format`` says; for a
-    ``one_message`` command (pipe, process) straight to its target, without logging."""
-    if one_message:
-        from mailroute.adapters.linelog import line_log
+def message_log_from_args(args: Arguments) -> MessageLog:
+    """Send the message log where ``--log`` says, formatted as ``--log-format`` says
+    (:mod:`mailroute.adapters.linelog`: without the logging package)."""
+    from mailroute.adapters.linelog import line_log
 
-        return line_log(args.log, args.log_format, syslog_socket=SYSLOG_SOCKET)
-    from mailroute.commands.logsetup import message_log  # loads logging: only when used
-
-    return message_log(args.log, args.log_format)
+    return line_log(args.log, args.log_format, syslog_socket=SYSLOG_SOCKET)
 
 
 def envelope_from_args(args: Arguments) -> Envelope:
@@ -303,7 +299,7 @@ def run_pipeline_command(args: Arguments, pipeline: Pipeline) -> int:
     with stream:
         log_to = None
         if getattr(args, "log", "none") != "none":
-            log_to = PipeLog(message_log_from_args(args, one_message=True),
+            log_to = PipeLog(message_log_from_args(args),
                              queue_id=args.queue_id or None,
                              sasl_user=args.sasl_user or None)
         return run_pipe(pipeline, stream, sys.stdout.buffer, sys.stderr,

@@ -126,7 +126,7 @@ def _hand_on_held() -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     """Load the policy, filter the message, hand it on."""
     signal.signal(signal.SIGTERM, _terminate)  # exit 75, never a death by signal
-    message_log = message_log_from_args(args, one_message=True)
+    message_log = message_log_from_args(args)
     given = args.sender if args.sender is not None else os.environ.get(args.sender_env)
     if given is None:
         sys.stderr.write(f"4.3.5 configuration error: --sender-env {args.sender_env} is not "

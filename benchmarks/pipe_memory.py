@@ -8,7 +8,7 @@ base64 text body written as one line, a 20 MB 7bit text body of one line (the di
 makes it quoted-printable), and a 24 MB text body in base64 lines of 76. Policies: empty
 (identity) and the disclaimer policy of examples/disclaimer. Target (issue 12): the
 disclaimer within 2x the message size. Last, ``mailroute pipe`` with the large attachment,
-handing on over SMTP as examples/postfix does (to an aiosmtpd sink on loopback).
+handing on over SMTP as examples/postfix does (to the test suite's SMTP sink on loopback).
 
     .venv/bin/python benchmarks/pipe_memory.py [--json FILE]
 """
@@ -19,15 +19,16 @@ import argparse
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from _results import Results, add_json_argument
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.adapters.postfix_harness import SinkServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DISCLAIMER = ROOT / "examples" / "disclaimer" / "policy.toml"
@@ -81,34 +82,20 @@ def peak_kib(policy: Path, message: Path, smtp_port: int | None = None) -> int:
         return int(Path(report.name).read_text().split()[-1])
 
 
-def _smtp_sink() -> tuple[subprocess.Popen[bytes], int]:
-    """An aiosmtpd sink on a free loopback port (the smtp extra)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    sink = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
-                             "-c", "aiosmtpd.handlers.Sink"])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return sink, port
-        except OSError:
-            time.sleep(0.05)
-    sink.kill()
-    raise SystemExit("the SMTP sink did not start")
-
-
 def _pipe_over_smtp(work: Path, empty: Path, small: Path, rows: list[dict[str, object]]) -> None:
-    sink, port = _smtp_sink()
+    port = free_port()
+    sink = SinkServer(port).start()
     try:
         message = work / "large.eml"
         message.write_bytes(_attachment())
         size = message.stat().st_size
-        ratios = {label: (peak_kib(policy, message, port) - peak_kib(policy, small, port))
-                  * 1024 / size for label, policy in (("empty", empty), ("disclaimer", DISCLAIMER))}
+        ratios = {}
+        for label, policy in (("empty", empty), ("disclaimer", DISCLAIMER)):
+            ratios[label] = (peak_kib(policy, message, port) - peak_kib(policy, small, port)
+                             ) * 1024 / size
+            sink.clear()  # the sink keeps what it received
     finally:
-        sink.terminate()
-        sink.wait()
+        sink.stop()
     name = "pipe, SMTP hand-on"
     print(f"{name:24} {size / 1e6:6.1f} MB  {ratios['empty']:6.2f}x  {ratios['disclaimer']:9.2f}x")
     rows.append({"case": "20 MB attachment, mailroute pipe handing on over SMTP",

@@ -34,6 +34,7 @@ __all__ = [
     "Reinjector",
     "SendmailReinjector",
     "SmtpReinjector",
+    "dot_stuff",
     "parse_reinject",
     "wire_format",
     "wire_pieces",
@@ -226,6 +227,14 @@ def wire_format(data: bytes) -> bytes:
     return _LINE_END.sub(b"\r\n", data)
 
 
+def dot_stuff(wire: bytes, *, at_line_start: bool = True) -> bytes:
+    """``wire`` (CRLF line ends) with the transparency dot doubled at every line that starts
+    with one (RFC 5321 4.5.2); ``at_line_start`` says whether ``wire`` itself starts a line."""
+    if at_line_start and wire.startswith(b"."):
+        wire = b"." + wire
+    return wire.replace(b"\r\n.", b"\r\n..")
+
+
 def wire_pieces(data: bytes | Chunks, window: int = 1 << 20) -> Iterator[bytes]:
     """``data`` as SMTP DATA content in pieces of about ``window`` bytes: every line end CRLF,
     every line that starts with ``.`` dot-stuffed, ending in CRLF (the final ``.`` line is
@@ -243,10 +252,7 @@ def wire_pieces(data: bytes | Chunks, window: int = 1 << 20) -> Iterator[bytes]:
                 text, held = text[:-1], b"\r"
             if not text:
                 continue
-            wire = wire_format(text)
-            if line_start and wire.startswith(b"."):
-                wire = b"." + wire
-            wire = wire.replace(b"\r\n.", b"\r\n..")
+            wire = dot_stuff(wire_format(text), at_line_start=line_start)
             line_start = wire.endswith(b"\r\n")
             tail = (tail + wire)[-2:]
             yield wire

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from mailroute.adapters.reinject import wire_format
+from mailroute.adapters.reinject import dot_stuff, wire_format
 from mailroute.records import field, record
 
 __all__ = ["DataReader", "ReceivedData", "read_data", "to_wire", "unstuff"]
@@ -109,7 +109,4 @@ def unstuff(raw: bytes) -> bytes:
 
 def to_wire(data: bytes) -> bytes:
     """``data`` as SMTP DATA content: every line end CRLF, leading dots doubled."""
-    wire = wire_format(data)
-    if wire.startswith(b"."):
-        wire = b"." + wire
-    return wire.replace(b"\r\n.", b"\r\n..")
+    return dot_stuff(wire_format(data))

@@ -35,11 +35,21 @@ def scratch_root(prefix: str, keep_variable: str) -> Iterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+#: Ports this test process handed out: the kernel may give a port that was just released to
+#: the next bind(0), and two servers of one setup then share a port (Postfix kept the last of
+#: two master.cf services on it, and the content filter was bypassed).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free on 127.0.0.1 right now, never one this process handed out before."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _reachable(path: Path) -> bool:

@@ -18,16 +18,11 @@ from typing import Any
 
 from mailroute.adapters.serve import GatewayService, NextHop, ServeSettings
 from mailroute.pipeline import Pipeline
+from tests.mta.common import free_port
 
 MESSAGE = (b"From: Alice <alice@corp.example>\r\nTo: bob@partner.example\r\n"
            b"Subject: hello\r\nMessage-ID: <m1@corp.example>\r\n\r\nHello Bob.\r\n"
            b".leading dot line\r\n")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class InProcess:

@@ -7,8 +7,13 @@ Configurations, on one throwaway Postfix 3.7 instance (reloaded between them) on
   system's C compiler) that negotiates exactly what mailroute's adapter negotiates for a
   policy without filters (``null``: no headers, no body) and with filters (``null-body``), and
   answers accept at end-of-message: the ceiling of "Postfix + a milter" on this machine;
+* ``null-replace``: the C milter with the ``null-body`` negotiation that answers
+  end-of-message with the body it was shown plus the disclaimer policy's text (one body
+  replacement, then accept): the ceiling of "Postfix + a milter that changes the body",
+  with no work beyond copying bytes;
 * ``python-null``: the same do-nothing milter in Python on uvloop (benchmarks/null_milter.py),
   with the ``null`` negotiation: the ceiling of "Postfix + a Python milter";
+* ``python-null-replace``: the Python one answering as ``null-replace`` does;
 * ``empty``: ``mailroute milter`` with an empty policy (unix socket);
 * ``disclaimer``: ``mailroute milter`` with a one-filter disclaimer policy (unix socket);
 * ``opendkim``: OpenDKIM 2.11 signing (rsa-sha256, relaxed/relaxed) as the peer (unix socket);
@@ -49,15 +54,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.adapters.milter_recordings import write_policies
+from tests.adapters.milter_recordings import DISCLAIMER_TEXT, write_policies
 from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
-CONFIGS = ("postfix", "null", "null-body", "python-null", "empty", "disclaimer", "opendkim",
-           "empty-2p", "disclaimer-2p")
-RATIOS = (("null", "postfix"), ("null-body", "postfix"), ("python-null", "postfix"),
+CONFIGS = ("postfix", "null", "null-body", "null-replace", "python-null", "python-null-replace",
+           "empty", "disclaimer", "opendkim", "empty-2p", "disclaimer-2p")
+RATIOS = (("null", "postfix"), ("null-body", "postfix"), ("null-replace", "postfix"),
+          ("python-null", "postfix"), ("python-null-replace", "postfix"),
           ("empty", "postfix"), ("disclaimer", "postfix"), ("disclaimer", "opendkim"),
-          ("empty", "null"), ("disclaimer", "null-body"), ("empty-2p", "postfix"),
+          ("empty", "null"), ("disclaimer", "null-replace"), ("empty-2p", "postfix"),
           ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"))
 
 
@@ -168,9 +174,11 @@ def run_in_root(prefix: str, tools: tuple[str, ...],
         shutil.rmtree(root, ignore_errors=True)
 
 
-def null_milter_argv(binary: Path, sock: Path, *, needs_message: bool) -> list[str]:
+def null_milter_argv(binary: Path, sock: Path, *, needs_message: bool,
+                     append: str | None = None) -> list[str]:
     """The do-nothing milter's command line: mailroute's own negotiation (flags and macro
-    lists), as it answers a Postfix that offers everything."""
+    lists), as it answers a Postfix that offers everything; with ``append``, the body
+    replacement of the ``-replace`` configurations."""
     from mailroute.adapters.milter import negotiate
     from mailroute.protocols import milter as pm
 
@@ -179,7 +187,9 @@ def null_milter_argv(binary: Path, sock: Path, *, needs_message: bool) -> list[s
     reply = negotiate(offer, needs_message=needs_message)
     macros = [str(item) for stage, names in reply.macros for item in (int(stage),
                                                                       names.decode())]
-    return [str(binary), str(sock), str(int(reply.actions)), str(int(reply.protocol)), *macros]
+    replace = ["-a", append] if append is not None else []
+    return [str(binary), *replace, str(sock), str(int(reply.actions)), str(int(reply.protocol)),
+            *macros]
 
 
 def build_null_milter(root: Path) -> Path | None:
@@ -274,10 +284,13 @@ def bench(root: Path, args: argparse.Namespace) -> int:
                 argv = ["opendkim", "-x", str(od_conf)]
             elif config.startswith("null"):
                 assert null_binary is not None
-                argv = null_milter_argv(null_binary, sock, needs_message=config == "null-body")
-            elif config == "python-null":
-                argv = [sys.executable, *null_milter_argv(Path(__file__).with_name(
-                    "null_milter.py"), sock, needs_message=False)]
+                argv = null_milter_argv(null_binary, sock, needs_message=config != "null",
+                                        append=APPENDED if config == "null-replace" else None)
+            elif config.startswith("python-null"):
+                replace = config.endswith("-replace")
+                argv = [sys.executable, *null_milter_argv(
+                    Path(__file__).with_name("null_milter.py"), sock, needs_message=replace,
+                    append=APPENDED if replace else None)]
             else:
                 policy, _, processes = config.partition("-")
                 argv = [*mailroute, "--config", str(root / f"{policy}.toml"), "--socket",
@@ -371,6 +384,9 @@ def measure(postfix: Postfix, milters: dict[str, Milter], configs: list[str],
 
 
 CPU_KEYS = ("postfix", "milter", "source", "sink")
+#: What the ``-replace`` null milters add to every body: the disclaimer policy's text, as
+#: that policy adds it to smtp-source's plain-text message.
+APPENDED = DISCLAIMER_TEXT.replace("\n", "\r\n")
 #: Messages sent after each reload before measuring (the new Postfix processes start).
 WARM_UP = 100
 

@@ -9,7 +9,12 @@
  * loop, one process, one write per reply. What is left of the cost of a milter is then the
  * MTA's milter client and the kernel.
  *
- *   null_milter SOCKET_PATH ACTIONS PROTOCOL [STAGE NAMES]...
+ *   null_milter [-a TEXT] SOCKET_PATH ACTIONS PROTOCOL [STAGE NAMES]...
+ *
+ * With -a, end-of-message is answered with the body it was shown followed by TEXT (one
+ * body replacement run in packets of at most 65,535 bytes, then accept): the ceiling of
+ * "Postfix + a milter that changes the body", such as a disclaimer, with no work done
+ * beyond copying bytes.
  *
  * ACTIONS and PROTOCOL are numbers (0x... allowed); each STAGE NAMES pair is one macro list
  * of the negotiation reply. SIGUSR1 prints the packets counted so far by command byte (in)
@@ -38,6 +43,8 @@ struct conn {
     int fd;
     unsigned char *buf;
     size_t len, cap;
+    unsigned char *body;  /* the body chunks shown so far (-a only) */
+    size_t body_len, body_cap;
 };
 
 static volatile sig_atomic_t stop, report;
@@ -45,6 +52,7 @@ static unsigned long in_count[256], out_count[256];
 static uint32_t want_actions, want_protocol, protocol;
 static unsigned char macros[4096];
 static size_t macros_len;
+static const char *append_text;  /* -a: the text added to every body */
 
 static void on_signal(int sig) { if (sig == SIGUSR1) report = 1; else stop = 1; }
 
@@ -61,11 +69,61 @@ static uint32_t no_reply_flag(unsigned char cmd) {
     }
 }
 
+/* Keep a body chunk for the replacement; 0 when memory runs out. */
+static int keep_body(struct conn *c, const unsigned char *data, size_t n) {
+    if (c->body_cap - c->body_len < n) {
+        size_t cap = c->body_cap ? c->body_cap : 65536;
+        while (cap - c->body_len < n) cap *= 2;
+        unsigned char *grown = realloc(c->body, cap);
+        if (!grown) return 0;
+        c->body = grown;
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, data, n);
+    c->body_len += n;
+    return 1;
+}
+
+/* Write the kept body plus append_text as replacement packets, then accept; 0 on error. */
+static int replace_body(struct conn *c) {
+    size_t text = strlen(append_text);
+    if (!keep_body(c, (const unsigned char *)append_text, text)) return 0;
+    size_t chunks = c->body_len / 65535 + 1;
+    unsigned char *out = malloc(c->body_len + 5 * chunks + 5);
+    if (!out) return 0;
+    size_t olen = 0;
+    for (size_t at = 0; at < c->body_len; at += 65535) {
+        size_t n = c->body_len - at < 65535 ? c->body_len - at : 65535;
+        put32(out + olen, (uint32_t)n + 1);
+        out[olen + 4] = 'b';
+        memcpy(out + olen + 5, c->body + at, n);
+        olen += 5 + n;
+        out_count['b']++;
+    }
+    put32(out + olen, 1);
+    out[olen + 4] = 'a';
+    olen += 5;
+    out_count['a']++;
+    c->body_len = 0;
+    int ok = write(c->fd, out, olen) == (ssize_t)olen;
+    free(out);
+    return ok;
+}
+
 /* Append the packets answering one command to out; returns 0 to close. */
-static int answer(const unsigned char *pkt, uint32_t len, unsigned char *out, size_t *olen) {
+static int answer(struct conn *c, const unsigned char *pkt, uint32_t len, unsigned char *out,
+                  size_t *olen) {
     unsigned char cmd = pkt[0];
     unsigned char reply;
     in_count[cmd]++;
+    if (append_text && (cmd == 'B' || cmd == 'E') && len > 1
+        && !keep_body(c, pkt + 1, len - 1)) return 0;
+    if (append_text && cmd == 'E') {
+        if (*olen && write(c->fd, out, *olen) != (ssize_t)*olen) return 0;
+        *olen = 0;
+        return replace_body(c);
+    }
+    if (append_text && (cmd == 'A' || cmd == 'K')) c->body_len = 0;
     if (cmd == 'Q') return 0;
     if (cmd == 'D' || cmd == 'A' || cmd == 'K') return 1;
     if (cmd == 'O') {
@@ -138,7 +196,7 @@ static int serve(struct conn *c) {
             if (write(c->fd, out, olen) != (ssize_t)olen) return 0;
             olen = 0;
         }
-        open = answer(c->buf + pos + 4, len, out, &olen);
+        open = answer(c, c->buf + pos + 4, len, out, &olen);
         pos += 4 + len;
     }
     memmove(c->buf, c->buf + pos, c->len - pos);
@@ -148,8 +206,15 @@ static int serve(struct conn *c) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 2 && strcmp(argv[1], "-a") == 0) {
+        append_text = argv[2];
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 4 || argc % 2) {
-        fprintf(stderr, "usage: %s SOCKET ACTIONS PROTOCOL [STAGE NAMES]...\n", argv[0]);
+        fprintf(stderr, "usage: %s [-a TEXT] SOCKET ACTIONS PROTOCOL [STAGE NAMES]...\n",
+                argv[0]);
         return 2;
     }
     want_actions = (uint32_t)strtoul(argv[2], NULL, 0);
@@ -189,6 +254,7 @@ int main(int argc, char **argv) {
             if (!serve(&conns[i])) {
                 close(fds[i].fd);
                 free(conns[i].buf);
+                free(conns[i].body);
                 fds[i] = fds[nfds - 1];
                 conns[i] = conns[nfds - 1];
                 nfds--;

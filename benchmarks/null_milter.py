@@ -8,7 +8,10 @@ negotiation left owed, and does nothing else. What mailroute's milter costs abov
 one is mailroute's own work; what this one costs above the C one is the interpreter and the
 event loop being woken for every write of the MTA.
 
-    python benchmarks/null_milter.py SOCKET_PATH ACTIONS PROTOCOL [STAGE NAMES]...
+    python benchmarks/null_milter.py [-a TEXT] SOCKET_PATH ACTIONS PROTOCOL [STAGE NAMES]...
+
+With ``-a`` it answers end-of-message as null_milter.c does: the body it was shown followed
+by TEXT, then accept (the ceiling of a Python milter that changes the body).
 
 Benchmark helper only: no part of mailroute. SIGTERM ends it.
 """
@@ -29,13 +32,23 @@ NO_REPLY = {ord("C"): 0x1000, ord("H"): 0x2000, ord("M"): 0x4000, ord("R"): 0x80
             ord("L"): 0x80}
 SILENT = {ord("D"), ord("A"), ord("K")}
 CONTINUE, ACCEPT = b"\0\0\0\1c", b"\0\0\0\1a"
+BODY_OR_END = {ord("B"), ord("E")}
+
+
+def replacement(body: bytes) -> list[bytes]:
+    """``body`` as body-replacement packets of at most 65,535 bytes."""
+    return [struct.pack(">I", len(chunk) + 1) + b"b" + chunk
+            for chunk in (body[at:at + 65535] for at in range(0, len(body), 65535))]
 
 
 class NullMilter(asyncio.Protocol):
     """One MTA connection."""
 
-    def __init__(self, actions: int, protocol: int, macros: bytes) -> None:
+    def __init__(self, actions: int, protocol: int, macros: bytes,
+                 append: bytes | None = None) -> None:
         self.want_actions, self.want_protocol, self.macros = actions, protocol, macros
+        self.append = append
+        self.body: list[bytes] = []
         self.protocol = 0
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
@@ -56,11 +69,18 @@ class NullMilter(asyncio.Protocol):
                 assert self.transport is not None
                 self.transport.close()
                 break
+            if self.append is not None and command in BODY_OR_END and packet:
+                self.body.append(packet)
             if command in SILENT:
+                if command != ord("D"):
+                    self.body = []
                 continue
             if command == ord("O"):
                 out.append(self.negotiate(packet))
             elif command == ord("E"):
+                if self.append is not None:
+                    out += replacement(b"".join([*self.body, self.append]))
+                    self.body = []
                 out.append(ACCEPT)
             elif not self.protocol & NO_REPLY.get(command, 0):
                 # DATA is owed only in a no-filter negotiation, which accepts there
@@ -81,23 +101,29 @@ class NullMilter(asyncio.Protocol):
         return struct.pack(">I", len(data) + 1) + b"O" + data
 
 
-async def serve(path: str, actions: int, protocol: int, macros: bytes) -> None:
+async def serve(path: str, actions: int, protocol: int, macros: bytes,
+                append: bytes | None) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
-    server = await loop.create_unix_server(lambda: NullMilter(actions, protocol, macros), path)
+    server = await loop.create_unix_server(
+        lambda: NullMilter(actions, protocol, macros, append), path)
     os.chmod(path, 0o666)  # noqa: S103 - Postfix's smtpd and cleanup connect to it
     await stop
     server.close()
 
 
 def main() -> None:
-    path, actions, protocol, *lists = sys.argv[1:]
+    args = sys.argv[1:]
+    append = None
+    if args[:1] == ["-a"]:
+        append, args = args[1].encode(), args[2:]
+    path, actions, protocol, *lists = args
     macros = b"".join(struct.pack(">I", int(stage)) + names.encode() + b"\0"
                       for stage, names in zip(lists[::2], lists[1::2], strict=True))
     if os.path.exists(path):
         os.unlink(path)
-    uvloop.run(serve(path, int(actions, 0), int(protocol, 0), macros))
+    uvloop.run(serve(path, int(actions, 0), int(protocol, 0), macros, append))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,18 @@ def test_json_line_has_the_same_facts_as_one_object() -> None:
     assert "\n" not in format_json(RECORD)
 
 
+def test_text_and_json_lines_name_the_same_facts_in_the_same_order() -> None:
+    every = MessageRecord(
+        verdict="accept", reply=Reply(250, "2.0.0", "ok"), queue_id="Q", message_id="<m@x>",
+        sender="a@x", recipients=1, direction="inbound", filters=(("f", "changed"),),
+        duration=0.5, sasl_user="u", client_address="192.0.2.1", helo="h.example",
+        client_name="c.example", exit_code=0)
+    text_keys = [pair.split("=", 1)[0] for pair in format_text(every).split("; ", 1)[1].split()]
+    json_keys = [key for key in json.loads(format_json(every))
+                 if key not in ("verdict", "code", "status", "reply")]
+    assert text_keys == json_keys
+
+
 def test_hostile_message_id_stays_one_quoted_value_on_one_line() -> None:
     data = (b"Message-ID: <a b=\"c\";\r\n\tsneaky=1@x>\r\nFrom: a@b\r\n\r\nbody\r\n")
     record = record_for(None, Envelope(mail_from="a@b"), data=data, verdict="reject",

@@ -92,8 +92,6 @@ _HELO_PHASE = _ORDER[Command.HELO]
 _NOMAIL = int(ProtocolFlag.NOMAIL)
 _NOCONNECT = int(ProtocolFlag.NOCONNECT)
 _REPEATABLE = frozenset({Command.HELO, Command.RCPT, Command.HEADER, Command.BODY})
-_IN_TRANSACTION = frozenset({Command.RCPT, Command.DATA, Command.HEADER, Command.EOH,
-                             Command.BODY, Command.BODYEOB})
 # The flag that exempts a command from a reply.
 _NO_REPLY_FLAG: dict[Command, ProtocolFlag] = {
     Command.CONNECT: ProtocolFlag.NR_CONN, Command.HELO: ProtocolFlag.NR_HELO,

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailroute.adapters.messagelog import (
     MESSAGE_LOG,
@@ -86,6 +89,17 @@ def test_hostile_message_id_stays_one_quoted_value_on_one_line() -> None:
     assert "\r" not in line
     assert 'message_id="<a b=\\"c\\"; sneaky=1@x>" sender=<a@b>' in line
     assert json.loads(format_json(record))["message_id"] == '<a b="c"; sneaky=1@x>'
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_a_value_is_quoted_exactly_when_it_holds_space_quote_equals_semicolon_or_backslash(
+        value: str) -> None:
+    record = MessageRecord(verdict="accept", reply=Reply(250, "2.0.0", "ok"), helo=value)
+    line = format_text(record)
+    quoted = re.search(r'[\s"=;\\]', value) is not None
+    shown = json.dumps(value, ensure_ascii=False) if quoted else value
+    assert f" helo={shown} duration_ms=" in line
+    assert "\n" not in line
 
 
 def test_long_values_are_cut_to_200_characters() -> None:

@@ -17,6 +17,8 @@ material. Values from the message are cut to one line of at most 200 characters.
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
 import re
 from typing import TYPE_CHECKING
 
@@ -159,30 +161,46 @@ def format_text(record: MessageRecord) -> str:
     ``exit``, ``sasl_user``, ``client``, ``helo`` and ``client_name`` only when known)."""
     # the keys of _fields in their order, built directly: a resident adapter writes a line
     # per message, and the table walk cost as much as the rest of a small message's answer
-    keys = ["queue_id", "message_id", "sender", "recipients", "direction"]
-    texts = [_or_dash(record.queue_id), _or_dash(record.message_id), f"<{record.sender}>",
-             str(record.recipients), _or_dash(record.direction)]
+    keys = ["queue_id=", "message_id=", "sender=", "recipients=", "direction="]
+    queue_id, message_id, direction = record.queue_id, record.message_id, record.direction
+    values = ["-" if queue_id is None else queue_id, "-" if message_id is None else message_id,
+              f"<{record.sender}>", str(record.recipients), "-" if direction is None else direction]
     if record.exit_code is not None:
-        keys.append("exit")
-        texts.append(str(record.exit_code))
-    keys.append("filters")
-    texts.append(",".join([f"{name}:{outcome}" for name, outcome in record.filters]) or "-")
-    for key, value in (("sasl_user", record.sasl_user), ("client", record.client_address),
-                       ("helo", record.helo), ("client_name", record.client_name)):
-        if value is not None:
-            keys.append(key)
-            texts.append(value)
-    keys.append("duration_ms")
-    texts.append(str(round(record.duration * 1000, 1)))
-    needs_quotes = _NEEDS_QUOTES().search
-    if needs_quotes("".join(texts)):  # one search for the line; per value only when needed
-        texts = [_quote(text) if needs_quotes(text) else text for text in texts]
-    head = f"{record.verdict} {record.reply.status} {_clean(record.reply.text) or '-'};"
-    return " ".join([head, *map("=".join, zip(keys, texts, strict=True))])
+        keys.append("exit=")
+        values.append(str(record.exit_code))
+    keys.append("filters=")
+    filters = record.filters
+    values.append(",".join([f"{name}:{outcome}" for name, outcome in filters]) if filters
+                  else "-")
+    if record.sasl_user is not None:
+        keys.append("sasl_user=")
+        values.append(record.sasl_user)
+    if record.client_address is not None:
+        keys.append("client=")
+        values.append(record.client_address)
+    if record.helo is not None:
+        keys.append("helo=")
+        values.append(record.helo)
+    if record.client_name is not None:
+        keys.append("client_name=")
+        values.append(record.client_name)
+    keys.append("duration_ms=")
+    values.append(f"{record.duration * 1000:.1f}")
+    plain = "".join(values)
+    # _NEEDS_QUOTES's characters: whitespace other than the space is unprintable
+    if (not plain.isprintable() or " " in plain or '"' in plain or "=" in plain
+            or ";" in plain or "\\" in plain):
+        # quoted per value only on the rare line that needs it
+        needs_quotes = _NEEDS_QUOTES().search
+        values = [_quote(value) if needs_quotes(value) else value for value in values]
+    head = f"{record.verdict} {record.reply.status} {_reply_text(record.reply.text)};"
+    return " ".join([head, *map(operator.add, keys, values)])
 
 
-def _or_dash(text: str | None) -> str:
-    return "-" if text is None else text
+@functools.lru_cache(maxsize=256)
+def _reply_text(text: str) -> str:
+    """The reply text as the line shows it (replies repeat: the policy's few texts)."""
+    return _clean(text) or "-"
 
 
 def format_json(record: MessageRecord) -> str:

@@ -170,6 +170,32 @@ def test_mail_macros_reach_the_envelope(tmp_path: Path) -> None:
     assert got[-1] == (b"a", b"")
 
 
+def test_the_next_message_does_not_inherit_the_previous_ones_macros(tmp_path: Path) -> None:
+    """Postfix sends an empty macro packet when it has none of the names asked for: the
+    second message's SASL login must not be the first one's."""
+    async def scenario() -> list[bytes]:
+        server = MilterServer(Pipeline(filters=(WhoAmI(),)), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        assert (await mta.packet())[0] == b"O"
+        seen = []
+        for macros in (b"M{auth_authen}\x00alice\x00{client_addr}\x00192.0.2.7\x00", b"M"):
+            await mta.send(pkt(b"D", macros), pkt(b"M", b"<a@corp.example>\x00"),
+                           pkt(b"R", b"<b@partner.example>\x00"),
+                           pkt(b"L", b"Subject\x00 hi\x00"), pkt(b"B", b"hello\r\n"),
+                           pkt(b"E"))
+            got = await mta.until_final()
+            seen.append(got[-2][1])
+            await mta.send(pkt(b"A"))
+        await mta.close()
+        await server.stop()
+        return seen
+
+    first, second = asyncio.run(scenario())
+    assert first == b"\x00\x00\x00\x01X-Seen\x00 alice 192.0.2.7\x00"
+    assert second == b"\x00\x00\x00\x01X-Seen\x00 None 192.0.2.7\x00"
+
+
 def test_message_over_the_size_limit_is_552(tmp_path: Path) -> None:
     server = MilterServer(Pipeline(filters=(Identity(),), limits=Limits(max_message_size=1000)),
                           MilterSettings(workers=1))

@@ -83,6 +83,35 @@ def test_recorded_session_byte_by_byte_gives_the_same_events() -> None:
     assert sent_split == sent_whole
 
 
+def test_empty_macro_packets_make_no_event_when_asked_once_the_conversation_is_open() -> None:
+    conn = pm.MilterConnection(skip_empty_macros=True)
+    assert events(conn, optneg()) == [OFFER]
+    conn.send(pm.NegotiateReply(pm.ActionFlag(0x3F), pm.ProtocolFlag.NONE))
+    got = pump(conn, lambda event: conn.send(pm.Continue()) if conn.owed else None,
+               pkt(b"D", b"C") + pkt(b"C", b"host\x004\x00\x19127.0.0.1\x00")
+               + pkt(b"D", b"H") + pkt(b"H", b"client\x00")
+               + pkt(b"D", b"Mi\x00Q1\x00") + pkt(b"M", b"<a@x>\x00"))
+    assert [type(event).__name__ for event in got] == ["Connect", "Helo", "Macros", "MailFrom"]
+    assert got[2] == pm.Macros(b"M", ((b"i", b"Q1"),))
+
+
+def test_empty_macro_packets_are_events_by_default() -> None:
+    conn = negotiated()
+    assert events(conn, pkt(b"D", b"C")) == [pm.Macros(b"C", ())]
+
+
+def test_a_skipped_empty_macro_packet_still_breaks_the_rules() -> None:
+    conn = pm.MilterConnection(skip_empty_macros=True)
+    with pytest.raises(pm.RemoteProtocolError, match="before option negotiation"):
+        events(conn, pkt(b"D", b"C"))
+    conn = pm.MilterConnection(skip_empty_macros=True)
+    events(conn, optneg())
+    conn.send(pm.NegotiateReply(pm.ActionFlag(0x3F), pm.ProtocolFlag.NONE))
+    events(conn, pkt(b"C", b"host\x004\x00\x19127.0.0.1\x00"))   # owed: its reply
+    with pytest.raises(pm.RemoteProtocolError, match="before the reply"):
+        events(conn, pkt(b"D", b"H"))
+
+
 FRAMING_ERRORS = {
     "zero length": b"\x00\x00\x00\x00",
     "over the cap": struct.pack(">I", pm.DEFAULT_MAX_PACKET + 1) + b"B",

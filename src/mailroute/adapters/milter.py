@@ -99,6 +99,9 @@ WANTED_MACROS: tuple[tuple[int, bytes], ...] = (
 WANTED_MACROS_WITHOUT_FILTERS: tuple[tuple[int, bytes], ...] = tuple(
     (stage, b"i" if stage == pm.Stage.DATA else NO_MACROS if stage == pm.Stage.EOM else names)
     for stage, names in WANTED_MACROS)
+#: The macros of one message (the queue id, the SASL login of its MAIL FROM): forgotten when
+#: it is answered or aborted, so the next message never reports the previous one's.
+_MESSAGE_MACROS = (b"i", b"{auth_authen}", b"{auth_type}")
 #: Pending connections the kernel queues for us (Postfix opens one per SMTP session).
 LISTEN_BACKLOG = 512
 SHUTTING_DOWN = pm.ReplyCode(421, "4.3.2", ("mail filter shutting down, try again later",))
@@ -219,7 +222,8 @@ class MilterConnectionHandler(asyncio.Protocol):
     def __init__(self, server: MilterServer, *, tcp: bool = False) -> None:
         self.server = server
         self.tcp = tcp
-        self.conn = pm.MilterConnection(max_packet=server.settings.max_packet)
+        self.conn = pm.MilterConnection(max_packet=server.settings.max_packet,
+                                        skip_empty_macros=True)
         self.facts = MessageFacts()
         self.head: list[bytes] = []
         self.body: list[bytes] = []  # joined once, with the header, at end-of-message
@@ -378,10 +382,7 @@ class MilterConnectionHandler(asyncio.Protocol):
             self._add_header(event)
 
     def _on_macros(self, event: pm.Macros) -> None:
-        if event.stage == b"M":
-            self._forget_message_macros()
-        if event.values:
-            self.facts.macros.update(event.values)
+        self.facts.macros.update(event.values)
 
     def _on_body(self, event: pm.BodyChunk) -> None:
         if self.needs_message:
@@ -401,7 +402,7 @@ class MilterConnectionHandler(asyncio.Protocol):
         self.facts.set_helo(event.name)
 
     def _on_abort(self, event: pm.Abort | pm.QuitNewConnection) -> None:
-        self._reset_message()
+        self._end_transaction()
         if isinstance(event, pm.QuitNewConnection):
             self.facts = MessageFacts()
 
@@ -416,9 +417,14 @@ class MilterConnectionHandler(asyncio.Protocol):
         self.in_message = True  # the content timeout applies from here
         return [pm.Continue()] if owed else []
 
-    def _forget_message_macros(self) -> None:
-        for name in (b"i", b"{auth_authen}", b"{auth_type}"):
-            self.facts.macros.pop(name, None)
+    def _end_transaction(self) -> None:
+        """The message is answered or aborted: its content and its own macros go (the
+        next one's come with its MAIL FROM, or not at all: an empty macro packet makes
+        no event)."""
+        self._reset_message()
+        macros = self.facts.macros
+        for name in _MESSAGE_MACROS:
+            macros.pop(name, None)
 
     def _reset_message(self) -> None:
         self.head = []
@@ -457,14 +463,15 @@ class MilterConnectionHandler(asyncio.Protocol):
         """A policy without filters accepts the message without reading it: at DATA, or at
         end-of-message with an MTA that does not show DATA (milter protocol 2 and 3)."""
         refused, self.in_message = self.refused, False
-        self._reset_message()
         if refused:
+            self._end_transaction()
             return [SHUTTING_DOWN]
         facts = self.facts
         self.server.record(None, facts.envelope(), b"",
                            queue_id=facts.queue_id if facts.queue_id != "-" else None,
                            sasl_user=facts.auth_user, started=time.monotonic(),
                            reply=NO_FILTERS_REPLY)
+        self._end_transaction()
         return [pm.Accept()]
 
     def _end_of_message(self) -> list[pm.Action] | _Work:
@@ -473,19 +480,20 @@ class MilterConnectionHandler(asyncio.Protocol):
             return self._accept_unread()
         refused, self.in_message = self.refused, False
         if refused:
-            self._reset_message()
+            self._end_transaction()
             return [SHUTTING_DOWN]
         started = time.monotonic()
         facts, server = self.facts, self.server
         queue_id = facts.queue_id if facts.queue_id != "-" else None
         sasl = facts.auth_user
         if self.size + 2 > self._limit():
-            self._reset_message()
-            server.record(None, facts.envelope(), b"", queue_id=queue_id, sasl_user=sasl,
+            envelope = facts.envelope()
+            self._end_transaction()
+            server.record(None, envelope, b"", queue_id=queue_id, sasl_user=sasl,
                           started=started, reply=TOO_BIG_REPLY)
             return [TOO_BIG]
         data, envelope = self.message_bytes(), facts.envelope()
-        self._reset_message()
+        self._end_transaction()
         hidden = server.settings.hidden_above
 
         def work() -> list[pm.Action]:

@@ -114,6 +114,7 @@ _OPEN = State.OPEN
 _CLOSED = State.CLOSED
 _ERROR = State.ERROR
 _MACRO = Command.MACRO
+_MACRO_CODE = Command.MACRO.value[0]
 _QUIT = Command.QUIT
 _QUIT_NC = Command.QUIT_NC
 _OPTNEG = Command.OPTNEG
@@ -132,6 +133,9 @@ class MilterConnection:
 
     Args:
         max_packet: the largest packet accepted from the MTA (length field value).
+        skip_empty_macros: make no event of a macro packet without values once the
+            conversation is open (Postfix sends one per stage, for the stages a filter
+            asked nothing of too: about a third of its packets; they carry nothing).
 
     Attributes (read them, never set them):
         state: where the connection stands.
@@ -140,8 +144,10 @@ class MilterConnection:
         actions, protocol: what the negotiation granted.
     """
 
-    def __init__(self, *, max_packet: int = DEFAULT_MAX_PACKET) -> None:
+    def __init__(self, *, max_packet: int = DEFAULT_MAX_PACKET,
+                 skip_empty_macros: bool = False) -> None:
         self._buffer = PacketBuffer(max_packet)
+        self._skip_empty_macros = skip_empty_macros
         self.state = _NEGOTIATE
         self.phase = 0
         self.actions = ActionFlag.NONE
@@ -170,6 +176,10 @@ class MilterConnection:
             raise RemoteProtocolError("connection already failed")
         try:
             found = self._buffer.next_packet()
+            if self._skip_empty_macros and state is _OPEN:
+                while (found is not None and found[0] == _MACRO_CODE and len(found[1]) == 1
+                       and self.owed is None):
+                    found = self._buffer.next_packet()
             if found is None:
                 if self._eof and state is not _CLOSED:
                     if self._buffer.pending:

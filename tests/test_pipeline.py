@@ -226,10 +226,22 @@ def test_auth_results_are_written_and_forged_copies_stripped() -> None:
     assert b"Authentication-Results: other.example; dkim=pass" in kept.data
 
 
-def test_envelope_refuses_line_breaks() -> None:
-    for bad in ({"mail_from": "a@b\r\nRCPT TO:<x>"}, {"rcpt_to": ["x@y\n"]}):
-        try:
-            Envelope(**bad)  # type: ignore[arg-type]
-        except ValueError:
-            continue
-        raise AssertionError(f"accepted {bad}")
+@pytest.mark.parametrize("name", ["mail_from", "client_address", "tls_peer_name", "helo",
+                                  "auth_user", "rcpt_to"])
+@pytest.mark.parametrize("bad", ["a@b\r\nRCPT TO:<x>", "x@y\n", "x\0y"])
+def test_envelope_refuses_line_breaks_and_names_the_field(name: str, bad: str) -> None:
+    value: object = ["ok@example.net", bad] if name == "rcpt_to" else bad
+    with pytest.raises(ValueError, match=f"^{name} contains CR, LF or NUL$"):
+        Envelope(**{name: value})  # type: ignore[arg-type]
+
+
+def test_envelope_keeps_what_it_was_given_and_stays_frozen() -> None:
+    envelope = Envelope(mail_from="a@corp.example", rcpt_to=["b@x.example", "c@x.example"],
+                        client_address="192.0.2.1", tls_peer_name="mx.example", helo="h",
+                        direction="inbound", auth_user="")
+    assert (envelope.mail_from, envelope.rcpt_to, envelope.client_address,
+            envelope.tls_peer_name, envelope.helo, envelope.direction, envelope.auth_user) == (
+        "a@corp.example", ("b@x.example", "c@x.example"), "192.0.2.1", "mx.example", "h",
+        Direction.INBOUND, None)
+    with pytest.raises(AttributeError):
+        envelope.helo = "other"  # type: ignore[misc]

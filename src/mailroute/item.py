@@ -43,6 +43,13 @@ def breaks_line(text: str) -> bool:
     return "\r" in text or "\n" in text or "\0" in text
 
 
+def _refuse_line_breaks(**values: str | None) -> None:
+    """Raise for the first of ``values`` that holds a CR, LF or NUL."""
+    for name, value in values.items():
+        if value is not None and breaks_line(value):
+            raise ValueError(f"{name} contains CR, LF or NUL")
+
+
 @record(frozen=True, kw_only=True)
 class Envelope:
     """The SMTP envelope and connection facts of one message.
@@ -71,21 +78,20 @@ class Envelope:
                  client_address: str | None = None, tls_peer_name: str | None = None,
                  helo: str | None = None, direction: Direction | str | None = None,
                  auth_user: str | None = None) -> None:
-        for name, value in (("mail_from", mail_from), ("client_address", client_address),
-                            ("tls_peer_name", tls_peer_name), ("helo", helo),
-                            ("auth_user", auth_user)):
-            if value is not None and breaks_line(value):
-                raise ValueError(f"{name} contains CR, LF or NUL")
-        for rcpt in rcpt_to:
-            if breaks_line(rcpt):
-                raise ValueError("rcpt_to contains CR, LF or NUL")
-        object.__setattr__(self, "mail_from", mail_from)
-        object.__setattr__(self, "rcpt_to", tuple(rcpt_to))
-        object.__setattr__(self, "client_address", client_address)
-        object.__setattr__(self, "tls_peer_name", tls_peer_name)
-        object.__setattr__(self, "helo", helo)
-        object.__setattr__(self, "direction", Direction(direction) if direction else None)
-        object.__setattr__(self, "auth_user", auth_user or None)
+        rcpts = tuple(rcpt_to)
+        # one test of all values joined: an adapter builds an envelope for every message
+        if breaks_line("".join([mail_from, *rcpts, client_address or "", tls_peer_name or "",
+                                helo or "", auth_user or ""])):
+            _refuse_line_breaks(mail_from=mail_from, client_address=client_address,
+                                tls_peer_name=tls_peer_name, helo=helo, auth_user=auth_user)
+            raise ValueError("rcpt_to contains CR, LF or NUL")
+        _set_mail_from(self, mail_from)
+        _set_rcpt_to(self, rcpts)
+        _set_client_address(self, client_address)
+        _set_tls_peer_name(self, tls_peer_name)
+        _set_helo(self, helo)
+        _set_direction(self, Direction(direction) if direction else None)
+        _set_auth_user(self, auth_user or None)
 
     @property
     def sender_domain(self) -> str:
@@ -96,6 +102,15 @@ class Envelope:
     def recipient_domains(self) -> frozenset[str]:
         """The lower-cased domains of all recipients."""
         return frozenset(r.rpartition("@")[2].lower() for r in self.rcpt_to if "@" in r)
+
+
+# Envelope's fields, stored through their slots (an envelope is built per message; the
+# slot's own setter costs half of object.__setattr__)
+(_set_mail_from, _set_rcpt_to, _set_client_address, _set_tls_peer_name, _set_helo,
+ _set_direction, _set_auth_user) = (
+    getattr(Envelope, name).__set__ for name in ("mail_from", "rcpt_to", "client_address",
+                                                 "tls_peer_name", "helo", "direction",
+                                                 "auth_user"))
 
 
 @record(frozen=True, kw_only=True)

@@ -65,7 +65,8 @@ class Disclaimer:
         if is_html and self.html_template.token in body:
             return True
         text_anchor, html_anchor = self.text_template.anchor, self.html_template.anchor
-        if text_anchor and html_anchor and text_anchor not in body and html_anchor not in body:
+        if text_anchor and html_anchor and text_anchor not in body and (
+                html_anchor == text_anchor or html_anchor not in body):
             return False
         compact = html_to_compact_text(body) if is_html else compact_text(body)
         return (contains_pieces(compact, self.text_template.fingerprint)

@@ -30,7 +30,12 @@ from mailroute.disclaimer.template import (
 from mailroute.disclaimer.textplace import text_insertion
 from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
-from mailroute.mime.charsets import codec_name, is_ascii_label, label_codec_name
+from mailroute.mime.charsets import (
+    ascii_transparent,
+    codec_name,
+    is_ascii_label,
+    label_codec_name,
+)
 from mailroute.patterns import on_first_use
 from mailroute.records import field, record
 
@@ -191,7 +196,8 @@ def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
         codec = codec_name(body.charset or "us-ascii")
     except MalformedMessageError:
         return None, "unknown-charset"
-    if is_ascii_label(body.charset) and not data.isascii():
+    ascii_data = data.isascii()
+    if not ascii_data and is_ascii_label(body.charset):
         # a very common mislabel: UTF-8 declared as (or defaulting to) ASCII; else the HTML
         # <meta charset>; else what clients show for ASCII labels (windows-1252)
         fallbacks = ["utf-8"]
@@ -206,7 +212,7 @@ def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
             except UnicodeDecodeError:
                 continue
     try:
-        return data.decode(codec), codec
+        return data.decode("ascii" if ascii_data and ascii_transparent(codec) else codec), codec
     except UnicodeDecodeError:
         return None, "undecodable"
 

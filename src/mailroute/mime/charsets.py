@@ -19,7 +19,9 @@ so that decoding them never fails where clients display something.
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib
+import re
 from typing import TYPE_CHECKING
 
 from mailroute.errors import MalformedMessageError
@@ -27,7 +29,7 @@ from mailroute.errors import MalformedMessageError
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # typeshed's; collections.abc.Buffer is 3.12+
 
-__all__ = ["codec_name", "is_ascii_label", "label_codec_name"]
+__all__ = ["ascii_transparent", "codec_name", "is_ascii_label", "label_codec_name"]
 
 _WINDOWS = ("cp874", "cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256",
             "cp1257", "cp1258")
@@ -127,6 +129,11 @@ def _label(charset: str | None) -> str:
     return (charset or "us-ascii").strip().lower()
 
 
+# Labels come from messages: the caches of the label lookups are bounded.
+_CACHED_LABELS = 256
+
+
+@functools.lru_cache(maxsize=_CACHED_LABELS)
 def label_codec_name(charset: str | None) -> str:
     """The Python codec of the charset a label names (``us-ascii`` when absent): the codec
     to encode text with when it keeps that label.
@@ -143,6 +150,7 @@ def label_codec_name(charset: str | None) -> str:
     return _lookup(label).name
 
 
+@functools.lru_cache(maxsize=_CACHED_LABELS)
 def codec_name(charset: str | None) -> str:
     """The Python codec to decode text labelled ``charset`` with, as clients do (WHATWG
     label table; ``us-ascii`` when absent).
@@ -166,3 +174,13 @@ def is_ascii_label(charset: str | None) -> bool:
         return label_codec_name(charset) == "ascii"
     except MalformedMessageError:
         return False
+
+
+# Stateless codecs (the names codec_name gives) that map each ASCII byte to itself.
+_ASCII_TRANSPARENT = re.compile(rf"(?:ascii|utf-8|iso8859-\d+|koi8-[ru]|{_PREFIX}cp\d+)\Z")
+
+
+def ascii_transparent(codec: str) -> bool:
+    """True when ``codec`` reads any ASCII bytes as ASCII does, so that ASCII data can be
+    decoded with the ``ascii`` codec (at C speed) instead of ``codec``."""
+    return _ASCII_TRANSPARENT.match(codec) is not None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import decode_text, parse
@@ -10,6 +12,8 @@ from mailroute.mime.charsets import (
     _LABELS,
     ascii_transparent,
     codec_name,
+    decode_bytes,
+    encode_text,
     is_ascii_label,
     label_codec_name,
 )
@@ -102,3 +106,25 @@ def test_ascii_transparent_codecs_read_any_ascii_as_ascii(label: str | None) -> 
 def test_stateful_and_non_ascii_codecs_are_not_ascii_transparent(label: str) -> None:
     assert not ascii_transparent(codec_name(label))
 
+
+
+_SOME_CODECS = sorted({codec_name(label) for label in (
+    None, "utf-8", "iso-8859-1", "iso-8859-2", "windows-1251", "koi8-r", "shift_jis",
+    "utf-16", "utf-7", "hz-gb-2312", "cp500")})
+
+
+def _outcome(call: object, *args: object) -> object:
+    try:
+        return call(*args)  # type: ignore[operator]
+    except UnicodeError as exc:
+        return type(exc)
+
+
+@given(st.sampled_from(_SOME_CODECS), st.text(alphabet=st.characters(max_codepoint=0x3000)))
+def test_encode_text_is_str_encode(codec: str, text: str) -> None:
+    assert _outcome(encode_text, text, codec) == _outcome(str.encode, text, codec)
+
+
+@given(st.sampled_from(_SOME_CODECS), st.binary() | st.text(max_size=40).map(str.encode))
+def test_decode_bytes_is_bytes_decode(codec: str, data: bytes) -> None:
+    assert _outcome(decode_bytes, data, codec) == _outcome(bytes.decode, data, codec)

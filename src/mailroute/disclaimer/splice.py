@@ -19,7 +19,7 @@ import re
 from mailroute.disclaimer.select import Body
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import LeafBody, Message, Part, Span
-from mailroute.mime.charsets import codec_name, label_codec_name
+from mailroute.mime.charsets import codec_name, decode_bytes, encode_text, label_codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload, long_line
 from mailroute.patterns import on_first_use
 
@@ -64,9 +64,9 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
     start = text.rfind("\n", 0, offset) + 1
     tail_text = text[start:offset] + insertion + text[offset:]
     try:
-        tail = tail_text.encode(codec)
-        prefix = text[:start].encode(codec)
-        if tail.decode(codec) != tail_text:
+        tail = encode_text(tail_text, codec)
+        prefix = encode_text(text[:start], codec)
+        if decode_bytes(tail, codec) != tail_text:
             return None
     except UnicodeError:
         return None

@@ -29,7 +29,8 @@ from mailroute.errors import MalformedMessageError
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # typeshed's; collections.abc.Buffer is 3.12+
 
-__all__ = ["ascii_transparent", "codec_name", "is_ascii_label", "label_codec_name"]
+__all__ = ["ascii_transparent", "codec_name", "decode_bytes", "encode_text", "is_ascii_label",
+           "label_codec_name"]
 
 _WINDOWS = ("cp874", "cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256",
             "cp1257", "cp1258")
@@ -180,7 +181,20 @@ def is_ascii_label(charset: str | None) -> bool:
 _ASCII_TRANSPARENT = re.compile(rf"(?:ascii|utf-8|iso8859-\d+|koi8-[ru]|{_PREFIX}cp\d+)\Z")
 
 
+@functools.lru_cache(maxsize=_CACHED_LABELS)
 def ascii_transparent(codec: str) -> bool:
-    """True when ``codec`` reads any ASCII bytes as ASCII does, so that ASCII data can be
-    decoded with the ``ascii`` codec (at C speed) instead of ``codec``."""
+    """True when ``codec`` reads any ASCII bytes as ASCII does (and writes ASCII text as
+    ASCII does), so that ASCII can go through the ``ascii`` codec (at C speed) instead."""
     return _ASCII_TRANSPARENT.match(codec) is not None
+
+
+def encode_text(text: str, codec: str) -> bytes:
+    """``text.encode(codec)`` (strict), without the codec call for ASCII text in an
+    ASCII-transparent codec."""
+    return text.encode("ascii" if text.isascii() and ascii_transparent(codec) else codec)
+
+
+def decode_bytes(data: bytes, codec: str) -> str:
+    """``data.decode(codec)`` (strict), without the codec call for ASCII data in an
+    ASCII-transparent codec."""
+    return data.decode("ascii" if data.isascii() and ascii_transparent(codec) else codec)

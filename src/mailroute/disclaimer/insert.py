@@ -149,7 +149,8 @@ class Insertion:
             parts.append(f"protected={len(self.protected)}")
         if self.wrapped:
             parts.append("wrapped")
-        parts.extend(f"skipped{_dotted(p)}={reason}" for p, reason in self.skipped)
+        if self.skipped:
+            parts.extend(f"skipped{_dotted(p)}={reason}" for p, reason in self.skipped)
         return " ".join(parts)
 
 

@@ -77,8 +77,8 @@ class DisclaimerFilter:
 
     def values_for(self, item: MailItem) -> dict[str, str]:
         """The template values for ``item``'s sender."""
-        needs_sender = len(self.directory) > 0 or "email" in (
-            self.text_template.variables | self.html_template.variables)
+        needs_sender = (len(self.directory) > 0 or self.text_template.uses("email")
+                        or self.html_template.uses("email"))
         sender = _sender(item) if needs_sender else ""
         values = {"email": sender} if sender else {}
         values.update(self.variables)

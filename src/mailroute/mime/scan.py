@@ -86,7 +86,8 @@ def parse(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
     """
     if not isinstance(data, bytes):
         raise TypeError("parse() takes bytes")
-    policy = AmbiguityPolicy(on_ambiguity)
+    policy = (on_ambiguity if isinstance(on_ambiguity, AmbiguityPolicy)
+              else AmbiguityPolicy(on_ambiguity))
     if len(data) > limits.max_message_size:
         raise LimitExceededError(
             f"message larger than {limits.max_message_size} bytes", limit="max_message_size")
@@ -140,7 +141,7 @@ class _Scanner:
         body_start = scanned.body_start
         names = [f.lower_name for f in node.headers]
         checked = _CONTENT_SINGLETONS + (_SINGLETONS if not node.path else ())
-        for name in checked:
+        for name in checked if len(set(names)) < len(names) else ():
             if names.count(name) > 1:
                 kind = (DefectKind.DUPLICATE_CONTENT_FIELD if name.startswith("content-")
                         else DefectKind.DUPLICATE_SINGLETON_FIELD)

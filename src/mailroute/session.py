@@ -199,7 +199,7 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
 def strip_own_auth_results(message: Message, authserv_id: str) -> Message:
     """Remove Authentication-Results fields that claim to be ours (RFC 8601 section 5)."""
     wanted = authserv_id.lower()
-    if not any(f.lower_name == "authentication-results" for f in message.headers):
+    if message.headers.get("Authentication-Results") is None:
         return message
     return message.keep_headers(lambda f: f.lower_name != "authentication-results"
                                 or f.value.split(";", 1)[0].strip().lower() != wanted)

@@ -33,6 +33,7 @@ from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_pay
 from mailroute.mime.charsets import (
     ascii_transparent,
     codec_name,
+    encode_text,
     is_ascii_label,
     label_codec_name,
 )
@@ -230,7 +231,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
     skipped: list[tuple[Path, str]] = []
     protected = list(plan.protected)
     locators: list[str] = []
-    budget = HtmlBudget(settings.html_limits.max_message_chars)
+    budget: HtmlBudget | None = None  # made for the first HTML body
     for body in plan.bodies:
         path = body.path
         part = message.part(path)
@@ -242,7 +243,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
         if is_html and codec == _UTF7:
             skipped.append((path, "utf-7-html"))
             continue
-        if body.transfer_encoding != "base64" and "\r\n".encode(codec) != b"\r\n":
+        if body.transfer_encoding != "base64" and encode_text("\r\n", codec) != b"\r\n":
             # UTF-16/32 bytes cannot be re-encoded line by line (7bit/8bit/QP): leave them
             skipped.append((path, "charset-needs-base64"))
             continue
@@ -253,6 +254,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             present.append(path)
             continue
         if is_html:
+            budget = budget or HtmlBudget(settings.html_limits.max_message_chars)
             location = locate(text, settings.placement, parser=settings.html_parser,
                               limits=settings.html_limits, budget=budget)
             locators.append(location.method)

@@ -101,7 +101,7 @@ class DisclaimerFilter:
         notes = [("disclaimer", result.summary())]
         if result.locators:
             notes.append(("disclaimer.html-locator", ",".join(result.locators)))
-        return item.evolve(message=result.message, annotations=(*item.annotations, *notes))
+        return item.with_message(result.message, *notes)
 
 
 def _sender(item: MailItem) -> str:

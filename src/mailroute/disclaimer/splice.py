@@ -57,9 +57,10 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
         return None
     if encoding == "base64":
         return _splice_base64(message, body, part, text, offset, insertion, codec)
-    if encoding in _IDENTITY and _SELF_CONTAINED.match(codec):
+    self_contained = _SELF_CONTAINED.match(codec) is not None
+    if encoding in _IDENTITY and self_contained:
         return _splice_identity(message, body, part, text, offset, insertion, codec)
-    if _SELF_CONTAINED.match(codec):
+    if self_contained:
         return _splice_qp(message, body, part, text, offset, insertion, codec)
     start = text.rfind("\n", 0, offset) + 1
     tail_text = text[start:offset] + insertion + text[offset:]

@@ -53,6 +53,9 @@ class AmbiguityPolicy(enum.StrEnum):
     RECORD = "record"
 
 
+_NO_HEADERS = HeaderBlock()
+
+
 @record
 class _Node:
     """One entity while the scan builds the tree."""
@@ -63,7 +66,7 @@ class _Node:
     path: tuple[int, ...]
     default_type: str
     ancestors: tuple[str, ...]
-    headers: HeaderBlock = field(default_factory=HeaderBlock)
+    headers: HeaderBlock = _NO_HEADERS
     separator: bytes = b""
     leaf: Span | None = None
     boundary: str = ""

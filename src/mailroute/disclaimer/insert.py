@@ -31,8 +31,8 @@ from mailroute.disclaimer.textplace import text_insertion
 from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.charsets import (
-    ascii_transparent,
     codec_name,
+    decode_bytes,
     encode_text,
     is_ascii_label,
     label_codec_name,
@@ -214,7 +214,7 @@ def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
             except UnicodeDecodeError:
                 continue
     try:
-        return data.decode("ascii" if ascii_data and ascii_transparent(codec) else codec), codec
+        return decode_bytes(data, codec, is_ascii=ascii_data), codec
     except UnicodeDecodeError:
         return None, "undecodable"
 

@@ -194,7 +194,9 @@ def encode_text(text: str, codec: str) -> bytes:
     return text.encode("ascii" if text.isascii() and ascii_transparent(codec) else codec)
 
 
-def decode_bytes(data: bytes, codec: str) -> str:
+def decode_bytes(data: bytes, codec: str, *, is_ascii: bool | None = None) -> str:
     """``data.decode(codec)`` (strict), without the codec call for ASCII data in an
-    ASCII-transparent codec."""
-    return data.decode("ascii" if data.isascii() and ascii_transparent(codec) else codec)
+    ASCII-transparent codec. ``is_ascii`` is ``data.isascii()`` when the caller knows it."""
+    if is_ascii is None:
+        is_ascii = data.isascii()
+    return data.decode("ascii" if is_ascii and ascii_transparent(codec) else codec)

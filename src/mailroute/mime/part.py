@@ -10,7 +10,7 @@ serialising a part nobody changed copies its bytes and nothing else.
 from __future__ import annotations
 
 from mailroute.mime.headers import HeaderBlock
-from mailroute.mime.params import ContentType, parse_content_type, parse_parameters
+from mailroute.mime.params import ContentType, content_type_of, parse_parameters
 from mailroute.records import record
 
 __all__ = ["LeafBody", "MultipartBody", "Part", "Span"]
@@ -80,7 +80,7 @@ class Part:
     def content_type(self) -> ContentType:
         """The parsed Content-Type (the default type when absent or unparsable)."""
         value = self.headers.value("Content-Type")
-        return parse_content_type(value, self.default_type)[0]
+        return content_type_of(value, self.default_type)
 
     @property
     def mime_type(self) -> str:

@@ -245,3 +245,15 @@ def test_envelope_keeps_what_it_was_given_and_stays_frozen() -> None:
         Direction.INBOUND, None)
     with pytest.raises(AttributeError):
         envelope.helo = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("notes", [(), (("disclaimer", "inserted=1"),),
+                                   (("a", "1"), ("b", "2"))])
+def test_with_message_is_evolve_with_the_notes_appended(notes: tuple[tuple[str, str], ...]
+                                                        ) -> None:
+    item = MailItem(envelope=Envelope(mail_from="a@example.net"), message=parse(MESSAGE),
+                    annotations=(("earlier", "x"),),
+                    auth_results=(AuthResult("dkim", AuthStatus.PASS),), trace=(("f", "changed"),))
+    edited = item.message.with_header("X-New", "1")
+    assert item.with_message(edited, *notes) == item.evolve(
+        message=edited, annotations=(*item.annotations, *notes))

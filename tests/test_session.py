@@ -111,3 +111,22 @@ def test_run_session_turns_a_bug_into_tempfail() -> None:
 def test_diff_of_identical_trees_is_empty() -> None:
     message = parse(MESSAGE)
     assert diff_messages(message, message).unchanged
+
+
+@pytest.mark.parametrize(("new_body", "replaced"), [
+    (b"Hello.\r\n", False), (b"Hellp.\r\n", True), (b"Hello.\r\n\r\n", True), (b"", True),
+])
+def test_a_body_written_again_is_replaced_only_when_its_bytes_differ(
+        new_body: bytes, replaced: bool) -> None:
+    before = parse(MESSAGE)
+    after = before.replace_part((), before.root.with_leaf_body(new_body, b"\r\n"))
+    assert diff_messages(before, after).body == (new_body if replaced else None)
+
+
+def test_a_multipart_body_written_again_is_compared_whole() -> None:
+    before = parse(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n"
+                   b"--b\r\n\r\ntwo\r\n--b--\r\n")
+    same = before.replace_part((0,), before.part((0,)).with_leaf_body(b"one", b"\r\n"))
+    other = before.replace_part((0,), before.part((0,)).with_leaf_body(b"onf", b"\r\n"))
+    assert diff_messages(before, same).body is None
+    assert diff_messages(before, other).body == other.root.body_bytes()

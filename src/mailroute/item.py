@@ -141,6 +141,13 @@ class MailItem:
                         annotations=self.annotations, auth_results=self.auth_results,
                         trace=trace)
 
+    def with_message(self, message: Message, *notes: tuple[str, str]) -> MailItem:
+        """Return a copy with ``message`` and ``notes`` added to the annotations (built
+        directly, as :meth:`with_trace`)."""
+        return MailItem(envelope=self.envelope, message=message,
+                        annotations=(*self.annotations, *notes) if notes else self.annotations,
+                        auth_results=self.auth_results, trace=self.trace)
+
     def annotate(self, key: str, value: str) -> MailItem:
         """Return a copy with one more annotation (a later value for a key wins)."""
         return replace(self, annotations=(*self.annotations, (key, value)))

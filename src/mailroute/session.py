@@ -15,6 +15,7 @@ rejected, every unexpected exception becomes a temporary failure.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,8 @@ from mailroute.records import field, record, replace
 from mailroute.results import Action, Outcome, Reply, format_auth_results
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mailroute.mime.edits import Edits
 
 __all__ = [
@@ -139,9 +142,16 @@ class Result:
         """
         if self.action is not Action.ACCEPT or self.item is None or self.prepared is None:
             raise ValueError(f"no edits: the message was not accepted ({self.action})")
-        from mailroute.mime.edits import diff_messages  # difflib, on demand
+        return _differ()(self.prepared.message, self.item.message)
 
-        return diff_messages(self.prepared.message, self.item.message)
+
+@functools.cache
+def _differ() -> Callable[[Message, Message], Edits]:
+    """:func:`~mailroute.mime.edits.diff_messages`, imported on first use (with difflib: it
+    costs start-up), then found without an import statement per message."""
+    from mailroute.mime.edits import diff_messages
+
+    return diff_messages
 
 
 def prepare(data: bytes, envelope: Envelope, settings: SessionSettings) -> MailItem:
@@ -199,7 +209,7 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
 def strip_own_auth_results(message: Message, authserv_id: str) -> Message:
     """Remove Authentication-Results fields that claim to be ours (RFC 8601 section 5)."""
     wanted = authserv_id.lower()
-    if not any(f.lower_name == "authentication-results" for f in message.headers):
+    if message.headers.get("Authentication-Results") is None:
         return message
     return message.keep_headers(lambda f: f.lower_name != "authentication-results"
                                 or f.value.split(";", 1)[0].strip().lower() != wanted)

@@ -6,11 +6,15 @@ import base64
 import binascii
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailroute.disclaimer.insert import decode_body
 from mailroute.disclaimer.select import Body
 from mailroute.disclaimer.splice import splice_text
 from mailroute.mime import Message, decode_text, parse
+from mailroute.mime.charsets import label_codec_name
+from mailroute.mime.transfer import encode_payload
 
 HEAD = (b"From: a@example.net\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\n")
@@ -116,3 +120,44 @@ def test_base64_with_uneven_lines_or_stateful_charset_is_not_spliced() -> None:
     decoded, codec = decode_body(message.root)
     assert decoded == "Zeile\r\n"
     assert splice_text(message, _body(message), decoded, len(decoded), "x", codec) is None
+
+
+_LATIN_LINE = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255,
+                                             blacklist_characters="\x7f",
+                                             blacklist_categories=("Cc",)), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(_LATIN_LINE, max_size=12), final_break=st.booleans(),
+       label=st.sampled_from([None, "us-ascii", "iso-8859-1", "windows-1252", "latin1",
+                              "utf-8", "koi8-r"]),
+       cte=st.sampled_from(["7bit", "8bit", "quoted-printable"]),
+       where=st.floats(min_value=0, max_value=1),
+       insertion=st.sampled_from(["-- \nfooter\n", "\n\nx", "\u00e9 \u00fc\n", "\u20ac\n"]))
+def test_a_spliced_clean_body_is_what_writing_it_whole_gives(
+        lines: list[str], final_break: bool, label: str | None, cte: str, where: float,
+        insertion: str) -> None:
+    """Splicing is an optimisation: on a body with CRLF breaks only, lines a re-encoding
+    keeps, and an encoding that can carry it, the result is the whole body written again."""
+    text = "\r\n".join(lines) + ("\r\n" if final_break else "")
+    codec = label_codec_name(label)
+    if cte == "7bit" and not text.isascii():
+        return  # a 7bit label on 8-bit text: writing it whole switches to QP by design
+    try:
+        payload = text.encode(codec)
+    except UnicodeEncodeError:
+        return
+    if cte == "quoted-printable":
+        payload = encode_payload(payload, cte, b"\r\n")
+    content_type = "text/plain" + (f"; charset={label}" if label else "")
+    message = parse(b"From: a@example.net\r\nContent-Type: " + content_type.encode()
+                    + f"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n".encode() + payload)
+    decoded, read_with = decode_body(message.root)
+    assert decoded == text
+    offset = int(where * len(text))
+    offset -= text.startswith("\n", offset)  # never between CR and LF
+    spliced = splice_text(message, _body(message), text, offset, insertion, read_with)
+    if spliced is None:
+        return
+    whole = message.replace_text((), text[:offset] + insertion + text[offset:])
+    assert spliced.to_bytes() == whole.to_bytes()

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailroute.errors import MalformedMessageError
 from mailroute.mime import decode_text, parse
-from mailroute.mime.charsets import codec_name, is_ascii_label, label_codec_name
+from mailroute.mime.charsets import (
+    _LABELS,
+    ascii_transparent,
+    codec_name,
+    decode_bytes,
+    encode_text,
+    is_ascii_label,
+    label_codec_name,
+)
 
 
 @pytest.mark.parametrize(("label", "windows"), [
@@ -74,3 +84,48 @@ def test_ascii_fast_path_gives_what_the_charmap_gives(label: str) -> None:
     assert codecs.decode(bytes(range(128)), name) == ascii_text
     # one non-ASCII character takes the charmap for the whole text
     assert codecs.decode(codecs.encode(mixed, name, "replace"), name).startswith(ascii_text)
+
+
+_ASCII_RUNS = (bytes(range(128)), b"+AGEA-", b"~{<:Ky2;S{#,~}", b"\x1b$B$3$s\x1b(B", b"a+b-c~d")
+
+
+@pytest.mark.parametrize("label", [
+    *sorted(_LABELS), *(f"iso-8859-{n}" for n in (2, 3, 4, 5, 6, 7, 10, 13, 14, 15, 16)),
+    None, "utf-8", "koi8-r", "koi8-u",
+    "utf-7", "utf-16", "utf-16le", "utf-32", "hz-gb-2312", "iso-2022-jp", "iso-2022-kr",
+    "euc-jp", "cp500", "ibm037", "shift_jis"])
+def test_ascii_transparent_codecs_read_any_ascii_as_ascii(label: str | None) -> None:
+    name = codec_name(label)
+    if not ascii_transparent(name):
+        return
+    for data in _ASCII_RUNS:
+        assert data.decode(name) == data.decode("ascii")
+
+
+@pytest.mark.parametrize("label", ["utf-7", "utf-16", "utf-32", "hz-gb-2312", "iso-2022-jp",
+                                   "cp500"])
+def test_stateful_and_non_ascii_codecs_are_not_ascii_transparent(label: str) -> None:
+    assert not ascii_transparent(codec_name(label))
+
+
+
+_SOME_CODECS = sorted({codec_name(label) for label in (
+    None, "utf-8", "iso-8859-1", "iso-8859-2", "windows-1251", "koi8-r", "shift_jis",
+    "utf-16", "utf-7", "hz-gb-2312", "cp500")})
+
+
+def _outcome(call: object, *args: object) -> object:
+    try:
+        return call(*args)  # type: ignore[operator]
+    except UnicodeError as exc:
+        return type(exc)
+
+
+@given(st.sampled_from(_SOME_CODECS), st.text(alphabet=st.characters(max_codepoint=0x3000)))
+def test_encode_text_is_str_encode(codec: str, text: str) -> None:
+    assert _outcome(encode_text, text, codec) == _outcome(str.encode, text, codec)
+
+
+@given(st.sampled_from(_SOME_CODECS), st.binary() | st.text(max_size=40).map(str.encode))
+def test_decode_bytes_is_bytes_decode(codec: str, data: bytes) -> None:
+    assert _outcome(decode_bytes, data, codec) == _outcome(bytes.decode, data, codec)

@@ -30,7 +30,13 @@ from mailroute.disclaimer.template import (
 from mailroute.disclaimer.textplace import text_insertion
 from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
-from mailroute.mime.charsets import codec_name, is_ascii_label, label_codec_name
+from mailroute.mime.charsets import (
+    codec_name,
+    decode_bytes,
+    encode_text,
+    is_ascii_label,
+    label_codec_name,
+)
 from mailroute.patterns import on_first_use
 from mailroute.records import field, record
 
@@ -65,7 +71,8 @@ class Disclaimer:
         if is_html and self.html_template.token in body:
             return True
         text_anchor, html_anchor = self.text_template.anchor, self.html_template.anchor
-        if text_anchor and html_anchor and text_anchor not in body and html_anchor not in body:
+        if text_anchor and html_anchor and text_anchor not in body and (
+                html_anchor == text_anchor or html_anchor not in body):
             return False
         compact = html_to_compact_text(body) if is_html else compact_text(body)
         return (contains_pieces(compact, self.text_template.fingerprint)
@@ -143,7 +150,8 @@ class Insertion:
             parts.append(f"protected={len(self.protected)}")
         if self.wrapped:
             parts.append("wrapped")
-        parts.extend(f"skipped{_dotted(p)}={reason}" for p, reason in self.skipped)
+        if self.skipped:
+            parts.extend(f"skipped{_dotted(p)}={reason}" for p, reason in self.skipped)
         return " ".join(parts)
 
 
@@ -190,7 +198,8 @@ def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
         codec = codec_name(body.charset or "us-ascii")
     except MalformedMessageError:
         return None, "unknown-charset"
-    if is_ascii_label(body.charset) and not data.isascii():
+    ascii_data = data.isascii()
+    if not ascii_data and is_ascii_label(body.charset):
         # a very common mislabel: UTF-8 declared as (or defaulting to) ASCII; else the HTML
         # <meta charset>; else what clients show for ASCII labels (windows-1252)
         fallbacks = ["utf-8"]
@@ -205,7 +214,7 @@ def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
             except UnicodeDecodeError:
                 continue
     try:
-        return data.decode(codec), codec
+        return decode_bytes(data, codec, is_ascii=ascii_data), codec
     except UnicodeDecodeError:
         return None, "undecodable"
 
@@ -222,7 +231,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
     skipped: list[tuple[Path, str]] = []
     protected = list(plan.protected)
     locators: list[str] = []
-    budget = HtmlBudget(settings.html_limits.max_message_chars)
+    budget: HtmlBudget | None = None  # made for the first HTML body
     for body in plan.bodies:
         path = body.path
         part = message.part(path)
@@ -234,7 +243,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
         if is_html and codec == _UTF7:
             skipped.append((path, "utf-7-html"))
             continue
-        if body.transfer_encoding != "base64" and "\r\n".encode(codec) != b"\r\n":
+        if body.transfer_encoding != "base64" and encode_text("\r\n", codec) != b"\r\n":
             # UTF-16/32 bytes cannot be re-encoded line by line (7bit/8bit/QP): leave them
             skipped.append((path, "charset-needs-base64"))
             continue
@@ -245,6 +254,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             present.append(path)
             continue
         if is_html:
+            budget = budget or HtmlBudget(settings.html_limits.max_message_chars)
             location = locate(text, settings.placement, parser=settings.html_parser,
                               limits=settings.html_limits, budget=budget)
             locators.append(location.method)

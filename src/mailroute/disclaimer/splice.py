@@ -18,8 +18,8 @@ import re
 
 from mailroute.disclaimer.select import Body
 from mailroute.errors import MalformedMessageError
-from mailroute.mime import LeafBody, Message, Part
-from mailroute.mime.charsets import codec_name, label_codec_name
+from mailroute.mime import LeafBody, Message, Part, Span
+from mailroute.mime.charsets import codec_name, decode_bytes, encode_text, label_codec_name
 from mailroute.mime.transfer import choose_encoding, encode_payload, long_line
 from mailroute.patterns import on_first_use
 
@@ -57,26 +57,28 @@ def splice_text(message: Message, body: Body, text: str, offset: int, insertion:
         return None
     if encoding == "base64":
         return _splice_base64(message, body, part, text, offset, insertion, codec)
-    if encoding in _IDENTITY and _SELF_CONTAINED.match(codec):
+    self_contained = _SELF_CONTAINED.match(codec) is not None
+    if encoding in _IDENTITY and self_contained:
         return _splice_identity(message, body, part, text, offset, insertion, codec)
-    if _SELF_CONTAINED.match(codec):
+    if self_contained:
         return _splice_qp(message, body, part, text, offset, insertion, codec)
     start = text.rfind("\n", 0, offset) + 1
     tail_text = text[start:offset] + insertion + text[offset:]
     try:
-        tail = tail_text.encode(codec)
-        prefix = text[:start].encode(codec)
-        if tail.decode(codec) != tail_text:
+        tail = encode_text(tail_text, codec)
+        prefix = encode_text(text[:start], codec)
+        if decode_bytes(tail, codec) != tail_text:
             return None
     except UnicodeError:
         return None
     if choose_encoding(tail, encoding) != encoding:
         return None
-    raw = part.body.span.to_bytes()
-    cut = _encoded_prefix(raw, prefix, encoding, text.count("\n", start))
+    span = part.body.span
+    cut = _encoded_prefix(span, prefix, encoding, text.count("\n", start))
     if cut is None:
         return None
-    encoded = raw[:cut] + encode_payload(tail, encoding, message.newline)
+    with memoryview(span.buf) as view:
+        encoded = encode_payload(tail, encoding, message.newline, prefix=view[span.start:cut])
     return _replaced(message, body, part, encoded)
 
 
@@ -247,30 +249,33 @@ def _splice_base64(message: Message, body: Body, part: Part, text: str, offset: 
     return _replaced(message, body, part, encoded)
 
 
-def _encoded_prefix(raw: bytes, prefix: bytes, encoding: str, tail_breaks: int) -> int | None:
-    """Where the encoded bytes of ``prefix`` end in ``raw``, or ``None``.
+def _encoded_prefix(span: Span, prefix: bytes, encoding: str, tail_breaks: int) -> int | None:
+    """Where the encoded bytes of ``prefix`` end in the body ``span`` (an offset into its
+    buffer), or ``None``; read in place.
 
     ``tail_breaks`` is the number of line breaks in the decoded text after the prefix; the
     prefix ends after the hard line break that many breaks before the end.
     """
+    buf, first, last = span.buf, span.start, span.end
     if encoding != "quoted-printable":
-        return len(prefix) if raw.startswith(prefix) else None
-    position = len(raw)
+        return first + len(prefix) if buf.startswith(prefix, first, last) else None
+    position = last
     seen = 0
     while True:
-        newline = raw.rfind(b"\n", 0, position)
+        newline = buf.rfind(b"\n", first, position)
         if newline < 0:
-            cut = 0
+            cut = first
             break
-        soft = raw.endswith(b"=", 0, newline) or raw.endswith(b"=\r", 0, newline)
+        soft = buf.endswith(b"=", first, newline) or buf.endswith(b"=\r", first, newline)
         if not soft:
             if seen == tail_breaks:
                 cut = newline + 1
                 break
             seen += 1
         position = newline
-    if binascii.a2b_qp(raw[:cut]) != prefix:
-        return None
+    with memoryview(buf) as view:
+        if binascii.a2b_qp(view[first:cut]) != prefix:
+            return None
     return cut
 
 

@@ -208,6 +208,10 @@ class Template:
         """The canonical names of every variable used."""
         return frozenset(p[0] for p in self.pieces if isinstance(p, tuple))
 
+    def uses(self, name: str) -> bool:
+        """True when the variable ``name`` (canonical) is used."""
+        return (name,) in self.pieces
+
     def render(self, values: Mapping[str, str], *, missing: str = "empty") -> str | None:
         """The template with every variable replaced by its cleaned (and escaped) value.
 

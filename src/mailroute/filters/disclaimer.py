@@ -77,8 +77,8 @@ class DisclaimerFilter:
 
     def values_for(self, item: MailItem) -> dict[str, str]:
         """The template values for ``item``'s sender."""
-        needs_sender = len(self.directory) > 0 or "email" in (
-            self.text_template.variables | self.html_template.variables)
+        needs_sender = (len(self.directory) > 0 or self.text_template.uses("email")
+                        or self.html_template.uses("email"))
         sender = _sender(item) if needs_sender else ""
         values = {"email": sender} if sender else {}
         values.update(self.variables)
@@ -101,7 +101,7 @@ class DisclaimerFilter:
         notes = [("disclaimer", result.summary())]
         if result.locators:
             notes.append(("disclaimer.html-locator", ",".join(result.locators)))
-        return item.evolve(message=result.message, annotations=(*item.annotations, *notes))
+        return item.with_message(result.message, *notes)
 
 
 def _sender(item: MailItem) -> str:

@@ -19,7 +19,9 @@ so that decoding them never fails where clients display something.
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib
+import re
 from typing import TYPE_CHECKING
 
 from mailroute.errors import MalformedMessageError
@@ -27,7 +29,8 @@ from mailroute.errors import MalformedMessageError
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # typeshed's; collections.abc.Buffer is 3.12+
 
-__all__ = ["codec_name", "is_ascii_label", "label_codec_name"]
+__all__ = ["ascii_transparent", "codec_name", "decode_bytes", "encode_text", "is_ascii_label",
+           "label_codec_name"]
 
 _WINDOWS = ("cp874", "cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256",
             "cp1257", "cp1258")
@@ -127,6 +130,11 @@ def _label(charset: str | None) -> str:
     return (charset or "us-ascii").strip().lower()
 
 
+# Labels come from messages: the caches of the label lookups are bounded.
+_CACHED_LABELS = 256
+
+
+@functools.lru_cache(maxsize=_CACHED_LABELS)
 def label_codec_name(charset: str | None) -> str:
     """The Python codec of the charset a label names (``us-ascii`` when absent): the codec
     to encode text with when it keeps that label.
@@ -143,6 +151,7 @@ def label_codec_name(charset: str | None) -> str:
     return _lookup(label).name
 
 
+@functools.lru_cache(maxsize=_CACHED_LABELS)
 def codec_name(charset: str | None) -> str:
     """The Python codec to decode text labelled ``charset`` with, as clients do (WHATWG
     label table; ``us-ascii`` when absent).
@@ -166,3 +175,28 @@ def is_ascii_label(charset: str | None) -> bool:
         return label_codec_name(charset) == "ascii"
     except MalformedMessageError:
         return False
+
+
+# Stateless codecs (the names codec_name gives) that map each ASCII byte to itself.
+_ASCII_TRANSPARENT = re.compile(rf"(?:ascii|utf-8|iso8859-\d+|koi8-[ru]|{_PREFIX}cp\d+)\Z")
+
+
+@functools.lru_cache(maxsize=_CACHED_LABELS)
+def ascii_transparent(codec: str) -> bool:
+    """True when ``codec`` reads any ASCII bytes as ASCII does (and writes ASCII text as
+    ASCII does), so that ASCII can go through the ``ascii`` codec (at C speed) instead."""
+    return _ASCII_TRANSPARENT.match(codec) is not None
+
+
+def encode_text(text: str, codec: str) -> bytes:
+    """``text.encode(codec)`` (strict), without the codec call for ASCII text in an
+    ASCII-transparent codec."""
+    return text.encode("ascii" if text.isascii() and ascii_transparent(codec) else codec)
+
+
+def decode_bytes(data: bytes, codec: str, *, is_ascii: bool | None = None) -> str:
+    """``data.decode(codec)`` (strict), without the codec call for ASCII data in an
+    ASCII-transparent codec. ``is_ascii`` is ``data.isascii()`` when the caller knows it."""
+    if is_ascii is None:
+        is_ascii = data.isascii()
+    return data.decode("ascii" if is_ascii and ascii_transparent(codec) else codec)

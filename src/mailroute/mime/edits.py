@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from difflib import SequenceMatcher
 
 from mailroute.mime.message import Message
+from mailroute.mime.part import LeafBody, Part
 from mailroute.records import record
 
 __all__ = ["Edits", "HeaderEdit", "HeaderEditKind", "diff_messages"]
@@ -115,9 +116,17 @@ def diff_messages(before: Message, after: Message) -> Edits:
     body = None
     if after.root.body is not before.root.body:
         new_body = after.root.body_bytes()
-        if new_body != before.root.body_bytes():
+        if not _same_body(before.root, new_body):
             body = new_body
     return Edits(tuple(edits), body)
+
+
+def _same_body(part: Part, data: bytes) -> bool:
+    """True when the raw body of ``part`` is ``data`` (a leaf's compared in place)."""
+    if isinstance(part.body, LeafBody):
+        span = part.body.span
+        return len(span) == len(data) and span.buf.startswith(data, span.start)
+    return part.body_bytes() == data
 
 
 def _header_edits(old: list[FieldPair], new: list[FieldPair], old_raw: list[bytes],

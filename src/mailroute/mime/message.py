@@ -164,7 +164,7 @@ class Message:
             children = list(parent.body.children)
             children[path[depth]] = current
             current = replace(parent, body=replace(parent.body, children=tuple(children)))
-        return replace(self, root=current)
+        return Message(current, self.defects, self.newline)
 
     def replace_text(self, path: Path, text: str) -> Message:
         """Replace the text of a ``text/*`` leaf, keeping its charset when the text fits it.

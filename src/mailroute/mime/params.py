@@ -25,8 +25,8 @@ from mailroute.mime.defects import DefectKind
 from mailroute.patterns import on_first_use
 from mailroute.records import field, record
 
-__all__ = ["DECISIVE_PARAMETERS", "ContentType", "disposition_defects", "parse_content_type",
-           "parse_parameters", "quote_parameter"]
+__all__ = ["DECISIVE_PARAMETERS", "ContentType", "content_type_of", "disposition_defects",
+           "parse_content_type", "parse_parameters", "quote_parameter"]
 
 # Parameters whose value decides how an entity is split, decoded, verified or named.
 DECISIVE_PARAMETERS = frozenset({
@@ -50,16 +50,14 @@ class ContentType:
     maintype: str = "text"
     subtype: str = "plain"
     params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    mime_type: str = field(init=False, repr=False, compare=False)
+    """``type/subtype`` (made once: parsed values are cached, and read many times)."""
 
     def __post_init__(self) -> None:
         # Parsed values are cached and shared between parts: the parameters are read-only.
         if not isinstance(self.params, MappingProxyType):
             object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
-
-    @property
-    def mime_type(self) -> str:
-        """``type/subtype``."""
-        return f"{self.maintype}/{self.subtype}"
+        object.__setattr__(self, "mime_type", f"{self.maintype}/{self.subtype}")
 
     def param(self, name: str) -> str | None:
         """A parameter value, or ``None``."""
@@ -236,6 +234,13 @@ def parse_content_type(value: str | None,
         return _parse_content_type(value, default)
     ctype, defects = _cached_content_type(value, default)
     return ctype, list(defects)
+
+
+def content_type_of(value: str | None, default: str = "text/plain") -> ContentType:
+    """The :class:`ContentType` :func:`parse_content_type` gives, without its defects."""
+    if value is not None and len(value) > _CACHED_VALUE:
+        return _parse_content_type(value, default)[0]
+    return _cached_content_type(value, default)[0]
 
 
 @functools.lru_cache(maxsize=256)

@@ -10,8 +10,8 @@ serialising a part nobody changed copies its bytes and nothing else.
 from __future__ import annotations
 
 from mailroute.mime.headers import HeaderBlock
-from mailroute.mime.params import ContentType, parse_content_type, parse_parameters
-from mailroute.records import record, replace
+from mailroute.mime.params import ContentType, content_type_of, parse_parameters
+from mailroute.records import record
 
 __all__ = ["LeafBody", "MultipartBody", "Part", "Span"]
 
@@ -80,7 +80,7 @@ class Part:
     def content_type(self) -> ContentType:
         """The parsed Content-Type (the default type when absent or unparsable)."""
         value = self.headers.value("Content-Type")
-        return parse_content_type(value, self.default_type)[0]
+        return content_type_of(value, self.default_type)
 
     @property
     def mime_type(self) -> str:
@@ -146,8 +146,7 @@ class Part:
         if not separator:
             last = headers.fields[-1].raw if headers.fields else b"\n"
             separator = newline if last.endswith(b"\n") else newline + newline
-        return replace(self, headers=headers, separator=separator,
-                       body=LeafBody(Span.of(data)))
+        return Part(headers, separator, LeafBody(Span(data, 0, len(data))), self.default_type)
 
     def body_bytes(self) -> bytes:
         """The raw (still transfer-encoded) body bytes of a leaf, or the whole multipart body."""

@@ -53,6 +53,9 @@ class AmbiguityPolicy(enum.StrEnum):
     RECORD = "record"
 
 
+_NO_HEADERS = HeaderBlock()
+
+
 @record
 class _Node:
     """One entity while the scan builds the tree."""
@@ -63,7 +66,7 @@ class _Node:
     path: tuple[int, ...]
     default_type: str
     ancestors: tuple[str, ...]
-    headers: HeaderBlock = field(default_factory=HeaderBlock)
+    headers: HeaderBlock = _NO_HEADERS
     separator: bytes = b""
     leaf: Span | None = None
     boundary: str = ""
@@ -86,7 +89,8 @@ def parse(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
     """
     if not isinstance(data, bytes):
         raise TypeError("parse() takes bytes")
-    policy = AmbiguityPolicy(on_ambiguity)
+    policy = (on_ambiguity if isinstance(on_ambiguity, AmbiguityPolicy)
+              else AmbiguityPolicy(on_ambiguity))
     if len(data) > limits.max_message_size:
         raise LimitExceededError(
             f"message larger than {limits.max_message_size} bytes", limit="max_message_size")
@@ -140,7 +144,7 @@ class _Scanner:
         body_start = scanned.body_start
         names = [f.lower_name for f in node.headers]
         checked = _CONTENT_SINGLETONS + (_SINGLETONS if not node.path else ())
-        for name in checked:
+        for name in checked if len(set(names)) < len(names) else ():
             if names.count(name) > 1:
                 kind = (DefectKind.DUPLICATE_CONTENT_FIELD if name.startswith("content-")
                         else DefectKind.DUPLICATE_SINGLETON_FIELD)

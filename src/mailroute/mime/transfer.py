@@ -30,6 +30,8 @@ def long_line(data: bytes, limit: int = 998, start: int = 0, end: int | None = N
     held 4 GB for 48 MB of short ones); the regex only confirms a slice that has a long piece.
     """
     end = len(data) if end is None else end
+    if end - start <= limit:
+        return False
     position = start
     while position < end:
         window = min(position + _LINE_SLICE, end)

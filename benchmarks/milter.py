@@ -115,10 +115,12 @@ def opendkim_conf(root: Path) -> tuple[Path, Path]:
 def run_case(postfix: Postfix, size: int, sessions: int, count: int) -> float:
     """Messages per second for one run."""
     started = time.monotonic()
-    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(count), "-l", str(size),
-                    "-f", "alice@corp.example", "-t", "bob@partner.example",
-                    f"127.0.0.1:{postfix.smtpd_port}"], check=True, capture_output=True,
-                   timeout=900)
+    done = subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(count), "-l", str(size),
+                           "-f", "alice@corp.example", "-t", "bob@partner.example",
+                           f"127.0.0.1:{postfix.smtpd_port}"], capture_output=True, timeout=900)
+    if done.returncode:
+        raise RuntimeError(f"smtp-source failed ({size} bytes, {sessions} sessions): "
+                           f"{done.stderr.decode(errors='replace').strip()[-500:]}")
     while postfix.queue_count():
         time.sleep(0.01)
     return count / (time.monotonic() - started)

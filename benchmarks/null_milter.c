@@ -84,6 +84,23 @@ static int keep_body(struct conn *c, const unsigned char *data, size_t n) {
     return 1;
 }
 
+/* Write all of buf to the non-blocking fd, waiting while the socket is full; 0 on error. */
+static int write_all(int fd, const unsigned char *buf, size_t len) {
+    while (len) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN) return 0;
+            struct pollfd out = {.fd = fd, .events = POLLOUT};
+            if (poll(&out, 1, 30000) <= 0) return 0;
+            continue;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 1;
+}
+
 /* Write the kept body plus append_text as replacement packets, then accept; 0 on error. */
 static int replace_body(struct conn *c) {
     size_t text = strlen(append_text);
@@ -105,7 +122,7 @@ static int replace_body(struct conn *c) {
     olen += 5;
     out_count['a']++;
     c->body_len = 0;
-    int ok = write(c->fd, out, olen) == (ssize_t)olen;
+    int ok = write_all(c->fd, out, olen);
     free(out);
     return ok;
 }
@@ -119,7 +136,7 @@ static int answer(struct conn *c, const unsigned char *pkt, uint32_t len, unsign
     if (append_text && (cmd == 'B' || cmd == 'E') && len > 1
         && !keep_body(c, pkt + 1, len - 1)) return 0;
     if (append_text && cmd == 'E') {
-        if (*olen && write(c->fd, out, *olen) != (ssize_t)*olen) return 0;
+        if (*olen && !write_all(c->fd, out, *olen)) return 0;
         *olen = 0;
         return replace_body(c);
     }

@@ -54,9 +54,14 @@ _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _FOLDED = re.compile(rb"(?:\r?\n(?![ \t])|\r(?!\n))")  # a line break not followed by WSP
 
 
+_LENGTH = struct.Struct(">I").pack
+# each code's byte, read from a dict: Enum.value is a property, eight times the cost
+_WIRE = {code: code.value for code in Response}
+
+
 def packet(code: Response, data: bytes = b"") -> bytes:
     """One packet: length, command byte, data."""
-    return struct.pack(">I", len(data) + 1) + code.value + data
+    return _LENGTH(len(data) + 1) + _WIRE[code] + data
 
 
 def _check_name(name: bytes) -> None:
@@ -238,10 +243,11 @@ class ReplaceBody:
 
     def packets(self) -> list[bytes]:
         """The wire form: one packet per chunk (one empty packet for an empty body)."""
-        if not self.body:
-            return [packet(Response.REPLBODY)]
-        return [packet(Response.REPLBODY, self.body[i:i + BODY_CHUNK_SIZE])
-                for i in range(0, len(self.body), BODY_CHUNK_SIZE)]
+        body = self.body
+        if len(body) <= BODY_CHUNK_SIZE:  # one packet: most bodies
+            return [packet(Response.REPLBODY, body)]
+        return [packet(Response.REPLBODY, body[i:i + BODY_CHUNK_SIZE])
+                for i in range(0, len(body), BODY_CHUNK_SIZE)]
 
 
 @record(frozen=True)

@@ -172,18 +172,11 @@ def format_text(record: MessageRecord) -> str:
     filters = record.filters
     values.append(",".join([f"{name}:{outcome}" for name, outcome in filters]) if filters
                   else "-")
-    if record.sasl_user is not None:
-        keys.append("sasl_user=")
-        values.append(record.sasl_user)
-    if record.client_address is not None:
-        keys.append("client=")
-        values.append(record.client_address)
-    if record.helo is not None:
-        keys.append("helo=")
-        values.append(record.helo)
-    if record.client_name is not None:
-        keys.append("client_name=")
-        values.append(record.client_name)
+    for key, value in (("sasl_user=", record.sasl_user), ("client=", record.client_address),
+                       ("helo=", record.helo), ("client_name=", record.client_name)):
+        if value is not None:
+            keys.append(key)
+            values.append(value)
     keys.append("duration_ms=")
     values.append(f"{record.duration * 1000:.1f}")
     plain = "".join(values)

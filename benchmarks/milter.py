@@ -16,6 +16,8 @@ Configurations, on one throwaway Postfix 3.7 instance (reloaded between them) on
 * ``python-null-replace``: the Python one answering as ``null-replace`` does;
 * ``empty``: ``mailroute milter`` with an empty policy (unix socket);
 * ``disclaimer``: ``mailroute milter`` with a one-filter disclaimer policy (unix socket);
+* ``dkim``: ``mailroute milter`` with a one-filter ``dkim-sign`` policy (rsa-sha256,
+  relaxed/relaxed, OpenDKIM's domain, selector and key): the like-for-like peer of OpenDKIM;
 * ``opendkim``: OpenDKIM 2.11 signing (rsa-sha256, relaxed/relaxed) as the peer (unix socket);
 * ``empty-2p``, ``disclaimer-2p``: the same milters with ``--processes 2``.
 
@@ -59,10 +61,11 @@ from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
 CONFIGS = ("postfix", "null", "null-body", "null-replace", "python-null", "python-null-replace",
-           "empty", "disclaimer", "opendkim", "empty-2p", "disclaimer-2p")
+           "empty", "disclaimer", "dkim", "opendkim", "empty-2p", "disclaimer-2p")
 RATIOS = (("null", "postfix"), ("null-body", "postfix"), ("null-replace", "postfix"),
           ("python-null", "postfix"), ("python-null-replace", "postfix"),
           ("empty", "postfix"), ("disclaimer", "postfix"), ("disclaimer", "opendkim"),
+          ("dkim", "postfix"), ("dkim", "opendkim"),
           ("empty", "null"), ("disclaimer", "null-replace"), ("empty-2p", "postfix"),
           ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"))
 
@@ -97,12 +100,26 @@ def wait_socket(path: Path, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def signing_key(root: Path) -> Path:
+    """The RSA-2048 key both DKIM signers use (made once per run)."""
+    key = root / "od.key"
+    if not key.exists():
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
+                       capture_output=True)
+        os.chmod(key, 0o600)
+    return key
+
+
+def write_dkim_policy(root: Path) -> None:
+    """``dkim.toml``: mailroute's ``dkim-sign`` with OpenDKIM's domain, selector and key."""
+    (root / "dkim.toml").write_text(
+        f'[[pipeline]]\nfilter = "dkim-sign"\ndomain = "corp.example"\nselector = "od"\n'
+        f'key = "{signing_key(root)}"\n')
+
+
 def opendkim_conf(root: Path) -> tuple[Path, Path]:
     """An OpenDKIM signing configuration; returns (config, socket)."""
-    key = root / "od.key"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
-                   capture_output=True)
-    os.chmod(key, 0o600)
+    key = signing_key(root)
     sock = root / "od.sock"
     conf = root / "opendkim.conf"
     conf.write_text(f"Mode s\nDomain corp.example\nSelector od\nKeyFile {key}\n"
@@ -268,6 +285,8 @@ class Milter:
 def bench(root: Path, args: argparse.Namespace) -> int:
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
     write_policies(root)
+    if "dkim" in configs:
+        write_dkim_policy(root)
     sink_port = free_port()
     mailroute = [sys.executable, "-m", "mailroute", "milter"]
     null_binary = build_null_milter(root) if any(c.startswith("null") for c in configs) else None

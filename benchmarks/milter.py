@@ -61,13 +61,13 @@ from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
 CONFIGS = ("postfix", "null", "null-body", "null-replace", "python-null", "python-null-replace",
-           "empty", "disclaimer", "dkim", "opendkim", "empty-2p", "disclaimer-2p")
+           "empty", "disclaimer", "dkim", "opendkim", "empty-2p", "disclaimer-2p", "dkim-2p")
 RATIOS = (("null", "postfix"), ("null-body", "postfix"), ("null-replace", "postfix"),
           ("python-null", "postfix"), ("python-null-replace", "postfix"),
           ("empty", "postfix"), ("disclaimer", "postfix"), ("disclaimer", "opendkim"),
           ("dkim", "postfix"), ("dkim", "opendkim"),
           ("empty", "null"), ("disclaimer", "null-replace"), ("empty-2p", "postfix"),
-          ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"))
+          ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"), ("dkim-2p", "opendkim"))
 
 
 def load() -> str:
@@ -285,7 +285,7 @@ class Milter:
 def bench(root: Path, args: argparse.Namespace) -> int:
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
     write_policies(root)
-    if "dkim" in configs:
+    if any(config.startswith("dkim") for config in configs):
         write_dkim_policy(root)
     sink_port = free_port()
     mailroute = [sys.executable, "-m", "mailroute", "milter"]

@@ -19,7 +19,7 @@ Configurations, on one throwaway Postfix 3.7 instance (reloaded between them) on
 * ``dkim``: ``mailroute milter`` with a one-filter ``dkim-sign`` policy (rsa-sha256,
   relaxed/relaxed, OpenDKIM's domain, selector and key): the like-for-like peer of OpenDKIM;
 * ``opendkim``: OpenDKIM 2.11 signing (rsa-sha256, relaxed/relaxed) as the peer (unix socket);
-* ``empty-2p``, ``disclaimer-2p``: the same milters with ``--processes 2``.
+* ``empty-2p``, ``disclaimer-2p``, ``dkim-2p``: the same milters with ``--processes 2``.
 
 Cases: 10 KB and 1 MB messages, 1 and 10 sessions. A run is the wall time from the start of
 ``smtp-source`` until Postfix's queue is empty again (every message relayed to the sink).

@@ -9,6 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests draw the same examples on every run (derandomize) and have no per-example
+# deadline, so a loaded CI machine neither times them out nor meets a draw no run before
+# did; HYPOTHESIS_PROFILE=explore draws fresh, and more, examples.
+settings.register_profile("mailroute", deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None, max_examples=2000,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mailroute"))
 
 # The project's own generator (corpus/generate.py); MAILROUTE_CORPUS_GEN may name another.
 CORPUS_GENERATOR = Path(os.environ.get(

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,16 +27,16 @@ def keys(policy: Path, *args: str, code: int = 0) -> str:
     return done.stdout.decode()
 
 
-def keys_json(policy: Path, *args: str) -> dict[str, object]:
-    document = json.loads(keys(policy, *args, "--json"))
+def keys_json(policy: Path, *args: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(keys(policy, *args, "--json"))
     assert document["version"] == 1
-    return document  # type: ignore[no-any-return]
+    return document
 
 
 def test_import_list_show_export_remove_a_certificate(pki: Pki, tmp_path: Path) -> None:
     policy = _policy(tmp_path)
     imported = keys_json(policy, "import", str(pki.alice.cert_path))
-    ((entry),) = imported["imported"]  # type: ignore[misc]
+    ((entry),) = imported["imported"]
     assert entry["address"] == "alice@example.org"
     assert entry["state"] == "active"
     fpr = entry["fingerprint"]
@@ -46,7 +47,7 @@ def test_import_list_show_export_remove_a_certificate(pki: Pki, tmp_path: Path) 
                               "revoked", "not_before", "not_after", "capabilities",
                               "preferred", "source", "first_seen", "last_seen"}
     shown = keys_json(policy, "show", fpr[:12])
-    assert "CN=alice" in shown["details"]["subject"]  # type: ignore[index]
+    assert "CN=alice" in shown["details"]["subject"]
     out = tmp_path / "alice.pem"
     keys(policy, "export", fpr, "--out", str(out))
     assert out.read_bytes() == pki.alice.cert_path.read_bytes()
@@ -60,22 +61,22 @@ def test_import_list_show_export_remove_a_certificate(pki: Pki, tmp_path: Path) 
 def test_pin_hold_release_and_trust(pki: Pki, tmp_path: Path) -> None:
     policy = _policy(tmp_path)
     first = keys_json(policy, "import", str(pki.alice.cert_path), "--pin")
-    old = first["imported"][0]["fingerprint"]  # type: ignore[index]
+    old = first["imported"][0]["fingerprint"]
     # another certificate for the same address while the first is pinned: held
     from tests.smime.pki import issue
     newer = issue(tmp_path, "alice2", issuer=pki.issuing, email="alice@example.org")
     second = keys_json(policy, "import", str(newer.cert_path))
-    new = second["imported"][0]["fingerprint"]  # type: ignore[index]
-    assert second["imported"][0]["state"] == "held"  # type: ignore[index]
+    new = second["imported"][0]["fingerprint"]
+    assert second["imported"][0]["state"] == "held"
     keys(policy, "release", new, code=1)  # pinned: refused, exit 1
     assert keys_json(policy, "pin", old, "--off")["result"] == "unpinned"
     assert keys_json(policy, "release", new)["result"] == "released"
     states = {k["fingerprint"]: k["state"] for k in keys_json(policy, "list")["keys"]}
     assert states == {old: "retired", new: "active"}
     keys(policy, "trust", new, "verified")
-    assert keys_json(policy, "show", new)["keys"][0]["trust"] == "verified"  # type: ignore[index]
+    assert keys_json(policy, "show", new)["keys"][0]["trust"] == "verified"
     keys(policy, "hold", new)
-    assert keys_json(policy, "show", new)["keys"][0]["state"] == "held"  # type: ignore[index]
+    assert keys_json(policy, "show", new)["keys"][0]["state"] == "held"
 
 
 def test_import_an_openpgp_key(pgp_world: PgpWorld, tmp_path: Path) -> None:
@@ -123,8 +124,8 @@ def test_import_verified_checks_the_chain(pki: Pki, tmp_path: Path) -> None:
     assert b"not verified against --ca: untrusted" in done.stderr
     imported = keys_json(policy, "import", str(bundle), "--trust", "verified", "--ca",
                          str(pki.root.cert_path))
-    assert [e["address"] for e in imported["imported"]] == ["alice@example.org"]  # type: ignore[union-attr]
-    assert keys_json(policy, "list")["keys"][0]["trust"] == "verified"  # type: ignore[index]
+    assert [e["address"] for e in imported["imported"]] == ["alice@example.org"]
+    assert keys_json(policy, "list")["keys"][0]["trust"] == "verified"
 
 
 def test_the_commands_work_on_a_postgresql_directory(pki: Pki, tmp_path: Path,
@@ -135,8 +136,8 @@ def test_the_commands_work_on_a_postgresql_directory(pki: Pki, tmp_path: Path,
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[crypto.directory]\nbackend = "postgres"\ndsn_file = "{dsn_file}"\n')
     imported = keys_json(policy, "import", str(pki.alice.cert_path), "--pin")
-    fpr = imported["imported"][0]["fingerprint"]  # type: ignore[index]
-    (key,) = keys_json(policy, "list")["keys"]  # type: ignore[misc]
+    fpr = imported["imported"][0]["fingerprint"]
+    (key,) = keys_json(policy, "list")["keys"]
     assert (key["fingerprint"], key["pinned"]) == (fpr, True)
     dsn_file.chmod(0o644)  # a DSN may hold a password: a readable file is refused
     done = subprocess.run([sys.executable, "-m", "mailroute", "keys", "list", "--config",

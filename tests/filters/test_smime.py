@@ -86,7 +86,7 @@ def test_decrypt_flags_cbc_plaintext_as_unauthenticated(pki: Pki, cipher: str,
                                                         authenticated: str) -> None:
     pipeline = Pipeline(filters=(
         SmimeEncrypt((pki.alice.cert,), cipher=cipher),
-        SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),))))
+        SmimeDecrypt((Identity(pki.alice.cert, pki.alice.rsa_key),))))
     result = pipeline.process(MESSAGE, context=CONTEXT)
     assert result.data == (f"X-Mailroute-SMIME: decrypted; cipher={cipher}; "
                            f"authenticated={authenticated}\r\n").encode() + MESSAGE
@@ -108,7 +108,7 @@ def test_decrypt_filter_passes_undecryptable_mail_on_by_default(pki: Pki) -> Non
     once = Pipeline(filters=(SmimeEncrypt((pki.alice.cert,)),)).process(MESSAGE,
                                                                         context=CONTEXT)
     assert once.data is not None
-    result = Pipeline(filters=(SmimeDecrypt((Identity(pki.dave.cert, pki.dave.key),)),)
+    result = Pipeline(filters=(SmimeDecrypt((Identity(pki.dave.cert, pki.dave.rsa_key),)),)
                       ).process(once.data, context=CONTEXT)
     assert result.action is Action.ACCEPT
     assert result.data == b"X-Mailroute-SMIME: undecryptable\r\n" + once.data
@@ -166,7 +166,7 @@ def test_policy_names_match_cli_flags(pki: Pki, tmp_path: Path) -> None:
 
 def test_encrypt_then_decrypt_gives_an_8bit_lf_message_back_byte_for_byte(pki: Pki) -> None:
     pipeline = Pipeline(filters=(SmimeEncrypt((pki.alice.cert,), cipher="aes-128-gcm"),
-                                 SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),),
+                                 SmimeDecrypt((Identity(pki.alice.cert, pki.alice.rsa_key),),
                                               flag=False)))
     assert pipeline.process(EIGHT_BIT_LF, context=CONTEXT).data == EIGHT_BIT_LF
 
@@ -223,7 +223,7 @@ def test_an_ambiguous_decrypted_entity_is_not_delivered(pki: Pki) -> None:
     encrypted = (b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: application/"
                  b"pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64"
                  b"\r\n\r\n" + base64_lines(made.chunks))
-    identity = (Identity(pki.alice.cert, pki.alice.key),)
+    identity = (Identity(pki.alice.cert, pki.alice.rsa_key),)
     passed = Pipeline(filters=(SmimeDecrypt(identity),)).process(encrypted, context=CONTEXT)
     assert passed.data == b"X-Mailroute-SMIME: undecryptable\r\n" + encrypted
     refused = Pipeline(filters=(SmimeDecrypt(identity, on_failure="reject"),)).process(

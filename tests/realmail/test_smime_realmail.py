@@ -18,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,7 +81,7 @@ def openssl_verdict(message: Path, ca: Path, at: int, *, partial: bool = False) 
             else openssl_run(message, ca, at, chain=True, partial=partial))
 
 
-def mailroute_report(message: Path, ca: Path, at: int) -> tuple[int, dict[str, object]]:
+def mailroute_report(message: Path, ca: Path, at: int) -> tuple[int, dict[str, Any]]:
     code = "import sys; from mailroute.cli import main; sys.exit(main())"
     done = subprocess.run([sys.executable, "-c", code, "smime", "verify", "--trust", str(ca),
                            "--json", "--now", str(at), "--in", str(message)],
@@ -100,10 +101,10 @@ def test_verdict_matches_openssl(name: str, at: int) -> None:
     message = DATA / name
     openssl = openssl_verdict(message, CA, at)
     code, report = mailroute_report(message, CA, at)
-    (signer,) = report["signers"]  # type: ignore[misc]
-    assert signer["reason"] == expected(openssl, ".SHA1." in name)  # type: ignore[index]
-    assert report["reason"] == signer["reason"]  # type: ignore[index]
-    assert code == (0 if signer["reason"] == "valid" else 1)  # type: ignore[index]
+    (signer,) = report["signers"]
+    assert signer["reason"] == expected(openssl, ".SHA1." in name)
+    assert report["reason"] == signer["reason"]
+    assert code == (0 if signer["reason"] == "valid" else 1)
 
 
 @pytest.mark.parametrize("name", MESSAGES)
@@ -129,16 +130,16 @@ def test_the_verdicts_are_the_ones_each_message_was_made_for() -> None:
 
 def test_encryption_key_preference_is_reported() -> None:
     _, report = mailroute_report(DATA / "alice.dsig.SHA256.multipart.eml", CA, SIGNED)
-    (signer,) = report["signers"]  # type: ignore[misc]
-    preference = signer["encryption_key_preference"]  # type: ignore[index]
+    (signer,) = report["signers"]
+    preference = signer["encryption_key_preference"]
     assert preference == {
         "source": "rfc8551",
         "issuer": "CN=NSS Test CA (RSA),O=BOGUS NSS,L=Mountain View,ST=California,C=US",
         "serial": "1e", "subject_key_identifier": "",
-        "certificate_subject": signer["subject"],  # type: ignore[index]
+        "certificate_subject": signer["subject"],
     }
-    assert signer["smime_capabilities"] == []  # type: ignore[index]  # NSS sends none here
-    assert signer["aes_gcm"] is False  # type: ignore[index]
+    assert signer["smime_capabilities"] == []  # NSS sends none here
+    assert signer["aes_gcm"] is False
 
 
 # Thunderbird 24 with a real StartCom certificate (MimeKit's fixture), stored with LF line
@@ -155,9 +156,9 @@ def test_lf_stored_thunderbird_signature_is_not_a_bad_digest() -> None:
     assert b"\r\n" not in THUNDERBIRD_LF.read_bytes()
     assert openssl_run(THUNDERBIRD_LF, STARTCOM, TB_SIGNED, chain=False) == "valid"
     _, report = mailroute_report(THUNDERBIRD_LF, STARTCOM, TB_SIGNED)
-    (signer,) = report["signers"]  # type: ignore[misc]
-    assert signer["reason"] not in ("bad-digest", "malformed")  # type: ignore[index]
-    assert signer["encryption_key_preference"]["source"] == "rfc8551"  # type: ignore[index]
+    (signer,) = report["signers"]
+    assert signer["reason"] not in ("bad-digest", "malformed")
+    assert signer["encryption_key_preference"]["source"] == "rfc8551"
 
 
 def test_lf_stored_thunderbird_signature_over_a_changed_body_is_a_bad_digest(
@@ -253,8 +254,8 @@ def test_outlook_verdict_matches_openssl(sample: Outlook, when: str) -> None:
     at = getattr(sample, when)
     openssl = openssl_verdict(sample.path, ACTALIS, at)
     code, report = mailroute_report(sample.path, ACTALIS, at)
-    (signer,) = report["signers"]  # type: ignore[misc]
-    assert signer["reason"] == expected(openssl, sha1=True)  # type: ignore[index]
+    (signer,) = report["signers"]
+    assert signer["reason"] == expected(openssl, sha1=True)
     assert code == 1  # SHA-1: never valid
 
 
@@ -288,12 +289,12 @@ def test_outlook_encryption_key_preference_names_the_signing_certificate(
         sample: Outlook) -> None:
     # Outlook signs both Microsoft's (1.3.6.1.4.1.311.16.4) and RFC 8551's attribute
     _, report = mailroute_report(sample.path, ACTALIS, sample.signed)
-    (signer,) = report["signers"]  # type: ignore[misc]
-    preference = signer["encryption_key_preference"]  # type: ignore[index]
+    (signer,) = report["signers"]
+    preference = signer["encryption_key_preference"]
     assert preference["source"] == "rfc8551"
-    assert preference["certificate_subject"] == signer["subject"]  # type: ignore[index]
+    assert preference["certificate_subject"] == signer["subject"]
     assert preference["issuer"].startswith("CN=Actalis Client Authentication CA")
-    assert "aes256_cbc" in signer["smime_capabilities"]  # type: ignore[index]
+    assert "aes256_cbc" in signer["smime_capabilities"]
 
 
 @pytest.mark.parametrize("sample", OUTLOOK, ids=lambda s: s.name)

@@ -60,8 +60,9 @@ def rebuilt(der: bytes, iv: bytes, blocks: list[bytes]) -> bytes:
             {"algorithm": old["content_encryption_algorithm"]["algorithm"].native,
              "parameters": iv}),
         "encrypted_content": b"".join(blocks)})
-    return cms.ContentInfo({"content_type": "enveloped_data",
-                            "content": enveloped_data}).dump(force=True)
+    der_out: bytes = cms.ContentInfo({"content_type": "enveloped_data",
+                                      "content": enveloped_data}).dump(force=True)
+    return der_out
 
 
 def padding_valid(key: bytes, iv: bytes, blocks: list[bytes]) -> bool:

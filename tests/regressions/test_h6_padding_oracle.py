@@ -39,7 +39,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def _gateway(pki: Pki, on_failure: str = "deliver") -> Pipeline:
-    return Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),),
+    return Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.rsa_key),),
                                           on_failure=on_failure),))
 
 

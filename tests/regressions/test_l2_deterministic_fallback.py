@@ -33,7 +33,8 @@ def _corrupted(der: bytes, flip: int) -> bytes:
     wrapped = bytearray(ktri["encrypted_key"].native)
     wrapped[flip % len(wrapped)] ^= (flip // len(wrapped) + 1) % 256 or 1
     ktri["encrypted_key"] = bytes(wrapped)
-    return info.dump(force=True)
+    corrupted: bytes = info.dump(force=True)
+    return corrupted
 
 
 def _outcome(data: bytes, identity: list[Identity]) -> bytes | None:
@@ -47,7 +48,7 @@ def test_a_corrupted_key_that_decrypts_always_decrypts_the_same(pki: Pki) -> Non
     """Find a corrupted message whose substitute key happens to give valid CBC padding
     (about 1 in 256): with a random key it would decrypt about once in 256 runs."""
     der = enveloped(pki)
-    identity = [Identity(pki.alice.cert, pki.alice.key)]
+    identity = [Identity(pki.alice.cert, pki.alice.rsa_key)]
     for flip in range(4000):
         corrupted = _corrupted(der, flip)
         first = _outcome(corrupted, identity)
@@ -60,7 +61,7 @@ def test_a_corrupted_key_that_decrypts_always_decrypts_the_same(pki: Pki) -> Non
 
 def test_the_gateway_gives_one_answer_per_corrupted_message(pki: Pki) -> None:
     der = enveloped(pki)
-    gateway = Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),)),))
+    gateway = Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.rsa_key),)),))
     for flip in (0, 17, 100, 255):
         data = message(_corrupted(der, flip))
         answers = {(r.action, r.reply, r.data) for r in
@@ -69,8 +70,8 @@ def test_the_gateway_gives_one_answer_per_corrupted_message(pki: Pki) -> None:
 
 
 def test_the_substitute_key_depends_on_the_ciphertext_and_the_private_key(pki: Pki) -> None:
-    key = pki.alice.key
-    other = pki.dave.key
+    key = pki.alice.rsa_key
+    other = pki.dave.rsa_key
     assert rejection_key(key, b"\x01" * 256, 32) == rejection_key(key, b"\x01" * 256, 32)
     assert len(rejection_key(key, b"\x01" * 256, 16)) == 16
     assert rejection_key(key, b"\x01" * 256, 32) != rejection_key(key, b"\x02" * 256, 32)

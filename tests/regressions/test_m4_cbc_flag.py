@@ -53,7 +53,7 @@ def _tampered(pki: Pki) -> bytes:
 
 
 def _gateway(pki: Pki) -> Pipeline:
-    return Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),)),))
+    return Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.rsa_key),)),))
 
 
 def test_tampered_cbc_plaintext_is_flagged_in_a_header_field(pki: Pki) -> None:

@@ -25,6 +25,13 @@ class Identity:
     cert_path: Path
     key_path: Path
 
+    @property
+    def rsa_key(self) -> rsa.RSAPrivateKey:
+        """The key of an RSA identity: S/MIME decryption takes RSA keys only."""
+        if not isinstance(self.key, rsa.RSAPrivateKey):
+            raise TypeError(f"{self.name} has a {type(self.key).__name__}, not an RSA key")
+        return self.key
+
 
 def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Mailroute Test"),

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mailroute.smime import Signer, SignerStatus, TrustAnchors, sign, verify
+from mailroute.smime import Signer, SignerStatus, TrustAnchors, Verification, sign, verify
 from mailroute.smime.attributes import parse_signed_attributes
 from mailroute.smime.der import header
 from tests.smime.conftest import ENTITY
@@ -40,17 +40,18 @@ def _resigned(pki: Pki, extra: list[bytes]) -> bytes:
     old_attrs = signer_info["signed_attrs"].dump()
     start = 2 if old_attrs[1] < 0x80 else 2 + (old_attrs[1] & 0x7F)
     body = old_attrs[start:] + b"".join(extra)
-    signature = pki.alice.key.sign(header(0x31, len(body)) + body,  # type: ignore[call-arg]
-                                   padding.PKCS1v15(), hashes.SHA256())
+    signature = pki.alice.rsa_key.sign(header(0x31, len(body)) + body, padding.PKCS1v15(),
+                                       hashes.SHA256())
     new_info = signer_info.copy()
     new_info["signed_attrs"] = cms.CMSAttributes.load(header(0x31, len(body)) + body)
     new_info["signature"] = signature
     signed = info["content"].copy()
     signed["signer_infos"] = cms.SignerInfos([new_info])
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump()
+    der: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump()
+    return der
 
 
-def _verify(pki: Pki, der: bytes) -> object:
+def _verify(pki: Pki, der: bytes) -> Verification:
     return verify(der, content=ENTITY, trust=TrustAnchors((pki.root.cert,)), at=NOW,
                   max_size=MAX)
 
@@ -61,8 +62,8 @@ def test_unreadable_microsoft_preference_and_unknown_attributes_do_not_spoil_a_s
     der = _resigned(pki, [_attribute(_MS_OID, garbage),
                           _attribute(_UNKNOWN_OID, bytes.fromhex("0500"))])
     result = _verify(pki, der)
-    assert [s.status for s in result.signers] == [SignerStatus.VALID]  # type: ignore[attr-defined]
-    assert result.signers[0].key_preference is None  # type: ignore[attr-defined]
+    assert [s.status for s in result.signers] == [SignerStatus.VALID]
+    assert result.signers[0].key_preference is None
 
 
 def test_microsoft_preference_names_the_signers_certificate(pki: Pki) -> None:
@@ -71,8 +72,9 @@ def test_microsoft_preference_names_the_signers_certificate(pki: Pki) -> None:
             Encoding.DER))["tbs_certificate"]["issuer"],
         "serial_number": pki.alice.cert.serial_number}).dump()
     result = _verify(pki, _resigned(pki, [_attribute(_MS_OID, cert)]))
-    signer = result.signers[0]  # type: ignore[attr-defined]
+    signer = result.signers[0]
     assert signer.status is SignerStatus.VALID
+    assert signer.key_preference is not None
     assert signer.key_preference.source == "microsoft"
     assert signer.key_preference.serial == pki.alice.cert.serial_number
     assert signer.encryption_certificate == pki.alice.cert
@@ -82,7 +84,7 @@ def test_a_bad_digest_is_reported_as_such_with_extra_attributes(pki: Pki) -> Non
     der = _resigned(pki, [_attribute(_UNKNOWN_OID, bytes.fromhex("0500"))])
     result = verify(der, content=ENTITY + b"x", trust=TrustAnchors((pki.root.cert,)), at=NOW,
                     max_size=MAX)
-    assert [s.status for s in result.signers] == [  # type: ignore[attr-defined]
+    assert [s.status for s in result.signers] == [
         SignerStatus.BAD_DIGEST]
 
 

@@ -195,7 +195,7 @@ def test_openssl_encrypted_decrypts(pki: Pki, entity_file: Path, extra: tuple[st
         args = [*extra, str(pki.alice.cert_path)]
     der = run("openssl", "cms", "-encrypt", "-binary", "-in", entity_file, "-outform", "DER",
               *args).stdout
-    result = decrypt(der, [Identity(pki.alice.cert, pki.alice.key)], max_size=MAX)
+    result = decrypt(der, [Identity(pki.alice.cert, pki.alice.rsa_key)], max_size=MAX)
     assert result.content == ENTITY
     assert result.authenticated == ("gcm" in extra[0])
 
@@ -205,7 +205,7 @@ def test_openssl_several_recipients_with_an_ec_one_decrypt(pki: Pki, entity_file
               "-outform", "DER", pki.bob.cert_path, pki.dave.cert_path,
               pki.alice.cert_path).stdout
     for who in (pki.alice, pki.dave):
-        assert decrypt(der, [Identity(who.cert, who.key)], max_size=MAX).content == ENTITY
+        assert decrypt(der, [Identity(who.cert, who.rsa_key)], max_size=MAX).content == ENTITY
 
 
 def test_gpgsm_encrypted_ber_decrypts(pki: Pki, tmp_path: Path, entity_file: Path,
@@ -215,7 +215,7 @@ def test_gpgsm_encrypted_ber_decrypts(pki: Pki, tmp_path: Path, entity_file: Pat
         env=gpgsm_home)
     parsed = run("openssl", "asn1parse", "-inform", "DER", "-in", out).stdout
     assert b"l=inf" in parsed  # really BER with indefinite lengths
-    result = decrypt(out.read_bytes(), [Identity(pki.alice.cert, pki.alice.key)], max_size=MAX)
+    result = decrypt(out.read_bytes(), [Identity(pki.alice.cert, pki.alice.rsa_key)], max_size=MAX)
     assert result.content == ENTITY
 
 
@@ -231,8 +231,8 @@ def test_every_decryption_failure_has_the_same_error(pki: Pki, entity_file: Path
     flipped_cbc[-1 - 16] ^= 0x55
     flipped_gcm = bytearray(gcm)
     flipped_gcm[-1] ^= 0x55
-    alice = [Identity(pki.alice.cert, pki.alice.key)]
-    dave = [Identity(pki.dave.cert, pki.dave.key)]
+    alice = [Identity(pki.alice.cert, pki.alice.rsa_key)]
+    dave = [Identity(pki.dave.cert, pki.dave.rsa_key)]
     texts = set()
     for data, who in ((bytes(flipped_cbc), alice), (bytes(flipped_gcm), alice), (cbc, dave),
                       (b"\x30\x03garbage", alice), (_sign(pki), alice)):

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from mailroute.errors import MalformedMessageError
-from mailroute.smime import Signer, SignerStatus, TrustAnchors, sign, verify
+from mailroute.smime import Signer, SignerStatus, TrustAnchors, Verification, sign, verify
 from mailroute.smime.der import header, octets, read_tlv
 from tests.smime.conftest import ENTITY, run
 from tests.smime.pki import Pki, issue
@@ -21,7 +21,7 @@ NOW = dt.datetime.now(dt.UTC)
 MAX = 1 << 24
 
 
-def _verify(pki: Pki, der: bytes, content: bytes | None = ENTITY) -> object:
+def _verify(pki: Pki, der: bytes, content: bytes | None = ENTITY) -> Verification:
     return verify(der, content=content, trust=TrustAnchors((pki.root.cert,)), at=NOW,
                   max_size=MAX)
 
@@ -36,8 +36,8 @@ def test_ed25519_signature_round_trip(pki: Pki, tmp_path: Path) -> None:
     assert signer_info["digest_algorithm"]["algorithm"].native == "sha512"  # RFC 8419
     assert signer_info["signature_algorithm"]["algorithm"].native == "ed25519"
     result = _verify(pki, der)
-    assert result.valid  # type: ignore[attr-defined]
-    assert result.signers[0].signature_algorithm == "ed25519"  # type: ignore[attr-defined]
+    assert result.valid
+    assert result.signers[0].signature_algorithm == "ed25519"
 
 
 @pytest.mark.interop
@@ -47,7 +47,7 @@ def test_signer_named_by_subject_key_identifier_verifies(pki: Pki, entity_file: 
               "-outform", "DER").stdout
     sid = cms.ContentInfo.load(der)["content"]["signer_infos"][0]["sid"]
     assert sid.name == "subject_key_identifier"
-    assert _verify(pki, der).valid  # type: ignore[attr-defined]
+    assert _verify(pki, der).valid
 
 
 @pytest.mark.interop
@@ -56,7 +56,7 @@ def test_sha1_signature_is_a_weak_algorithm(pki: Pki, entity_file: Path) -> None
               "-signer", pki.alice.cert_path, "-inkey", pki.alice.key_path, "-certfile",
               pki.chain_path, "-outform", "DER").stdout
     result = _verify(pki, der)
-    assert [s.status for s in result.signers] == [  # type: ignore[attr-defined]
+    assert [s.status for s in result.signers] == [
         SignerStatus.WEAK_ALGORITHM]
 
 
@@ -71,11 +71,11 @@ def _resigned(pki: Pki, reorder: bool, sign_der: bool) -> bytes:
     sent = list(reversed(sorted(attrs))) if reorder else sorted(attrs)
     content = b"".join(sent)
     covered = b"".join(sorted(attrs)) if sign_der else content
-    signature = pki.alice.key.sign(header(0x31, len(covered)) + covered,  # type: ignore[call-arg]
-                                   padding.PKCS1v15(), hashes.SHA256())
+    signature = pki.alice.rsa_key.sign(header(0x31, len(covered)) + covered,
+                                       padding.PKCS1v15(), hashes.SHA256())
     old_signature = signer_info["signature"].native
     old_attrs = signer_info["signed_attrs"].dump()
-    der = info.dump()
+    der: bytes = info.dump()
     new_attrs = header(0xA0, len(content)) + content
     assert len(new_attrs) == len(old_attrs)
     return der.replace(old_attrs, new_attrs).replace(old_signature, signature)
@@ -85,8 +85,8 @@ def _resigned(pki: Pki, reorder: bool, sign_der: bool) -> bytes:
 def test_signed_attributes_are_checked_as_received_then_as_der(pki: Pki, sign_der: bool,
                                                                encoding: str) -> None:
     result = _verify(pki, _resigned(pki, reorder=True, sign_der=sign_der))
-    assert result.valid  # type: ignore[attr-defined]
-    assert result.signers[0].attrs_encoding == encoding  # type: ignore[attr-defined]
+    assert result.valid
+    assert result.signers[0].attrs_encoding == encoding
 
 
 def test_ber_reader_handles_indefinite_lengths_and_chunked_octets() -> None:

@@ -45,7 +45,7 @@ def test_mutated_cms_raises_only_the_documented_errors(pki: Pki) -> None:
     gcm = b"".join(encrypt([ENTITY], [pki.alice.cert], cipher="aes-256-gcm").chunks)
     cbc = b"".join(encrypt([ENTITY], [pki.alice.cert], cipher="aes-256-cbc", oaep=True).chunks)
     trust = TrustAnchors((pki.root.cert,))
-    identity = [Identity(pki.alice.cert, pki.alice.key)]
+    identity = [Identity(pki.alice.cert, pki.alice.rsa_key)]
     rnd = random.Random(20261130)
     decrypted_changed = 0
     for round_ in range(ROUNDS):
@@ -71,7 +71,7 @@ def test_mutated_messages_never_tempfail(pki: Pki) -> None:
         SmimeSign(signer), SmimeSign(signer, opaque=True), SmimeEncrypt((pki.alice.cert,)),
         SmimeEncrypt((pki.alice.cert,), cipher="aes-128-gcm"))]
     pipeline = Pipeline(filters=(SmimeVerify(TrustAnchors((pki.root.cert,))),
-                                 SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),))))
+                                 SmimeDecrypt((Identity(pki.alice.cert, pki.alice.rsa_key),))))
     rnd = random.Random(7)
     for round_ in range(ROUNDS):
         source = made[round_ % 4]

@@ -72,15 +72,15 @@ def _two_signers(pki: Pki, tmp_path: Path, second: str) -> bytes:
 def test_every_signer_is_checked(pki: Pki, tmp_path: Path) -> None:
     code, report = smime_verify(pki, _two_signers(pki, tmp_path, "expired"), "--no-from-match")
     assert code == 1
-    assert sorted((s["email"], s["reason"]) for s in report["signers"]) == [  # type: ignore[attr-defined]
+    assert sorted((s["email"], s["reason"]) for s in report["signers"]) == [
         ("alice@example.org", "valid"), ("old@example.org", "expired")]
     code, report = smime_verify(pki, _two_signers(pki, tmp_path, "bob"), "--no-from-match")
-    assert (code, report["valid"], len(report["signers"])) == (0, True, 2)  # type: ignore[arg-type]
+    assert (code, report["valid"], len(report["signers"])) == (0, True, 2)
 
 
 def test_from_match_needs_one_address_per_signer(pki: Pki, tmp_path: Path) -> None:
     code, report = smime_verify(pki, _two_signers(pki, tmp_path, "bob"))
-    reasons = {s["email"]: s["reason"] for s in report["signers"]}  # type: ignore[attr-defined]
+    reasons = {s["email"]: s["reason"] for s in report["signers"]}
     assert code == 1
     assert reasons == {"alice@example.org": "valid", "bob@example.net": "from-mismatch"}
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ def smime_sign(pki: Pki, data: bytes, *extra: str) -> bytes:
     return done.stdout
 
 
-def smime_verify(pki: Pki, data: bytes, *extra: str | Path) -> tuple[int, dict[str, object]]:
+def smime_verify(pki: Pki, data: bytes, *extra: str | Path) -> tuple[int, dict[str, Any]]:
     done = mailroute("smime", "verify", "--trust", pki.root.cert_path, "--json", *extra,
                      data=data)
     return done.returncode, json.loads(done.stdout)

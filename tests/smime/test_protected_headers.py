@@ -27,7 +27,7 @@ def test_decrypted_message_has_the_inner_subject_once(pki: Pki, tmp_path: Path) 
     encrypted = run("openssl", "smime", "-encrypt", "-aes256", "-in", str(entity),
                     "-from", "alice@example.org", "-to", "bob@example.net", "-subject", "...",
                     str(pki.alice.cert_path)).stdout
-    result = Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.key),)),)
+    result = Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.rsa_key),)),)
                       ).process(encrypted, context=Context(clock=NOW.timestamp))
     assert result.item is not None
     headers = result.item.message.headers

@@ -71,7 +71,8 @@ def running_server() -> Iterator[str]:
 def fresh_database(server_dsn: str) -> str:
     """Create an empty database on the server; its DSN."""
     import psycopg
+    from psycopg import sql
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_dsn, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return server_dsn.replace("dbname=postgres", f"dbname={name}")

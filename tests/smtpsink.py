@@ -36,7 +36,9 @@ class Transaction:
 
 
 class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True  # a chosen port may have been this server's a moment ago
+    # a chosen port may have been this server's a moment ago (a test restarts a sink on the
+    # port it had)
+    allow_reuse_address = True
 
 
 class Background:
@@ -105,6 +107,11 @@ class SmtpSink(Background):
         """The completed transactions."""
         with self._lock:
             return [t for t in self.transactions if t.completed]
+
+    def bounces(self, to: str, containing: bytes) -> list[Transaction]:
+        """The delivered bounces (null sender) to ``to`` whose text holds ``containing``."""
+        return [t for t in self.delivered
+                if t.sender == "" and t.recipients == [to] and containing in t.body]
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[Transaction]:
         """Wait until ``count`` transactions completed; return them."""
@@ -181,10 +188,6 @@ class SmtpSink(Background):
                     send("250 2.0.0 ok")
         except OSError:
             return
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True  # a test restarts a sink on the port it had
 
 
 def _address(command: str) -> str:

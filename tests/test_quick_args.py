@@ -29,7 +29,8 @@ def _argparse(argv: list[str]) -> dict[str, object] | None:
 def _parser_of(command: str) -> argparse.ArgumentParser:
     action = next(a for a in cli.build_parser([command])._actions
                   if isinstance(a, argparse._SubParsersAction))
-    return action.choices[command]
+    parser: argparse.ArgumentParser = action.choices[command]
+    return parser
 
 
 def _assert_table_is_registered(command: str, flags: tuple[Flag, ...]) -> None:
@@ -123,7 +124,7 @@ def test_a_usage_error_is_argparses_own() -> None:
 def test_parse_flags_keeps_the_defaults_of_the_table_unshared() -> None:
     first = parse_flags(["--config", "p"], process.FLAGS)
     assert first is not None
-    first["rcpt"].append("x")  # type: ignore[attr-defined]
+    first["rcpt"].append("x")
     again = parse_flags(["--config", "p"], process.FLAGS)
     assert again is not None
     assert again["rcpt"] == []

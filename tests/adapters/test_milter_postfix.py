@@ -41,6 +41,7 @@ from tests.adapters.postfix_harness import (
     postfix_available,
 )
 from tests.smime.pki import issue
+from tests.smtpclient import reply_text
 
 pytestmark = [pytest.mark.interop,
               pytest.mark.skipif(not postfix_available(), reason="Postfix not installed")]
@@ -154,10 +155,10 @@ def sink(rig: Rig) -> SinkServer:
     return rig.sink
 
 
-def fresh_message(**kwargs: tuple[tuple[str, str], ...]) -> bytes:
+def fresh_message(headers: tuple[tuple[str, str], ...] = ()) -> bytes:
     """A small message with a Message-ID of its own (the gateway remembers Message-IDs)."""
     return build_message(sender="alice@corp.example", to="bob@partner.example",
-                         message_id=f"<{uuid.uuid4().hex}@corp.example>", **kwargs)
+                         message_id=f"<{uuid.uuid4().hex}@corp.example>", headers=headers)
 
 
 def send(rig: Rig, data: bytes, *, tls_client_cert: bool = False,
@@ -178,7 +179,7 @@ def refusal_code(rig: Rig, data: bytes, *, tls_client_cert: bool = False,
     try:
         send(rig, data, tls_client_cert=tls_client_cert, sender=sender)
     except smtplib.SMTPDataError as error:
-        return error.smtp_code, error.smtp_error
+        return error.smtp_code, reply_text(error)
     except smtplib.SMTPSenderRefused as error:
         return error.smtp_code, error.smtp_error
     except smtplib.SMTPRecipientsRefused as error:
@@ -297,8 +298,7 @@ def test_twenty_megabyte_message_is_processed(rig: Rig, sink: SinkServer) -> Non
 
 
 def test_policy_rejection_reaches_the_client_as_5xx(rig: Rig, sink: SinkServer) -> None:
-    ambiguous = fresh_message(
-                              headers=(("Content-Type", "text/html"),))
+    ambiguous = fresh_message(headers=(("Content-Type", "text/html"),))
     code, text = refusal_code(rig, ambiguous)
     assert 500 <= code <= 599, text
     assert text.startswith(b"5.6.0")

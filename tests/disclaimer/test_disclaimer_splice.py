@@ -124,7 +124,7 @@ def test_base64_with_uneven_lines_or_stateful_charset_is_not_spliced() -> None:
 
 _LATIN_LINE = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255,
                                              blacklist_characters="\x7f",
-                                             blacklist_categories=("Cc",)), max_size=60)
+                                             blacklist_categories=["Cc"]), max_size=60)
 
 
 @settings(max_examples=300, deadline=None)

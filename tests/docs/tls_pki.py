@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.smtpclient import smtp_as
+
 GATEWAY = "mailroute.example.net"
 EXO = "example-net.mail.protection.outlook.com"
 
@@ -73,6 +75,4 @@ def exo_endpoint_context(pki: dict[str, Path]) -> ssl.SSLContext:
 def gateway_client(port: int, source: str) -> smtplib.SMTP:
     """An SMTP client from ``source`` to the gateway on ``port`` whose STARTTLS checks the
     certificate against the gateway's name (the outbound connector's DomainValidation)."""
-    client = smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0))
-    client._host = GATEWAY  # the name STARTTLS checks the certificate against
-    return client
+    return smtp_as(GATEWAY, port, source_address=(source, 0))

@@ -10,6 +10,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from tests.smtpsink import Background
 
@@ -67,8 +68,10 @@ class TlsSink(Background):
                     conn = context.wrap_socket(raw, server_side=True)
                     reader = conn.makefile("rb")
                     cert = conn.getpeercert() or {}
-                    names = tuple(v for kind, v in cert.get("subjectAltName", ())
-                                  if kind == "DNS")
+                    # typeshed types every field alike; subjectAltName is (kind, value) pairs
+                    alt_names = cast("tuple[tuple[str, str], ...]",
+                                     cert.get("subjectAltName", ()))
+                    names = tuple(v for kind, v in alt_names if kind == "DNS")
                 elif verb == "MAIL":
                     if names is None:
                         send("530 5.7.0 STARTTLS first")

@@ -30,6 +30,7 @@ import pytest
 
 from mailroute.testing import build_message
 from tests.adapters.postfix_harness import Postfix, SinkServer, free_port, postfix_available
+from tests.smtpclient import reply_text
 
 pytestmark = [pytest.mark.interop,
               pytest.mark.skipif(not postfix_available(), reason="Postfix not installed")]
@@ -181,7 +182,7 @@ def send(rig: Rig, data: bytes, sender: str = "alice@corp.example") -> tuple[int
         with smtplib.SMTP("127.0.0.1", rig.postfix.smtpd_port, timeout=60) as client:
             client.sendmail(sender, ["bob@partner.example"], data)
     except smtplib.SMTPResponseException as error:
-        return error.smtp_code, error.smtp_error.decode(errors="replace")
+        return error.smtp_code, reply_text(error).decode(errors="replace")
     except smtplib.SMTPRecipientsRefused as error:
         code, text = next(iter(error.recipients.values()))
         return code, text.decode(errors="replace")

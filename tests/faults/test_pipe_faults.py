@@ -20,13 +20,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
-from mailroute.adapters.reinject import HandOnStatus, SendmailReinjector, SmtpReinjector
+from mailroute.adapters.output import Chunks
+from mailroute.adapters.reinject import HandOn, HandOnStatus, SendmailReinjector, SmtpReinjector
 from mailroute.adapters.transport import TransportRun, run_pipe_transport
 from mailroute.errors import MailrouteError
 from mailroute.exitcodes import ExitCode
@@ -167,7 +168,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.calls = 0
 
-    def deliver(self, data: bytes, sender: str, recipients: object) -> object:
+    def deliver(self, data: bytes | Chunks, sender: str, recipients: Sequence[str]) -> HandOn:
         self.calls += 1
         raise AssertionError("nothing may be handed on")
 
@@ -192,8 +193,8 @@ def test_a_filter_that_raises_anything_is_a_tempfail_and_nothing_is_handed_on(
     recorder = _Recorder()
     stderr = io.StringIO()
     run = TransportRun(envelope=Envelope(mail_from="a@corp.example", rcpt_to=tuple(RCPTS)),
-                       reinjector=recorder)  # type: ignore[arg-type]
-    code = run_pipe_transport(Pipeline(filters=(_Broken(fault),)),  # type: ignore[arg-type]
+                       reinjector=recorder)
+    code = run_pipe_transport(Pipeline(filters=(_Broken(fault),)),
                               _bytes_io(MESSAGE), stderr, run)
     assert code == ExitCode.TEMPFAIL
     assert recorder.calls == 0

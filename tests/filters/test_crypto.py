@@ -106,7 +106,10 @@ def _send(pipeline: Pipeline, data: bytes, *, sender: str, rcpt: str, client: st
 
 
 def _directory(pipeline: Pipeline) -> KeyDirectory:
-    return pipeline.context.keys[DIRECTORY_KEY]  # type: ignore[return-value]
+    assert pipeline.context is not None
+    directory = pipeline.context.keys[DIRECTORY_KEY]
+    assert isinstance(directory, KeyDirectory)
+    return directory
 
 
 def _openssl_decrypt(pki: Pki, data: bytes, tmp_path: Path) -> tuple[bytes, str]:
@@ -249,6 +252,7 @@ def test_autocrypt_is_harvested_only_from_dmarc_aligned_mail(pgp_world: PgpWorld
     item = MailItem(envelope=Envelope(mail_from=ALICE, rcpt_to=(ME,)), message=parse(data))
     harvest = HarvestKeys(TrustAnchors((pki.root.cert,)))
     context = pipeline.context
+    assert context is not None
     unaligned = harvest.apply(item.annotate("dmarc.result", "fail")
                               .annotate("dmarc.aligned", "no"), context)
     assert unaligned.annotation("harvest-keys") == "autocrypt ignored: not DMARC-aligned"

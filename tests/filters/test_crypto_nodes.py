@@ -32,10 +32,12 @@ def _policy(tmp_path: Path, node: str, pki: Pki, dsn: str) -> Path:
     return policy
 
 
-def _node_a(policy: str, inbound: bytes, out: multiprocessing.Queue[object]) -> None:
+def _node_a(policy: str, inbound: bytes, out: multiprocessing.Queue[tuple[object, ...]]
+            ) -> None:
     pipeline = load_policy(policy)
     result = pipeline.process(inbound, Envelope(mail_from=ALICE, rcpt_to=(ME,),
                                                 client_address="203.0.113.5"))
+    assert pipeline.context is not None
     store = pipeline.context.processed
     assert store is not None
     store.record("digest-of-a-message", 1000.0, 3600, fingerprint="node-a")
@@ -43,10 +45,11 @@ def _node_a(policy: str, inbound: bytes, out: multiprocessing.Queue[object]) -> 
              if result.item else None))
 
 
-def _node_b(policy: str, out: multiprocessing.Queue[object]) -> None:
+def _node_b(policy: str, out: multiprocessing.Queue[tuple[object, ...]]) -> None:
     pipeline = load_policy(policy)
     result = pipeline.process(_outbound(), Envelope(mail_from=ME, rcpt_to=(ALICE,),
                                                     client_address="127.0.0.1"))
+    assert pipeline.context is not None
     store = pipeline.context.processed
     assert store is not None
     out.put((result.action.value, result.data,
@@ -58,19 +61,20 @@ def test_two_nodes_share_harvested_keys_and_processed_records(pki: Pki, tmp_path
     policy_a = _policy(tmp_path, "a", pki, postgres_dsn)
     policy_b = _policy(tmp_path, "b", pki, postgres_dsn)
     context = multiprocessing.get_context("fork")
-    out: multiprocessing.Queue[object] = context.Queue()
+    out: multiprocessing.Queue[tuple[object, ...]] = context.Queue()
     first = context.Process(target=_node_a, args=(str(policy_a),
                                                    _inbound_signed_by_mailroute(pki), out))
     first.start()
-    action, harvested = out.get(timeout=120)  # type: ignore[misc]
+    action, harvested = out.get(timeout=120)
     first.join(60)
     assert (action, harvested) == ("accept", f"smime {ALICE} added")
     second = context.Process(target=_node_b, args=(str(policy_b), out))
     second.start()
-    action, data, counted = out.get(timeout=120)  # type: ignore[misc]
+    action, data, counted = out.get(timeout=120)
     second.join(60)
     assert action == "accept"
     assert counted == 1
+    assert isinstance(data, bytes)
     plain, algorithm = _openssl_decrypt(pki, data, tmp_path)
     assert plain == ENTITY
     assert algorithm == "aes-256-gcm"

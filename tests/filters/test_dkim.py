@@ -8,6 +8,7 @@ import pytest
 
 from mailroute import Context, Envelope
 from mailroute.errors import ConfigError
+from mailroute.pipeline import Pipeline
 from mailroute.policy import policy_from_mapping
 from mailroute.results import AuthStatus
 from tests.dkim.conftest import NOW, DkimWorld, message, world
@@ -15,7 +16,7 @@ from tests.dkim.conftest import NOW, DkimWorld, message, world
 __all__ = ["world"]
 
 
-def _sign_policy(world: DkimWorld, **extra: object) -> object:
+def _sign_policy(world: DkimWorld, **extra: object) -> Pipeline:
     entry = {"filter": "dkim-sign", "domain": "example.net", "selector": "rsa",
              "key": str(world.rsa_path), **extra}
     return policy_from_mapping({"pipeline": [entry]})
@@ -24,23 +25,28 @@ def _sign_policy(world: DkimWorld, **extra: object) -> object:
 def test_sign_filter_signs_own_mail_and_leaves_foreign_mail_alone(world: DkimWorld) -> None:
     pipeline = _sign_policy(world)
     ctx = Context(clock=lambda: NOW)
-    own = pipeline.process(message(), context=ctx)  # type: ignore[attr-defined]
+    own = pipeline.process(message(), context=ctx)
+    assert own.data is not None
     assert own.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
     assert own.data.endswith(message())
     foreign_data = message().replace(b"alice@example.net", b"carol@example.org")
-    foreign = pipeline.process(foreign_data, context=ctx)  # type: ignore[attr-defined]
+    foreign = pipeline.process(foreign_data, context=ctx)
     assert foreign.data == foreign_data
+    assert foreign.item is not None
     assert foreign.item.annotation("dkim-sign") == "skipped-foreign-from"
 
 
 def test_verify_filter_uses_the_injected_resolver(world: DkimWorld) -> None:
-    signed = _sign_policy(world).process(  # type: ignore[attr-defined]
+    signed = _sign_policy(world).process(
         message(), context=Context(clock=lambda: NOW)).data
+    assert signed is not None
     verify = policy_from_mapping({"gateway": {"authserv_id": "mx.example.org"},
                                   "pipeline": [{"filter": "dkim-verify", "spf": False}]})
     result = verify.process(signed, envelope=Envelope(mail_from="alice@example.net"),
                             context=Context(clock=lambda: NOW, resolver=world.dns()))
     assert result.action == "accept"
+    assert result.item is not None
+    assert result.data is not None
     dkim = [r for r in result.item.auth_results if r.method == "dkim"]
     assert [r.status for r in dkim] == [AuthStatus.PASS]
     assert ("header.d", "example.net") in dkim[0].properties
@@ -54,6 +60,7 @@ def test_unsafe_tag_values_stay_out_of_authentication_results(world: DkimWorld) 
               + message())
     verify = policy_from_mapping({"pipeline": [{"filter": "dkim-verify", "spf": False}]})
     result = verify.process(forged, context=Context(clock=lambda: NOW, resolver=world.dns()))
+    assert result.item is not None
     dkim = next(r for r in result.item.auth_results if r.method == "dkim")
     assert dkim.status is AuthStatus.PERMERROR
     assert all('"' not in value for _, value in dkim.properties)

@@ -292,7 +292,7 @@ def test_leaves_a_disposition_without_semicolon_unedited_because_clients_show_an
             b"\r\n\r\nfile text\r\n")
     data = (b"From: a@example.net\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
             + part + b"--b--\r\n")
-    assert stdlib(data).get_payload()[0].get_filename() is None
+    assert next(stdlib(data).iter_parts()).get_filename() is None
     message = parse(data)
     assert [d.path for d in message.defects
             if d.kind is DefectKind.READER_DEPENDENT_CONTENT_FIELD] == [(0,)]

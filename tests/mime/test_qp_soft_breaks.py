@@ -41,7 +41,7 @@ def test_cyrillic_line_is_not_cut_inside_a_character() -> None:
     assert cut_by_binascii, "binascii alone cuts characters (the case this guards against)"
 
 
-@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=400),
+@given(st.text(st.characters(blacklist_categories=["Cs"]), max_size=400),
        st.sampled_from([b"\r\n", b"\n"]))
 def test_any_text_round_trips_without_cut_characters(text: str, newline: bytes) -> None:
     _check(text, newline)

@@ -3,12 +3,12 @@ joining copies of the parts (a 28 MB message was copied twice just to choose a b
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 
 import pytest
 
 from mailroute.mime import build_leaf, parse
-from mailroute.mime import message as message_module
 
 BODY = b"line with =_mailroute_" + b"a" * 24 + b" inside\r\n"
 
@@ -16,7 +16,7 @@ BODY = b"line with =_mailroute_" + b"a" * 24 + b" inside\r\n"
 def test_wrap_skips_a_boundary_that_occurs_in_the_content(monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     tokens = iter([b"\xaa" * 12, b"\xbb" * 12])
-    monkeypatch.setattr(message_module.os, "urandom", lambda _: next(tokens))
+    monkeypatch.setattr(os, "urandom", lambda _: next(tokens))
     message = parse(b"Subject: x\r\nContent-Type: text/plain\r\n\r\n" + BODY)
     wrapped = message.wrap((), after=(build_leaf("text/plain", "extra\r\n"),))
     assert wrapped.root.content_type.param("boundary") == "=_mailroute_" + "b" * 24

@@ -24,6 +24,7 @@ from mailroute.testing import build_message, write_fake_key_file
 from tests.adapters.postfix_harness import SinkServer
 from tests.mta.common import free_port, wait_for_ports
 from tests.mta.sendmail import SendmailInstance, sendmail_root
+from tests.smtpclient import reply_text
 
 PACKAGES = sendmail_root()
 pytestmark = [pytest.mark.interop,
@@ -107,5 +108,5 @@ def test_policy_rejection_reaches_the_client_as_5xx(rig: Rig) -> None:
     with pytest.raises(smtplib.SMTPDataError) as refused:
         send(rig, ambiguous)
     assert refused.value.smtp_code == 554
-    assert refused.value.smtp_error.startswith(b"5.6.0")
+    assert reply_text(refused.value).startswith(b"5.6.0")
     assert rig.sink.wait_for(1, timeout=2) == []

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -185,9 +186,7 @@ def test_three_recipients_one_internal_two_external_arrive_once_processed_once(w
 def test_a_rejected_message_bounces_to_the_sender_and_reaches_no_recipient(world: World
                                                                             ) -> None:
     world.send("reject@corp.example", ["e@partner.example"], "rejected-one")
-    bounced = lambda: [t for t in world.internal.delivered  # noqa: E731
-                       if t.sender == "" and t.recipients == ["reject@corp.example"]
-                       and b"rejected-one" in t.body]
+    bounced = partial(world.internal.bounces, "reject@corp.example", b"rejected-one")
     assert world.postfix.wait_until(lambda: bool(bounced())), world.postfix.log()[-3000:]
     [bounce] = bounced()
     assert b"5.7.1" in bounce.body
@@ -222,9 +221,7 @@ def test_a_tempfail_stays_queued_and_is_delivered_once_after_the_fix(world: Worl
 
 def test_a_loop_through_a_mis_hooked_filter_stops_on_its_second_pass(world: World) -> None:
     world.send("loop@corp.example", ["h@partner.example"], "looping-one", port=world.loop_port)
-    bounced = lambda: [t for t in world.internal.delivered  # noqa: E731
-                       if t.sender == "" and t.recipients == ["loop@corp.example"]
-                       and b"looping-one" in t.body]
+    bounced = partial(world.internal.bounces, "loop@corp.example", b"looping-one")
     assert world.postfix.wait_until(lambda: bool(bounced())), world.postfix.log()[-3000:]
     assert b"5.4.6" in bounced()[0].body
     passes = [line for line in world.postfix.log().splitlines()

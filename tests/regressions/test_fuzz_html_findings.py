@@ -34,7 +34,9 @@ def test_wrapping_a_message_that_ends_in_its_header_keeps_the_fields_apart() -> 
     assert _structure(after) == [((), "multipart/mixed"), ((0,), "multipart/signed"),
                                  ((1,), "text/plain")]
     assert after.headers.value("X-Last") == "no line break"
-    assert after.headers.value("Content-Type").startswith("multipart/mixed")
+    content_type = after.headers.value("Content-Type")
+    assert content_type is not None
+    assert content_type.startswith("multipart/mixed")
     assert before.headers.value("From") == after.headers.value("From")
 
 

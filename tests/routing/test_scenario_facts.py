@@ -421,7 +421,8 @@ def test_a_mailbox_kind_is_required_for_a_delivery_failure() -> None:
     scenario = Scenario(delivery_failures=(DeliveryFailure(address="sales@example.net"),))
     with pytest.raises(ValueError, match="not a mailbox"):
         _sim(topo, deployed(topo), A, (B,), Origin.MAILBOX, scenario)
-    assert Recipient(primary=B, kind=RecipientKind.MAILBOX, delivery_failure="552 5.2.2 x")
+    mailbox = Recipient(primary=B, kind=RecipientKind.MAILBOX, delivery_failure="552 5.2.2 x")
+    assert mailbox.delivery_failure == "552 5.2.2 x"
 
 
 # --- model fix: the gateway's anti-spoofing step, in a whole simulation ------------------------

@@ -10,7 +10,6 @@ between the two (marker, policy, TLS, SMTP) is real.
 
 from __future__ import annotations
 
-import smtplib
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -18,10 +17,12 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from mailroute.item import Envelope
 from mailroute.mime import parse
 from mailroute.routing import RouteKind, Topology, decide_exo, deployed, message_facts
 from mailroute.routing.exo import egress_message
-from mailroute.routing.hop import Connection, Envelope, Hop, MessageFacts, Source
+from mailroute.routing.hop import Connection, Hop, MessageFacts, Source
+from tests.smtpclient import smtp_as
 
 GATEWAY_EGRESS_IP = "203.0.113.10"
 INTERNET_IP = "198.51.100.7"
@@ -126,9 +127,8 @@ class StandInExchange:
         if next_hop.lower() == self.topology.gateway.hostname.lower():
             with self._lock:
                 self.outcome.to_gateway.append(Arrival(sender, rcpts, data))
-            with smtplib.SMTP("127.0.0.1", self.gateway_port, local_hostname=
-                              "example-net.mail.protection.outlook.com", timeout=30) as smtp:
-                smtp._host = self.topology.gateway.hostname  # the name verified on STARTTLS
+            with smtp_as(self.topology.gateway.hostname, self.gateway_port,
+                         local_hostname="example-net.mail.protection.outlook.com") as smtp:
                 smtp.starttls(context=self.client_tls)
                 smtp.sendmail(sender, rcpts, data)
             return

@@ -14,7 +14,8 @@ from mailroute.item import Context, MailItem
 from mailroute.pipeline import Pipeline
 from mailroute.policy import load_policy
 from mailroute.results import Outcome
-from tests.serve.harness import MESSAGE, InProcess, free_port
+from tests.mta.common import free_port
+from tests.serve.harness import MESSAGE, InProcess
 from tests.smtpsink import SmtpSink
 
 
@@ -317,7 +318,7 @@ def test_a_client_that_half_closes_after_a_pipelined_quit_still_gets_its_answer(
         reader.readline()
         raw.sendall(b"EHLO client.test\r\nMAIL FROM:<alice@corp.example>\r\n"
                     b"RCPT TO:<bob@partner.example>\r\nDATA\r\n")
-        replies = []
+        replies: list[bytes] = []
         while len(replies) < 4:
             line = reader.readline()
             if line[3:4] != b"-":

@@ -22,8 +22,9 @@ from mailroute.marker.verify import check_message
 from mailroute.mime import parse
 from mailroute.policy import load_policy
 from mailroute.routing import load_topology
+from tests.mta.common import free_port
 from tests.serve.exchange import StandInExchange
-from tests.serve.harness import InProcess, free_port
+from tests.serve.harness import InProcess
 from tests.serve.test_serve_tls import CLIENT, SERVER, Pki, client_context, server_context
 from tests.smime.pki import issue
 

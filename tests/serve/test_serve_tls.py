@@ -18,8 +18,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mailroute.adapters.serve import NextHop, ServerTLS
 from mailroute.pipeline import Pipeline
-from tests.serve.harness import MESSAGE, InProcess, Process, free_port
+from tests.mta.common import free_port
+from tests.serve.harness import MESSAGE, InProcess, Process
 from tests.smime.pki import Identity, issue
+from tests.smtpclient import smtp_as
 from tests.smtpsink import SmtpSink
 
 SERVER = (ExtendedKeyUsageOID.SERVER_AUTH,)
@@ -59,8 +61,7 @@ def client_context(pki: Pki, identity: Identity | None = None) -> ssl.SSLContext
 
 
 def starttls_client(port: int, context: ssl.SSLContext) -> smtplib.SMTP:
-    smtp = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=30)
-    smtp._host = "mailroute.corp.example"  # the name smtplib verifies on STARTTLS
+    smtp = smtp_as("mailroute.corp.example", port, local_hostname="client.test")
     smtp.ehlo()
     smtp.starttls(context=context)
     smtp.ehlo()
@@ -215,8 +216,7 @@ def test_t3_presents_the_inbound_identity_for_internet_mail_and_its_own_for_exch
         tls = ServerTLS(server_context(pki, own, client_ca=True))
         with InProcess(Pipeline(), 0, router=router, tls=tls) as serve:
             assert serve.send(sender="a@partner.example", recipients=["alice@example.net"]) == {}
-            smtp = smtplib.SMTP("127.0.0.1", serve.port, local_hostname="exo.test", timeout=30)
-            smtp._host = "mailroute.example.net"
+            smtp = smtp_as("mailroute.example.net", serve.port, local_hostname="exo.test")
             with smtp:
                 smtp.ehlo()
                 smtp.starttls(context=client_context(pki, pki.exo))

@@ -28,6 +28,7 @@ from mailroute.results import Outcome
 from mailroute.routing import load_topology
 from tests.serve.harness import InProcess
 from tests.serve.test_serve_tls import Pki, client_context, server_context
+from tests.smtpclient import smtp_as
 from tests.smtpsink import SmtpSink
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "examples" / "topologies"
@@ -108,9 +109,7 @@ class Bench:
         """A session as Exchange Online: STARTTLS with an ``*.mail.protection.outlook.com``
         certificate (``t1_local`` puts 127.0.0.1 in its ranges)."""
         assert self.pki is not None
-        smtp = smtplib.SMTP("127.0.0.1", self.serve.port, local_hostname="exo.test",
-                            timeout=30)
-        smtp._host = "mailroute.corp.example"  # the name smtplib verifies on STARTTLS
+        smtp = smtp_as("mailroute.corp.example", self.serve.port, local_hostname="exo.test")
         smtp.ehlo()
         smtp.starttls(context=client_context(self.pki, self.pki.exo))
         smtp.ehlo()
@@ -292,7 +291,7 @@ def test_a_policy_naming_its_topology_routes_by_it_without_topology_flag(
 
 def test_when_the_first_mx_is_unreachable_the_next_one_gets_the_message(
         pki: Pki, t1_local: Path) -> None:
-    from tests.serve.harness import free_port
+    from tests.mta.common import free_port
 
     with SmtpSink() as exo, SmtpSink() as mx2:
         bench = Bench(t1_local, exo, mx2, pki, **{

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import socket
 import time
+from typing import Protocol, TypedDict, cast
 
 import pytest
 from aiosmtpd.smtp import SMTP
@@ -18,8 +19,24 @@ from mailroute.pipeline import Pipeline
 from tests.serve.harness import InProcess
 from tests.smtpsink import SmtpSink
 
-SETTINGS = {"data_size_limit": 1000, "enable_SMTPUTF8": True, "hostname": "gw.test",
-            "ident": "mailroute", "timeout": 30.0}
+
+class _Settings(TypedDict):
+    data_size_limit: int
+    enable_SMTPUTF8: bool
+    hostname: str
+    ident: str
+    timeout: float
+
+
+class _ConnectionState(Protocol):
+    """What asyncio's StreamReaderProtocol keeps per connection (private: typeshed has none)."""
+
+    _stream_reader: asyncio.StreamReader | None
+    _closed: asyncio.Future[None]
+
+
+SETTINGS: _Settings = {"data_size_limit": 1000, "enable_SMTPUTF8": True, "hostname": "gw.test",
+                       "ident": "mailroute", "timeout": 30.0}
 
 
 def _built_both_ways() -> tuple[SMTP, FastSMTP, FastSMTP]:
@@ -55,8 +72,9 @@ def test_a_session_from_the_template_has_what_aiosmtpds_init_sets() -> None:
 
 
 def test_sessions_from_one_template_share_no_connection_state() -> None:
-    assert FAST._stream_reader is not OTHER._stream_reader
-    assert FAST._closed is not OTHER._closed
+    fast, other = cast("_ConnectionState", FAST), cast("_ConnectionState", OTHER)
+    assert fast._stream_reader is not other._stream_reader
+    assert fast._closed is not other._closed
     assert FAST._smtp_methods is not OTHER._smtp_methods
     assert FAST._smtp_methods["MAIL"].__self__ is FAST
     assert OTHER._smtp_methods["MAIL"].__self__ is OTHER

@@ -28,8 +28,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from _corpus import corpus_dir, manifest
-from _results import Results, add_json_argument
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._corpus import corpus_dir, manifest
+from benchmarks._results import Results, add_json_argument
 
 import mailroute
 

@@ -27,10 +27,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
-from _results import Results, add_json_argument
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import Results, add_json_argument
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -192,9 +195,9 @@ def main() -> None:
 
             conf = confs[name]
             rows = (("sign", best(sign, runs), best(dkimpy_sign, runs),
-                     best(lambda conf=conf, plain=plain: opendkim(conf, plain), runs)),
+                     best(partial(opendkim, conf, plain), runs)),
                     ("verify", best(verify, runs), best(dkimpy_verify, runs),
-                     best(lambda p=signed_path: opendkim(verify_conf, p), runs)))
+                     best(partial(opendkim, verify_conf, signed_path), runs)))
             for op, ours, theirs, od in rows:
                 print(f"{label:8} {op:6} {name:8} {1 / ours:12.0f} {1 / theirs:10.0f} "
                       f"{1 / od:14.0f}")

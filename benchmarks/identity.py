@@ -12,13 +12,16 @@ import argparse
 import email.parser
 import email.policy
 import gc
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-from _corpus import corpus_dir
-from _results import Results, add_json_argument
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._corpus import corpus_dir
+from benchmarks._results import Results, add_json_argument
 
 from mailroute.mime import parse
 

@@ -121,9 +121,9 @@ def main() -> None:
         return
     from mailroute.keys.postgres_directory import PostgresKeyDirectory
     with _postgres(args.postgres_dsn) as dsn:
-        directory = PostgresKeyDirectory(dsn)
-        _report("postgres", directory, args)
-        directory.close()
+        shared = PostgresKeyDirectory(dsn)
+        _report("postgres", shared, args)
+        shared.close()
 
 
 if __name__ == "__main__":

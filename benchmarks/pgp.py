@@ -29,9 +29,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _results import Results, add_json_argument
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from benchmarks._results import Results, add_json_argument
 
 from mailroute import Filter, Pipeline
 from mailroute.filters.pgp import (

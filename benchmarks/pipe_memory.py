@@ -25,9 +25,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from _results import Results, add_json_argument
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import Results, add_json_argument
 from tests.adapters.postfix_harness import SinkServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

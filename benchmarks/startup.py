@@ -71,8 +71,8 @@ def main() -> None:
     python = sys.executable
     script = Path(python).with_name("mailroute")
     mailroute = [str(script)] if script.is_file() else [python, "-m", "mailroute"]
-    for folder in {str(ROOT / "src"), *site.getsitepackages()}:
-        compileall.compile_dir(folder, quiet=1)
+    for tree in {str(ROOT / "src"), *site.getsitepackages()}:
+        compileall.compile_dir(tree, quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         empty = folder / "empty.toml"

@@ -37,7 +37,13 @@ from benchmarks._results import Results, add_json_argument
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mailroute.dkim import DnsFile, parse_signing_key, sign_message, verify_message
+from mailroute.dkim import (
+    DnsFile,
+    SigningKey,
+    parse_signing_key,
+    sign_message,
+    verify_message,
+)
 from mailroute.dkim.arc import seal
 from mailroute.mime.scan import parse
 from mailroute.results import AuthResult, AuthStatus
@@ -177,8 +183,8 @@ def main() -> None:
             algorithm = "rsa-sha256" if name == "rsa" else "ed25519-sha256"
             theirs_key = rsa_traditional if name == "rsa" else ed_seed
 
-            def sign(key: object = key, name: str = name, data: bytes = data) -> bytes:
-                return sign_message(parse(data), key, domain=DOMAIN,  # type: ignore[arg-type]
+            def sign(key: SigningKey = key, name: str = name, data: bytes = data) -> bytes:
+                return sign_message(parse(data), key, domain=DOMAIN,
                                     selector=name, timestamp=0).to_bytes()
 
             def dkimpy_sign(theirs_key: bytes = theirs_key, name: str = name,

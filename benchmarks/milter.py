@@ -76,10 +76,10 @@ def load() -> str:
 
 
 @contextmanager
-def process(argv: list[str], log: Path, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` for the block; stop it by PID afterwards."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:
@@ -393,7 +393,9 @@ def measure(postfix: Postfix, milters: dict[str, Milter], configs: list[str],
                   f"{sum(v for k, v in diff.items() if k.startswith('out')) / 100:g} out ("
                   + ", ".join(f"{k} {v / 100:g}" for k, v in sorted(diff.items())) + ")")
     if "disclaimer" in milters and args.rss_count:
-        pid = milters["disclaimer"].proc.pid  # type: ignore[union-attr]
+        disclaimer = milters["disclaimer"].proc
+        assert disclaimer is not None
+        pid = disclaimer.pid
         postfix.reload(smtpd_milters=milters["disclaimer"].socket)
         started, used = time.monotonic(), cpu_seconds(pid)
         run_case(postfix, 10 * 1024, 10, args.rss_count)

@@ -23,6 +23,7 @@ import os
 import signal
 import struct
 import sys
+from typing import cast
 
 import uvloop
 
@@ -54,7 +55,8 @@ class NullMilter(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a stream server's transport (uvloop's is not an asyncio.Transport subclass)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         buffer, start, out = self.buffer + data, 0, []

@@ -36,7 +36,9 @@ def _label(value: float) -> str:
 def draw(chart: dict[str, object], recorded: str, machine: dict[str, object],
          path: Path) -> None:
     """One grouped bar chart."""
-    series = [str(s) for s in chart["series"]]  # type: ignore[attr-defined]
+    names = chart["series"]
+    assert isinstance(names, list)
+    series = [str(s) for s in names]
     cases = chart["cases"]
     assert isinstance(cases, list)
     width = 0.8 / len(series)

@@ -11,12 +11,13 @@ with ``with SmtpSink() as sink:``; it stops its threads on exit. ``port`` choose
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, Self
+from typing import Self
 
 
 @dataclass
@@ -88,7 +89,7 @@ class SmtpSink(Background):
                 with sink._lock:
                     sink._open.add(self.connection)
                 try:
-                    sink._session(self.rfile, self.wfile)  # type: ignore[arg-type]
+                    sink._session(self.rfile, self.wfile)
                 finally:
                     with sink._lock:
                         sink._open.discard(self.connection)
@@ -123,7 +124,7 @@ class SmtpSink(Background):
             time.sleep(0.05)
         return self.delivered
 
-    def _session(self, reader: BinaryIO, writer: BinaryIO) -> None:
+    def _session(self, reader: io.BufferedIOBase, writer: io.BufferedIOBase) -> None:
         def send(line: str) -> None:
             writer.write(line.encode("ascii") + b"\r\n")
             writer.flush()

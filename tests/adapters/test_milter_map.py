@@ -150,7 +150,8 @@ def test_internal_failure_is_451_4_3_0() -> None:
         raise RuntimeError("bug")
 
     actions = result_actions(Pipeline(filters=(Edit("boom", boom),)).process(SOURCE))
-    assert actions == [pm.ReplyCode(451, "4.3.0", actions[0].lines)]  # type: ignore[union-attr]
+    assert isinstance(actions[0], pm.ReplyCode)
+    assert actions == [pm.ReplyCode(451, "4.3.0", actions[0].lines)]
 
 
 @pytest.mark.parametrize(("macros", "name"), [

@@ -33,14 +33,15 @@ Servers = dict[str, tuple[MilterServer, io.StringIO]]
 CONVERSATIONS = load_conversations(RECORDED, POLICIES)
 
 
-class MemoryTransport:
+class MemoryTransport(asyncio.Transport):
     """What the handler writes, kept; the calls uvloop's transport offers."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.written: list[bytes] = []
         self.closed = False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written.append(bytes(data))
 
     def is_closing(self) -> bool:
@@ -65,7 +66,7 @@ def replay(server: MilterServer, reads: list[bytes]) -> tuple[bytes, bool]:
 
     async def converse() -> None:  # the handler belongs to a running event loop
         handler = MilterConnectionHandler(server)
-        handler.connection_made(transport)  # type: ignore[arg-type]
+        handler.connection_made(transport)
         for data in reads:
             handler.data_received(data)
         handler.eof_received()

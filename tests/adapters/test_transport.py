@@ -13,9 +13,9 @@ import pytest
 
 from mailroute.adapters.output import Chunks, pieces_of
 from mailroute.adapters.quarantine import QuarantineStore
-from mailroute.adapters.reinject import HandOn, HandOnStatus, SmtpReinjector
+from mailroute.adapters.reinject import HandOn, HandOnStatus, Reinjector, SmtpReinjector
 from mailroute.adapters.transport import MESSAGE_LOG, TransportRun, run_pipe_transport
-from mailroute.item import Context, Envelope, MailItem
+from mailroute.item import Context, Envelope, Filter, MailItem
 from mailroute.limits import Limits
 from mailroute.pipeline import Pipeline
 from mailroute.results import Action, Outcome, Reply
@@ -60,11 +60,11 @@ class Boom:
         raise RuntimeError("bug")
 
 
-def _run(step: object, reinjector: object, *, quarantine: QuarantineStore | None = None,
+def _run(step: Filter, reinjector: Reinjector, *, quarantine: QuarantineStore | None = None,
          data: bytes = MESSAGE, pipeline: Pipeline | None = None) -> tuple[int, str]:
-    pipeline = pipeline or Pipeline(filters=(step,), internal_domains=frozenset({"corp.example"}))  # type: ignore[arg-type]
+    pipeline = pipeline or Pipeline(filters=(step,), internal_domains=frozenset({"corp.example"}))
     stderr = io.StringIO()
-    run = TransportRun(envelope=ENVELOPE, reinjector=reinjector,  # type: ignore[arg-type]
+    run = TransportRun(envelope=ENVELOPE, reinjector=reinjector,
                        queue_id="4XyZ1", quarantine=quarantine, clock=lambda: 1000.0)
     code = run_pipe_transport(pipeline, io.BytesIO(data), stderr, run)
     return code, stderr.getvalue()

@@ -11,7 +11,7 @@ from mailroute.adapters.output import Chunks, pieces_of
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOn, HandOnStatus
 from mailroute.adapters.transport import TransportRun, run_pipe_transport
-from mailroute.item import Context, Envelope, MailItem
+from mailroute.item import Context, Envelope, Filter, MailItem
 from mailroute.pipeline import Pipeline
 from mailroute.results import Outcome
 
@@ -55,10 +55,12 @@ class ByDomain:
         return item.evolve(message=item.message.with_header("X-Domain", domains[0]))
 
 
-def run_transport(step: object, recorder: Recorder, *, pipeline: Pipeline | None = None,
+def run_transport(step: Filter | None, recorder: Recorder, *, pipeline: Pipeline | None = None,
                   envelope: Envelope = ENVELOPE, data: bytes = MESSAGE,
                   quarantine: QuarantineStore | None = None) -> tuple[int, str]:
-    pipeline = pipeline or Pipeline(filters=(step,))  # type: ignore[arg-type]
+    if pipeline is None:
+        assert step is not None, "a step or a pipeline"
+        pipeline = Pipeline(filters=(step,))
     stderr = io.StringIO()
     run = TransportRun(envelope=envelope, reinjector=recorder, clock=lambda: 1000.0,
                        quarantine=quarantine)

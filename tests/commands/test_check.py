@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailroute.cli import main
+from mailroute.filters.marker import MarkerVerifyFilter
 from mailroute.policy import load_policy
 from tests.marker.helpers import DAY, NOW, key_file_text, write_key_file
 from tests.smime.pki import build_pki, issue
@@ -142,7 +143,8 @@ def test_a_policy_naming_its_topology_takes_the_shared_values_from_it(tmp_path: 
     policy = _marker_policy(tmp_path, extra=f'topology = "{TOPOLOGY}"')
     pipeline = load_policy(policy)
     verify, _ = pipeline.filters
-    settings = verify.settings  # type: ignore[attr-defined]
+    assert isinstance(verify, MarkerVerifyFilter)
+    settings = verify.settings
     assert settings.tenant_id == "6f1c2a9e-3b7d-4c1e-9a55-0d2f1e8b7c44"
     assert settings.windows.loop_window == 3600
     assert pipeline.internal_domains == frozenset({"example.net"})

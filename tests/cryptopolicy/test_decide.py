@@ -4,7 +4,7 @@ expected per recipient (action, method, cipher) with a reason that must be given
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,8 +235,11 @@ def directory_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("decide")
 
 
+MakeDirectory = Callable[[str, tuple[K, ...]], SqliteKeyDirectory]
+
+
 @pytest.fixture
-def make_directory(directory_root: Path) -> Iterator[object]:
+def make_directory(directory_root: Path) -> Iterator[MakeDirectory]:
     opened: list[SqliteKeyDirectory] = []
 
     def make(name: str, keys: tuple[K, ...]) -> SqliteKeyDirectory:
@@ -290,8 +293,8 @@ def test_the_table_has_at_least_forty_cases() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_decision(case: Case, make_directory: object) -> None:
-    directory = make_directory(case.name, case.keys)  # type: ignore[operator]
+def test_decision(case: Case, make_directory: MakeDirectory) -> None:
+    directory = make_directory(case.name, case.keys)
     plan = decide_crypto(_item(case), directory, _policy(case), now=NOW)
     got = {p.recipient: (p.action.value, p.method.value if p.method else "", p.cipher)
            for p in plan.recipients}
@@ -323,11 +326,11 @@ def test_an_ignored_trigger_is_noted_and_the_tag_stays() -> None:
                           "sender",)
 
 
-def test_the_encrypt_groups_carry_every_key_of_their_recipients(make_directory: object
+def test_the_encrypt_groups_carry_every_key_of_their_recipients(make_directory: MakeDirectory
                                                                 ) -> None:
     case = Case("groups", {}, rcpt=(BOB, CAROL, DAVE),
                 keys=(K(BOB, fpr="b" * 64), K(CAROL, fpr="c" * 64)))
-    directory = make_directory(case.name, case.keys)  # type: ignore[operator]
+    directory = make_directory(case.name, case.keys)
     plan = decide_crypto(_item(case), directory, _policy(case), now=NOW)
     first, second = plan.groups
     assert (first.action, first.recipients, first.keys) == (

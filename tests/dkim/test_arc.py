@@ -14,6 +14,7 @@ from mailroute.dkim import sign_message, verify_message
 from mailroute.dkim.arc import verify_chain
 from mailroute.errors import ConfigError
 from mailroute.mime.scan import parse
+from mailroute.pipeline import Pipeline
 from mailroute.policy import load_policy
 from mailroute.results import AuthStatus
 from tests.dkim.conftest import NOW, DkimWorld, dnsfunc, message
@@ -43,7 +44,7 @@ key = "rsa.pem"
 
 
 def _gateway(world: DkimWorld, folder: Path, authserv: str, domain: str,
-             seal_extra: str = "") -> object:
+             seal_extra: str = "") -> Pipeline:
     folder.mkdir(exist_ok=True)
     (folder / "footer.txt").write_text("-- \nScanned by the gateway.\n", encoding="utf-8")
     (folder / "rsa.pem").write_bytes(world.rsa_path.read_bytes())
@@ -58,15 +59,22 @@ def _gateway(world: DkimWorld, folder: Path, authserv: str, domain: str,
     return load_policy(folder / "policy.toml")
 
 
+def _through(gateway: Pipeline, data: bytes) -> bytes:
+    """What ``gateway`` hands on of ``data`` from alice@example.net to bob@example.org (it
+    must accept it)."""
+    result = gateway.process(data, envelope=Envelope(
+        mail_from="alice@example.net", rcpt_to=["bob@example.org"]))
+    assert result.action == "accept", result.reply
+    assert result.data is not None
+    return result.data
+
+
 def test_signed_then_disclaimer_then_sealed_verifies_as_an_arc_chain(
         world: DkimWorld, tmp_path: Path) -> None:
     signed = sign_message(parse(message()), world.rsa, domain="example.net", selector="rsa",
                           timestamp=NOW).to_bytes()
     gateway = _gateway(world, tmp_path / "gw", "mx.example.org", "example.org")
-    result = gateway.process(signed, envelope=Envelope(  # type: ignore[attr-defined]
-        mail_from="alice@example.net", rcpt_to=["bob@example.org"]))
-    assert result.action == "accept", result.reply
-    out = result.data
+    out = _through(gateway, signed)
     assert b"Scanned by the gateway." in out
     dns = world.dns(**{"rsa._domainkey.example.org": world.records["rsa._domainkey.example.net"]})
     # the disclaimer broke the sender's DKIM signature ...
@@ -82,18 +90,15 @@ def test_signed_then_disclaimer_then_sealed_verifies_as_an_arc_chain(
 
     # a second hop (another gateway) verifies the chain and extends it
     second = _gateway(world, tmp_path / "gw2", "mx2.example.org", "example.org")
-    again = second.process(out, envelope=Envelope(  # type: ignore[attr-defined]
-        mail_from="alice@example.net", rcpt_to=["bob@example.org"]))
-    assert again.action == "accept", again.reply
-    cv, _results, reason = dkimpy.arc_verify(again.data, dnsfunc=dnsfunc(dns))
+    again = _through(second, out)
+    cv, _results, reason = dkimpy.arc_verify(again, dnsfunc=dnsfunc(dns))
     assert cv == b"pass", reason
-    assert "arc=pass" in (parse(again.data).headers.value("Authentication-Results") or "")
+    assert "arc=pass" in (parse(again).headers.value("Authentication-Results") or "")
 
 
 def test_changes_after_the_seal_break_the_chain(world: DkimWorld, tmp_path: Path) -> None:
     gateway = _gateway(world, tmp_path / "gw", "mx.example.org", "example.org")
-    out = gateway.process(message(), envelope=Envelope(  # type: ignore[attr-defined]
-        mail_from="alice@example.net", rcpt_to=["bob@example.org"])).data
+    out = _through(gateway, message())
     dns = world.dns(**{"rsa._domainkey.example.org": world.records["rsa._domainkey.example.net"]})
     assert dkimpy.arc_verify(out, dnsfunc=dnsfunc(dns))[0] == b"pass"
     tampered = out.replace(b"Scanned by the gateway.", b"Scanned by the gateway!")
@@ -116,8 +121,7 @@ def test_an_rsa_sha1_arc_set_fails_whatever_dkimpy_says(world: DkimWorld,
                                                         tmp_path: Path) -> None:
     # dkimpy accepts rsa-sha1 in an ARC chain; RFC 8301 forbids it, as for DKIM.
     gateway = _gateway(world, tmp_path / "gw", "mx.example.org", "example.org")
-    out = gateway.process(message(), envelope=Envelope(  # type: ignore[attr-defined]
-        mail_from="alice@example.net", rcpt_to=["bob@example.org"])).data
+    out = _through(gateway, message())
     dns = world.dns(**{"rsa._domainkey.example.org": world.records["rsa._domainkey.example.net"]})
     assert verify_chain(parse(out), dns).status is AuthStatus.PASS
     seal = out.index(b"ARC-Seal:")

@@ -63,7 +63,7 @@ def test_a_new_command_appears_without_touching_the_generator(
                                        description="Frobnicate every message.")
         parser.add_argument("--depth", type=int, default=3, metavar="N", help="how deep")
 
-    module.register = register  # type: ignore[attr-defined]
+    vars(module)["register"] = register
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(cli.COMMANDS, "frobnicate", (module.__name__, "frobnicate the queue"))
     monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, module.__name__))

@@ -31,7 +31,7 @@ from mailroute.smime import Signer, TrustAnchors
 from tests.adapters.test_transport_split import Recorder, run_transport
 from tests.pgp.gpgtool import copy_home, gpg, kill_agent, split_signed
 from tests.pgp.world import PgpWorld
-from tests.smime.pki import Pki, issue
+from tests.smime.pki import Identity, Pki, issue
 
 ALICE = "alice@example.org"  # the correspondent (tests.smime.pki)
 ME = "me@corp.example"
@@ -75,12 +75,12 @@ def _policy(tmp_path: Path, pki: Pki, **parts: str) -> Pipeline:
     return load_policy(policy)
 
 
-def _inbound_signed_by_mailroute(pki: Pki, *, signer_identity: object | None = None) -> bytes:
+def _inbound_signed_by_mailroute(pki: Pki, *, signer_identity: Identity | None = None) -> bytes:
     identity = signer_identity or pki.alice
     message = (f"From: Alice <{ALICE}>\r\nTo: {ME}\r\nSubject: hello\r\n"
                "MIME-Version: 1.0\r\n").encode() + ENTITY
     item = MailItem(envelope=Envelope(mail_from=ALICE, rcpt_to=(ME,)), message=parse(message))
-    signer = Signer(identity.cert, identity.key, (pki.issuing.cert,))  # type: ignore[attr-defined]
+    signer = Signer(identity.cert, identity.key, (pki.issuing.cert,))
     signed = SmimeSign(signer).apply(item, Context())
     return signed.message.to_bytes()
 
@@ -481,7 +481,9 @@ def test_notify_holds_the_message_and_tells_the_sender(pki: Pki, tmp_path: Path)
     assert (recorder.senders, to) == ([""], (ME,))
     message = parse(notice)
     assert message.headers.value("Auto-Submitted") == "auto-replied"
-    assert message.headers.get("Subject").decoded() == (  # type: ignore[union-attr]
+    subject = message.headers.get("Subject")
+    assert subject is not None
+    assert subject.decoded() == (
         "Held, not delivered: Figures \u00e9t\u00e9")
     assert "no usable key is known for them yet" in notice.decode()
     assert entry.id in notice.decode()

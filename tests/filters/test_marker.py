@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,8 +49,8 @@ def at(now: float) -> Context:
     return Context(clock=lambda: now)
 
 
-def verify_step(**settings: object) -> MarkerVerifyFilter:
-    return MarkerVerifyFilter(ring=RING, settings=GatewaySettings(**settings))  # type: ignore[arg-type]
+def verify_step(**settings: Any) -> MarkerVerifyFilter:
+    return MarkerVerifyFilter(ring=RING, settings=GatewaySettings(**settings))
 
 
 def with_store(*steps: MarkerVerifyFilter | MarkerSetFilter,

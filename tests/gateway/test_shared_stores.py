@@ -8,6 +8,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,8 +17,11 @@ from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.gateway.sqlite_store import SqliteProcessedStore
 from mailroute.item import ProcessedStore
 
+if TYPE_CHECKING:
+    from mailroute.gateway.postgres_store import PostgresProcessedStore
 
-def _open(backend: str, location: str) -> ProcessedStore:
+
+def _open(backend: str, location: str) -> SqliteProcessedStore | PostgresProcessedStore:
     if backend == "sqlite":
         return SqliteProcessedStore(location)
     from mailroute.gateway.postgres_store import PostgresProcessedStore
@@ -41,7 +45,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessedS
                 else request.getfixturevalue("postgres_dsn"))
     opened = _open(request.param, location)
     yield opened
-    opened.close()  # type: ignore[attr-defined]
+    opened.close()
 
 
 def test_counts_within_the_ttl_and_excludes_the_current_arrival(store: ProcessedStore) -> None:
@@ -106,7 +110,7 @@ def test_concurrent_writers_in_several_processes_lose_nothing(shared: tuple[str,
             assert store.count(f"w{w}-{n}", 2000.0, 3600) == 1
     # every record of the shared key arrived (below the per-key cap of 64)
     assert store.count("shared", 2000.0, 3600) == workers * count
-    store.close()  # type: ignore[attr-defined]
+    store.close()
 
 
 def test_per_key_records_are_capped(shared: tuple[str, str]) -> None:
@@ -114,7 +118,7 @@ def test_per_key_records_are_capped(shared: tuple[str, str]) -> None:
     for n in range(SqliteProcessedStore.MAX_PER_KEY + 10):
         store.record("k", 1000.0 + n, 3600)
     assert store.count("k", 2000.0, 3600) == SqliteProcessedStore.MAX_PER_KEY
-    store.close()  # type: ignore[attr-defined]
+    store.close()
 
 
 def test_an_unusable_path_is_a_temporary_error(tmp_path: Path) -> None:

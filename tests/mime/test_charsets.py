@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -114,9 +116,9 @@ _SOME_CODECS = sorted({codec_name(label) for label in (
     "utf-16", "utf-7", "hz-gb-2312", "cp500")})
 
 
-def _outcome(call: object, *args: object) -> object:
+def _outcome(call: Callable[..., object], *args: object) -> object:
     try:
-        return call(*args)  # type: ignore[operator]
+        return call(*args)
     except UnicodeError as exc:
         return type(exc)
 

@@ -4,7 +4,12 @@ the gateway's, legacy-display copies go (outside signatures only)."""
 from __future__ import annotations
 
 from mailroute.mime import HeaderField, Message, parse
-from mailroute.mime.protected import carrier_path, compare, decrypted_with_outer
+from mailroute.mime.protected import (
+    ProtectedHeaders,
+    carrier_path,
+    compare,
+    decrypted_with_outer,
+)
 
 OUTER = parse(b"Received: from mx by gw\r\nAuthentication-Results: gw; dkim=pass\r\n"
               b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: ...\r\n"
@@ -17,7 +22,7 @@ def _outer() -> list[HeaderField]:
     return [f for f in OUTER.headers if not f.lower_name.startswith("content-")]
 
 
-def _merge(entity: bytes) -> tuple[Message, object]:
+def _merge(entity: bytes) -> tuple[Message, ProtectedHeaders | None]:
     merged, report = decrypted_with_outer(_outer(), parse(entity))
     return parse(merged.to_bytes()), report
 
@@ -36,7 +41,8 @@ def test_inner_fields_replace_outer_ones_and_trace_fields_stay() -> None:
     assert message.headers.value("Received") == "from mx by gw"
     # not a protectable field: an inner one does not push the gateway's own aside
     assert message.headers.get_all("Authentication-Results")[0].value == "gw; dkim=pass"
-    assert report.summary() == "fields=from,subject,to; outer-differs=subject"  # type: ignore[attr-defined]
+    assert report is not None
+    assert report.summary() == "fields=from,subject,to; outer-differs=subject"
 
 
 def test_without_the_marker_the_outer_fields_are_put_on_top_unchanged() -> None:
@@ -59,7 +65,8 @@ MIXED = (b'Content-Type: multipart/mixed; boundary="b"; protected-headers="v1"\r
 
 def _without_legacy(entity: bytes) -> Message:
     message, report = _merge(entity)
-    assert report.legacy_display  # type: ignore[attr-defined]
+    assert report is not None
+    assert report.legacy_display
     return message
 
 
@@ -97,7 +104,8 @@ def test_signed_carrier_is_left_alone_and_its_fields_copied_up() -> None:
               b'protocol="application/pgp-signature"\r\n\r\n--s\r\n' + signed_part
               + b"\r\n--s\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--s--\r\n")
     message, report = _merge(entity)
-    assert report.legacy_display is False  # type: ignore[attr-defined]
+    assert report is not None
+    assert report.legacy_display is False
     assert message.headers.value("Subject") == "Secret"
     assert message.headers.count("From") == 1
     assert signed_part in message.to_bytes()  # byte for byte: the signature still holds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mailroute.routing import (
     Connection,
@@ -81,9 +82,9 @@ def rules_with(tenant: Tenant, rules: list[TransportRule]) -> Tenant:
         replace(r, priority=i) for i, r in enumerate(rules)))
 
 
-def change_rule(tenant: Tenant, prefix: str, **changes: object) -> Tenant:
+def change_rule(tenant: Tenant, prefix: str, **changes: Any) -> Tenant:
     """``tenant`` with the rule whose name starts with ``prefix`` changed."""
-    rules = [replace(r, **changes) if r.name.startswith(prefix) else r  # type: ignore[arg-type]
+    rules = [replace(r, **changes) if r.name.startswith(prefix) else r
              for r in tenant.rules_by_priority]
     return rules_with(tenant, rules)
 

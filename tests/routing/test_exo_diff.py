@@ -22,10 +22,10 @@ import pytest
 from mailroute.cli import main
 from mailroute.errors import ConfigError
 from mailroute.item import Envelope
-from mailroute.routing import Origin, Status, deployed, lint, simulate
+from mailroute.routing import Origin, Status, Topology, deployed, lint, simulate
 from mailroute.routing.diff import Change, diff_tenants
 from mailroute.routing.export import export_tenant
-from mailroute.routing.model import Directory, Recipient
+from mailroute.routing.model import Directory, Recipient, Tenant
 from mailroute.routing.readback import load_export, parse_export, tenant_from_export
 from tests.routing.support import EXAMPLES, FILES, NOW, message, topology
 
@@ -33,7 +33,7 @@ EXPORTS = Path(__file__).parent / "exports"
 A, B, X = "alice@example.net", "bob@example.net", "x@partner.example"
 
 
-def _read(name: str, data: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _read(name: str, data: dict[str, Any]) -> tuple[Topology, Tenant]:
     topo = topology(name)
     return topo, tenant_from_export(topo, parse_export(json.loads(json.dumps(data))))
 

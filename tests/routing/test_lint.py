@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -69,9 +70,9 @@ def test_real_probe_is_not_flagged() -> None:
     assert "-Recipients 'probe@contoso.com'" in text
 
 
-def _with(name: str, **tenant_changes: object) -> tuple[Topology, Tenant]:
+def _with(name: str, **tenant_changes: Any) -> tuple[Topology, Tenant]:
     topo, tenant = installed(name)
-    return topo, replace(tenant, **tenant_changes)  # type: ignore[arg-type]
+    return topo, replace(tenant, **tenant_changes)
 
 
 def test_certificate_domain_must_be_accepted() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 
@@ -94,15 +95,15 @@ def _tenant_change(fn: Callable[[Tenant], Tenant]) -> Setup:
     return lambda topo, tenant: (topo, fn(tenant))
 
 
-def _options(**changes: object) -> Setup:
+def _options(**changes: Any) -> Setup:
     def setup(topo: Topology, tenant: Tenant) -> tuple[Topology, Tenant]:
-        new = replace(topo, exo_config=replace(topo.exo_config, **changes))  # type: ignore[arg-type]
+        new = replace(topo, exo_config=replace(topo.exo_config, **changes))
         return new, deployed(new)
     return setup
 
 
-def _org(**changes: object) -> Setup:
-    return _tenant_change(lambda t: replace(t, org=replace(t.org, **changes)))  # type: ignore[arg-type]
+def _org(**changes: Any) -> Setup:
+    return _tenant_change(lambda t: replace(t, org=replace(t.org, **changes)))
 
 
 _JOURNAL = OrgConfig(journal_rules=(JournalRule(name="archive",

@@ -72,7 +72,9 @@ def test_starttls_with_the_configured_certificate_then_delivery(pki: Pki) -> Non
     tls = ServerTLS(server_context(pki, pki.gateway))
     with SmtpSink() as sink, InProcess(Pipeline(), sink.port, tls=tls) as serve:
         with starttls_client(serve.port, client_context(pki)) as smtp:
-            cert = smtp.sock.getpeercert()  # type: ignore[union-attr]
+            assert isinstance(smtp.sock, ssl.SSLSocket)
+            cert = smtp.sock.getpeercert()
+            assert cert is not None
             assert ("DNS", "mailroute.corp.example") in cert["subjectAltName"]
             assert smtp.sendmail("alice@corp.example", ["bob@partner.example"], MESSAGE) == {}
         assert len(sink.wait_for(1)) == 1

@@ -146,6 +146,15 @@ def test_header_writer_refuses_line_breaks_and_nul(value: str) -> None:
         parse(MIXED).with_header("Subject", value)
 
 
+def test_header_writer_refuses_undecodable_bytes_read_back() -> None:
+    """A value read back with surrogate escapes (bytes no charset decoded) cannot be written."""
+    read_back = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")
+    for value in (read_back, "lone \ud800 high", "lone \udfff low"):
+        with pytest.raises(UnsafeHeaderValueError, match="undecodable bytes"):
+            make_field("Subject", value)
+    assert make_field("Subject", "caf\u00e9 \U0001f600").decoded() == "caf\u00e9 \U0001f600"
+
+
 def test_header_writer_encodes_non_ascii_and_folds_long_values() -> None:
     field = make_field("Subject", "Grüße " * 30)
     assert field.raw.isascii()

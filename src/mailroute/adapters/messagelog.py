@@ -268,5 +268,6 @@ def no_line(line: str) -> None:
     """The sink of ``--log none``: :meth:`MessageLog.write` does not even make the line."""
 
 
-#: the line of :meth:`MessageLog.write`, the caller its log records name
-_WRITE_LINE = MessageLog.write.__code__.co_firstlineno
+#: the line of :meth:`MessageLog.write`, the caller its log records name (0 where the
+#: method has no code object: a build compiled with mypyc, benchmarks/mypyc_build.py)
+_WRITE_LINE: int = getattr(getattr(MessageLog.write, "__code__", None), "co_firstlineno", 0)

@@ -343,7 +343,9 @@ def _safe_name(name: bytes) -> str:
     return name.decode("ascii", "replace")[:40] if _FIELD_NAME().match(name) else "?"
 
 
-_SURROGATE = on_first_use("[\ud800-\udfff]")
+#: a raw string: the pattern's escapes, so the constant holds no lone surrogate (mypyc cannot
+#: compile one: benchmarks/mypyc_build.py)
+_SURROGATE = on_first_use(r"[\ud800-\udfff]")
 
 
 def is_content_field(field: HeaderField) -> bool:

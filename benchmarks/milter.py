@@ -19,7 +19,10 @@ Configurations, on one throwaway Postfix 3.7 instance (reloaded between them) on
 * ``dkim``: ``mailroute milter`` with a one-filter ``dkim-sign`` policy (rsa-sha256,
   relaxed/relaxed, OpenDKIM's domain, selector and key): the like-for-like peer of OpenDKIM;
 * ``opendkim``: OpenDKIM 2.11 signing (rsa-sha256, relaxed/relaxed) as the peer (unix socket);
-* ``empty-2p``, ``disclaimer-2p``, ``dkim-2p``: the same milters with ``--processes 2``.
+* ``empty-2p``, ``disclaimer-2p``, ``dkim-2p``: the same milters with ``--processes 2``;
+* ``empty-mypyc``, ``disclaimer-mypyc``: the same milters run from a copy with their hot path
+  compiled by mypyc (benchmarks/mypyc_build.py; skipped without a C compiler): what
+  compiling would buy.
 
 Cases: 10 KB and 1 MB messages, 1 and 10 sessions. A run is the wall time from the start of
 ``smtp-source`` until Postfix's queue is empty again (every message relayed to the sink).
@@ -56,18 +59,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.mypyc_build import build as build_compiled
 from tests.adapters.milter_recordings import DISCLAIMER_TEXT, write_policies
 from tests.adapters.postfix_harness import Postfix, free_port, wait_port
 
 CASES = ((10 * 1024, 1), (10 * 1024, 10), (1024 * 1024, 1), (1024 * 1024, 10))
 CONFIGS = ("postfix", "null", "null-body", "null-replace", "python-null", "python-null-replace",
-           "empty", "disclaimer", "dkim", "opendkim", "empty-2p", "disclaimer-2p", "dkim-2p")
+           "empty", "disclaimer", "dkim", "opendkim", "empty-2p", "disclaimer-2p", "dkim-2p",
+           "empty-mypyc", "disclaimer-mypyc")
 RATIOS = (("null", "postfix"), ("null-body", "postfix"), ("null-replace", "postfix"),
           ("python-null", "postfix"), ("python-null-replace", "postfix"),
           ("empty", "postfix"), ("disclaimer", "postfix"), ("disclaimer", "opendkim"),
           ("dkim", "postfix"), ("dkim", "opendkim"),
           ("empty", "null"), ("disclaimer", "null-replace"), ("empty-2p", "postfix"),
-          ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"), ("dkim-2p", "opendkim"))
+          ("disclaimer-2p", "postfix"), ("disclaimer-2p", "opendkim"), ("dkim-2p", "opendkim"),
+          ("empty-mypyc", "postfix"), ("disclaimer-mypyc", "postfix"))
 
 
 def load() -> str:
@@ -76,10 +82,12 @@ def load() -> str:
 
 
 @contextmanager
-def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` for the block; stop it by PID afterwards."""
+def process(argv: list[str], log: Path,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` (in ``env``, or this process's environment) for the block; stop it by
+    PID afterwards."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         yield proc
     finally:
@@ -292,6 +300,10 @@ def bench(root: Path, args: argparse.Namespace) -> int:
     null_binary = build_null_milter(root) if any(c.startswith("null") for c in configs) else None
     if null_binary is None:
         configs = [c for c in configs if not c.startswith("null")]
+    compiled = (build_compiled(root / "mypyc") if any(c.endswith("-mypyc") for c in configs)
+                else None)
+    if compiled is None:
+        configs = [c for c in configs if not c.endswith("-mypyc")]
     with ExitStack() as stack:
         sink = stack.enter_context(process(["smtp-sink", "-u", "nobody",
                                             f"127.0.0.1:{sink_port}", "256"], root / "sink.log"))
@@ -300,6 +312,7 @@ def bench(root: Path, args: argparse.Namespace) -> int:
             if config == "postfix":
                 continue
             sock, log = root / f"{config}.sock", root / f"{config}.log"
+            env: dict[str, str] | None = None
             if config == "opendkim":
                 od_conf, sock = opendkim_conf(root)
                 argv = ["opendkim", "-x", str(od_conf)]
@@ -313,12 +326,14 @@ def bench(root: Path, args: argparse.Namespace) -> int:
                     Path(__file__).with_name("null_milter.py"), sock, needs_message=replace,
                     append=APPENDED if replace else None)]
             else:
-                policy, _, processes = config.partition("-")
+                policy, _, variant = config.partition("-")
                 argv = [*mailroute, "--config", str(root / f"{policy}.toml"), "--socket",
                         f"unix:{sock}", "--socket-mode", "0666"]
-                if processes:
-                    argv += ["--processes", processes.rstrip("p")]
-            proc = stack.enter_context(process(argv, log))
+                if variant.endswith("p"):
+                    argv += ["--processes", variant.rstrip("p")]
+                elif variant == "mypyc":
+                    env = {**os.environ, "PYTHONPATH": str(compiled)}
+            proc = stack.enter_context(process(argv, log, env))
             milters[config] = Milter(f"unix:{sock}", proc, log)
         wait_port(sink_port)
         for milter in milters.values():

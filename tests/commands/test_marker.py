@@ -196,3 +196,7 @@ def test_process_with_on_missing_reject_refuses_unmarked_mail_with_69(keys: Path
     passed = run(["process", "--config", str(policy)], marked)
     assert passed.returncode == 0
     assert DEFAULT_FIELD.encode() not in passed.stdout  # verified and stripped
+    made_up = MESSAGE.replace(b"Subject:", DEFAULT_FIELD.encode() + b": garbage\r\nSubject:")
+    forged = run(["process", "--config", str(policy)], made_up)
+    assert (forged.returncode, forged.stdout) == (69, b"")
+    assert forged.stderr.startswith(b"5.7.1 ")

@@ -147,6 +147,34 @@ def test_on_invalid_reject_leaves_missing_and_stale_markers_alone() -> None:
     assert stale.action is Action.ACCEPT
 
 
+@pytest.mark.parametrize(("data", "verdict"), [
+    (marked_bytes(key_ring=ring(tag=OTHER_TAG)), "foreign"),
+    (MESSAGE.replace(b"Subject:", b"X-Mailroute-Mark: garbage\r\nSubject:"), "malformed"),
+    (marked_bytes().replace(b"Alice@Example.NET", b"mallory@example.org"), "bad-mac"),
+    (marked_bytes(now=NOW + HOUR), "future"),
+])
+@pytest.mark.parametrize("envelope", [EXO, INTERNET])
+def test_on_missing_reject_counts_an_invalid_marker_as_absent(data: bytes, verdict: str,
+                                                              envelope: Envelope) -> None:
+    """A made-up marker field must not get unprocessed mail past a host that accepts only
+    processed mail: stripped, it is no marker at all."""
+    result = verifier(on_missing="reject").process(data, envelope, context=at(NOW))
+    assert result.action is Action.REJECT
+    assert (result.smtp_reply.code, result.smtp_reply.status) == (554, "5.7.1")
+    assert result.reply.endswith(f"no valid loop marker ({verdict})")
+    assert result.data is None
+
+
+@pytest.mark.parametrize("envelope", [EXO, INTERNET])
+def test_on_missing_reject_passes_valid_stale_and_expired_markers(envelope: Envelope) -> None:
+    """A marker with a valid MAC proves the message passed the gateway, however long ago."""
+    pipeline = verifier(on_missing="reject")
+    for later in (2 * HOUR, 8 * 24 * HOUR):  # valid-stale, expired
+        result = pipeline.process(marked_bytes(), envelope, context=at(NOW + later))
+        assert result.action is Action.ACCEPT
+        assert markers(result.data) == 0
+
+
 def test_every_message_leaving_the_gateway_carries_exactly_one_valid_marker(
         corpus: list[Path]) -> None:
     pipeline, _ = gateway()

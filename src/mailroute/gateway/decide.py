@@ -193,8 +193,13 @@ def _refusal(arrival: Arrival, source: ArrivalSource, settings: GatewaySettings,
     if check.verdict in INVALID_VERDICTS and settings.on_invalid is InvalidMarkerAction.REJECT:
         trace.append(GatewayStep("G3", f"invalid marker ({check.verdict}): refused"))
         return Reply(554, "5.7.1", f"mailroute: invalid loop marker ({check.verdict})")
-    if (check.verdict is MarkerVerdict.MISSING
-            and settings.on_missing is MissingMarkerAction.REJECT):
-        trace.append(GatewayStep("G3", "no marker: refused (only processed mail is accepted)"))
-        return Reply(554, "5.7.1", "mailroute: no loop marker")
+    missing = check.verdict is MarkerVerdict.MISSING
+    if settings.on_missing is MissingMarkerAction.REJECT and (
+            missing or check.verdict in INVALID_VERDICTS):
+        # an invalid marker that is stripped counts as absent: otherwise any made-up marker
+        # field would get unprocessed mail past a host that accepts only processed mail
+        what = "no marker" if missing else f"invalid marker ({check.verdict}), as absent"
+        trace.append(GatewayStep("G3", f"{what}: refused (only processed mail is accepted)"))
+        return Reply(554, "5.7.1", "mailroute: no loop marker" if missing
+                     else f"mailroute: no valid loop marker ({check.verdict})")
     return None

@@ -63,8 +63,9 @@ class GatewaySettings:
             (address, CIDR or ``first-last``) for the source to be Exchange Online.
         tenant_id: when set, ``X-MS-Exchange-CrossTenant-Id`` must name this tenant.
         on_invalid: a marker this gateway did not make is stripped or refused (5.7.1).
-        on_missing: a message without a marker passes or is refused (5.7.1), for a host
-            that must accept only mail that passed the gateway.
+        on_missing: a message without a marker, or with an invalid one (which counts as
+            absent), passes or is refused (5.7.1), for a host that must accept only mail
+            that passed the gateway.
         max_received: more ``Received`` fields than this is a loop (5.4.6).
         processed_limit: a message recorded this often within ``processed_ttl`` is a loop;
             0 turns the processed-message guard off.

@@ -320,7 +320,7 @@ def test_marker_loop_over_verified_tls_is_refused(rig: Rig, sink: SinkServer) ->
 def test_milter_down_means_4xx_and_nothing_delivered(rig: Rig, sink: SinkServer) -> None:
     started = time.monotonic()
     assert rig.stop_milter() == 0
-    assert time.monotonic() - started < 5.5
+    assert time.monotonic() - started < 5.0  # CLI.md: exit within 5 s of SIGTERM
     assert not rig.socket.exists()
     code, text = refusal_code(rig, build_message(sender="alice@corp.example",
                                                  to="bob@partner.example"))

@@ -82,7 +82,7 @@ def test_sigterm_under_load_exits_in_time_and_loses_nothing(empty_policy: Path) 
             sink.wait_for(len(delivered) + len(failed))
         final = message_ids(sink)
     assert code == 0, err
-    assert took < 5.0 + 1.5          # grace period plus interpreter exit
+    assert took < 5.0                # CLI.md: exit within 5 s of SIGTERM
     assert failed, "the load did not overlap the shutdown"
     assert sorted(delivered) == sorted(f"<load-{n}@corp.example>" for n in accepted)
     assert len(final) == len(set(final)) == len(accepted) + len(failed)

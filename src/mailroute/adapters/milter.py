@@ -26,7 +26,6 @@ import socket
 import stat
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -38,7 +37,8 @@ from mailroute.adapters.milter_map import (
     MessageFacts,
     result_actions,
 )
-from mailroute.adapters.service import drain, stop_on_signals
+from mailroute.adapters.service import EXIT_RESERVE, drain, stop_on_signals
+from mailroute.adapters.workerpool import WorkerPool
 from mailroute.errors import ConfigError
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
@@ -582,7 +582,7 @@ class MilterServer:
         #: a policy without filters changes nothing: the message itself is not needed
         self.needs_message = bool(pipeline.filters)
         self.max_message_size = pipeline.limits.max_message_size
-        self.pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="milter")
+        self.pool = WorkerPool(self.settings.workers, "milter")
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
         self.handlers: set[MilterConnectionHandler] = set()
@@ -706,7 +706,7 @@ class MilterServer:
             handler.abort()
         waiting = [*self.tasks, *(handler.wait_closed() for handler in self.handlers)]
         if waiting:
-            await asyncio.wait(waiting, timeout=1.0)
+            await asyncio.wait(waiting, timeout=EXIT_RESERVE / 2)
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import time
@@ -26,6 +27,7 @@ from typing import Any
 
 from mailroute.adapters.messagelog import MessageLog
 from mailroute.adapters.milter import MilterSettings, SocketSpec, listening_socket, serve
+from mailroute.adapters.service import EXIT_RESERVE
 from mailroute.pipeline import Pipeline
 
 __all__ = ["serve_processes"]
@@ -71,8 +73,10 @@ def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, run
             spawn()
         log.info("milter listening on %s with %d processes", spec, processes)
         stopping_since: float | None = None
+        kill_at = math.inf
         while started:
-            found = signal.sigtimedwait(_SIGNALS, 1.0)
+            found = signal.sigtimedwait(_SIGNALS,
+                                        max(0.01, min(1.0, kill_at - time.monotonic())))
             if (found is not None and found.si_signo in (signal.SIGTERM, signal.SIGINT)
                     and stopping_since is None):
                 stopping_since = time.monotonic()
@@ -89,8 +93,11 @@ def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, run
                 else:
                     log.warning("milter worker %d died: starting another", pid)
                     spawn()
-            if (stopping_since is not None
-                    and time.monotonic() - stopping_since > settings.shutdown_grace + 5):
+            if stopping_since is not None and kill_at == math.inf:
+                # a worker still there then is stuck (its event loop blocked): the MTA
+                # tempfails what it had, and the supervisor is gone within the grace too
+                kill_at = stopping_since + settings.shutdown_grace - EXIT_RESERVE / 2
+            if time.monotonic() >= kill_at:
                 _signal_all(started, signal.SIGKILL)
     finally:
         sock.close()

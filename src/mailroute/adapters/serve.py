@@ -16,8 +16,9 @@ DATA is read in blocks (:mod:`mailroute.adapters.smtp_data`), spooled to a tempo
 above ``spool_above`` bytes and refused beyond the policy's ``max_message_size`` (also
 announced as SIZE). The policy runs inline for small messages and in a thread pool for large
 ones, under ``processing_timeout``. On SIGTERM the listener closes, new transactions get
-``451 4.3.2``, transactions in flight get ``shutdown_grace`` seconds, then every connection
-is closed (a client without our 250 retries).
+``451 4.3.2``, transactions in flight get ``shutdown_grace`` seconds (less a half-second to
+leave in), then every connection gets ``421 4.3.2`` and is closed (a client without our 250
+retries).
 
 XFORWARD from an authorised client (Postfix's ``smtp_send_xforward_command = yes``) sets
 the client address and HELO name that the policy and the log line see; XCLIENT (a proxy in
@@ -37,7 +38,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mailroute.adapters.heap import pin_mmap_threshold
 from mailroute.adapters.messagelog import MessageLog, record_for
@@ -83,6 +84,9 @@ log = logging.getLogger("mailroute.serve")
 NEXT_HOP_DOWN = "451 4.4.1 next hop not available, try again later"
 NEXT_HOP_LOST = "451 4.4.2 next hop connection lost, try again later"
 SHUTTING_DOWN = "451 4.3.2 service shutting down, try again later"
+#: The last line a connection gets when the grace period is over (RFC 5321 4.2.2: 421 may
+#: end any session when the service must shut down).
+CLOSING = b"421 4.3.2 service shutting down, try again later\r\n"
 TIMED_OUT = "451 4.3.0 processing took too long, try again later"
 TOO_BIG = "552 5.3.4 message too big"
 _XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
@@ -397,9 +401,11 @@ class GatewaySMTP(FastSMTP):
             self.transport.close()
 
     def close_all(self) -> None:
-        """Shutdown: close the client connection and the next hop's."""
+        """Shutdown: 421 to the client, then close its connection and the next hop's."""
         self._drop_links()
         if self.transport is not None:
+            if not self.transport.is_closing():
+                cast("asyncio.WriteTransport", self.transport).write(CLOSING)
             self.transport.close()
 
     def tls_established(self, info: dict[str, Any]) -> bool:

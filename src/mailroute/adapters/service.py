@@ -7,12 +7,18 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["PolicyRunner", "drain", "stop_on_signals"]
+from mailroute.adapters.workerpool import WorkerPool
+
+__all__ = ["EXIT_RESERVE", "PolicyRunner", "drain", "stop_on_signals"]
 
 T = TypeVar("T")
+
+#: What a graceful stop keeps of its grace period for after the drain: answering what is
+#: left with a tempfail, closing the connections and leaving the interpreter, so that the
+#: process is gone within the grace period (CLI.md: within 5 seconds of SIGTERM).
+EXIT_RESERVE = 0.5
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -25,9 +31,10 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def drain(busy: Callable[[], bool], grace: float) -> bool:
-    """Wait until ``busy()`` is false or ``grace`` seconds passed; True when idle."""
+    """Wait until ``busy()`` is false or ``grace`` seconds less :data:`EXIT_RESERVE`
+    passed; True when idle."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
+    deadline = loop.time() + grace - EXIT_RESERVE
     while busy():
         if loop.time() >= deadline:
             return False
@@ -43,7 +50,7 @@ class PolicyRunner:
     """
 
     def __init__(self, workers: int, inline_size: int, name: str) -> None:
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self.pool = WorkerPool(workers, name)
         self.inline_size = inline_size
         self.in_flight = 0
 

@@ -113,6 +113,10 @@ def _entry_files(entry: Mapping[str, object], prefix: str, base: Path, policy: s
     if entry.get("filter") == "marker-set":
         for path in _paths(entry, "key_file", base):
             yield from _marker_keys(path, f"{prefix}.key_file", now=now, horizon=horizon)
+    if entry.get("filter") == "marker-verify":
+        for path in _paths(entry, "key_file", base):
+            yield from _marker_verify_keys(path, f"{prefix}.key_file", now=now,
+                                           horizon=horizon)
 
 
 def _certificates(path: Path, key: str, now: float, horizon: float) -> Iterator[Finding]:
@@ -155,6 +159,26 @@ def _marker_keys(path: Path, key: str, *, now: float, horizon: float) -> Iterato
         yield Finding("warning", str(path), key,
                       f"no marker key may sign after {_date(last)} (in "
                       f"{int((last - now) // DAY)} days): run mailroute marker rotate")
+
+
+def _marker_verify_keys(path: Path, key: str, *, now: float,
+                        horizon: float) -> Iterator[Finding]:
+    """The verification windows of the key file of a ``marker-verify`` filter: once no key
+    verifies, every marker reads ``unknown-key`` (and ``on_missing = "reject"`` refuses all
+    mail)."""
+    try:
+        ring = load_key_ring(path)
+    except ConfigError:
+        return  # reported by the secret-file check or by loading the policy
+    verifiers = [k for k in ring.keys if k.may_verify(now)]
+    if not verifiers:
+        yield Finding("error", str(path), key, "no marker key verifies now: every marker "
+                      "reads unknown-key (add the signing gateway's current key)")
+    elif not any(k.may_verify(horizon) for k in verifiers):
+        last = max(k.verify_until for k in verifiers)
+        yield Finding("warning", str(path), key,
+                      f"no marker key verifies after {_date(last)} (in "
+                      f"{int((last - now) // DAY)} days): add the signing gateway's next key")
 
 
 def _topology_findings(data: Mapping[str, object], entries: list[Mapping[str, object]],

@@ -111,6 +111,26 @@ def test_marker_keys_that_stop_signing_soon_warn_and_none_signing_is_an_error(
                      "may sign now: marker-set answers 4.3.0 (run mailroute marker rotate)"]
 
 
+def test_marker_keys_that_stop_verifying_soon_warn_and_none_verifying_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A host with marker-verify only: once no key verifies, every marker is unknown-key."""
+    write_key_file(tmp_path, key_file_text(keys=(
+        {"id": "k1", "secret": "QS1zZWNyZXQtdGhhdC1tdXN0LW5ldmVyLWxlYWstMDE=",
+         "sign_until": NOW + 10 * DAY, "verify_until": NOW + 17 * DAY},)))
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[pipeline]]\nfilter = "marker-verify"\nkey_file = "keys.toml"\n')
+    assert _check(capsys, "--config", str(policy), "--now", str(NOW - 20 * DAY)) == (0, [])
+    code, lines = _check(capsys, "--config", str(policy), "--now", str(NOW))
+    assert code == 1
+    assert lines == [f"warning: {tmp_path / 'keys.toml'}: pipeline[0].key_file: no marker key "
+                     "verifies after 2026-10-08 (in 17 days): add the signing gateway's next key"]
+    code, lines = _check(capsys, "--config", str(policy), "--now", str(NOW + 17 * DAY))
+    assert code == 78
+    assert lines == [f"error: {tmp_path / 'keys.toml'}: pipeline[0].key_file: no marker key "
+                     "verifies now: every marker reads unknown-key (add the signing gateway's "
+                     "current key)"]
+
+
 def test_policy_values_that_contradict_the_topology_are_errors(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     policy = _marker_policy(tmp_path, keys=key_file_text(tag="zz3y7a"))

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography import x509
 
 from mailroute.errors import ConfigError
 from mailroute.keys.secretfile import read_public_file, read_secret_file
-from mailroute.marker.keyring import load_key_ring
+from mailroute.marker.keyring import MarkerKey, load_key_ring
 from mailroute.policy import TOPOLOGY_OPTIONS, load_policy, topology_value
 from mailroute.records import record
 from mailroute.routing.load import load_topology
@@ -110,13 +111,11 @@ def _entry_files(entry: Mapping[str, object], prefix: str, base: Path, policy: s
             for path in sorted(folder.iterdir()):
                 if path.suffix.lower() in _CERT_SUFFIXES:
                     yield from _certificates(path, f"{prefix}.cert_dir", now, horizon)
-    if entry.get("filter") == "marker-set":
+    window = _MARKER_WINDOWS.get(str(entry.get("filter")))
+    if window is not None:
         for path in _paths(entry, "key_file", base):
-            yield from _marker_keys(path, f"{prefix}.key_file", now=now, horizon=horizon)
-    if entry.get("filter") == "marker-verify":
-        for path in _paths(entry, "key_file", base):
-            yield from _marker_verify_keys(path, f"{prefix}.key_file", now=now,
-                                           horizon=horizon)
+            yield from _marker_keys(path, f"{prefix}.key_file", window, now=now,
+                                    horizon=horizon)
 
 
 def _certificates(path: Path, key: str, now: float, horizon: float) -> Iterator[Finding]:
@@ -143,42 +142,45 @@ def _certificates(path: Path, key: str, now: float, horizon: float) -> Iterator[
                           f"(in {int((end - now) // DAY)} days)")
 
 
-def _marker_keys(path: Path, key: str, *, now: float, horizon: float) -> Iterator[Finding]:
-    """The signing windows of the key file of a ``marker-set`` filter."""
+class _MarkerWindow(NamedTuple):
+    """What ``check`` says of a marker key file, for the filter that uses it."""
+
+    usable: Callable[[MarkerKey, float], bool]
+    end: Callable[[MarkerKey], float]
+    none_now: str
+    none_later: str  # with {date} and {days}
+
+
+#: marker-set needs a key that may sign; marker-verify one that verifies (once none does,
+#: every marker reads unknown-key, and on_missing = "reject" refuses all mail).
+_MARKER_WINDOWS = {
+    "marker-set": _MarkerWindow(
+        MarkerKey.may_sign, lambda k: k.sign_until,
+        "no marker key may sign now: marker-set answers 4.3.0 (run mailroute marker rotate)",
+        "no marker key may sign after {date} (in {days} days): run mailroute marker rotate"),
+    "marker-verify": _MarkerWindow(
+        MarkerKey.may_verify, lambda k: k.verify_until,
+        "no marker key verifies now: every marker reads unknown-key (add the signing "
+        "gateway's current key)",
+        "no marker key verifies after {date} (in {days} days): add the signing gateway's "
+        "next key"),
+}
+
+
+def _marker_keys(path: Path, key: str, window: _MarkerWindow, *, now: float,
+                 horizon: float) -> Iterator[Finding]:
+    """The signing or verification windows of a marker key file."""
     try:
         ring = load_key_ring(path)
     except ConfigError:
         return  # reported by the secret-file check or by loading the policy
-    signers = [k for k in ring.keys if k.may_sign(now)]
-    if not signers:
-        yield Finding("error", str(path), key, "no marker key may sign now: marker-set "
-                      "answers 4.3.0 (run mailroute marker rotate)")
-        return
-    if signers and not any(k.may_sign(horizon) for k in ring.keys):
-        last = max(k.sign_until for k in signers)
-        yield Finding("warning", str(path), key,
-                      f"no marker key may sign after {_date(last)} (in "
-                      f"{int((last - now) // DAY)} days): run mailroute marker rotate")
-
-
-def _marker_verify_keys(path: Path, key: str, *, now: float,
-                        horizon: float) -> Iterator[Finding]:
-    """The verification windows of the key file of a ``marker-verify`` filter: once no key
-    verifies, every marker reads ``unknown-key`` (and ``on_missing = "reject"`` refuses all
-    mail)."""
-    try:
-        ring = load_key_ring(path)
-    except ConfigError:
-        return  # reported by the secret-file check or by loading the policy
-    verifiers = [k for k in ring.keys if k.may_verify(now)]
-    if not verifiers:
-        yield Finding("error", str(path), key, "no marker key verifies now: every marker "
-                      "reads unknown-key (add the signing gateway's current key)")
-    elif not any(k.may_verify(horizon) for k in verifiers):
-        last = max(k.verify_until for k in verifiers)
-        yield Finding("warning", str(path), key,
-                      f"no marker key verifies after {_date(last)} (in "
-                      f"{int((last - now) // DAY)} days): add the signing gateway's next key")
+    usable = [k for k in ring.keys if window.usable(k, now)]
+    if not usable:
+        yield Finding("error", str(path), key, window.none_now)
+    elif not any(window.usable(k, horizon) for k in ring.keys):
+        last = max(window.end(k) for k in usable)
+        yield Finding("warning", str(path), key, window.none_later.format(
+            date=_date(last), days=int((last - now) // DAY)))
 
 
 def _topology_findings(data: Mapping[str, object], entries: list[Mapping[str, object]],

@@ -37,7 +37,7 @@ from mailroute.adapters.milter_map import (
     MessageFacts,
     result_actions,
 )
-from mailroute.adapters.service import EXIT_RESERVE, drain, stop_on_signals
+from mailroute.adapters.service import drain, exit_reserve, stop_on_signals
 from mailroute.adapters.workerpool import WorkerPool
 from mailroute.errors import ConfigError
 from mailroute.item import Envelope
@@ -706,7 +706,7 @@ class MilterServer:
             handler.abort()
         waiting = [*self.tasks, *(handler.wait_closed() for handler in self.handlers)]
         if waiting:
-            await asyncio.wait(waiting, timeout=EXIT_RESERVE / 2)
+            await asyncio.wait(waiting, timeout=exit_reserve(self.settings.shutdown_grace) / 2)
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -27,7 +27,7 @@ from typing import Any
 
 from mailroute.adapters.messagelog import MessageLog
 from mailroute.adapters.milter import MilterSettings, SocketSpec, listening_socket, serve
-from mailroute.adapters.service import EXIT_RESERVE
+from mailroute.adapters.service import exit_reserve
 from mailroute.pipeline import Pipeline
 
 __all__ = ["serve_processes"]
@@ -96,7 +96,8 @@ def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, run
             if stopping_since is not None and kill_at == math.inf:
                 # a worker still there then is stuck (its event loop blocked): the MTA
                 # tempfails what it had, and the supervisor is gone within the grace too
-                kill_at = stopping_since + settings.shutdown_grace - EXIT_RESERVE / 2
+                grace = settings.shutdown_grace
+                kill_at = stopping_since + grace - exit_reserve(grace) / 2
             if time.monotonic() >= kill_at:
                 _signal_all(started, signal.SIGKILL)
     finally:

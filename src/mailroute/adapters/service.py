@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from mailroute.adapters.workerpool import WorkerPool
 
-__all__ = ["EXIT_RESERVE", "PolicyRunner", "drain", "stop_on_signals"]
+__all__ = ["EXIT_RESERVE", "PolicyRunner", "drain", "exit_reserve", "stop_on_signals"]
 
 T = TypeVar("T")
 
@@ -19,6 +19,12 @@ T = TypeVar("T")
 #: left with a tempfail, closing the connections and leaving the interpreter, so that the
 #: process is gone within the grace period (CLI.md: within 5 seconds of SIGTERM).
 EXIT_RESERVE = 0.5
+
+
+def exit_reserve(grace: float) -> float:
+    """The part of a ``grace`` period kept for after the drain: :data:`EXIT_RESERVE`, or a
+    tenth of a grace shorter than 5 seconds (messages in flight still get most of it)."""
+    return min(EXIT_RESERVE, grace / 10)
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -31,14 +37,15 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def drain(busy: Callable[[], bool], grace: float) -> bool:
-    """Wait until ``busy()`` is false or ``grace`` seconds less :data:`EXIT_RESERVE`
+    """Wait until ``busy()`` is false or ``grace`` seconds less :func:`exit_reserve`
     passed; True when idle."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace - EXIT_RESERVE
+    deadline = loop.time() + grace - exit_reserve(grace)
     while busy():
-        if loop.time() >= deadline:
+        left = deadline - loop.time()
+        if left <= 0:
             return False
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(min(0.05, left))
     return True
 
 

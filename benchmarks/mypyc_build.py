@@ -5,7 +5,7 @@ This is a measurement, not a way to install mailroute: the package stays pure Py
 build copies ``src/mailroute`` into a directory and compiles the modules a message passes
 through on its way through the disclaimer milter (the protocol, the adapter, the MIME scan,
 the disclaimer); ``PYTHONPATH=DIR`` then imports the compiled modules first. It needs a C
-compiler and mypy (the dev extra), and takes about a minute.
+compiler and mypy (the dev extra), and takes about 40 seconds.
 
     .venv/bin/python benchmarks/mypyc_build.py DIR
     PYTHONPATH=DIR .venv/bin/python -m mailroute milter --config ... --socket ...

@@ -5,6 +5,7 @@ accepted) and, for ``serve``, a client idle in the middle of a transaction."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -18,6 +19,9 @@ import pytest
 
 from tests.adapters.postfix_harness import free_port
 from tests.protocols.helpers import optneg, pkt
+from tests.serve.test_serve_tls import Pki, client_context
+from tests.serve.test_serve_topology import SMART_HOST, T1
+from tests.smtpclient import smtp_as
 from tests.smtpsink import SmtpSink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,10 +40,12 @@ def stuck_policy(tmp_path: Path) -> Path:
     return policy
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start(args: list[str], log: Path,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "tests.faults.faulty", *args],
-                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
 
 
 def seconds_to_exit(process: subprocess.Popen[bytes]) -> tuple[int, float]:
@@ -141,4 +147,44 @@ def test_serve_exits_in_time_and_says_421(tmp_path: Path, stuck_policy: Path, si
     assert code == 0, (tmp_path / "serve.log").read_text()[-2000:]
     assert took < LIMIT
     assert last.startswith(b"421 4.3.2 ")
+    assert sink.delivered == []
+
+
+@pytest.fixture
+def silent_dns() -> Iterator[int]:
+    """A UDP port that takes DNS queries and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        yield int(server.getsockname()[1])
+
+
+def test_serve_exits_in_time_with_a_dns_lookup_hanging(tmp_path: Path, stuck_policy: Path,
+                                                       sink: SmtpSink, silent_dns: int) -> None:
+    """``serve --topology`` looks up the recipient domain's MX in a thread at RCPT; a lookup
+    that hangs (here for up to its 30 s timeout) must not keep the process alive."""
+    (tmp_path / "control").write_text("ok")
+    pki = Pki(tmp_path)
+    topology = tmp_path / "t1.toml"   # this machine's addresses count as Exchange Online
+    topology.write_text(T1.read_text().replace(
+        "[gateway]\n", '[gateway]\nexo_ip_ranges = ["127.0.0.0/8"]\n', 1))
+    port = free_port()
+    serve = start(["serve", "--config", str(stuck_policy), "--listen", f"127.0.0.1:{port}",
+                   "--topology", str(topology), "--dns-timeout", "30",
+                   "--route", f"{SMART_HOST}=127.0.0.1:{sink.port}",
+                   "--tls-cert", str(pki.gateway.cert_path),
+                   "--tls-key", str(pki.gateway.key_path), "--client-ca", str(pki.ca.cert_path)],
+                  tmp_path / "serve.log", env={"MAILROUTE_TEST_DNS": f"127.0.0.1:{silent_dns}"})
+    connected(lambda: socket.create_connection(("127.0.0.1", port), timeout=10)).close()
+    with smtp_as("mailroute.corp.example", port, local_hostname="exo.test") as client:
+        client.ehlo()
+        client.starttls(context=client_context(pki, pki.exo))
+        client.ehlo()
+        assert client.mail("a@corp.example")[0] == 250
+        client.putcmd("rcpt", "TO:<b@partner.example>")   # the MX lookup hangs
+        time.sleep(1.0)
+        code, took = seconds_to_exit(serve)
+        reply, _ = client.getreply()
+    assert code == 0, (tmp_path / "serve.log").read_text()[-2000:]
+    assert took < LIMIT
+    assert reply == 421
     assert sink.delivered == []

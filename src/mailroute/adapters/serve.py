@@ -59,6 +59,7 @@ from mailroute.adapters.smtp_client import (
 )
 from mailroute.adapters.smtp_data import DataReader, ReceivedData, read_data, to_wire
 from mailroute.adapters.smtp_fast import FastSMTP, SessionTemplate
+from mailroute.adapters.workerpool import WorkerPool
 from mailroute.errors import MailrouteError
 from mailroute.gateway.match import cert_name_matches
 from mailroute.item import Envelope
@@ -89,6 +90,8 @@ SHUTTING_DOWN = "451 4.3.2 service shutting down, try again later"
 CLOSING = b"421 4.3.2 service shutting down, try again later\r\n"
 TIMED_OUT = "451 4.3.0 processing took too long, try again later"
 TOO_BIG = "552 5.3.4 message too big"
+#: Threads for route lookups that may block (the recipient domain's MX in DNS).
+LOOKUP_THREADS = 16
 _XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 _XCLIENT_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT")
 
@@ -183,6 +186,9 @@ class GatewayService:
         self.message_log = message_log or MessageLog()
         self.metrics = metrics
         self.runner = PolicyRunner(settings.workers, settings.inline_size, "serve")
+        # Route lookups (DNS) wait rather than compute, and must not queue behind policy
+        # runs; daemon threads, so a hanging lookup does not hold up the exit after SIGTERM.
+        self.lookups = WorkerPool(LOOKUP_THREADS, "serve-dns")
         self.reader = DataReader(limit=pipeline.limits.max_message_size,
                                  spool_above=settings.spool_above, spool_dir=settings.spool_dir)
         self.pool = LinkPool()
@@ -234,6 +240,7 @@ class GatewayService:
         self.pool.close()
         await asyncio.sleep(0.05)   # the closed transports release their sockets
         self.runner.shutdown()
+        self.lookups.shutdown(wait=False, cancel_futures=True)
 
     def trusts_xforward(self, peer: str | None) -> bool:
         """True when ``peer`` may send XFORWARD."""
@@ -482,7 +489,8 @@ class GatewaySMTP(FastSMTP):
         router = self.service.router
         conn = self._connection()
         if router.blocking:
-            route = await asyncio.to_thread(router.route, self.sender, address, conn)
+            route = await asyncio.get_running_loop().run_in_executor(
+                self.service.lookups, router.route, self.sender, address, conn)
         else:
             route = router.route(self.sender, address, conn)
         if isinstance(route, str):

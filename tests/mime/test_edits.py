@@ -6,6 +6,7 @@ import pytest
 
 from mailroute.errors import UnsafeHeaderValueError
 from mailroute.mime import build_leaf, decode_text, make_field, parse
+from mailroute.mime.params import parse_parameters, quote_parameter
 
 MIXED = (
     b"From: Alice <alice@example.net>\r\n"
@@ -83,6 +84,30 @@ def test_text_that_does_not_fit_the_charset_becomes_utf8() -> None:
     part = parse(edited.to_bytes()).part((0, 0))
     assert part.charset == "utf-8"
     assert decode_text(part) == "Grüße – ☃\r\n"
+
+
+NAMED_PART = (
+    b"From: a@example.net\r\nTo: b@example.org\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+    b"--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHello\r\n"
+    b"--b1\r\n%s\r\nContent-Disposition: inline\r\n\r\nOrder 42\r\n--b1--\r\n")
+
+
+@pytest.mark.parametrize("content_type", [
+    b"Content-Type: text/plain; charset=us-ascii;\r\n name*=utf-8''Bestellbest%C3%A4tigung.txt",
+    "Content-Type: text/plain; charset=us-ascii; name=\"Bestellbestätigung.txt\"".encode(),
+])
+def test_a_non_ascii_parameter_survives_the_switch_to_utf8(content_type: bytes) -> None:
+    """RFC 2047 encoded words are not allowed in a parameter (RFC 2047 5): the Content-Type
+    written back gives its non-ASCII values in RFC 2231 form, so the part stays what it was."""
+    edited = parse(NAMED_PART % content_type).replace_text((1,), "Bestellung für Sie\r\n")
+    out = edited.to_bytes()
+    assert b"=?" not in out
+    part = parse(out).part((1,))
+    assert part.mime_type == "text/plain"
+    assert part.charset == "utf-8"
+    assert part.content_type.param("name") == "Bestellbestätigung.txt"
+    assert decode_text(part) == "Bestellung für Sie\r\n"
 
 
 def test_wrapping_a_signed_message_keeps_the_signed_entity_byte_identical() -> None:
@@ -186,3 +211,35 @@ def test_a_long_value_without_white_space_stays_on_the_field_line() -> None:
     assert first == f"X-Long: {token}".encode()
     assert all(len(line) <= 78 for line in rest)
     assert folded.value == (token + " tail " + "w " * 40).strip()
+
+
+@pytest.mark.parametrize("value", ["Bestätigung.txt", "Übersicht " * 20 + "ü", "ä" * 70,
+                                   "日本語のファイル名" * 5, "plain-ascii"])
+def test_a_parameter_written_reads_back_the_same(value: str) -> None:
+    field = make_field("Content-Type", f"text/plain; {quote_parameter('name', value)}")
+    assert field.raw.isascii()
+    assert all(len(line) <= 78 for line in field.raw.split(b"\r\n"))
+    head, params, _ = parse_parameters(field.value)   # as MIME readers do: no RFC 2047
+    assert head == "text/plain"
+    assert params == {"name": value}
+
+
+def test_a_parameter_with_undecodable_bytes_is_refused() -> None:
+    read_back = b"Best\xe4tigung".decode("utf-8", "surrogateescape")
+    with pytest.raises(UnsafeHeaderValueError, match="undecodable bytes"):
+        quote_parameter("name", read_back)
+
+
+def test_sections_of_a_long_parameter_split_between_characters() -> None:
+    """Each section decodes on its own, for readers that decode section by section."""
+    written = quote_parameter("name", "ä" * 70)
+    sections = [piece.split("=", 1)[1] for piece in written.split("; ")]
+    assert len(sections) > 1
+    text = "".join(parse_parameters(f"x/y; n*={s}")[1]["n"] for s in
+                   [sections[0], *("utf-8''" + s for s in sections[1:])])
+    assert text == "ä" * 70
+
+
+def test_a_character_split_between_sections_by_another_writer_reads_whole() -> None:
+    _, params, _ = parse_parameters("text/plain; name*0*=utf-8''Best%C3; name*1*=%A4tigung.txt")
+    assert params == {"name": "Bestätigung.txt"}

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from mailroute.errors import MalformedMessageError
+from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime.charsets import codec_name
 from mailroute.mime.defects import DefectKind
 from mailroute.patterns import on_first_use
@@ -196,16 +196,25 @@ def _read_value(text: str, pos: int) -> tuple[str, int]:
 
 
 def _join_sections(parts: dict[int, tuple[str, bool]]) -> str:
+    """The value of RFC 2231 sections: the octets of consecutive extended sections are
+    decoded together (a writer may split a character's octets between two sections)."""
     ordered = [parts[i] for i in sorted(parts)]
     charset = "utf-8"
     pieces: list[str] = []
+    run: list[str] = []  # extended sections not yet decoded
     for number, (value, extended) in enumerate(ordered):
         if extended and number == 0 and value.count("'") >= 2:
             charset, _, value = value.split("'", 2)
             charset = charset or "utf-8"
         if extended:
-            value = _percent_decode(value, charset)
+            run.append(value)
+            continue
+        if run:
+            pieces.append(_percent_decode("".join(run), charset))
+            run = []
         pieces.append(value)
+    if run:
+        pieces.append(_percent_decode("".join(run), charset))
     return "".join(pieces)
 
 
@@ -267,8 +276,59 @@ def _parse_content_type(value: str | None,
 
 
 def quote_parameter(name: str, value: str) -> str:
-    """``name=value``, quoted when the value needs it."""
-    if value and not _TSPECIALS().search(value) and value.isascii():
+    """``name=value``, quoted when the value needs it.
+
+    A value that is not ASCII is written in RFC 2231's extended form, UTF-8 and
+    percent-encoded (``name*=utf-8''...``, in sections ``name*0*=``, ``name*1*=`` ... when
+    long): RFC 2047 encoded words are not allowed in a parameter, and a header writer that
+    encodes the whole field makes the Content-Type unreadable.
+
+    Raises:
+        UnsafeHeaderValueError: the value holds bytes read back undecoded (surrogate
+            escapes), which no charset names.
+    """
+    if not value.isascii():
+        return _extended_parameter(name, value)
+    if value and not _TSPECIALS().search(value):
         return f"{name}={value}"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'{name}="{escaped}"'
+
+
+#: Characters of an extended value per section, so that a folded line stays short.
+_SECTION_CHARS = 60
+
+
+def _character_start(encoded: str, start: int, end: int) -> int:
+    """The last place at or before ``end`` (after ``start``) where a character begins: not
+    inside a %XX escape, nor before one of a UTF-8 continuation octet (some readers decode
+    each section on its own)."""
+    cut = end
+    escape = encoded.find("%", cut - 2, cut)
+    if escape != -1:
+        cut = escape
+    while (cut - start > 3 and encoded[cut] == "%"
+           and 0x80 <= int(encoded[cut + 1:cut + 3], 16) <= 0xBF):
+        cut -= 3
+    return cut
+
+
+def _extended_parameter(name: str, value: str) -> str:
+    import urllib.parse  # rare in mail; loaded on first use (start-up: it loads ipaddress)
+
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeHeaderValueError(f"parameter {name} contains undecodable bytes") from None
+    encoded = "utf-8''" + urllib.parse.quote(raw, safe="")
+    if len(encoded) <= _SECTION_CHARS:
+        return f"{name}*={encoded}"
+    sections: list[str] = []
+    start = 0
+    while start < len(encoded):
+        end = min(start + _SECTION_CHARS, len(encoded))
+        if end < len(encoded):
+            end = _character_start(encoded, start, end)
+        sections.append(encoded[start:end])
+        start = end
+    return "; ".join(f"{name}*{index}*={section}" for index, section in enumerate(sections))

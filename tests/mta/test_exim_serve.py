@@ -135,3 +135,29 @@ def test_with_serve_down_exim_defers_and_delivers_once_it_is_back(world: World) 
     arrivals = world.arrived("exim-while-down")
     assert len(arrivals) == 1
     assert arrivals[0].body.count(b"DISCLAIMER-FROM-SERVE") == 1
+
+
+def test_a_refused_message_bounces_at_once_and_the_bounce_passes_serve(world: World) -> None:
+    """The policy's 5xx reaches Exim although Exim half-closes after its pipelined QUIT
+    (the answer was lost: Exim deferred), and Exim's bounce, MAIL FROM:<>, passes serve
+    with the null sender (it was sent on as <<>>: 501, the bounce froze)."""
+    message = (b"From: <a@corp.example>\r\nTo: e@partner.example\r\nSubject: exim-refused\r\n"
+               b"Message-ID: <exim-refused@corp.example>\r\nContent-Type: multipart/mixed\r\n"
+               b"Content-Type: text/plain\r\n\r\nambiguous\r\n")
+
+    def bounces() -> list[Transaction]:
+        return [t for t in world.sink.delivered
+                if t.sender == "" and t.recipients == ["a@corp.example"]
+                and b"exim-refused" in t.body]
+
+    with world.serve():
+        with smtplib.SMTP("127.0.0.1", world.port, timeout=30) as client:
+            client.sendmail("a@corp.example", ["e@partner.example"], message)
+        assert wait_until(lambda: bounces()), world.exim.log()
+        time.sleep(1.0)
+    assert len(bounces()) == 1
+    assert b"5.6.0" in bounces()[0].body
+    assert [t for t in world.arrived("exim-refused") if t.sender] == []
+    mine = [line for line in world.exim.log().splitlines() if "e@partner.example" in line]
+    assert len(mine) == 1, mine   # no defer first
+    assert " ** e@partner.example " in mine[0]

@@ -332,6 +332,64 @@ def test_a_client_that_half_closes_after_a_pipelined_quit_still_gets_its_answer(
     assert answers.endswith(b"221 2.0.0 Bye\r\n")
 
 
+@pytest.mark.parametrize("case", ["reject", "cut-off"])
+def test_a_half_closing_client_gets_a_refusal_and_a_cut_off_one_is_let_go(case: str) -> None:
+    """The same with a message the policy refuses: answered at once, then RSET went to the
+    next hop, and an EOF that came in between lost the answer (found with the Exim recipe).
+    A client that half-closes before its final dot is let go: nothing is handed on."""
+    import socket
+
+    message = (b"From: a@corp.example\r\nContent-Type: multipart/mixed\r\n"
+               b"Content-Type: text/plain\r\n\r\nambiguous\r\n.\r\nQUIT\r\n"
+               if case == "reject" else MESSAGE)
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, \
+            socket.create_connection(("127.0.0.1", serve.port), timeout=10) as raw:
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(b"EHLO client.test\r\nMAIL FROM:<alice@corp.example>\r\n"
+                    b"RCPT TO:<bob@partner.example>\r\nDATA\r\n")
+        replies: list[bytes] = []
+        while len(replies) < 4:
+            line = reader.readline()
+            if line[3:4] != b"-":
+                replies.append(line[:3])
+        assert replies == [b"250", b"250", b"250", b"354"]
+        raw.sendall(message)
+        raw.shutdown(socket.SHUT_WR)
+        answers = reader.read()   # the server closes its side too (else: socket timeout)
+        time.sleep(0.2)
+        assert sink.delivered == []
+    if case == "reject":
+        assert answers.startswith(b"554 5.6.0 ")
+        assert answers.endswith(b"221 2.0.0 Bye\r\n")
+    else:
+        assert answers == b""
+
+
+@dataclass
+class SeesSender:
+    seen: list[str]
+    name: str = "sees-sender"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        self.seen.append(item.envelope.mail_from)
+        return item
+
+
+def test_a_bounce_keeps_the_null_sender_for_the_policy_and_the_next_hop() -> None:
+    """MAIL FROM:<> is the empty sender: aiosmtpd hands it over as "<>", which was passed
+    on as MAIL FROM:<<>> (Exim refuses that with 501, so bounces through serve froze)."""
+    seen: list[str] = []
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(SeesSender(seen),)),
+                                       sink.port) as serve:
+        refused = serve.send(sender="")
+        delivered = sink.wait_for(1)
+    assert refused == {}
+    assert seen == [""]
+    assert delivered[0].sender == ""
+    assert "MAIL FROM:<>" in sink.commands
+
+
 def test_next_hop_connections_are_reused_across_client_sessions() -> None:
     with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve:
         for _ in range(3):

@@ -392,7 +392,7 @@ class GatewaySMTP(FastSMTP):
     def eof_received(self) -> bool | None:
         """The client half-closed. Exim sends QUIT after the final dot and shuts its side
         down before our answer: aiosmtpd would cancel the session, and the hand-on with
-        it. While a message is being handed on, keep the connection open to answer."""
+        it. From DATA until the answer is sent, keep the connection open to answer."""
         if self.delivering and self.session is not None and self.session.ssl is None:
             self.eof_pending = True
             self._reader.feed_eof()
@@ -478,7 +478,10 @@ class GatewaySMTP(FastSMTP):
         await self.end_transaction()
         if self.service.stopping:
             return SHUTTING_DOWN
-        self.sender, self.mail_options = address, list(options)
+        # aiosmtpd's form of the null sender (a bounce) is "<>", and it must stay true in
+        # aiosmtpd's envelope (an empty one is "need MAIL command" at RCPT)
+        self.sender = "" if address == "<>" else address
+        self.mail_options = list(options)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         self.in_transaction = True
@@ -631,21 +634,28 @@ class GatewaySMTP(FastSMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            received = await read_data(self._reader, self.service.reader)
-        except asyncio.IncompleteReadError:
-            self.in_transaction = False
-            return
+        # From here until the answer is out, a half-close keeps the connection (see
+        # eof_received): it may come with the last block of data or during the RSET that
+        # follows a refusal, before the answer.
         self.delivering = True
         try:
-            status = await self.deliver(received)
+            try:
+                received = await read_data(self._reader, self.service.reader)
+            except asyncio.IncompleteReadError:   # no final dot: nothing was accepted
+                self.in_transaction = False
+                if self.eof_pending and self.transport is not None:
+                    self.transport.close()
+                return
+            try:
+                status = await self.deliver(received)
+            finally:
+                received.discard()
+                self.envelope = self._create_envelope()
+                self.xforward = {}
+                await self.end_transaction()
+            await self.push(status)
         finally:
             self.delivering = False
-            received.discard()
-            self.envelope = self._create_envelope()
-            self.xforward = {}
-            await self.end_transaction()
-        await self.push(status)
         if self.eof_pending:
             await self._finish_half_closed()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -150,8 +152,6 @@ def test_an_unexpected_error_outside_the_policy_is_451_not_aiosmtpds_500(
 
 
 def test_a_next_hop_that_does_not_greet_in_time_is_451_and_nothing_is_delivered() -> None:
-    import socket
-
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
@@ -307,23 +307,27 @@ def test_xforward_from_an_untrusted_client_is_refused() -> None:
         assert smtp.docmd("XFORWARD", "ADDR=192.0.2.7")[0] == 550
 
 
+def _pipelined_to_data(raw: socket.socket) -> BinaryIO:
+    """EHLO, MAIL, RCPT and DATA in one write, as Exim pipelines them; the reader after 354."""
+    reader = raw.makefile("rb")
+    reader.readline()
+    raw.sendall(b"EHLO client.test\r\nMAIL FROM:<alice@corp.example>\r\n"
+                b"RCPT TO:<bob@partner.example>\r\nDATA\r\n")
+    replies: list[bytes] = []
+    while len(replies) < 4:
+        line = reader.readline()
+        if line[3:4] != b"-":
+            replies.append(line[:3])
+    assert replies == [b"250", b"250", b"250", b"354"]
+    return reader
+
+
 def test_a_client_that_half_closes_after_a_pipelined_quit_still_gets_its_answer() -> None:
     """Exim sends QUIT right after the final dot and shuts its side down (found with the
     Exim recipe: aiosmtpd cancelled the session and with it the hand-on)."""
-    import socket
-
     with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(0.5),)), sink.port) as serve, \
             socket.create_connection(("127.0.0.1", serve.port), timeout=10) as raw:
-        reader = raw.makefile("rb")
-        reader.readline()
-        raw.sendall(b"EHLO client.test\r\nMAIL FROM:<alice@corp.example>\r\n"
-                    b"RCPT TO:<bob@partner.example>\r\nDATA\r\n")
-        replies: list[bytes] = []
-        while len(replies) < 4:
-            line = reader.readline()
-            if line[3:4] != b"-":
-                replies.append(line[:3])
-        assert replies == [b"250", b"250", b"250", b"354"]
+        reader = _pipelined_to_data(raw)
         raw.sendall(MESSAGE + b".\r\nQUIT\r\n")
         raw.shutdown(socket.SHUT_WR)
         answers = reader.read()
@@ -337,23 +341,12 @@ def test_a_half_closing_client_gets_a_refusal_and_a_cut_off_one_is_let_go(case: 
     """The same with a message the policy refuses: answered at once, then RSET went to the
     next hop, and an EOF that came in between lost the answer (found with the Exim recipe).
     A client that half-closes before its final dot is let go: nothing is handed on."""
-    import socket
-
     message = (b"From: a@corp.example\r\nContent-Type: multipart/mixed\r\n"
                b"Content-Type: text/plain\r\n\r\nambiguous\r\n.\r\nQUIT\r\n"
                if case == "reject" else MESSAGE)
     with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, \
             socket.create_connection(("127.0.0.1", serve.port), timeout=10) as raw:
-        reader = raw.makefile("rb")
-        reader.readline()
-        raw.sendall(b"EHLO client.test\r\nMAIL FROM:<alice@corp.example>\r\n"
-                    b"RCPT TO:<bob@partner.example>\r\nDATA\r\n")
-        replies: list[bytes] = []
-        while len(replies) < 4:
-            line = reader.readline()
-            if line[3:4] != b"-":
-                replies.append(line[:3])
-        assert replies == [b"250", b"250", b"250", b"354"]
+        reader = _pipelined_to_data(raw)
         raw.sendall(message)
         raw.shutdown(socket.SHUT_WR)
         answers = reader.read()   # the server closes its side too (else: socket timeout)

@@ -198,3 +198,29 @@ def test_empty_policy_copies_nested_multiparts_that_reuse_a_boundary(name: str,
     assert doubtful
     for path in doubtful:  # no edit inside the part whose boundary was reused
         assert message.part(path).to_bytes() in edited.stdout
+
+
+@pytest.mark.parametrize(("blocked", "args", "extra"), [
+    ("gnupg", ["pgp", "verify", "--gnupghome", "home"], "mailroute[pgp]"),
+    ("dns", ["dkim", "verify"], "mailroute[dkim]"),
+    ("dns", ["process", "--config", "dkim-verify.toml"], "install mailroute[dkim]"),
+    ("aiosmtpd", ["serve", "--config", "empty.toml", "--listen", "127.0.0.1:1",
+                  "--next-hop", "127.0.0.1:2"], "mailroute[smtp]"),
+], ids=["pgp-verify", "dkim-verify", "dkim-verify-policy", "serve"])
+def test_a_missing_extra_is_a_configuration_error_naming_it(
+        tmp_path: Path, blocked: str, args: list[str], extra: str) -> None:
+    """78 with the extra to install, never the 75 of an internal error (a milter or pipe
+    that is merely not installed completely is no reason for the MTA to retry)."""
+    (tmp_path / "empty.toml").write_text("")
+    (tmp_path / "dkim-verify.toml").write_text('[[pipeline]]\nfilter = "dkim-verify"\n')
+    # sys.modules[name] = None blocks an import, as an environment without the extra would
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+            "from mailroute.cli import main\n"
+            f"sys.exit(main({args!r}))\n")
+    done = subprocess.run([sys.executable, "-c", code], input=b"Subject: x\r\n\r\nhi\r\n",
+                          capture_output=True, check=False, cwd=tmp_path, timeout=60)
+    assert done.returncode == 78, done.stderr
+    assert done.stdout == b""
+    assert done.stderr.startswith(b"4.3.5 configuration error: ")
+    assert extra.encode() in done.stderr
+    assert b"internal error" not in done.stderr

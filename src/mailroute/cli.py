@@ -147,11 +147,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputError as error:  # standard output took less than all: nothing is claimed
         sys.stderr.write(f"{error.reply.status} {error.reply.text}\n")
         return ExitCode.TEMPFAIL
+    except ModuleNotFoundError as error:
+        extras = OPTIONAL_MODULES.get((error.name or "").partition(".")[0])
+        if extras is None:
+            return _internal_error()
+        sys.stderr.write(f"4.3.5 configuration error: {error.name} is not installed; install "
+                         f"{' or '.join(f'mailroute[{extra}]' for extra in extras)}\n")
+        return ExitCode.CONFIG
     except Exception:  # noqa: BLE001 - the MTA sees "try again" first; a traceback with -v
-        from mailroute.adapters.pipe import report_internal_error
+        return _internal_error()
 
-        report_internal_error(sys.stderr, "mailroute")
-        return ExitCode.TEMPFAIL
+
+#: The optional packages a command may import, and the extras that install them
+#: (pyproject.toml): missing, they are a configuration error (78), not an internal one.
+OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
+    "asn1crypto": ("smime",), "gnupg": ("pgp",), "dkim": ("dkim",), "authres": ("dkim",),
+    "nacl": ("dkim",), "publicsuffixlist": ("dkim",), "dns": ("dkim", "smtp"),
+    "bs4": ("html",), "html5lib": ("html",), "aiosmtpd": ("smtp",), "uvloop": ("milter",),
+    "psycopg": ("postgres",), "prometheus_client": ("metrics",),
+}
+
+
+def _internal_error() -> int:
+    from mailroute.adapters.pipe import report_internal_error
+
+    report_internal_error(sys.stderr, "mailroute")
+    return ExitCode.TEMPFAIL
 
 
 def entry_point() -> None:

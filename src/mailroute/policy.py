@@ -243,13 +243,12 @@ def build_filter(name: str, options: Options) -> Filter:
     module_name, function, extra = entry
     try:
         module = importlib.import_module(module_name)
+        builder: FilterBuilder = getattr(module, function)
+        return builder(options)  # a builder may import more of the extra (dnspython)
     except ImportError as exc:
         hint = f"; install mailroute[{extra}]" if extra else ""
         raise options.error("filter", f"filter {name!r} is not available ({exc.name}{hint})"
                             ) from exc
-    builder: FilterBuilder = getattr(module, function)
-    try:
-        return builder(options)
     except ConfigError as exc:
         # A file an option names (a certificate, key or template) is at fault: say which
         # option, so that the policy's file and line are found as for any other error.

@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mailroute"
 #: Bottom first. Keep in step with the table in docs/architecture.md.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "results", "limits", "exitcodes", "item", "logs", "patterns",
-     "records", "digests"),                                 # the contract
+     "records", "digests", "paths"),                        # the contract
     ("mime", "keys", "config", "db"),                       # primitives
     ("protocols",),                                         # sans-I/O codecs
     ("disclaimer", "marker", "smime", "pgp", "dkim", "gateway", "routing",

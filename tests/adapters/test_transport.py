@@ -130,7 +130,7 @@ QUARANTINE = Outcome(Action.QUARANTINE, Reply(250, "2.7.0", "held for review"))
 
 def test_quarantine_stores_message_and_envelope_and_exits_0(tmp_path: Path) -> None:
     recorder = Recorder()
-    store = QuarantineStore(tmp_path / "q")
+    store = QuarantineStore(tmp_path / "state" / "q")   # state_dir made on first use too
     code, err = _run(Decide(QUARANTINE), recorder, quarantine=store)
     assert code == 0
     assert err == ""
@@ -140,9 +140,10 @@ def test_quarantine_stores_message_and_envelope_and_exits_0(tmp_path: Path) -> N
     assert entry.sender == "a@corp.example"
     assert entry.queue_id == "4XyZ1"
     assert store.message(entry.id) == MESSAGE
-    for path in (tmp_path / "q").iterdir():
+    for path in (tmp_path / "state" / "q").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "q").stat().st_mode) == 0o700
+    for directory in (tmp_path / "state", tmp_path / "state" / "q"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
 
 def test_quarantine_without_a_store_or_failing_to_store_is_75(tmp_path: Path) -> None:

@@ -60,13 +60,14 @@ def test_counts_within_the_ttl_and_excludes_the_current_arrival(store: Processed
 
 
 def test_records_survive_the_process_that_wrote_them(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "processed.sqlite3"
+    path = tmp_path / "var" / "state" / "processed.sqlite3"   # both directories made here
     first = SqliteProcessedStore(path)
     first.record("k", 1000.0, 60, fingerprint="f")
     first.close()
     assert SqliteProcessedStore(path).count("k", 1001.0, 60) == 1
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
 
 
 def test_expired_rows_are_deleted_when_records_are_written(tmp_path: Path) -> None:

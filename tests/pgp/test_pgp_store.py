@@ -117,8 +117,10 @@ def test_home_must_be_private(tmp_path: Path) -> None:
 
 
 def test_init_home_writes_an_offline_gpg_conf(tmp_path: Path) -> None:
-    home = init_home(tmp_path / "home")
+    home = init_home(str(tmp_path / "state" / "home"))   # a str, as docs/pgp.md shows it
+    assert home == tmp_path / "state" / "home"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(home.parent.stat().st_mode) == 0o700
     conf = (home / "gpg.conf").read_text()
     assert "auto-key-locate local" in conf
     assert "no-auto-key-retrieve" in conf

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mailroute.errors import TemporaryError
+from mailroute.paths import private_directory
 from mailroute.records import record
 
 __all__ = ["QuarantineEntry", "QuarantineStore"]
@@ -56,7 +57,7 @@ class QuarantineStore:
         meta = {"sender": sender, "recipients": list(recipients), "reply": reply,
                 "queue_id": queue_id, "stored_at": now, "size": len(data)}
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_directory(self.directory)
             self._write(f"{entry_id}.eml", data)
             self._write(f"{entry_id}.json", _json().dumps(meta).encode("utf-8"))
         except OSError as exc:

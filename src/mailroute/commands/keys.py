@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from mailroute.commands.common import report_config_error
+from mailroute.commands.common import report_config_error, write_stdout_text
 from mailroute.cryptopolicy.model import DIRECTORY_KEY
 from mailroute.errors import ConfigError, PolicyError, TemporaryError
 from mailroute.exitcodes import ExitCode
@@ -123,9 +123,9 @@ def record_json(record: KeyRecord) -> dict[str, object]:
 
 def _emit(args: argparse.Namespace, document: Mapping[str, object], text: str) -> None:
     if args.json:
-        sys.stdout.write(json.dumps({"version": JSON_VERSION, **document}, indent=2) + "\n")
+        write_stdout_text(json.dumps({"version": JSON_VERSION, **document}, indent=2) + "\n")
     else:
-        sys.stdout.write(text)
+        write_stdout_text(text)
 
 
 def _line(record: KeyRecord) -> str:

@@ -13,8 +13,9 @@ import sys
 
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, parse_reinject
-from mailroute.commands.common import load_policy_or_report
+from mailroute.commands.common import load_policy_or_report, write_stdout_text
 from mailroute.commands.pipe import reinject_type
+from mailroute.errors import OutputError
 from mailroute.exitcodes import ExitCode
 
 __all__ = ["register"]
@@ -65,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(store: QuarantineStore) -> int:
+    lines = []
     for entry in store.entries():
         when = datetime.datetime.fromtimestamp(entry.stored_at, datetime.UTC)
-        sys.stdout.write(f"{entry.id} {when:%Y-%m-%dT%H:%M:%SZ} {entry.size} "
-                         f"<{entry.sender}> {','.join(entry.recipients)} {entry.reply}\n")
+        lines.append(f"{entry.id} {when:%Y-%m-%dT%H:%M:%SZ} {entry.size} "
+                     f"<{entry.sender}> {','.join(entry.recipients)} {entry.reply}\n")
+    write_stdout_text("".join(lines))
     return ExitCode.OK
 
 
@@ -80,5 +83,8 @@ def _release(store: QuarantineStore, args: argparse.Namespace) -> int:
         return (ExitCode.UNAVAILABLE if handon.status is HandOnStatus.PERMANENT
                 else ExitCode.TEMPFAIL)
     store.delete(entry.id)
-    sys.stdout.write(f"{entry.id} released to {len(entry.recipients)} recipients\n")
+    try:
+        write_stdout_text(f"{entry.id} released to {len(entry.recipients)} recipients\n")
+    except OutputError:   # released all the same: the line only reports it
+        sys.stderr.write(f"mailroute: {entry.id} released; the report line was not written\n")
     return ExitCode.OK

@@ -14,7 +14,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailroute.commands.common import add_log_arguments, message_log_from_args
+from mailroute.commands.common import (
+    add_log_arguments,
+    message_log_from_args,
+    write_stdout_text,
+)
 from mailroute.commands.metricsopt import add_metrics_argument, metrics_address, start_metrics
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
@@ -275,7 +279,7 @@ async def _check(listen: tuple[str, int], settings: ServeSettings) -> int:
             sys.stderr.write(f"4.4.1 {what} {host}:{port} not healthy: {error}\n")
             return ExitCode.TEMPFAIL
         await client.quit()
-    sys.stdout.write(f"ok: service {listen[0]}:{listen[1]} and next hop {hop} answer\n")
+    write_stdout_text(f"ok: service {listen[0]}:{listen[1]} and next hop {hop} answer\n")
     return ExitCode.OK
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mailroute.errors import TemporaryError
+from mailroute.paths import private_directory
 
 __all__ = ["open_shared", "rollback", "temporary"]
 
@@ -26,7 +27,7 @@ def open_shared(path: Path, *, busy_timeout: float, schema: Iterable[str], what:
         TemporaryError: the file or the database cannot be opened; ``what`` names the store.
     """
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailroute.errors import CryptoError, SigningError, TemporaryError
+from mailroute.paths import private_directory
 from mailroute.pgp.keys import (
     KeyFound,
     KeyInfo,
@@ -44,9 +45,11 @@ _UNREADABLE = (SignatureCheck(SignatureStatus.ERROR),)
 _HASH_NAMES = {2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
 
 
-def init_home(home: Path) -> Path:
-    """Create ``home`` (mode 0700) with mailroute's ``gpg.conf`` unless one exists."""
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+def init_home(home: str | os.PathLike[str]) -> Path:
+    """Create ``home`` (mode 0700, missing parents too) with mailroute's ``gpg.conf`` unless
+    one exists; the home as a :class:`~pathlib.Path`."""
+    home = Path(home)
+    private_directory(home)
     os.chmod(home, 0o700)
     for name, text in (("gpg.conf", GPG_CONF), ("gpg-agent.conf", _AGENT_CONF)):
         target = home / name

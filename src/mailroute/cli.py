@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
+from io import StringIO
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from mailroute import __version__
 from mailroute.adapters.collector import pause_for_start_up, skip_final_collection
@@ -127,16 +128,52 @@ def quick_args(argv: Sequence[str]) -> SimpleNamespace | None:
     return SimpleNamespace(verbose=False, command=argv[0], handler=module.run, **values)
 
 
+#: The services: their diagnostics go to standard error as they happen. Every other
+#: command's come after its status line (CLI.md: the first line on standard error is the
+#: status, as Postfix pipe(8) reads it).
+RESIDENT_COMMANDS = frozenset({"milter", "serve"})
+
+
+class _Diagnostics:
+    """The stream of the log handler: standard error, or the run's held text. logging is
+    configured once per process; each run of :func:`main` points this where it wants."""
+
+    def __init__(self) -> None:
+        self.target: TextIO = sys.stderr
+
+    def write(self, text: str) -> int:
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+_DIAGNOSTICS = _Diagnostics()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (CLI.md)."""
+    held = StringIO()
+    _DIAGNOSTICS.target = held
+    try:
+        return _run(argv)
+    finally:
+        _DIAGNOSTICS.target = sys.stderr
+        if held.tell():
+            sys.stderr.write(held.getvalue())
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args: argparse.Namespace | SimpleNamespace | None = quick_args(
             sys.argv[1:] if argv is None else argv)
         if args is None:
             args = build_parser(argv).parse_args(argv)
+        if args.command in RESIDENT_COMMANDS:
+            _DIAGNOSTICS.target = sys.stderr
         # logging itself is loaded only when a record is shown (mailroute.logs): start-up
         configure_logging(now=args.verbose, level="INFO" if args.verbose else "WARNING",
-                          stream=sys.stderr, format="mailroute: %(levelname)s %(message)s")
+                          stream=_DIAGNOSTICS, format="mailroute: %(levelname)s %(message)s")
         code: int = args.handler(args)
         return code
     except SystemExit as exit_:  # argparse: --help (0) and usage errors (2)

@@ -200,3 +200,17 @@ def test_process_with_on_missing_reject_refuses_unmarked_mail_with_69(keys: Path
     forged = run(["process", "--config", str(policy)], made_up)
     assert (forged.returncode, forged.stdout) == (69, b"")
     assert forged.stderr.startswith(b"5.7.1 ")
+
+
+def test_diagnostics_of_minus_v_come_after_the_status_line(keys: Path, tmp_path: Path) -> None:
+    """CLI.md: the first line on standard error is the status (pipe(8) reads it); the
+    filter's log records of the same run come after it."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[[pipeline]]\nfilter = "marker-verify"\nkey_file = "{keys.name}"\n'
+                      'on_missing = "reject"\n')
+    made_up = MESSAGE.replace(b"Subject:", DEFAULT_FIELD.encode() + b": garbage\r\nSubject:")
+    done = run(["-v", "process", "--config", str(policy)], made_up)
+    assert (done.returncode, done.stdout) == (69, b"")
+    first, *rest = done.stderr.decode().splitlines()
+    assert first.startswith("5.7.1 ")
+    assert any(line.startswith("mailroute: INFO gateway refused: ") for line in rest), rest

@@ -26,7 +26,14 @@ def _try(capsys: pytest.CaptureFixture[str], tmp_path: Path, policy: Path, *extr
     source = tmp_path / "in.eml"
     source.write_bytes(data)
     code = main(["try", "--config", str(policy), "--in", str(source), *extra])
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    if code in (65, 69, 75):   # docs/cli.md: the status line first on standard error
+        reply = json.loads(captured.out)["reply"] if "--json" in extra else (
+            captured.out.splitlines()[1].removeprefix("reply: "))
+        assert captured.err.splitlines()[0] == reply.split(" ", 1)[1]
+    else:
+        assert captured.err == ""
+    return code, captured.out
 
 
 def test_accept_shows_the_filters_and_the_diff(tmp_path: Path,

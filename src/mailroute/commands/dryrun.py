@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from mailroute.adapters.pipe import exit_code_for, read_bounded
@@ -59,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     with stream:
         data = read_bounded(stream, pipeline.limits.max_message_size)
     if data is None:
-        write_stdout_text(f"verdict: reject\nreply: 552 5.3.4 message larger than "
-                          f"{pipeline.limits.max_message_size} bytes\n")
+        too_big = f"5.3.4 message larger than {pipeline.limits.max_message_size} bytes"
+        write_stdout_text(f"verdict: reject\nreply: 552 {too_big}\n")
+        sys.stderr.write(too_big + "\n")
         return ExitCode.DATAERR
     outcome = dry_run(pipeline, data, envelope_from_args(args),
                       diff_context=max(0, args.context))
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         if result.action is Action.ACCEPT:
             lines += ["", *outcome.diff] if outcome.diff else ["", "(message unchanged)"]
         write_stdout_text("\n".join(lines) + "\n")
-    if result.action is Action.QUARANTINE:
-        return ExitCode.TEMPFAIL
-    return exit_code_for(result)
+    code = ExitCode.TEMPFAIL if result.action is Action.QUARANTINE else exit_code_for(result)
+    if code in (ExitCode.DATAERR, ExitCode.UNAVAILABLE, ExitCode.TEMPFAIL):
+        # the status line, as process writes it (docs/cli.md: first on standard error)
+        sys.stderr.write(f"{result.smtp_reply.status} {result.smtp_reply.text}\n")
+    return code

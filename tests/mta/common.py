@@ -258,3 +258,11 @@ def extracted_packages(name: str, packages: tuple[str, ...], binary: Path) -> Pa
         return root if (root / binary).is_file() else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def ambiguous_message(subject: str) -> bytes:
+    """A message every policy refuses (554 5.6.0: two Content-Type fields), from
+    a@corp.example to e@partner.example, with Message-ID ``<SUBJECT@corp.example>``."""
+    return (f"From: <a@corp.example>\r\nTo: <e@partner.example>\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject}@corp.example>\r\nContent-Type: multipart/mixed\r\n"
+            "Content-Type: text/plain\r\n\r\nambiguous\r\n").encode()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mta.common import free_port, wait_until
+from tests.mta.common import ambiguous_message, free_port, wait_until
 from tests.mta.exim import (
     ACL_SECTION,
     EximInstance,
@@ -141,19 +141,14 @@ def test_a_refused_message_bounces_at_once_and_the_bounce_passes_serve(world: Wo
     """The policy's 5xx reaches Exim although Exim half-closes after its pipelined QUIT
     (the answer was lost: Exim deferred), and Exim's bounce, MAIL FROM:<>, passes serve
     with the null sender (it was sent on as <<>>: 501, the bounce froze)."""
-    message = (b"From: <a@corp.example>\r\nTo: e@partner.example\r\nSubject: exim-refused\r\n"
-               b"Message-ID: <exim-refused@corp.example>\r\nContent-Type: multipart/mixed\r\n"
-               b"Content-Type: text/plain\r\n\r\nambiguous\r\n")
-
     def bounces() -> list[Transaction]:
-        return [t for t in world.sink.delivered
-                if t.sender == "" and t.recipients == ["a@corp.example"]
-                and b"exim-refused" in t.body]
+        return world.sink.bounces("a@corp.example", b"<exim-refused@corp.example>")
 
     with world.serve():
         with smtplib.SMTP("127.0.0.1", world.port, timeout=30) as client:
-            client.sendmail("a@corp.example", ["e@partner.example"], message)
-        assert wait_until(lambda: bounces()), world.exim.log()
+            client.sendmail("a@corp.example", ["e@partner.example"],
+                            ambiguous_message("exim-refused"))
+        assert wait_until(lambda: bool(bounces())), world.exim.log()
         time.sleep(1.0)
     assert len(bounces()) == 1
     assert b"5.6.0" in bounces()[0].body

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mta.common import free_port
+from tests.mta.common import ambiguous_message, free_port
 from tests.mta.postfix import PostfixInstance, master_block, postfix_available
 from tests.serve.harness import Process
 from tests.smtpsink import SmtpSink, Transaction
@@ -121,3 +121,19 @@ def test_with_mailroute_down_postfix_defers_and_delivers_once_it_is_back(
     arrivals = world.arrived("while-down")
     assert len(arrivals) == 1
     assert arrivals[0].body.count(b"DISCLAIMER-FROM-SERVE") == 1
+
+
+def test_a_message_the_policy_refuses_bounces_once_and_reaches_no_one(world: World) -> None:
+    def bounces() -> list[Transaction]:
+        return world.sink.bounces("a@corp.example", b"<refused-once@corp.example>")
+
+    with world.serve():
+        with smtplib.SMTP("127.0.0.1", world.port, local_hostname="client.test",
+                          timeout=30) as client:
+            client.sendmail("a@corp.example", ["e@partner.example"],
+                            ambiguous_message("refused-once"))
+        assert world.postfix.wait_until(lambda: bool(bounces())), world.postfix.log()[-3000:]
+        assert world.postfix.wait_until(world.postfix.queue_is_empty)
+    assert len(bounces()) == 1
+    assert b"5.6.0" in bounces()[0].body
+    assert [t for t in world.arrived("refused-once") if t.sender] == []

@@ -7,10 +7,13 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pytest
+
 from mailroute.adapters.output import Chunks, pieces_of
 from mailroute.adapters.quarantine import QuarantineStore
 from mailroute.adapters.reinject import HandOn, HandOnStatus
 from mailroute.adapters.transport import TransportRun, run_pipe_transport
+from mailroute.errors import UnsafeHeaderValueError
 from mailroute.item import Context, Envelope, Filter, MailItem
 from mailroute.pipeline import Pipeline
 from mailroute.results import Outcome
@@ -110,3 +113,20 @@ def test_the_notification_cannot_carry_header_fields_of_the_held_message() -> No
     assert message.headers.get("X-Evil") is None
     assert message.headers.value("Subject") == "Held, not delivered: hi Bcc: x@evil.example"
     assert message.headers.value("To") == "<a@corp.example>"
+
+
+def test_the_notification_to_a_utf8_address_names_it_in_utf8() -> None:
+    """RFC 6532: the notice to an internationalised address goes with SMTPUTF8, and its
+    address fields carry the address as UTF-8; an encoded word is no address at all."""
+    from mailroute.adapters.notify import held_notification
+    from mailroute.mime import parse
+    notice = held_notification(sender="jürgen@bäckerei.example", subject="Brötchen",
+                               recipients=("b@one.example",), reason="held",
+                               quarantine_id="q1", now=1000.0)
+    message = parse(notice)
+    assert message.headers.value("To") == "<jürgen@bäckerei.example>"
+    assert message.headers.value("From") == "Mail gateway <postmaster@bäckerei.example>"
+    assert b"=?" not in notice.split(b"\r\nSubject:")[0]
+    with pytest.raises(UnsafeHeaderValueError):   # UTF-8 is no way around the checks
+        held_notification(sender="ü@b.example>\r\nBcc: <x@evil.example", subject="",
+                          recipients=(), reason="", quarantine_id="q", now=0.0)

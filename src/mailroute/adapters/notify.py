@@ -4,6 +4,8 @@ Sent with the null sender (no bounce of a bounce), ``Auto-Submitted: auto-replie
 ``postmaster`` of the sender's own domain. Every value that comes from the message goes
 through the header writer (:func:`mailroute.mime.headers.make_field`), which refuses line
 breaks and encodes non-ASCII text, so nothing from the held message can add header fields.
+An internationalised sender address is written as UTF-8 (RFC 6532): the notice then goes
+with SMTPUTF8, and an encoded word in an address field is no address.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ def held_notification(*, sender: str, subject: str, recipients: tuple[str, ...],
     domain = sender.rpartition("@")[2] or "localhost"
     subject = " ".join(subject.split())[:_MAX_SUBJECT]
     fields = [
-        make_field("From", f"Mail gateway <postmaster@{domain}>"),
-        make_field("To", f"<{sender}>"),
+        make_field("From", f"Mail gateway <postmaster@{domain}>", utf8=True),
+        make_field("To", f"<{sender}>", utf8=True),
         make_field("Subject", f"Held, not delivered: {subject}" if subject
                    else "Held, not delivered"),
         make_field("Date", email.utils.formatdate(now, usegmt=True)),
-        make_field("Message-ID", f"<{secrets.token_hex(12)}@{domain}>"),
+        make_field("Message-ID", f"<{secrets.token_hex(12)}@{domain}>", utf8=True),
         make_field("Auto-Submitted", "auto-replied"),
         make_field("MIME-Version", "1.0"),
         make_field("Content-Type", "text/plain; charset=utf-8"),

@@ -363,10 +363,13 @@ def split_content(fields: Iterable[HeaderField]
     return tuple(outer), tuple(content)
 
 
-def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderField:
+def make_field(name: str, value: str, *, newline: bytes = b"\r\n",
+               utf8: bool = False) -> HeaderField:
     """Build a new header field, folded to 78 columns where white space allows.
 
-    Non-ASCII values become RFC 2047 encoded words (UTF-8).
+    Non-ASCII values become RFC 2047 encoded words (UTF-8); with ``utf8`` they are written
+    as UTF-8 (RFC 6532), as an address field of a message sent with SMTPUTF8 must be: an
+    encoded word is no address.
 
     Raises:
         UnsafeHeaderValueError: the name is not a valid field name, or the value contains
@@ -383,13 +386,13 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n") -> HeaderFiel
     if newline not in (b"\r\n", b"\n"):
         raise ValueError("newline must be CRLF or LF")
     nl = newline.decode("ascii")
-    if value.isascii():
+    if value.isascii() or utf8:
         text = _fold(f"{name}: {value}", nl)
     else:
         import email.header  # loaded on first use (start-up)
         encoded = email.header.Header(value, "utf-8", header_name=name).encode(linesep=nl)
         text = f"{name}: {encoded}"
-    raw = (text + nl).encode("ascii")
+    raw = (text + nl).encode("utf-8")
     scanned = scan_header_block(raw + newline, 0, len(raw) + len(newline), Limits(), ())
     if len(scanned.block) != 1 or scanned.defects or scanned.block.fields[0].raw != raw:
         raise UnsafeHeaderValueError(f"value for {name} does not form a single field")

@@ -65,3 +65,30 @@ def test_a_bare_cr_before_a_boundary_does_not_split_the_part_when_re_encoded() -
     assert text is not None
     assert "Confidential" in text
     assert "\r--alt\r" in text
+
+
+def test_a_non_ascii_parameter_keeps_the_part_what_it_was_when_it_becomes_utf8() -> None:
+    """The part switches to UTF-8 (the footer's dash does not fit us-ascii); the rewritten
+    Content-Type was one RFC 2047 word because of the raw UTF-8 parameter, and the fuzzer's
+    HTML part was read as text/plain. Non-ASCII values are now written in RFC 2231 form."""
+    data = ("From: a@example.net\r\nContent-Type: text/plain; charset=us-ascii; "
+            "x-note=\"Notiz \u2014 heute\"; format=flowed\r\n\r\nHi\r\n").encode()
+    before = parse(data, on_ambiguity="record")
+    result = add_disclaimer(before, disclaimer(text="-- \nVertraulich \u2014 intern\n"),
+                            Settings())
+    after = parse(result.message.to_bytes(), on_ambiguity="record")
+    assert _structure(after) == _structure(before) == [((), "text/plain")]
+    assert after.root.charset == "utf-8"
+    assert after.root.content_type.param("x-note") == "Notiz \u2014 heute"
+    assert after.root.content_type.param("format") == "flowed"
+
+
+def test_a_parameter_name_that_is_no_token_skips_the_body() -> None:
+    """The fuzzer's parameter name held NULs and an em dash: no writer gives that back, so
+    the body is left alone instead of rewriting the Content-Type unreadably."""
+    data = ("From: a@example.net\r\nContent-Type: text/plain; charset=us-ascii; "
+            "n\u2014x=1\r\n\r\nHi\r\n").encode()
+    result = add_disclaimer(parse(data, on_ambiguity="record"),
+                            disclaimer(text="-- \nVertraulich \u2014 intern\n"), Settings())
+    assert result.skipped == (((), "unwritable-content-type"),)
+    assert result.message.to_bytes() == data

@@ -284,9 +284,12 @@ def quote_parameter(name: str, value: str) -> str:
     encodes the whole field makes the Content-Type unreadable.
 
     Raises:
-        UnsafeHeaderValueError: the value holds bytes read back undecoded (surrogate
-            escapes), which no charset names.
+        UnsafeHeaderValueError: the name is not a token (read back from a field that no
+            writer can give back as it was), or the value holds bytes read back undecoded
+            (surrogate escapes), which no charset names.
     """
+    if not (name.isascii() and name.isprintable() and _TOKEN.fullmatch(name)):
+        raise UnsafeHeaderValueError("a parameter name is not a token")
     if not value.isascii():
         return _extended_parameter(name, value)
     if value and not _TSPECIALS().search(value):

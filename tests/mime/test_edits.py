@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailroute.errors import UnsafeHeaderValueError
+from mailroute.errors import LimitExceededError, UnsafeHeaderValueError
 from mailroute.mime import build_leaf, decode_text, make_field, parse
 from mailroute.mime.params import parse_parameters, quote_parameter
 
@@ -252,3 +252,11 @@ def test_a_parameter_whose_name_is_no_token_is_refused(name: str) -> None:
     dash from another script was written as one encoded word (the part became text/plain)."""
     with pytest.raises(UnsafeHeaderValueError, match="not a token"):
         quote_parameter(name, "x")
+
+
+def test_the_header_writer_refuses_a_value_that_would_not_read_back() -> None:
+    """Found by fuzz/run headers: 6,000 non-ASCII characters fit the reader's limit, but as
+    encoded words they did not, and the field written could not be decoded again."""
+    with pytest.raises(LimitExceededError):
+        make_field("Subject", "ü" * 6000)
+    assert make_field("Subject", "ü" * 3000).decoded() == "ü" * 3000

@@ -92,3 +92,16 @@ def test_a_parameter_name_that_is_no_token_skips_the_body() -> None:
                             disclaimer(text="-- \nVertraulich \u2014 intern\n"), Settings())
     assert result.skipped == (((), "unwritable-content-type"),)
     assert result.message.to_bytes() == data
+
+
+def test_a_content_type_too_long_to_write_back_skips_the_body() -> None:
+    """A parameter of 3,600 non-ASCII characters (folded over four lines) reads within the
+    limits, but written back in RFC 2231 form (each character as %XX%XX) it would not: the
+    part is left alone."""
+    folded = "\r\n ".join(["ü" * 900] * 4)
+    data = ("From: a@example.net\r\nContent-Type: text/plain; charset=us-ascii;\r\n"
+            f" x-note=\"{folded}\"\r\n\r\nHi\r\n").encode()
+    result = add_disclaimer(parse(data, on_ambiguity="record"),
+                            disclaimer(text="-- \nVertraulich \u2014 intern\n"), Settings())
+    assert result.skipped == (((), "unwritable-content-type"),)
+    assert result.message.to_bytes() == data

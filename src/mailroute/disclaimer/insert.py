@@ -28,7 +28,7 @@ from mailroute.disclaimer.template import (
     html_to_compact_text,
 )
 from mailroute.disclaimer.textplace import text_insertion
-from mailroute.errors import MalformedMessageError, UnsafeHeaderValueError
+from mailroute.errors import LimitExceededError, MalformedMessageError, UnsafeHeaderValueError
 from mailroute.mime import LeafBody, Message, Part, Path, build_leaf, decode_payload
 from mailroute.mime.charsets import (
     codec_name,
@@ -274,7 +274,7 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
                 edited = _META_CHARSET().sub(r"\g<1>utf-8", edited, count=1)
             try:
                 result = result.replace_text(path, edited)
-            except UnsafeHeaderValueError:  # its Content-Type cannot be written back
+            except (UnsafeHeaderValueError, LimitExceededError):  # no Content-Type to write
                 skipped.append((path, "unwritable-content-type"))
                 continue
         inserted.append(path)

@@ -375,6 +375,8 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n",
         UnsafeHeaderValueError: the name is not a valid field name, or the value contains
             CR, LF, NUL or another line separator (VT, FF, U+001C-U+001E, U+0085, U+2028,
             U+2029), or the result would not read back as one field.
+        LimitExceededError: the value as written is longer than a reader here takes
+            (``Limits.max_header_value_size``).
     """
     if not _FIELD_NAME().match(name.encode("latin-1", "replace")) or not name.isascii():
         raise UnsafeHeaderValueError("invalid header field name")
@@ -396,7 +398,9 @@ def make_field(name: str, value: str, *, newline: bytes = b"\r\n",
     scanned = scan_header_block(raw + newline, 0, len(raw) + len(newline), Limits(), ())
     if len(scanned.block) != 1 or scanned.defects or scanned.block.fields[0].raw != raw:
         raise UnsafeHeaderValueError(f"value for {name} does not form a single field")
-    return HeaderField(raw, name)
+    field = HeaderField(raw, name)
+    _check_value_size(field.value, None)  # as written (encoded words are longer): readable
+    return field
 
 
 def _fold(line: str, nl: str) -> str:

@@ -89,6 +89,31 @@ def test_prepare_derives_direction_and_removes_forged_own_results() -> None:
     assert kept.message.to_bytes() == forged
 
 
+@pytest.mark.parametrize("outcome", ["accept", "quarantine"])
+def test_the_edits_remove_the_forged_own_results_the_mta_still_holds(outcome: str) -> None:
+    """An MTA patched with the edits (the milter) holds the message as it arrived: the
+    forged fields preparing removed must be deleted there too, also from a held message."""
+    forged = (b"Authentication-Results: gw.test; dkim=pass\r\n"
+              b"Authentication-Results: other.test; spf=none\r\n"
+              b"Authentication-Results: GW.test; dmarc=pass\r\n" + MESSAGE)
+
+    @dataclass(frozen=True)
+    class Hold:
+        name: str = "hold"
+
+        def apply(self, item: MailItem, ctx: Context) -> Outcome:
+            return Outcome.quarantine()
+
+    steps = (Edit("add-top"),) if outcome == "accept" else (Hold(),)
+    result = run_session(forged, Envelope(), Pipeline(filters=steps), Context(), SETTINGS)
+    assert result.action == outcome
+    deleted = [e.name for e in result.edits.headers if e.kind is HeaderEditKind.DELETE]
+    assert deleted == ["Authentication-Results"] * 2
+    patched = result.edits.apply(field_pairs(parse(forged)))
+    assert [v for n, v in patched if n.lower() == "authentication-results"] == [
+        b" other.test; spf=none"]
+
+
 def test_finish_keeps_the_prepared_bytes_for_quarantine_only() -> None:
     item = prepare(MESSAGE, Envelope(), SETTINGS)
     held = finish(item, Outcome.quarantine(), SETTINGS)

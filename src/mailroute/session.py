@@ -96,6 +96,8 @@ class Result:
             :class:`~mailroute.results.Outcome`).
         trace: what each filter did, as ``(filter name, result)`` pairs (see
             :meth:`mailroute.pipeline.Pipeline.apply`); empty when no filter ran.
+        received: the message as parsed, when preparing removed fields from it (forged
+            Authentication-Results): the base of :attr:`edits`; else ``None``.
     """
 
     action: Action
@@ -107,6 +109,7 @@ class Result:
     split: tuple[tuple[str, ...], ...] = ()
     notify: str = ""
     trace: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    received: Message | None = field(default=None, repr=False, compare=False)
 
     @property
     def reply(self) -> str:
@@ -135,14 +138,22 @@ class Result:
 
     @property
     def edits(self) -> Edits:
-        """How the accepted output differs from the input, as header and body edits.
+        """How the output differs from the message as it arrived (what an MTA holds), as
+        header and body edits: the filters' changes, and the forged Authentication-Results
+        fields that preparing removed. For a quarantined message, the removed fields alone
+        (it is held as prepared).
 
         Raises:
-            ValueError: the message was not accepted (there is nothing to patch).
+            ValueError: the message was neither accepted nor quarantined (there is nothing
+                to patch).
         """
-        if self.action is not Action.ACCEPT or self.item is None or self.prepared is None:
+        if self.prepared is not None and self.action is Action.QUARANTINE:
+            final = self.prepared.message
+        elif self.prepared is not None and self.item is not None:
+            final = self.item.message
+        else:
             raise ValueError(f"no edits: the message was not accepted ({self.action})")
-        return _differ()(self.prepared.message, self.item.message)
+        return _differ()(self.received or self.prepared.message, final)
 
 
 @functools.cache
@@ -160,30 +171,42 @@ def prepare(data: bytes, envelope: Envelope, settings: SessionSettings) -> MailI
     Raises:
         MailrouteError: malformed, ambiguous or over-limit input.
     """
-    message = parse(data, limits=settings.limits, on_ambiguity=settings.on_ambiguity)
+    return _prepared(_parse(data, settings), envelope, settings)
+
+
+def _parse(data: bytes, settings: SessionSettings) -> Message:
+    return parse(data, limits=settings.limits, on_ambiguity=settings.on_ambiguity)
+
+
+def _prepared(received: Message, envelope: Envelope, settings: SessionSettings) -> MailItem:
+    message = received
     if settings.strip_own_auth_results:
         message = strip_own_auth_results(message, settings.authserv_id)
     return MailItem(envelope=settings.derive_direction(envelope), message=message)
 
 
-def finish(prepared: MailItem, outcome: MailItem | Outcome, settings: SessionSettings
-           ) -> Result:
+def finish(prepared: MailItem, outcome: MailItem | Outcome, settings: SessionSettings, *,
+           received: Message | None = None) -> Result:
     """Step 3: the result of running filters on ``prepared``.
 
     An accepted item gets one Authentication-Results field with every result the filters
-    collected; a quarantined message keeps the prepared bytes.
+    collected; a quarantined message keeps the prepared bytes. ``received`` is the message
+    as parsed, before :func:`prepare` removed fields from it: the base of
+    :attr:`Result.edits` (the prepared message when not given).
     """
+    if received is prepared.message:
+        received = None
     if isinstance(outcome, Outcome):
         keep = outcome.action is Action.QUARANTINE
         return Result(outcome.action, prepared.message if keep else None,
                       outcome.reply, prepared=prepared, split=outcome.split,
-                      notify=outcome.notify, trace=outcome.trace)
+                      notify=outcome.notify, trace=outcome.trace, received=received)
     final = outcome
     if final.auth_results:
         value = format_auth_results(settings.authserv_id, final.auth_results)
         final = final.evolve(message=final.message.with_header("Authentication-Results", value))
     return Result(Action.ACCEPT, final.message, ACCEPTED, item=final,
-                  prepared=prepared, trace=final.trace)
+                  prepared=prepared, trace=final.trace, received=received)
 
 
 def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
@@ -194,8 +217,9 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
     exception becomes a temporary failure (451 4.3.0) so that the sender retries.
     """
     try:
-        prepared = prepare(data, envelope, settings)
-        return finish(prepared, step.apply(prepared, ctx), settings)
+        received = _parse(data, settings)
+        prepared = _prepared(received, envelope, settings)
+        return finish(prepared, step.apply(prepared, ctx), settings, received=received)
     except MailrouteError as error:
         action = Action.TEMPFAIL if error.retryable else Action.REJECT
         return Result(action, None, error.reply, error=error)

@@ -203,6 +203,23 @@ def test_disclaimer_arrives_once_and_headers_survive(rig: Rig, sink: SinkServer)
     assert first_after.startswith(b"X-Mailroute-Mark: ")
 
 
+def test_forged_results_of_this_gateway_are_removed_from_what_postfix_delivers(
+        rig: Rig, sink: SinkServer) -> None:
+    """RFC 8601 5: Authentication-Results fields claiming this gateway's authserv-id
+    (``mailroute`` by default) come from someone else. The session removes them before the
+    filters run; the milter must tell Postfix so (they were delivered: the edits were
+    computed from the message after that removal)."""
+    send(rig, fresh_message(headers=(
+        ("Authentication-Results", "mailroute; dkim=pass header.d=bank.example"),
+        ("Authentication-Results", "other.example; spf=none"),
+        ("Authentication-Results", "MAILROUTE; dmarc=pass header.from=bank.example"))))
+    [delivered] = sink.wait_for(1)
+    fields = [line for line in delivered.data.split(b"\r\n\r\n")[0].split(b"\r\n")
+              if line.lower().startswith(b"authentication-results:")]
+    assert fields == [b"Authentication-Results: other.example; spf=none"]
+    assert delivered.data.count(DISCLAIMER.encode()) == 1
+
+
 def test_the_log_line_has_postfix_queue_id_and_each_filter(rig: Rig, sink: SinkServer) -> None:
     message_id = f"<{uuid.uuid4().hex}@corp.example>"
     send(rig, build_message(sender="alice@corp.example", to="bob@partner.example",

@@ -168,7 +168,9 @@ def result_actions(result: Result, *, hidden_above: int = 0) -> list[Action]:
     if result.action is Verdict.QUARANTINE:
         reason = result.smtp_reply.text.encode("utf-8", "replace")
         reason = reason.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\0", b" ")
-        return [Quarantine(reason or b"quarantined"), Accept()]
+        # held as prepared: without the forged Authentication-Results fields
+        return [*edit_actions(result.edits, hidden_above=hidden_above),
+                Quarantine(reason or b"quarantined"), Accept()]
     if result.action is Verdict.REJECT:
         fallback = ReplyCode(554, "5.7.1", ("message refused",))
         if not 500 <= result.smtp_reply.code <= 599:

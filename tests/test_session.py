@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailroute import Action, Context, Envelope, MailItem, Outcome, Pipeline, parse
 from mailroute.item import Direction
@@ -155,3 +157,43 @@ def test_a_multipart_body_written_again_is_compared_whole() -> None:
     other = before.replace_part((0,), before.part((0,)).with_leaf_body(b"onf", b"\r\n"))
     assert diff_messages(before, same).body is None
     assert diff_messages(before, other).body == other.root.body_bytes()
+
+
+_NAMES = ("X-Internal", "x-internal", "Received", "X-Mailroute-Mark", "Comments")
+
+
+@st.composite
+def _headers(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """Two header blocks: one, and a rewrite of it (fields kept, dropped, changed, added)."""
+    count = draw(st.integers(1, 8))
+    old = [(draw(st.sampled_from(_NAMES)), f"v{i}") for i in range(count)]
+    new: list[tuple[str, str]] = []
+    for name, value in old:
+        fate = draw(st.sampled_from(["keep", "keep", "drop", "change"]))
+        if fate == "keep":
+            new.append((name, value))
+        elif fate == "change":
+            new.append((name, value + "-changed"))
+    for k in range(draw(st.integers(0, 3))):
+        spot = draw(st.integers(0, len(new)))
+        new.insert(spot, (draw(st.sampled_from(_NAMES)), f"n{k}"))
+
+    def block(fields: list[tuple[str, str]]) -> bytes:
+        return b"".join(f"{n}: {v}\r\n".encode() for n, v in fields) + b"\r\nbody\r\n"
+
+    return block(old), block(new)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_headers())
+def test_header_edits_hold_whether_the_mta_removes_deleted_fields_or_keeps_them(
+        pair: tuple[bytes, bytes]) -> None:
+    """Postfix removes a deleted field; Sendmail keeps it, unseen, in the occurrences and
+    positions it counts (found through a real Sendmail: of four X-Internal fields only the
+    first was deleted). The same edits must give the new header under both."""
+    before, after = parse(pair[0]), parse(pair[1])
+    edits = diff_messages(before, after)
+    wanted = [(name.lower(), value) for name, value in field_pairs(after)]
+    for keep_deleted in (False, True):   # a change keeps the name as the MTA wrote it
+        patched = edits.apply(field_pairs(before), keep_deleted=keep_deleted)
+        assert [(name.lower(), value) for name, value in patched] == wanted

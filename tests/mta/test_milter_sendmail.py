@@ -110,3 +110,25 @@ def test_policy_rejection_reaches_the_client_as_5xx(rig: Rig) -> None:
     assert refused.value.smtp_code == 554
     assert reply_text(refused.value).startswith(b"5.6.0")
     assert rig.sink.wait_for(1, timeout=2) == []
+
+
+def test_repeated_fields_are_all_deleted_and_forged_results_too(rig: Rig) -> None:
+    """Sendmail keeps a deleted field in the occurrences it counts: deleting "occurrence 1"
+    twice deleted one field (a forged second marker was delivered). The edits now go from
+    the bottom up, and the forged Authentication-Results of this gateway go as well."""
+    rig.sink.clear()
+    send(rig, build_message(
+        sender="alice@corp.example", to="bob@partner.example",
+        message_id=f"<{uuid.uuid4().hex}@corp.example>",
+        headers=(("X-Mailroute-Mark", "v1.forged-one"), ("x-mailroute-mark", "forged-two"),
+                 ("Authentication-Results", "mailroute; dkim=pass header.d=bank.example"),
+                 ("Authentication-Results", "other.example; spf=none"),
+                 ("X-MAILROUTE-MARK", "forged-three"))))
+    [delivered] = rig.sink.wait_for(1, timeout=30)
+    head = delivered.data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    marks = [line for line in head if line.lower().startswith(b"x-mailroute-mark:")]
+    assert len(marks) == 1, head
+    assert b"forged" not in marks[0]
+    results = [line for line in head if line.lower().startswith(b"authentication-results:")]
+    assert results == [b"Authentication-Results: other.example; spf=none"], head
+    assert delivered.data.count(DISCLAIMER.encode()) == 1

@@ -69,9 +69,12 @@ class Edits:
         """True when nothing is to be edited."""
         return not self.headers and self.body is None
 
-    def apply(self, fields: Sequence[FieldPair]) -> list[FieldPair]:
-        """The ``(name, raw value)`` list after applying the header actions to ``fields``."""
-        current = list(fields)
+    def apply(self, fields: Sequence[FieldPair], *, keep_deleted: bool = False
+              ) -> list[FieldPair]:
+        """The ``(name, raw value)`` list after applying the header actions to ``fields``,
+        as Postfix does (a deleted field is gone), or with ``keep_deleted`` as Sendmail does
+        (a deleted field stays, unseen, in the positions and occurrences counted)."""
+        current: list[tuple[str, bytes | None]] = list(fields)
         for edit in self.headers:
             if edit.kind is HeaderEditKind.ADD:
                 current.append((edit.name, edit.value))
@@ -79,14 +82,15 @@ class Edits:
                 current.insert(edit.index, (edit.name, edit.value))
             else:
                 position = _position(current, edit.name, edit.index)
-                if edit.kind is HeaderEditKind.DELETE:
+                if edit.kind is HeaderEditKind.DELETE and not keep_deleted:
                     del current[position]
                 else:
-                    current[position] = (current[position][0], edit.value)
-        return current
+                    value = None if edit.kind is HeaderEditKind.DELETE else edit.value
+                    current[position] = (current[position][0], value)
+        return [(name, value) for name, value in current if value is not None]
 
 
-def _position(fields: Sequence[FieldPair], name: str, occurrence: int) -> int:
+def _position(fields: Sequence[tuple[str, bytes | None]], name: str, occurrence: int) -> int:
     wanted = name.lower()
     seen = 0
     for position, (field_name, _) in enumerate(fields):
@@ -131,36 +135,33 @@ def _same_body(part: Part, data: bytes) -> bool:
 
 def _header_edits(old: list[FieldPair], new: list[FieldPair], old_raw: list[bytes],
                   new_raw: list[bytes]) -> list[HeaderEdit]:
-    """The header actions that turn the fields ``old`` into ``new``."""
+    """The header actions that turn the fields ``old`` into ``new``.
+
+    Every index refers to ``old`` as it is, and the actions go from the bottom of the
+    header up: an action changes nothing above its own position, so each index holds
+    whether the MTA removes a deleted field (Postfix) or keeps it, unseen, in its count
+    (Sendmail, whose occurrence and insert positions still include it).
+    """
     edits: list[HeaderEdit] = []
-    current = list(old)
-    offset = 0  # how far positions in ``current`` have moved from those in ``old``
     matcher = SequenceMatcher(None, old_raw, new_raw, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in reversed(matcher.get_opcodes()):
         if tag == "equal":
             continue
-        start = i1 + offset
         same_names = (i2 - i1 == j2 - j1 and all(
             old[i][0].lower() == new[j][0].lower() for i, j in zip(range(i1, i2),
                                                                    range(j1, j2), strict=True)))
         if tag == "replace" and same_names:
-            for k in range(i2 - i1):
-                position = start + k
-                name, value = new[j1 + k]
-                edits.append(HeaderEdit(HeaderEditKind.CHANGE, current[position][0], value,
-                                        _occurrence(current, position)))
-                current[position] = (current[position][0], value)
+            for k in reversed(range(i2 - i1)):
+                edits.append(HeaderEdit(HeaderEditKind.CHANGE, old[i1 + k][0],
+                                        new[j1 + k][1], _occurrence(old, i1 + k)))
             continue
-        for _ in range(i2 - i1):
-            edits.append(HeaderEdit(HeaderEditKind.DELETE, current[start][0], b"",
-                                    _occurrence(current, start)))
-            del current[start]
+        for position in reversed(range(i1, i2)):
+            edits.append(HeaderEdit(HeaderEditKind.DELETE, old[position][0], b"",
+                                    _occurrence(old, position)))
         for k in range(j2 - j1):
             name, value = new[j1 + k]
-            position = start + k
-            kind = HeaderEditKind.ADD if position == len(current) else HeaderEditKind.INSERT
-            edits.append(HeaderEdit(kind, name, value,
-                                    0 if kind is HeaderEditKind.ADD else position))
-            current.insert(position, (name, value))
-        offset += (j2 - j1) - (i2 - i1)
+            if i2 == len(old):   # below the last field: appended, in order
+                edits.append(HeaderEdit(HeaderEditKind.ADD, name, value, 0))
+            else:
+                edits.append(HeaderEdit(HeaderEditKind.INSERT, name, value, i1 + k))
     return edits

@@ -528,3 +528,47 @@ def test_negotiation_without_macro_lists_keeps_the_connect_step() -> None:
     assert not reply.actions & pm.ActionFlag.SETSYMLIST
     assert not reply.protocol & pm.ProtocolFlag.NOCONNECT
     assert negotiate(offer) == reply  # computed once per offer, the same answer
+
+
+@dataclass(frozen=True)
+class ShowSubject:
+    """Adds what the policy saw of the Subject field, as written."""
+
+    name: str = "show-subject"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        field = item.message.headers.get("Subject")
+        seen = field.raw.decode().strip() if field is not None else "-"
+        return item.evolve(message=item.message.with_header("X-Seen", f"[{seen}]"))
+
+
+@pytest.mark.parametrize(("version", "protocol", "shown", "given"), [
+    (6, 0x1FFFFF, b"Subject\x00 hi\x00", b"X-Seen\x00 [Subject: hi]\x00"),
+    (2, 0x7F, b"Subject\x00hi\x00", b"X-Seen\x00[Subject: hi]\x00"),
+], ids=["protocol-6", "protocol-2"])
+def test_header_values_keep_one_space_whatever_the_protocol_version(
+        tmp_path: Path, version: int, protocol: int, shown: bytes, given: bytes) -> None:
+    """Before protocol 6 there is no SMFIP_HDR_LEADSPC: the MTA strips the space after the
+    colon from what it shows and adds one to what it is given. The policy saw "Subject:hi"
+    and Postfix wrote "X-Seen:  [...]" (found with milter_protocol = 2 in a real Postfix)."""
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        server = MilterServer(Pipeline(filters=(ShowSubject(),)), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg(version=version, actions=0x3F, protocol=protocol))
+        assert (await mta.packet())[0] == b"O"
+        for step in (pkt(b"C", b"client\x004\x00\x19192.0.2.1\x00"),
+                     pkt(b"M", b"<a@corp.example>\x00"), pkt(b"R", b"<b@partner.example>\x00"),
+                     pkt(b"L", shown), pkt(b"N"), pkt(b"B", b"hello\r\n")):
+            await mta.send(step)
+            if version < 6:   # every step is answered, and the MTA waits for it
+                assert (await mta.packet())[0] == b"c"
+        await mta.send(pkt(b"E"))
+        got = await mta.until_final()
+        await mta.close()
+        await server.stop()
+        return got
+
+    got = asyncio.run(scenario())
+    header_actions = [data for code, data in got if code in (b"h", b"i")]
+    assert len(header_actions) == 1
+    assert header_actions[0].endswith(given)

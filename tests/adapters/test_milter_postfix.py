@@ -220,6 +220,21 @@ def test_forged_results_of_this_gateway_are_removed_from_what_postfix_delivers(
     assert delivered.data.count(DISCLAIMER.encode()) == 1
 
 
+def test_with_milter_protocol_2_added_fields_have_one_space(rig: Rig, sink: SinkServer) -> None:
+    """Before protocol 6 Postfix adds a space to every value it is given (there is no
+    SMFIP_HDR_LEADSPC): the marker arrived as "X-Mailroute-Mark:  v1..."."""
+    rig.postfix.reload(milter_protocol="2")
+    try:
+        send(rig, fresh_message())
+        [delivered] = sink.wait_for(1)
+    finally:
+        rig.postfix.reload(milter_protocol="6")
+    [mark] = [line for line in delivered.data.split(b"\r\n")
+              if line.startswith(b"X-Mailroute-Mark:")]
+    assert mark.startswith(b"X-Mailroute-Mark: v1.")
+    assert delivered.data.count(DISCLAIMER.encode()) == 1
+
+
 def test_the_log_line_has_postfix_queue_id_and_each_filter(rig: Rig, sink: SinkServer) -> None:
     message_id = f"<{uuid.uuid4().hex}@corp.example>"
     send(rig, build_message(sender="alice@corp.example", to="bob@partner.example",

@@ -234,6 +234,10 @@ class MilterConnectionHandler(asyncio.Protocol):
         self.lost = False
         self.working = False
         self.needs_message = server.needs_message
+        #: header values come and go with their leading white space (``SMFIP_HDR_LEADSPC``,
+        #: protocol 6); an older MTA strips one space from what it shows and adds one to
+        #: what it is given
+        self.leading_space = True
         self.transport: asyncio.Transport | None = None
         self._closed: asyncio.Future[None] | None = None  # made when someone waits for it
         self._loop = asyncio.get_running_loop()
@@ -392,7 +396,9 @@ class MilterConnectionHandler(asyncio.Protocol):
         self.facts.add_recipient(event.address)
 
     def _on_negotiation(self, event: pm.OptionNegotiation) -> list[pm.Action]:
-        return [negotiate(event, needs_message=self.needs_message)]
+        reply = negotiate(event, needs_message=self.needs_message)
+        self.leading_space = bool(reply.protocol & pm.ProtocolFlag.HDR_LEADSPC)
+        return [reply]
 
     def _on_connect(self, event: pm.Connect) -> None:
         if event.family in (b"4", b"6"):
@@ -440,7 +446,7 @@ class MilterConnectionHandler(asyncio.Protocol):
         value = event.value
         if b"\n" in value:
             value = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        field_ = event.name + b":" + value + b"\r\n"
+        field_ = event.name + (b":" if self.leading_space else b": ") + value + b"\r\n"
         self.size += len(field_)
         if self.size <= self._limit():
             self.head.append(field_)
@@ -494,12 +500,13 @@ class MilterConnectionHandler(asyncio.Protocol):
             return [TOO_BIG]
         data, envelope = self.message_bytes(), facts.envelope()
         self._end_transaction()
-        hidden = server.settings.hidden_above
+        hidden, leading_space = server.settings.hidden_above, self.leading_space
 
         def work() -> list[pm.Action]:
             with server.working():
                 result: Result = server.pipeline.process(data, envelope)
-                actions = result_actions(result, hidden_above=hidden)
+                actions = result_actions(result, hidden_above=hidden,
+                                         leading_space=leading_space)
             server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
                           started=started)
             return actions

@@ -130,22 +130,27 @@ def reply_code(reply: Reply, fallback: ReplyCode) -> ReplyCode:
         return fallback
 
 
-def _milter_value(value: bytes) -> bytes:
-    """A raw header value for the MTA: folding as bare LF, as Postfix and Sendmail store it."""
+def _milter_value(value: bytes, leading_space: bool) -> bytes:
+    """A raw header value for the MTA: folding as bare LF, as Postfix and Sendmail store it;
+    without ``leading_space`` (an MTA older than protocol 6 adds one) less its first space."""
+    if not leading_space and value[:1] == b" ":
+        value = value[1:]
     return value.replace(b"\r\n", b"\n")
 
 
-def edit_actions(edits: Edits, *, hidden_above: int = 0) -> list[Action]:
+def edit_actions(edits: Edits, *, hidden_above: int = 0,
+                 leading_space: bool = True) -> list[Action]:
     """Header actions, then the whole body replacement when the body changed.
 
     ``hidden_above`` is the number of fields the MTA put on top of the message without
     showing them to the milter (Postfix's own ``Received``); insert positions are counted
-    from the top of what the milter saw, so they are shifted by it.
+    from the top of what the milter saw, so they are shifted by it. ``leading_space``:
+    the MTA takes values with their leading white space (``SMFIP_HDR_LEADSPC``).
     """
     actions: list[Action] = []
     for edit in edits.headers:
         name = edit.name.encode("ascii")
-        value = _milter_value(edit.value)
+        value = _milter_value(edit.value, leading_space)
         if edit.kind is HeaderEditKind.ADD:
             actions.append(AddHeader(name, value))
         elif edit.kind is HeaderEditKind.INSERT:
@@ -159,17 +164,21 @@ def edit_actions(edits: Edits, *, hidden_above: int = 0) -> list[Action]:
     return actions
 
 
-def result_actions(result: Result, *, hidden_above: int = 0) -> list[Action]:
-    """Everything to send at end-of-message for ``result``, the final reply last."""
+def result_actions(result: Result, *, hidden_above: int = 0,
+                   leading_space: bool = True) -> list[Action]:
+    """Everything to send at end-of-message for ``result``, the final reply last
+    (``hidden_above`` and ``leading_space`` as for :func:`edit_actions`)."""
     if result.action is Verdict.ACCEPT:
-        return [*edit_actions(result.edits, hidden_above=hidden_above), Accept()]
+        return [*edit_actions(result.edits, hidden_above=hidden_above,
+                              leading_space=leading_space), Accept()]
     if result.action is Verdict.DISCARD:
         return [Discard()]
     if result.action is Verdict.QUARANTINE:
         reason = result.smtp_reply.text.encode("utf-8", "replace")
         reason = reason.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\0", b" ")
         # held as prepared: without the forged Authentication-Results fields
-        return [*edit_actions(result.edits, hidden_above=hidden_above),
+        return [*edit_actions(result.edits, hidden_above=hidden_above,
+                              leading_space=leading_space),
                 Quarantine(reason or b"quarantined"), Accept()]
     if result.action is Verdict.REJECT:
         fallback = ReplyCode(554, "5.7.1", ("message refused",))

@@ -35,8 +35,12 @@ __all__ = ["serve_processes"]
 log = logging.getLogger("mailroute.milter")
 
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
-#: A worker that dies sooner than this after its start is not replaced.
+#: A worker that dies sooner than this after its start died early ...
 MIN_LIFETIME = 5.0
+#: ... and this many early deaths in a row (none of a worker that lived longer between
+#: them) mean the workers cannot run: the supervisor stops instead of restarting them for
+#: ever. One early death alone (an OOM kill, a crash) is replaced like any other.
+MAX_EARLY_DEATHS = 3
 
 Runner = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -74,6 +78,7 @@ def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, run
         log.info("milter listening on %s with %d processes", spec, processes)
         stopping_since: float | None = None
         kill_at = math.inf
+        early_deaths = 0
         while started:
             found = signal.sigtimedwait(_SIGNALS,
                                         max(0.01, min(1.0, kill_at - time.monotonic())))
@@ -84,14 +89,17 @@ def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, run
             for pid, lived in _reap(started):
                 if stopping_since is not None:
                     continue
-                if lived < MIN_LIFETIME:
-                    log.error("milter worker %d died %.1f s after its start: stopping", pid,
-                              lived)
+                early_deaths = early_deaths + 1 if lived < MIN_LIFETIME else 0
+                if early_deaths >= MAX_EARLY_DEATHS:
+                    log.error("milter worker %d died %.1f s after its start, the %d. worker "
+                              "in a row to die within %.0f s: stopping", pid, lived,
+                              early_deaths, MIN_LIFETIME)
                     status = 75
                     stopping_since = time.monotonic()
                     _signal_all(started, signal.SIGTERM)
                 else:
-                    log.warning("milter worker %d died: starting another", pid)
+                    log.warning("milter worker %d died %.1f s after its start: starting "
+                                "another", pid, lived)
                     spawn()
             if stopping_since is not None and kill_at == math.inf:
                 # a worker still there then is stuck (its event loop blocked): the MTA

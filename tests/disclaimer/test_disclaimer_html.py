@@ -18,7 +18,7 @@ from tests.disclaimer.helpers import run, stdlib
 CASES = [
     ("<html><body><p>x</p></body></html>", "</body></html>", True),
     ("<html><body><p>x</p><!-- </body> --></BODY >\r\n</html>\r\n", "</BODY >", True),
-    ("<p>no body at all</p>\n", "", True),
+    ("<p>no body at all</p>\n", "\n", True),   # the end, before the final line break
     ("<html><body>a</body>b</html>", "</html>", False),
     ("<html><body>a</body>\n<!-- c --></html>\n", "</body>", True),
     ("<script>var a='</body>';</script><body>z</body>", "</body>", True),

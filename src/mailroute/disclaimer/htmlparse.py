@@ -22,7 +22,13 @@ from bs4 import BeautifulSoup, Tag
 from bs4.builder._html5lib import HTML5TreeBuilder
 from html5lib import _tokenizer, constants
 
-from mailroute.disclaimer.htmlscan import HtmlPoints, hr_before, quote_marker, scan_html
+from mailroute.disclaimer.htmlscan import (
+    HtmlPoints,
+    document_end,
+    hr_before,
+    quote_marker,
+    scan_html,
+)
 
 __all__ = ["parse_points"]
 
@@ -136,7 +142,7 @@ def parse_points(html: str) -> HtmlPoints:
     elif recorder.html_end is not None:
         bottom = where.tag_start(where.offset(*recorder.html_end), "html", end_tag=True)
     else:
-        bottom = len(html)
+        bottom = document_end(html)
     if recorder.body_start is not None:
         top = where.offset(*recorder.body_start)
     else:

@@ -57,7 +57,8 @@ class HtmlPoints:
     """Offsets (in characters of the decoded HTML) where a disclaimer may go.
 
     Attributes:
-        bottom: just before the closing ``</body>`` (or ``</html>``), else the end.
+        bottom: just before the closing ``</body>`` (or ``</html>``), else the end (before
+            the final line breaks).
         top: just after the ``<body>`` start tag (or ``</head>``, ``<html>``, the doctype).
         quote: the start of the first reply-quote marker (Outlook, Gmail, Apple Mail,
             Thunderbird, Yahoo), or ``None``.
@@ -171,7 +172,13 @@ def scan_html(html: str) -> HtmlPoints:
         if match is None:
             break
         pos = _step(html, match.start(), state)
-    return _points(state, length)
+    return _points(state, document_end(html))
+
+
+def document_end(html: str) -> int:
+    """Where a disclaimer goes in a document without ``</body>`` and ``</html>``: at the
+    end, before its final line breaks (the body goes on ending with one)."""
+    return len(html.rstrip("\r\n"))
 
 
 def _step(html: str, start: int, state: _State) -> int:
@@ -300,8 +307,8 @@ def _raw_text(html: str, name: str, end: int, state: _State) -> int:
     return len(html) if close < 0 else close + 1
 
 
-def _points(state: _State, length: int) -> HtmlPoints:
-    bottom = next((p for p in (state.body_end, state.html_end) if p is not None), length)
+def _points(state: _State, end: int) -> HtmlPoints:
+    bottom = next((p for p in (state.body_end, state.html_end) if p is not None), end)
     top = next((p for p in (state.body_start_end, state.head_end, state.html_start_end,
                             state.doctype_end) if p is not None), 0)
     return HtmlPoints(bottom=bottom, top=top, quote=state.quote, simple=state.simple,

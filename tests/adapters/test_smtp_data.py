@@ -73,3 +73,13 @@ def test_wire_format_fast_path_agrees_with_the_regex(data: bytes) -> None:
     import re
 
     assert wire_format(data) == re.sub(rb"\r?\n", b"\r\n", data)
+
+
+def test_a_dot_stuffed_after_a_bare_lf_is_removed_once() -> None:
+    """smtplib stuffs the dot after a bare LF (its bytes messages keep their LF), as
+    Postfix's smtpd unstuffs it; left there, the way out (CRLF, stuffed again) sent the
+    content ".one" as "..one" (found with a real client's LF message through serve)."""
+    content, _ = read(b"l1\n..two\n.one\r\n..three\r\n.\r\n")
+    assert content == b"l1\n.two\none\r\n.three\r\n"
+    assert to_wire(content) == b"l1\r\n..two\r\none\r\n..three\r\n"
+    assert unstuff(b"a\r..b\r\n") == b"a\r..b\r\n"   # no line starts after a bare CR

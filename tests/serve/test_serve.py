@@ -400,3 +400,15 @@ def test_an_idle_next_hop_connection_closed_meanwhile_is_replaced_transparently(
         with SmtpSink(port=port) as second:      # the pooled connection died with `first`
             assert serve.send() == {}
             assert len(second.wait_for(1)) == 1
+
+
+def test_a_bare_lf_message_from_smtplib_keeps_its_leading_dots() -> None:
+    """smtplib sends a bytes message with its LF line ends and stuffs the dot after each
+    LF; serve passed the stuffing dot on as content (".leading" arrived as "..leading")."""
+    message = b"From: a@corp.example\nSubject: dots\n\n.leading\nmiddle\n..two\n"
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve:
+        assert serve.send(message) == {}
+        [delivered] = sink.wait_for(1)
+    # (smtplib adds a CRLF to data that does not end in one: the last line is its)
+    assert delivered.body.startswith(b"From: a@corp.example\r\nSubject: dots\r\n\r\n"
+                                     b".leading\r\nmiddle\r\n..two\r\n")

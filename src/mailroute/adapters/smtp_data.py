@@ -101,10 +101,16 @@ def _store(got: ReceivedData, chunk: bytes, tail: bytes, settings: DataReader) -
 
 
 def unstuff(raw: bytes) -> bytes:
-    """Remove the transparency dot of every line that starts with one (RFC 5321 4.5.2)."""
+    """Remove the transparency dot of every line that starts with one (RFC 5321 4.5.2).
+
+    A line starts after CRLF, and also after a bare LF: clients that send those (Python's
+    smtplib with a bytes message) stuff the dots after them, as Postfix's smtpd unstuffs
+    them, and the way out makes the LF a CRLF and stuffs again, so a dot left there would
+    be sent twice. (A bare CR starts no line here, and none is stuffed after it.)
+    """
     if raw.startswith(b"."):
         raw = raw[1:]
-    return raw.replace(b"\r\n.", b"\r\n")
+    return raw.replace(b"\n.", b"\n")
 
 
 def to_wire(data: bytes) -> bytes:

@@ -227,7 +227,7 @@ def test_a_message_over_the_size_limit_is_refused_at_mail_and_at_data(tmp_path: 
         smtp.ehlo()
         assert smtp.has_extn("size")
         assert smtp.esmtp_features["size"] == "20000"
-        assert smtp.mail("alice@corp.example", ["SIZE=30000"])[0] == 552
+        assert smtp.mail("alice@corp.example", ["SIZE=30000"]) == (552, b"5.3.4 message too big")
         smtp.rset()
         smtp.mail("alice@corp.example")
         smtp.rcpt("bob@partner.example")
@@ -412,3 +412,31 @@ def test_a_bare_lf_message_from_smtplib_keeps_its_leading_dots() -> None:
     # (smtplib adds a CRLF to data that does not end in one: the last line is its)
     assert delivered.body.startswith(b"From: a@corp.example\r\nSubject: dots\r\n\r\n"
                                      b".leading\r\nmiddle\r\n..two\r\n")
+
+
+def test_the_log_line_says_how_long_the_message_took() -> None:
+    """duration_ms was always 0.0 (no start time was taken), and so the duration metric."""
+    from mailroute.adapters.messagelog import MessageLog
+
+    lines: list[str] = []
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(Slow(0.3),)), sink.port) as serve:
+        serve.service.message_log = MessageLog(sink=lines.append)
+        assert serve.send() == {}
+        sink.wait_for(1)
+    [line] = lines
+    duration = float(line.rsplit("duration_ms=", 1)[1].split()[0])
+    assert 300 <= duration < 30_000
+
+
+def test_a_client_gone_in_the_middle_of_data_is_no_internal_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An ERROR "session failed" with a traceback was logged for a plain disconnect."""
+    caplog.set_level("INFO", logger="mailroute.serve")
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, \
+            socket.create_connection(("127.0.0.1", serve.port), timeout=10) as raw:
+        _pipelined_to_data(raw)
+        raw.sendall(b"Subject: cut\r\n\r\nhalf a mess")
+        raw.close()
+        time.sleep(0.3)
+        assert sink.delivered == []
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []

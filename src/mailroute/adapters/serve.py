@@ -38,7 +38,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, AnyStr, cast
 
 from mailroute.adapters.heap import pin_mmap_threshold
 from mailroute.adapters.messagelog import MessageLog, record_for
@@ -90,6 +90,8 @@ SHUTTING_DOWN = "451 4.3.2 service shutting down, try again later"
 CLOSING = b"421 4.3.2 service shutting down, try again later\r\n"
 TIMED_OUT = "451 4.3.0 processing took too long, try again later"
 TOO_BIG = "552 5.3.4 message too big"
+#: What aiosmtpd answers to ``MAIL FROM ... SIZE=`` over the limit (no enhanced code).
+_AIOSMTPD_TOO_BIG = "552 Error: message size exceeds fixed maximum message size"
 #: Threads for route lookups that may block (the recipient domain's MX in DNS).
 LOOKUP_THREADS = 16
 _XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
@@ -342,9 +344,13 @@ class Hooks:
         return server.tls_established(session.ssl or {})
 
     async def handle_exception(self, error: Exception) -> str:
-        """Never show internal text; the client retries."""
+        """Never show internal text; the client retries. A client that went away (the
+        end of its stream in the middle of a command or of DATA) is no internal error."""
         reference = secrets.token_hex(6)
-        log.error("session failed, reference %s", reference, exc_info=error)
+        if isinstance(error, (asyncio.IncompleteReadError, ConnectionError)):
+            log.info("client went away, reference %s: %s", reference, error)
+        else:
+            log.error("session failed, reference %s", reference, exc_info=error)
         return f"451 4.3.0 internal error, reference {reference}"
 
 
@@ -371,6 +377,7 @@ class GatewaySMTP(FastSMTP):
         self.in_transaction = False
         self.delivering = False
         self.eof_pending = False
+        self.arrived = 0.0   # when the current message's final dot was read (monotonic)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -623,6 +630,14 @@ class GatewaySMTP(FastSMTP):
         self.refused = {}
         self.in_transaction = False
 
+    async def push(self, status: AnyStr) -> None:
+        """Send a reply; aiosmtpd's own refusal of ``MAIL FROM ... SIZE=`` over the limit
+        goes out as ours (with its enhanced status code, as at the final dot)."""
+        if status == _AIOSMTPD_TOO_BIG:
+            await super().push(TOO_BIG)
+        else:
+            await super().push(status)
+
     async def smtp_DATA(self, arg: str | None) -> None:
         """DATA read in blocks (aiosmtpd's line reader replaced), then :meth:`deliver`."""
         if await self.check_helo_needed():
@@ -641,6 +656,7 @@ class GatewaySMTP(FastSMTP):
         try:
             try:
                 received = await read_data(self._reader, self.service.reader)
+                self.arrived = time.monotonic()
             except asyncio.IncompleteReadError:   # no final dot: nothing was accepted
                 self.in_transaction = False
                 if self.eof_pending and self.transport is not None:
@@ -748,7 +764,8 @@ class GatewaySMTP(FastSMTP):
             verdict = "accept-deferred" if status.startswith("4") else "accept-refused"
         record = record_for(result, envelope, data=data, verdict=verdict,
                             reply=_reply_of(status), client_name=self._fact("NAME"),
-                            sasl_user=envelope.auth_user)
+                            sasl_user=envelope.auth_user,
+                            duration=time.monotonic() - self.arrived)
         self.service.message_log.write(record)
         if self.service.metrics is not None:
             self.service.metrics.observe(record)

@@ -69,8 +69,10 @@ class SmtpSink(Background):
     def __init__(self, *, rcpt_replies: dict[str, str] | None = None,
                  data_reply: str = "250 2.0.0 queued", port: int = 0,
                  data_delay: float = 0.0, mail_reply: str = "250 2.1.0 ok",
-                 pipelining: bool = True, data_command_reply: str = "354 go ahead") -> None:
+                 pipelining: bool = True, data_command_reply: str = "354 go ahead",
+                 smtputf8: bool = False) -> None:
         self.mail_reply = mail_reply
+        self.smtputf8 = smtputf8
         self.data_command_reply = data_command_reply
         self.pipelining = pipelining
         self.rcpt_replies = dict(rcpt_replies or {})
@@ -142,7 +144,8 @@ class SmtpSink(Background):
                     self.commands.append(verb + command[4:])
                 if verb in ("EHLO", "HELO"):
                     last = "250 PIPELINING" if self.pipelining else "250 SIZE"
-                    send(f"250-sink.test\r\n250-8BITMIME\r\n{last}" if verb == "EHLO"
+                    utf8 = "250-SMTPUTF8\r\n" if self.smtputf8 else ""
+                    send(f"250-sink.test\r\n250-8BITMIME\r\n{utf8}{last}" if verb == "EHLO"
                          else "250 sink.test")
                 elif verb == "MAIL":
                     send(self.mail_reply)

@@ -167,3 +167,81 @@ def test_xforward_facts_belong_to_their_transaction_not_to_the_pooled_connection
     assert "client=127.0.0.1 helo=client.test" in lines[1]     # XFORWARD was for one
     assert "client=192.0.2.8 helo=second.example" in lines[2]
     assert sink.commands.count("EHLO mailroute.localdomain") == 1
+
+
+UTF8_SUBJECT = MESSAGE.replace(b"Subject: hello", "Subject: Grüße".encode())
+
+
+def _mail_commands(sink: SmtpSink) -> list[str]:
+    return [c for c in sink.commands if c.startswith("MAIL")]
+
+
+@pytest.mark.parametrize("utf8_next_hop", [False, True], ids=["without", "with"])
+def test_smtputf8_for_ascii_mail_reaches_a_next_hop_with_or_without_smtputf8(
+        utf8_next_hop: bool) -> None:
+    """Some clients ask for SMTPUTF8 whenever it is offered: ASCII mail still goes on."""
+    with SmtpSink(smtputf8=utf8_next_hop) as sink, InProcess(Pipeline(), sink.port) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        assert smtp.mail("alice@corp.example", ["SMTPUTF8"])[0] == 250
+        assert smtp.rcpt("bob@partner.example")[0] == 250
+        assert smtp.data(MESSAGE)[0] == 250
+        delivered = sink.wait_for(1)
+    assert len(delivered) == 1
+    assert b"Hello Bob." in delivered[0].body
+    expected = " SMTPUTF8" if utf8_next_hop else ""
+    assert _mail_commands(sink) == [f"MAIL FROM:<alice@corp.example>{expected}"]
+
+
+def test_a_utf8_header_towards_a_next_hop_without_smtputf8_is_refused_at_the_dot() -> None:
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example", ["SMTPUTF8"])
+        assert smtp.rcpt("bob@partner.example")[0] == 250
+        code, text = smtp.data(UTF8_SUBJECT)
+    assert (code, text[:6]) == (554, b"5.6.9 ")
+    assert sink.delivered == []
+    assert "RSET" in sink.commands                     # the next hop's transaction ended
+
+
+def test_a_utf8_header_reaches_a_next_hop_with_smtputf8() -> None:
+    with SmtpSink(smtputf8=True) as sink, InProcess(Pipeline(), sink.port) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example", ["SMTPUTF8"])
+        smtp.rcpt("bob@partner.example")
+        assert smtp.data(UTF8_SUBJECT)[0] == 250
+        delivered = sink.wait_for(1)
+    assert "Subject: Grüße".encode() in delivered[0].body
+
+
+def test_a_utf8_body_needs_no_smtputf8() -> None:
+    body = MESSAGE.replace(b"Hello Bob.", "Grüße, Bob.".encode())
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, \
+            serve.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("alice@corp.example", ["SMTPUTF8", "BODY=8BITMIME"])
+        smtp.rcpt("bob@partner.example")
+        assert smtp.data(body)[0] == 250
+        delivered = sink.wait_for(1)
+    assert "Grüße, Bob.".encode() in delivered[0].body
+    assert _mail_commands(sink) == ["MAIL FROM:<alice@corp.example> BODY=8BITMIME"]
+
+
+def test_non_ascii_addresses_towards_a_next_hop_without_smtputf8_are_refused_alone() -> None:
+    """The sender: every recipient refused; a later recipient: that one alone."""
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve:
+        with serve.client() as smtp:
+            smtp.ehlo()
+            smtp.mail("jürgen@corp.example", ["SMTPUTF8"])
+            assert smtp.rcpt("bob@partner.example")[0] == 553
+        with serve.client() as smtp:
+            smtp.ehlo()
+            smtp.mail("alice@corp.example", ["SMTPUTF8"])
+            assert smtp.rcpt("bob@partner.example")[0] == 250
+            code, text = smtp.rcpt("zoë@partner.example")
+            assert (code, text[:6]) == (553, b"5.6.7 ")
+            assert smtp.data(MESSAGE)[0] == 250
+        delivered = sink.wait_for(1)
+    assert [t.recipients for t in delivered] == [["bob@partner.example"]]

@@ -33,6 +33,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import ssl
 import time
@@ -90,6 +91,9 @@ SHUTTING_DOWN = "451 4.3.2 service shutting down, try again later"
 CLOSING = b"421 4.3.2 service shutting down, try again later\r\n"
 TIMED_OUT = "451 4.3.0 processing took too long, try again later"
 TOO_BIG = "552 5.3.4 message too big"
+NO_UTF8_ADDRESSES = "553 5.6.7 the next hop does not accept non-ASCII addresses (SMTPUTF8)"
+NO_UTF8_HEADER = ("554 5.6.9 the message has UTF-8 header fields and the next hop does not "
+                  "offer SMTPUTF8")
 #: What aiosmtpd answers to ``MAIL FROM ... SIZE=`` over the limit (no enhanced code).
 _AIOSMTPD_TOO_BIG = "552 Error: message size exceeds fixed maximum message size"
 #: Threads for route lookups that may block (the recipient domain's MX in DNS).
@@ -517,6 +521,8 @@ class GatewaySMTP(FastSMTP):
             leg, reply = opened
         elif leg.broken or leg.client.closed:
             return NEXT_HOP_LOST
+        elif leg.ascii_only and not address.isascii():
+            return NO_UTF8_ADDRESSES
         else:
             reply = None
         if reply is None:
@@ -560,7 +566,9 @@ class GatewaySMTP(FastSMTP):
         mail, rcpt = replies
         if not mail.ok:
             return _relay(mail)
-        leg = self.legs[route] = Leg(route, self.links[route])
+        client = self.links[route]
+        leg = self.legs[route] = Leg(route, client, ascii_only=(
+            "SMTPUTF8" in _option_names(self.mail_options) and not client.has("SMTPUTF8")))
         return leg, rcpt
 
     async def _mail(self, route: Route, client: NextHopClient | None, recipient: str
@@ -570,10 +578,11 @@ class GatewaySMTP(FastSMTP):
         try:
             if client is None or client.closed:
                 client = await self._connect(route)
-            forwarded = _mail_parameters(self.mail_options, client)
+            forwarded = _mail_parameters(self.mail_options, client,
+                                         ascii_envelope=(self.sender + recipient).isascii())
             if forwarded is None:
                 self.links[route] = client
-                return "553 5.6.7 the next hop does not accept non-ASCII addresses (SMTPUTF8)"
+                return NO_UTF8_ADDRESSES
             mail = " ".join([f"MAIL FROM:<{self.sender}>", *forwarded])
             if client.has("PIPELINING"):
                 mail_reply, rcpt_reply = await client.pipelined(
@@ -719,6 +728,8 @@ class GatewaySMTP(FastSMTP):
         return str(result.smtp_reply), result
 
     async def _hand_on(self, output: bytes, leg: Leg) -> str:
+        if leg.ascii_only and not _header_is_ascii(output):
+            return NO_UTF8_HEADER
         try:
             reply = await leg.client.data(to_wire(output))
         except NextHopError as error:
@@ -786,6 +797,9 @@ class Leg:
     route: Route
     client: NextHopClient
     recipients: list[str] = field(default_factory=list)
+    #: The client asked for SMTPUTF8 and the next hop does not offer it: the transaction
+    #: goes on without it while its addresses and the message's header are ASCII.
+    ascii_only: bool = False
     broken: bool = False
     done: bool = False
 
@@ -801,20 +815,46 @@ def _combined(statuses: list[str]) -> str:
                 next(s for s in statuses if not s.startswith("2")))
 
 
-def _mail_parameters(options: Sequence[str], client: NextHopClient) -> list[str] | None:
+def _mail_parameters(options: Sequence[str], client: NextHopClient, *,
+                     ascii_envelope: bool) -> list[str] | None:
     """The client's MAIL parameters the next hop understands; None if SMTPUTF8 is needed
-    and not offered."""
+    and not offered.
+
+    A client may ask for SMTPUTF8 for mail that needs none (RFC 6531 3.4 leaves it to the
+    client; some ask for it whenever it is offered): towards a next hop without it, a
+    transaction whose addresses are ASCII goes on without the parameter, as Postfix
+    relays such mail, and its message is checked at the final dot (:class:`Leg`).
+    """
     forwarded = []
     for option in options:
         name = option.partition("=")[0].upper()
         if name == "SMTPUTF8":
-            if not client.has("SMTPUTF8"):
+            if client.has("SMTPUTF8"):
+                forwarded.append("SMTPUTF8")
+            elif not ascii_envelope:
                 return None
-            forwarded.append("SMTPUTF8")
         elif (name == "BODY" and client.has("8BITMIME")) or (name == "SIZE"
                                                               and client.has("SIZE")):
             forwarded.append(option)
     return forwarded
+
+
+def _option_names(options: Sequence[str]) -> set[str]:
+    """The names of MAIL parameters (``BODY=8BITMIME`` -> ``BODY``), upper case."""
+    return {option.partition("=")[0].upper() for option in options}
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def _header_is_ascii(message: bytes) -> bool:
+    """Whether the message's header section (up to its first empty line) is ASCII: a
+    message with UTF-8 in it needs SMTPUTF8 (RFC 6532); 8-bit body text needs only
+    8BITMIME."""
+    if message.startswith((b"\r\n", b"\n")):
+        return True
+    end = _BLANK_LINE.search(message)
+    return message[:end.start() if end else len(message)].isascii()
 
 
 def _relay(reply: Any) -> str:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import pytest
 
 from mailroute.pipeline import Pipeline
+from tests.mta.common import free_port
 from tests.serve.harness import MESSAGE, InProcess
 from tests.smtpsink import SmtpSink
 
@@ -145,6 +146,18 @@ def test_a_next_hop_that_is_down_is_tried_once_per_transaction_not_per_recipient
     assert {code for code, _ in refused.value.recipients.values()} == {451}
     assert len(refused.value.recipients) == 3
     assert len(accepted) == 1
+
+
+def test_a_next_hop_that_is_down_is_logged_once_per_attempt(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="mailroute.serve")
+    with InProcess(Pipeline(), free_port()) as serve, \
+            pytest.raises(smtplib.SMTPRecipientsRefused):
+        serve.send(recipients=["a@partner.example", "b@partner.example"])
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mailroute.serve"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("next hop 127.0.0.1:")
+    assert "cannot connect" in warnings[0]
 
 
 def test_xforward_facts_belong_to_their_transaction_not_to_the_pooled_connection(

@@ -554,12 +554,12 @@ class GatewaySMTP(FastSMTP):
             replies = await self._mail(route, client, recipient)
         except NextHopError as error:
             if not reused:
-                log.warning("next hop %s: %s", route.hop, error)
+                _log_failure(route, error)
                 return NEXT_HOP_DOWN
             try:  # an idle connection the next hop closed meanwhile: once more, fresh
                 replies = await self._mail(route, None, recipient)
             except NextHopError as again:
-                log.warning("next hop %s: %s", route.hop, again)
+                _log_failure(route, again)
                 return NEXT_HOP_DOWN
         if isinstance(replies, str):
             return replies
@@ -610,7 +610,7 @@ class GatewaySMTP(FastSMTP):
                 log.warning("next hop %s: %s", hop, error)
                 failure = error
         assert failure is not None
-        raise failure
+        raise _Unreachable(str(failure)) from failure
 
     async def end_transaction(self) -> None:
         """RSET every next-hop transaction still open."""
@@ -780,6 +780,15 @@ class GatewaySMTP(FastSMTP):
         self.service.message_log.write(record)
         if self.service.metrics is not None:
             self.service.metrics.observe(record)
+
+
+class _Unreachable(NextHopError):
+    """No candidate of a route took the connection (each failure is logged already)."""
+
+
+def _log_failure(route: Route, error: NextHopError) -> None:
+    if not isinstance(error, _Unreachable):
+        log.warning("next hop %s: %s", route.hop, error)
 
 
 def _reply_of(status: str) -> Reply:

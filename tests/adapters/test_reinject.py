@@ -17,6 +17,7 @@ from mailroute.adapters.reinject import (
     HandOnStatus,
     SendmailReinjector,
     SmtpReinjector,
+    header_is_ascii,
     parse_reinject,
     wire_format,
     wire_pieces,
@@ -141,6 +142,33 @@ def test_internationalised_addresses_need_smtputf8() -> None:
                                                                 ["jörg@partner.example"])
         assert handon.status is HandOnStatus.PERMANENT
         assert sink.transactions == []
+
+
+UTF8_HEADER = MESSAGE.replace(b"Subject: dots", "Subject: Grüße".encode())
+
+
+@pytest.mark.parametrize(("utf8_next_hop", "message", "expected"), [
+    (True, UTF8_HEADER, ["SMTPUTF8"]), (True, MESSAGE, []), (False, UTF8_HEADER, [])],
+    ids=["utf8-header", "ascii-header", "next-hop-without-smtputf8"])
+def test_a_header_with_utf8_goes_with_smtputf8_when_the_next_hop_offers_it(
+        utf8_next_hop: bool, message: bytes, expected: list[str]) -> None:
+    with SmtpSink(smtputf8=utf8_next_hop) as sink:
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(message, "a@corp.example",
+                                                                ["b@partner.example"])
+        assert handon.ok, handon.detail
+        [tx] = sink.wait_for(1)
+    mail = next(c for c in sink.commands if c.startswith("MAIL"))
+    assert mail.split()[2:] == ["BODY=8BITMIME", *expected]
+    assert tx.body == message.replace(b"\n", b"\r\n")
+
+
+@given(st.lists(st.binary(max_size=6).map(lambda b: bytes(b"a\xc3\r\n"[x % 4] for x in b)),
+                max_size=10))
+def test_header_is_ascii_reads_the_header_across_pieces(pieces: list[bytes]) -> None:
+    whole = b"".join(pieces)
+    lines = whole.replace(b"\r\n", b"\n").split(b"\n")
+    header = lines[:lines.index(b"")] if b"" in lines[:-1] else lines
+    assert header_is_ascii(pieces) is header_is_ascii(whole) is b"".join(header).isascii()
 
 
 def _what_smtplib_sends(whole: bytes) -> bytes:

@@ -35,6 +35,7 @@ __all__ = [
     "SendmailReinjector",
     "SmtpReinjector",
     "dot_stuff",
+    "header_is_ascii",
     "parse_reinject",
     "wire_format",
     "wire_pieces",
@@ -42,6 +43,7 @@ __all__ = [
 
 DEFAULT_SENDMAIL = "/usr/sbin/sendmail"
 _LINE_END = re.compile(rb"\r?\n")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 class HandOnStatus(enum.StrEnum):
@@ -161,6 +163,11 @@ class SmtpReinjector:
                 return HandOn(HandOnStatus.PERMANENT, "an address needs SMTPUTF8, which the "
                                                       "next hop does not offer")
             options.append("SMTPUTF8")
+        elif client.has_extn("smtputf8") and not header_is_ascii(data):
+            # the flag the message came with is lost on the way through pipe(8): restored,
+            # as RFC 6531 asks for a header with UTF-8 (a next hop without SMTPUTF8 gets the
+            # message as before, as Postfix hands on mail it received without the flag)
+            options.append("SMTPUTF8")
         code, text = client.mail(sender, options)
         if code != 250:
             client.rset()
@@ -218,6 +225,22 @@ def _read_bounded(proc: subprocess.Popen[bytes]) -> bytes:
     while proc.stderr.read(64 * 1024):
         pass  # drained, not kept
     return kept
+
+
+def header_is_ascii(data: bytes | Chunks) -> bool:
+    """Whether the message's header section (up to its first empty line) is ASCII: a
+    message with UTF-8 there needs SMTPUTF8 (RFC 6532); 8-bit body text needs only
+    8BITMIME."""
+    seen = bytearray()
+    for piece in [data] if isinstance(data, bytes) else data:
+        searched = max(len(seen) - 2, 0)
+        seen += piece
+        if seen.startswith((b"\r\n", b"\n")):
+            return True
+        end = _BLANK_LINE.search(seen, searched)
+        if end is not None:
+            return seen[:end.start()].isascii()
+    return seen.isascii()
 
 
 def wire_format(data: bytes) -> bytes:

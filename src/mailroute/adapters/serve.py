@@ -33,7 +33,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import re
 import secrets
 import ssl
 import time
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any, AnyStr, cast
 from mailroute.adapters.heap import pin_mmap_threshold
 from mailroute.adapters.messagelog import MessageLog, record_for
 from mailroute.adapters.quarantine import QuarantineStore
+from mailroute.adapters.reinject import header_is_ascii
 from mailroute.adapters.serve_routes import (
     ConnectionFacts,
     FixedRouter,
@@ -728,7 +728,7 @@ class GatewaySMTP(FastSMTP):
         return str(result.smtp_reply), result
 
     async def _hand_on(self, output: bytes, leg: Leg) -> str:
-        if leg.ascii_only and not _header_is_ascii(output):
+        if leg.ascii_only and not header_is_ascii(output):
             return NO_UTF8_HEADER
         try:
             reply = await leg.client.data(to_wire(output))
@@ -851,19 +851,6 @@ def _mail_parameters(options: Sequence[str], client: NextHopClient, *,
 def _option_names(options: Sequence[str]) -> set[str]:
     """The names of MAIL parameters (``BODY=8BITMIME`` -> ``BODY``), upper case."""
     return {option.partition("=")[0].upper() for option in options}
-
-
-_BLANK_LINE = re.compile(rb"\n\r?\n")
-
-
-def _header_is_ascii(message: bytes) -> bool:
-    """Whether the message's header section (up to its first empty line) is ASCII: a
-    message with UTF-8 in it needs SMTPUTF8 (RFC 6532); 8-bit body text needs only
-    8BITMIME."""
-    if message.startswith((b"\r\n", b"\n")):
-        return True
-    end = _BLANK_LINE.search(message)
-    return message[:end.start() if end else len(message)].isascii()
 
 
 def _relay(reply: Any) -> str:

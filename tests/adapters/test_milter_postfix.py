@@ -314,6 +314,22 @@ def test_disclaimer_not_added_twice_on_a_second_pass(rig: Rig, sink: SinkServer)
     assert second.data.count(DISCLAIMER.encode()) == 1
 
 
+def test_locally_submitted_mail_passes_the_milter_listed_in_non_smtpd_milters(
+        rig: Rig, sink: SinkServer) -> None:
+    """docs/integrations/milter.md: mail from ``sendmail`` (pickup, no SMTP session, so no
+    client address, HELO or TLS facts) is filtered when the milter is listed there too."""
+    rig.postfix.reload(non_smtpd_milters=f"unix:{rig.socket}")
+    try:
+        subprocess.run(["/usr/sbin/sendmail", "-C", str(rig.postfix.config), "-f",
+                        "alice@corp.example", "bob@partner.example"], input=fresh_message(),
+                       check=True, timeout=30)
+        [delivered] = sink.wait_for(1, timeout=60)
+    finally:
+        rig.postfix.reload(non_smtpd_milters="")
+    assert delivered.data.count(DISCLAIMER.encode()) == 1
+    assert b"\r\nX-Mailroute-Mark: v1." in delivered.data
+
+
 def test_twenty_megabyte_message_is_processed(rig: Rig, sink: SinkServer) -> None:
     payload = os.urandom(15 * 1024 * 1024)
     encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")

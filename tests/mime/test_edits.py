@@ -145,6 +145,36 @@ def test_header_edits() -> None:
     assert replaced.to_bytes().index(b"Subject: new") < replaced.to_bytes().index(b"X-Folded")
 
 
+@pytest.mark.parametrize("position", ["top", "bottom"])
+def test_a_field_added_after_a_last_line_without_line_end_stays_a_field(position: str) -> None:
+    """A message may end in a header line without a line end; at the top, a field goes
+    below a leading line that is no field (found by fuzz/policy_fuzz.py: the marker joined
+    that line)."""
+    for data in (b"From alice@example.net Sat Dec  5 10:00:00 2026", b"Subject: hi"):
+        added = parse(data, on_ambiguity="record").with_header("X-Mark", "v1",
+                                                              position=position)
+        reread = parse(added.to_bytes(), on_ambiguity="record")
+        assert [f.raw_value for f in reread.headers.get_all("X-Mark")] == [b" v1"], data
+        assert data in added.to_bytes()
+
+
+@pytest.mark.parametrize("position", ["top", "bottom"])
+def test_a_body_given_to_a_message_without_one_reads_back_after_more_fields(
+        position: str) -> None:
+    """The blank line a body-less message gets stays one line when fields are added after
+    the body (found by fuzz/policy_fuzz.py: the disclaimer, then the marker; the body read
+    back with an empty line in front)."""
+    for data in (b"Subject: hi", b"From alice@example.net Sat Dec  5 10:00:00 2026"):
+        message = parse(data, on_ambiguity="record")
+        with_body = message.replace_part((), message.root.with_leaf_body(b"footer\r\n", b"\r\n"))
+        edited = with_body.with_header("X-Mark", "v1", position=position)
+        reread = parse(edited.to_bytes(), on_ambiguity="record")
+        assert reread.root.body_bytes() == b"footer\r\n", data
+        names = [f.name for f in reread.headers if f.name]
+        assert names.count("X-Mark") == 1
+        assert names.index("X-Mark") == (0 if position == "top" else len(names) - 1)
+
+
 def test_insert_part_adds_a_child_and_keeps_the_others() -> None:
     message = parse(MIXED)
     extra = build_leaf("text/plain", "added\r\n")

@@ -175,14 +175,16 @@ class HeaderBlock:
     def added(self, field: HeaderField, *, position: str = "top") -> HeaderBlock:
         """A block with ``field`` added at the ``top`` or the ``bottom``.
 
-        ``top`` is below any continuation lines the block starts with (a defect): above
-        them, they would fold into the new field once the message is read again.
+        ``top`` is below any continuation lines or other lines without a field name the
+        block starts with (a defect, e.g. an mbox ``From`` line): above them, continuation
+        lines would fold into the new field once the message is read again.
         """
         if position == "top":
             lead = 0
             while lead < len(self.fields) and not self.fields[lead].name:
                 lead += 1
-            return HeaderBlock((*self.fields[:lead], field, *self.fields[lead:]))
+            return HeaderBlock((*_ended(self.fields[:lead], field), field,
+                                *self.fields[lead:]))
         if position == "bottom":
             return HeaderBlock((*_ended(self.fields, field), field))
         raise ValueError("position must be 'top' or 'bottom'")
@@ -218,9 +220,13 @@ def _ended(fields: tuple[HeaderField, ...], after: HeaderField) -> tuple[HeaderF
     """``fields`` with the last one's line ended (with ``after``'s line break) if it was not:
     a message may end in a header line without one, and a field put after it must not join
     that line."""
+    return end_last_line(fields, b"\r\n" if after.raw.endswith(b"\r\n") else b"\n")
+
+
+def end_last_line(fields: tuple[HeaderField, ...], newline: bytes) -> tuple[HeaderField, ...]:
+    """``fields`` with the last one's line ended with ``newline`` if it was not."""
     if not fields or fields[-1].raw.endswith(b"\n"):
         return fields
-    newline = b"\r\n" if after.raw.endswith(b"\r\n") else b"\n"
     last = fields[-1]
     return (*fields[:-1], HeaderField(last.raw + newline, last.name))
 

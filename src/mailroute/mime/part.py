@@ -9,7 +9,7 @@ serialising a part nobody changed copies its bytes and nothing else.
 
 from __future__ import annotations
 
-from mailroute.mime.headers import HeaderBlock
+from mailroute.mime.headers import HeaderBlock, end_last_line
 from mailroute.mime.params import ContentType, content_type_of, parse_parameters
 from mailroute.records import record
 
@@ -144,8 +144,10 @@ class Part:
         headers = self.headers if headers is None else headers
         separator = self.separator
         if not separator:
-            last = headers.fields[-1].raw if headers.fields else b"\n"
-            separator = newline if last.endswith(b"\n") else newline + newline
+            # the last line ended in the block, not in the separator: a field added later
+            # goes below it, and the separator must stay the one blank line
+            headers = HeaderBlock(end_last_line(headers.fields, newline))
+            separator = newline
         return Part(headers, separator, LeafBody(Span(data, 0, len(data))), self.default_type)
 
     def body_bytes(self) -> bytes:

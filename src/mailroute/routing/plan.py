@@ -149,12 +149,18 @@ def _beside_rules(topology: Topology, base: int) -> tuple[TransportRule, ...]:
     untrusted = _untrusted_strip(topology)
     if untrusted is not None:
         rules.append(("01 drop untrusted marker", untrusted))
-    bypasses = [("02 bypass auto-reply", "oof", Predicates(message_type_matches=MessageType.OOF)),
+    # Auto-replies and meeting mail of the organisation's own mailboxes only: any sender
+    # on the internet can send a message of either type (a text/calendar part will do),
+    # and one from there must not skip the gateway.
+    own = Scope.IN_ORGANIZATION
+    bypasses = [("02 bypass auto-reply", "oof",
+                 Predicates(message_type_matches=MessageType.OOF, from_scope=own)),
                 ("03 bypass group fan-out", "groupfanout", _present(_FANOUT)),
                 ("04 bypass journal report", "journal", _present(_JOURNAL))]
     if not opts.route_calendaring:
         bypasses.append(("05 bypass calendaring", "calendaring",
-                         Predicates(message_type_matches=MessageType.CALENDARING)))
+                         Predicates(message_type_matches=MessageType.CALENDARING,
+                                    from_scope=own)))
     for label, word, condition in bypasses:
         rules.append((label, {"conditions": condition, "actions": Actions(
             set_header=SetHeader(name=bypass, value=word))}))

@@ -46,6 +46,7 @@ New-TransportRule -Name 'mailroute 01 drop untrusted marker' `
 New-TransportRule -Name 'mailroute 02 bypass auto-reply' `
   -Priority 2 `
   -Enabled $false `
+  -FromScope 'InOrganization' `
   -MessageTypeMatches 'OOF' `
   -SetHeaderName 'X-Mailroute-Bypass' `
   -SetHeaderValue 'oof'
@@ -66,6 +67,7 @@ New-TransportRule -Name 'mailroute 04 bypass journal report' `
 New-TransportRule -Name 'mailroute 05 bypass calendaring' `
   -Priority 5 `
   -Enabled $false `
+  -FromScope 'InOrganization' `
   -MessageTypeMatches 'Calendaring' `
   -SetHeaderName 'X-Mailroute-Bypass' `
   -SetHeaderValue 'calendaring'

@@ -109,6 +109,28 @@ def test_address_formats() -> None:
     assert any("wider than /24" in m for m in messages)
 
 
+@pytest.mark.parametrize(("spec", "why"), [
+    ("0.0.0.0/0", "wider than /24"), ("203.0.0.0/8", "wider than /24"),
+    ("40.107.0.0/24", "Exchange Online's own ranges"), ("40.107.5.5", "Exchange Online's own"),
+    ("10.0.0.5", "not a public address"), ("192.168.1.0/24", "not a public address"),
+    ("fd00::1", "not a public address"), ("not-an-ip", "not an address")])
+def test_egress_addresses_rule_01_cannot_trust_are_errors(spec: str, why: str) -> None:
+    """Rule 01 keeps markers from these addresses: everyone's, or nobody's."""
+    topo = topology("t2")
+    topo = replace(topo, gateway=replace(topo.gateway, egress_ips=(spec,)))
+    found = [f for f in lint(topo) if f.code == "L-EGRESS-IPS"]
+    assert [(f.severity, why in f.message) for f in found] == [(Severity.ERROR, True)]
+    with pytest.raises(LintRefused):
+        exo_config(topo)
+
+
+@pytest.mark.parametrize("spec", ["203.0.113.10", "198.51.100.0/24", "2001:db8:1::/48"])
+def test_a_public_egress_address_or_narrow_range_is_accepted(spec: str) -> None:
+    topo = topology("t2")
+    topo = replace(topo, gateway=replace(topo.gateway, egress_ips=(spec,)))
+    assert [f for f in lint(topo) if f.code == "L-EGRESS-IPS"] == []
+
+
 def test_mx_must_fit_the_topology() -> None:
     topo, tenant = installed("t3")
     assert _codes(topo, replace(tenant, mx=(("example.net", "eop"),)))["L-MX"] is Severity.ERROR

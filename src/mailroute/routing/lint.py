@@ -33,13 +33,20 @@ from mailroute.routing.model import (
     TransportRule,
 )
 from mailroute.routing.plan import PREFIX, deployed
-from mailroute.routing.topology import Topology, TopologyKind
+from mailroute.routing.topology import EXO_IP_RANGES, Topology, TopologyKind
 
 __all__ = ["CHECKS", "Finding", "LintContext", "Severity", "errors", "lint"]
 
 _DIRECTIONALITY = "x-ms-exchange-organization-messagedirectionality"
 _PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12",
                                                     "192.168.0.0/16"))
+
+#: Addresses no connection from the internet comes from (the documentation ranges of the
+#: examples are not among them).
+_NOT_ROUTED = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3", "::/127", "fc00::/7", "fe80::/10",
+    "ff00::/8"))
 
 
 class Severity(enum.StrEnum):
@@ -557,6 +564,29 @@ def _addr_format(c: LintContext) -> Iterator[Finding]:
                 yield Finding("L-ADDR-FORMAT", E, f"smart host {host}: port 25 only", out.name)
 
 
+def _egress(c: LintContext) -> Iterator[Finding]:
+    """The gateway's egress addresses are what rule ``01`` trusts to carry markers."""
+    for spec in c.topology.gateway.egress_ips:
+        problem = _egress_problem(spec)
+        if problem:
+            yield Finding("L-EGRESS-IPS", E, f"egress_ips {spec}: {problem}", "gateway")
+
+
+def _egress_problem(spec: str) -> str:
+    try:
+        net = ipaddress.ip_network(spec, strict=False)
+    except ValueError:
+        return "not an address or CIDR"
+    if any(net.version == n.version and net.subnet_of(n) for n in _NOT_ROUTED):  # type: ignore[arg-type]
+        return ("not a public address: Exchange Online sees the address the gateway's "
+                "connections leave from, so every marker would be removed")
+    if net.prefixlen < (24 if net.version == 4 else 48):
+        return "wider than /24 (IPv6 /48): others' mail could keep a marker"
+    if any(net.version == 4 and net.overlaps(ipaddress.IPv4Network(r)) for r in EXO_IP_RANGES):
+        return "inside Exchange Online's own ranges, which every tenant sends from"
+    return ""
+
+
 def _ipv4_problem(spec: str) -> str:
     try:
         net = ipaddress.ip_network(spec, strict=False)
@@ -609,7 +639,8 @@ CHECKS: tuple[Check, ...] = (
     _marker_before_route, _untrusted_strip, _bypass_strip, _shadowed, _foreign_route,
     _multi_route, _not_enforced, _ambiguous, _hcw, _internal_relay_loop, _lockdown, _csme,
     _enhanced_filtering, _disclaimer, _journal, _t1_inbound, _dns, _direct_send,
-    _inbound_disabled, _tls_name, _addr_format, _limits, _org_domains, _verify_placeholders,
+    _inbound_disabled, _tls_name, _addr_format, _egress, _limits, _org_domains,
+    _verify_placeholders,
 )
 
 

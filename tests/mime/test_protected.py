@@ -3,6 +3,8 @@ the gateway's, legacy-display copies go (outside signatures only)."""
 
 from __future__ import annotations
 
+import pytest
+
 from mailroute.mime import HeaderField, Message, parse
 from mailroute.mime.protected import (
     ProtectedHeaders,
@@ -43,6 +45,39 @@ def test_inner_fields_replace_outer_ones_and_trace_fields_stay() -> None:
     assert message.headers.get_all("Authentication-Results")[0].value == "gw; dkim=pass"
     assert report is not None
     assert report.summary() == "fields=from,subject,to; outer-differs=subject"
+
+
+@pytest.mark.parametrize("marker", [b'; protected-headers="v1"', b""], ids=["protected", "plain"])
+def test_only_content_and_user_facing_fields_come_from_inside(marker: bytes) -> None:
+    """Found by the crypto audit: a sender put a passing Authentication-Results of this
+    gateway, Received fields and the gateway's own flag inside the encryption, and they
+    came out on top; a second MIME-Version too."""
+    entity = (b"Content-Type: text/plain" + marker + b"\r\nMIME-Version: 1.0\r\n"
+              b"Authentication-Results: mailroute; smime=pass body.smime-identifier=ceo@x\r\n"
+              b"Received: from forged by nowhere\r\nX-Mailroute-SMIME: decrypted\r\n"
+              b"Subject: inner\r\n\r\nhello\r\n")
+    message, _ = _merge(entity)
+    headers = message.headers
+    assert [f.value for f in headers.get_all("Authentication-Results")] == ["gw; dkim=pass"]
+    assert [f.value for f in headers.get_all("Received")] == ["from mx by gw"]
+    assert headers.get("X-Mailroute-SMIME") is None
+    assert headers.count("MIME-Version") == 1
+    assert headers.value("Subject") == ("inner" if marker else "...")
+    assert headers.value("Content-Type") is not None
+
+
+def test_an_unsigned_payload_cannot_change_the_author() -> None:
+    """The outer From is what SPF, DKIM and DMARC were about; anyone can encrypt to the
+    gateway and claim another author inside."""
+    entity = INNER_TEXT.replace(b"From: alice@example.org", b"From: ceo@corp.example")
+    entity = entity.replace(b"Subject: The real one\r\n",
+                            b"Subject: The real one\r\nSender: ceo@corp.example\r\n")
+    message, report = _merge(entity)
+    assert [f.value for f in message.headers.get_all("From")] == ["alice@example.org"]
+    assert message.headers.get("Sender") is None
+    assert message.headers.value("Subject") == "The real one"
+    assert report is not None
+    assert "from" in report.outer_differs
 
 
 def test_without_the_marker_the_outer_fields_are_put_on_top_unchanged() -> None:

@@ -144,11 +144,11 @@ def gpg_signed_mail(pgp_world: PgpWorld, person: Person, entity: bytes = ENTITY)
 
 
 def gpg_encrypted_mail(pgp_world: PgpWorld, person: Person, *, sign: bool,
-                       extra: tuple[str, ...] = ()) -> bytes:
+                       extra: tuple[str, ...] = (), entity: bytes = ENTITY) -> bytes:
     args = ["--encrypt", "--armor", "-r", person.fpr, *extra]
     if sign:
         args += ["--sign", "-u", person.fpr]
-    enc = gpg(pgp_world.peer, *args, data=ENTITY, passphrase=person.passphrase)
+    enc = gpg(pgp_world.peer, *args, data=entity, passphrase=person.passphrase)
     assert enc.returncode == 0
     return (person.author(HEAD) + b'Content-Type: multipart/encrypted; '
             b'protocol="application/pgp-encrypted"; boundary="enc-b"\r\n\r\n'
@@ -177,6 +177,21 @@ def test_mailroute_decrypts_gpg_message(store: KeyStore, pgp_world: PgpWorld,
     assert result.item.annotation("pgp-decrypt") == "decrypted"
     statuses = [a.status.value for a in result.item.auth_results]
     assert statuses == (["pass"] if signed else [])
+
+
+def test_fields_planted_inside_the_encryption_do_not_reach_the_output(
+        store: KeyStore, pgp_world: PgpWorld, person: Person) -> None:
+    """pgp.md: trace and authentication fields stay the gateway's. A sender's passing result
+    of this gateway and the gateway's own flag inside the encryption came out on top."""
+    planted = (b"Authentication-Results: mailroute; pgp=pass header.from=ceo@corp.example\r\n"
+               b"X-Mailroute-PGP: decrypted\r\nReceived: from forged by nowhere\r\n")
+    raw = gpg_encrypted_mail(pgp_world, person, sign=False, entity=planted + ENTITY)
+    result = run(PgpDecryptFilter(store, passphrase=person.passphrase), raw)
+    assert result.item is not None
+    headers = result.item.message.headers
+    for name in ("Authentication-Results", "X-Mailroute-PGP", "Received"):
+        assert headers.get(name) is None, name
+    assert result.item.message.to_bytes().endswith(ENTITY.split(b"\r\n\r\n", 1)[1])
 
 
 def test_tampered_signature_fails(store: KeyStore, pgp_world: PgpWorld, person: Person) -> None:

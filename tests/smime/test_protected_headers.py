@@ -36,3 +36,27 @@ def test_decrypted_message_has_the_inner_subject_once(pki: Pki, tmp_path: Path) 
     assert headers.count("To") == 1
     assert result.item.annotation("smime.protected-headers") == (
         "fields=from,subject,to; outer-differs=subject")
+
+
+def test_fields_planted_inside_the_encryption_do_not_reach_the_output(
+        pki: Pki, tmp_path: Path) -> None:
+    """The crypto audit's message: a passing result of this gateway, a Received field and an
+    author inside an unsigned ``openssl cms`` payload; the output has the gateway's own
+    fields, one MIME-Version and the outer author."""
+    entity = tmp_path / "entity"
+    entity.write_bytes(ENTITY.replace(b"From: alice@example.org", b"From: ceo@corp.example")
+                       .replace(b"\r\n\r\nhello", b"\r\nMIME-Version: 1.0\r\n"
+                                b"Authentication-Results: mailroute; smime=pass\r\n"
+                                b"Received: from forged by nowhere\r\n\r\nhello"))
+    encrypted = run("openssl", "cms", "-encrypt", "-aes-256-gcm", "-in", str(entity),
+                    "-from", "mallory@evil.example", "-to", "bob@example.net",
+                    "-subject", "...", str(pki.alice.cert_path)).stdout
+    result = Pipeline(filters=(SmimeDecrypt((Identity(pki.alice.cert, pki.alice.rsa_key),)),)
+                      ).process(encrypted, context=Context(clock=NOW.timestamp))
+    assert result.item is not None
+    headers = result.item.message.headers
+    assert [f.value for f in headers.get_all("From")] == ["mallory@evil.example"]
+    assert headers.get("Authentication-Results") is None
+    assert headers.get("Received") is None
+    assert headers.count("MIME-Version") == 1
+    assert headers.value("Subject") == "Quarterly numbers"

@@ -7,8 +7,9 @@ cryptographic payload and may obscure the outer copies (``Subject: ...``). The m
 
 When a message is decrypted the inner user-facing fields win: each replaces every outer field
 of the same name, so the result has one set of fields. Only the fields in :data:`PROTECTABLE`
-are taken from inside; trace and authentication fields (Received, Authentication-Results ...)
-stay the gateway's own. Legacy-display copies meant for clients that do not know protected
+are taken from inside (the author fields From and Sender only from a signed payload); trace
+and authentication fields (Received, Authentication-Results ...) stay the gateway's own, and
+such fields inside are dropped. Legacy-display copies meant for clients that do not know protected
 headers (a ``text/rfc822-headers`` part, the ``header-protection-legacy-display`` HTML
 ``div``, the leading lines of a ``hp-legacy-display="1"`` text) are removed, unless they sit
 inside a signature that removing them would break.
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mailroute.errors import MalformedMessageError
-from mailroute.mime.headers import HeaderBlock, HeaderField
+from mailroute.mime.headers import HeaderBlock, HeaderField, is_content_field
 from mailroute.mime.message import Message, Path
 from mailroute.mime.part import MultipartBody, Part
 from mailroute.mime.text import decode_text
@@ -32,6 +33,8 @@ PROTECTABLE = frozenset({
     "from", "sender", "to", "cc", "reply-to", "subject", "date", "message-id",
     "in-reply-to", "references", "keywords", "comments", "followup-to", "mail-followup-to",
 })
+#: The fields that name the author (see :func:`decrypted_with_outer`).
+_AUTHOR = frozenset({"from", "sender"})
 _LEGACY_DIV = '<div class="header-protection-legacy-display">'
 _MAX_LEGACY_LINES = 64
 
@@ -104,25 +107,36 @@ def decrypted_with_outer(outer: Sequence[HeaderField], entity: Message
                          ) -> tuple[Message, ProtectedHeaders | None]:
     """The decrypted message: the ``outer`` (non-Content-*) fields, then ``entity``.
 
-    With protected headers the inner fields replace the outer ones of the same names and
-    legacy-display copies are removed; without, the outer fields are put on top unchanged.
+    Of the entity's own fields only its ``Content-*`` fields are kept (and its
+    ``MIME-Version`` when the outer fields have none): anything else a sender put inside
+    (trace and authentication fields, the gateway's own flags) is the sender's word alone.
+    With protected headers the inner user-facing fields replace the outer ones of the same
+    names, and legacy-display copies are removed; but the author fields (From, Sender) come
+    from inside only when a signature covers them, since an encrypted payload can claim any
+    author while the outer ones are what SPF, DKIM and DMARC were about. Without protected
+    headers the outer fields are put on top unchanged.
     """
     report = compare(outer, entity)
     root = entity.root
+    outer_names = {f.lower_name for f in outer}
+    path = carrier_path(entity) if report is not None else None
+    taken = frozenset(report.fields) if report is not None else frozenset[str]()
+    if path == ():
+        taken -= _AUTHOR
+    own = tuple(f for f in root.headers if is_content_field(f)
+                or (f.lower_name == "mime-version" and "mime-version" not in outer_names)
+                or (path == () and f.lower_name in taken))
+    kept = tuple(f for f in outer if f.lower_name not in taken)
     if report is None:
-        return replace(entity, root=replace(root, headers=HeaderBlock(
-            (*outer, *root.headers)))), None
-    names = set(report.fields)
-    kept = tuple(f for f in outer if f.lower_name not in names)
-    if carrier_path(entity) == ():
-        message = replace(entity, root=replace(root, headers=HeaderBlock(
-            (*kept, *root.headers))))
+        return replace(entity, root=replace(root, headers=HeaderBlock((*kept, *own)))), None
+    if path == ():
+        message = replace(entity, root=replace(root, headers=HeaderBlock((*kept, *own))))
         message, removed = _without_legacy_display(message)
         return message, replace(report, legacy_display=removed)
     # inside a signature: copy the fields up, touch nothing the signature covers
     copies = tuple(_protected(root.children[0]))
     return replace(entity, root=replace(root, headers=HeaderBlock(
-        (*kept, *copies, *root.headers)))), report
+        (*kept, *copies, *own)))), report
 
 
 def _without_legacy_display(message: Message) -> tuple[Message, bool]:

@@ -36,7 +36,9 @@ def test_sign_then_disclaimer_filter_then_verify(pki: Pki, tmp_path: Path) -> No
         'mailroute; smime=pass reason="valid" body.smime-identifier=alice@example.org '
         "body.smime-part=1")
     code, report = smime_verify(pki, result.data)
-    assert (code, report["reason"]) == (0, "valid")
+    # the signature holds, but it covers the first part only: not the message (exit 1)
+    assert (code, report["reason"], report["signed_part"]) == (1, "partial", "1")
+    assert [signer["valid"] for signer in report["signers"]] == [True]
 
 
 def test_sign_then_encrypt_decrypts_and_verifies_with_openssl(pki: Pki, tmp_path: Path) -> None:

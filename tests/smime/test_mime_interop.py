@@ -118,6 +118,21 @@ def test_eight_bit_lf_message_is_canonicalised_before_signing(pki: Pki, tmp_path
     assert (code, report["reason"]) == (0, "valid")
 
 
+def test_a_signature_over_one_part_of_the_message_is_partial_not_valid(pki: Pki) -> None:
+    """Found by the crypto audit: a signed entity as part 1 of a multipart/mixed beside an
+    unsigned part ("Please wire ...") was reported valid, exit 0."""
+    signed = parse(smime_sign(pki, MESSAGE))
+    wrapped = signed.wrap((), after=(parse(
+        b"Content-Type: text/html\r\n\r\n<p>Please wire 1M EUR</p>\r\n").root,)).to_bytes()
+    code, report = smime_verify(pki, wrapped)
+    assert code == 1
+    assert (report["valid"], report["reason"], report["signed_part"]) == (False, "partial", "1")
+    assert [s["valid"] for s in report["signers"]] == [True]
+    done = mailroute("smime", "verify", "--trust", pki.root.cert_path, data=wrapped)
+    assert done.stderr.decode().splitlines()[0] == "smime partial (only part 1 is signed)"
+    assert smime_verify(pki, signed.to_bytes())[1]["signed_part"] is None
+
+
 def test_tampered_body_is_bad_digest(pki: Pki) -> None:
     signed = smime_sign(pki, MESSAGE).replace(b"signed body", b"signed b0dy")
     code, report = smime_verify(pki, signed)

@@ -154,24 +154,31 @@ def run_verify(args: argparse.Namespace) -> int:
         now: float | None = args.now
         ctx = Context() if now is None else Context(clock=lambda: now)
         found = verify_message(item, ctx, step.trust, from_match=step.from_match)
-        report = _report(found[1] if found is not None else None)
+        report = (_report(found[1], found[0].path) if found is not None
+                  else _report(None))
     except MalformedMessageError:
-        report = {"valid": False, "reason": "malformed", "signers": []}
+        report = {"valid": False, "reason": "malformed", "signers": [], "signed_part": None}
     if args.json:
         write_stdout_text(json.dumps(report) + "\n")
     else:
-        sys.stderr.write(f"smime {report['reason']}\n")
+        part = f" (only part {report['signed_part']} is signed)" if report["signed_part"] else ""
+        sys.stderr.write(f"smime {report['reason']}{part}\n")
         for signer in report["signers"]:  # type: ignore[attr-defined]
             sys.stderr.write(f"signer {signer['email'] or signer['subject']}: "
                              f"{signer['reason']}\n")
     return ExitCode.OK if report["valid"] else ExitCode.NEGATIVE
 
 
-def _report(result: Verification | None) -> dict[str, object]:
+def _report(result: Verification | None, path: tuple[int, ...] = ()) -> dict[str, object]:
+    """The JSON report; ``signed_part`` (an added key) names the signed part when the
+    signature covers one part of the message only (a disclaimer wrap, docs/smime.md), and
+    the message is then not valid: ``partial``, as ``pgp verify`` says."""
     if result is None:
-        return {"valid": False, "reason": "no-signature", "signers": []}
-    return {"valid": result.valid, "reason": result.reason,
-            "signers": [_signer_report(s) for s in result.signers]}
+        return {"valid": False, "reason": "no-signature", "signers": [], "signed_part": None}
+    part = ".".join(str(i + 1) for i in path) if path else None
+    reason = "partial" if part is not None and result.valid else result.reason
+    return {"valid": result.valid and part is None, "reason": reason,
+            "signers": [_signer_report(s) for s in result.signers], "signed_part": part}
 
 
 def _signer_report(signer: SignerResult) -> dict[str, object]:

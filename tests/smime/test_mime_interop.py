@@ -262,6 +262,18 @@ def test_decrypt_with_the_wrong_key_fails_with_nothing_written(pki: Pki) -> None
     assert done.stderr.startswith(b"5.7.5 cannot decrypt the message")
 
 
+def test_a_message_with_lf_line_ends_decrypts_to_lf_line_ends(pki: Pki) -> None:
+    """pipe(8) hands over LF; the decrypted entity (CRLF, as every client encrypts it) came
+    out mixed into the LF header (found by the crypto audit)."""
+    encrypted = mailroute("smime", "encrypt", "--recipient-cert", pki.alice.cert_path,
+                          data=MESSAGE).stdout.replace(b"\r\n", b"\n")
+    done = mailroute("smime", "decrypt", "--cert", pki.alice.cert_path, "--key",
+                     pki.alice.key_path, data=encrypted)
+    assert done.returncode == 0, done.stderr
+    assert b"\r" not in done.stdout
+    assert done.stdout.endswith(ENTITY.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1])
+
+
 def test_decrypt_leaves_nested_encrypted_parts_alone(pki: Pki) -> None:
     encrypted = mailroute("smime", "encrypt", "--recipient-cert", pki.alice.cert_path,
                           data=MESSAGE).stdout

@@ -25,6 +25,7 @@ __all__ = [
     "canonicalise",
     "content_entity",
     "has_long_line",
+    "in_newline",
     "needs_seven_bit",
     "seven_bit",
     "to_crlf",
@@ -55,6 +56,12 @@ def content_entity(message: Message, *, default_type: bool = False) -> Part:
 def to_crlf(data: bytes) -> bytes:
     """Every line break (CRLF, LF or a lone CR) as CRLF."""
     return _LINE_BREAK.sub(CRLF, data)
+
+
+def in_newline(data: bytes, newline: bytes) -> bytes:
+    """CRLF ``data`` with the line breaks of a message whose ``newline`` is CRLF or LF (what
+    comes out of a decryption is CRLF; a message handed over by pipe(8) is LF)."""
+    return data if newline == CRLF else data.replace(CRLF, newline)
 
 
 def has_long_line(data: bytes) -> bool:

@@ -23,7 +23,7 @@ from mailroute.mime import (
     new_boundary,
     parse,
 )
-from mailroute.mime.canonical import content_entity, to_crlf
+from mailroute.mime.canonical import content_entity, in_newline, to_crlf
 from mailroute.mime.canonical import seven_bit as make_seven_bit
 from mailroute.mime.headers import split_content
 from mailroute.mime.params import quote_parameter
@@ -70,13 +70,9 @@ def _assemble(message: Message, content_type: str, parts: list[bytes],
     return parse(_outer_fields(message) + ctype.raw + nl + body, limits=limits)
 
 
-def _in_newline(data: bytes, newline: bytes) -> bytes:
-    return data if newline == b"\r\n" else data.replace(b"\r\n", newline)
-
-
 def _leaf(fields: list[tuple[str, str]], body: bytes, newline: bytes) -> bytes:
     raw = b"".join(make_field(name, value, newline=newline).raw for name, value in fields)
-    return raw + newline + _in_newline(to_crlf(body), newline)
+    return raw + newline + in_newline(to_crlf(body), newline)
 
 
 def build_signed(message: Message, entity: bytes, signature: bytes, micalg: str, *,
@@ -92,7 +88,7 @@ def build_signed(message: Message, entity: bytes, signature: bytes, micalg: str,
                       ("Content-Disposition", 'attachment; filename="signature.asc"')],
                      signature, nl)
     ctype = f'multipart/signed; micalg={micalg}; protocol="application/pgp-signature"'
-    return _assemble(message, ctype, [_in_newline(entity, nl), sig_part], limits)
+    return _assemble(message, ctype, [in_newline(entity, nl), sig_part], limits)
 
 
 def build_encrypted(message: Message, armored: bytes, *,
@@ -126,7 +122,7 @@ def decrypted(message: Message, entity: bytes, *, limits: Limits = DEFAULT_LIMIT
         MessageError: the entity, or the message made of it, is not sound MIME.
     """
     nl = message.newline
-    inner = parse(_in_newline(to_crlf(entity), nl), limits=limits)
+    inner = parse(in_newline(to_crlf(entity), nl), limits=limits)
     outer, _ = split_content(message.headers)
     merged, protected = decrypted_with_outer(outer, inner)
     return parse(merged.to_bytes(), limits=limits), protected

@@ -14,7 +14,7 @@ import binascii
 
 from mailroute.errors import MalformedMessageError
 from mailroute.limits import Limits
-from mailroute.mime.canonical import content_entity
+from mailroute.mime.canonical import content_entity, in_newline
 from mailroute.mime.defects import DefectKind
 from mailroute.mime.emit import body_chunks
 from mailroute.mime.headers import HeaderBlock, HeaderField, make_field, split_content
@@ -176,7 +176,7 @@ def decrypted_message(message: Message, plaintext: bytes, limits: Limits
     Raises:
         MessageError: the plaintext is not a sound MIME entity.
     """
-    inner = parse(plaintext, limits=limits)
+    inner = parse(in_newline(plaintext, message.newline), limits=limits)
     # Header fields and the blank line after them, as every client writes them: CBC garbage
     # with valid padding (an attacker's probe) that reads as a field or two ("o:" and bytes)
     # must not count as decrypted, or the flag would tell the padding apart (0.2% of random

@@ -28,6 +28,7 @@ from cryptography import x509
 from mailroute.errors import ConfigError
 from mailroute.keys.secretfile import read_public_file, read_secret_file
 from mailroute.marker.keyring import MarkerKey, load_key_ring
+from mailroute.pipeline import Conditional, Pipeline
 from mailroute.policy import TOPOLOGY_OPTIONS, load_policy, topology_value
 from mailroute.records import record
 from mailroute.routing.load import load_topology
@@ -75,12 +76,26 @@ def check_policy(policy: Path, *, topology: Path | None = None, now: float,
     if topology is not None:
         findings += _topology_findings(data, entries, base, policy, topology)
     try:
-        load_policy(policy)
+        pipeline = load_policy(policy)
     except ConfigError as error:  # unless a finding above already says it
         if not any(f.severity == "error" and f.key == error.key for f in findings):
             findings.append(Finding("error", error.source or str(policy), error.key,
                                     _message_of(error)))
+        return findings
+    findings += _preflight(pipeline, policy)
     return findings
+
+
+def _preflight(pipeline: Pipeline, policy: Path) -> Iterator[Finding]:
+    """What filters find when they look at their keys for real (a PGP signer's secret key
+    in the key store): a filter with a ``preflight`` method returns ``(option, problem)``."""
+    for index, step in enumerate(pipeline.filters):
+        inner = step.inner if isinstance(step, Conditional) else step
+        preflight = getattr(inner, "preflight", None)
+        if preflight is None:
+            continue
+        for option, problem in preflight():
+            yield Finding("error", str(policy), f"pipeline[{index}].{option}", problem)
 
 
 def _message_of(error: ConfigError) -> str:

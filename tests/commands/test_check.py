@@ -96,6 +96,33 @@ def test_certificates_expired_are_errors_and_expiring_soon_warnings(
                      f"CN=expired,O=Mailroute Test expired on {end:%Y-%m-%d}"]
 
 
+def test_a_decryption_key_of_another_certificate_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the crypto audit: check said ok, and every message was undecryptable."""
+    pki = build_pki(tmp_path / "pki")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[pipeline]]\nfilter = "smime-decrypt"\n'
+                      f'cert = "{pki.alice.cert_path}"\nkey = "{pki.dave.key_path}"\n')
+    code, lines = _check(capsys, "--config", str(policy))
+    assert code == 78
+    assert lines == [f"error: {policy}:4: pipeline[0].key: the private key does not belong to "
+                     "the certificate"]
+
+
+def test_a_pgp_signer_without_a_secret_key_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the crypto audit: check said ok, and every message was refused (69)."""
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[pipeline]]\nfilter = "pgp-sign"\ngnupghome = "gnupg"\n'
+                      'signer = "alice@example.org"\n')
+    code, lines = _check(capsys, "--config", str(policy))
+    assert code == 78
+    assert lines == [f"error: {policy}: pipeline[0].signer: alice@example.org: no usable "
+                     "secret signing key (no-key)"]
+
+
 def test_marker_keys_that_stop_signing_soon_warn_and_none_signing_is_an_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keys = key_file_text(keys=({"id": "k1", "secret": "QS1zZWNyZXQtdGhhdC1tdXN0LW5ldmVyLWxl"

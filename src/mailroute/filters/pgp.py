@@ -29,7 +29,13 @@ import logging
 from typing import ClassVar
 
 from mailroute.config.options import Options
-from mailroute.errors import ConfigError, DecryptionError, MessageError
+from mailroute.errors import (
+    ConfigError,
+    DecryptionError,
+    MailrouteError,
+    MessageError,
+    SigningError,
+)
 from mailroute.item import Context, MailItem
 from mailroute.keys.secretfile import read_secret_file
 from mailroute.mime import Message, make_field
@@ -91,6 +97,12 @@ class PgpSignFilter:
     #: runs gpg, a subprocess: an adapter keeps it off its event loop
     blocking: ClassVar[bool] = True
 
+    def preflight(self) -> list[tuple[str, str]]:
+        """What ``mailroute check`` reports beyond the policy file: ``(option, problem)``
+        for a signer without a usable secret key in the key store (every message would be
+        refused)."""
+        return _signer_problem(self.store, "signer", self.signer)
+
     def apply(self, item: MailItem, ctx: Context) -> MailItem:
         """Replace the content by ``multipart/signed`` over its canonical form."""
         message = item.message
@@ -115,6 +127,11 @@ class PgpEncryptFilter:
     name: str = "pgp-encrypt"
     #: runs gpg, a subprocess: an adapter keeps it off its event loop
     blocking: ClassVar[bool] = True
+
+    def preflight(self) -> list[tuple[str, str]]:
+        """As :meth:`PgpSignFilter.preflight`, for ``sign_with``."""
+        return ([] if self.sign_with is None
+                else _signer_problem(self.store, "sign_with", self.sign_with))
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
         """Replace the content by ``multipart/encrypted``; missing keys follow the policy."""
@@ -246,6 +263,16 @@ class PgpVerifyFilter:
 
 
 # -- builders -----------------------------------------------------------------------------
+
+
+def _signer_problem(store: KeyStore, option: str, ident: str) -> list[tuple[str, str]]:
+    try:
+        store.signer(ident)
+    except SigningError as exc:
+        return [(option, f"{ident}: {exc}")]
+    except MailrouteError as exc:  # gpg could not be run: its own message says why
+        return [(option, str(exc))]
+    return []
 
 
 def _store(options: Options) -> KeyStore:

@@ -29,6 +29,7 @@ from mailroute.keys.certstore import (
     CertificateStore,
     DirectoryCertStore,
     all_certificates,
+    key_belongs_to,
     load_certificates,
     load_private_key,
     read_passphrase,
@@ -314,7 +315,10 @@ def build_decrypt(options: Options) -> SmimeDecrypt:
         key = load_private_key(key_path, passphrase)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise options.error("key", "only RSA keys can decrypt")
-        identities += [Identity(c, key) for c in load_certificates(cert_path)[:1]]
+        certificate = load_certificates(cert_path)[0]
+        if not key_belongs_to(key, certificate):
+            raise options.error("key", "the private key does not belong to the certificate")
+        identities.append(Identity(certificate, key))
     folder = options.optional_path("cert_dir")
     if folder is not None:
         store = DirectoryCertStore.load(folder, passphrase=passphrase)

@@ -35,6 +35,7 @@ __all__ = [
     "PrivateKey",
     "StoredCertificate",
     "all_certificates",
+    "key_belongs_to",
     "load_certificates",
     "load_private_key",
     "read_passphrase",
@@ -124,6 +125,11 @@ def _public_der(item: PrivateKey | x509.Certificate) -> bytes:
     public = item.public_key()
     return public.public_bytes(serialization.Encoding.DER,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_belongs_to(key: PrivateKey, certificate: x509.Certificate) -> bool:
+    """True when ``key`` is the private key of ``certificate``'s public key."""
+    return _public_der(key) == _public_der(certificate)
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:

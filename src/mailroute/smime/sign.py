@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from mailroute.errors import SigningError
+from mailroute.keys.certstore import key_belongs_to
 from mailroute.records import record
 from mailroute.smime.algorithms import CAPABILITIES, DIGESTS, digest_for
 from mailroute.smime.der import CONTEXT_0, OCTET_STRING, SEQUENCE, Chunk, tlv
@@ -53,11 +54,7 @@ class Signer:
         if not isinstance(self.key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey,
                                      ed25519.Ed25519PrivateKey)):
             raise SigningError("only RSA, EC and Ed25519 keys can sign")
-        ours = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        theirs = self.certificate.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        if ours != theirs:
+        if not key_belongs_to(self.key, self.certificate):
             raise SigningError("the private key does not belong to the certificate")
 
     @property

@@ -96,15 +96,22 @@ def test_certificates_expired_are_errors_and_expiring_soon_warnings(
                      f"CN=expired,O=Mailroute Test expired on {end:%Y-%m-%d}"]
 
 
+def _errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], policy_text: str
+            ) -> tuple[Path, list[str]]:
+    """Write the policy, run check, expect 78; the policy's path and the lines."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(policy_text)
+    code, lines = _check(capsys, "--config", str(policy))
+    assert code == 78
+    return policy, lines
+
+
 def test_a_decryption_key_of_another_certificate_is_an_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by the crypto audit: check said ok, and every message was undecryptable."""
     pki = build_pki(tmp_path / "pki")
-    policy = tmp_path / "policy.toml"
-    policy.write_text('[[pipeline]]\nfilter = "smime-decrypt"\n'
-                      f'cert = "{pki.alice.cert_path}"\nkey = "{pki.dave.key_path}"\n')
-    code, lines = _check(capsys, "--config", str(policy))
-    assert code == 78
+    policy, lines = _errors(tmp_path, capsys, '[[pipeline]]\nfilter = "smime-decrypt"\n'
+                            f'cert = "{pki.alice.cert_path}"\nkey = "{pki.dave.key_path}"\n')
     assert lines == [f"error: {policy}:4: pipeline[0].key: the private key does not belong to "
                      "the certificate"]
 
@@ -112,13 +119,9 @@ def test_a_decryption_key_of_another_certificate_is_an_error(
 def test_a_pgp_signer_without_a_secret_key_is_an_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by the crypto audit: check said ok, and every message was refused (69)."""
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    policy = tmp_path / "policy.toml"
-    policy.write_text('[[pipeline]]\nfilter = "pgp-sign"\ngnupghome = "gnupg"\n'
-                      'signer = "alice@example.org"\n')
-    code, lines = _check(capsys, "--config", str(policy))
-    assert code == 78
+    (tmp_path / "gnupg").mkdir(mode=0o700)
+    policy, lines = _errors(tmp_path, capsys, '[[pipeline]]\nfilter = "pgp-sign"\n'
+                            'gnupghome = "gnupg"\nsigner = "alice@example.org"\n')
     assert lines == [f"error: {policy}: pipeline[0].signer: alice@example.org: no usable "
                      "secret signing key (no-key)"]
 

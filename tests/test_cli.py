@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import sysconfig
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,9 +21,10 @@ from tests.mime.test_edits import MIXED
 MAILROUTE = [sys.executable, "-m", "mailroute"]
 
 
-def run(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
+def run(args: list[str], data: bytes, cwd: Path | None = None
+        ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([*MAILROUTE, *args], input=data, capture_output=True, timeout=60,
-                          check=False)
+                          check=False, cwd=cwd)
 
 
 @pytest.fixture
@@ -95,6 +99,47 @@ def test_in_and_out_files(tmp_path: Path, empty_policy: Path) -> None:
     assert done.returncode == 0
     assert target.read_bytes() == MIXED
     assert done.stdout == b""
+
+
+def _process_to(target: Path | str, policy: Path) -> subprocess.CompletedProcess[bytes]:
+    return run(["process", "--config", str(policy), "--out", str(target)], MIXED)
+
+
+def test_out_writes_through_a_device_or_a_link_to_one(tmp_path: Path,
+                                                      empty_policy: Path) -> None:
+    """Found by the CLI audit: ``--out`` renamed a file over a symbolic link to standard
+    output and over a device (``--out /dev/null`` as root replaced /dev/null)."""
+    (tmp_path / "so").symlink_to("/proc/self/fd/1")
+    done = _process_to(tmp_path / "so", empty_policy)
+    assert (done.returncode, done.stdout) == (0, MIXED)
+    assert (tmp_path / "so").is_symlink()
+    fifo = tmp_path / "fifo"                     # a non-regular file, as /dev/null is
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert _process_to(fifo, empty_policy).returncode == 0
+    reader.join(10)
+    assert received == [MIXED]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_out_keeps_a_link_and_the_mode_of_the_file_it_replaces(tmp_path: Path,
+                                                               empty_policy: Path) -> None:
+    real, link = tmp_path / "real.eml", tmp_path / "link.eml"
+    real.write_bytes(b"old")
+    real.chmod(0o644)
+    link.symlink_to(real)
+    assert _process_to(link, empty_policy).returncode == 0
+    assert link.is_symlink()
+    assert real.read_bytes() == MIXED
+    assert real.stat().st_mode & 0o777 == 0o644
+
+
+def test_out_dash_is_standard_output(tmp_path: Path, empty_policy: Path) -> None:
+    done = run(["process", "--config", str(empty_policy), "--out", "-"], MIXED, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, MIXED)
+    assert not (tmp_path / "-").exists()
 
 
 def test_out_file_is_not_written_on_failure(tmp_path: Path, empty_policy: Path) -> None:

@@ -6,7 +6,8 @@ whose ``write`` may write fewer bytes than asked and say so only in its return v
 ``TextIOWrapper`` ignores that value. So output goes straight to the file descriptor with
 ``os.write`` until nothing is left, after flushing whatever Python had buffered. ``--out``
 files are written to a temporary file in the same directory, synced, and renamed over the
-target, so a failure leaves no partial file and the old one untouched.
+target, so a failure leaves no partial file and the old one untouched; a device or FIFO is
+written through.
 """
 
 from __future__ import annotations
@@ -68,26 +69,69 @@ def write_stdout_text(text: str) -> None:
 
 
 def write_file_atomically(path: Path, data: bytes | Chunks) -> None:
-    """Replace ``path`` with ``data``: a synced temporary file in the same directory, renamed.
+    """Write ``data`` to ``path`` as ``> path`` in a shell would, but never half.
+
+    A regular file (or a symbolic link to one, which stays a link) is replaced by a synced
+    temporary file in its directory, renamed over it with the old file's mode and owner; a
+    new one gets the mode the umask allows. Anything else that exists (a device such as
+    ``/dev/null``, a FIFO, ``/proc/self/fd/1``) is written through, never replaced.
 
     Raises:
-        OutputError: anything failed; no temporary file is left behind and ``path`` is as
-            it was.
+        OutputError: anything failed; no temporary file is left behind and a regular
+            ``path`` is as it was.
     """
-    import tempfile  # only --out needs it (start-up: it loads random, shutil, bz2, lzma)
+    import stat
 
     try:
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        existing: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        existing = None
+    except OSError as exc:
+        raise OutputError(f"cannot write the output file: {_reason(exc)}") from exc
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        _write_through(path, data)
+        return
+    _replace(os.path.realpath(path), data, existing)
+
+
+def _write_through(path: Path, data: bytes | Chunks) -> None:
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OutputError(f"cannot write the output file: {_reason(exc)}") from exc
+    try:
+        for piece in pieces_of(data):
+            _write_fd(handle, piece)
+    except OSError as exc:
+        raise OutputError(f"cannot write the output file: {_reason(exc)}") from exc
+    finally:
+        os.close(handle)
+
+
+def _replace(target: str, data: bytes | Chunks, existing: os.stat_result | None) -> None:
+    import tempfile  # only --out needs it (start-up: it loads random, shutil, bz2, lzma)
+
+    folder, name = os.path.split(target)
+    try:
+        handle, temp = tempfile.mkstemp(dir=folder or ".", prefix=f".{name}.")
     except OSError as exc:
         raise OutputError(f"cannot write the output file: {_reason(exc)}") from exc
     try:
         try:
             for piece in pieces_of(data):
                 _write_fd(handle, piece)
+            if existing is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(handle, 0o666 & ~umask)
+            else:
+                os.fchmod(handle, existing.st_mode & 0o7777)
+                with contextlib.suppress(PermissionError):  # only root gives files away
+                    os.fchown(handle, existing.st_uid, existing.st_gid)
             os.fsync(handle)
         finally:
             os.close(handle)
-        os.replace(temp, path)
+        os.replace(temp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(temp)

@@ -71,12 +71,12 @@ def read_bounded(stream: BinaryIO, limit: int) -> bytes | None:
 
 def write_output(data: bytes | Chunks, stdout: BinaryIO, out_path: Path | None) -> None:
     """Write all of ``data`` (bytes, or pieces in order) to ``out_path`` atomically (temp
-    file + rename) or to ``stdout``.
+    file + rename) or to ``stdout`` (also for ``-``, as ``--in -`` reads standard input).
 
     Raises:
         OutputError: not every byte was written (``out_path`` is then left as it was).
     """
-    if out_path is None:
+    if out_path is None or str(out_path) == "-":
         write_all(stdout, data)
     else:
         write_file_atomically(out_path, data)

@@ -254,6 +254,21 @@ def test_processed_message_coming_back_without_its_marker_is_a_loop() -> None:
     assert later.action is Action.ACCEPT
 
 
+def test_a_mailing_list_copy_of_a_message_also_received_directly_is_no_loop() -> None:
+    """Found by the routing audit: the list's copy (same Message-ID and recipient, more
+    Received fields) was refused 554 5.4.6. It comes from the list's bounce address."""
+    pipeline = with_store(verify_step(), MarkerSetFilter(ring=RING))
+    direct = pipeline.process(MESSAGE, EXO, context=at(NOW))
+    from_list = Envelope(mail_from="list-bounces@lists.example.org", rcpt_to=EXO.rcpt_to,
+                         client_address=EXO.client_address, tls_peer_name=EXO.tls_peer_name,
+                         direction=EXO.direction)
+    listed = pipeline.process(b"Received: from lists.example.org\r\n" * 2 + MESSAGE,
+                              from_list, context=at(NOW + 60))
+    assert (direct.action, listed.action) == (Action.ACCEPT, Action.ACCEPT)
+    assert pipeline.process(exo_lap(listed.data), from_list, context=at(NOW + 120)
+                            ).action is Action.REJECT      # its own lap is still a loop
+
+
 def test_the_same_input_handed_over_again_is_a_retry_not_a_loop() -> None:
     pipeline = with_store(verify_step(), MarkerSetFilter(ring=RING))
     first = pipeline.process(MESSAGE, EXO, context=at(NOW))
@@ -268,7 +283,8 @@ def test_processed_guard_counts_only_marked_messages_and_can_be_turned_off() -> 
     pipeline = with_store(verify_step(), store=store)
     for _ in range(3):  # verification alone records nothing: retries are not loops
         assert pipeline.process(MESSAGE, EXO, context=at(NOW)).action is Action.ACCEPT
-    key = processed_key("<20260921.abc123@mail.example.net>", EXO.rcpt_to, EXO.direction)
+    key = processed_key("<20260921.abc123@mail.example.net>", EXO.mail_from, EXO.rcpt_to,
+                        EXO.direction)
     store.record(key, NOW, HOUR, fingerprint="an earlier lap")
     assert pipeline.process(MESSAGE, EXO, context=at(NOW)).action is Action.REJECT
     off = with_store(verify_step(processed_limit=0), store=store)

@@ -94,7 +94,8 @@ class MarkerSetFilter:
             message_id = message.headers.value("Message-ID") or ""
             arrival = item.annotation("marker.arrival") or arrival_fingerprint(item.message)
             ctx.processed.record(processed_key(normalise_message_id(message_id),
-                                               item.envelope.rcpt_to, item.envelope.direction),
+                                               item.envelope.mail_from, item.envelope.rcpt_to,
+                                               item.envelope.direction),
                                  now, self.processed_ttl, fingerprint=arrival)
         log.info("marker minted with key %s", token.kid)
         return item.evolve(message=message).annotate("marker.key_id", token.kid)
@@ -187,8 +188,8 @@ def _processed_count(item: MailItem, ctx: Context, settings: GatewaySettings, no
     message_id = item.message.headers.value("Message-ID")
     if not message_id:
         return 0
-    key = processed_key(normalise_message_id(message_id), item.envelope.rcpt_to,
-                        item.envelope.direction)
+    key = processed_key(normalise_message_id(message_id), item.envelope.mail_from,
+                        item.envelope.rcpt_to, item.envelope.direction)
     return ctx.processed.count(key, now, settings.processed_ttl,
                                other_than=fingerprint or arrival_fingerprint(item.message))
 

@@ -1,6 +1,6 @@
 """The second and third loop guards: the processed-Message-ID store and the Received count.
 
-The marker-set filter records (Message-ID, recipient set, direction) of every message it
+The marker-set filter records (Message-ID, sender, recipient set, direction) of every message it
 marks; marker-verify refuses a message whose key was recorded ``limit`` times within the TTL
 (step G2 of docs/routing/steps.md; docs/marker.md). Keys are SHA-256 digests, so a store never holds
 addresses.
@@ -33,12 +33,18 @@ __all__ = [
 ]
 
 
-def processed_key(message_id: str, recipients: Iterable[str], direction: Direction | None
-                  ) -> str:
-    """The digest of (normalised Message-ID, sorted lower-cased recipients, direction)."""
+def processed_key(message_id: str, sender: str, recipients: Iterable[str],
+                  direction: Direction | None) -> str:
+    """The digest of (normalised Message-ID, lower-cased envelope sender, sorted lower-cased
+    recipients, direction).
+
+    The envelope sender tells a loop (the same transaction coming round again) from a second
+    copy of one message delivered legitimately: a mailing list's copy of a post the
+    recipient also got directly comes from the list's bounce address.
+    """
     rcpts = ",".join(sorted({r.lower() for r in recipients}))
     data = b"".join(length_prefixed(part) for part in (
-        message_id, rcpts, direction.value if direction is not None else ""))
+        message_id, sender.lower(), rcpts, direction.value if direction is not None else ""))
     return sha256(data).hexdigest()
 
 

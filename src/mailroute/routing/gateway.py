@@ -331,8 +331,8 @@ def _processed_key(hop: Hop, flows: dict[str, Flow], domains: tuple[str, ...]) -
         return None
     direction = direction_of(flows.values(),
                              sender_inside=is_inside(domain_of(hop.envelope.mail_from), domains))
-    return processed_key(normalise_message_id(hop.message.message_id), hop.envelope.rcpt_to,
-                         direction)
+    return processed_key(normalise_message_id(hop.message.message_id), hop.envelope.mail_from,
+                         hop.envelope.rcpt_to, direction)
 
 
 def _hygiene(message: MessageFacts, topology: Topology, arrival: ArrivalDecision,

@@ -87,8 +87,8 @@ STEP_TEXTS: dict[str, StepText] = {
                    "Exchange Online (TLS name, address range and tenant id all match) or from "
                    "the internet.", (_ADD_ON, _THIRD_PARTY)),
     "G2": StepText(_GW, "Loop guards before any work: too many Received fields, or the same "
-                   "Message-ID, recipients and direction processed before, is refused with "
-                   "554 5.4.6.",
+                   "Message-ID, envelope sender, recipients and direction processed before, "
+                   "is refused with 554 5.4.6.",
                    ("Loop Prevention in Exchange Online Demystified (Exchange team blog)",
                     "Email non-delivery reports and SMTP errors in Exchange Online")),
     "G3": StepText(_GW, "Header hygiene and the marker verdict: the bypass field is removed, "

@@ -126,6 +126,19 @@ def test_t1_outbound_connector_is_created_disabled_and_enabled_later() -> None:
             "-Enabled $true") in scripts.enable
 
 
+@pytest.mark.parametrize("name", ["t1", "t3"])
+def test_the_lock_down_connector_is_created_disabled_and_enabled_last(name: str) -> None:
+    """Found by the routing audit: created enabled, it refused (550 5.7.51) all internet mail
+    still sent to EOP's MX before the MX change, and from senders with the old MX cached."""
+    scripts = render_powershell(topology(name), build_plan(topology(name)))
+    lockdown = "'mailroute gateway to EXO (lock-down)'"
+    created = scripts.install[scripts.install.index(f"New-InboundConnector -Name {lockdown}"):]
+    assert "-Enabled $false" in created[:created.index("-Comment")]
+    enable = f"Set-InboundConnector -Identity {lockdown} -Enabled $true"
+    assert scripts.enable.rstrip().endswith(enable)
+    assert "TTL has passed" in scripts.enable
+
+
 def test_rules_created_disabled_then_enabled_in_priority_order() -> None:
     scripts = render_powershell(topology("t2"), build_plan(topology("t2")))
     created = re.findall(r"New-TransportRule -Name '([^']+)'", scripts.install)

@@ -101,6 +101,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "New-OutboundConnector": frozenset(_OUTBOUND_PARAMS.values()),
     "New-TransportRule": _RULE_PARAMS,
     "Set-OutboundConnector": frozenset({"Identity", "Enabled"}),
+    "Set-InboundConnector": frozenset({"Identity", "Enabled"}),
     "Validate-OutboundConnector": frozenset({"Identity", "Recipients"}),
     "Get-InboundConnector": frozenset({"Identity"}),
     "Get-OutboundConnector": frozenset({"Identity"}),
@@ -235,10 +236,18 @@ _ALWAYS = frozenset({"name", "connector_type", "sender_domains", "require_tls",
                      "is_transport_rule_scoped", "use_mx_record"})
 
 
-def inbound_command(connector: InboundConnector) -> str:
-    """``New-InboundConnector`` for ``connector``."""
-    return command("New-InboundConnector", _connector_params(connector, _INBOUND_PARAMS,
-                                                             _csme(connector)))
+def inbound_command(connector: InboundConnector, *, enabled: bool = True) -> str:
+    """``New-InboundConnector`` for ``connector`` (``enabled`` False: created disabled)."""
+    params = _connector_params(connector, _INBOUND_PARAMS, _csme(connector))
+    if not enabled:
+        params.insert(len(params) - (1 if connector.comment else 0), ("Enabled", False))
+    return command("New-InboundConnector", params)
+
+
+def is_lockdown(connector: InboundConnector) -> bool:
+    """A connector that refuses the tenant's mail from anywhere but the gateway."""
+    return (connector.restrict_domains_to_certificate
+            or connector.restrict_domains_to_ip_addresses)
 
 
 def outbound_command(connector: OutboundConnector, *, enabled: bool) -> str:
@@ -345,7 +354,8 @@ def _install(topology: Topology, plan: Plan) -> str:
     for outbound in plan.outbound_connectors:
         out.append(outbound_command(outbound, enabled=not t1))
     for inbound in plan.inbound_connectors:
-        out.append(inbound_command(inbound))
+        # a lock-down refuses mail still sent to EOP's MX: it waits for the enable script
+        out.append(inbound_command(inbound, enabled=not is_lockdown(inbound)))
         if str(inbound.connector_type) == "OnPremises":
             out.append("# Some tenants get OnPremises inbound connectors created disabled; "
                        "this must print True:\n"
@@ -416,6 +426,13 @@ def _enable(plan: Plan) -> str:
                            continued=False) for c in plan.outbound_connectors)
     out.extend(command("Enable-TransportRule", [("Identity", r.name)], continued=False)
                for r in sorted(plan.rules, key=lambda r: r.priority or 0))
+    lockdowns = [c for c in plan.inbound_connectors if is_lockdown(c)]
+    if lockdowns:
+        out.append("\n# Last, once the MX records point at the gateway and the old records' TTL "
+                   "has passed:\n# from then on Exchange Online refuses (550 5.7.51) the "
+                   "tenant's mail that does not come from the gateway\n")
+        out.extend(command("Set-InboundConnector", [("Identity", c.name), ("Enabled", True)],
+                           continued=False) for c in lockdowns)
     return "".join(out)
 
 

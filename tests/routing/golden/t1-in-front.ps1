@@ -22,6 +22,7 @@ New-InboundConnector -Name 'mailroute gateway to EXO (lock-down)' `
   -RestrictDomainsToCertificate $true `
   -AssociatedAcceptedDomains 'example.net' `
   -EFSkipLastIP $true `
+  -Enabled $false `
   -Comment 'mailroute T1: example.net mail only from the gateway certificate'
 
 # 2. Rules, created disabled (enable them after the verify script)
@@ -63,6 +64,10 @@ Get-TransportRule | ConvertTo-Json -Depth 4
 $ErrorActionPreference = 'Stop'
 Set-OutboundConnector -Identity 'mailroute EXO to gateway (all external)' -Enabled $true
 Enable-TransportRule -Identity 'mailroute 11 consume marker'
+
+# Last, once the MX records point at the gateway and the old records' TTL has passed:
+# from then on Exchange Online refuses (550 5.7.51) the tenant's mail that does not come from the gateway
+Set-InboundConnector -Identity 'mailroute gateway to EXO (lock-down)' -Enabled $true
 #endregion enable
 
 #region remove

@@ -37,6 +37,7 @@ New-InboundConnector -Name 'mailroute gateway to EXO (lock-down)' `
   -RequireTls $true `
   -RestrictDomainsToCertificate $true `
   -AssociatedAcceptedDomains 'example.net' `
+  -Enabled $false `
   -Comment 'mailroute T3: example.net mail only from the gateway certificate'
 
 # 2. Rules, created disabled (enable them after the verify script)
@@ -146,6 +147,10 @@ Enable-TransportRule -Identity 'mailroute 05 bypass calendaring'
 Enable-TransportRule -Identity 'mailroute 10 route to gateway'
 Enable-TransportRule -Identity 'mailroute 11 consume marker'
 Enable-TransportRule -Identity 'mailroute 12 clear bypass'
+
+# Last, once the MX records point at the gateway and the old records' TTL has passed:
+# from then on Exchange Online refuses (550 5.7.51) the tenant's mail that does not come from the gateway
+Set-InboundConnector -Identity 'mailroute gateway to EXO (lock-down)' -Enabled $true
 #endregion enable
 
 #region remove

@@ -269,3 +269,41 @@ def test_a_missing_extra_is_a_configuration_error_naming_it(
     assert done.stderr.startswith(b"4.3.5 configuration error: ")
     assert extra.encode() in done.stderr
     assert b"internal error" not in done.stderr
+
+
+TOPOLOGY = Path(__file__).resolve().parents[1] / "examples" / "topologies" / \
+    "t2-beside-mx-eop.toml"
+
+
+@pytest.mark.parametrize("args", [
+    ["process", "--mail-from", "a\nb@example.net"],
+    ["process", "--rcpt", "b@example.net\r"],
+    ["process", "--sasl-user", "anna\nX-Injected: yes"],
+    ["route", "--config", str(TOPOLOGY), "--now", "99999999999999999999", "--rcpt", "b@x.net"],
+    ["route", "--config", str(TOPOLOGY), "--now", "253402300800", "--rcpt", "b@x.net"],
+    ["smime", "verify", "--trust", str(TOPOLOGY), "--now", "253402300800"],
+    ["marker", "rotate", "--key-file", "keys.toml", "--keep", "99999999999999"],
+], ids=["lf-sender", "cr-rcpt", "lf-sasl-user", "now-overflow", "now-year-10000",
+        "verify-year-10000", "keep-overflow"])
+def test_values_no_command_can_use_are_usage_errors(args: list[str],
+                                                    empty_policy: Path) -> None:
+    """Found by the CLI audit: each was ``4.3.0 internal error``, exit 75."""
+    if args[0] == "process":
+        args = [*args, "--config", str(empty_policy)]
+    done = run(args, MIXED)
+    assert done.returncode == 2, done.stderr
+    assert b"internal error" not in done.stderr
+
+
+@pytest.mark.parametrize(("given", "logged"), [
+    ("<anna@example.net>", "sender=<anna@example.net>"), ("<>", "sender=<>")])
+def test_envelope_addresses_in_angle_brackets_are_the_addresses(
+        given: str, logged: str, empty_policy: Path) -> None:
+    """Found by the CLI audit: ``--mail-from '<a@b>'`` was the sender ``<<a@b>>`` (and the
+    direction came out wrong); ``<>`` was no null sender."""
+    done = run(["process", "--config", str(empty_policy), "--log", "stderr",
+                "--mail-from", given, "--rcpt", "<max@partner.example>"], MIXED)
+    assert done.returncode == 0, done.stderr
+    line = done.stderr.decode()
+    assert logged in line
+    assert "<<" not in line

@@ -136,6 +136,30 @@ def test_parse_reinject_forms() -> None:
     assert parse_reinject("smtp:[::1]:10026") == SmtpReinjector("::1", 10026)
 
 
+def test_addresses_go_to_the_next_hop_as_the_mta_gave_them() -> None:
+    """Found by the CLI audit: smtplib parsed them as header addresses, so the comment in
+    ``a(b)@partner.example`` was dropped (another mailbox) and ``x@y, z@w`` lost a part."""
+    odd = ["a(b)@partner.example", '"john doe"@partner.example', "x@y.example, z@w.example"]
+    with SmtpSink() as sink:
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "s(x)@corp.example",
+                                                                odd)
+        assert handon.ok, handon.detail
+        sink.wait_for(1)
+    assert [c for c in sink.commands if c.split()[0] in ("MAIL", "RCPT")] == [
+        "MAIL FROM:<s(x)@corp.example> BODY=8BITMIME",
+        *(f"RCPT TO:<{address}>" for address in odd)]
+
+
+def test_internationalised_addresses_go_with_smtputf8_in_utf_8() -> None:
+    with SmtpSink(smtputf8=True) as sink:
+        handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "jörg@corp.example",
+                                                                ["zoë@partner.example"])
+        assert handon.ok, handon.detail
+        [tx] = sink.wait_for(1)
+    assert (tx.sender, tx.recipients) == ("jörg@corp.example", ["zoë@partner.example"])
+    assert "MAIL FROM:<jörg@corp.example> BODY=8BITMIME SMTPUTF8" in sink.commands
+
+
 def test_internationalised_addresses_need_smtputf8() -> None:
     with SmtpSink() as sink:       # the sink does not offer SMTPUTF8
         handon = SmtpReinjector("127.0.0.1", sink.port).deliver(MESSAGE, "a@corp.example",

@@ -97,6 +97,17 @@ def test_a_bad_policy_is_78_with_a_temporary_status_line(tmp_path: Path) -> None
     assert done.stderr.decode().startswith("4.3.5 ")
 
 
+def test_addresses_in_angle_brackets_are_the_addresses(tmp_path: Path) -> None:
+    """Found by the CLI audit: ``--sender '<a@b>'`` was taken as ``<<a@b>>``."""
+    with SmtpSink() as sink:
+        done = _pipe(_policy(tmp_path), sink.port, MESSAGE, sender="<a@partner.example>",
+                     rcpts=[f"<{r}>" for r in RCPTS])
+        [tx] = sink.wait_for(1)
+    assert done.returncode == 0, done.stderr
+    assert (tx.sender, tx.recipients) == ("a@partner.example", RCPTS)
+    assert "sender=<a@partner.example>" in done.stderr.decode()
+
+
 def test_null_sender_and_usage() -> None:
     no_rcpt = subprocess.run([sys.executable, "-m", "mailroute", "pipe", "--config", "x",
                               "--sender", "<>"], capture_output=True, timeout=30, check=False)

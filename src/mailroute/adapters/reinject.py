@@ -168,13 +168,19 @@ class SmtpReinjector:
             # as RFC 6531 asks for a header with UTF-8 (a next hop without SMTPUTF8 gets the
             # message as before, as Postfix hands on mail it received without the flag)
             options.append("SMTPUTF8")
-        code, text = client.mail(sender, options)
+        if "SMTPUTF8" in options:
+            client.command_encoding = "utf-8"
+        # the addresses as the MTA gave them: smtplib's mail() and rcpt() parse them as
+        # header addresses, which turns "a(b)@example" into another mailbox
+        client.putcmd("mail", f"FROM:<{sender}>" + "".join(f" {o}" for o in options))
+        code, text = client.getreply()
         if code != 250:
             client.rset()
             return _refused(code, f"MAIL FROM refused: {code} {_text(text)}")
         refusals = []
         for rcpt in recipients:
-            code, text = client.rcpt(rcpt)
+            client.putcmd("rcpt", f"TO:<{rcpt}>")
+            code, text = client.getreply()
             if code not in (250, 251):
                 refusals.append(code)
                 refused_text = f"RCPT refused: {code} {_text(text)}"

@@ -62,8 +62,12 @@ SYSLOG_SOCKET = "/dev/log"
 LOG_TARGETS = ("auto", "syslog", "stderr", "none")
 
 
+#: The first second of the year 10000, which no date conversion takes.
+_END_OF_TIME = 253402300800
+
+
 def unix_time(text: str) -> float:
-    """argparse type of ``--now``: non-negative UNIX seconds."""
+    """argparse type of ``--now``: non-negative UNIX seconds before the year 10000."""
     import argparse  # argparse is loaded by then; the fast path (parse_flags) never gets here
     try:
         value = float(text)
@@ -71,7 +75,32 @@ def unix_time(text: str) -> float:
         raise argparse.ArgumentTypeError("must be UNIX seconds") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError("must be non-negative UNIX seconds")
+    if value >= _END_OF_TIME:
+        raise argparse.ArgumentTypeError("must be a time before the year 10000")
     return value
+
+
+def seconds(text: str) -> int:
+    """argparse type of a duration: whole seconds, at most a hundred years."""
+    value = int(text)
+    if not 0 <= value <= 100 * 366 * 86400:
+        raise ValueError("must be 0 to 100 years in seconds")
+    return value
+
+
+def one_line(text: str) -> str:
+    """argparse type of an envelope or connection fact: no CR, LF or NUL."""
+    if any(c in text for c in "\r\n\0"):
+        raise ValueError("must not contain CR, LF or NUL")
+    return text
+
+
+def envelope_address(text: str) -> str:
+    """argparse type of an envelope address: one line, and written with or without the
+    angle brackets of SMTP (``<a@example.net>`` is ``a@example.net``; ``<>`` the null
+    sender)."""
+    text = one_line(text)
+    return text[1:-1] if len(text) >= 2 and text[0] == "<" and text[-1] == ">" else text
 
 
 @record(frozen=True, kw_only=True)
@@ -101,23 +130,26 @@ IO_FLAGS = (
 )
 ENVELOPE_FLAGS = (
     Flag(option="--mail-from", dest="mail_from", metavar="ADDR", default="", group="envelope",
-         help="the envelope sender (MAIL FROM); empty for a bounce"),
+         convert=envelope_address,
+         help="the envelope sender (MAIL FROM); empty or <> for a bounce"),
     Flag(option="--rcpt", dest="rcpt", metavar="ADDR", append=True, default=[],
-         group="envelope", help="an envelope recipient (repeatable)"),
+         group="envelope", convert=envelope_address,
+         help="an envelope recipient (repeatable)"),
     Flag(option="--client-ip", dest="client_ip", metavar="IP", group="envelope",
-         help="the connecting client's address"),
+         convert=one_line, help="the connecting client's address"),
     Flag(option="--tls-name", dest="tls_name", metavar="NAME", group="envelope",
-         help="the peer's verified TLS certificate name"),
+         convert=one_line, help="the peer's verified TLS certificate name"),
     Flag(option="--direction", dest="direction", choices=tuple(d.value for d in Direction),
          group="envelope",
          help="inbound, outbound or internal (derived from the policy if omitted)"),
-    Flag(option="--helo", dest="helo", metavar="NAME", group="envelope",
+    Flag(option="--helo", dest="helo", metavar="NAME", group="envelope", convert=one_line,
          help="the client's HELO/EHLO name (SPF checks it for the null sender)"),
     Flag(option="--sasl-user", dest="sasl_user", metavar="NAME", group="envelope",
+         convert=one_line,
          help="the authenticated SASL user (the envelope's auth_user: the 'authenticated' "
               "condition, encryption triggers; the log line)"),
     Flag(option="--queue-id", dest="queue_id", metavar="ID", group="envelope",
-         help="the MTA's queue id (for the log line)"),
+         convert=one_line, help="the MTA's queue id (for the log line)"),
 )
 
 

@@ -17,7 +17,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from mailroute.commands.common import report_config_error, write_stdout_text
+from mailroute.commands.common import report_config_error, unix_time, write_stdout_text
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 from mailroute.routing import deployed, lint, load_topology
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--probe", action="store_true",
                         help="also simulate an internal, an outbound and an inbound sample "
                              "message through the tenant as read (exit 1 on a loop or bypass)")
-    parser.add_argument("--now", type=int, metavar="UNIX_TIME",
+    parser.add_argument("--now", type=unix_time, metavar="UNIX_TIME",
                         help="the clock for --probe and the lint's activation windows "
                              "(default: the current time)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -71,7 +71,7 @@ def run_exo_diff(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return report_config_error(error)
     differences = diff_tenants(planned, actual)
-    now = args.now if args.now is not None else int(datetime.now(UTC).timestamp())
+    now = int(args.now) if args.now is not None else int(datetime.now(UTC).timestamp())
     findings = lint(topology, actual, now=datetime.fromtimestamp(now, UTC))
     probes = probe(topology, actual, now=now) if args.probe else ()
     if args.json:

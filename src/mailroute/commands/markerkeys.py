@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mailroute.commands.common import unix_time, write_stdout_text
+from mailroute.commands.common import seconds, unix_time, write_stdout_text
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 from mailroute.marker.keyfile import (
@@ -58,7 +58,7 @@ def register_key_actions(actions: argparse._SubParsersAction[argparse.ArgumentPa
                     "verification window are removed. The file keeps its owner and mode "
                     "0600. Exit 0 rotated, 78 bad key file.")
     _key_file(rotater)
-    rotater.add_argument("--keep", type=int, default=3600, metavar="SECONDS",
+    rotater.add_argument("--keep", type=seconds, default=3600, metavar="SECONDS",
                          help="how long older keys still verify (default 3600, the "
                               "marker-verify loop_window; use at least max_age to keep "
                               "stale markers valid too)")

@@ -22,6 +22,7 @@ from mailroute.adapters.transport import TransportRun, run_pipe_transport
 from mailroute.commands.common import (
     Flag,
     add_flags,
+    envelope_address,
     load_policy_or_report,
     log_flags,
     message_log_from_args,
@@ -132,9 +133,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"4.3.5 configuration error: --sender-env {args.sender_env} is not "
                          "set\n")
         return ExitCode.CONFIG
-    sender = "" if given in ("", "<>") else given
     try:  # MTAs pass an unknown value as an empty argument: it means "not given"
-        envelope = Envelope(mail_from=sender, rcpt_to=tuple(args.recipients),
+        envelope = Envelope(mail_from=envelope_address(given),
+                            rcpt_to=tuple(envelope_address(r) for r in args.recipients),
                             client_address=args.client_ip or None,
                             tls_peer_name=args.tls_name or None, helo=args.helo or None,
                             auth_user=args.sasl_user or None,

@@ -22,6 +22,7 @@ from mailroute.commands.common import (
     envelope_from_args,
     read_message,
     report_config_error,
+    unix_time,
     write_stdout_text,
 )
 from mailroute.errors import ConfigError
@@ -121,7 +122,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--message-id", metavar="ID", help="the Message-ID (default: from "
                         "--header, else a fixed sample id)")
     parser.add_argument("--scl", type=int, help="EOP's spam confidence level")
-    parser.add_argument("--now", type=int, metavar="UNIX_TIME",
+    parser.add_argument("--now", type=unix_time, metavar="UNIX_TIME",
                         help=f"the clock (default: {_NOW_DEFAULT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--explain", action="store_true",
@@ -299,7 +300,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         now = _now(args)
     else:
         envelope = Envelope(mail_from=spec.mail_from, rcpt_to=spec.rcpt_to)
-        message, now = spec.facts(), spec.now if args.now is None else args.now
+        message, now = spec.facts(), spec.now if args.now is None else int(args.now)
         origin = Origin(args.origin or spec.origin)
     sim = run_simulation(envelope, message, loaded.topology, tenant=loaded.tenant,
                          origin=origin, now=now, scenario=loaded.scenario)

@@ -223,7 +223,11 @@ def key_states(keys: KeyFile, now: float) -> tuple[KeyState, ...]:
 
 
 def _toml_time(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ConfigError("a key time would lie past the year 9999") from None
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _escape(text: str) -> str:

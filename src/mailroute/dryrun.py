@@ -1,7 +1,8 @@
 """Dry runs: what a policy would do to a message, without doing it (``mailroute try``).
 
-:func:`dry_run` runs the pipeline with a processed-message store of its own, so trying a
-message never records it as processed (a later real pass is not taken for a loop), and
+:func:`dry_run` runs the pipeline with the policy's processed-message store read only, so
+trying a message sees the loops a real pass would see but never records it as processed (a
+later real pass is not taken for a loop), and
 reports the verdict, the reply, each filter's result and the changes as a unified diff of
 the message text (:func:`message_diff`).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 
-from mailroute.gateway.processed import InMemoryProcessedStore
+from mailroute.gateway.processed import ReadOnlyProcessedStore
 from mailroute.item import Context, Envelope
 from mailroute.pipeline import Pipeline
 from mailroute.records import record, replace
@@ -50,12 +51,14 @@ class DryRun:
 
 def dry_run(pipeline: Pipeline, data: bytes, envelope: Envelope | None = None, *,
             context: Context | None = None, diff_context: int = 1) -> DryRun:
-    """Run ``pipeline`` over ``data`` without side effects on the processed-message store.
+    """Run ``pipeline`` over ``data`` without side effects on the processed-message store
+    (which it reads: a message a real pass would refuse as a loop is refused here too).
 
     Never raises (as :meth:`Pipeline.process`).
     """
     base = context or pipeline.context or Context(limits=pipeline.limits)
-    ctx = replace(base, processed=InMemoryProcessedStore())
+    seen = base.processed or (pipeline.context.processed if pipeline.context else None)
+    ctx = replace(base, processed=ReadOnlyProcessedStore(seen))
     result = pipeline.process(data, envelope, context=ctx)
     diff: list[str] = []
     if result.action is Action.ACCEPT and result.data is not None:

@@ -84,6 +84,14 @@ def test_trying_never_records_the_message_as_processed(
     assert main(["process", "--config", str(policy), "--in", str(source), "--out",
                  str(tmp_path / "out.eml"), "--direction", "outbound"]) == 0
     assert _processed_rows(state) == 1      # a real pass records it: the count is live
+    # the same message back after a lap (one more Received field): process would refuse it
+    # as a loop, and so does try (found by the CLI audit: try said accept), still
+    # recording nothing
+    code, out = _try(capsys, tmp_path, policy, "--direction", "outbound",
+                     data=b"Received: from exo.example by gw.example\r\n" + MESSAGE)
+    assert (code, out.splitlines()[0]) == (69, "verdict: reject")
+    assert "5.4.6" in out
+    assert _processed_rows(state) == 1
 
 
 def _processed_rows(state: Path) -> int:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from _thread import allocate_lock  # threading.Lock without importing threading: start-up
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
-__all__ = ["InMemoryProcessedStore"]
+if TYPE_CHECKING:
+    from mailroute.item import ProcessedStore
+
+__all__ = ["InMemoryProcessedStore", "ReadOnlyProcessedStore"]
 
 
 class InMemoryProcessedStore:
@@ -61,3 +65,23 @@ class InMemoryProcessedStore:
             del self._entries[key]
         while len(self._entries) > self._max_keys:
             self._entries.popitem(last=False)
+
+
+class ReadOnlyProcessedStore:
+    """Another store seen without changing it (``mailroute try``): counts are the other
+    store's, records are kept here only, so a dry run sees the loops a real pass would see
+    and leaves nothing behind for the next real pass to take for one."""
+
+    def __init__(self, seen: ProcessedStore | None) -> None:
+        self._seen = seen
+        self._own = InMemoryProcessedStore()
+
+    def count(self, key: str, now: float, ttl: float, *, other_than: str = "") -> int:
+        """The other store's count plus this run's own records."""
+        theirs = self._seen.count(key, now, ttl, other_than=other_than) if self._seen else 0
+        return theirs + self._own.count(key, now, ttl, other_than=other_than)
+
+    def record(self, key: str, now: float, ttl: float, *, fingerprint: str = "") -> int:
+        """Record ``key`` here only; the count the other store would then give."""
+        theirs = self._seen.count(key, now, ttl) if self._seen else 0
+        return theirs + self._own.record(key, now, ttl, fingerprint=fingerprint)

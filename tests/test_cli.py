@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -38,13 +39,24 @@ def empty_policy(tmp_path: Path) -> Path:
     MIXED,
     MIXED.replace(b"\r\n", b"\n"),
     b"Subject: x\r\n\r\nbinary \x00\xff\xfe\r\nno final newline",
-    b"",
 ])
 def test_process_with_an_empty_policy_copies_input_byte_for_byte(empty_policy: Path,
                                                                  data: bytes) -> None:
     done = run(["process", "--config", str(empty_policy)], data)
     assert done.returncode == 0, done.stderr
     assert done.stdout == data
+
+
+@pytest.mark.parametrize("data", [b"", b"\r\n", b" \n\n"], ids=["empty", "crlf", "blank"])
+def test_an_empty_message_is_malformed_and_nothing_is_written(tmp_path: Path,
+                                                              data: bytes) -> None:
+    """Found by the CLI audit: an empty standard input (or a closed one) became a message of
+    the filters' own fields (a marker, a Message-ID, a disclaimer) and was handed on."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[pipeline]]\nfilter = "headers"\nadd = { X-Seen = "yes" }\n')
+    done = run(["process", "--config", str(policy)], data)
+    assert (done.returncode, done.stdout) == (65, b"")
+    assert done.stderr.decode().splitlines()[0] == "5.6.0 the message is empty"
 
 
 @pytest.mark.parametrize("data", [
@@ -307,3 +319,19 @@ def test_envelope_addresses_in_angle_brackets_are_the_addresses(
     line = done.stderr.decode()
     assert logged in line
     assert "<<" not in line
+
+
+@pytest.mark.parametrize(("closed", "code"), [("<&-", 65), (">&-", 75), ("2>&-", 65)],
+                         ids=["stdin", "stdout", "stderr"])
+def test_a_closed_standard_stream_gives_the_contract_exit_code(
+        tmp_path: Path, empty_policy: Path, closed: str, code: int) -> None:
+    """Found by the CLI audit: Python sees a closed stream as None; every use was an
+    internal error (75) or, for standard error, exit 1, which an MTA takes as permanent."""
+    source = tmp_path / "in.eml"
+    source.write_bytes(b"From: a@example.net\r\nFrom: b@example.net\r\n\r\nambiguous\r\n"
+                       if closed != ">&-" else MIXED)
+    given = [] if closed == "<&-" else ["--in", str(source)]
+    command = shlex.join([*MAILROUTE, "process", "--config", str(empty_policy), *given])
+    command += f" {closed}"
+    done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60, check=False)
+    assert done.returncode == code, done.stderr

@@ -8,6 +8,7 @@ per message); the others appear in ``--help`` through the one-line texts of :dat
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from io import StringIO
@@ -153,6 +154,7 @@ _DIAGNOSTICS = _Diagnostics()
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (CLI.md)."""
+    _stand_in_for_closed_streams()
     held = StringIO()
     _DIAGNOSTICS.target = held
     try:
@@ -161,6 +163,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         _DIAGNOSTICS.target = sys.stderr
         if held.tell():
             sys.stderr.write(held.getvalue())
+
+
+def _stand_in_for_closed_streams() -> None:
+    """A standard stream the caller closed (``2>&-``) is ``None`` in Python: every use
+    failed with an internal error, or, for standard error, exit 1. Standard input reads as
+    empty, standard error goes nowhere, and standard output is a pipe without a reader, so
+    a result written there fails as any unwritable output does (75, nothing claimed)."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - for the whole run
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    if sys.stdout is None:
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        sys.stdout = open(write_end, "w", encoding="utf-8")  # noqa: SIM115
 
 
 def _run(argv: Sequence[str] | None) -> int:

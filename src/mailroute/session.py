@@ -19,7 +19,7 @@ import functools
 import os
 from typing import TYPE_CHECKING
 
-from mailroute.errors import InternalError, MailrouteError
+from mailroute.errors import InternalError, MailrouteError, MalformedMessageError
 from mailroute.gateway.flow import message_direction
 from mailroute.item import Context, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
@@ -175,6 +175,10 @@ def prepare(data: bytes, envelope: Envelope, settings: SessionSettings) -> MailI
 
 
 def _parse(data: bytes, settings: SessionSettings) -> Message:
+    if not data.strip(b"\r\n\t "):
+        # nothing an MTA ever hands over (it adds Received at least): a closed or empty
+        # input, which must not become a message of the filters' own fields
+        raise MalformedMessageError("the message is empty")
     return parse(data, limits=settings.limits, on_ambiguity=settings.on_ambiguity)
 
 

@@ -252,6 +252,21 @@ def test_gpgsm_encrypted_ber_message_decrypts(pki: Pki, tmp_path: Path,
     assert done.stdout == MESSAGE
 
 
+def test_several_files_follow_one_option_as_cli_md_writes_them(pki: Pki) -> None:
+    """CLI.md: ``--recipient-cert FILE…`` and ``--trust FILE…`` (found by the CLI audit:
+    a second file after the option was a usage error)."""
+    encrypted = mailroute("smime", "encrypt", "--recipient-cert", pki.alice.cert_path,
+                          pki.dave.cert_path, data=MESSAGE)
+    assert encrypted.returncode == 0, encrypted.stderr
+    for person in (pki.alice, pki.dave):
+        done = mailroute("smime", "decrypt", "--cert", person.cert_path, "--key",
+                         person.key_path, data=encrypted.stdout)
+        assert done.returncode == 0, done.stderr
+    done = mailroute("smime", "verify", "--trust", pki.other_root.cert_path,
+                     pki.root.cert_path, "--json", data=smime_sign(pki, MESSAGE))
+    assert (done.returncode, json.loads(done.stdout)["valid"]) == (0, True)
+
+
 def test_decrypt_with_the_wrong_key_fails_with_nothing_written(pki: Pki) -> None:
     encrypted = mailroute("smime", "encrypt", "--recipient-cert", pki.alice.cert_path,
                           data=MESSAGE).stdout

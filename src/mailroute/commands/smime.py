@@ -68,8 +68,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     encrypt = commands.add_parser("encrypt", help="encrypt to every certificate given",
                                   description="Encrypt the message (application/pkcs7-mime).")
-    encrypt.add_argument("--recipient-cert", action="append", required=True,
-                         metavar="FILE", help="recipient certificate (repeatable)")
+    encrypt.add_argument("--recipient-cert", action="extend", nargs="+", required=True,
+                         metavar="FILE",
+                         help="recipient certificates (one or more; repeatable)")
     encrypt.add_argument("--cipher", choices=_CIPHERS,
                          help="content cipher (default aes-256-gcm, AuthEnvelopedData; "
                               "CBC for clients that cannot read it)")
@@ -100,8 +101,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Verify the top-level S/MIME signature against the trust anchors. Exit 0 "
                     "when every signer is valid, 1 otherwise (unsigned included), 65 for a "
                     "message that cannot be parsed.")
-    verify.add_argument("--trust", action="append", required=True, metavar="FILE",
-                        help="trust anchor certificates (repeatable)")
+    verify.add_argument("--trust", action="extend", nargs="+", required=True, metavar="FILE",
+                        help="trust anchor certificates (one or more; repeatable)")
     verify.add_argument("--from-match", action=argparse.BooleanOptionalAction, default=None,
                         help="require a signer address equal to From (default: on)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")

@@ -335,3 +335,19 @@ def test_a_closed_standard_stream_gives_the_contract_exit_code(
     command += f" {closed}"
     done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60, check=False)
     assert done.returncode == code, done.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["disclaimer", "--text", "d.txt", "--var", "novalue"],
+    ["disclaimer", "--text", "d.txt", "--var", "company=A\udce9B"],
+    ["dkim", "sign", "--domain", "ex\udce9.net", "--selector", "s", "--key", "k.pem"],
+], ids=["var-without-value", "var-not-utf8", "dkim-domain-not-utf8"])
+def test_arguments_that_are_no_usable_text_are_usage_errors(tmp_path: Path,
+                                                             args: list[str]) -> None:
+    """Found by the CLI audit: 78 (a bad policy), 75 (internal error) and 65 (blaming the
+    message) for what is a wrong argument."""
+    (tmp_path / "d.txt").write_text("-- \nfooter\n")
+    argv = [os.fsencode(a) if "\udce9" in a else a for a in args]
+    done = subprocess.run([*MAILROUTE, *argv], input=MIXED, capture_output=True, timeout=60,
+                          check=False, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr

@@ -105,3 +105,20 @@ def test_simulate_reads_a_message_file(tmp_path: Path,
     assert code == 0
     hops = json.loads(out)["hops"]
     assert [h["at"] for h in hops][:2] == ["EXO pass 1", "gateway pass 1"]
+
+
+@pytest.mark.parametrize("command", ["route", "simulate"])
+@pytest.mark.parametrize("omit", ["--config", "--rcpt"])
+def test_route_and_simulate_without_a_topology_or_a_recipient_are_usage_errors(
+        command: str, omit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the CLI and routing audits: without --rcpt both printed a decision about
+    nobody and exited 0; without --config they exited 78 (a bad topology)."""
+    given = {"--config": T2, "--rcpt": "bob@example.net"}
+    del given[omit]
+    argv = [command, "--mail-from", "alice@example.net", "--json"]
+    for option, value in given.items():
+        argv += [option, value]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{omit} required" in captured.err

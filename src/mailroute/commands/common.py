@@ -88,10 +88,21 @@ def seconds(text: str) -> int:
     return value
 
 
+def template_variable(text: str) -> str:
+    """argparse type of ``--var``: ``NAME=VALUE`` in text (an argument that is not UTF-8
+    cannot go into a message)."""
+    if "=" not in text:
+        raise ValueError("must be NAME=VALUE")
+    text.encode("utf-8")  # UnicodeEncodeError is a ValueError: argparse reports it
+    return text
+
+
 def one_line(text: str) -> str:
-    """argparse type of an envelope or connection fact: no CR, LF or NUL."""
+    """argparse type of an envelope or connection fact: UTF-8 text without CR, LF or NUL
+    (an argument that is not UTF-8 reaches Python as lone surrogates)."""
     if any(c in text for c in "\r\n\0"):
         raise ValueError("must not contain CR, LF or NUL")
+    text.encode("utf-8")  # UnicodeEncodeError is a ValueError: argparse reports it
     return text
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mailroute.commands.common import add_envelope_arguments, add_io_arguments, run_filter_command
+from mailroute.commands.common import (
+    add_envelope_arguments,
+    add_io_arguments,
+    run_filter_command,
+    template_variable,
+)
 
 __all__ = ["register"]
 
@@ -32,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--position", choices=("bottom", "top", "reply"),
                         help="bottom (default), top, or reply: above the quoted part of a reply")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        type=template_variable,
                         help="a template variable ({{name}} or %%%%Name%%%%), repeatable")
     parser.add_argument("--directory", type=Path, metavar="FILE",
                         help="sender directory (.csv or .toml keyed by e-mail address)")

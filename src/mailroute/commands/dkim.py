@@ -11,6 +11,7 @@ from pathlib import Path
 from mailroute.commands.common import (
     add_envelope_arguments,
     add_io_arguments,
+    one_line,
     read_message,
     report_config_error,
     run_filter_command,
@@ -38,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "Cc, Subject, Date, Message-ID, Content-Type and MIME-Version "
                     "oversigned); no other byte changes. An ambiguous message is refused "
                     "(exit 65).")
-    sign.add_argument("--domain", required=True, help="the signing domain (d=)")
-    sign.add_argument("--selector", required=True, help="the selector (s=)")
+    sign.add_argument("--domain", required=True, type=one_line,
+                      help="the signing domain (d=)")
+    sign.add_argument("--selector", required=True, type=one_line, help="the selector (s=)")
     sign.add_argument("--key", required=True, type=Path, metavar="FILE",
                       help="PEM private key: PKCS#8 or traditional RSA, Ed25519 as PKCS#8")
     sign.add_argument("--algorithm", choices=_ALGORITHMS,

@@ -201,6 +201,11 @@ def _source(args: argparse.Namespace, topology: Topology, envelope: Envelope) ->
 
 def _inputs(args: argparse.Namespace,
             ) -> tuple[Topology, Tenant, Envelope, MessageFacts] | int:
+    missing = [option for option, given in (("--config", args.config), ("--rcpt", args.rcpt))
+               if not given]
+    if missing:  # a decision about nobody, or about no topology, is no answer (CLI.md: 2)
+        sys.stderr.write(f"mailroute {args.command}: {' and '.join(missing)} required\n")
+        return ExitCode.USAGE
     try:
         topology = _load(args)
         tenant = _tenant(args, topology)

@@ -59,3 +59,21 @@ def test_list_into_a_closed_pipe_says_so_instead_of_an_internal_error(tmp_path: 
     assert done.returncode == 75
     assert done.stderr.startswith("4.3.0 cannot write the result: "), done.stderr
     assert "internal error" not in done.stderr
+
+
+def test_a_damaged_entry_is_reported_and_the_others_still_listed(tmp_path: Path) -> None:
+    """Found by the CLI audit: one unreadable ID.json made list and release internal
+    errors for every entry."""
+    policy, (damaged, kept) = _held(tmp_path, 2)
+    (tmp_path / "state" / "quarantine" / f"{damaged}.json").write_text('{"sender": ')
+    listed = subprocess.run([*MAILROUTE, "quarantine", "list", "--config", str(policy)],
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert listed.returncode == 1
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [kept]
+    assert f"quarantine entry {damaged} is damaged" in listed.stderr
+    released = subprocess.run([*MAILROUTE, "quarantine", "release", damaged, "--config",
+                               str(policy), "--reinject", "smtp:127.0.0.1:9"],
+                              capture_output=True, text=True, check=False, timeout=60)
+    assert released.returncode == 1
+    assert "internal error" not in released.stderr
+    assert (tmp_path / "state" / "quarantine" / f"{damaged}.eml").exists()

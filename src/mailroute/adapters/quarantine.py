@@ -15,13 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mailroute.errors import TemporaryError
+from mailroute.errors import MailrouteError, TemporaryError
 from mailroute.paths import private_directory
 from mailroute.records import record
 
-__all__ = ["QuarantineEntry", "QuarantineStore"]
+__all__ = ["DamagedEntryError", "QuarantineEntry", "QuarantineStore"]
 
 _ID = re.compile(r"[0-9a-f]{32}")
+
+
+class DamagedEntryError(MailrouteError):
+    """A quarantine entry whose envelope file cannot be read (edited or cut short): its
+    message is still there, as ``ID.eml``."""
 
 
 @record(frozen=True)
@@ -67,21 +72,45 @@ class QuarantineStore:
         return entry_id
 
     def entries(self) -> Iterator[QuarantineEntry]:
-        """Every complete entry, oldest first."""
+        """Every complete entry, oldest first (damaged ones left out: :meth:`damaged`)."""
+        return iter(self._scan()[0])
+
+    def damaged(self) -> list[str]:
+        """The ids of entries whose envelope file cannot be read."""
+        return self._scan()[1]
+
+    def _scan(self) -> tuple[list[QuarantineEntry], list[str]]:
         if not self.directory.is_dir():
-            return iter(())
-        ids = [p.stem for p in self.directory.glob("*.json") if _ID.fullmatch(p.stem)]
-        found = [self.entry(i) for i in ids if (self.directory / f"{i}.eml").is_file()]
-        return iter(sorted(found, key=lambda e: e.stored_at))
+            return [], []
+        ids = sorted(p.stem for p in self.directory.glob("*.json") if _ID.fullmatch(p.stem))
+        found, damaged = [], []
+        for entry_id in ids:
+            if not (self.directory / f"{entry_id}.eml").is_file():
+                continue
+            try:
+                found.append(self.entry(entry_id))
+            except DamagedEntryError:
+                damaged.append(entry_id)
+        return sorted(found, key=lambda e: e.stored_at), damaged
 
     def entry(self, entry_id: str) -> QuarantineEntry:
-        """The envelope and facts of ``entry_id``."""
-        meta = _json().loads(self._path(entry_id, ".json").read_bytes())
-        return QuarantineEntry(
-            id=entry_id, sender=str(meta["sender"]),
-            recipients=tuple(str(r) for r in meta["recipients"]), reply=str(meta["reply"]),
-            queue_id=meta.get("queue_id"), stored_at=float(meta["stored_at"]),
-            size=int(meta["size"]))
+        """The envelope and facts of ``entry_id``.
+
+        Raises:
+            KeyError: no such entry.
+            DamagedEntryError: its envelope file cannot be read.
+        """
+        data = self._path(entry_id, ".json").read_bytes()
+        try:
+            meta = _json().loads(data)
+            return QuarantineEntry(
+                id=entry_id, sender=str(meta["sender"]),
+                recipients=tuple(str(r) for r in meta["recipients"]), reply=str(meta["reply"]),
+                queue_id=meta.get("queue_id"), stored_at=float(meta["stored_at"]),
+                size=int(meta["size"]))
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise DamagedEntryError(f"quarantine entry {entry_id} is damaged: its envelope "
+                                    f"file {entry_id}.json cannot be read") from exc
 
     def message(self, entry_id: str) -> bytes:
         """The held message."""

@@ -11,7 +11,7 @@ import argparse
 import datetime
 import sys
 
-from mailroute.adapters.quarantine import QuarantineStore
+from mailroute.adapters.quarantine import DamagedEntryError, QuarantineStore
 from mailroute.adapters.reinject import HandOnStatus, parse_reinject
 from mailroute.commands.common import load_policy_or_report, write_stdout_text
 from mailroute.commands.pipe import reinject_type
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyError:
         sys.stderr.write(f"mailroute: no quarantined message {args.id!r}\n")
         return ExitCode.NEGATIVE
+    except DamagedEntryError as error:
+        sys.stderr.write(f"mailroute: {error}\n")
+        return ExitCode.NEGATIVE
 
 
 def _list(store: QuarantineStore) -> int:
@@ -72,7 +75,11 @@ def _list(store: QuarantineStore) -> int:
         lines.append(f"{entry.id} {when:%Y-%m-%dT%H:%M:%SZ} {entry.size} "
                      f"<{entry.sender}> {','.join(entry.recipients)} {entry.reply}\n")
     write_stdout_text("".join(lines))
-    return ExitCode.OK
+    damaged = store.damaged()
+    for entry_id in damaged:
+        sys.stderr.write(f"mailroute: quarantine entry {entry_id} is damaged: its envelope "
+                         f"file {entry_id}.json cannot be read; not listed\n")
+    return ExitCode.NEGATIVE if damaged else ExitCode.OK
 
 
 def _release(store: QuarantineStore, args: argparse.Namespace) -> int:

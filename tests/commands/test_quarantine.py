@@ -77,3 +77,8 @@ def test_a_damaged_entry_is_reported_and_the_others_still_listed(tmp_path: Path)
     assert released.returncode == 1
     assert "internal error" not in released.stderr
     assert (tmp_path / "state" / "quarantine" / f"{damaged}.eml").exists()
+    deleted = subprocess.run([*MAILROUTE, "quarantine", "delete", damaged, "--config",
+                              str(policy)], capture_output=True, text=True, check=False,
+                             timeout=60)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (tmp_path / "state" / "quarantine" / f"{damaged}.eml").exists()

@@ -144,3 +144,17 @@ def test_the_commands_work_on_a_postgresql_directory(pki: Pki, tmp_path: Path,
                            str(policy)], capture_output=True, timeout=120)
     assert done.returncode == 78
     assert b"chmod 600" in done.stderr
+
+
+def test_a_list_that_cannot_be_written_says_so_with_its_status_line(pki: Pki,
+                                                                    tmp_path: Path) -> None:
+    """CLI.md: with 75 the first line on standard error is the status (found by the CLI
+    audit: ``mailroute: cannot write ...`` without one)."""
+    policy = _policy(tmp_path)
+    keys(policy, "import", str(pki.alice.cert_path))
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "-m", "mailroute", "keys", "list", "--config",
+                               str(policy)], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
+    assert done.returncode == 75
+    assert done.stderr.splitlines()[0].startswith("4.3.0 cannot write the result")

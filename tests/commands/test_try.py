@@ -94,6 +94,28 @@ def test_trying_never_records_the_message_as_processed(
     assert _processed_rows(state) == 1
 
 
+def test_a_quarantine_is_the_temporary_failure_process_answers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the CLI audit: try exited 75 with the status line 2.7.0 (process: 4.7.0)."""
+    (tmp_path / "dns.txt").write_text("_dmarc.example.net v=DMARC1; p=reject\n")
+    policy = _policy(tmp_path, '[[pipeline]]\nfilter = "dkim-verify"\ndns_file = "dns.txt"\n'
+                               'spf = false\naccepted_domains = ["example.net"]\n'
+                               'on_spoof = "quarantine"\n')
+    spoof = (b"From: CEO <ceo@example.net>\r\nTo: anna@example.net\r\nSubject: wire\r\n"
+             b"Message-ID: <s1@attacker.example>\r\n\r\npay now\r\n")
+    source = tmp_path / "in.eml"
+    source.write_bytes(spoof)
+    code = main(["try", "--config", str(policy), "--in", str(source), "--mail-from",
+                 "x@attacker.example", "--rcpt", "anna@example.net", "--direction", "inbound"])
+    captured = capsys.readouterr()
+    assert code == 75
+    assert captured.out.splitlines()[0] == "verdict: quarantine"
+    assert captured.err.splitlines()[0].startswith("4.7.0 ")
+    done = main(["process", "--config", str(policy), "--in", str(source), "--mail-from",
+                 "x@attacker.example", "--rcpt", "anna@example.net", "--direction", "inbound"])
+    assert (done, capsys.readouterr().err.splitlines()[0]) == (75, captured.err.splitlines()[0])
+
+
 def _processed_rows(state: Path) -> int:
     path = state / PROCESSED_FILE
     if not path.exists():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from mailroute.routing import (
     render_powershell,
 )
 from mailroute.routing.powershell import ALLOWED, IMPLIED_CMDLETS
-from tests.routing.support import FILES, topology
+from tests.routing.support import EXAMPLES, FILES, topology
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("MAILROUTE_UPDATE_GOLDEN") == "1"
@@ -161,3 +163,14 @@ def test_topology_page_shows_the_generated_diagram_and_script(name: str) -> None
     assert f"```mermaid\n{mermaid}```" in page
     assert f"```powershell\n{powershell}```" in page
     assert 'filter = "marker-set"' in page
+
+
+def test_exo_config_that_cannot_be_written_says_so_first(tmp_path: Path) -> None:
+    """CLI.md: with 75 the status line is the first on standard error (found by the CLI
+    audit: the lint findings came first)."""
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "-m", "mailroute", "exo-config", "--config",
+                               str(EXAMPLES / FILES["t2"])], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert done.returncode == 75
+    assert done.stderr.splitlines()[0].startswith("4.3.0 cannot write the result")

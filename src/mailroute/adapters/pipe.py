@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
     from mailroute.adapters.messagelog import MessageLog
 
-__all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "read_bounded", "report_internal_error",
-           "run_pipe", "write_output"]
+__all__ = ["PipeLog", "PipeOutcome", "exit_code_for", "quarantine_deferred", "read_bounded",
+           "report_internal_error", "run_pipe", "write_output"]
 
 log = LazyLogger("mailroute.pipe")
 # Above this, intermediate copies of the message go to mmap and back to the system when
@@ -141,7 +141,7 @@ def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: Text
             stderr.write(f"{reply.status} {reply.text}\n")
         else:
             if result.action is Action.QUARANTINE:
-                reply, code = Reply(451, "4.7.0", reply.text), ExitCode.TEMPFAIL
+                reply, code = quarantine_deferred(reply), ExitCode.TEMPFAIL
                 verdict = "quarantine-deferred"
             stderr.write(f"{reply.status} {reply.text}\n")
         return _logged(log_to, code, result, envelope, data, started, reply, verdict)
@@ -153,6 +153,12 @@ def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: Text
         reply = report_internal_error(stderr, "pipe adapter")
         return _logged(log_to, ExitCode.TEMPFAIL, None, envelope, data, started, reply,
                        "tempfail")
+
+
+def quarantine_deferred(reply: Reply) -> Reply:
+    """The answer to a quarantine outcome that ``process`` cannot store: a temporary failure
+    (the MTA keeps the message) with the outcome's text."""
+    return Reply(451, "4.7.0", reply.text)
 
 
 def _logged(log_to: PipeLog | None, code: ExitCode, result: Result | None, envelope: Envelope,

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from mailroute.adapters.pipe import exit_code_for, read_bounded
+from mailroute.adapters.pipe import exit_code_for, quarantine_deferred, read_bounded
 from mailroute.commands.common import (
     add_envelope_arguments,
     envelope_from_args,
@@ -78,5 +78,7 @@ def run(args: argparse.Namespace) -> int:
     code = ExitCode.TEMPFAIL if result.action is Action.QUARANTINE else exit_code_for(result)
     if code in (ExitCode.DATAERR, ExitCode.UNAVAILABLE, ExitCode.TEMPFAIL):
         # the status line, as process writes it (docs/cli.md: first on standard error)
-        sys.stderr.write(f"{result.smtp_reply.status} {result.smtp_reply.text}\n")
+        status = (quarantine_deferred(result.smtp_reply)
+                  if result.action is Action.QUARANTINE else result.smtp_reply)
+        sys.stderr.write(f"{status.status} {status.text}\n")
     return code

@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         return _ACTIONS[args.keys_action](directory, args)
     except ConfigError as error:
         return report_config_error(error)
-    except TemporaryError as error:
-        sys.stderr.write(f"mailroute: {error}\n")
+    except TemporaryError as error:  # the status line first (CLI.md), as for every 75
+        sys.stderr.write(f"{error.reply.status} {error}\n")
         return ExitCode.TEMPFAIL
     except (PolicyError, LookupError) as error:
         sys.stderr.write(f"mailroute: {error.args[0] if error.args else error}\n")

@@ -333,7 +333,7 @@ def run_exo_config(args: argparse.Namespace) -> int:
         return ExitCode.CONFIG
     except ConfigError as error:
         return report_config_error(error)
+    write_stdout_text(text)  # first: if it fails, its status line comes first (CLI.md)
     for finding in findings:
         sys.stderr.write(f"{args.config}: {finding}\n")
-    write_stdout_text(text)
     return ExitCode.OK

@@ -101,6 +101,18 @@ def test_the_trace_says_what_each_filter_did_in_order() -> None:
     assert Pipeline().process(MESSAGE).trace == ()
 
 
+def test_the_trace_goes_up_to_the_filter_that_raised() -> None:
+    """Found by the CLI audit: the log line said ``filters=-`` (and ``try`` an empty list)
+    although filters had run and changed the message before one raised."""
+    inner = Pipeline(filters=(Look(), Raise(PolicyError("refused"))), name="inner")
+    result = Pipeline(filters=(Tag("1"), inner, Tag("never"))).process(MESSAGE)
+    assert result.action is Action.REJECT
+    assert result.trace == (("tag", "changed"), ("look", "unchanged"), ("raise", "reject"))
+    temporary = Pipeline(filters=(Tag("1"), Raise(KeyUnavailableError("no key")))
+                         ).process(MESSAGE)
+    assert temporary.trace == (("tag", "changed"), ("raise", "tempfail"))
+
+
 def test_malformed_input_is_rejected_with_5_6_0() -> None:
     result = Pipeline().process(b"From: a\r\nFrom: b\r\n\r\nx")
     assert result.action is Action.REJECT

@@ -60,6 +60,9 @@ class MailrouteError(Exception):
 
     default_reply: Reply = Reply(451, "4.3.0", "temporary local problem")
     retryable: bool = True
+    #: what each filter did up to the one that raised it (set by the pipeline that ran it:
+    #: the log line and ``try`` show it)
+    trace: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str, *, reply: Reply | None = None) -> None:
         super().__init__(message)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailroute.errors import MailrouteError
 from mailroute.item import Context, Direction, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.logs import LazyLogger
@@ -133,13 +134,19 @@ class Pipeline:
         base = item.trace
         steps: list[tuple[str, str]] = []
         for step in self.filters:
-            if isinstance(step, Conditional):
-                if not step.condition.matches_item(item):
-                    steps.append((step.name, "skipped"))
-                    continue
-                result = step.inner.apply(item, ctx)
-            else:
-                result = step.apply(item, ctx)
+            try:
+                if isinstance(step, Conditional):
+                    if not step.condition.matches_item(item):
+                        steps.append((step.name, "skipped"))
+                        continue
+                    result = step.inner.apply(item, ctx)
+                else:
+                    result = step.apply(item, ctx)
+            except MailrouteError as error:
+                nested = error.trace[len(item.trace):]
+                failed = "tempfail" if error.retryable else "reject"
+                error.trace = base + tuple(steps) + (nested or ((step.name, failed),))
+                raise
             if isinstance(result, Outcome):
                 log.info("filter %s decided %s (%s)", step.name, result.action, result.reply)
                 nested = result.trace[len(item.trace):]

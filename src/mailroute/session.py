@@ -226,7 +226,7 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
         return finish(prepared, step.apply(prepared, ctx), settings, received=received)
     except MailrouteError as error:
         action = Action.TEMPFAIL if error.retryable else Action.REJECT
-        return Result(action, None, error.reply, error=error)
+        return Result(action, None, error.reply, error=error, trace=error.trace)
     except Exception:  # the one place that turns bugs into tempfail
         reference = os.urandom(6).hex()
         log.info("internal error, reference %s", reference, exc_info=True)  # -v only

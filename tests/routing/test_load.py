@@ -83,6 +83,18 @@ def test_bad_marker_tag_names_its_key(tmp_path: Path) -> None:
     assert caught.value.key == "gateway.marker.tag"
 
 
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ('tag = "g7k2qd"', 'tag = "g7k2qd"\nheader = "X Bad Header:"', "gateway.marker.header"),
+    ('tag = "g7k2qd"', 'tag = "g7k2qd"\nheader = "X-M\u00e4rk"', "gateway.marker.header")])
+def test_a_marker_header_that_is_no_field_name_names_its_key(tmp_path: Path, old: str,
+                                                             new: str, key: str) -> None:
+    """Found by the routing audit: generated as -HeaderMatchesMessageHeader 'X Bad Header:',
+    which stops the install script part-way."""
+    with pytest.raises(ConfigError, match="no header field name") as caught:
+        _load(tmp_path, MINIMAL.replace(old, new))
+    assert caught.value.key == key
+
+
 def test_unknown_top_level_table(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, MINIMAL + "[routing]\nx = 1\n")

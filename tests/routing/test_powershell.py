@@ -18,6 +18,7 @@ from mailroute.routing import (
     ps_quote,
     render_powershell,
 )
+from mailroute.routing.model import AcceptedDomain
 from mailroute.routing.powershell import ALLOWED, IMPLIED_CMDLETS
 from tests.routing.support import EXAMPLES, FILES, topology
 
@@ -174,3 +175,18 @@ def test_exo_config_that_cannot_be_written_says_so_first(tmp_path: Path) -> None
                               stderr=subprocess.PIPE, text=True, timeout=60, check=False)
     assert done.returncode == 75
     assert done.stderr.splitlines()[0].startswith("4.3.0 cannot write the result")
+
+
+def test_a_tenant_with_many_domains_gets_a_comment_within_the_limit() -> None:
+    """Found by the routing audit: 60 accepted domains made the lock-down connector's
+    generated comment longer than 1024 characters, and exo-config refused (78)."""
+    topo = topology("t3")
+    many = tuple(AcceptedDomain(domain=f"brand{i:03}-example-holding.net") for i in range(60))
+    topo = replace(topo, tenant=replace(topo.tenant, accepted_domains=(
+        *topo.tenant.accepted_domains, *many)))
+    scripts = render_powershell(topo, build_plan(topo))
+    comment = re.search(r"-Comment '(mailroute T3: [^']*mail only[^']*)'", scripts.install)
+    assert comment is not None
+    assert len(comment.group(1)) <= 1024
+    assert "and 56 more" in comment.group(1)
+    assert "brand059-example-holding.net" in scripts.install   # AssociatedAcceptedDomains

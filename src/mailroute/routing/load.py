@@ -125,11 +125,20 @@ def _record(value: object, cls: type[T], path: str, source: str) -> T:
         raise ConfigError(str(exc), source=source, key=path or None) from None
 
 
+#: RFC 5322 section 3.6.8: a field name is printable ASCII but the colon.
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+
+
 def _check_patterns(topology: Topology, source: str) -> None:
     try:
         marker_exception_pattern(topology.gateway.marker.tag)
     except ValueError as exc:
         raise ConfigError(str(exc), source=source, key="gateway.marker.tag") from None
+    for key, name in (("gateway.marker.header", topology.gateway.marker.header),
+                      ("gateway.bypass_header", topology.gateway.bypass_header)):
+        if not _FIELD_NAME.fullmatch(name):
+            raise ConfigError(f"{name!r} is no header field name (RFC 5322: printable "
+                              "ASCII without spaces or colon)", source=source, key=key)
     for i, rule in enumerate(topology.tenant.transport_rules):
         for part in ("conditions", "exceptions"):
             predicates: Predicates = getattr(rule, part)

@@ -75,8 +75,8 @@ def build_plan(topology: Topology) -> Plan:
         tls_sender_certificate_name=gw.inbound_tls_identity or gw.tls_identity,
         associated_accepted_domains=domains,
         ef_skip_last_ip=gw.topology is TopologyKind.T1 or bool(gw.inbound_tls_identity),
-        comment=f"mailroute {gw.topology}: {', '.join(domains)} mail only from the gateway "
-                "certificate")
+        comment=f"mailroute {gw.topology}: {_domain_list(domains)} mail only from the "
+                "gateway certificate")
     if gw.topology is TopologyKind.T1:
         return _t1(topology, lockdown, base)
     csme = opts.cloud_services_mail_enabled
@@ -106,6 +106,14 @@ def build_plan(topology: Topology) -> Plan:
                 outbound_connectors=(outbound,), rules=_beside_rules(topology, base),
                 required_accepted_domains=required, arc_sealer=sealer,
                 reject_direct_send=opts.reject_direct_send, dns=dns)
+
+
+def _domain_list(domains: tuple[str, ...], shown: int = 5) -> str:
+    """The domains for a comment, the first few and how many more (a comment holds at most
+    1024 characters, and a tenant may have hundreds of domains)."""
+    if len(domains) <= shown:
+        return ", ".join(domains)
+    return f"{', '.join(domains[:shown])} and {len(domains) - shown} more"
 
 
 def _t1(topology: Topology, lockdown: InboundConnector, base: int) -> Plan:

@@ -103,6 +103,42 @@ def test_partner_require_tls_refuses_plain_text() -> None:
     assert d.rejected[0].reply.status == "5.7.51"
 
 
+def _refusal(d: object) -> str | None:
+    rejected = getattr(d, "rejected")
+    return rejected[0].reply.status if rejected and rejected[0].reply else None
+
+
+def test_a_partner_connector_restricting_by_ip_and_certificate_needs_both() -> None:
+    """New-InboundConnector: RestrictDomainsToIPAddresses rejects mail from SenderDomains
+    "if the source IP address isn't also specified"; a certificate match does not stand in
+    for it (found by the routing audit)."""
+    both = InboundConnector(name="partner", sender_domains=("partner.example",),
+                            sender_ip_addresses=("198.51.100.0/24",),
+                            tls_sender_certificate_name="relay.partner.example",
+                            restrict_domains_to_certificate=True,
+                            restrict_domains_to_ip_addresses=True)
+    tenant = replace(TENANT, inbound_connectors=(both,))
+    certs = ("relay.partner.example",)
+    assert _refusal(decide_exo(hop("x@partner.example", "bob@example.net", ip="198.51.100.9",
+                                   certs=certs), tenant)) is None
+    assert _refusal(decide_exo(hop("x@partner.example", "bob@example.net", ip="203.0.113.66",
+                                   certs=certs), tenant)) == "5.7.51"
+    assert _refusal(decide_exo(hop("x@partner.example", "bob@example.net", ip="198.51.100.9"),
+                               tenant)) == "5.7.51"
+
+
+def test_a_wildcard_sender_domain_covers_the_domain_itself() -> None:
+    """New-InboundConnector SenderDomains: ``*.contoso.com`` is "a domain and all
+    subdomains" (found by the routing audit: the domain itself was not covered)."""
+    lock = InboundConnector(name="partner", sender_domains=("*.partner.example",),
+                            tls_sender_certificate_name="relay.partner.example",
+                            restrict_domains_to_certificate=True)
+    tenant = replace(TENANT, inbound_connectors=(lock,))
+    for sender in ("x@partner.example", "x@sub.partner.example"):
+        assert _refusal(decide_exo(hop(sender, "bob@example.net"), tenant)) == "5.7.51", sender
+    assert _refusal(decide_exo(hop("x@other.example", "bob@example.net"), tenant)) is None
+
+
 def test_firewall_strips_org_headers_and_promotes_cross_premises_with_csme() -> None:
     headers = (("X-MS-Exchange-Organization-SCL", "-1"),
                ("X-MS-Exchange-CrossPremises-AuthAs", "Internal"))

@@ -317,8 +317,11 @@ def _incoming_refusal(hop: Hop, tenant: Tenant, onprem: InboundConnector | None,
         if c.associated_accepted_domains and domain not in (
                 d.lower() for d in c.associated_accepted_domains):
             continue
+        # each restriction on its own (New-InboundConnector): a certificate match does not
+        # stand in for an address the connector does not list
         ok_cert = not c.restrict_domains_to_certificate or c in cert_hits
-        ok_ip = not c.restrict_domains_to_ip_addresses or c in ip_hits or c in cert_hits
+        ok_ip = not c.restrict_domains_to_ip_addresses or ip_in_ranges(
+            hop.connection.client_ip, c.sender_ip_addresses)
         if not (ok_cert and ok_ip):
             return Reply(550, "5.7.51", f"TenantInboundAttribution; rejected by connector "
                          f"'{c.name}'")
@@ -333,7 +336,8 @@ def _incoming_refusal(hop: Hop, tenant: Tenant, onprem: InboundConnector | None,
 
 def _sender_domain_applies(c: InboundConnector, sender_domain: str) -> bool:
     # "*" is taken to match the null sender too (assumption 10 of docs/routing/assumptions.md).
-    return any(p == "*" or (sender_domain and domain_pattern_matches(p, sender_domain))
+    return any(p == "*" or (sender_domain and domain_pattern_matches(p, sender_domain,
+                                                                     apex=True))
                for p in c.sender_domains)
 
 

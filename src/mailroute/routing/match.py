@@ -35,13 +35,19 @@ def is_placeholder_address(address: str) -> bool:
         is_subdomain(domain, d) for d in _RESERVED_DOMAINS)
 
 
-def domain_pattern_matches(pattern: str, domain: str) -> bool:
-    """Connector domain patterns: ``*`` (any), ``*.x`` (below x), or an exact domain."""
+def domain_pattern_matches(pattern: str, domain: str, *, apex: bool = False) -> bool:
+    """Connector domain patterns: ``*`` (any), ``*.x`` (below x; with ``apex`` x itself too),
+    or an exact domain.
+
+    The cmdlet reference gives ``*.contoso.com`` "a domain and all subdomains" for an inbound
+    connector's SenderDomains (``apex``), and "all subdomains" for an outbound connector's
+    RecipientDomains.
+    """
     pattern, domain = pattern.lower(), domain.lower()
     if pattern == "*":
         return True
     if pattern.startswith("*."):
-        return domain.endswith(pattern[1:])
+        return domain.endswith(pattern[1:]) or (apex and domain == pattern[2:])
     return domain == pattern
 
 

@@ -9,6 +9,7 @@ from mailroute.item import Envelope
 from mailroute.routing import (
     Attribution,
     Connection,
+    ExoDecision,
     Hop,
     MessageFacts,
     RouteKind,
@@ -103,8 +104,8 @@ def test_partner_require_tls_refuses_plain_text() -> None:
     assert d.rejected[0].reply.status == "5.7.51"
 
 
-def _refusal(d: object) -> str | None:
-    rejected = getattr(d, "rejected")
+def _refusal(d: ExoDecision) -> str | None:
+    rejected = d.rejected
     return rejected[0].reply.status if rejected and rejected[0].reply else None
 
 

@@ -122,3 +122,8 @@ def test_route_and_simulate_without_a_topology_or_a_recipient_are_usage_errors(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert f"{omit} required" in captured.err
+
+
+@pytest.mark.parametrize("scl", ["99", "-2", "x"])
+def test_an_scl_exchange_cannot_have_is_a_usage_error(scl: str) -> None:
+    assert main(["route", "--config", T2, "--rcpt", "bob@example.net", "--scl", scl]) == 2

@@ -99,6 +99,16 @@ def test_control_characters_are_refused(value: str) -> None:
         ps_quote(value)
 
 
+@pytest.mark.parametrize("name", ["example.net\nRemove-Mailbox", "example.net\u2028x"])
+def test_a_tenant_name_that_breaks_the_header_comment_line_is_refused(name: str) -> None:
+    """The tenant name goes into the scripts' first comment line: a line separator (U+2028)
+    shows as a new line in an editor (found by the routing audit; comments refused it)."""
+    t2 = topology("t2")
+    bad = replace(t2, tenant=replace(t2.tenant, name=name))
+    with pytest.raises(UnsafeValueError, match="tenant name"):
+        render_powershell(bad, build_plan(bad))
+
+
 def test_hostile_names_stay_inside_literals() -> None:
     t2 = topology("t2")
     hostile = "gw'; Remove-Mailbox -Identity boss; '.example.net"

@@ -106,6 +106,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen.set_defaults(handler=run_exo_config)
 
 
+def _scl(text: str) -> int:
+    """argparse type of ``--scl``: Exchange's spam confidence levels are -1 to 9."""
+    value = int(text)
+    if not -1 <= value <= 9:
+        raise ValueError("must be -1 to 9")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="TOPOLOGY.toml",
                         help="the topology (required unless simulate --scenario names it)")
@@ -121,7 +129,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="a message fact such as oof, calendaring, dsn (repeatable)")
     parser.add_argument("--message-id", metavar="ID", help="the Message-ID (default: from "
                         "--header, else a fixed sample id)")
-    parser.add_argument("--scl", type=int, help="EOP's spam confidence level")
+    parser.add_argument("--scl", type=_scl, help="EOP's spam confidence level (-1 to 9)")
     parser.add_argument("--now", type=unix_time, metavar="UNIX_TIME",
                         help=f"the clock (default: {_NOW_DEFAULT})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -90,3 +90,17 @@ def test_a_sha1_leaf_from_an_anchor_expired_by_then_is_not_weak(tmp_path: Path) 
     leaf = load(tmp_path, "leaf")
     later = NOW + dt.timedelta(days=10)  # the leaf is still valid, the anchor is not
     assert TrustAnchors((ca.cert,)).check(leaf, [], later).status != "weak-algorithm"
+
+
+def test_an_anchor_not_yet_valid_is_not_yet_valid_and_an_expired_one_expired(
+        tmp_path: Path) -> None:
+    """Found by the crypto audit: every time fault in the chain read ``expired``, also an
+    intermediate or anchor whose validity had not begun (openssl: "not yet valid")."""
+    ca = issue(tmp_path, "ca", issuer=None, ca=True, not_before=NOW - dt.timedelta(days=2),
+               not_after=NOW + dt.timedelta(days=2))
+    leaf = issue(tmp_path, "leaf", issuer=ca, email="a@example.org",
+                 not_before=NOW - dt.timedelta(days=30), not_after=NOW + dt.timedelta(days=30))
+    anchors = TrustAnchors((ca.cert,))
+    assert anchors.check(leaf.cert, [], NOW).status == "valid"
+    assert anchors.check(leaf.cert, [], NOW - dt.timedelta(days=10)).status == "not-yet-valid"
+    assert anchors.check(leaf.cert, [], NOW + dt.timedelta(days=10)).status == "expired"

@@ -81,12 +81,29 @@ class TrustAnchors:
             verified = verifier.verify(leaf, list(intermediates))
         except VerificationError as exc:
             if "expired" in str(exc) or "not valid at validation time" in str(exc):
-                return ChainVerdict("expired", "a certificate in the chain is not valid now")
+                return self._time_fault(leaf, intermediates, at)
             if "Forbidden signature algorithm" in str(exc):
                 return self._sha1_chain(leaf, intermediates, at)
             return ChainVerdict("untrusted", "no valid chain to a trust anchor")
         return ChainVerdict("valid", "", tuple(verified.chain))
 
+
+    def _time_fault(self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
+                    at: datetime) -> ChainVerdict:
+        """``not-yet-valid`` or ``expired``, for the first certificate up the chain (by issuer
+        name) that is not valid at ``at``."""
+        pool = [*intermediates, *self.roots]
+        cert = leaf
+        for _ in range(self.max_chain_depth + 1):
+            issuer = next((c for c in pool if c.subject == cert.issuer and c != cert), None)
+            if issuer is None:
+                break
+            if at < issuer.not_valid_before_utc:
+                return ChainVerdict("not-yet-valid", "a certificate in the chain is not valid yet")
+            if at > issuer.not_valid_after_utc:
+                break
+            cert = issuer
+        return ChainVerdict("expired", "a certificate in the chain is not valid now")
 
     def _sha1_chain(self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
                     at: datetime) -> ChainVerdict:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mailroute.mime import parse
+from mailroute.mime import decode_payload, parse
 from tests.smime.conftest import ENTITY, run
 from tests.smime.pki import Pki
 
@@ -131,6 +131,20 @@ def test_a_signature_over_one_part_of_the_message_is_partial_not_valid(pki: Pki)
     done = mailroute("smime", "verify", "--trust", pki.root.cert_path, data=wrapped)
     assert done.stderr.decode().splitlines()[0] == "smime partial (only part 1 is signed)"
     assert smime_verify(pki, signed.to_bytes())[1]["signed_part"] is None
+
+
+def test_digest_algorithm_identifiers_have_no_parameters(pki: Pki) -> None:
+    """RFC 5754 section 2: SHA-2 AlgorithmIdentifiers are generated with the parameters
+    absent (found by the crypto audit: mailroute wrote NULL, openssl writes them absent)."""
+    from asn1crypto import cms
+
+    signature = parse(smime_sign(pki, MESSAGE)).part((1,))
+    signed = cms.ContentInfo.load(decode_payload(signature).data)["content"]
+    identifiers = [signed["digest_algorithms"][0],
+                   signed["signer_infos"][0]["digest_algorithm"]]
+    for identifier in identifiers:
+        assert identifier["algorithm"].native == "sha256"
+        assert identifier.dump() == bytes.fromhex("300b0609608648016503040201")
 
 
 def test_tampered_body_is_bad_digest(pki: Pki) -> None:

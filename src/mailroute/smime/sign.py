@@ -77,7 +77,9 @@ def sign(content: Sequence[Chunk], signer: Signer, *, signing_time: datetime,
     signed_attrs = _signed_attributes(hasher.digest(), signing_time)
     to_sign = signed_attrs.dump()  # tag 0x31: the SET OF encoding the signature covers
     signature, signature_algorithm = _signature(signer, to_sign)
-    digest_algorithm = algos.DigestAlgorithm({"algorithm": digest_name})
+    # RFC 5754 section 2: SHA-2 identifiers are generated with the parameters absent
+    # (asn1crypto writes NULL unless told; OpenSSL writes them absent)
+    digest_algorithm = algos.DigestAlgorithm({"algorithm": digest_name, "parameters": None})
     certificates = [signer.certificate, *signer.chain]
     signer_info = cms.SignerInfo({
         "version": "v1",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from typing import TYPE_CHECKING
 
 from mailroute.errors import InternalError, MailrouteError, MalformedMessageError
@@ -174,8 +175,11 @@ def prepare(data: bytes, envelope: Envelope, settings: SessionSettings) -> MailI
     return _prepared(_parse(data, settings), envelope, settings)
 
 
+_NOT_BLANK = re.compile(rb"[^\r\n\t ]")
+
+
 def _parse(data: bytes, settings: SessionSettings) -> Message:
-    if not data.strip(b"\r\n\t "):
+    if _NOT_BLANK.search(data) is None:  # a search, not strip(): no copy of a large message
         # nothing an MTA ever hands over (it adds Received at least): a closed or empty
         # input, which must not become a message of the filters' own fields
         raise MalformedMessageError("the message is empty")

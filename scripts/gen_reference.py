@@ -39,6 +39,7 @@ GETTERS: dict[str, tuple[str, bool]] = {
     "optional_string": ("string", False),
     "integer": ("integer", True),
     "boolean": ("true / false", True),
+    "optional_boolean": ("true / false", False),
     "choice": ("one of", True),
     "string_list": ("list of strings", False),
     "path": ("path", True),

@@ -195,11 +195,11 @@ def policy_from_mapping(data: Mapping[str, object], *, source: str = "<policy>",
 def _topology(top: Options) -> tuple[Path | None, Topology | None]:
     """The topology the policy names (``topology = "FILE"``): its path, and the topology
     loaded and validated."""
-    if not top.has("topology"):
+    path = top.optional_path("topology")
+    if path is None:
         return None, None
     from mailroute.routing.load import load_topology  # only for policies that name one
 
-    path = top.path("topology")
     try:
         return path, load_topology(path)
     except ConfigError as exc:
@@ -318,7 +318,7 @@ def _condition(options: Options) -> Condition:
         senders=_lower(options.string_list("sender")),
         recipients=_lower(options.string_list("recipient")),
         annotations=_annotations(options),
-        authenticated=options.boolean("authenticated") if options.has("authenticated") else None,
+        authenticated=options.optional_boolean("authenticated"),
     )
     options.finish()
     return condition

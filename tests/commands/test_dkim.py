@@ -40,6 +40,19 @@ def test_sign_then_verify_rsa_and_ed25519(world: DkimWorld) -> None:
                                                                       ("rsa", "pass")]
 
 
+def test_the_text_report_says_pass_once_and_a_huge_expiry_is_a_usage_error(
+        world: DkimWorld) -> None:
+    """Found by the CLI audit: ``signature ...: pass pass``; ``--expire-after`` of 20 digits
+    wrote an x= tag longer than RFC 6376 section 3.5 allows (12 digits)."""
+    signed = _sign(world, message(), "rsa", world.rsa_path)
+    done = run(["dkim", "verify", "--dns-file", str(world.dns_file())], signed)
+    assert done.stderr.decode().splitlines() == [
+        "dkim pass", "signature d=example.net s=rsa rsa-sha256: pass"]
+    huge = run(["dkim", "sign", "--domain", "example.net", "--selector", "rsa", "--key",
+                str(world.rsa_path), "--expire-after", "99999999999999999999"], message())
+    assert huge.returncode == 2
+
+
 def test_traditional_rsa_key_and_algorithm_check(world: DkimWorld) -> None:
     signed = _sign(world, message(), "rsa", world.rsa_traditional_path)
     assert run(["dkim", "verify", "--dns-file", str(world.dns_file())], signed).returncode == 0

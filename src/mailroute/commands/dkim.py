@@ -15,6 +15,7 @@ from mailroute.commands.common import (
     read_message,
     report_config_error,
     run_filter_command,
+    seconds,
     unix_time,
     write_stdout_text,
 )
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="PEM private key: PKCS#8 or traditional RSA, Ed25519 as PKCS#8")
     sign.add_argument("--algorithm", choices=_ALGORITHMS,
                       help="checked against the key (default: the key's)")
-    sign.add_argument("--expire-after", type=int, metavar="SECONDS",
+    sign.add_argument("--expire-after", type=seconds, metavar="SECONDS",
                       help="add x= this many seconds after t=")
     sign.set_defaults(from_domains=["*"],
                       handler=lambda a: run_filter_command(a, "dkim-sign", _SIGN))
@@ -107,6 +108,7 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         sys.stderr.write(f"dkim {reason}\n")
         for signer in signers:
+            detail = "" if signer["reason"] == signer["result"] else f" {signer['reason']}"
             sys.stderr.write(f"signature {signer['subject']} {signer['algorithm']}: "
-                             f"{signer['result']} {signer['reason']}\n")
+                             f"{signer['result']}{detail}\n")
     return ExitCode.OK if valid else ExitCode.NEGATIVE

@@ -109,6 +109,11 @@ class Options:
             raise self.error(name, "must be true or false")
         return value
 
+    def optional_boolean(self, name: str) -> bool | None:
+        """A boolean option, or ``None`` when it is not set."""
+        self._seen.add(name)
+        return self.boolean(name) if self.has(name) else None
+
     def choice(self, name: str, choices: tuple[str, ...], default: str | object = _MISSING) -> str:
         """A string option restricted to ``choices``."""
         value = self.string(name, default)

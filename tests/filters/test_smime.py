@@ -243,3 +243,14 @@ def test_decrypt_on_failure_names(pki: Pki, given: str | None, built: str) -> No
     step = policy_from_mapping({"pipeline": [entry]}).filters[0]
     assert isinstance(step, SmimeDecrypt)
     assert step.on_failure == built
+
+
+def test_a_recipient_without_certificate_is_refused_by_address(pki: Pki, tmp_path: Path) -> None:
+    """Found by the crypto audit: the reply said "a recipient" (encrypt-by-policy names it)."""
+    der = tmp_path / "alice.der"
+    der.write_bytes(pki.alice.cert.public_bytes(Encoding.DER))
+    store = DirectoryCertStore.load(tmp_path)
+    result = Pipeline(filters=(SmimeEncrypt((), store=store),)).process(
+        MESSAGE, Envelope(rcpt_to=("alice@example.org", "nobody@example.net")))
+    assert (result.action, result.reply) == (Action.REJECT,
+                                             "554 5.7.1 no certificate for nobody@example.net")

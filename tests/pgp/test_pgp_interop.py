@@ -129,6 +129,14 @@ def test_encryption_to_two_recipients(store: KeyStore, pgp_world: PgpWorld) -> N
     assert sum(1 for s in packets.status if s.startswith("ENC_TO")) == 2
 
 
+def test_a_missing_key_is_refused_naming_the_recipient(store: KeyStore) -> None:
+    """Found by the crypto audit: the reply said "a recipient" (encrypt-by-policy names it)."""
+    result = Pipeline(filters=(PgpEncryptFilter(store),)).process(
+        PLAIN, Envelope(rcpt_to=("alice@example.org", "nokey@example.net")))
+    assert (result.action, result.reply) == (Action.REJECT, "550 5.7.1 no PGP key for "
+                                                            "nokey@example.net")
+
+
 # -- gpg output, mailroute checks ------------------------------------------------------------
 
 def gpg_signed_mail(pgp_world: PgpWorld, person: Person, entity: bytes = ENTITY) -> bytes:

@@ -146,9 +146,10 @@ class PgpEncryptFilter:
             if self.on_missing_key == "pass":
                 return item.annotate("pgp-encrypt", f"missing-key {detail}")
             log.info("no usable PGP key: %s", detail)
+            whom = ", ".join(k.address for k in missing[:5]) or "the recipients"
             if self.on_missing_key == "tempfail":
-                return Outcome.tempfail("4.7.5", "no PGP key for a recipient yet")
-            return Outcome.reject("5.7.1", "no PGP key for a recipient", 550)
+                return Outcome.tempfail("4.7.5", f"no PGP key for {whom} yet")
+            return Outcome.reject("5.7.1", f"no PGP key for {whom}", 550)
         fprs = [k.fingerprint for k in lookups if isinstance(k, KeyFound)]
         signer = self.store.signer(self.sign_with) if self.sign_with else None
         # a signed message is encrypted as it is (RFC 3156 section 6.1, nested form):

@@ -136,7 +136,7 @@ class SmimeEncrypt:
                          if isinstance(e.certificate.public_key(), rsa.RSAPublicKey)]
                 if not found:
                     if self.on_missing == "reject":
-                        return Outcome.reject("5.7.1", "no certificate for a recipient")
+                        return Outcome.reject("5.7.1", f"no certificate for {rcpt}")
                     return item
                 certificates += [e.certificate for e in found]
         # The entity is encrypted as it is: CMS content is binary, and decryption must give

@@ -111,6 +111,8 @@ def test_the_trace_goes_up_to_the_filter_that_raised() -> None:
     temporary = Pipeline(filters=(Tag("1"), Raise(KeyUnavailableError("no key")))
                          ).process(MESSAGE)
     assert temporary.trace == (("tag", "changed"), ("raise", "tempfail"))
+    again = Pipeline(filters=(Look(), inner)).process(MESSAGE)   # the same error instance
+    assert again.trace == (("look", "unchanged"), ("look", "unchanged"), ("raise", "reject"))
 
 
 def test_malformed_input_is_rejected_with_5_6_0() -> None:

@@ -143,7 +143,10 @@ class Pipeline:
                 else:
                     result = step.apply(item, ctx)
             except MailrouteError as error:
-                nested = error.trace[len(item.trace):]
+                # a nested pipeline traced it on the way out; a plain filter's error may be
+                # an instance raised before, with a trace from then
+                inner = step.inner if isinstance(step, Conditional) else step
+                nested = error.trace[len(item.trace):] if isinstance(inner, Pipeline) else ()
                 failed = "tempfail" if error.retryable else "reject"
                 error.trace = base + tuple(steps) + (nested or ((step.name, failed),))
                 raise

@@ -351,3 +351,14 @@ def test_arguments_that_are_no_usable_text_are_usage_errors(tmp_path: Path,
     done = subprocess.run([*MAILROUTE, *argv], input=MIXED, capture_output=True, timeout=60,
                           check=False, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
+
+
+@pytest.mark.parametrize("command", [["process", "--config"], ["check", "--config"]])
+def test_a_fifo_named_as_policy_is_refused_not_waited_on(tmp_path: Path,
+                                                         command: list[str]) -> None:
+    """Found by the CLI audit: ``--config FIFO`` waited for a writer for ever."""
+    fifo = tmp_path / "policy.toml"
+    os.mkfifo(fifo)
+    done = run([*command, str(fifo)], MIXED)
+    assert done.returncode == 78
+    assert b"not a regular file" in done.stderr

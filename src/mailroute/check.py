@@ -29,7 +29,7 @@ from mailroute.errors import ConfigError
 from mailroute.keys.secretfile import read_public_file, read_secret_file
 from mailroute.marker.keyring import MarkerKey, load_key_ring
 from mailroute.pipeline import Conditional, Pipeline
-from mailroute.policy import TOPOLOGY_OPTIONS, load_policy, topology_value
+from mailroute.policy import TOPOLOGY_OPTIONS, load_policy, read_policy_text, topology_value
 from mailroute.records import record
 from mailroute.routing.load import load_topology
 from mailroute.routing.topology import Topology
@@ -62,8 +62,10 @@ def check_policy(policy: Path, *, topology: Path | None = None, now: float,
     """Every finding for ``policy`` (and ``topology``, else the one the policy names)."""
     findings: list[Finding] = []
     try:
-        data = tomllib.loads(policy.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(read_policy_text(str(policy)))
+    except ConfigError as error:
+        return [Finding("error", str(policy), None, _message_of(error))]
+    except tomllib.TOMLDecodeError as exc:
         return [Finding("error", str(policy), None, f"cannot read the policy: {exc}")]
     entries = [e for e in data.get("pipeline", []) if isinstance(e, Mapping)]
     base = policy.parent

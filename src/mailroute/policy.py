@@ -45,6 +45,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -109,6 +110,26 @@ FILTERS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+def read_policy_text(source: str) -> str:
+    """The text of the policy file ``source``.
+
+    Raises:
+        ConfigError: it cannot be read, is not UTF-8, or is no regular file (a FIFO named
+            by mistake would wait for a writer for ever: it is opened without blocking).
+    """
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, encoding="utf-8") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError("cannot read the policy: not a regular file", source=source)
+            return handle.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the policy: {exc.strerror or type(exc).__name__}",
+                          source=source) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("cannot read the policy: not UTF-8", source=source) from exc
+
+
 def load_policy(path: str | os.PathLike[str]) -> Pipeline:
     """Load and validate a policy file.
 
@@ -117,12 +138,7 @@ def load_policy(path: str | os.PathLike[str]) -> Pipeline:
             message names the file, the key path and, where it can be found, the line.
     """
     source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read policy: {exc.__class__.__name__}",
-                          source=source) from exc
+    text = read_policy_text(source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -127,3 +127,10 @@ def test_route_and_simulate_without_a_topology_or_a_recipient_are_usage_errors(
 @pytest.mark.parametrize("scl", ["99", "-2", "x"])
 def test_an_scl_exchange_cannot_have_is_a_usage_error(scl: str) -> None:
     assert main(["route", "--config", T2, "--rcpt", "bob@example.net", "--scl", scl]) == 2
+
+
+def test_route_at_the_gateway_takes_no_source(capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the routing audit: --source was ignored there without a word."""
+    assert main(["route", "--config", T2, "--rcpt", "bob@example.net", "--at", "gateway",
+                 "--source", "exo"]) == 2
+    assert "--source is for --at exo" in capsys.readouterr().err

@@ -232,6 +232,11 @@ def _inputs(args: argparse.Namespace,
 
 def run_route(args: argparse.Namespace) -> int:
     """Decide one hop and print the decision."""
+    if args.at == "gateway" and args.source:
+        # the gateway tells Exchange Online from the internet by the connection itself
+        sys.stderr.write("mailroute route: --source is for --at exo; at the gateway, "
+                         "--tls-name and --client-ip say who connects\n")
+        return ExitCode.USAGE
     inputs = _inputs(args)
     if isinstance(inputs, int):
         return inputs

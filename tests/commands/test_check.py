@@ -126,6 +126,17 @@ def test_a_pgp_signer_without_a_secret_key_is_an_error(
                      "secret signing key (no-key)"]
 
 
+def test_a_gnupghome_that_cannot_be_used_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the CLI audit: the error said what was wrong, not with which directory."""
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o755)
+    policy, lines = _errors(tmp_path, capsys, '[[pipeline]]\nfilter = "pgp-sign"\n'
+                            'gnupghome = "gnupg"\nsigner = "alice@example.org"\n')
+    assert lines == [f"error: {policy}:3: pipeline[0].gnupghome: {home}: GnuPG home must be "
+                     "accessible by its owner only"]
+
+
 def test_marker_keys_that_stop_signing_soon_warn_and_none_signing_is_an_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keys = key_file_text(keys=({"id": "k1", "secret": "QS1zZWNyZXQtdGhhdC1tdXN0LW5ldmVyLWxl"

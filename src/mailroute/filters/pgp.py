@@ -282,7 +282,7 @@ def _store(options: Options) -> KeyStore:
     try:
         return KeyStore(home, timeout=float(timeout))
     except ConfigError as exc:
-        raise options.error("gnupghome", str(exc).rsplit(": ", 1)[-1]) from exc
+        raise options.error("gnupghome", f"{home}: {str(exc).rsplit(': ', 1)[-1]}") from exc
 
 
 def _passphrase(options: Options) -> str | None:

@@ -116,12 +116,19 @@ def test_a_decryption_key_of_another_certificate_is_an_error(
                      "the certificate"]
 
 
+def _pgp_sign_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], home_mode: int
+                     ) -> tuple[Path, list[str]]:
+    """A ``pgp-sign`` policy for alice@example.org over an empty GnuPG home of ``home_mode``;
+    the policy's path and check's error lines."""
+    (tmp_path / "gnupg").mkdir(mode=home_mode)
+    return _errors(tmp_path, capsys, '[[pipeline]]\nfilter = "pgp-sign"\n'
+                   'gnupghome = "gnupg"\nsigner = "alice@example.org"\n')
+
+
 def test_a_pgp_signer_without_a_secret_key_is_an_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by the crypto audit: check said ok, and every message was refused (69)."""
-    (tmp_path / "gnupg").mkdir(mode=0o700)
-    policy, lines = _errors(tmp_path, capsys, '[[pipeline]]\nfilter = "pgp-sign"\n'
-                            'gnupghome = "gnupg"\nsigner = "alice@example.org"\n')
+    policy, lines = _pgp_sign_errors(tmp_path, capsys, 0o700)
     assert lines == [f"error: {policy}: pipeline[0].signer: alice@example.org: no usable "
                      "secret signing key (no-key)"]
 
@@ -129,12 +136,9 @@ def test_a_pgp_signer_without_a_secret_key_is_an_error(
 def test_a_gnupghome_that_cannot_be_used_is_named(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by the CLI audit: the error said what was wrong, not with which directory."""
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o755)
-    policy, lines = _errors(tmp_path, capsys, '[[pipeline]]\nfilter = "pgp-sign"\n'
-                            'gnupghome = "gnupg"\nsigner = "alice@example.org"\n')
-    assert lines == [f"error: {policy}:3: pipeline[0].gnupghome: {home}: GnuPG home must be "
-                     "accessible by its owner only"]
+    policy, lines = _pgp_sign_errors(tmp_path, capsys, 0o755)
+    assert lines == [f"error: {policy}:3: pipeline[0].gnupghome: {tmp_path / 'gnupg'}: GnuPG "
+                     "home must be accessible by its owner only"]
 
 
 def test_marker_keys_that_stop_signing_soon_warn_and_none_signing_is_an_error(

@@ -19,9 +19,36 @@ ENTITY = (b"Content-Type: text/plain; charset=us-ascii\r\n"
 
 def run(*args: str | Path, stdin: bytes | None = None, env: dict[str, str] | None = None,
         check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    """Run a real tool; a missing tool fails the test (FileNotFoundError), never skips it."""
-    return subprocess.run([str(a) for a in args], input=stdin, capture_output=True,
-                          check=check, env=env, timeout=120)
+    """Run a real tool; a missing tool fails the test (FileNotFoundError), never skips it.
+
+    With ``check``, a non-zero exit fails with the tool's stderr in the message.
+    """
+    result = subprocess.run([str(a) for a in args], input=stdin, capture_output=True,
+                            check=False, env=env, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(str(a) for a in args)} exited {result.returncode}:\n"
+                             f"{result.stderr.decode(errors='replace')}")
+    return result
+
+
+# gpgsm 2.2's PKCS#12 reader rejects about 1.5 % of openssl's exports of the very same key and
+# certificate ("decryption failed; trying charset ...", "error at bag.encryptedData"): it
+# depends on the export's random salt, not on the key. A fresh export gets a fresh salt.
+P12_EXPORT_ATTEMPTS = 10
+
+
+def _import_alice_key(pki: Pki, home: Path, env: dict[str, str]) -> None:
+    p12 = home / "alice.p12"
+    for _ in range(P12_EXPORT_ATTEMPTS):
+        run("openssl", "pkcs12", "-export", "-inkey", pki.alice.key_path, "-in",
+            pki.alice.cert_path, "-passout", "pass:test", "-certpbe", "PBE-SHA1-3DES",
+            "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-out", p12)
+        imported = run("gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd",
+                       "0", "--import", p12, stdin=b"test\n", env=env, check=False)
+        if imported.returncode == 0:
+            return
+    raise AssertionError(f"gpgsm refused {P12_EXPORT_ATTEMPTS} exports of alice's key:\n"
+                         f"{imported.stderr.decode(errors='replace')}")
 
 
 @pytest.fixture(scope="session")
@@ -52,12 +79,7 @@ def gpgsm_home(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     run("gpgsm", "--batch", "--import", pki.root.cert_path, pki.issuing.cert_path, env=env)
     fingerprint = pki.root.cert.fingerprint(hashes.SHA1()).hex(":").upper()  # noqa: S303
     (home / "trustlist.txt").write_text(f"{fingerprint} S relax\n")
-    p12 = home / "alice.p12"
-    run("openssl", "pkcs12", "-export", "-inkey", pki.alice.key_path, "-in",
-        pki.alice.cert_path, "-passout", "pass:test", "-certpbe", "PBE-SHA1-3DES",
-        "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-out", p12)
-    run("gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-        "--import", p12, stdin=b"test\n", env=env)
+    _import_alice_key(pki, home, env)
     yield env
     run("gpgconf", "--kill", "gpg-agent", env=env, check=False)
 

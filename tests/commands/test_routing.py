@@ -95,6 +95,18 @@ def test_exo_config_prints_the_golden(name: str, capsys: pytest.CaptureFixture[s
     assert out == (GOLDEN / FILES[name].replace(".toml", ".mmd")).read_text(encoding="utf-8")
 
 
+def test_exo_config_script_with_mermaid_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "exo-config", "--config", T2, "--format", "mermaid",
+                          "--script", "install")
+    assert code == 2
+    assert out == ""
+    assert "--script" in err
+    code, out, _ = _run(capsys, "exo-config", "--config", T2, "--script", "install")
+    assert code == 0
+    assert "New-TransportRule" in out
+
+
 def test_config_error_exits_78_with_file_and_key(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"

@@ -101,8 +101,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen.add_argument("--config", required=True, metavar="TOPOLOGY.toml", help="the topology")
     gen.add_argument("--format", choices=["powershell", "mermaid"], default="powershell",
                      dest="fmt", help="output format (default: powershell)")
-    gen.add_argument("--script", choices=SCRIPTS, default="all",
-                     help="which PowerShell script (default: all four, as #region blocks)")
+    gen.add_argument("--script", choices=SCRIPTS,
+                     help="which PowerShell script (default: all four, as #region blocks); "
+                          "only with --format powershell")
     gen.set_defaults(handler=run_exo_config)
 
 
@@ -336,9 +337,13 @@ def _print_simulation(args: argparse.Namespace, sim: Simulation) -> int:
 
 def run_exo_config(args: argparse.Namespace) -> int:
     """Lint, then print PowerShell or Mermaid."""
+    if args.fmt == "mermaid" and args.script is not None:
+        sys.stderr.write("mailroute exo-config: --script chooses a PowerShell script; "
+                         "--format mermaid draws the whole mail flow\n")
+        return ExitCode.USAGE
     try:
         topology = _load(args)
-        text, findings = exo_config(topology, fmt=args.fmt, script=args.script,
+        text, findings = exo_config(topology, fmt=args.fmt, script=args.script or "all",
                                     source=args.config)
     except LintRefused as refused:
         for finding in refused.findings:

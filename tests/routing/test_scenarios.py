@@ -170,6 +170,18 @@ SCENARIOS = [
              (Expect("project@example.net", D, 1, MBX + "project@example.net"),
               Expect(A, D, 1, MBX + A, kind="group fan-out"),
               Expect(B, D, 1, MBX + B, kind="group fan-out"))),
+    # the fan-out bypass is for the organisation's own mail: copies of an internet sender's
+    # message to a group pass the gateway a second time (new recipients: no loop guard
+    # refuses them), and the header alone, which anyone can write, skips nothing
+    Scenario("t2-unified-group-fanout-from-the-internet-passes-again", "t2", X,
+             ("project@example.net",), INT,
+             (Expect("project@example.net", D, 1, MBX + "project@example.net"),
+              Expect(A, D, 2, MBX + A, kind="group fan-out"),
+              Expect(B, D, 2, MBX + B, kind="group fan-out"))),
+    Scenario("t2-forged-fanout-header-from-the-internet-is-routed", "t2", X, (B,), INT,
+             (Expect(B, D, 1, MBX + B),),
+             headers=(("X-MS-Exchange-UnifiedGroup-SubmittedViaGroupAddress",
+                       "project@example.net"),)),
     Scenario("t2-mail-contact-is-external", "t2", A, ("dave@example.net",), MB,
              (Expect("dave@partner.example", D, 1, NET + "partner.example"),)),
     Scenario("t2-unknown-recipient-dbeb", "t2", X, ("nobody@example.net",), INT,

@@ -157,13 +157,16 @@ def _beside_rules(topology: Topology, base: int) -> tuple[TransportRule, ...]:
     untrusted = _untrusted_strip(topology)
     if untrusted is not None:
         rules.append(("01 drop untrusted marker", untrusted))
-    # Auto-replies and meeting mail of the organisation's own mailboxes only: any sender
-    # on the internet can send a message of either type (a text/calendar part will do),
-    # and one from there must not skip the gateway.
+    # Auto-replies, group fan-out and meeting mail of the organisation's own mailboxes
+    # only: any sender on the internet can send a message of either type (a text/calendar
+    # part will do) or write the fan-out header, which Exchange's header firewall is not
+    # documented to remove, and such a message must not skip the gateway. Fan-out copies
+    # of an internet sender's message pass the gateway once more instead (new recipients).
     own = Scope.IN_ORGANIZATION
     bypasses = [("02 bypass auto-reply", "oof",
                  Predicates(message_type_matches=MessageType.OOF, from_scope=own)),
-                ("03 bypass group fan-out", "groupfanout", _present(_FANOUT)),
+                ("03 bypass group fan-out", "groupfanout",
+                 replace(_present(_FANOUT), from_scope=own)),
                 ("04 bypass journal report", "journal", _present(_JOURNAL))]
     if not opts.route_calendaring:
         bypasses.append(("05 bypass calendaring", "calendaring",

@@ -64,6 +64,7 @@ New-TransportRule -Name 'mailroute 03 bypass group fan-out' `
   -Enabled $false `
   -HeaderMatchesMessageHeader 'X-MS-Exchange-UnifiedGroup-SubmittedViaGroupAddress' `
   -HeaderMatchesPatterns '.' `
+  -FromScope 'InOrganization' `
   -SetHeaderName 'X-Mailroute-Bypass' `
   -SetHeaderValue 'groupfanout'
 New-TransportRule -Name 'mailroute 04 bypass journal report' `

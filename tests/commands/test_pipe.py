@@ -80,6 +80,23 @@ def test_a_rejected_message_hands_on_nothing(tmp_path: Path) -> None:
     assert sink.transactions == []
 
 
+def test_a_message_refused_while_parsing_logs_its_direction_from_pipe_and_process(
+        tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    ambiguous = MESSAGE.replace(b"To:", b"From: c@partner.example\nTo:")
+    with SmtpSink() as sink:
+        piped = _pipe(policy, sink.port, ambiguous, rcpts=["b@corp.example"])
+    processed = subprocess.run(
+        [sys.executable, "-m", "mailroute", "process", "--config", str(policy), "--mail-from",
+         "a@partner.example", "--rcpt", "b@corp.example", "--log", "stderr"],
+        input=ambiguous, capture_output=True, timeout=60, check=False)
+    for done in (piped, processed):
+        assert done.returncode == 65
+        assert "mailroute: reject 5.6.0 ambiguous message" in done.stderr.decode()
+        assert " recipients=1 direction=inbound " in done.stderr.decode()
+    assert sink.transactions == []
+
+
 def test_a_refused_recipient_at_the_next_hop_defers_everything(tmp_path: Path) -> None:
     policy = _policy(tmp_path)
     with SmtpSink(rcpt_replies={"d@partner.example": "452 4.2.2 full"}) as sink:

@@ -20,7 +20,7 @@ from mailroute.exitcodes import ExitCode
 from mailroute.item import Envelope
 from mailroute.logs import LazyLogger
 from mailroute.pipeline import Pipeline
-from mailroute.records import record
+from mailroute.records import record, replace
 from mailroute.results import Action, Reply
 from mailroute.session import Result
 
@@ -97,6 +97,14 @@ def report_internal_error(stderr: TextIO, what: str) -> Reply:
     return reply
 
 
+def with_direction(pipeline: Pipeline, envelope: Envelope) -> Envelope:
+    """The envelope with the policy's direction, so the log line has it even when the
+    message never got as far as the filters."""
+    if envelope.direction is not None:
+        return envelope
+    return replace(envelope, direction=pipeline.derive_direction(envelope))
+
+
 @record(frozen=True)
 class PipeLog:
     """Where ``run_pipe`` writes its one line per message, and the facts only the caller
@@ -121,7 +129,7 @@ def run_pipe(pipeline: Pipeline, stdin: BinaryIO, stdout: BinaryIO, stderr: Text
     """
     resume_after_start_up()
     started = time.monotonic()
-    envelope = envelope or Envelope()
+    envelope = with_direction(pipeline, envelope or Envelope())
     result: Result | None = None
     data = b""
     try:

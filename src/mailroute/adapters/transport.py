@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from mailroute.adapters.collector import resume_after_start_up
 from mailroute.adapters.messagelog import MESSAGE_LOG, MessageLog, record_for
-from mailroute.adapters.pipe import exit_code_for, read_bounded
+from mailroute.adapters.pipe import exit_code_for, read_bounded, with_direction
 from mailroute.adapters.reinject import HandOnStatus, Reinjector
 from mailroute.errors import MailrouteError, TemporaryError
 from mailroute.exitcodes import ExitCode
@@ -76,7 +76,7 @@ def run_pipe_transport(pipeline: Pipeline, stdin: BinaryIO, stderr: TextIO,
     data = b""
     started = time.monotonic()
     try:
-        run = replace(run, envelope=_with_direction(pipeline, run.envelope))
+        run = replace(run, envelope=with_direction(pipeline, run.envelope))
         data_or_none = read_bounded(stdin, pipeline.limits.max_message_size)
         if data_or_none is None:
             reply = Reply(552, "5.3.4",
@@ -219,11 +219,3 @@ def _finish(stderr: TextIO, code: ExitCode, reply: Reply, verdict: str, run: Tra
         result, run.envelope, data=data, verdict=verdict, reply=reply, queue_id=run.queue_id,
         sasl_user=run.sasl_user, duration=time.monotonic() - started, exit_code=int(code)))
     return code
-
-
-def _with_direction(pipeline: Pipeline, envelope: Envelope) -> Envelope:
-    """The envelope with the policy's direction, so the log line has it even when the
-    message never got as far as the filters."""
-    if envelope.direction is not None:
-        return envelope
-    return replace(envelope, direction=pipeline.derive_direction(envelope))

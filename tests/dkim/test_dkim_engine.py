@@ -12,9 +12,14 @@ import pytest
 import dkim as dkimpy
 from mailroute.dkim import DnsFile, VerifyOptions, sign_message, verify_message
 from mailroute.dkim.keys import parse_signing_key
+from mailroute.dkim.sign import header_list
 from mailroute.errors import AmbiguousMessageError, ConfigError, TemporaryError
+from mailroute.item import Envelope
+from mailroute.marker.mint import ensure_message_id
 from mailroute.mime.scan import AmbiguityPolicy, parse
+from mailroute.policy import load_policy
 from mailroute.results import AuthStatus
+from mailroute.testing import FakeClock, build_message, fake_context, write_fake_key_file
 from tests.dkim.conftest import DOMAIN, NOW, DkimWorld, dnsfunc, message
 
 
@@ -94,6 +99,40 @@ def test_an_added_oversigned_header_fails(world: DkimWorld) -> None:
     signed = _sign(message(), world)
     data = signed.replace(b"To: bob", b"Cc: eve@example.org\r\nTo: bob", 1)
     assert _statuses(data, world.dns()) == [("fail", "signature did not verify")]
+
+
+def test_a_message_id_added_after_signing_a_message_without_one_passes(
+        world: DkimWorld) -> None:
+    # marker-set runs after the signers and gives such a message a Message-ID
+    unsigned = build_message(sender="alice@example.net", message_id=None)
+    signed = _sign(unsigned, world)
+    assert b"message-id" not in signed.split(b"\r\n\r\n")[0].lower().split(b"bh=")[0]
+    with_id = ensure_message_id(parse(signed), "example.net").to_bytes()
+    assert _statuses(with_id, world.dns()) == [("pass", "")]
+    assert dkimpy.verify(with_id, dnsfunc=dnsfunc(world.dns()))
+
+
+def test_a_present_message_id_is_oversigned_an_absent_one_not_listed() -> None:
+    assert header_list(parse(message())).count("message-id") == 2
+    assert header_list(parse(build_message(message_id=None))).count("message-id") == 0
+    assert header_list(parse(build_message(message_id=None))).count("date") == 2
+
+
+def test_dkim_sign_then_marker_set_keeps_the_signature_of_a_message_without_message_id(
+        world: DkimWorld, tmp_path: Path) -> None:
+    write_fake_key_file(tmp_path / "keys.toml")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        f'[[pipeline]]\nfilter = "dkim-sign"\ndomain = "{DOMAIN}"\nselector = "rsa"\n'
+        f'key = "{world.rsa_path}"\n'
+        '[[pipeline]]\nfilter = "marker-set"\nkey_file = "keys.toml"\n', encoding="utf-8")
+    result = load_policy(policy).process(
+        build_message(sender="alice@example.net", message_id=None),
+        Envelope(mail_from="alice@example.net", rcpt_to=("bob@example.org",)),
+        context=fake_context(clock=FakeClock(NOW)))
+    assert result.action == "accept"
+    assert parse(result.data).headers.count("Message-ID") == 1
+    assert _statuses(result.data, world.dns()) == [("pass", "")]
 
 
 def test_whitespace_changes_pass_relaxed(world: DkimWorld) -> None:

@@ -19,12 +19,15 @@ from mailroute.errors import AmbiguousMessageError, MalformedMessageError, Signi
 from mailroute.mime.headers import HeaderField
 from mailroute.mime.message import Message
 
-__all__ = ["OVERSIGNED", "SIGNED_ONCE", "body_of", "header_list", "sign_data", "sign_message",
-           "signed_field", "signed_header_data"]
+__all__ = ["OVERSIGNED", "OVERSIGNED_WHEN_PRESENT", "SIGNED_ONCE", "body_of", "header_list",
+           "sign_data", "sign_message", "signed_field", "signed_header_data"]
 
 #: Signed once more than present, so that none can be added without breaking the signature.
 OVERSIGNED = ("from", "to", "cc", "subject", "date", "message-id", "content-type",
               "mime-version")
+#: Oversigned only when present: ``marker-set``, which runs after the signers, gives a
+#: message without a Message-ID one, and that must not break their signatures.
+OVERSIGNED_WHEN_PRESENT = frozenset({"message-id"})
 #: Signed as often as present.
 SIGNED_ONCE = ("reply-to", "sender", "in-reply-to", "references",
                "content-transfer-encoding", "list-id", "list-unsubscribe",
@@ -43,7 +46,9 @@ def header_list(message: Message, oversigned: Iterable[str] = OVERSIGNED,
     """The ``h=`` list for ``message``: oversigned names one extra time."""
     names: list[str] = []
     for name in oversigned:
-        names.extend([name] * (message.headers.count(name) + 1))
+        present = message.headers.count(name)
+        if present or name not in OVERSIGNED_WHEN_PRESENT:
+            names.extend([name] * (present + 1))
     for name in once:
         names.extend([name] * message.headers.count(name))
     return names

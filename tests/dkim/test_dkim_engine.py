@@ -131,6 +131,7 @@ def test_dkim_sign_then_marker_set_keeps_the_signature_of_a_message_without_mess
         Envelope(mail_from="alice@example.net", rcpt_to=("bob@example.org",)),
         context=fake_context(clock=FakeClock(NOW)))
     assert result.action == "accept"
+    assert result.data is not None
     assert parse(result.data).headers.count("Message-ID") == 1
     assert _statuses(result.data, world.dns()) == [("pass", "")]
 

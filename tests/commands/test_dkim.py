@@ -14,6 +14,7 @@ from tests.dkim.conftest import DkimWorld, message, world
 __all__ = ["world"]
 
 MAILROUTE = [sys.executable, "-m", "mailroute"]
+REALMAIL = Path(__file__).resolve().parents[1] / "realmail" / "clients"
 
 
 def run(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -51,6 +52,29 @@ def test_the_text_report_says_pass_once_and_a_huge_expiry_is_a_usage_error(
     huge = run(["dkim", "sign", "--domain", "example.net", "--selector", "rsa", "--key",
                 str(world.rsa_path), "--expire-after", "99999999999999999999"], message())
     assert huge.returncode == 2
+
+
+def test_sign_signs_any_one_from_field_and_refuses_a_message_without_from(
+        world: DkimWorld) -> None:
+    """Found by the DKIM audit: without a From, or with one that names no single address,
+    ``dkim sign`` wrote the message unsigned with exit 0."""
+    two = b"From: a@example.net, b@example.net\r\nSender: a@example.net\r\n" + message()
+    two = two.replace(b"From: Alice <alice@example.net>\r\n", b"", 1)
+    unparsable = (REALMAIL / "exchange-online-unfolded-header.eml").read_bytes()
+    for data in (two, unparsable):
+        signed = _sign(world, data, "rsa", world.rsa_path)
+        assert signed.startswith(b"DKIM-Signature: ") and signed.endswith(data)
+        verified = run(["dkim", "verify", "--dns-file", str(world.dns_file()), "--json"],
+                       signed)
+        ours = [s for s in json.loads(verified.stdout)["signers"] if s["selector"] == "rsa"]
+        assert [s["result"] for s in ours] == ["pass"]  # the real one's key is not in DNS
+    no_from = message().replace(b"From: Alice <alice@example.net>\r\n", b"", 1)
+    assert b"From:" not in no_from
+    done = run(["dkim", "sign", "--domain", "example.net", "--selector", "rsa", "--key",
+                str(world.rsa_path)], no_from)
+    assert done.returncode == 65
+    assert done.stdout == b""
+    assert done.stderr.decode().startswith("5.6.0 ")
 
 
 def test_traditional_rsa_key_and_algorithm_check(world: DkimWorld) -> None:

@@ -36,6 +36,21 @@ def test_sign_filter_signs_own_mail_and_leaves_foreign_mail_alone(world: DkimWor
     assert foreign.item.annotation("dkim-sign") == "skipped-foreign-from"
 
 
+def test_sign_everyones_mail_signs_an_unparsable_from_and_passes_a_message_without_one(
+        world: DkimWorld) -> None:
+    pipeline = _sign_policy(world, from_domains=["*"])
+    ctx = Context(clock=lambda: NOW)
+    odd = message().replace(b"From: Alice <alice@example.net>", b"From: alice example.net")
+    signed = pipeline.process(odd, context=ctx)
+    assert signed.data is not None
+    assert signed.data.startswith(b"DKIM-Signature: ")
+    no_from = message().replace(b"From: Alice <alice@example.net>\r\n", b"")
+    passed = pipeline.process(no_from, context=ctx)
+    assert passed.data == no_from
+    assert passed.item is not None
+    assert passed.item.annotation("dkim-sign") == "skipped-no-from"
+
+
 def test_verify_filter_uses_the_injected_resolver(world: DkimWorld) -> None:
     signed = _sign_policy(world).process(
         message(), context=Context(clock=lambda: NOW)).data

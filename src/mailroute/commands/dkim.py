@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailroute.commands.common import (
     add_envelope_arguments,
@@ -19,8 +20,12 @@ from mailroute.commands.common import (
     unix_time,
     write_stdout_text,
 )
-from mailroute.errors import ConfigError
+from mailroute.errors import ConfigError, MalformedMessageError
 from mailroute.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from mailroute.item import Context, Filter, MailItem
+    from mailroute.results import Outcome
 
 __all__ = ["register"]
 
@@ -50,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sign.add_argument("--expire-after", type=seconds, metavar="SECONDS",
                       help="add x= this many seconds after t=")
     sign.set_defaults(from_domains=["*"],
-                      handler=lambda a: run_filter_command(a, "dkim-sign", _SIGN))
+                      handler=lambda a: run_filter_command(a, "dkim-sign", _SIGN,
+                                                           wrap=_MustSign))
     add_io_arguments(sign)
     add_envelope_arguments(sign)
 
@@ -112,3 +118,23 @@ def run_verify(args: argparse.Namespace) -> int:
             sys.stderr.write(f"signature {signer['subject']} {signer['algorithm']}: "
                              f"{signer['result']}{detail}\n")
     return ExitCode.OK if valid else ExitCode.NEGATIVE
+
+
+class _MustSign:
+    """``dkim sign`` promises a signature: a message the filter passes unsigned for want of
+    one From field is malformed input (65), not a success."""
+
+    name = "dkim-sign"
+
+    def __init__(self, inner: Filter) -> None:
+        self.inner = inner
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        """Run the filter; refuse the message when it could not be signed."""
+        from mailroute.filters.dkim import SKIPPED_NO_FROM
+        from mailroute.item import MailItem
+
+        result = self.inner.apply(item, ctx)
+        if isinstance(result, MailItem) and result.annotation("dkim-sign") == SKIPPED_NO_FROM:
+            raise MalformedMessageError("a message to DKIM-sign needs exactly one From field")
+        return result

@@ -40,7 +40,7 @@ from mailroute.item import Context, MailItem
 from mailroute.records import record
 from mailroute.results import Action, AuthResult, AuthStatus, Outcome
 
-__all__ = ["DkimSignFilter", "DkimVerifyFilter", "build_sign", "build_verify",
+__all__ = ["SKIPPED_NO_FROM", "DkimSignFilter", "DkimVerifyFilter", "build_sign", "build_verify",
            "lookup_option", "signing_key_option"]
 
 log = logging.getLogger("mailroute.dkim")
@@ -58,6 +58,10 @@ def signing_key_option(options: Options) -> SigningKey:
     return key
 
 
+#: The ``dkim-sign`` annotation of a message without exactly one From field.
+SKIPPED_NO_FROM = "skipped-no-from"
+
+
 @record(frozen=True, kw_only=True)
 class DkimSignFilter:
     """Adds one DKIM-Signature at the top of mail from ``from_domains``; nothing else changes."""
@@ -70,11 +74,15 @@ class DkimSignFilter:
     name: str = "dkim-sign"
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem:
-        """Sign when the From domain is one of ours, else pass the item on unchanged."""
-        author = dmarc.from_domain(item.message)
-        if author is None or not any(d == "*" or author == d or author.endswith("." + d)
-                                     for d in self.from_domains):
-            return item.annotate("dkim-sign", "skipped-foreign-from")
+        """Sign when the From domain is one of ours (``*``: any message with one From
+        field), else pass the item on unchanged."""
+        if item.message.headers.count("From") != 1:
+            return item.annotate("dkim-sign", SKIPPED_NO_FROM)
+        if "*" not in self.from_domains:
+            author = dmarc.from_domain(item.message)
+            if author is None or not any(author == d or author.endswith("." + d)
+                                         for d in self.from_domains):
+                return item.annotate("dkim-sign", "skipped-foreign-from")
         signed = sign_message(item.message, self.key, domain=self.domain,
                               selector=self.selector, timestamp=int(ctx.clock()),
                               expire_after=self.expire_after)

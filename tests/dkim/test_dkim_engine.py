@@ -239,3 +239,18 @@ def test_keys_in_every_pem_form_load(world: DkimWorld) -> None:
     assert load_signing_key(world.ed_path).algorithm == "ed25519-sha256"
     with pytest.raises(ConfigError):
         parse_signing_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+
+
+@pytest.mark.parametrize("value", ["\r\n ".join(["9" * 1000] * 5), "9" * 13])
+def test_an_x_tag_of_more_than_12_digits_is_malformed_not_an_error(
+        world: DkimWorld, value: str) -> None:
+    """Found by the DKIM audit: 5,000 digits in x= (folded) raised from ``int``."""
+    signed = _sign(message(), world).replace(b" t=", f" x={value}; t=".encode(), 1)
+    assert f"x={value};".encode() in signed
+    assert _statuses(signed, world.dns()) == [("permerror", "malformed x=")]
+
+
+def test_a_dns_file_mx_preference_that_is_no_16_bit_number_is_ignored() -> None:
+    dns = DnsFile({"example.net": ["MX " + "9" * 5000 + " mx1.example.net",
+                                   "MX 70000 mx2.example.net", "MX 10 mx3.example.net"]})
+    assert dns.mx("example.net") == ["mx3.example.net"]

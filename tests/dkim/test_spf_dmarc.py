@@ -179,3 +179,19 @@ def test_spf_ignores_a_helo_that_is_not_a_domain_name(helo: str) -> None:
     result = check_host(dns.lookups(), "192.0.2.9", "", helo=helo)
     assert result.result == "none"
     assert dns.asked == []
+
+
+@pytest.mark.parametrize("pct", ["9" * 5000, "\u00b2", "\u0663", "1000"])
+def test_a_dmarc_pct_that_is_no_small_ascii_number_counts_as_100(pct: str) -> None:
+    """Found by the DKIM audit: 5,000 digits or ``²`` raised from ``int`` (an internal error
+    a sender's own DNS could cause at every delivery attempt)."""
+    dns = FakeDns({"_dmarc.example.net": [f"v=DMARC1; p=reject; pct={pct}"]})
+    result = evaluate(parse(message()), dns, [_dkim("other.example")], None,
+                      sample=lambda: 0.99)
+    assert (result.result, result.policy) == ("fail", "reject")
+
+
+@pytest.mark.parametrize("mechanism", ["a/" + "9" * 5000, "mx//" + "1" * 5000, "a/0032"])
+def test_an_spf_prefix_length_of_many_digits_is_a_permerror(mechanism: str) -> None:
+    dns = FakeDns({"long.example": [f"v=spf1 {mechanism} -all"]}, ADDRESSES, MX)
+    assert check_host(dns.lookups(), "192.0.2.1", "a@long.example").result == "permerror"

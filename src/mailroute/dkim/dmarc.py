@@ -11,6 +11,7 @@ import functools
 import random
 from collections.abc import Callable, Iterable, Sequence
 
+from mailroute.dkim.digits import decimal
 from mailroute.dkim.keys import parse_tags
 from mailroute.dkim.spf import SpfResult
 from mailroute.dkim.verify import SignatureResult
@@ -102,11 +103,11 @@ def _policy(texts: Iterable[str]) -> DmarcPolicy | None:
     if policy not in ("none", "quarantine", "reject"):
         return None
     sub = tags.get("sp", policy).lower()
-    pct = tags.get("pct", "100")
+    pct = decimal(tags.get("pct", "100"), 3)
     return DmarcPolicy(policy, sub if sub in ("none", "quarantine", "reject") else policy,
                        tags.get("adkim", "r").lower() == "s",
                        tags.get("aspf", "r").lower() == "s",
-                       int(pct) if pct.isdigit() and int(pct) <= 100 else 100)
+                       pct if pct is not None and pct <= 100 else 100)
 
 
 _WEAKER = {"reject": "quarantine", "quarantine": "none"}

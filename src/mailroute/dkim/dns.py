@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mailroute.dkim.digits import decimal
 from mailroute.errors import ConfigError, TemporaryError
 
 __all__ = ["DnsFile", "dnspython_lookup", "load_dns_file", "parse_dns_file"]
@@ -69,8 +70,10 @@ def _typed(value: str) -> tuple[str, str] | None:
     data = data.strip()
     if kind == "MX":
         preference, _, host = data.partition(" ")
-        return ("MX", f"{preference} {host.strip()}") if (
-            preference.isdigit() and host.strip() and " " not in host.strip()) else None
+        number = decimal(preference, 5)  # RFC 1035 3.3.9: 16 bits
+        return ("MX", f"{number} {host.strip()}") if (
+            number is not None and number <= 65535 and host.strip()
+            and " " not in host.strip()) else None
     if kind not in ("A", "AAAA"):
         return None
     try:

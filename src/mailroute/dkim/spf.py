@@ -192,7 +192,8 @@ class _Evaluation:
 
 def _cidrs(mechanism: str, argument: str) -> tuple[str, str, int, int]:
     text = f"{mechanism}:{argument}" if argument else mechanism
-    match = re.fullmatch(r"(a|mx)(?::([^/]+))?(?:/(\d+))?(?://(\d+))?", text, re.IGNORECASE)
+    match = re.fullmatch(r"(a|mx)(?::([^/]+))?(?:/([0-9]{1,3}))?(?://([0-9]{1,3}))?", text,
+                         re.IGNORECASE)
     if match is None:
         raise _Stop("permerror", "invalid a or mx")
     four = int(match.group(3) or 32)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 from mailroute.dkim import canon
+from mailroute.dkim.digits import decimal
 from mailroute.dkim.keys import KeyRecord, parse_key_record, parse_tags
 from mailroute.dkim.sign import body_of, signed_header_data
 from mailroute.errors import MailrouteError
@@ -159,9 +160,10 @@ class _State:
         if "@" not in identity or not (id_domain == domain or id_domain.endswith("." + domain)):
             raise _Verdict(perm, "i= is not within d=")
         if "x" in tags:
-            if not tags["x"].isdigit():
+            expires = decimal(tags["x"], 12)  # RFC 6376 3.5: 1*12DIGIT
+            if expires is None:
                 raise _Verdict(perm, "malformed x=")
-            if int(tags["x"]) < self.now:
+            if expires < self.now:
                 raise _Verdict(AuthStatus.FAIL, "signature expired")
         self.check_body(tags, body_relaxed)
         record = self.key_record(f"{selector}._domainkey.{domain}")
@@ -185,9 +187,9 @@ class _State:
     def check_body(self, tags: dict[str, str], relaxed: bool) -> None:
         body = self.body(relaxed)
         if "l" in tags:
-            if not tags["l"].isdigit() or len(tags["l"]) > 76:
+            length = decimal(tags["l"], 76)  # RFC 6376 3.5: 1*76DIGIT
+            if length is None:
                 raise _Verdict(AuthStatus.PERMERROR, "malformed l=")
-            length = int(tags["l"])
             if length > len(body):
                 raise _Verdict(AuthStatus.FAIL, "body shorter than l=")
             if length < len(body) and not self.options.allow_length:

@@ -11,11 +11,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import dkim as dkimpy
+from mailroute import Context
 from mailroute.dkim import canon
-from mailroute.dkim.arc import MAX_INSTANCE, seal, verify_chain
+from mailroute.dkim.arc import MAX_INSTANCE, next_instance, seal, verify_chain
 from mailroute.errors import SigningError
 from mailroute.mime.message import Message
 from mailroute.mime.scan import parse
+from mailroute.policy import policy_from_mapping
 from mailroute.results import AuthResult, AuthStatus
 from tests.dkim.conftest import NOW, DkimWorld, dnsfunc, message
 
@@ -89,5 +91,42 @@ def test_the_fifty_first_set_is_refused(world: DkimWorld) -> None:
     msg = parse(message())
     for number in range(MAX_INSTANCE, 0, -1):
         msg = msg.with_header("ARC-Seal", f"i={number}; a=rsa-sha256; cv=pass; b=AAAA")
-    with pytest.raises(SigningError, match="50 sets"):
+    assert next_instance(msg) is None
+    with pytest.raises(SigningError, match="cannot be extended"):
         _seal(world, msg, AuthStatus.PASS, "mx.example.org")
+
+
+@pytest.mark.parametrize("instance", ["50", "51", "999", "1000", "0", "x"])
+def test_the_seal_filter_passes_a_chain_that_cannot_grow_on_unsealed(
+        world: DkimWorld, instance: str) -> None:
+    """Found by the DKIM audit: one forged ``ARC-Seal: i=50`` made the filter refuse the
+    message (554 5.7.5), and ``i=1000`` (beyond the 3-digit pattern) was sealed as i=1."""
+    data = f"ARC-Seal: i={instance}; a=rsa-sha256; cv=none; b=AAAA\r\n".encode() + message()
+    pipeline = policy_from_mapping({"gateway": {"authserv_id": "mx.example.org"},
+                                    "pipeline": [{"filter": "arc-seal", "domain": "example.org",
+                                                  "selector": "rsa",
+                                                  "key": str(world.rsa_path)}]})
+    result = pipeline.process(data, context=Context(clock=lambda: NOW))
+    assert result.action == "accept"
+    assert result.data == data
+    assert result.item is not None
+    assert result.item.annotation("arc-seal") == "skipped-chain-cannot-grow"
+
+
+def test_the_next_instance_follows_the_highest_readable_one() -> None:
+    msg = parse(b"ARC-Seal: i=2; cv=pass; b=A\r\nARC-Seal: i=1; cv=none; b=A\r\n" + message())
+    assert next_instance(msg) == 3
+    assert next_instance(parse(message())) == 1
+
+
+@pytest.mark.parametrize("bh", ["AAAA!AAA", "A", "=="])
+def test_a_hostile_body_hash_in_an_arc_set_fails_the_chain_not_the_call(
+        world: DkimWorld, bh: str) -> None:
+    """Found by the DKIM audit: dkimpy raised binascii.Error (an internal error, 4.3.0)."""
+    sealed = _seal(world, parse(message()), AuthStatus.NONE, "mx.example.org").to_bytes()
+    start = sealed.index(b" bh=") + 4
+    end = sealed.index(b";", start)
+    hostile = parse(sealed[:start] + bh.encode() + sealed[end:])
+    result = verify_chain(hostile, world.dns(**{KEY_NAME: world.records[
+        "rsa._domainkey.example.net"]}))
+    assert result.status is AuthStatus.FAIL

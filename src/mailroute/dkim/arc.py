@@ -23,7 +23,8 @@ from mailroute.mime.headers import HeaderField
 from mailroute.mime.message import Message
 from mailroute.results import AuthResult, AuthStatus, format_auth_results
 
-__all__ = ["ARC_FIELDS", "MAX_INSTANCE", "seal", "sealing_key", "verify_chain"]
+__all__ = ["ARC_FIELDS", "MAX_INSTANCE", "next_instance", "seal", "sealing_key",
+           "verify_chain"]
 
 ARC_FIELDS = ("arc-seal", "arc-message-signature", "arc-authentication-results")
 #: RFC 8617 section 4.2.1: a chain longer than this is invalid.
@@ -59,7 +60,8 @@ def verify_chain(message: Message, lookup: TxtLookup | None) -> AuthResult:
         return AuthResult("arc", status, "key lookup failed")
     except (OSError, TimeoutError):
         return AuthResult("arc", AuthStatus.TEMPERROR, "key lookup failed")
-    except dkim.DKIMException:
+    except (dkim.DKIMException, ValueError, LookupError, TypeError):
+        # dkimpy lets binascii.Error (a ValueError) and the like out of a hostile set
         return AuthResult("arc", AuthStatus.FAIL, "malformed chain")
     # dkimpy answers None for a chain a sealer marked cv=fail ("terminated");
     # RFC 8617 section 5.2 makes that chain fail, never none
@@ -77,6 +79,21 @@ def sealing_key(key: SigningKey) -> rsa.RSAPrivateKey:
     if not isinstance(key.key, rsa.RSAPrivateKey):
         raise ConfigError("ARC sealing needs an RSA key (ARC defines rsa-sha256 only)")
     return key.key
+
+
+def next_instance(message: Message) -> int | None:
+    """The instance number of the set :func:`seal` would add, or ``None`` when no set may be
+    added: the chain already has :data:`MAX_INSTANCE` sets, or an ARC field's ``i=`` is
+    unreadable or beyond the limit (RFC 8617 section 4.2.1: such a chain fails, and the next
+    number is unknown)."""
+    highest = 0
+    for field in message.headers:
+        if field.lower_name in ARC_FIELDS:
+            found = _INSTANCE.search(field.value)
+            if found is None or not 1 <= int(found.group(1)) <= MAX_INSTANCE:
+                return None
+            highest = max(highest, int(found.group(1)))
+    return highest + 1 if highest < MAX_INSTANCE else None
 
 
 def _existing_sets(message: Message) -> dict[int, dict[str, HeaderField]]:
@@ -106,13 +123,14 @@ def seal(message: Message, key: rsa.RSAPrivateKey, *, domain: str, selector: str
     result of the incoming chain decides ``cv=`` (RFC 8617 section 5.1.1).
 
     Raises:
-        SigningError: the chain is already at its longest, or the key failed to sign.
+        SigningError: the chain cannot be extended (:func:`next_instance`), or the key
+            failed to sign.
     """
     results = tuple(results)
     sets = _existing_sets(message)
-    instance = max(sets, default=0) + 1
-    if instance > MAX_INSTANCE:
-        raise SigningError(f"ARC chain already has {MAX_INSTANCE} sets")
+    instance = next_instance(message)
+    if instance is None:
+        raise SigningError("the ARC chain cannot be extended")
     cv = _chain_status(instance, results)
     aar = message.field("ARC-Authentication-Results",
                         f"i={instance}; {format_auth_results(authserv_id, results)}")

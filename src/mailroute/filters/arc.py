@@ -10,7 +10,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailroute.config.options import Options
-from mailroute.dkim.arc import seal, sealing_key
+from mailroute.dkim.arc import next_instance, seal, sealing_key
 from mailroute.errors import ConfigError
 from mailroute.filters.dkim import signing_key_option
 from mailroute.item import Context, MailItem
@@ -31,7 +31,10 @@ class ArcSealFilter:
     name: str = "arc-seal"
 
     def apply(self, item: MailItem, ctx: Context) -> MailItem:
-        """Seal ``item``'s message."""
+        """Seal ``item``'s message; pass it on unsealed when its chain cannot grow (50 sets
+        already, or an unreadable instance: the chain fails, and no seal can say more)."""
+        if next_instance(item.message) is None:
+            return item.annotate("arc-seal", "skipped-chain-cannot-grow")
         results = item.auth_results
         if not any(r.method == "arc" for r in results):
             results = (*results, AuthResult("arc", AuthStatus.NONE))

@@ -99,3 +99,19 @@ def test_verify_options_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         policy_from_mapping({"pipeline": [{"filter": "dkim-verify",
                                            "dns_file": str(tmp_path / "absent.txt")}]})
+
+
+@pytest.mark.parametrize(("filter_name", "key", "value"), [
+    ("dkim-sign", "domain", "example.net; l=0"), ("dkim-sign", "domain", "example net"),
+    ("dkim-sign", "domain", ""), ("dkim-sign", "domain", "localhost"),
+    ("dkim-sign", "selector", "rsa;"), ("dkim-sign", "selector", ""),
+    ("arc-seal", "domain", "example.net;h=x"), ("arc-seal", "selector", "a b"),
+])
+def test_a_signing_domain_or_selector_that_is_no_dns_name_is_a_config_error(
+        world: DkimWorld, filter_name: str, key: str, value: str) -> None:
+    """Found by the DKIM audit: ``domain = "example.net; l=0"`` wrote a second tag into the
+    signature (a permerror at every verifier), and ``check`` said ok."""
+    entry = {"filter": filter_name, "domain": "example.net", "selector": "rsa",
+             "key": str(world.rsa_path), key: value}
+    with pytest.raises(ConfigError, match=key):
+        policy_from_mapping({"pipeline": [entry]})

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, uti
 from mailroute.dkim import canon
 from mailroute.dkim.digits import decimal
 from mailroute.dkim.keys import KeyRecord, parse_key_record, parse_tags
+from mailroute.dkim.names import domain_ok, selector_ok
 from mailroute.dkim.sign import body_of, signed_header_data
 from mailroute.errors import MailrouteError
 from mailroute.mime.message import Message
@@ -32,7 +33,6 @@ __all__ = ["SignatureResult", "VerifyOptions", "safe_token", "verify_message"]
 
 log = logging.getLogger("mailroute.dkim")
 TxtLookup = Callable[[str], Sequence[str]]
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 _SAFE = re.compile(r"[A-Za-z0-9._@+=/-]+")
 
 
@@ -153,7 +153,7 @@ class _State:
         if "from" not in names:
             raise _Verdict(perm, "From is not signed")
         domain, selector = tags["d"].lower(), tags["s"]
-        if not _domain_ok(domain) or not all(_LABEL.fullmatch(p) for p in selector.split(".")):
+        if not domain_ok(domain) or not selector_ok(selector):
             raise _Verdict(perm, "invalid d= or s=")
         identity = tags.get("i", "@" + domain).lower()
         id_domain = identity.rpartition("@")[2]
@@ -249,8 +249,3 @@ def _canonicalization(value: str) -> tuple[bool, bool]:
     if header not in ("simple", "relaxed") or body not in ("simple", "relaxed"):
         raise _Verdict(AuthStatus.PERMERROR, "unknown canonicalization")
     return header == "relaxed", body == "relaxed"
-
-
-def _domain_ok(domain: str) -> bool:
-    labels = domain.split(".")
-    return len(domain) <= 253 and len(labels) >= 2 and all(_LABEL.fullmatch(p) for p in labels)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mailroute.config.options import Options
 from mailroute.dkim.arc import next_instance, seal, sealing_key
 from mailroute.errors import ConfigError
-from mailroute.filters.dkim import signing_key_option
+from mailroute.filters.dkim import signing_key_option, signing_names
 from mailroute.item import Context, MailItem
 from mailroute.records import record
 from mailroute.results import AuthResult, AuthStatus
@@ -46,8 +46,7 @@ class ArcSealFilter:
 
 def build_seal(options: Options) -> ArcSealFilter:
     """Build ``arc-seal`` from its policy options."""
-    domain = options.string("domain").lower().rstrip(".")
-    selector = options.string("selector")
+    domain, selector = signing_names(options)
     key = signing_key_option(options)
     try:
         rsa_key = sealing_key(key)

@@ -27,6 +27,7 @@ from mailroute.dkim import arc as arc_engine
 from mailroute.dkim import dmarc, spf
 from mailroute.dkim.dns import DnsLookup, load_dns_file
 from mailroute.dkim.keys import ALGORITHMS, SigningKey, load_signing_key
+from mailroute.dkim.names import domain_ok, selector_ok
 from mailroute.dkim.sign import sign_message
 from mailroute.dkim.verify import TxtLookup, VerifyOptions, verify_message
 from mailroute.gateway.spoof import (
@@ -41,7 +42,7 @@ from mailroute.records import record
 from mailroute.results import Action, AuthResult, AuthStatus, Outcome
 
 __all__ = ["SKIPPED_NO_FROM", "DkimSignFilter", "DkimVerifyFilter", "build_sign", "build_verify",
-           "lookup_option", "signing_key_option"]
+           "lookup_option", "signing_key_option", "signing_names"]
 
 log = logging.getLogger("mailroute.dkim")
 DEFAULT_VERIFY = VerifyOptions()
@@ -89,10 +90,22 @@ class DkimSignFilter:
         return item.evolve(message=signed).annotate("dkim-sign", f"signed {self.selector}")
 
 
+def signing_names(options: Options) -> tuple[str, str]:
+    """``domain`` (lower case, no final dot) and ``selector``: DNS names, so that neither
+    can carry a ``;`` into the signature's tag list."""
+    domain = options.string("domain").lower().rstrip(".")
+    if not domain_ok(domain):
+        raise options.error("domain", "must be a domain name (two or more labels of letters, "
+                            "digits, '-' and '_')")
+    selector = options.string("selector")
+    if not selector_ok(selector):
+        raise options.error("selector", "must be one or more DNS labels separated by dots")
+    return domain, selector
+
+
 def build_sign(options: Options) -> DkimSignFilter:
     """Build ``dkim-sign`` from its policy options."""
-    domain = options.string("domain").lower().rstrip(".")
-    selector = options.string("selector")
+    domain, selector = signing_names(options)
     key = signing_key_option(options)
     expire = options.integer("expire_after", 0, minimum=0) or None
     from_domains = tuple(d.lower() for d in options.string_list("from_domains", (domain,)))

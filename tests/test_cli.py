@@ -341,11 +341,17 @@ def test_a_closed_standard_stream_gives_the_contract_exit_code(
     ["disclaimer", "--text", "d.txt", "--var", "novalue"],
     ["disclaimer", "--text", "d.txt", "--var", "company=A\udce9B"],
     ["dkim", "sign", "--domain", "ex\udce9.net", "--selector", "s", "--key", "k.pem"],
-], ids=["var-without-value", "var-not-utf8", "dkim-domain-not-utf8"])
+    ["dkim", "verify", "--dns-timeout", "nan"],
+    ["dkim", "verify", "--dns-timeout", "-1"],
+    ["serve", "--config", "p.toml", "--listen", "127.0.0.1:1", "--next-hop", "127.0.0.1:2",
+     "--processing-timeout", "inf"],
+    ["marker", "keygen", "--key-file", "k.toml", "--org-id", "a\nb"],
+], ids=["var-without-value", "var-not-utf8", "dkim-domain-not-utf8", "dns-timeout-nan",
+        "dns-timeout-negative", "serve-timeout-inf", "org-id-two-lines"])
 def test_arguments_that_are_no_usable_text_are_usage_errors(tmp_path: Path,
                                                              args: list[str]) -> None:
-    """Found by the CLI audit: 78 (a bad policy), 75 (internal error) and 65 (blaming the
-    message) for what is a wrong argument."""
+    """Found by the CLI and DKIM audits: 78 (a bad policy), 75 (internal error), 65 (blaming
+    the message) or a wait for ever (``--dns-timeout nan``) for what is a wrong argument."""
     (tmp_path / "d.txt").write_text("-- \nfooter\n")
     argv = [os.fsencode(a) if "\udce9" in a else a for a in args]
     done = subprocess.run([*MAILROUTE, *argv], input=MIXED, capture_output=True, timeout=60,

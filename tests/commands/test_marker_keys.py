@@ -36,6 +36,23 @@ def test_keygen_writes_a_0600_key_file_the_gateway_loads(tmp_path: Path) -> None
     assert ring.signing_key(NOW).kid == "k260921"
 
 
+@pytest.mark.parametrize("org_id", ["ex\nample", "ex\rample", ""])
+def test_keygen_refuses_an_org_id_the_key_file_cannot_hold_as_a_usage_error(
+        tmp_path: Path, org_id: str) -> None:
+    """Found by the marker audit: a LF in --org-id was an internal error (75)."""
+    keys = tmp_path / "keys.toml"
+    assert main(["marker", "keygen", "--key-file", str(keys), "--org-id", org_id]) == 2
+    assert not keys.exists()
+
+
+def test_keygen_writes_control_characters_and_quotes_of_an_org_id_so_they_read_back(
+        tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    org_id = 'ex\x01am"ple\\\t'
+    assert main(["marker", "keygen", "--key-file", str(keys), "--org-id", org_id]) == 0
+    assert load_key_ring(keys).org_id == org_id
+
+
 def test_keygen_never_overwrites_and_makes_distinct_secrets(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first, second = tmp_path / "a.toml", tmp_path / "b.toml"

@@ -88,6 +88,15 @@ def seconds(text: str) -> int:
     return value
 
 
+def timeout(text: str) -> float:
+    """argparse type of a time limit: seconds above 0, at most a day (``nan``, ``inf`` and
+    negative values would wait for ever or not at all)."""
+    value = float(text)
+    if not 0 < value <= 86400:  # false for nan
+        raise ValueError("must be more than 0 and at most 86400 seconds")
+    return value
+
+
 def template_variable(text: str) -> str:
     """argparse type of ``--var``: ``NAME=VALUE`` in text (an argument that is not UTF-8
     cannot go into a message)."""

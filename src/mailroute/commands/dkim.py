@@ -17,6 +17,7 @@ from mailroute.commands.common import (
     report_config_error,
     run_filter_command,
     seconds,
+    timeout,
     unix_time,
     write_stdout_text,
 )
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "cannot be parsed, 78 for an unreadable --dns-file.")
     verify.add_argument("--dns-file", type=Path, metavar="FILE",
                         help="'NAME TXT-VALUE' lines used instead of DNS")
-    verify.add_argument("--dns-timeout", type=float, default=5.0, metavar="SECONDS",
+    verify.add_argument("--dns-timeout", type=timeout, default=5.0, metavar="SECONDS",
                         help="DNS lookup timeout (default 5); a timeout is temperror")
     verify.add_argument("--allow-length", action="store_true",
                         help="accept l= with content beyond it")

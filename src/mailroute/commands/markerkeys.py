@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mailroute.commands.common import seconds, unix_time, write_stdout_text
+from mailroute.commands.common import one_line, seconds, unix_time, write_stdout_text
 from mailroute.errors import ConfigError
 from mailroute.exitcodes import ExitCode
 from mailroute.marker.keyfile import (
@@ -38,7 +38,7 @@ def register_key_actions(actions: argparse._SubParsersAction[argparse.ArgumentPa
                     "An existing file is never overwritten (use rotate). Exit 0 written, "
                     "78 the file exists or cannot be written.")
     _key_file(keygen)
-    keygen.add_argument("--org-id", required=True, metavar="ID",
+    keygen.add_argument("--org-id", required=True, metavar="ID", type=_org_id,
                         help="the organisation id bound into every marker (e.g. the tenant "
                              "domain)")
     keygen.add_argument("--tag", metavar="TAG",
@@ -175,3 +175,10 @@ def _age(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def _org_id(text: str) -> str:
+    """argparse type of ``--org-id``: one non-empty line (the key file refuses others)."""
+    if not one_line(text):
+        raise ValueError("must not be empty")
+    return text

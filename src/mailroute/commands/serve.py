@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from mailroute.commands.common import (
     add_log_arguments,
     message_log_from_args,
+    timeout,
     write_stdout_text,
 )
 from mailroute.commands.metricsopt import add_metrics_argument, metrics_address, start_metrics
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--route", action="append", metavar="NAME=HOST:PORT",
                         help="with --topology: reach next hop NAME (the smart host, an MX "
                              "host) at HOST:PORT instead (repeatable)")
-    parser.add_argument("--dns-timeout", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--dns-timeout", type=timeout, default=10.0, metavar="SECONDS",
                         help="with --topology: MX lookup timeout (default 10)")
     parser.add_argument("--check", action="store_true",
                         help="probe a running service and its next hop, then exit (0 or 75)")
@@ -67,9 +68,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="threads that run the policy for large messages")
     parser.add_argument("--spool-dir", type=Path, metavar="DIR",
                         help="where DATA above 1 MiB is spooled (default: the temp directory)")
-    parser.add_argument("--next-hop-timeout", type=float, default=60.0, metavar="SECONDS",
+    parser.add_argument("--next-hop-timeout", type=timeout, default=60.0, metavar="SECONDS",
                         help="longest wait for a next-hop reply to a command (default 60)")
-    parser.add_argument("--processing-timeout", type=float, default=240.0, metavar="SECONDS",
+    parser.add_argument("--processing-timeout", type=timeout, default=240.0, metavar="SECONDS",
                         help="longest policy run per message before 451 (default 240)")
     parser.add_argument("--xforward-host", action="append", metavar="NETWORK",
                         help="networks whose XFORWARD is believed (default 127.0.0.0/8, ::1)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = ["KeyEntry", "KeyFile", "KeyState", "iso", "key_states", "new_key_file
 
 SECRET_BYTES = 32
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 @record(frozen=True)
@@ -231,7 +233,9 @@ def _toml_time(seconds: float) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    """``text`` for a TOML basic string: control characters may not appear in one."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04X}", escaped)
 
 
 def iso(seconds: float | None) -> str:

@@ -195,3 +195,14 @@ def test_a_dmarc_pct_that_is_no_small_ascii_number_counts_as_100(pct: str) -> No
 def test_an_spf_prefix_length_of_many_digits_is_a_permerror(mechanism: str) -> None:
     dns = FakeDns({"long.example": [f"v=spf1 {mechanism} -all"]}, ADDRESSES, MX)
     assert check_host(dns.lookups(), "192.0.2.1", "a@long.example").result == "permerror"
+
+
+def test_an_mx_mechanism_over_more_than_ten_mx_records_is_a_permerror() -> None:
+    """RFC 7208 4.6.4 (found by the DKIM audit: the first ten were used)."""
+    hosts = [f"mx{i}.many.example" for i in range(11)]
+    dns = FakeDns({"many.example": ["v=spf1 mx -all"]}, {h: ["192.0.2.1"] for h in hosts},
+                  {"many.example": hosts})
+    assert check_host(dns.lookups(), "192.0.2.1", "a@many.example").result == "permerror"
+    dns = FakeDns({"many.example": ["v=spf1 mx -all"]}, {h: ["192.0.2.1"] for h in hosts},
+                  {"many.example": hosts[:10]})
+    assert check_host(dns.lookups(), "192.0.2.1", "a@many.example").result == "pass"

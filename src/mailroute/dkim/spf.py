@@ -167,7 +167,9 @@ class _Evaluation:
         if mechanism == "mx":
             self.counted()
             hosts = self.dns(self.lookups.mx, self.expand(argument or domain, domain))
-            return self.in_hosts(hosts[:10], cidr4, cidr6)
+            if len(hosts) > MAX_LOOKUPS:  # RFC 7208 4.6.4: not the first ten, an error
+                raise _Stop("permerror", "more than 10 MX records")
+            return self.in_hosts(hosts, cidr4, cidr6)
         if mechanism == "exists":
             self.counted()
             return bool(self.dns(self.lookups.addresses, self.expand(argument, domain)))

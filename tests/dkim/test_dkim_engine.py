@@ -206,6 +206,18 @@ def test_missing_key_and_revoked_key_are_permerror(world: DkimWorld) -> None:
     assert _statuses(signed, revoked) == [("permerror", "key revoked")]
 
 
+@pytest.mark.parametrize(("services", "usable"), [
+    ("s=*", True), ("s=email", True), ("s=other:email", True), ("s=other", False)])
+def test_a_key_record_for_another_service_is_not_used(world: DkimWorld, services: str,
+                                                      usable: bool) -> None:
+    """RFC 6376 3.6.1 (found by the DKIM audit: ``s=other`` was used)."""
+    signed = _sign(message(), world)
+    record = world.records[f"rsa._domainkey.{DOMAIN}"].replace("k=rsa;", f"k=rsa; {services};")
+    assert services in record
+    [(status, _)] = _statuses(signed, world.dns(**{f"rsa._domainkey.{DOMAIN}": record}))
+    assert status == ("pass" if usable else "permerror")
+
+
 def test_caps_on_signatures_and_header_entries(world: DkimWorld) -> None:
     data = message()
     for _ in range(4):

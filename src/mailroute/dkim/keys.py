@@ -125,6 +125,9 @@ def parse_key_record(value: str) -> KeyRecord:
     tags = parse_tags(value)
     if tags.get("v", "DKIM1") != "DKIM1":
         raise ValueError("key record version is not DKIM1")
+    services = [s.strip() for s in tags.get("s", "*").split(":")]
+    if "*" not in services and "email" not in services:
+        raise ValueError("key record is not for email (s=)")
     key_type = tags.get("k", "rsa")
     hashes = tuple(h for h in tags.get("h", "").split(":") if h)
     flags = tuple(f for f in tags.get("t", "").split(":") if f)

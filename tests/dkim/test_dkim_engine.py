@@ -8,10 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 import dkim as dkimpy
 from mailroute.dkim import DnsFile, VerifyOptions, sign_message, verify_message
-from mailroute.dkim.keys import parse_signing_key
+from mailroute.dkim.keys import load_signing_key, parse_signing_key
 from mailroute.dkim.sign import header_list
 from mailroute.errors import AmbiguousMessageError, ConfigError, TemporaryError
 from mailroute.item import Envelope
@@ -266,3 +268,21 @@ def test_a_dns_file_mx_preference_that_is_no_16_bit_number_is_ignored() -> None:
     dns = DnsFile({"example.net": ["MX " + "9" * 5000 + " mx1.example.net",
                                    "MX 70000 mx2.example.net", "MX 10 mx3.example.net"]})
     assert dns.mx("example.net") == ["mx3.example.net"]
+
+
+def test_a_large_rsa_key_writes_no_line_over_998_octets(world: DkimWorld, tmp_path: Path
+                                                         ) -> None:
+    """Found by the DKIM audit: an 8192-bit key wrote a 1,372-octet line (RFC 5322 2.1.1)."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=6144)
+    pem = tmp_path / "big.pem"
+    pem.write_bytes(private.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    pem.chmod(0o600)
+    big = load_signing_key(pem)
+    signed = sign_message(parse(message()), big, domain=DOMAIN, selector="big",
+                          timestamp=NOW).to_bytes()
+    assert max(len(line) for line in signed.split(b"\r\n")) <= 998
+    dns = world.dns(**{f"big._domainkey.{DOMAIN}": big.public_record()})
+    assert _statuses(signed, dns) == [("pass", "")]
+    assert dkimpy.verify(signed, dnsfunc=dnsfunc(dns))

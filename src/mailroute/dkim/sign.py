@@ -28,6 +28,8 @@ OVERSIGNED = ("from", "to", "cc", "subject", "date", "message-id", "content-type
 #: Oversigned only when present: ``marker-set``, which runs after the signers, gives a
 #: message without a Message-ID one, and that must not break their signatures.
 OVERSIGNED_WHEN_PRESENT = frozenset({"message-id"})
+#: The longest b= value written as one word (RSA-4096 writes 684 characters).
+_LONGEST_UNBROKEN_B = 900
 #: Signed as often as present.
 SIGNED_ONCE = ("reply-to", "sender", "in-reply-to", "references",
                "content-transfer-encoding", "list-id", "list-unsubscribe",
@@ -94,7 +96,12 @@ def signed_field(message: Message, name: str, tags: str, data: bytes,
     """
     unsigned = message.field(name, f"{tags} b=")
     data += canon.header(canon.strip_b_value(unsigned.raw), relaxed=True)[:-2]
-    field = message.field(name, f"{tags} b={sign_data(key, data)}")
+    signature = sign_data(key, data)
+    if len(signature) > _LONGEST_UNBROKEN_B:
+        # one word is one line: a key over about 5,000 bits would write a line over
+        # RFC 5322's 998 octets; white space inside b= is ignored (RFC 6376 3.5)
+        signature = " ".join(signature[at:at + 76] for at in range(0, len(signature), 76))
+    field = message.field(name, f"{tags} b={signature}")
     if canon.header(canon.strip_b_value(field.raw), True) != canon.header(unsigned.raw, True):
         raise SigningError(f"{name} folding changed the signed form")  # pragma: no cover
     return field

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailroute import Action, Context, Envelope, MailItem, Outcome, Pipeline, parse
-from mailroute.errors import KeyUnavailableError, PolicyError
+from mailroute.errors import ConfigError, KeyUnavailableError, PolicyError
 from mailroute.item import Direction
 from mailroute.pipeline import Condition, Conditional
 from mailroute.results import AuthResult, AuthStatus
@@ -78,6 +78,34 @@ def test_a_pipeline_is_a_filter() -> None:
     result = Pipeline(filters=(inner, Tag("outer"))).process(MESSAGE)
     assert result.data is not None
     assert b"X-Tag: inner\r\nX-Tag: outer\r\n" in result.data
+
+
+def test_a_pipeline_with_settings_of_its_own_does_not_nest_silently() -> None:
+    """Found by the API audit: nesting a loaded policy dropped its authserv-id (a forged
+    Authentication-Results of the gateway survived), its processed-message store and its
+    key stores without a word."""
+    policy = Pipeline(filters=(Tag("policy"),), authserv_id="gw.example.net",
+                      internal_domains=frozenset({"example.net"}))
+    with pytest.raises(ConfigError, match="with_filters"):
+        Pipeline(filters=(Tag("mine"), policy))
+    with pytest.raises(ConfigError):
+        Pipeline(filters=(Conditional(policy, Condition(directions=frozenset(
+            {Direction.INBOUND}))),))
+    same = Pipeline(filters=(Tag("mine"), policy), authserv_id="gw.example.net",
+                    internal_domains=frozenset({"example.net"}))
+    assert same.process(MESSAGE).action is Action.ACCEPT
+
+
+def test_with_filters_adds_filters_around_a_policy_and_keeps_its_settings() -> None:
+    policy = Pipeline(filters=(Tag("policy"),), authserv_id="gw.example.net")
+    gateway = policy.with_filters(before=(Tag("first"),), after=(Tag("last"),))
+    assert gateway.session_fields() == policy.session_fields()
+    forged = b"Authentication-Results: gw.example.net; dkim=pass\r\n" + MESSAGE
+    result = gateway.process(forged)
+    assert result.data is not None
+    assert b"gw.example.net; dkim=pass" not in result.data
+    assert result.data.index(b"X-Tag: first") < result.data.index(b"X-Tag: policy") \
+        < result.data.index(b"X-Tag: last")
 
 
 @dataclass(frozen=True)

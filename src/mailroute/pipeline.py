@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroute.errors import MailrouteError
+from mailroute.errors import ConfigError, MailrouteError
 from mailroute.item import Context, Direction, Envelope, Filter, MailItem
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.logs import LazyLogger
@@ -118,6 +118,15 @@ class Pipeline:
     _session: SessionSettings = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for step in self.filters:
+            inner = step.inner if isinstance(step, Conditional) else step
+            if isinstance(inner, Pipeline) and inner.session_fields() != self.session_fields() \
+                    and inner.session_fields() != _BARE_SESSION:
+                # its authserv-id, limits, stores and key stores would silently not apply
+                raise ConfigError(
+                    f"pipeline {inner.name!r} has settings of its own (a loaded policy?), "
+                    "which a pipeline it is nested in does not use; add filters to it with "
+                    "Pipeline.with_filters instead")
         object.__setattr__(self, "_session", SessionSettings(
             limits=self.limits, on_ambiguity=self.on_ambiguity,
             internal_domains=self.internal_domains, authserv_id=self.authserv_id,
@@ -162,6 +171,19 @@ class Pipeline:
             item = result
         return item.with_trace(base + tuple(steps)) if steps else item
 
+    def with_filters(self, *, before: tuple[Filter, ...] = (),
+                     after: tuple[Filter, ...] = ()) -> Pipeline:
+        """This pipeline with ``before`` run ahead of its filters and ``after`` behind them,
+        and every setting (limits, authserv-id, internal domains, context, quarantine
+        directory) kept: the way to add filters of your own to a loaded policy."""
+        return replace(self, filters=(*before, *self.filters, *after))
+
+    def session_fields(self) -> tuple[object, ...]:
+        """The settings a pipeline applies when it runs a message itself (all fields but
+        ``filters`` and ``name``)."""
+        return (self.limits, self.on_ambiguity, self.internal_domains, self.authserv_id,
+                self.context, self.quarantine_dir, self.topology_file)
+
     @property
     def session_settings(self) -> SessionSettings:
         """The gateway session settings this pipeline runs in (built once, with the pipeline)."""
@@ -183,3 +205,7 @@ class Pipeline:
         if ctx.processed is None and self.context is not None:
             ctx = replace(ctx, processed=self.context.processed)  # the policy's store
         return run_session(data, envelope or Envelope(), self, ctx, self.session_settings)
+
+
+#: The settings of a pipeline built with none: nesting one loses nothing.
+_BARE_SESSION = Pipeline().session_fields()

@@ -158,6 +158,17 @@ def test_unexpected_exception_becomes_tempfail_without_leaking_its_text() -> Non
     assert "secret" not in result.reply
 
 
+def test_an_unexpected_exception_is_the_cause_of_the_results_error() -> None:
+    """Found by the API audit: a host logging at WARNING could not find its own filter's
+    bug (the traceback is logged at INFO); the result now carries the exception."""
+    bug = RuntimeError("my filter's bug")
+    result = Pipeline(filters=(Raise(bug),)).process(MESSAGE)
+    assert result.error is not None
+    assert result.error.__cause__ is bug
+    reference = result.reply.rsplit(" ", 1)[1]
+    assert reference in str(result.error)
+
+
 def test_recursion_error_becomes_tempfail() -> None:
     result = Pipeline(filters=(Raise(RecursionError()),)).process(MESSAGE)
     assert result.action is Action.TEMPFAIL

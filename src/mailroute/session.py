@@ -231,10 +231,13 @@ def run_session(data: bytes, envelope: Envelope, step: Filter, ctx: Context,
     except MailrouteError as error:
         action = Action.TEMPFAIL if error.retryable else Action.REJECT
         return Result(action, None, error.reply, error=error, trace=error.trace)
-    except Exception:  # the one place that turns bugs into tempfail
+    except Exception as exc:  # the one place that turns bugs into tempfail
         reference = os.urandom(6).hex()
-        log.info("internal error, reference %s", reference, exc_info=True)  # -v only
+        # INFO: the command line's status line must come first on stderr (-v shows it);
+        # a host application finds the exception in result.error.__cause__
+        log.info("internal error, reference %s", reference, exc_info=True)
         internal = InternalError(f"internal error, reference {reference}")
+        internal.__cause__ = exc
         return Result(Action.TEMPFAIL, None, internal.reply, error=internal)
 
 

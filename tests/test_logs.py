@@ -84,3 +84,17 @@ def test_the_command_line_loads_logging_only_with_verbose(tmp_path: Path, verbos
         assert lines == ["mailroute: INFO marker minted with key k1", "LOGGING-LOADED True"]
     else:
         assert lines == ["LOGGING-LOADED False"]
+
+
+@pytest.mark.parametrize(("command_line", "propagates"), [(False, True), (True, False)])
+def test_the_gnupg_logger_is_left_alone_unless_the_command_line_owns_logging(
+        command_line: bool, propagates: bool) -> None:
+    """Found by the API audit: loading a pgp policy made python-gnupg's logger stop
+    propagating in the host application too."""
+    script = ("import logging, mailroute.logs\n"
+              + ("mailroute.logs.configure(level='WARNING')\n" if command_line else "")
+              + "import mailroute.pgp.runner\n"
+              + "print(logging.getLogger('gnupg').propagate)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == str(propagates)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import logging
 
-__all__ = ["LOG_FORMATS", "LazyLogger", "LogFormat", "configure"]
+__all__ = ["LOG_FORMATS", "LazyLogger", "LogFormat", "configure", "configured"]
 
 #: How the one line per message is written (mailroute.adapters.messagelog); here so that the
 #: command line can offer the choice without loading the message log.
@@ -26,15 +26,23 @@ LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 _pending: dict[str, Any] | None = None
+_configured = False
 
 
 def configure(*, now: bool = False, **basic_config: Any) -> None:
     """``logging.basicConfig(**basic_config)`` now if logging is loaded (or ``now``), else
     when it is."""
-    global _pending
+    global _pending, _configured
     _pending = basic_config
+    _configured = True
     if now or "logging" in sys.modules:
         _logging()
+
+
+def configured() -> bool:
+    """True once :func:`configure` ran: the command line owns this process's logging (a
+    program that imports mailroute keeps its own, which mailroute leaves alone)."""
+    return _configured
 
 
 def _logging() -> Any:

@@ -12,11 +12,11 @@
 * Status lines only: gpg's log goes to ``/dev/null``, so what python-gnupg reads on fd 2 is
   nothing but ``[GNUPG:]`` lines.
 
-python-gnupg's own log records ("gpg returned a non-zero error code", a traceback for a
-broken pipe when gpg stops reading) are kept out of the root logger unless the application
-configured the ``gnupg`` logger itself: the outcome of every call is decided here from the
-status lines, and a stray line on standard error would break the pipe adapter's rule that the
-first line carries the enhanced status code.
+Under the command line, python-gnupg's own log records ("gpg returned a non-zero error code",
+a traceback for a broken pipe when gpg stops reading) are kept out of the root logger: the
+outcome of every call is decided here from the status lines, and a stray line on standard
+error would break the pipe adapter's rule that the first line carries the enhanced status
+code. A program that imports mailroute keeps the ``gnupg`` logger as it set it up.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 import gnupg
 
 from mailroute.errors import ConfigError, LimitExceededError, TemporaryError
+from mailroute.logs import configured
 from mailroute.pgp.status import StatusLog
 from mailroute.records import record
 
@@ -46,7 +47,9 @@ BASE_OPTIONS: tuple[str, ...] = (
 )
 
 _GNUPG_LOG = logging.getLogger("gnupg")
-if all(isinstance(h, logging.NullHandler) for h in _GNUPG_LOG.handlers):
+if configured() and all(isinstance(h, logging.NullHandler) for h in _GNUPG_LOG.handlers):
+    # only the command line's own logging: a program that imports mailroute may use
+    # python-gnupg itself and keeps its warnings
     _GNUPG_LOG.propagate = False
 
 _LOCKS: dict[str, threading.Lock] = {}

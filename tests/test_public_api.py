@@ -5,10 +5,14 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
 import mailroute
+from mailroute.errors import InvalidArgumentError
+from mailroute.limits import Limits
+from mailroute.testing import build_message
 
 EXPECTED = {
     "Action", "AmbiguousMessageError", "AuthResult", "AuthStatus", "Condition", "ConfigError",
@@ -63,3 +67,27 @@ def test_importing_one_module_does_not_load_the_whole_api() -> None:
     assert "mailroute.errors" in loaded
     assert not loaded & {"mailroute.item", "mailroute.mime", "mailroute.pipeline",
                          "mailroute.policy", "mailroute.session"}
+
+
+@pytest.mark.parametrize("call", [
+    lambda: mailroute.Envelope(mail_from="a\r\n@x"),
+    lambda: mailroute.Envelope(rcpt_to=("b\0@x",)),
+    lambda: mailroute.Envelope(rcpt_to="max@partner.example"),  # type: ignore[arg-type]
+    lambda: mailroute.Envelope(direction="sideways"),
+    lambda: Limits(max_depth=0),
+    lambda: mailroute.Reply(700, "7.0.0", "x"),
+    lambda: mailroute.Outcome.reject("4.7.1"),
+    lambda: build_message(subject="x\r\nBcc: y"),
+    lambda: mailroute.parse("text"),  # type: ignore[arg-type]
+], ids=["crlf-sender", "nul-recipient", "recipients-as-one-string", "direction",
+        "limit", "reply-code", "status-of-other-class", "test-message-header", "parse-str"])
+def test_a_value_the_api_does_not_take_raises_a_mailroute_error(call: Callable[[], object]
+                                                                  ) -> None:
+    """Found by the API audit: bare ValueError and TypeError, and a string of recipients
+    taken as one recipient per character. The error is also a ValueError and a TypeError,
+    as Python's own are."""
+    with pytest.raises(InvalidArgumentError) as raised:
+        call()
+    assert isinstance(raised.value, mailroute.MailrouteError)
+    assert isinstance(raised.value, ValueError)
+    assert isinstance(raised.value, TypeError)

@@ -35,6 +35,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "InternalError",
+    "InvalidArgumentError",
     "KeyUnavailableError",
     "LimitExceededError",
     "LoopDetectedError",
@@ -186,3 +187,13 @@ class InternalError(MailrouteError):
 
     default_reply = Reply(451, "4.3.0", "internal error, try again later")
     retryable = True
+
+
+class InvalidArgumentError(MailrouteError, ValueError, TypeError):
+    """A value handed to mailroute's API that it does not take: a line break in an envelope
+    address, a string where a list of recipients belongs, an SMTP code out of range, a limit
+    that is not a positive integer, ``str`` where bytes belong. A bug in the caller or input
+    it did not check; also a ``ValueError`` and a ``TypeError``, as Python's own are."""
+
+    default_reply = Reply(501, "5.5.4", "invalid argument")
+    retryable = False

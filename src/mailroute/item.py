@@ -12,9 +12,9 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast, runtime_checkable
 
-from mailroute.errors import ConfigError
+from mailroute.errors import ConfigError, InvalidArgumentError
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.records import field, record, replace
 from mailroute.results import AuthResult, Outcome
@@ -47,7 +47,15 @@ def _refuse_line_breaks(**values: str | None) -> None:
     """Raise for the first of ``values`` that holds a CR, LF or NUL."""
     for name, value in values.items():
         if value is not None and breaks_line(value):
-            raise ValueError(f"{name} contains CR, LF or NUL")
+            raise InvalidArgumentError(f"{name} contains CR, LF or NUL")
+
+
+def _direction(value: Direction | str) -> Direction:
+    try:
+        return Direction(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"direction must be one of {', '.join(d.value for d in Direction)}") from None
 
 
 @record(frozen=True, kw_only=True)
@@ -78,19 +86,21 @@ class Envelope:
                  client_address: str | None = None, tls_peer_name: str | None = None,
                  helo: str | None = None, direction: Direction | str | None = None,
                  auth_user: str | None = None) -> None:
+        if isinstance(cast(object, rcpt_to), str):  # typed callers cannot; others do
+            raise InvalidArgumentError("rcpt_to is a list of addresses, not one string")
         rcpts = tuple(rcpt_to)
         # one test of all values joined: an adapter builds an envelope for every message
         if breaks_line("".join([mail_from, *rcpts, client_address or "", tls_peer_name or "",
                                 helo or "", auth_user or ""])):
             _refuse_line_breaks(mail_from=mail_from, client_address=client_address,
                                 tls_peer_name=tls_peer_name, helo=helo, auth_user=auth_user)
-            raise ValueError("rcpt_to contains CR, LF or NUL")
+            raise InvalidArgumentError("rcpt_to contains CR, LF or NUL")
         _set_mail_from(self, mail_from)
         _set_rcpt_to(self, rcpts)
         _set_client_address(self, client_address)
         _set_tls_peer_name(self, tls_peer_name)
         _set_helo(self, helo)
-        _set_direction(self, Direction(direction) if direction else None)
+        _set_direction(self, _direction(direction) if direction else None)
         _set_auth_user(self, auth_user or None)
 
     @property

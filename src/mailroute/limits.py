@@ -7,6 +7,7 @@ The defaults follow Postfix where Postfix has an equivalent (``message_size_limi
 
 from __future__ import annotations
 
+from mailroute.errors import InvalidArgumentError
 from mailroute.records import fields, record
 
 __all__ = ["DEFAULT_LIMITS", "Limits"]
@@ -49,7 +50,7 @@ class Limits:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"limit {f.name} must be a positive integer")
+                raise InvalidArgumentError(f"limit {f.name} must be a positive integer")
 
 
 DEFAULT_LIMITS = Limits()

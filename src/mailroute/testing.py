@@ -28,6 +28,7 @@ import base64
 import os
 from pathlib import Path
 
+from mailroute.errors import InvalidArgumentError
 from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.item import Context
 from mailroute.limits import DEFAULT_LIMITS, Limits
@@ -100,7 +101,7 @@ def build_message(*, sender: str = "alice@example.net", to: str = "bob@example.o
                *headers]
     for name, value in fields:
         if any(c in name + value for c in "\r\n\0"):
-            raise ValueError(f"header {name!r} contains CR, LF or NUL")
+            raise InvalidArgumentError(f"header {name!r} contains CR, LF or NUL")
     head = "".join(f"{name}: {value}\r\n" for name, value in fields).encode("utf-8")
     return head + b"\r\n" + data
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import re
 
-from mailroute.errors import AmbiguousMessageError, LimitExceededError
+from mailroute.errors import AmbiguousMessageError, InvalidArgumentError, LimitExceededError
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime.defects import Defect, DefectKind
 from mailroute.mime.headers import HeaderBlock, scan_header_block
@@ -88,7 +88,7 @@ def parse(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
         AmbiguousMessageError: the message is ambiguous and ``on_ambiguity`` is ``reject``.
     """
     if not isinstance(data, bytes):
-        raise TypeError("parse() takes bytes")
+        raise InvalidArgumentError("parse() takes bytes")
     policy = (on_ambiguity if isinstance(on_ambiguity, AmbiguityPolicy)
               else AmbiguityPolicy(on_ambiguity))
     if len(data) > limits.max_message_size:

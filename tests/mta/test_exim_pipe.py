@@ -13,6 +13,7 @@ import os
 import shutil
 import smtplib
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -104,11 +105,23 @@ def world() -> Iterator[World]:
                            + "  senders = loop@corp.example\n")
             loop_transport = (transport.replace("mailroute_pipe:", "mailroute_pipe_loop:")
                               .replace(f"127.0.0.1:{reinject}", f"127.0.0.1:{port}"))
+            # For killed@corp.example: the recipe's transport whose command dies by SIGKILL,
+            # as a filter the OOM killer ends would.
+            killed_router = (router.replace("mailroute_filter:", "mailroute_killed:")
+                             .replace("mailroute_pipe", "mailroute_pipe_killed")
+                             + "  senders = killed@corp.example\n")
+            command = next(line for line in transport.splitlines() if "command =" in line)
+            killed_lines = [line for line in transport.splitlines()
+                            if not line.startswith("            ")]  # continuation lines
+            killed_transport = "\n".join(killed_lines).replace(
+                "mailroute_pipe:", "mailroute_pipe_killed:").replace(
+                command, "  command = /bin/sh -c 'kill -KILL \\$\\$'") + "\n"
             config = main_section(root, (port, reinject)) + f"""
 message_size_limit = 50M
 {ACL_SECTION}
 begin routers
 {loop_router}
+{killed_router}
 {router}
 internal:
   driver = manualroute
@@ -126,6 +139,7 @@ outside:
 begin transports
 {transport}
 {loop_transport}
+{killed_transport}
 to_internal:
   driver = smtp
   port = {internal.port}
@@ -233,3 +247,60 @@ def test_a_tempfail_stays_queued_in_exim_and_is_delivered_once_after_the_fix(wor
     for tx in arrivals:
         assert tx.body.count(b"X-Processed: mailroute") == 1
         assert tx.body.count(b"X-Mailroute-Mark:") == 1
+
+
+def test_a_filter_killed_by_a_signal_freezes_the_message_instead_of_bouncing_it(
+        world: World) -> None:
+    """Found by the API audit: without ``freeze_signal`` Exim bounced a message whose
+    ``mailroute pipe`` was killed (SIGKILL), and no recipient ever got it."""
+    world.send("killed@corp.example", ["k@partner.example"], "exim-killed")
+
+    def frozen() -> list[str]:
+        return [line for line in world.exim.log().splitlines()
+                if "T=mailroute_pipe_killed" in line or "frozen" in line.lower()]
+
+    assert world.wait_until(lambda: any("frozen" in line.lower() for line in frozen())), \
+        world.exim.log()
+    assert any("signal 9" in line for line in frozen()), world.exim.log()
+    time.sleep(3)  # a bounce would be on its way by now (the retry rule runs every 2 s)
+    bounces = [t for sink in (world.internal, world.internet) for t in sink.delivered
+               if "killed@corp.example" in t.recipients]
+    assert bounces == []
+    assert world.arrivals("exim-killed") == []
+
+
+def _listening(port: int) -> set[str]:
+    """The IPv4 addresses with a listening TCP socket on ``port`` (/proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, _, hex_port = fields[1].partition(":")
+        if int(hex_port, 16) == port and fields[3] == "0A":  # LISTEN
+            found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+@pytest.mark.parametrize("recipe", [RECIPE, RECIPE.parents[1] / "exim-serve"
+                                    / "mailroute-serve.conf"], ids=["pipe", "serve"])
+def test_the_recipes_listen_line_keeps_the_reinjection_port_on_loopback(recipe: Path) -> None:
+    """Found by the API audit: ``daemon_smtp_ports = 25 : 10026`` with two interfaces made
+    Exim give up ("Address already in use" for 127.0.0.1:25), and would have opened the port
+    that skips the filter on every address."""
+    line = next(line for line in recipe.read_text().splitlines()
+                if line.startswith("local_interfaces"))
+    assert not any(setting.startswith("daemon_smtp_ports")
+                   for setting in recipe.read_text().splitlines())
+    world_port, reinject = free_port(), free_port()
+    line = line.replace(".25 ", f".{world_port} ").replace(".10026", f".{reinject}")
+    root = Path(tempfile.mkdtemp(prefix="mailroute-exim-listen-"))
+    root.chmod(0o755)
+    settings = "".join(f"{kept}\n" for kept in main_section(root, (1,)).splitlines()
+                       if not kept.startswith(("daemon_smtp_ports", "local_interfaces")))
+    exim = EximInstance(root, settings + line + f"\n{ACL_SECTION}\n")
+    try:
+        exim.start((world_port, reinject))
+        assert _listening(world_port) == {"0.0.0.0"}  # noqa: S104 - the recipe's wildcard
+        assert _listening(reinject) == {"127.0.0.1"}
+    finally:
+        exim.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -230,7 +230,10 @@ def policy_page() -> str:
              "Every key a policy file can hold, read from the code that reads it: the type, "
              "the default (\"required\" when there is none) and the allowed values. What each "
              "key does, with examples, is on the page linked under each table; the file "
-             "layout is in [configuration](../configuration.md). Unknown keys are errors.\n\n"]
+             "layout is in [configuration](../configuration.md). Unknown keys are errors. "
+             "The `[crypto]` section (the encryption policy's rules and the key directory) "
+             "is not in these tables: its keys are in "
+             "[encryption-policy](../encryption-policy.md).\n\n"]
     limits = [Key(f.name, "integer ≥ 1", _shown(f.default)) for f in dataclasses.fields(Limits)]
     parts += ["## `[limits]`\n\n", _table(limits), "\n"]
     tables = _section_receivers(policy)

@@ -191,9 +191,10 @@ class InternalError(MailrouteError):
 
 class InvalidArgumentError(MailrouteError, ValueError, TypeError):
     """A value handed to mailroute's API that it does not take: a line break in an envelope
-    address, a string where a list of recipients belongs, an SMTP code out of range, a limit
-    that is not a positive integer, ``str`` where bytes belong. A bug in the caller or input
-    it did not check; also a ``ValueError`` and a ``TypeError``, as Python's own are."""
+    address, a string where a list of recipients belongs, a limit that is not a positive
+    integer, ``str`` where bytes belong (``Reply``, which the error classes are built on,
+    raises a plain ``ValueError``). A bug in the caller or input it did not check; also a
+    ``ValueError`` and a ``TypeError``, as Python's own are."""
 
     default_reply = Reply(501, "5.5.4", "invalid argument")
     retryable = False

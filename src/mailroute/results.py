@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import NoReturn
 
 from mailroute.records import field, record, replace
 
@@ -46,10 +45,10 @@ class Reply:
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
-            _invalid(f"SMTP reply code out of range: {self.code}")
+            raise ValueError(f"SMTP reply code out of range: {self.code}")
         parts = self.status.split(".")
         if len(parts) != 3 or not all(p.isdigit() for p in parts) or parts[0] != str(self.code)[0]:
-            _invalid(f"enhanced status {self.status!r} does not fit code {self.code}")
+            raise ValueError(f"enhanced status {self.status!r} does not fit code {self.code}")
         clean = "".join(ch if ch.isprintable() else " " for ch in self.text)
         object.__setattr__(self, "text", clean)
 
@@ -169,9 +168,3 @@ def format_auth_results(authserv_id: str, results: Iterable[AuthResult]) -> str:
             text += f" {name}={value}"
         entries.append(text)
     return f"{authserv_id}; " + "; ".join(entries)
-
-
-def _invalid(text: str) -> NoReturn:
-    from mailroute.errors import InvalidArgumentError  # errors needs Reply from here
-
-    raise InvalidArgumentError(text)

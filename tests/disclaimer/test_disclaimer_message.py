@@ -314,6 +314,22 @@ def test_unknown_charset_and_encoding_are_left_alone(tmp_path: Path) -> None:
         assert result.item.annotation("disclaimer") == f"inserted=0 present=0 skipped[]={reason}"
 
 
+@pytest.mark.parametrize("charset", ["punycode", "undefined", "raw_unicode_escape",
+                                     "unicode_escape", "idna", "charmap"])
+def test_a_python_codec_that_is_no_charset_is_an_unknown_charset(tmp_path: Path,
+                                                                 charset: str) -> None:
+    """Found by the disclaimer audit: ``punycode`` and ``undefined`` raised a bare
+    UnicodeError (an internal error at every retry); ``raw_unicode_escape`` rewrote
+    ``hi\\u0041`` as ``hiA``."""
+    data = HEAD + f"Content-Type: text/plain; charset={charset}\r\n".encode() + \
+        b"\r\nhi\\u0041 \xe9\r\n"
+    result = run(make_filter(tmp_path, var=["greeting=x"]), data)
+    assert result.action == "accept"
+    assert result.data == data
+    assert result.item is not None
+    assert result.item.annotation("disclaimer") == "inserted=0 present=0 skipped[]=unknown-charset"
+
+
 def test_utf16_is_edited_only_in_base64(tmp_path: Path) -> None:
     step = make_filter(tmp_path, var=["greeting=x"])
     encoded = HEAD + _leaf("text/plain", "utf-16", "Hallo\n", "base64")

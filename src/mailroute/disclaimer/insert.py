@@ -215,7 +215,7 @@ def decode_body(part: Part, body: Body | None = None) -> tuple[str | None, str]:
                 continue
     try:
         return decode_bytes(data, codec, is_ascii=ascii_data), codec
-    except UnicodeDecodeError:
+    except UnicodeError:  # some codecs raise the base class
         return None, "undecodable"
 
 

@@ -120,10 +120,15 @@ def _lookup(label: str) -> codecs.CodecInfo:
         info = codecs.lookup(label)
     except (LookupError, ValueError) as exc:  # ValueError: a NUL in the label
         raise MalformedMessageError("unknown charset") from exc
-    # Python also registers bytes-to-bytes codecs (base64, zlib, hex): not charsets.
-    if not getattr(info, "_is_text_encoding", True):
+    # Python also registers bytes-to-bytes codecs (base64, zlib, hex) and text codecs that
+    # are no charsets: escape decoders that rewrite the text, and codecs that only raise.
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
         raise MalformedMessageError("unknown charset")
     return info
+
+
+_NOT_CHARSETS = frozenset({"punycode", "idna", "raw-unicode-escape", "unicode-escape",
+                           "undefined", "charmap"})
 
 
 def _label(charset: str | None) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroute.disclaimer.htmlparse import parse_points
+from mailroute.disclaimer.htmlparse import MAX_FOSTER_PARENTED, HtmlTooCostly, parse_points
 from mailroute.disclaimer.htmlscan import scan_html
 from mailroute.disclaimer.insert import decode_body
 from mailroute.disclaimer.locate import HtmlLimits, locate
@@ -113,6 +113,29 @@ def test_deep_nesting_uses_the_linear_fallback() -> None:
     located = locate(unclosed, "bottom")
     assert located.method == "fallback"
     assert located.offset == len(unclosed)
+
+
+def test_quadratic_foster_parenting_uses_the_linear_fallback() -> None:
+    """Found by the disclaimer audit: 131 KB of ``<table>x<p>x<p>...`` made html5lib move
+    every piece out of the table, each move costing the number of moves before it (14 s)."""
+    hostile = "<svg></svg><table>" + "x<p>" * (MAX_FOSTER_PARENTED + 1)
+    located = locate(hostile, "bottom")
+    assert located.method == "fallback"
+    assert located.offset == len(hostile)
+    with pytest.raises(HtmlTooCostly):
+        parse_points(hostile)
+    mild = "<html><body><svg></svg><table>" + "x<p>" * 10 + "</table></body></html>"
+    assert locate(mild, "bottom").method == "html5lib"
+
+
+@pytest.mark.parametrize("document", ["<table><math><html>", "<table><tr><svg><html>"])
+def test_html5lib_tripping_over_its_own_assertions_uses_the_linear_fallback(
+        document: str) -> None:
+    """Found by the disclaimer audit: an AssertionError inside html5lib was an internal
+    error (4.3.0) for the whole message."""
+    located = locate(document, "bottom")
+    assert located.method == "fallback"
+    assert located.offset == len(document)
 
 
 def test_size_limit_uses_the_linear_fallback() -> None:

@@ -88,6 +88,31 @@ class _RecordingParser(html5lib.HTMLParser):  # type: ignore[misc]
         super().mainLoop()
 
 
+class HtmlTooCostly(Exception):
+    """The document makes html5lib do quadratic work: the caller uses the linear scan."""
+
+
+#: Content html5lib moves out of a table ("foster parenting") before giving up on the parse:
+#: each move looks up its place among the siblings, so N moves cost N² (131 KB of
+#: ``<table>x<p>x<p>...`` took 14 s). Mail that is not built to hurt moves a handful.
+MAX_FOSTER_PARENTED = 2_000
+
+
+def _count_foster_parenting(tree: Any) -> None:
+    """Make ``tree`` raise :class:`HtmlTooCostly` past :data:`MAX_FOSTER_PARENTED` moves."""
+    find = tree.getTableMisnestedNodePosition
+    moves = 0
+
+    def counted() -> Any:
+        nonlocal moves
+        moves += 1
+        if moves > MAX_FOSTER_PARENTED:
+            raise HtmlTooCostly
+        return find()
+
+    tree.getTableMisnestedNodePosition = counted
+
+
 class _RecordingBuilder(HTML5TreeBuilder):
     """beautifulsoup4's html5lib builder, driving the recording parser."""
 
@@ -103,6 +128,7 @@ class _RecordingBuilder(HTML5TreeBuilder):
 
     def feed(self, markup: Any) -> None:
         parser = _RecordingParser(tree=self.create_treebuilder)
+        _count_foster_parenting(parser.tree)
         assert self.underlying_builder is not None
         self.underlying_builder.parser = parser
         parser.parse(markup)

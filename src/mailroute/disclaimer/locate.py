@@ -10,7 +10,9 @@ Three ways to find the offset, chosen per document:
   html5lib's time is not bounded well enough (a 20,000-deep ``<div>`` took it 46 s): before
   the last ``</body>`` it saw, else at the end. Also for every document once the message's
   html5lib budget (:class:`HtmlBudget`) is spent, so that a message of hundreds of HTML
-  bodies costs no more than a few large ones.
+  bodies costs no more than a few large ones, for a document that makes html5lib move more
+  than ``MAX_FOSTER_PARENTED`` pieces out of tables (quadratic), and for one html5lib's own
+  assertions trip over.
 """
 
 from __future__ import annotations
@@ -88,8 +90,16 @@ def locate(html: str, placement: str, *, parser: str = "auto",
             or scanned.max_depth >= DEPTH_CAP or scanned.max_attributes > limits.max_attributes
             or not budget.spend(len(html))):
         return Location(_pick(scanned, placement), "fallback")
-    from mailroute.disclaimer.htmlparse import parse_points  # only when needed: it is slow
-    return Location(_pick(parse_points(html), placement), "html5lib")
+    from mailroute.disclaimer.htmlparse import HtmlTooCostly, parse_points  # slow: on demand
+    try:
+        points = parse_points(html)
+    except HtmlTooCostly:
+        return Location(_pick(scanned, placement), "fallback")
+    except (AssertionError, IndexError, KeyError, AttributeError, TypeError, ValueError):
+        # html5lib's own consistency checks fail on some foreign content in tables
+        # (<table><math><html>): the linear scan's answer, as for a document past a limit
+        return Location(_pick(scanned, placement), "fallback")
+    return Location(_pick(points, placement), "html5lib")
 
 
 def _pick(points: HtmlPoints, placement: str) -> int:

@@ -330,6 +330,25 @@ def test_a_python_codec_that_is_no_charset_is_an_unknown_charset(tmp_path: Path,
     assert result.item.annotation("disclaimer") == "inserted=0 present=0 skipped[]=unknown-charset"
 
 
+def test_a_flowed_body_gets_a_footer_that_neither_joins_nor_quotes(tmp_path: Path) -> None:
+    """Found by the disclaimer audit (RFC 3676): a footer line ending in a space (an empty
+    template value before it) joined the next line in a flowed reader, and a footer line
+    starting with ``>`` read as a quote."""
+    template = "-- \nAnna {{surname}} \n> not a quote\nFrom Cologne\n indented\n"
+    step = make_filter(tmp_path, text=template, html=None, var=["surname="])
+    data = (HEAD + b"Content-Type: text/plain; charset=us-ascii; format=flowed\r\n\r\n"
+            b"A paragraph that flows \r\non here.\r\n")
+    result = run(step, data)
+    assert result.data is not None
+    body = result.data.split(b"\r\n\r\n", 1)[1].decode()
+    assert body.endswith("\r\n\r\n-- \r\nAnna\r\n > not a quote\r\n From Cologne\r\n"
+                         "  indented\r\n"), body
+    assert body.startswith("A paragraph that flows \r\non here.\r\n")
+    plain = HEAD + b"Content-Type: text/plain; charset=us-ascii\r\n\r\nA line.\r\n"
+    kept = (run(step, plain).data or b"").split(b"\r\n\r\n", 1)[1].decode()
+    assert "Anna  \r\n> not a quote\r\nFrom Cologne\r\n indented" in kept
+
+
 def test_utf16_is_edited_only_in_base64(tmp_path: Path) -> None:
     step = make_filter(tmp_path, var=["greeting=x"])
     encoded = HEAD + _leaf("text/plain", "utf-16", "Hallo\n", "base64")

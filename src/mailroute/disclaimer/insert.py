@@ -261,8 +261,9 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             offset, insertion = location.offset, disclaimer.html_fragment
         else:
             newline = message.newline.decode("ascii")
+            flowed = (part.content_type.param("format") or "").lower() == "flowed"
             offset, insertion = text_insertion(text, disclaimer.text, settings.placement,
-                                               newline=newline)
+                                               newline=newline, flowed=flowed)
         spliced = splice_text(result, body, text, offset, insertion, codec)
         if spliced is not None:
             result = spliced

@@ -12,7 +12,7 @@ import re
 
 from mailroute.patterns import on_first_use
 
-__all__ = ["insert_text", "reply_offset", "text_insertion"]
+__all__ = ["flowed_lines", "insert_text", "reply_offset", "text_insertion"]
 
 _REPLY = re.compile(
     r"(?m)^(?:"
@@ -51,15 +51,32 @@ def _line_break(text: str, default: str) -> str:
     return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
 
 
+def flowed_lines(disclaimer: str) -> list[str]:
+    """The disclaimer's lines as a ``format=flowed`` body must carry them (RFC 3676): no
+    trailing space, which would join a line to the next one (4.2), except on the signature
+    separator ``-- `` (4.3); a space before a line that starts with a space, ``>`` or
+    ``From `` (space-stuffing, 4.4), which would otherwise read as a quote or lose a space."""
+    lines = []
+    for line in disclaimer.splitlines():
+        if line != "-- ":
+            line = line.rstrip(" ")
+        if line.startswith((" ", ">", "From ")):
+            line = " " + line
+        lines.append(line)
+    return lines
+
+
 def text_insertion(text: str, disclaimer: str, placement: str, *,
-                   newline: str = "\r\n") -> tuple[int, str]:
+                   newline: str = "\r\n", flowed: bool = False) -> tuple[int, str]:
     """Where in ``text`` the disclaimer goes (bottom, top or reply) and what is inserted.
 
     The disclaimer is set off by one blank line and written with the text's line breaks
-    (``newline`` when the text has none).
+    (``newline`` when the text has none); in a ``format=flowed`` text, as
+    :func:`flowed_lines` writes it.
     """
     nl = _line_break(text, newline)
-    block = nl.join(disclaimer.splitlines()) + nl
+    lines = flowed_lines(disclaimer) if flowed else disclaimer.splitlines()
+    block = nl.join(lines) + nl
     if placement == "top":
         return 0, block + nl
     offset = reply_offset(text) if placement == "reply" else None

@@ -349,6 +349,32 @@ def test_a_flowed_body_gets_a_footer_that_neither_joins_nor_quotes(tmp_path: Pat
     assert "Anna  \r\n> not a quote\r\nFrom Cologne\r\n indented" in kept
 
 
+def test_a_template_of_variables_only_is_inserted_once(tmp_path: Path) -> None:
+    """Found by the disclaimer audit: with no static text there was nothing to recognise,
+    and every pass added the signature again."""
+    step = make_filter(tmp_path, text="-- \n%%DisplayName%%\n%%Title%%\n", html=None,
+                       var=["display_name=Anna Weber", "title=Sales"])
+    data = HEAD + b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHello.\r\n"
+    once = run(step, data).data
+    assert once is not None
+    assert once.count(b"Anna Weber") == 1
+    assert run(step, once).data == once
+
+
+def test_a_short_static_text_found_in_a_quote_does_not_stop_the_footer(tmp_path: Path
+                                                                        ) -> None:
+    """Found by the disclaimer audit: the template's only static text, "Tel.", occurred in
+    the partner's quoted signature, and the reply went out without the footer."""
+    step = make_filter(tmp_path, text="-- \n{{display_name}}\nTel. {{phone}}\n", html=None,
+                       var=["display_name=Anna Weber", "phone=+49 221 1"])
+    data = (HEAD + b"Content-Type: text/plain; charset=us-ascii\r\n\r\nThanks!\r\n\r\n"
+            b"On Mon, Max wrote:\r\n> See you.\r\n> --\r\n> Max\r\n> Tel. +1 555 0100\r\n")
+    once = run(step, data).data
+    assert once is not None
+    assert once.count(b"Tel. +49 221 1") == 1
+    assert run(step, once).data == once
+
+
 def test_utf16_is_edited_only_in_base64(tmp_path: Path) -> None:
     step = make_filter(tmp_path, var=["greeting=x"])
     encoded = HEAD + _leaf("text/plain", "utf-16", "Hallo\n", "base64")

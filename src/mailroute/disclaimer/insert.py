@@ -48,6 +48,11 @@ _META_CHARSET_BYTES = on_first_use(rb"<meta\b[^>]*?\bcharset\s*=\s*[\"']?([-\w.:
                                  re.IGNORECASE)
 _META_CHARSET = on_first_use(r"(<meta\b[^>]*?\bcharset\s*=\s*[\"']?)([-\w.:]+)", re.IGNORECASE)
 _UTF7 = "utf-7"
+_ASCII_WORD = on_first_use(r"[A-Za-z0-9]{4,}")
+#: Letters and digits a template's static text needs before any rendering of it counts as
+#: "already there": "Tel. {{phone}}" alone would find a partner's quoted "Tel." (the
+#: rendering itself still counts).
+MIN_FINGERPRINT_ALNUM = 16
 
 
 @record(frozen=True)
@@ -67,16 +72,21 @@ class Disclaimer:
     html: str
 
     def carried_by(self, body: str, *, is_html: bool) -> bool:
-        """True when ``body`` already contains this disclaimer (quoted or not)."""
+        """True when ``body`` already contains this disclaimer (quoted or not): the HTML
+        token, this rendering, or any rendering of a template whose static text is enough
+        to tell it from other text (:data:`MIN_FINGERPRINT_ALNUM`)."""
         if is_html and self.html_template.token in body:
             return True
-        text_anchor, html_anchor = self.text_template.anchor, self.html_template.anchor
-        if text_anchor and html_anchor and text_anchor not in body and (
-                html_anchor == text_anchor or html_anchor not in body):
-            return False
+        templates = [t for t in (self.text_template, self.html_template)
+                     if sum(ch.isalnum() for piece in t.fingerprint for ch in piece)
+                     >= MIN_FINGERPRINT_ALNUM and (not t.anchor or t.anchor in body)]
+        rendered = compact_text(self.text)
+        word = max(_ASCII_WORD().findall(self.text), key=len, default="")
+        if not templates and (not rendered or (word and word not in body)):
+            return False  # neither can be there: no need to compact the body
         compact = html_to_compact_text(body) if is_html else compact_text(body)
-        return (contains_pieces(compact, self.text_template.fingerprint)
-                or contains_pieces(compact, self.html_template.fingerprint))
+        return bool(rendered and rendered in compact) or any(
+            contains_pieces(compact, t.fingerprint) for t in templates)
 
     @property
     def html_fragment(self) -> str:

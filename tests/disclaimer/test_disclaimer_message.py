@@ -232,6 +232,19 @@ def test_protected_entities_wrapped_skipped_or_rejected(tmp_path: Path, entity: 
     assert refused.data is None
 
 
+@pytest.mark.parametrize("placement", ["bottom", "top", "reply"])
+@pytest.mark.parametrize("entity", ENCRYPTED, ids=["smime-enveloped", "pgp-mime", "inline-pgp"])
+def test_a_wrapped_message_is_not_wrapped_again(tmp_path: Path, entity: bytes,
+                                                placement: str) -> None:
+    """Found by the disclaimer audit: inline PGP with ``position = top`` was wrapped a
+    second time on a second pass (top looks at the first body, the protected one)."""
+    step = make_filter(tmp_path, var=["greeting=x"], position=placement)
+    once = run(step, HEAD + entity).data
+    assert once is not None
+    assert parse(once).root.mime_type == "multipart/mixed"
+    assert run(step, once).data == once
+
+
 def test_signed_reply_already_carrying_the_disclaimer_is_not_wrapped(tmp_path: Path) -> None:
     inner = _leaf("text/plain", "utf-8", "Ok\n\n> -- \n> " + MARKER + "\n", "8bit")
     signature = b"Content-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n"

@@ -296,7 +296,8 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
         return outcome
     if settings.signed == "reject":
         return Insertion(message, protected=tuple(protected), refused=True)
-    if inserted or present or any(_signed_carries(message, p, disclaimer) for p in protected):
+    if (inserted or present or any(_signed_carries(message, p, disclaimer) for p in protected)
+            or _wrapped_before(message, disclaimer)):
         return outcome
     return Insertion(_wrap(result, disclaimer), tuple(inserted), tuple(present),
                      tuple(skipped), tuple(protected), wrapped=True, locators=tuple(locators))
@@ -331,6 +332,20 @@ def _signed_carries(message: Message, path: Path, disclaimer: Disclaimer) -> boo
                     text, is_html=part.mime_type == BODY_TYPES[1]):
                 return True
     return False
+
+
+def _wrapped_before(message: Message, disclaimer: Disclaimer) -> bool:
+    """True when ``message`` is an earlier :func:`_wrap`: a ``multipart/mixed`` whose last
+    part is an inline text part carrying the disclaimer (``top`` and ``reply`` look at the
+    first body only, which is the protected one)."""
+    root = message.root
+    if root.mime_type != "multipart/mixed" or len(root.children) < 2:
+        return False
+    last = root.children[-1]
+    if last.is_multipart or last.mime_type != BODY_TYPES[0] or last.is_attachment:
+        return False
+    text, _ = decode_body(last)
+    return text is not None and disclaimer.carried_by(text, is_html=False)
 
 
 def _wrap(message: Message, disclaimer: Disclaimer) -> Message:

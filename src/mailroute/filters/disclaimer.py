@@ -141,7 +141,7 @@ def _variables(options: Options) -> tuple[tuple[str, str], ...]:
     for entry in options.string_list("var"):
         name, sep, value = entry.partition("=")
         if not sep or not canonical_name(name):
-            raise options.error("var", f"expected NAME=VALUE, got {name[:40]!r}")
+            raise options.error("var", f"expected NAME=VALUE, got {entry[:40]!r}")
         pairs.append((canonical_name(name), value))
     return tuple(pairs)
 

@@ -49,10 +49,6 @@ _META_CHARSET_BYTES = on_first_use(rb"<meta\b[^>]*?\bcharset\s*=\s*[\"']?([-\w.:
 _META_CHARSET = on_first_use(r"(<meta\b[^>]*?\bcharset\s*=\s*[\"']?)([-\w.:]+)", re.IGNORECASE)
 _UTF7 = "utf-7"
 _ASCII_WORD = on_first_use(r"[A-Za-z0-9]{4,}")
-#: Letters and digits a template's static text needs before any rendering of it counts as
-#: "already there": "Tel. {{phone}}" alone would find a partner's quoted "Tel." (the
-#: rendering itself still counts).
-MIN_FINGERPRINT_ALNUM = 16
 
 
 @record(frozen=True)
@@ -73,17 +69,21 @@ class Disclaimer:
 
     def carried_by(self, body: str, *, is_html: bool) -> bool:
         """True when ``body`` already contains this disclaimer (quoted or not): the HTML
-        token, this rendering, or any rendering of a template whose static text is enough
-        to tell it from other text (:data:`MIN_FINGERPRINT_ALNUM`)."""
+        token, any rendering of a template whose static text tells it from other text
+        (``Template.distinctive``), or, for a text template that is not distinctive, this
+        message's own rendering."""
         if is_html and self.html_template.token in body:
             return True
         templates = [t for t in (self.text_template, self.html_template)
-                     if sum(ch.isalnum() for piece in t.fingerprint for ch in piece)
-                     >= MIN_FINGERPRINT_ALNUM and (not t.anchor or t.anchor in body)]
-        rendered = compact_text(self.text)
-        word = max(_ASCII_WORD().findall(self.text), key=len, default="")
-        if not templates and (not rendered or (word and word not in body)):
-            return False  # neither can be there: no need to compact the body
+                     if t.distinctive and (not t.anchor or t.anchor in body)]
+        # a distinctive text template's fingerprint is in every rendering of it
+        rendered = "" if self.text_template.distinctive else compact_text(self.text)
+        if rendered:
+            word = max(_ASCII_WORD().findall(self.text), key=len, default="")
+            if word and word not in body:
+                rendered = ""  # the rendering cannot be there
+        if not templates and not rendered:
+            return False  # no need to compact the body
         compact = html_to_compact_text(body) if is_html else compact_text(body)
         return bool(rendered and rendered in compact) or any(
             contains_pieces(compact, t.fingerprint) for t in templates)

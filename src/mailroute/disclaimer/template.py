@@ -23,6 +23,7 @@ from mailroute.disclaimer.templatecheck import safe_url, url_slots
 from mailroute.records import record
 
 __all__ = [
+    "MIN_FINGERPRINT_ALNUM",
     "MISSING_POLICIES",
     "Template",
     "canonical_name",
@@ -67,6 +68,9 @@ _TAG = re.compile(r"<[^>]*+>")
 _SLICE = 65_536
 _LONGEST_ENTITY = 40  # "&" and up to 32 name characters and ";" (html.unescape's limit)
 _MIN_PIECE_ALNUM = 3
+#: Letters and digits a template's static text needs before any rendering of it counts as
+#: "already there": "Tel. {{phone}}" alone would find a partner's quoted "Tel.".
+MIN_FINGERPRINT_ALNUM = 16
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]{3,}")
 
 
@@ -168,6 +172,8 @@ class Template:
             without it cannot carry the fingerprint, which saves compacting the body.
         url_slots: indices in ``pieces`` of the variables that decide the scheme of a URL
             attribute (rendered through :func:`~mailroute.disclaimer.templatecheck.safe_url`).
+        distinctive: True when the fingerprint holds :data:`MIN_FINGERPRINT_ALNUM` letters
+            and digits or more, enough to tell any rendering of the template from other text.
     """
 
     source: str
@@ -177,6 +183,7 @@ class Template:
     token: str
     anchor: str
     url_slots: frozenset[int] = frozenset()
+    distinctive: bool = False
 
     @classmethod
     def parse(cls, source: str, *, is_html: bool) -> Template:
@@ -201,7 +208,10 @@ class Template:
         token = sha256(kind + source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         anchor = max(words, key=len, default="")
         slots = url_slots(tuple(pieces)) if is_html else frozenset[int]()
-        return cls(source, is_html, tuple(pieces), tuple(found), token, anchor, slots)
+        distinctive = sum(ch.isalnum() for piece in found for ch in piece) \
+            >= MIN_FINGERPRINT_ALNUM
+        return cls(source, is_html, tuple(pieces), tuple(found), token, anchor, slots,
+                   distinctive)
 
     @property
     def variables(self) -> frozenset[str]:

@@ -74,19 +74,24 @@ class Disclaimer:
         message's own rendering."""
         if is_html and self.html_template.token in body:
             return True
-        templates = [t for t in (self.text_template, self.html_template)
-                     if t.distinctive and (not t.anchor or t.anchor in body)]
-        # a distinctive text template's fingerprint is in every rendering of it
-        rendered = "" if self.text_template.distinctive else compact_text(self.text)
-        if rendered:
+        text_template, html_template = self.text_template, self.html_template
+        # a template whose anchor word is missing cannot be there: no need to compact
+        text_seen = not text_template.anchor or text_template.anchor in body
+        html_seen = text_seen if html_template.anchor == text_template.anchor else (
+            not html_template.anchor or html_template.anchor in body)
+        text_may = text_template.distinctive and text_seen
+        html_may = html_template.distinctive and html_seen
+        rendered = ""
+        if not text_template.distinctive:  # else its fingerprint is in every rendering
             word = max(_ASCII_WORD().findall(self.text), key=len, default="")
-            if word and word not in body:
-                rendered = ""  # the rendering cannot be there
-        if not templates and not rendered:
-            return False  # no need to compact the body
+            if not word or word in body:
+                rendered = compact_text(self.text)
+        if not (text_may or html_may or rendered):
+            return False
         compact = html_to_compact_text(body) if is_html else compact_text(body)
-        return bool(rendered and rendered in compact) or any(
-            contains_pieces(compact, t.fingerprint) for t in templates)
+        return bool(rendered and rendered in compact) \
+            or (text_may and contains_pieces(compact, text_template.fingerprint)) \
+            or (html_may and contains_pieces(compact, html_template.fingerprint))
 
     @property
     def html_fragment(self) -> str:
@@ -271,9 +276,8 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
             offset, insertion = location.offset, disclaimer.html_fragment
         else:
             newline = message.newline.decode("ascii")
-            flowed = (part.content_type.param("format") or "").lower() == "flowed"
             offset, insertion = text_insertion(text, disclaimer.text, settings.placement,
-                                               newline=newline, flowed=flowed)
+                                               newline=newline, flowed=body.flowed)
         spliced = splice_text(result, body, text, offset, insertion, codec)
         if spliced is not None:
             result = spliced

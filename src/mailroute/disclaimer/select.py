@@ -32,12 +32,14 @@ _AUTO_NAMES = frozenset({"auto-submitted", "precedence", *(n.lower() for n in _A
 
 @record(frozen=True)
 class Body:
-    """A body leaf to edit: where it is, its media type, declared charset and encoding."""
+    """A body leaf to edit: where it is, its media type, declared charset and encoding, and
+    whether it is ``format=flowed`` text (RFC 3676)."""
 
     path: Path
     mime_type: str
     charset: str | None
     transfer_encoding: str
+    flowed: bool = False
 
 
 @record(frozen=True)
@@ -110,8 +112,9 @@ def plan_message(message: Message, *, placement: str, invites: str = "skip",
             continue
         if mime_type in BODY_TYPES and not _is_attachment(part, ctype):
             charset = ctype.param("charset")
+            flowed = (ctype.param("format") or "").lower() == "flowed"
             bodies.append(Body(path, mime_type, charset.lower() if charset else None,
-                               part.transfer_encoding))
+                               part.transfer_encoding, flowed))
     if has_invite and invites == "skip":
         return BodyPlan(skip_reason="invite")
     return BodyPlan(tuple(bodies), tuple(protected))

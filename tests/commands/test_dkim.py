@@ -63,7 +63,8 @@ def test_sign_signs_any_one_from_field_and_refuses_a_message_without_from(
     unparsable = (REALMAIL / "exchange-online-unfolded-header.eml").read_bytes()
     for data in (two, unparsable):
         signed = _sign(world, data, "rsa", world.rsa_path)
-        assert signed.startswith(b"DKIM-Signature: ") and signed.endswith(data)
+        assert signed.startswith(b"DKIM-Signature: ")
+        assert signed.endswith(data)
         verified = run(["dkim", "verify", "--dns-file", str(world.dns_file()), "--json"],
                        signed)
         ours = [s for s in json.loads(verified.stdout)["signers"] if s["selector"] == "rsa"]

@@ -245,6 +245,26 @@ def test_a_wrapped_message_is_not_wrapped_again(tmp_path: Path, entity: bytes,
     assert run(step, once).data == once
 
 
+@pytest.mark.parametrize("signed", ["wrap", "skip", "reject"])
+def test_an_unprotected_body_beside_a_signed_part_carries_the_disclaimer_in_every_mode(
+        tmp_path: Path, signed: str) -> None:
+    """Found by the disclaimer audit: ``signed = "reject"`` refused a message whose
+    unprotected text part had just been given the disclaimer."""
+    inner = _leaf("text/plain", "utf-8", "Signed words\n", "8bit")
+    signature = b"Content-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n"
+    signed_part = (b'Content-Type: multipart/signed; protocol="application/pkcs7-signature";'
+                   b' boundary="s1"\r\n\r\n--s1\r\n' + inner + b"\r\n--s1\r\n" + signature
+                   + b"\r\n--s1--\r\n")
+    data = _mixed(_leaf("text/plain", "utf-8", "Cover note\n", "8bit"), signed_part)
+    result = Pipeline(filters=(make_filter(tmp_path, var=["greeting=x"], signed=signed),)
+                      ).process(data)
+    assert result.action == "accept"
+    assert result.data is not None
+    edited = parse(result.data)
+    assert MARKER in stdlib(edited.part((0,)).to_bytes()).get_content()
+    assert edited.part((1,)).to_bytes() == parse(data).part((1,)).to_bytes()
+
+
 def test_signed_reply_already_carrying_the_disclaimer_is_not_wrapped(tmp_path: Path) -> None:
     inner = _leaf("text/plain", "utf-8", "Ok\n\n> -- \n> " + MARKER + "\n", "8bit")
     signature = b"Content-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n"

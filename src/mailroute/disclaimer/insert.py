@@ -298,11 +298,11 @@ def add_disclaimer(message: Message, disclaimer: Disclaimer, settings: Settings)
                         tuple(protected), locators=tuple(locators))
     if not protected or settings.signed == "skip":
         return outcome
-    if settings.signed == "reject":
-        return Insertion(message, protected=tuple(protected), refused=True)
     if (inserted or present or any(_signed_carries(message, p, disclaimer) for p in protected)
             or _wrapped_before(message, disclaimer)):
-        return outcome
+        return outcome  # a body a reader sees carries it: nothing to wrap or refuse
+    if settings.signed == "reject":
+        return Insertion(message, protected=tuple(protected), refused=True)
     return Insertion(_wrap(result, disclaimer), tuple(inserted), tuple(present),
                      tuple(skipped), tuple(protected), wrapped=True, locators=tuple(locators))
 

@@ -97,13 +97,14 @@ def next_instance(message: Message) -> int | None:
 
 
 def _existing_sets(message: Message) -> dict[int, dict[str, HeaderField]]:
-    """The ARC fields already present, by instance and field name (unreadable ``i=``: 0)."""
+    """The ARC fields already present, by instance and field name, of a chain
+    :func:`next_instance` accepted (so every ``i=`` is readable)."""
     sets: dict[int, dict[str, HeaderField]] = {}
     for field in message.headers:
         if field.lower_name in ARC_FIELDS:
             found = _INSTANCE.search(field.value)
-            instance = int(found.group(1)) if found else 0
-            sets.setdefault(instance, {}).setdefault(field.lower_name, field)
+            assert found is not None  # next_instance refused the chain otherwise
+            sets.setdefault(int(found.group(1)), {}).setdefault(field.lower_name, field)
     return sets
 
 
@@ -127,10 +128,10 @@ def seal(message: Message, key: rsa.RSAPrivateKey, *, domain: str, selector: str
             failed to sign.
     """
     results = tuple(results)
-    sets = _existing_sets(message)
     instance = next_instance(message)
     if instance is None:
         raise SigningError("the ARC chain cannot be extended")
+    sets = _existing_sets(message)
     cv = _chain_status(instance, results)
     aar = message.field("ARC-Authentication-Results",
                         f"i={instance}; {format_auth_results(authserv_id, results)}")

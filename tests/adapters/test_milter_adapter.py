@@ -572,3 +572,61 @@ def test_header_values_keep_one_space_whatever_the_protocol_version(
     header_actions = [data for code, data in got if code in (b"h", b"i")]
     assert len(header_actions) == 1
     assert header_actions[0].endswith(given)
+
+
+@pytest.mark.parametrize("actions", [0x02, 0x00])   # body only; nothing at all
+def test_an_edit_the_mta_does_not_allow_is_a_tempfail_not_an_accept(
+        tmp_path: Path, actions: int, caplog: pytest.LogCaptureFixture) -> None:
+    """The policy adds a field, the MTA's offer does not allow adding fields: the message
+    is refused for now (the sender retries), and logged as such, never accepted unedited."""
+    import logging
+
+    from mailroute.adapters.messagelog import MESSAGE_LOG
+
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        server = MilterServer(Pipeline(filters=(Slow(0.0),)), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg(actions=actions))
+        assert (await mta.packet())[0] == b"O"
+        await mta.send(pkt(b"C", b"client\x004\x00\x19192.0.2.1\x00"), pkt(b"H", b"x\x00"),
+                       pkt(b"M", b"<a@corp.example>\x00"), pkt(b"R", b"<b@partner.example>\x00"),
+                       pkt(b"L", b"Subject\x00 hi\x00"), pkt(b"N"), pkt(b"B", b"hi\r\n"),
+                       pkt(b"E"))
+        got = await mta.until_final()
+        await mta.close()
+        await server.stop()
+        return got
+
+    with caplog.at_level(logging.INFO):
+        got = asyncio.run(scenario())
+    assert got == [(b"y", milter_map.INTERNAL_TEMPFAIL.packets()[0][5:])]
+    [line] = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
+    assert line.startswith("tempfail 4.3.0 ")
+    assert "milter action InsertHeader" in caplog.text
+
+
+def test_a_message_over_the_limit_is_logged_with_its_message_id(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from mailroute.adapters.messagelog import MESSAGE_LOG
+
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        server = MilterServer(Pipeline(filters=(Slow(0.0),),
+                                       limits=Limits(max_message_size=1000)),
+                              MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        assert (await mta.packet())[0] == b"O"
+        await mta.send(pkt(b"M", b"<a@corp.example>\x00"), pkt(b"R", b"<b@partner.example>\x00"),
+                       pkt(b"L", b"Message-ID\x00 <big1@corp.example>\x00"), pkt(b"N"),
+                       pkt(b"B", b"x" * 2000), pkt(b"E"))
+        got = await mta.until_final()
+        await mta.close()
+        await server.stop()
+        return got
+
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        assert asyncio.run(scenario()) == [(b"y", b"552 5.3.4 message too big\x00")]
+    [line] = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
+    assert "message_id=<big1@corp.example> " in line

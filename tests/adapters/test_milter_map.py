@@ -8,12 +8,18 @@ comparing with the bytes the session produced.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from mailroute.adapters.milter_map import MessageFacts, result_actions, tls_peer_name
+from mailroute.adapters.milter_map import (
+    MessageFacts,
+    client_address,
+    result_actions,
+    tls_peer_name,
+)
 from mailroute.item import Context, MailItem
 from mailroute.mime import parse
 from mailroute.mime.message import Message
@@ -162,10 +168,43 @@ def test_internal_failure_is_451_4_3_0() -> None:
     ({b"{verify}": b"OK"}, None),
     ({b"{cert_subject}": b""}, None),
     ({}, None),
+    # Postfix's value is the common name itself, whatever it contains
+    ({b"{cert_subject}": b"evil.example/CN=mail.protection.outlook.com"},
+     "evil.example/CN=mail.protection.outlook.com"),
+    # a second CN, or one hidden in another attribute's value: ambiguous, no name
+    ({b"{cert_subject}": b"/O=x/CN=mail.protection.outlook.com/CN=evil.example",
+      b"{verify}": b"OK"}, None),
+    ({b"{cert_subject}": b"/C=US/O=x/CN=mail.protection.outlook.com/CN=evil.example",
+      b"{verify}": b"OK"}, None),
+    ({b"{cert_subject}": b"CN=evil.example,O=x,CN=mail.protection.outlook.com",
+      b"{verify}": b"OK"}, None),
+    ({b"{cert_subject}": b"/C=US/O=X/emailAddress=a@b.example", b"{verify}": b"OK"}, None),
+    ({b"{cert_subject}": b"/C=US/CN=mx.example/emailAddress=pm@mx.example",
+      b"{verify}": b"OK"}, "mx.example"),
 ])
 def test_tls_peer_name_only_for_verified_certificates(macros: dict[bytes, bytes],
                                                        name: str | None) -> None:
     assert tls_peer_name(macros) == name
+
+
+@pytest.mark.parametrize(("raw", "address"), [
+    ("IPv6:0:0:0:0:0:0:0:1", "::1"),                  # Sendmail's {client_addr}
+    ("IPv6:2001:DB8:0:0:0:0:0:5", "2001:db8::5"),
+    ("2001:db8:0::5", "2001:db8::5"),
+    ("192.0.2.1", "192.0.2.1"),
+    (" 192.0.2.1 ", "192.0.2.1"),
+    ("unknown", "unknown"),
+])
+def test_client_address_is_written_as_an_ip_address(raw: str, address: str) -> None:
+    assert client_address(raw) == address
+
+
+def test_sendmail_ipv6_client_address_matches_networks() -> None:
+    facts = MessageFacts()
+    facts.macros[b"{client_addr}"] = b"IPv6:2001:db8:0:0:0:0:0:5"
+    envelope = facts.envelope()
+    assert envelope.client_address == "2001:db8::5"
+    assert ipaddress.ip_address(envelope.client_address) in ipaddress.ip_network("2001:db8::/32")
 
 
 def test_envelope_from_macros_and_commands() -> None:

@@ -35,6 +35,7 @@ from mailroute.adapters.milter_map import (
     INTERNAL_REPLY,
     INTERNAL_TEMPFAIL,
     MessageFacts,
+    client_address,
     result_actions,
 )
 from mailroute.adapters.service import drain, exit_reserve, stop_on_signals
@@ -402,7 +403,7 @@ class MilterConnectionHandler(asyncio.Protocol):
 
     def _on_connect(self, event: pm.Connect) -> None:
         if event.family in (b"4", b"6"):
-            self.facts.client_address = event.address.decode("ascii", "replace")
+            self.facts.client_address = client_address(event.address.decode("ascii", "replace"))
 
     def _on_helo(self, event: pm.Helo) -> None:
         self.facts.set_helo(event.name)
@@ -493,20 +494,31 @@ class MilterConnectionHandler(asyncio.Protocol):
         queue_id = facts.queue_id if facts.queue_id != "-" else None
         sasl = facts.auth_user
         if self.size + 2 > self._limit():
-            envelope = facts.envelope()
+            envelope, head = facts.envelope(), b"".join([*self.head, b"\r\n"])
             self._end_transaction()
-            server.record(None, envelope, b"", queue_id=queue_id, sasl_user=sasl,
+            server.record(None, envelope, head, queue_id=queue_id, sasl_user=sasl,
                           started=started, reply=TOO_BIG_REPLY)
             return [TOO_BIG]
         data, envelope = self.message_bytes(), facts.envelope()
         self._end_transaction()
         hidden, leading_space = server.settings.hidden_above, self.leading_space
+        permits = self.conn.permits
 
         def work() -> list[pm.Action]:
             with server.working():
                 result: Result = server.pipeline.process(data, envelope)
                 actions = result_actions(result, hidden_above=hidden,
                                          leading_space=leading_space)
+            barred = next((action for action in actions if not permits(action)), None)
+            if barred is not None:
+                # the policy's answer cannot be given: the sender retries, nothing unprocessed
+                log.warning("the MTA does not allow the milter action %s (negotiated "
+                            "actions %#x): answered %s %s", type(barred).__name__,
+                            int(self.conn.actions), INTERNAL_REPLY.code, INTERNAL_REPLY.status)
+                server.count_error("internal")
+                server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
+                              started=started, reply=INTERNAL_REPLY)
+                return [INTERNAL_TEMPFAIL]
             server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
                           started=started)
             return actions

@@ -4,6 +4,7 @@ milter actions. Pure functions, no I/O; :mod:`mailroute.adapters.milter` drives 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 
@@ -30,6 +31,7 @@ __all__ = [
     "INTERNAL_REPLY",
     "INTERNAL_TEMPFAIL",
     "MessageFacts",
+    "client_address",
     "edit_actions",
     "reply_code",
     "result_actions",
@@ -39,26 +41,54 @@ __all__ = [
 #: The answer to every internal failure: the MTA keeps the message and retries.
 INTERNAL_REPLY = Reply(451, "4.3.0", "temporary local problem, try again later")
 INTERNAL_TEMPFAIL = ReplyCode(INTERNAL_REPLY.code, INTERNAL_REPLY.status, (INTERNAL_REPLY.text,))
-_CN = re.compile(r"(?:^|[/,]\s*)CN=([^/,]+)")
+#: Where an attribute of a distinguished name starts: OpenSSL's one-line form
+#: (``/C=US/O=X/CN=name``, Sendmail) and RFC 4514's (``CN=name,O=X``).
+_ONE_LINE_ATTRIBUTE = re.compile(r"/(?=[A-Za-z][A-Za-z0-9.]*=)")
+_RFC4514_ATTRIBUTE = re.compile(r"(?<!\\),\s*(?=[A-Za-z][A-Za-z0-9.]*=)")
 
 
 def tls_peer_name(macros: Mapping[bytes, bytes]) -> str | None:
     """The verified TLS client certificate name, from the macros, or ``None``.
 
-    Postfix sets ``{cert_subject}`` (the common name) only for a certificate it verified;
-    Sendmail sets it (a distinguished name) for any certificate and says in ``{verify}``
-    whether it verified, so a ``{verify}`` other than ``OK`` means no verified name.
+    Postfix sets ``{cert_subject}`` to the common name, and only for a certificate it
+    verified: the value is the name as it stands. Sendmail sets it to the whole subject
+    (a distinguished name) for any certificate and reports the verification in
+    ``{verify}``: the name is the subject's one ``CN`` when ``{verify}`` is ``OK``.
     """
     subject = macros.get(b"{cert_subject}")
     verify = macros.get(b"{verify}")
     if not subject or (verify is not None and verify != b"OK"):
         return None
     text = subject.decode("utf-8", "replace").strip()
-    found = _CN.search(text)
-    name = found.group(1).strip() if found else text
+    name = text if verify is None else _common_name(text)
     if not name or breaks_line(name):
         return None
     return name
+
+
+def _common_name(subject: str) -> str | None:
+    """The ``CN`` of a distinguished name, ``None`` unless it has exactly one.
+
+    Neither form escapes ``/`` in a value (OpenSSL's) or need not (a lax writer), so an
+    ``O`` of ``x/CN=mail.protection.outlook.com`` reads as a second ``CN``: a subject with
+    two is ambiguous, and Postfix refuses such certificates for the same reason.
+    """
+    split = _ONE_LINE_ATTRIBUTE if subject.startswith("/") else _RFC4514_ATTRIBUTE
+    names = [part[3:].strip() for part in split.split(subject) if part[:3].upper() == "CN="]
+    return names[0] if len(names) == 1 else None
+
+
+def client_address(raw: str) -> str:
+    """An MTA's client address as an IP address is written: Sendmail's ``IPv6:`` prefix
+    gone, an IPv6 address compressed (``IPv6:0:0:0:0:0:0:0:1`` is ``::1``); anything that is
+    not an address (``unknown``, a socket path) as it is."""
+    text = raw.strip()
+    if text[:5].lower() == "ipv6:":
+        text = text[5:]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return raw.strip()
 
 
 def _address(raw: bytes) -> str:
@@ -113,7 +143,8 @@ class MessageFacts:
     def envelope(self) -> Envelope:
         """The envelope the policy sees."""
         client = self.macros.get(b"{client_addr}")
-        address = client.decode("ascii", "replace") if client else self.client_address
+        address = client_address(client.decode("ascii", "replace")) if client \
+            else self.client_address
         if address and breaks_line(address):
             address = None
         return Envelope(mail_from=self.mail_from, rcpt_to=tuple(self.rcpt_to),

@@ -289,10 +289,7 @@ class MilterConnection:
             return
         if owed is not _BODYEOB:
             raise LocalProtocolError(f"{type(action).__name__} only at end-of-message")
-        needed = REQUIRED_FLAG[type(action)]
-        if isinstance(action, AddRecipient) and action.args:
-            needed = ActionFlag.ADDRCPT_PAR
-        if not int(self.actions) & int(needed):
+        if not self.permits(action):
             raise LocalProtocolError(f"{type(action).__name__} was not negotiated")
         if isinstance(action, ReplaceBody):
             if self._body_run == 2:
@@ -300,6 +297,16 @@ class MilterConnection:
             self._body_run = 1
         elif self._body_run == 1:
             self._body_run = 2
+
+    def permits(self, action: Action) -> bool:
+        """True when the negotiated actions allow ``action`` (a modification needs its
+        flag; replies need none)."""
+        needed = REQUIRED_FLAG.get(type(action))
+        if needed is None:
+            return True
+        if isinstance(action, AddRecipient) and action.args:
+            needed = ActionFlag.ADDRCPT_PAR
+        return bool(int(self.actions) & int(needed))
 
     def _check_negotiation(self, action: NegotiateReply) -> None:
         offered = self._offered

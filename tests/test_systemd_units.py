@@ -75,6 +75,16 @@ def test_the_milter_unit_runs_a_command_mailroute_accepts() -> None:
         assert str(args.config) == "/etc/mailroute/policy.toml"
 
 
+def test_the_milter_unit_reloads_by_checking_the_policy_then_sending_sighup() -> None:
+    text = (UNITS / "mailroute-milter.service").read_text()
+    check, signal = (shlex.split(line) for line in
+                     re.findall(r"^ExecReload=(.*)$", text, re.MULTILINE))
+    assert check[:2] == [INSTALLED, "check"]
+    assert str(cli.build_parser(check[1:]).parse_args(check[1:]).config) == \
+        "/etc/mailroute/policy.toml"
+    assert signal == ["/bin/kill", "-HUP", "$MAINPID"]
+
+
 def test_the_serve_unit_runs_serve_as_the_cli_contract_pins_it() -> None:
     argv = _exec_start(UNITS / "mailroute-serve.service")
     assert argv[:2] == [INSTALLED, "serve"]

@@ -370,8 +370,66 @@ def test_cli_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().err.startswith("mailroute milter: configuration error")
     (tmp_path / "file").write_text("not a socket")
     assert main(["milter", "--config", str(policy), "--socket",
-                 f"unix:{tmp_path / 'file'}"]) == 78
+                 f"unix:{tmp_path / 'file'}"]) == 75   # cannot listen there
+    assert "exists and is not a socket" in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "not a socket"
+
+
+def test_a_socket_another_milter_listens_on_is_not_taken(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Starting a second milter on a live socket's path fails (75) and leaves the first
+    one reachable; a stale socket (nothing listens) is replaced."""
+    import socket
+
+    from mailroute.adapters.milter import socket_file_id
+    from mailroute.cli import main
+
+    policy = tmp_path / "p.toml"
+    policy.write_text("")
+    path = tmp_path / "m.sock"
+    first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    first.bind(str(path))
+    first.listen(8)
+    identity = socket_file_id(path)
+    try:
+        assert main(["milter", "--config", str(policy), "--socket", f"unix:{path}"]) == 75
+        assert f"another process listens on {path}" in capsys.readouterr().err
+        assert socket_file_id(path) == identity
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.connect(str(path))   # the first one is still reachable
+        probe.close()
+    finally:
+        first.close()
+
+    async def stale_is_replaced() -> None:
+        server = MilterServer(Pipeline(), MilterSettings(workers=1))
+        await server.start(SocketSpec("unix", path=path))
+        assert socket_file_id(path) != identity
+        await server.stop()
+
+    asyncio.run(stale_is_replaced())
+
+
+def test_a_milter_removes_only_its_own_socket_file(tmp_path: Path) -> None:
+    import socket
+
+    from mailroute.adapters.milter import remove_socket_file, socket_file_id
+
+    path = tmp_path / "m.sock"
+    old = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old.bind(str(path))
+    ours = socket_file_id(path)
+    path.unlink()                 # another milter took the path since
+    new = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    new.bind(str(path))
+    try:
+        remove_socket_file(path, ours)
+        assert path.exists()
+        remove_socket_file(path, socket_file_id(path))
+        assert not path.exists()
+    finally:
+        old.close()
+        new.close()
 
 
 def test_one_log_line_per_message_with_queue_id_and_sasl_user(
@@ -630,3 +688,26 @@ def test_a_message_over_the_limit_is_logged_with_its_message_id(
         assert asyncio.run(scenario()) == [(b"y", b"552 5.3.4 message too big\x00")]
     [line] = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
     assert "message_id=<big1@corp.example> " in line
+
+
+def test_a_socket_group_the_user_cannot_give_is_named_in_the_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Without membership of the group (and without privileges) chown fails: the message
+    says what to change, the command exits 75 and leaves no socket behind."""
+    import errno
+    import os
+
+    from mailroute.cli import main
+
+    def refused(path: object, uid: int, gid: int) -> None:
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr("mailroute.adapters.milter.os.chown", refused)
+    policy = tmp_path / "p.toml"
+    policy.write_text("")
+    assert main(["milter", "--config", str(policy), "--socket", f"unix:{tmp_path / 'm.sock'}",
+                 "--socket-group", "0"]) == 75
+    assert ("cannot give the socket the group '0': the user running mailroute must be a "
+            "member of it (Operation not permitted)") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [policy]

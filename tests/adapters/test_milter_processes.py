@@ -10,7 +10,12 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.protocols.helpers import optneg
 
@@ -38,15 +43,36 @@ def wait_until(check: object, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def negotiate(path: Path) -> bytes:
-    """One MTA connection's option negotiation; the filter's reply code."""
+def negotiation(path: Path) -> bytes:
+    """One MTA connection's option negotiation (a full offer); the filter's reply packet."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(str(path))
         sock.sendall(optneg())
         head = sock.recv(4, socket.MSG_WAITALL)
-        body = sock.recv(struct.unpack(">I", head)[0], socket.MSG_WAITALL)
-        return body[:1]
+        return sock.recv(struct.unpack(">I", head)[0], socket.MSG_WAITALL)
+
+
+def negotiate(path: Path) -> bytes:
+    """The reply code of one MTA connection's option negotiation."""
+    return negotiation(path)[:1]
+
+
+@contextmanager
+def milter_process(argv: list[str], **options: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """``mailroute ARGV`` running; killed at the end if the test did not stop it."""
+    milter = subprocess.Popen([*MAILROUTE, *argv], **options)
+    try:
+        yield milter
+    finally:
+        if milter.poll() is None:
+            milter.kill()
+            milter.wait()
+
+
+def stop_gracefully(milter: subprocess.Popen[bytes]) -> None:
+    milter.send_signal(signal.SIGTERM)
+    assert milter.wait(timeout=15) == 0
 
 
 def test_workers_share_the_socket_are_replaced_and_stop_together(tmp_path: Path) -> None:
@@ -120,14 +146,72 @@ def test_marker_policy_without_a_shared_store_is_refused(tmp_path: Path) -> None
     shared.write_text(f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n\n'
                       f'[[pipeline]]\nfilter = "marker-set"\nkey_file = "{keys}"\n')
     (tmp_path / "state").mkdir(mode=0o700)
-    milter = subprocess.Popen([*MAILROUTE, "milter", "--config", str(shared), "--socket",
-                               f"unix:{tmp_path / 'm.sock'}", "--processes", "2"])
-    try:
+    with milter_process(["milter", "--config", str(shared), "--socket",
+                         f"unix:{tmp_path / 'm.sock'}", "--processes", "2"]) as milter:
         wait_until(lambda: (tmp_path / "m.sock").exists())
         assert negotiate(tmp_path / "m.sock") == b"O"
-        milter.send_signal(signal.SIGTERM)
-        assert milter.wait(timeout=15) == 0
+        stop_gracefully(milter)
+
+
+def negotiated_protocol(path: Path) -> int:
+    """The protocol flags the filter answers a full offer with."""
+    body = negotiation(path)
+    assert body[:1] == b"O"
+    return int(struct.unpack(">III", body[1:13])[2])
+
+
+NO_BODY = 0x10   # SMFIP_NOBODY: asked for by a policy without filters only
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_sighup_loads_the_policy_again_and_keeps_it_when_broken(
+        tmp_path: Path, processes: str) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text("")
+    (tmp_path / "d.txt").write_text("-- footer\n")
+    path = tmp_path / "m.sock"
+    log = tmp_path / "milter.log"
+    with log.open("wb") as out, milter_process(
+            ["-v", "milter", "--config", str(policy), "--socket", f"unix:{path}",
+             "--processes", processes], stderr=out) as milter:
+        wait_until(lambda: path.exists() and (processes == "1"
+                                              or len(children(milter.pid)) == 2))
+        assert negotiated_protocol(path) & NO_BODY
+        policy.write_text(f'[[pipeline]]\nfilter = "disclaimer"\ntext = "{tmp_path}/d.txt"\n')
+        milter.send_signal(signal.SIGHUP)
+        wait_until(lambda: log.read_text().count("policy reloaded") == int(processes))
+        assert all(not negotiated_protocol(path) & NO_BODY for _ in range(6))
+        policy.write_text("[[pipeline]]\nfilter = 'no-such-filter'\n")
+        milter.send_signal(signal.SIGHUP)
+        wait_until(lambda: log.read_text().count("policy not reloaded") == int(processes))
+        assert milter.poll() is None
+        assert all(not negotiated_protocol(path) & NO_BODY for _ in range(6))
+        stop_gracefully(milter)
+
+
+def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text("")
+    path = tmp_path / "m.sock"
+    milter = subprocess.Popen([*MAILROUTE, "milter", "--config", str(policy), "--socket",
+                               f"unix:{path}", "--processes", "2"])
+    workers: set[int] = set()
+    try:
+        wait_until(lambda: path.exists() and len(children(milter.pid)) == 2)
+        workers = children(milter.pid)
+        milter.kill()
+        milter.wait()
+        # orphans are adopted by init (or a subreaper) and reaped there once they exit
+        wait_until(lambda: not any(alive(pid) for pid in workers))
     finally:
-        if milter.poll() is None:
-            milter.kill()
-            milter.wait()
+        for pid in workers:
+            if alive(pid):
+                subprocess.run(["kill", "-KILL", str(pid)], check=False)
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import grp
 import logging
 import os
 import secrets
+import signal
 import socket
 import stat
 import time
@@ -611,6 +613,33 @@ class MilterServer:
         if metrics is not None:  # messages waiting for a worker thread
             metrics.track_size("workers", lambda: max(0, self.in_flight - self.settings.workers))
 
+    def use_pipeline(self, pipeline: Pipeline) -> None:
+        """Run ``pipeline`` for every message that ends from now on (a reloaded policy); an
+        open connection keeps what it negotiated (whether it is shown the message)."""
+        self.pipeline = pipeline
+        self.inline = not _may_block(pipeline)
+        self.needs_message = bool(pipeline.filters)
+        self.max_message_size = pipeline.limits.max_message_size
+
+    def reload(self, load: Callable[[], Pipeline]) -> None:
+        """Load a policy with ``load`` off the event loop, then use it; a policy that does
+        not load is logged and the running one kept."""
+        task = asyncio.get_running_loop().create_task(self._reload(load))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _reload(self, load: Callable[[], Pipeline]) -> None:
+        try:
+            pipeline = await asyncio.get_running_loop().run_in_executor(None, load)
+        except ConfigError as error:
+            log.error("policy not reloaded, the running one stays: %s", error)
+            return
+        except Exception:  # logged with its traceback; the milter runs on
+            log.exception("policy not reloaded, the running one stays")
+            return
+        self.use_pipeline(pipeline)
+        log.info("policy reloaded")
+
     @property
     def sweep_interval(self) -> float:
         """Seconds between two timeout sweeps: a silent connection is closed between its
@@ -748,6 +777,20 @@ def _may_block(step: object) -> bool:
     return bool(getattr(step, "blocking", False))
 
 
+def _give_group(path: Path, group: str) -> None:
+    """Give the socket at ``path`` the group ``group``.
+
+    Raises:
+        PermissionError: the user is not a member of ``group`` (and not privileged).
+    """
+    try:
+        os.chown(path, -1, _group_id(group))
+    except PermissionError as error:
+        raise PermissionError(error.errno, f"cannot give the socket the group {group!r}: the "
+                                           f"user running mailroute must be a member of it "
+                                           f"({error.strerror})") from None
+
+
 def _group_id(group: str) -> int:
     try:
         return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
@@ -782,7 +825,7 @@ def listening_socket(spec: SocketSpec, *, mode: int | None = None,
     try:
         sock.bind(str(temp))
         if group is not None:
-            os.chown(temp, -1, _group_id(group))
+            _give_group(temp, group)
         if mode is not None:
             os.chmod(temp, mode)
         sock.listen(LISTEN_BACKLOG)
@@ -796,36 +839,78 @@ def listening_socket(spec: SocketSpec, *, mode: int | None = None,
 
 
 def _remove_stale_socket(path: Path) -> None:
-    """Remove a socket left by a previous run; refuse to remove anything else."""
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a socket left by a previous run; refuse to remove anything else, or a socket
+    something listens on (another milter: taking its path would cut it off silently).
+
+    Raises:
+        OSError: ``EEXIST``, not a socket; ``EADDRINUSE``, a live socket.
+    """
+    try:
         if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise ConfigError(f"{path} exists and is not a socket")
-        path.unlink()
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # nothing listens: left by a run that ended
+    except OSError as error:  # a full backlog, a timeout, no permission: perhaps live
+        raise OSError(errno.EADDRINUSE, f"{path} is a socket that may be in use "
+                                        f"({error.strerror or error})") from None
+    else:
+        raise OSError(errno.EADDRINUSE, f"another process listens on {path}")
+    finally:
+        probe.close()
+    path.unlink(missing_ok=True)
+
+
+def socket_file_id(path: Path) -> tuple[int, int, int] | None:
+    """The identity of the file at ``path`` (device, inode and change time: a new file may
+    get the inode number of one removed just before), ``None`` if there is none."""
+    try:
+        found = path.lstat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_ctime_ns
+
+
+def remove_socket_file(path: Path, identity: tuple[int, int, int] | None) -> None:
+    """Remove the socket file at ``path`` if it is still the one with ``identity`` (a
+    milter started on the same path since then has its own, which must stay)."""
+    if identity is not None and socket_file_id(path) == identity:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 async def serve(pipeline: Pipeline, spec: SocketSpec, *, settings: MilterSettings | None = None,
                 mode: int | None = None, group: str | None = None,
                 ready: Callable[[], None] | None = None,
                 listening: socket.socket | None = None,
-                message_log: MessageLog | None = None, metrics: Metrics | None = None) -> None:
+                message_log: MessageLog | None = None, metrics: Metrics | None = None,
+                reload: Callable[[], Pipeline] | None = None) -> None:
     """Run the milter until SIGTERM or SIGINT; returns after a graceful shutdown.
 
     With ``listening`` (a socket shared by several worker processes) the socket is used as
-    it is and left in place at the end: whoever made it removes it.
+    it is and left in place at the end: whoever made it removes it. With ``reload``,
+    SIGHUP loads the policy again with it (see :meth:`MilterServer.reload`).
     """
     pin_mmap_threshold()
     server = MilterServer(pipeline, settings, message_log=message_log, metrics=metrics)
     stop = stop_on_signals()
+    if reload is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.reload, reload)
     if listening is None:
         await server.start(spec, mode=mode, group=group)
     else:
         await server.start_on(listening)
+    own = socket_file_id(spec.path) if spec.path is not None and listening is None else None
     log.info("milter listening on %s", spec)
     if ready is not None:
         ready()
     try:
         await server.serve_until(stop)
     finally:
-        if spec.path is not None and listening is None:
-            with contextlib.suppress(OSError):
-                spec.path.unlink()
+        if spec.path is not None:
+            remove_socket_file(spec.path, own)

@@ -26,7 +26,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mailroute.adapters.messagelog import MessageLog
-from mailroute.adapters.milter import MilterSettings, SocketSpec, listening_socket, serve
+from mailroute.adapters.milter import (
+    MilterSettings,
+    SocketSpec,
+    listening_socket,
+    remove_socket_file,
+    serve,
+    socket_file_id,
+)
 from mailroute.adapters.service import exit_reserve
 from mailroute.pipeline import Pipeline
 
@@ -34,7 +41,8 @@ __all__ = ["serve_processes"]
 
 log = logging.getLogger("mailroute.milter")
 
-_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 #: A worker that dies sooner than this after its start died early ...
 MIN_LIFETIME = 5.0
 #: ... and this many early deaths in a row (none of a worker that lived longer between
@@ -47,22 +55,28 @@ Runner = Callable[[Coroutine[Any, Any, None]], None]
 
 def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, runner: Runner,
                     settings: MilterSettings | None = None, mode: int | None = None,
-                    group: str | None = None, message_log: MessageLog | None = None) -> int:
+                    group: str | None = None, message_log: MessageLog | None = None,
+                    reload: Callable[[], Pipeline] | None = None) -> int:
     """Serve ``spec`` with ``processes`` workers until SIGTERM or SIGINT; the exit status
-    (0 after a graceful stop, 75 when workers kept dying)."""
+    (0 after a graceful stop, 75 when workers kept dying). SIGHUP is passed on to the
+    workers, which load the policy again with ``reload`` (ignored without)."""
     settings = settings or MilterSettings()
     sock = listening_socket(spec, mode=mode, group=group)
+    own = socket_file_id(spec.path) if spec.path is not None else None
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     started: dict[int, float] = {}
+    supervisor = os.getpid()
 
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:  # the worker: its own event loop on the shared socket
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until its loop handles it
+            _stop_with(supervisor)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
             code = 0
             try:
                 runner(serve(pipeline, spec, settings=settings, listening=sock,
-                             message_log=message_log))
+                             message_log=message_log, reload=reload))
             except BaseException:
                 log.exception("milter worker failed")
                 code = 75
@@ -82,6 +96,8 @@ def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, run
         while started:
             found = signal.sigtimedwait(_SIGNALS,
                                         max(0.01, min(1.0, kill_at - time.monotonic())))
+            if found is not None and found.si_signo == signal.SIGHUP and reload is not None:
+                _signal_all(started, signal.SIGHUP)
             if (found is not None and found.si_signo in (signal.SIGTERM, signal.SIGINT)
                     and stopping_since is None):
                 stopping_since = time.monotonic()
@@ -112,9 +128,19 @@ def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, run
         sock.close()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         if spec.path is not None:
-            with contextlib.suppress(OSError):
-                spec.path.unlink()
+            remove_socket_file(spec.path, own)
     return status
+
+
+def _stop_with(supervisor: int) -> None:
+    """Have the kernel send this worker SIGTERM when the supervisor dies (Linux), so that
+    a killed supervisor leaves no worker serving a socket nobody manages."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes  # only in a worker, once
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal_all(workers: dict[int, float], signum: int) -> None:

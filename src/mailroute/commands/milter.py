@@ -35,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "milter", help="run the milter adapter (Postfix smtpd_milters, Sendmail INPUT_MAIL_FILTER)",
         description="Serve the milter protocol on SOCKET and run POLICY over every message. "
                     "Internal failures answer 451 4.3.0; SIGTERM finishes messages in flight "
-                    "(at most 5 s) and exits. Exit codes: 0 stopped, 2 usage, 75 cannot "
-                    "listen, 78 bad policy.")
+                    "(at most 5 s) and exits; SIGHUP loads POLICY again (a policy that does "
+                    "not load is logged, the running one kept). Exit codes: 0 stopped, "
+                    "2 usage, 75 cannot listen, 78 bad policy.")
     parser.add_argument("--config", required=True, metavar="POLICY.toml", help="the policy file")
     parser.add_argument("--socket", required=True, metavar="inet:PORT@HOST|unix:PATH",
                         help="where to listen")
@@ -62,6 +63,10 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     except ImportError:
         return asyncio.run
     return uvloop.run
+
+
+_NEEDS_SHARED_STORE = ("--processes above 1 needs [gateway] state_dir: the marker filters' "
+                       "processed-message store must be shared by the processes")
 
 
 def _counts_in_memory(pipeline: Pipeline) -> bool:
@@ -113,9 +118,15 @@ def run(args: argparse.Namespace) -> int:
     if args.processes > 1 and listen is not None:
         return _fail(ExitCode.USAGE, "--metrics works with one process only (--processes 1)")
     if args.processes > 1 and _counts_in_memory(pipeline):
-        return _fail(ExitCode.CONFIG, "configuration error: --processes above 1 needs "
-                                      "[gateway] state_dir: the marker filters' "
-                                      "processed-message store must be shared by the processes")
+        return _fail(ExitCode.CONFIG, f"configuration error: {_NEEDS_SHARED_STORE}")
+
+    def reload() -> Pipeline:
+        """The policy file loaded again (SIGHUP), under the rules of the start."""
+        fresh = load_policy(args.config)
+        if args.processes > 1 and _counts_in_memory(fresh):
+            raise ConfigError(_NEEDS_SHARED_STORE)
+        return fresh
+
     metrics = start_metrics("milter", listen, pipeline.quarantine_dir, _fail)
     if isinstance(metrics, ExitCode):
         return metrics
@@ -127,10 +138,10 @@ def run(args: argparse.Namespace) -> int:
             return serve_processes(pipeline, spec, processes=args.processes,
                                    runner=_event_loop_runner(), settings=settings,
                                    mode=args.socket_mode, group=args.socket_group,
-                                   message_log=message_log)
+                                   message_log=message_log, reload=reload)
         _event_loop_runner()(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
                                    group=args.socket_group, message_log=message_log,
-                                   metrics=metrics))
+                                   metrics=metrics, reload=reload))
     except ConfigError as error:
         return _fail(ExitCode.CONFIG, f"configuration error: {error}")
     except OSError as error:

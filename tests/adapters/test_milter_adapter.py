@@ -711,3 +711,86 @@ def test_a_socket_group_the_user_cannot_give_is_named_in_the_error(
     assert ("cannot give the socket the group '0': the user running mailroute must be a "
             "member of it (Operation not permitted)") in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [policy]
+
+
+def test_an_mta_that_does_not_read_the_replies_is_not_read_either(tmp_path: Path) -> None:
+    """Each message's answer is a 1 MB body: an MTA that sends message after message and
+    never reads makes the milter stop reading it once the unsent replies pass the write
+    buffer's limit, instead of answering (and holding) all of them."""
+    import socket
+    import threading
+
+    from mailroute.adapters.messagelog import MessageLog
+    from mailroute.policy import load_policy
+    from tests.adapters.milter_recordings import write_policies
+
+    write_policies(tmp_path)
+    lines: list[str] = []
+    path = tmp_path / "m.sock"
+    body = b"x" * 76 + b"\r\n"
+    message = b"".join([pkt(b"M", b"<a@corp.example>\x00"), pkt(b"R", b"<b@partner.example>\x00"),
+                        pkt(b"L", b"Subject\x00 hi\x00"),
+                        *[pkt(b"B", body * 800) for _ in range(17)], pkt(b"E")])
+
+    def flood(done: threading.Event) -> None:
+        with socket.socket(socket.AF_UNIX) as mta:
+            mta.settimeout(2.0)
+            mta.connect(str(path))
+            try:
+                mta.sendall(optneg())
+                head = mta.recv(4, socket.MSG_WAITALL)
+                mta.recv(struct.unpack(">I", head)[0], socket.MSG_WAITALL)
+                for _ in range(30):
+                    mta.sendall(message)   # never reads a reply
+            except TimeoutError:
+                pass   # the milter stopped reading: the socket buffers are full
+            done.wait(10)
+
+    async def scenario() -> None:
+        server = MilterServer(load_policy(str(tmp_path / "disclaimer.toml")),
+                              MilterSettings(workers=1), message_log=MessageLog(sink=lines.append))
+        await server.start(SocketSpec("unix", path=path))
+        done = threading.Event()
+        client = threading.Thread(target=flood, args=(done,))
+        client.start()
+        await asyncio.to_thread(time.sleep, 4.0)
+        done.set()
+        await asyncio.to_thread(client.join)
+        await server.stop()
+
+    asyncio.run(scenario())
+    assert 1 <= len(lines) <= 3, len(lines)
+
+
+def test_a_message_with_more_recipients_than_kept_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from mailroute.adapters.messagelog import MESSAGE_LOG
+
+    monkeypatch.setattr(milter_map, "MAX_RECIPIENTS", 3)
+
+    async def scenario() -> list[list[tuple[bytes, bytes]]]:
+        server = MilterServer(Pipeline(filters=(Identity(),)), MilterSettings(workers=1))
+        mta = await connect(server, tmp_path / "m.sock")
+        await mta.send(optneg())
+        assert (await mta.packet())[0] == b"O"
+        answers = []
+        for count in (4, 3):   # one too many; then as many as are kept
+            await mta.send(pkt(b"M", b"<a@corp.example>\x00"),
+                           *[pkt(b"R", b"<r%d@partner.example>\x00" % n) for n in range(count)],
+                           pkt(b"L", b"Subject\x00 hi\x00"), pkt(b"B", b"hi\r\n"), pkt(b"E"))
+            answers.append(await mta.until_final())
+        await mta.close()
+        await server.stop()
+        return answers
+
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        too_many, kept = asyncio.run(scenario())
+    assert too_many == [(b"y", b"552 5.5.3 too many recipients\x00")]
+    assert kept[-1] == (b"a", b"")
+    lines = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
+    assert [line.split(";")[0] for line in lines] == ["reject 5.5.3 too many recipients",
+                                                       "accept 2.0.0 message accepted"]
+    assert " recipients=3 " in lines[1]

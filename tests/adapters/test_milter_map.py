@@ -228,3 +228,25 @@ def test_envelope_from_macros_and_commands() -> None:
     facts.set_sender(b"<>")
     assert facts.envelope().mail_from == ""
     assert facts.envelope().rcpt_to == ()
+
+
+def test_only_the_macros_mailroute_reads_are_kept() -> None:
+    facts = MessageFacts()
+    facts.add_macros(((b"i", b"Q1"), (b"{client_addr}", b"192.0.2.1"),
+                      *[(b"{junk%d}" % n, b"x" * 100) for n in range(1000)]))
+    assert facts.macros == {b"i": b"Q1", b"{client_addr}": b"192.0.2.1"}
+
+
+def test_recipients_beyond_the_bound_are_counted_not_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailroute.adapters import milter_map
+
+    monkeypatch.setattr(milter_map, "MAX_RECIPIENTS", 2)
+    facts = MessageFacts()
+    facts.set_sender(b"<a@corp.example>")
+    for n in range(5):
+        facts.add_recipient(b"<r%d@partner.example>" % n)
+    assert (facts.rcpt_to, facts.dropped_recipients) == (
+        ["r0@partner.example", "r1@partner.example"], 3)
+    facts.set_sender(b"<b@corp.example>")   # a new transaction starts afresh
+    assert (facts.rcpt_to, facts.dropped_recipients) == ([], 0)

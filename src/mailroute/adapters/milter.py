@@ -36,6 +36,7 @@ from mailroute.adapters.messagelog import MessageLog, record_for
 from mailroute.adapters.milter_map import (
     INTERNAL_REPLY,
     INTERNAL_TEMPFAIL,
+    TOO_MANY_RECIPIENTS_REPLY,
     MessageFacts,
     client_address,
     result_actions,
@@ -110,6 +111,9 @@ LISTEN_BACKLOG = 512
 SHUTTING_DOWN = pm.ReplyCode(421, "4.3.2", ("mail filter shutting down, try again later",))
 TOO_BIG_REPLY = Reply(552, "5.3.4", "message too big")
 TOO_BIG = pm.ReplyCode(TOO_BIG_REPLY.code, TOO_BIG_REPLY.status, (TOO_BIG_REPLY.text,))
+TOO_MANY_RECIPIENTS = pm.ReplyCode(TOO_MANY_RECIPIENTS_REPLY.code,
+                                   TOO_MANY_RECIPIENTS_REPLY.status,
+                                   (TOO_MANY_RECIPIENTS_REPLY.text,))
 NO_FILTERS_REPLY = Reply(250, "2.0.0", "accepted (no filters)")
 
 
@@ -236,6 +240,9 @@ class MilterConnectionHandler(asyncio.Protocol):
         self.aborted = False
         self.lost = False
         self.working = False
+        #: the MTA does not read our replies as fast as we write them: we read no more
+        #: commands from it until it does (what waits to be sent stays bounded)
+        self.write_paused = False
         self.needs_message = server.needs_message
         #: header values come and go with their leading white space (``SMFIP_HDR_LEADSPC``,
         #: protocol 6); an older MTA strips one space from what it shows and adds one to
@@ -265,6 +272,18 @@ class MilterConnectionHandler(asyncio.Protocol):
         self.server.handlers.discard(self)
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: stop reading commands until it drains."""
+        self.write_paused = True
+        if self.transport is not None and not self.working:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        """The buffer drained: read commands again (unless the policy runs)."""
+        self.write_paused = False
+        if self.transport is not None and not self.working and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def wait_closed(self) -> asyncio.Future[None]:
         """A future done once the connection is lost."""
@@ -389,7 +408,7 @@ class MilterConnectionHandler(asyncio.Protocol):
             self._add_header(event)
 
     def _on_macros(self, event: pm.Macros) -> None:
-        self.facts.macros.update(event.values)
+        self.facts.add_macros(event.values)
 
     def _on_body(self, event: pm.BodyChunk) -> None:
         if self.needs_message:
@@ -501,6 +520,12 @@ class MilterConnectionHandler(asyncio.Protocol):
             server.record(None, envelope, head, queue_id=queue_id, sasl_user=sasl,
                           started=started, reply=TOO_BIG_REPLY)
             return [TOO_BIG]
+        if facts.dropped_recipients:
+            envelope = facts.envelope()
+            self._end_transaction()
+            server.record(None, envelope, b"", queue_id=queue_id, sasl_user=sasl,
+                          started=started, reply=TOO_MANY_RECIPIENTS_REPLY)
+            return [TOO_MANY_RECIPIENTS]
         data, envelope = self.message_bytes(), facts.envelope()
         self._end_transaction()
         hidden, leading_space = server.settings.hidden_above, self.leading_space
@@ -564,7 +589,8 @@ class MilterConnectionHandler(asyncio.Protocol):
             self.working = False
         assert self.transport is not None
         if not self.transport.is_closing():
-            self.transport.resume_reading()
+            if not self.write_paused:
+                self.transport.resume_reading()
             self._process()
 
 

@@ -30,6 +30,9 @@ from mailroute.session import Result
 __all__ = [
     "INTERNAL_REPLY",
     "INTERNAL_TEMPFAIL",
+    "MAX_RECIPIENTS",
+    "TOO_MANY_RECIPIENTS_REPLY",
+    "USED_MACROS",
     "MessageFacts",
     "client_address",
     "edit_actions",
@@ -38,6 +41,15 @@ __all__ = [
     "tls_peer_name",
 ]
 
+#: The recipients of one message that are kept: a message with more is refused with
+#: :data:`TOO_MANY_RECIPIENTS_REPLY` (Postfix's own ``smtpd_recipient_limit`` is 1,000; the
+#: bound keeps what a connection holds finite whatever the MTA sends).
+MAX_RECIPIENTS = 10_000
+TOO_MANY_RECIPIENTS_REPLY = Reply(552, "5.5.3", "too many recipients")
+#: The macros mailroute reads; any other an MTA sends is not kept (how many names it sends
+#: is its choice, the memory they take is ours).
+USED_MACROS = frozenset({b"i", b"{client_addr}", b"{cert_subject}", b"{verify}",
+                         b"{auth_authen}"})
 #: The answer to every internal failure: the MTA keeps the message and retries.
 INTERNAL_REPLY = Reply(451, "4.3.0", "temporary local problem, try again later")
 INTERNAL_TEMPFAIL = ReplyCode(INTERNAL_REPLY.code, INTERNAL_REPLY.status, (INTERNAL_REPLY.text,))
@@ -109,6 +121,8 @@ class MessageFacts:
     helo: str | None = None
     mail_from: str = ""
     rcpt_to: list[str] = field(default_factory=list)
+    #: recipients beyond :data:`MAX_RECIPIENTS`, counted, not kept
+    dropped_recipients: int = 0
     macros: dict[bytes, bytes] = field(default_factory=dict)
 
     def set_helo(self, raw: bytes) -> None:
@@ -120,10 +134,21 @@ class MessageFacts:
         """MAIL FROM: a new transaction."""
         self.mail_from = _address(raw)
         self.rcpt_to = []
+        self.dropped_recipients = 0
 
     def add_recipient(self, raw: bytes) -> None:
-        """One RCPT TO."""
-        self.rcpt_to.append(_address(raw))
+        """One RCPT TO (counted only, beyond :data:`MAX_RECIPIENTS`)."""
+        if len(self.rcpt_to) < MAX_RECIPIENTS:
+            self.rcpt_to.append(_address(raw))
+        else:
+            self.dropped_recipients += 1
+
+    def add_macros(self, values: tuple[tuple[bytes, bytes], ...]) -> None:
+        """A macro packet's values, those mailroute reads."""
+        macros = self.macros
+        for name, value in values:
+            if name in USED_MACROS:
+                macros[name] = value
 
     @property
     def queue_id(self) -> str:

@@ -4,6 +4,7 @@ progress keep-alives, the size limit, internal failures, graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mailroute.adapters import milter_map
+from mailroute.adapters.messagelog import MESSAGE_LOG
 from mailroute.adapters.milter import MilterServer, MilterSettings, SocketSpec, parse_socket
 from mailroute.item import Context, MailItem
 from mailroute.limits import Limits
@@ -281,7 +283,8 @@ def test_protocol_error_closes_the_connection(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == b""
 
 
-def test_shutdown_finishes_in_flight_and_refuses_new_transactions(tmp_path: Path) -> None:
+def test_shutdown_finishes_in_flight_and_refuses_new_transactions(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes], float]:
         server = MilterServer(Pipeline(filters=(Slow(0.5),)),
                               MilterSettings(progress_interval=10, workers=2, inline_size=0))
@@ -306,11 +309,18 @@ def test_shutdown_finishes_in_flight_and_refuses_new_transactions(tmp_path: Path
         await idle.close()
         return finished, refused, time.monotonic() - started
 
-    finished, refused, took = asyncio.run(scenario())
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        finished, refused, took = asyncio.run(scenario())
     assert finished[-1] == (b"a", b"")
     assert refused[0] == b"y"
     assert refused[1].startswith(b"421 4.3.2")
     assert took < 5.0
+    # one line per message: the refused one too, with its sender
+    lines = sorted(r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG)
+    assert [line.split(";")[0] for line in lines] == [
+        "accept 2.0.0 message accepted",
+        "tempfail 4.3.2 mail filter shutting down, try again later"]
+    assert "sender=<late@corp.example>" in lines[1]
 
 
 def test_shutdown_refuses_mail_at_once_when_the_mta_waits_for_its_reply(
@@ -339,9 +349,10 @@ def test_shutdown_refuses_mail_at_once_when_the_mta_waits_for_its_reply(
     assert (code, text[:9]) == (b"y", b"421 4.3.2")
 
 
-def test_shutdown_tempfails_what_outlives_the_grace(tmp_path: Path) -> None:
+def test_shutdown_tempfails_what_outlives_the_grace(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> list[tuple[bytes, bytes]]:
-        server = MilterServer(Pipeline(filters=(Slow(2.0),)),
+        server = MilterServer(Pipeline(filters=(Slow(1.0),)),
                               MilterSettings(progress_interval=10, workers=1, inline_size=0,
                                              shutdown_grace=0.3))
         mta = await connect(server, tmp_path / "m.sock")
@@ -351,10 +362,14 @@ def test_shutdown_tempfails_what_outlives_the_grace(tmp_path: Path) -> None:
         await server.stop()
         got = await mta.until_final()
         await mta.close()
+        await asyncio.sleep(1.2)   # the policy run ends after the answer: not logged again
         return got
 
-    [(code, text)] = asyncio.run(scenario())
+    with caplog.at_level(logging.INFO, logger=MESSAGE_LOG):
+        [(code, text)] = asyncio.run(scenario())
     assert (code, text[:9]) == (b"y", b"451 4.3.0")
+    [line] = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
+    assert line.startswith("tempfail 4.3.0 ")
 
 
 def test_cli_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -250,3 +250,25 @@ def test_recipients_beyond_the_bound_are_counted_not_kept(
         ["r0@partner.example", "r1@partner.example"], 3)
     facts.set_sender(b"<b@corp.example>")   # a new transaction starts afresh
     assert (facts.rcpt_to, facts.dropped_recipients) == ([], 0)
+
+
+@pytest.mark.parametrize(("text", "lines"), [
+    ("no thanks", ("no thanks",)),
+    ("first line\nsecond line", ("first line second line",)),   # Reply makes it one line
+    ("no certificate for jürgen@partner.example", ("no certificate for j?rgen@partner.example",)),
+    ("a\tb 100%", ("a b 100%",)),
+    ("x" * 600, ("x" * 240, "x" * 240, "x" * 120)),
+    ("", ("-",)),
+])
+def test_reply_text_is_what_an_smtp_reply_line_may_carry(
+        text: str, lines: tuple[str, ...]) -> None:
+    from mailroute.adapters.milter_map import reply_code
+    from mailroute.results import Reply
+
+    reply = reply_code(Reply(554, "5.7.1", text), REFUSED)
+    assert reply == pm.ReplyCode(554, "5.7.1", lines)
+    assert all(len(line) <= 512 for line in reply.packets()[0][5:-1].split(b"\r\n"))
+    assert reply.packets()[0].isascii()
+
+
+REFUSED = pm.ReplyCode(554, "5.7.1", ("message refused",))

@@ -27,6 +27,7 @@ import signal
 import socket
 import stat
 import time
+from _thread import allocate_lock
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -108,13 +109,31 @@ WANTED_MACROS_WITHOUT_FILTERS: tuple[tuple[int, bytes], ...] = tuple(
 _MESSAGE_MACROS = (b"i", b"{auth_authen}", b"{auth_type}")
 #: Pending connections the kernel queues for us (Postfix opens one per SMTP session).
 LISTEN_BACKLOG = 512
-SHUTTING_DOWN = pm.ReplyCode(421, "4.3.2", ("mail filter shutting down, try again later",))
+SHUTTING_DOWN_REPLY = Reply(421, "4.3.2", "mail filter shutting down, try again later")
+SHUTTING_DOWN = pm.ReplyCode(SHUTTING_DOWN_REPLY.code, SHUTTING_DOWN_REPLY.status,
+                             (SHUTTING_DOWN_REPLY.text,))
 TOO_BIG_REPLY = Reply(552, "5.3.4", "message too big")
 TOO_BIG = pm.ReplyCode(TOO_BIG_REPLY.code, TOO_BIG_REPLY.status, (TOO_BIG_REPLY.text,))
 TOO_MANY_RECIPIENTS = pm.ReplyCode(TOO_MANY_RECIPIENTS_REPLY.code,
                                    TOO_MANY_RECIPIENTS_REPLY.status,
                                    (TOO_MANY_RECIPIENTS_REPLY.text,))
 NO_FILTERS_REPLY = Reply(250, "2.0.0", "accepted (no filters)")
+
+
+class _Once:
+    """Claimed by the first caller only: a message's log line is written once, by the policy
+    run or by the tempfail that answered for it (a timeout, a shutdown), whichever is first."""
+
+    __slots__ = ("_lock", "_taken")
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()  # the run may end in a worker thread
+        self._taken = False
+
+    def claim(self) -> bool:
+        with self._lock:
+            taken, self._taken = self._taken, True
+        return not taken
 
 
 class _Work(NamedTuple):
@@ -243,6 +262,7 @@ class MilterConnectionHandler(asyncio.Protocol):
         #: the MTA does not read our replies as fast as we write them: we read no more
         #: commands from it until it does (what waits to be sent stays bounded)
         self.write_paused = False
+        self._work: _Work | None = None  # the policy run off the loop, while it runs
         self.needs_message = server.needs_message
         #: header values come and go with their leading white space (``SMFIP_HDR_LEADSPC``,
         #: protocol 6); an older MTA strips one space from what it shows and adds one to
@@ -381,7 +401,10 @@ class MilterConnectionHandler(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
-        """End the connection now (shutdown): tempfail an owed reply, close the stream."""
+        """End the connection now (shutdown): tempfail an owed reply (logged for a message
+        whose policy run is still going), close the stream."""
+        if self._work is not None and self.conn.owed is not None:
+            self._work.failed()
         self._tempfail_owed()
         self.close()
 
@@ -492,8 +515,7 @@ class MilterConnectionHandler(asyncio.Protocol):
         end-of-message with an MTA that does not show DATA (milter protocol 2 and 3)."""
         refused, self.in_message = self.refused, False
         if refused:
-            self._end_transaction()
-            return [SHUTTING_DOWN]
+            return self._refuse_shutting_down()
         facts = self.facts
         self.server.record(None, facts.envelope(), b"",
                            queue_id=facts.queue_id if facts.queue_id != "-" else None,
@@ -502,14 +524,24 @@ class MilterConnectionHandler(asyncio.Protocol):
         self._end_transaction()
         return [pm.Accept()]
 
+    def _refuse_shutting_down(self) -> list[pm.Action]:
+        """Refuse the message that ends now, the milter stopping (and log it)."""
+        facts = self.facts
+        head = b"".join([*self.head, b"\r\n"]) if self.head else b""
+        self.server.record(None, facts.envelope(), head,
+                           queue_id=facts.queue_id if facts.queue_id != "-" else None,
+                           sasl_user=facts.auth_user, started=time.monotonic(),
+                           reply=SHUTTING_DOWN_REPLY)
+        self._end_transaction()
+        return [SHUTTING_DOWN]
+
     def _end_of_message(self) -> list[pm.Action] | _Work:
         """The answer to end-of-message, or the work that computes it off the loop."""
         if not self.needs_message:
             return self._accept_unread()
         refused, self.in_message = self.refused, False
         if refused:
-            self._end_transaction()
-            return [SHUTTING_DOWN]
+            return self._refuse_shutting_down()
         started = time.monotonic()
         facts, server = self.facts, self.server
         queue_id = facts.queue_id if facts.queue_id != "-" else None
@@ -530,6 +562,7 @@ class MilterConnectionHandler(asyncio.Protocol):
         self._end_transaction()
         hidden, leading_space = server.settings.hidden_above, self.leading_space
         permits = self.conn.permits
+        logged = _Once()
 
         def work() -> list[pm.Action]:
             with server.working():
@@ -543,16 +576,19 @@ class MilterConnectionHandler(asyncio.Protocol):
                             "actions %#x): answered %s %s", type(barred).__name__,
                             int(self.conn.actions), INTERNAL_REPLY.code, INTERNAL_REPLY.status)
                 server.count_error("internal")
-                server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
-                              started=started, reply=INTERNAL_REPLY)
+                if logged.claim():
+                    server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
+                                  started=started, reply=INTERNAL_REPLY)
                 return [INTERNAL_TEMPFAIL]
-            server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
-                          started=started)
+            if logged.claim():
+                server.record(result, envelope, data, queue_id=queue_id, sasl_user=sasl,
+                              started=started)
             return actions
 
         def failed() -> None:
-            server.record(None, envelope, data, queue_id=queue_id, sasl_user=sasl,
-                          started=started, reply=INTERNAL_REPLY)
+            if logged.claim():
+                server.record(None, envelope, data, queue_id=queue_id, sasl_user=sasl,
+                              started=started, reply=INTERNAL_REPLY)
 
         if server.inline and len(data) <= server.settings.inline_size:
             try:  # a small message costs less than the hand-off to a thread
@@ -567,6 +603,7 @@ class MilterConnectionHandler(asyncio.Protocol):
 
     def _start_work(self, work: _Work) -> None:
         self.working = True
+        self._work = work
         assert self.transport is not None
         self.transport.pause_reading()
         task = self._loop.create_task(self._finish(work))
@@ -587,6 +624,7 @@ class MilterConnectionHandler(asyncio.Protocol):
             return
         finally:
             self.working = False
+            self._work = None
         assert self.transport is not None
         if not self.transport.is_closing():
             if not self.write_paused:

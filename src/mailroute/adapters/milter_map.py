@@ -177,11 +177,22 @@ class MessageFacts:
                         helo=self.helo, auth_user=self.auth_user)
 
 
+#: Characters of reply text per line: an SMTP reply line is at most 512 octets with its
+#: code, status and line end (RFC 5321 4.5.3.1.5), and a ``%`` goes on the wire doubled.
+MAX_REPLY_TEXT = 240
+
+
 def reply_code(reply: Reply, fallback: ReplyCode) -> ReplyCode:
-    """``reply`` as a milter reply code (multi-line text kept), or ``fallback`` when it
-    cannot be sent (not 4xx/5xx, or text the protocol cannot carry)."""
+    """``reply`` as a milter reply code, or ``fallback`` when it cannot be sent (not 4xx or
+    5xx). The text becomes what an SMTP reply may carry: printable ASCII (a tab a space,
+    anything else ``?``: it may quote an address a sender chose), its lines kept, a long
+    line cut into lines of :data:`MAX_REPLY_TEXT` characters."""
+    lines: list[str] = []
+    for line in (reply.text or "-").splitlines():
+        clean = "".join(c if " " <= c <= "~" else " " if c == "\t" else "?" for c in line)
+        lines += [clean[at:at + MAX_REPLY_TEXT] for at in range(0, len(clean), MAX_REPLY_TEXT)]
     try:
-        return ReplyCode(reply.code, reply.status, (reply.text or "-",))
+        return ReplyCode(reply.code, reply.status, tuple(lines) or ("-",))
     except pm.LocalProtocolError:
         return fallback
 

@@ -107,7 +107,12 @@ def test_parse_socket() -> None:
     assert parse_socket("inet:8891") == SocketSpec("inet", "127.0.0.1", 8891)
     assert parse_socket("unix:/run/m.sock") == SocketSpec("unix", path=Path("/run/m.sock"))
     assert parse_socket("local:/run/m.sock").path == Path("/run/m.sock")
-    for bad in ("inet:x@h", "inet:0@h", "tcp:1@h", "unix:", "inet:70000@h"):
+    # IPv6: plain, in brackets, and Sendmail's inet6: spelling
+    assert parse_socket("inet:8891@::1") == SocketSpec("inet", "::1", 8891)
+    assert parse_socket("inet:8891@[::1]") == SocketSpec("inet", "::1", 8891)
+    assert parse_socket("inet6:8891@::1") == SocketSpec("inet", "::1", 8891)
+    assert parse_socket("inet6:8891") == SocketSpec("inet", "::1", 8891)
+    for bad in ("inet:x@h", "inet:0@h", "tcp:1@h", "unix:", "inet:70000@h", "inet6:x@::1"):
         with pytest.raises(ValueError, match="socket"):
             parse_socket(bad)
 
@@ -379,6 +384,10 @@ def test_cli_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     policy.write_text("")
     assert main(["milter", "--config", str(policy), "--socket", "tcp:1"]) == 2
     assert "inet:PORT@HOST" in capsys.readouterr().err
+    for option in (["--socket-group", "postfix"], ["--socket-mode", "0660"]):
+        assert main(["milter", "--config", str(policy), "--socket", "inet:8891@127.0.0.1",
+                     *option]) == 2
+        assert "apply to a unix socket only" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text("[[pipeline]]\nfilter = 'no-such-filter'\n")
     assert main(["milter", "--config", str(bad), "--socket", "unix:/nonexistent/x"]) == 78

@@ -182,7 +182,8 @@ class SocketSpec:
 
 
 def parse_socket(text: str) -> SocketSpec:
-    """Parse ``inet:PORT@HOST`` (Sendmail/OpenDKIM form) or ``unix:PATH`` (``local:`` too).
+    """Parse ``inet:PORT@HOST`` (Sendmail/OpenDKIM form; ``inet6:`` and a host in brackets
+    too) or ``unix:PATH`` (``local:`` too).
 
     Raises:
         ValueError: anything else.
@@ -190,10 +191,13 @@ def parse_socket(text: str) -> SocketSpec:
     kind, _, rest = text.partition(":")
     if kind in ("unix", "local") and rest:
         return SocketSpec("unix", path=Path(rest))
-    if kind == "inet":
+    if kind in ("inet", "inet6"):
         port, _, host = rest.partition("@")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
         if port.isdigit() and 0 < int(port) < 65536:
-            return SocketSpec("inet", host=host or "127.0.0.1", port=int(port))
+            default = "::1" if kind == "inet6" else "127.0.0.1"
+            return SocketSpec("inet", host=host or default, port=int(port))
     raise ValueError(f"socket must be inet:PORT@HOST or unix:PATH, not {text!r}")
 
 

@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         listen = metrics_address(args.metrics)
     except ValueError as error:
         return _fail(ExitCode.USAGE, str(error))
+    if spec.family == "inet" and (args.socket_group is not None or args.socket_mode is not None):
+        return _fail(ExitCode.USAGE, "--socket-group and --socket-mode apply to a unix socket "
+                                     "only")
     if args.workers is not None and args.workers < 1:
         return _fail(ExitCode.USAGE, "--workers must be at least 1")
     try:

@@ -27,7 +27,6 @@ import signal
 import socket
 import stat
 import time
-from _thread import allocate_lock
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -124,16 +123,17 @@ class _Once:
     """Claimed by the first caller only: a message's log line is written once, by the policy
     run or by the tempfail that answered for it (a timeout, a shutdown), whichever is first."""
 
-    __slots__ = ("_lock", "_taken")
+    __slots__ = ("_token",)
 
     def __init__(self) -> None:
-        self._lock = allocate_lock()  # the run may end in a worker thread
-        self._taken = False
+        self._token = [True]
 
     def claim(self) -> bool:
-        with self._lock:
-            taken, self._taken = self._taken, True
-        return not taken
+        try:
+            self._token.pop()  # atomic: the run may end in a worker thread
+        except IndexError:
+            return False
+        return True
 
 
 class _Work(NamedTuple):

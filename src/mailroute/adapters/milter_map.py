@@ -92,11 +92,13 @@ def _common_name(subject: str) -> str | None:
 
 def client_address(raw: str) -> str:
     """An MTA's client address as an IP address is written: Sendmail's ``IPv6:`` prefix
-    gone, an IPv6 address compressed (``IPv6:0:0:0:0:0:0:0:1`` is ``::1``); anything that is
-    not an address (``unknown``, a socket path) as it is."""
+    gone, an IPv6 address compressed (``IPv6:0:0:0:0:0:0:0:1`` is ``::1``); IPv4, and
+    anything that is not an address (``unknown``), as it is."""
     text = raw.strip()
     if text[:5].lower() == "ipv6:":
         text = text[5:]
+    if ":" not in text:  # IPv4 (as written), or no address at all
+        return text
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

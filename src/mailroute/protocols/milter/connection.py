@@ -101,6 +101,9 @@ _NO_REPLY_FLAG: dict[Command, ProtocolFlag] = {
     Command.UNKNOWN: ProtocolFlag.NR_UNKN,
 }
 _NO_REPLY_BIT = {command: int(flag) for command, flag in _NO_REPLY_FLAG.items()}
+#: The action flag each modification needs, as ints (checked for every one sent).
+_REQUIRED_BITS = {kind: int(flag) for kind, flag in REQUIRED_FLAG.items()}
+_ADDRCPT_PAR_BIT = int(ActionFlag.ADDRCPT_PAR)
 # Per conversation command, read once per packet: its position in _ORDER, whether it may
 # repeat at that position, and its no-reply bit.
 _STEP = {command: (order, command in _REPEATABLE, _NO_REPLY_BIT[command])
@@ -151,6 +154,7 @@ class MilterConnection:
         self.state = _NEGOTIATE
         self.phase = 0
         self.actions = ActionFlag.NONE
+        self._action_bits = 0  # int(self.actions), for the check of every modification
         self.protocol = ProtocolFlag.NONE
         self._protocol_bits = 0  # int(self.protocol): tested per packet without enum arithmetic
         self._offered: ev.OptionNegotiation | None = None
@@ -301,12 +305,12 @@ class MilterConnection:
     def permits(self, action: Action) -> bool:
         """True when the negotiated actions allow ``action`` (a modification needs its
         flag; replies need none)."""
-        needed = REQUIRED_FLAG.get(type(action))
+        needed = _REQUIRED_BITS.get(type(action))
         if needed is None:
             return True
         if isinstance(action, AddRecipient) and action.args:
-            needed = ActionFlag.ADDRCPT_PAR
-        return bool(int(self.actions) & int(needed))
+            needed = _ADDRCPT_PAR_BIT
+        return bool(self._action_bits & needed)
 
     def _check_negotiation(self, action: NegotiateReply) -> None:
         offered = self._offered
@@ -321,5 +325,5 @@ class MilterConnection:
         if protocol & ~int(offered.protocol):
             raise LocalProtocolError("asked for protocol steps the MTA does not offer")
         self.actions, self.protocol = action.actions, action.protocol
-        self._protocol_bits = protocol
+        self._protocol_bits, self._action_bits = protocol, int(action.actions)
         self.state, self.phase, self.owed = _OPEN, 0, None

@@ -23,7 +23,7 @@ def test_the_main_cf_block_gives_postfix_exactly_these_values(tmp_path: Path) ->
                 (line.partition("=") for line in done.stdout.splitlines())}
     settings.pop("config_directory", None)   # postconf -c names the folder it read
     assert settings == {
-        "smtpd_milters": "unix:/run/mailroute/milter.sock",
+        "smtpd_milters": "unix:/mailroute/milter.sock",   # inside the chroot
         "milter_default_action": "tempfail",
         "milter_protocol": "6",
         "milter_content_timeout": "300s",

@@ -112,7 +112,8 @@ def test_parse_socket() -> None:
     assert parse_socket("inet:8891@[::1]") == SocketSpec("inet", "::1", 8891)
     assert parse_socket("inet6:8891@::1") == SocketSpec("inet", "::1", 8891)
     assert parse_socket("inet6:8891") == SocketSpec("inet", "::1", 8891)
-    for bad in ("inet:x@h", "inet:0@h", "tcp:1@h", "unix:", "inet:70000@h", "inet6:x@::1"):
+    for bad in ("inet:x@h", "inet:0@h", "tcp:1@h", "unix:", "inet:70000@h", "inet6:x@::1",
+                "inet6:8891@127.0.0.1"):
         with pytest.raises(ValueError, match="socket"):
             parse_socket(bad)
 
@@ -804,7 +805,8 @@ def test_a_message_with_more_recipients_than_kept_is_refused(
         for count in (4, 3):   # one too many; then as many as are kept
             await mta.send(pkt(b"M", b"<a@corp.example>\x00"),
                            *[pkt(b"R", b"<r%d@partner.example>\x00" % n) for n in range(count)],
-                           pkt(b"L", b"Subject\x00 hi\x00"), pkt(b"B", b"hi\r\n"), pkt(b"E"))
+                           pkt(b"L", b"Message-ID\x00 <m%d@corp.example>\x00" % count),
+                           pkt(b"B", b"hi\r\n"), pkt(b"E"))
             answers.append(await mta.until_final())
         await mta.close()
         await server.stop()
@@ -817,4 +819,5 @@ def test_a_message_with_more_recipients_than_kept_is_refused(
     lines = [r.getMessage() for r in caplog.records if r.name == MESSAGE_LOG]
     assert [line.split(";")[0] for line in lines] == ["reject 5.5.3 too many recipients",
                                                        "accept 2.0.0 message accepted"]
+    assert " message_id=<m4@corp.example> " in lines[0]
     assert " recipients=3 " in lines[1]

@@ -181,6 +181,11 @@ def test_internal_failure_is_451_4_3_0() -> None:
     ({b"{cert_subject}": b"/C=US/O=X/emailAddress=a@b.example", b"{verify}": b"OK"}, None),
     ({b"{cert_subject}": b"/C=US/CN=mx.example/emailAddress=pm@mx.example",
       b"{verify}": b"OK"}, "mx.example"),
+    # OpenSSL 3 escapes a / inside a value: no attribute starts there
+    ({b"{cert_subject}": b"/C=US/O=x\\/CN=mail.protection.outlook.com", b"{verify}": b"OK"},
+     None),
+    ({b"{cert_subject}": b"/C=US/O=x\\/CN=mail.protection.outlook.com/CN=mx.example",
+      b"{verify}": b"OK"}, "mx.example"),
 ])
 def test_tls_peer_name_only_for_verified_certificates(macros: dict[bytes, bytes],
                                                        name: str | None) -> None:
@@ -194,6 +199,7 @@ def test_tls_peer_name_only_for_verified_certificates(macros: dict[bytes, bytes]
     ("192.0.2.1", "192.0.2.1"),
     (" 192.0.2.1 ", "192.0.2.1"),
     ("unknown", "unknown"),
+    ("IPv6:::ffff:40.92.0.1", "40.92.0.1"),              # an IPv4 client, IPv4-mapped
 ])
 def test_client_address_is_written_as_an_ip_address(raw: str, address: str) -> None:
     assert client_address(raw) == address

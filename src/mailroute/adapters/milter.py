@@ -195,7 +195,8 @@ def parse_socket(text: str) -> SocketSpec:
         port, _, host = rest.partition("@")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        if port.isdigit() and 0 < int(port) < 65536:
+        if port.isdigit() and 0 < int(port) < 65536 and (kind == "inet" or ":" in host
+                                                           or not host):
             default = "::1" if kind == "inet6" else "127.0.0.1"
             return SocketSpec("inet", host=host or default, port=int(port))
     raise ValueError(f"socket must be inet:PORT@HOST or unix:PATH, not {text!r}")
@@ -557,9 +558,9 @@ class MilterConnectionHandler(asyncio.Protocol):
                           started=started, reply=TOO_BIG_REPLY)
             return [TOO_BIG]
         if facts.dropped_recipients:
-            envelope = facts.envelope()
+            envelope, head = facts.envelope(), b"".join([*self.head, b"\r\n"])
             self._end_transaction()
-            server.record(None, envelope, b"", queue_id=queue_id, sasl_user=sasl,
+            server.record(None, envelope, head, queue_id=queue_id, sasl_user=sasl,
                           started=started, reply=TOO_MANY_RECIPIENTS_REPLY)
             return [TOO_MANY_RECIPIENTS]
         data, envelope = self.message_bytes(), facts.envelope()

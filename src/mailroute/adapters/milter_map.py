@@ -55,7 +55,7 @@ INTERNAL_REPLY = Reply(451, "4.3.0", "temporary local problem, try again later")
 INTERNAL_TEMPFAIL = ReplyCode(INTERNAL_REPLY.code, INTERNAL_REPLY.status, (INTERNAL_REPLY.text,))
 #: Where an attribute of a distinguished name starts: OpenSSL's one-line form
 #: (``/C=US/O=X/CN=name``, Sendmail) and RFC 4514's (``CN=name,O=X``).
-_ONE_LINE_ATTRIBUTE = re.compile(r"/(?=[A-Za-z][A-Za-z0-9.]*=)")
+_ONE_LINE_ATTRIBUTE = re.compile(r"(?<!\\)/(?=[A-Za-z][A-Za-z0-9.]*=)")
 _RFC4514_ATTRIBUTE = re.compile(r"(?<!\\),\s*(?=[A-Za-z][A-Za-z0-9.]*=)")
 
 
@@ -81,9 +81,10 @@ def tls_peer_name(macros: Mapping[bytes, bytes]) -> str | None:
 def _common_name(subject: str) -> str | None:
     """The ``CN`` of a distinguished name, ``None`` unless it has exactly one.
 
-    Neither form escapes ``/`` in a value (OpenSSL's) or need not (a lax writer), so an
-    ``O`` of ``x/CN=mail.protection.outlook.com`` reads as a second ``CN``: a subject with
-    two is ambiguous, and Postfix refuses such certificates for the same reason.
+    OpenSSL 3 writes a ``/`` inside a value as ``\\/`` (no attribute starts there); older
+    versions, and lax writers of the comma form, leave it as it is, so an ``O`` of
+    ``x/CN=mail.protection.outlook.com`` reads as a ``CN`` of its own: next to the real
+    ``CN`` that makes two, and the subject is ambiguous.
     """
     split = _ONE_LINE_ATTRIBUTE if subject.startswith("/") else _RFC4514_ATTRIBUTE
     names = [part[3:].strip() for part in split.split(subject) if part[:3].upper() == "CN="]
@@ -100,9 +101,11 @@ def client_address(raw: str) -> str:
     if ":" not in text:  # IPv4 (as written), or no address at all
         return text
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return raw.strip()
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:192.0.2.1 is an IPv4 client
+    return str(mapped if mapped is not None else address)
 
 
 def _address(raw: bytes) -> str:

@@ -186,6 +186,11 @@ def test_internal_failure_is_451_4_3_0() -> None:
      None),
     ({b"{cert_subject}": b"/C=US/O=x\\/CN=mail.protection.outlook.com/CN=mx.example",
       b"{verify}": b"OK"}, "mx.example"),
+    # ... which Sendmail writes as xtext: +5C is the backslash, +20 a space
+    ({b"{cert_subject}": b"/C=US/O=x+5C/CN=mail.protection.outlook.com", b"{verify}": b"OK"},
+     None),
+    ({b"{cert_subject}": b"/C=US/O=Example+20Inc/CN=mx.example", b"{verify}": b"OK"},
+     "mx.example"),
 ])
 def test_tls_peer_name_only_for_verified_certificates(macros: dict[bytes, bytes],
                                                        name: str | None) -> None:

@@ -520,7 +520,7 @@ class MilterConnectionHandler(asyncio.Protocol):
         end-of-message with an MTA that does not show DATA (milter protocol 2 and 3)."""
         refused, self.in_message = self.refused, False
         if refused:
-            return self._refuse_shutting_down()
+            return self._refuse_unread(SHUTTING_DOWN_REPLY, SHUTTING_DOWN)
         facts = self.facts
         self.server.record(None, facts.envelope(), b"",
                            queue_id=facts.queue_id if facts.queue_id != "-" else None,
@@ -529,16 +529,16 @@ class MilterConnectionHandler(asyncio.Protocol):
         self._end_transaction()
         return [pm.Accept()]
 
-    def _refuse_shutting_down(self) -> list[pm.Action]:
-        """Refuse the message that ends now, the milter stopping (and log it)."""
+    def _refuse_unread(self, reply: Reply, answer: pm.ReplyCode) -> list[pm.Action]:
+        """Answer the message that ends now with ``answer`` without running the policy, and
+        log it (``reply``; its Message-ID from the fields received)."""
         facts = self.facts
         head = b"".join([*self.head, b"\r\n"]) if self.head else b""
         self.server.record(None, facts.envelope(), head,
                            queue_id=facts.queue_id if facts.queue_id != "-" else None,
-                           sasl_user=facts.auth_user, started=time.monotonic(),
-                           reply=SHUTTING_DOWN_REPLY)
+                           sasl_user=facts.auth_user, started=time.monotonic(), reply=reply)
         self._end_transaction()
-        return [SHUTTING_DOWN]
+        return [answer]
 
     def _end_of_message(self) -> list[pm.Action] | _Work:
         """The answer to end-of-message, or the work that computes it off the loop."""
@@ -546,23 +546,15 @@ class MilterConnectionHandler(asyncio.Protocol):
             return self._accept_unread()
         refused, self.in_message = self.refused, False
         if refused:
-            return self._refuse_shutting_down()
-        started = time.monotonic()
+            return self._refuse_unread(SHUTTING_DOWN_REPLY, SHUTTING_DOWN)
+        if self.size + 2 > self._limit():
+            return self._refuse_unread(TOO_BIG_REPLY, TOO_BIG)
         facts, server = self.facts, self.server
+        if facts.dropped_recipients:
+            return self._refuse_unread(TOO_MANY_RECIPIENTS_REPLY, TOO_MANY_RECIPIENTS)
+        started = time.monotonic()
         queue_id = facts.queue_id if facts.queue_id != "-" else None
         sasl = facts.auth_user
-        if self.size + 2 > self._limit():
-            envelope, head = facts.envelope(), b"".join([*self.head, b"\r\n"])
-            self._end_transaction()
-            server.record(None, envelope, head, queue_id=queue_id, sasl_user=sasl,
-                          started=started, reply=TOO_BIG_REPLY)
-            return [TOO_BIG]
-        if facts.dropped_recipients:
-            envelope, head = facts.envelope(), b"".join([*self.head, b"\r\n"])
-            self._end_transaction()
-            server.record(None, envelope, head, queue_id=queue_id, sasl_user=sasl,
-                          started=started, reply=TOO_MANY_RECIPIENTS_REPLY)
-            return [TOO_MANY_RECIPIENTS]
         data, envelope = self.message_bytes(), facts.envelope()
         self._end_transaction()
         hidden, leading_space = server.settings.hidden_above, self.leading_space
@@ -663,15 +655,10 @@ class MilterServer:
 
     def __init__(self, pipeline: Pipeline, settings: MilterSettings | None = None, *,
                  message_log: MessageLog | None = None, metrics: Metrics | None = None) -> None:
-        self.pipeline = pipeline
         self.settings = settings or MilterSettings()
         self.message_log = message_log or MessageLog()
         self.metrics = metrics
-        #: small messages may run on the event loop: no filter waits on the outside world
-        self.inline = not _may_block(pipeline)
-        #: a policy without filters changes nothing: the message itself is not needed
-        self.needs_message = bool(pipeline.filters)
-        self.max_message_size = pipeline.limits.max_message_size
+        self.use_pipeline(pipeline)
         self.pool = WorkerPool(self.settings.workers, "milter")
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
@@ -686,7 +673,9 @@ class MilterServer:
         """Run ``pipeline`` for every message that ends from now on (a reloaded policy); an
         open connection keeps what it negotiated (whether it is shown the message)."""
         self.pipeline = pipeline
+        #: small messages may run on the event loop: no filter waits on the outside world
         self.inline = not _may_block(pipeline)
+        #: a policy without filters changes nothing: the message itself is not needed
         self.needs_message = bool(pipeline.filters)
         self.max_message_size = pipeline.limits.max_message_size
 

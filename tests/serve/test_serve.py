@@ -7,7 +7,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import pytest
 
@@ -440,3 +440,34 @@ def test_a_client_gone_in_the_middle_of_data_is_no_internal_error(
         time.sleep(0.3)
         assert sink.delivered == []
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+@dataclass(frozen=True)
+class SlowLookup(Slow):
+    """A filter that waits on the outside world (as dkim-verify waits on DNS)."""
+
+    blocking: ClassVar[bool] = True
+
+
+def test_a_policy_that_waits_runs_off_the_loop_under_the_timeout_even_for_small_mail() -> None:
+    """A small message whose policy waits (DNS, gpg) runs in the pool: the other sessions
+    are served meanwhile, and --processing-timeout answers 451 in time."""
+    with SmtpSink() as sink, InProcess(Pipeline(filters=(SlowLookup(3.0),)), sink.port,
+                                       processing_timeout=0.5) as serve:
+        with serve.client() as smtp:
+            smtp.ehlo()
+            smtp.mail("alice@corp.example")
+            smtp.rcpt("bob@partner.example")
+            smtp.putcmd("data")
+            assert smtp.getreply()[0] == 354
+            smtp.send(MESSAGE + b".\r\n")   # small: under the inline size
+            started = time.monotonic()
+            with serve.client(timeout=2.0) as other:   # greeted while the policy runs
+                assert other.noop()[0] == 250
+            greeted = time.monotonic() - started
+            code, _ = smtp.getreply()
+            answered = time.monotonic() - started
+        assert sink.delivered == []
+    assert code == 451
+    assert greeted < 0.4
+    assert answered < 2.0

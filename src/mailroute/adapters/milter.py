@@ -41,7 +41,7 @@ from mailroute.adapters.milter_map import (
     client_address,
     result_actions,
 )
-from mailroute.adapters.service import drain, exit_reserve, stop_on_signals
+from mailroute.adapters.service import drain, exit_reserve, may_block, stop_on_signals
 from mailroute.adapters.workerpool import WorkerPool
 from mailroute.errors import ConfigError
 from mailroute.item import Envelope
@@ -674,7 +674,7 @@ class MilterServer:
         open connection keeps what it negotiated (whether it is shown the message)."""
         self.pipeline = pipeline
         #: small messages may run on the event loop: no filter waits on the outside world
-        self.inline = not _may_block(pipeline)
+        self.inline = not may_block(pipeline)
         #: a policy without filters changes nothing: the message itself is not needed
         self.needs_message = bool(pipeline.filters)
         self.max_message_size = pipeline.limits.max_message_size
@@ -822,17 +822,6 @@ class MilterServer:
         """Serve until ``stop`` is set, then :meth:`stop`."""
         await stop.wait()
         await self.stop()
-
-
-def _may_block(step: object) -> bool:
-    """True when ``step`` (a filter, a conditional or a pipeline) has a blocking filter."""
-    inner = getattr(step, "inner", None)
-    if inner is not None:
-        return _may_block(inner)
-    filters = getattr(step, "filters", None)
-    if filters is not None:
-        return any(_may_block(f) for f in filters)
-    return bool(getattr(step, "blocking", False))
 
 
 def _give_group(path: Path, group: str) -> None:

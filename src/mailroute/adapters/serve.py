@@ -51,7 +51,7 @@ from mailroute.adapters.serve_routes import (
     Route,
     Router,
 )
-from mailroute.adapters.service import PolicyRunner, drain, stop_on_signals
+from mailroute.adapters.service import PolicyRunner, drain, may_block, stop_on_signals
 from mailroute.adapters.smtp_client import (
     NextHopClient,
     NextHopError,
@@ -191,7 +191,8 @@ class GatewayService:
         self.settings = settings
         self.message_log = message_log or MessageLog()
         self.metrics = metrics
-        self.runner = PolicyRunner(settings.workers, settings.inline_size, "serve")
+        self.runner = PolicyRunner(settings.workers, settings.inline_size, "serve",
+                                   inline=not may_block(pipeline))
         # Route lookups (DNS) wait rather than compute, and must not queue behind policy
         # runs; daemon threads, so a hanging lookup does not hold up the exit after SIGTERM.
         self.lookups = WorkerPool(LOOKUP_THREADS, "serve-dns")

@@ -49,16 +49,31 @@ async def drain(busy: Callable[[], bool], grace: float) -> bool:
     return True
 
 
-class PolicyRunner:
-    """Runs the policy for one message: inline when small, else in a thread pool.
+def may_block(step: object) -> bool:
+    """True when ``step`` (a filter, a conditional or a pipeline) has a filter that waits on
+    the outside world (DNS, gpg, a directory): its class says ``blocking = True``."""
+    inner = getattr(step, "inner", None)
+    if inner is not None:
+        return may_block(inner)
+    filters = getattr(step, "filters", None)
+    if filters is not None:
+        return any(may_block(f) for f in filters)
+    return bool(getattr(step, "blocking", False))
 
-    A small message costs less to process than the hand-off to a thread; a large one in
-    the pool leaves the event loop free for the other sessions.
+
+class PolicyRunner:
+    """Runs the policy for one message: inline when small and nothing in it blocks, else in
+    a thread pool (under the timeout).
+
+    A small message costs less to process than the hand-off to a thread; a large one, or
+    one whose policy may wait on DNS or gpg, in the pool leaves the event loop free for the
+    other sessions.
     """
 
-    def __init__(self, workers: int, inline_size: int, name: str) -> None:
+    def __init__(self, workers: int, inline_size: int, name: str, *,
+                 inline: bool = True) -> None:
         self.pool = WorkerPool(workers, name)
-        self.inline_size = inline_size
+        self.inline_size = inline_size if inline else -1
         self.in_flight = 0
 
     async def run(self, work: Callable[[], T], size: int, timeout: float) -> T:

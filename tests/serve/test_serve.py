@@ -471,3 +471,19 @@ def test_a_policy_that_waits_runs_off_the_loop_under_the_timeout_even_for_small_
     assert code == 451
     assert greeted < 0.4
     assert answered < 2.0
+
+
+def test_an_address_with_a_control_character_is_refused_at_its_command() -> None:
+    """A NUL in MAIL or RCPT is no address: 501 there, nothing reaches the next hop; the
+    session goes on."""
+    with SmtpSink() as sink, InProcess(Pipeline(), sink.port) as serve, serve.client() as smtp:
+        smtp.ehlo()
+        assert smtp.docmd("MAIL FROM:<a\x00b@corp.example>") == (
+            501, b"5.1.7 bad sender address syntax")
+        assert smtp.mail("alice@corp.example")[0] == 250
+        assert smtp.docmd("RCPT TO:<bob@partner\x00.example>") == (
+            501, b"5.1.3 bad recipient address syntax")
+        assert smtp.rcpt("bob@partner.example")[0] == 250
+        assert smtp.data(MESSAGE)[0] == 250
+        time.sleep(0.2)
+    assert [m.recipients for m in sink.delivered] == [["bob@partner.example"]]

@@ -91,6 +91,8 @@ SHUTTING_DOWN = "451 4.3.2 service shutting down, try again later"
 CLOSING = b"421 4.3.2 service shutting down, try again later\r\n"
 TIMED_OUT = "451 4.3.0 processing took too long, try again later"
 TOO_BIG = "552 5.3.4 message too big"
+BAD_SENDER = "501 5.1.7 bad sender address syntax"
+BAD_RECIPIENT = "501 5.1.3 bad recipient address syntax"
 NO_UTF8_ADDRESSES = "553 5.6.7 the next hop does not accept non-ASCII addresses (SMTPUTF8)"
 NO_UTF8_HEADER = ("554 5.6.9 the message has UTF-8 header fields and the next hop does not "
                   "offer SMTPUTF8")
@@ -490,6 +492,8 @@ class GatewaySMTP(FastSMTP):
         await self.end_transaction()
         if self.service.stopping:
             return SHUTTING_DOWN
+        if not address.isprintable():  # NUL or another control character: no address
+            return BAD_SENDER
         # aiosmtpd's form of the null sender (a bounce) is "<>", and it must stay true in
         # aiosmtpd's envelope (an empty one is "need MAIL command" at RCPT)
         self.sender = "" if address == "<>" else address
@@ -501,6 +505,8 @@ class GatewaySMTP(FastSMTP):
 
     async def rcpt(self, envelope: Any, address: str) -> str:
         """RCPT TO: the route's next hop answers, word for word (sanitised)."""
+        if not address.isprintable():
+            return BAD_RECIPIENT
         router = self.service.router
         conn = self._connection()
         if router.blocking:

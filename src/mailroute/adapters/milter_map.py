@@ -8,6 +8,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 
+from mailroute.adapters.xtext import decode_xtext
 from mailroute.item import Envelope, breaks_line
 from mailroute.mime.edits import Edits, HeaderEditKind
 from mailroute.protocols import milter as pm
@@ -72,18 +73,11 @@ def tls_peer_name(macros: Mapping[bytes, bytes]) -> str | None:
     if not subject or (verify is not None and verify != b"OK"):
         return None
     text = subject.decode("utf-8", "replace").strip()
-    name = text if verify is None else _common_name(_XTEXT_ESCAPE.sub(_unescaped, text))
+    # Sendmail writes the subject as xtext: +5C is a backslash, +20 a space
+    name = text if verify is None else _common_name(decode_xtext(text))
     if not name or breaks_line(name):
         return None
     return name
-
-
-#: Sendmail writes the subject as xtext (RFC 3461): ``+5C`` for ``\\``, ``+20`` for a space.
-_XTEXT_ESCAPE = re.compile(r"\+([0-9A-Fa-f]{2})")
-
-
-def _unescaped(found: re.Match[str]) -> str:
-    return chr(int(found.group(1), 16))
 
 
 def _common_name(subject: str) -> str | None:

@@ -61,6 +61,7 @@ from mailroute.adapters.smtp_client import (
 from mailroute.adapters.smtp_data import DataReader, ReceivedData, read_data, to_wire
 from mailroute.adapters.smtp_fast import FastSMTP, SessionTemplate
 from mailroute.adapters.workerpool import WorkerPool
+from mailroute.adapters.xtext import decode_xtext
 from mailroute.errors import MailrouteError
 from mailroute.gateway.match import cert_name_matches
 from mailroute.item import Envelope
@@ -867,19 +868,7 @@ def _relay(reply: Any) -> str:
 
 def _xtext_decode(value: str) -> str:
     """RFC 1891 xtext (``+XX`` hex escapes) to text; control characters dropped."""
-    out, i = [], 0
-    while i < len(value):
-        if value[i] == "+" and _is_hex(value[i + 1:i + 3]):
-            out.append(chr(int(value[i + 1:i + 3], 16)))
-            i += 3
-        else:
-            out.append(value[i])
-            i += 1
-    return "".join(ch for ch in out if ch.isprintable())[:255]
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
+    return "".join(ch for ch in decode_xtext(value) if ch.isprintable())[:255]
 
 
 def _cert_names(cert: Any) -> list[str]:

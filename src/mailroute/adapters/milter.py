@@ -38,6 +38,7 @@ from mailroute.adapters.milter_map import (
     INTERNAL_TEMPFAIL,
     TOO_MANY_RECIPIENTS_REPLY,
     MessageFacts,
+    as_reply_code,
     client_address,
     result_actions,
 )
@@ -109,13 +110,10 @@ _MESSAGE_MACROS = (b"i", b"{auth_authen}", b"{auth_type}")
 #: Pending connections the kernel queues for us (Postfix opens one per SMTP session).
 LISTEN_BACKLOG = 512
 SHUTTING_DOWN_REPLY = Reply(421, "4.3.2", "mail filter shutting down, try again later")
-SHUTTING_DOWN = pm.ReplyCode(SHUTTING_DOWN_REPLY.code, SHUTTING_DOWN_REPLY.status,
-                             (SHUTTING_DOWN_REPLY.text,))
+SHUTTING_DOWN = as_reply_code(SHUTTING_DOWN_REPLY)
 TOO_BIG_REPLY = Reply(552, "5.3.4", "message too big")
-TOO_BIG = pm.ReplyCode(TOO_BIG_REPLY.code, TOO_BIG_REPLY.status, (TOO_BIG_REPLY.text,))
-TOO_MANY_RECIPIENTS = pm.ReplyCode(TOO_MANY_RECIPIENTS_REPLY.code,
-                                   TOO_MANY_RECIPIENTS_REPLY.status,
-                                   (TOO_MANY_RECIPIENTS_REPLY.text,))
+TOO_BIG = as_reply_code(TOO_BIG_REPLY)
+TOO_MANY_RECIPIENTS = as_reply_code(TOO_MANY_RECIPIENTS_REPLY)
 NO_FILTERS_REPLY = Reply(250, "2.0.0", "accepted (no filters)")
 
 

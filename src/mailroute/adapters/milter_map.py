@@ -35,6 +35,7 @@ __all__ = [
     "TOO_MANY_RECIPIENTS_REPLY",
     "USED_MACROS",
     "MessageFacts",
+    "as_reply_code",
     "client_address",
     "edit_actions",
     "reply_code",
@@ -53,7 +54,15 @@ USED_MACROS = frozenset({b"i", b"{client_addr}", b"{cert_subject}", b"{verify}",
                          b"{auth_authen}"})
 #: The answer to every internal failure: the MTA keeps the message and retries.
 INTERNAL_REPLY = Reply(451, "4.3.0", "temporary local problem, try again later")
-INTERNAL_TEMPFAIL = ReplyCode(INTERNAL_REPLY.code, INTERNAL_REPLY.status, (INTERNAL_REPLY.text,))
+
+
+def as_reply_code(reply: Reply) -> ReplyCode:
+    """One of the adapter's own replies (one line of ASCII text) as a milter reply code."""
+    return ReplyCode(reply.code, reply.status, (reply.text,))
+
+
+INTERNAL_TEMPFAIL = as_reply_code(INTERNAL_REPLY)
+
 #: Where an attribute of a distinguished name starts: OpenSSL's one-line form
 #: (``/C=US/O=X/CN=name``, Sendmail) and RFC 4514's (``CN=name,O=X``).
 _ONE_LINE_ATTRIBUTE = re.compile(r"(?<!\\)/(?=[A-Za-z][A-Za-z0-9.]*=)")

@@ -109,27 +109,25 @@ def run(args: argparse.Namespace) -> int:
                                      "only")
     if args.workers is not None and args.workers < 1:
         return _fail(ExitCode.USAGE, "--workers must be at least 1")
-    try:
-        pipeline = load_policy(args.config)
-    except ConfigError as error:
-        return _fail(ExitCode.CONFIG, f"configuration error: {error}")
-    settings = MilterSettings()
-    if args.workers is not None:
-        settings = replace(settings, workers=args.workers)
     if args.processes < 1:
         return _fail(ExitCode.USAGE, "--processes must be at least 1")
     if args.processes > 1 and listen is not None:
         return _fail(ExitCode.USAGE, "--metrics works with one process only (--processes 1)")
-    if args.processes > 1 and _counts_in_memory(pipeline):
-        return _fail(ExitCode.CONFIG, f"configuration error: {_NEEDS_SHARED_STORE}")
 
-    def reload() -> Pipeline:
-        """The policy file loaded again (SIGHUP), under the rules of the start."""
+    def load() -> Pipeline:
+        """The policy file, loaded at the start and again on SIGHUP."""
         fresh = load_policy(args.config)
         if args.processes > 1 and _counts_in_memory(fresh):
             raise ConfigError(_NEEDS_SHARED_STORE)
         return fresh
 
+    try:
+        pipeline = load()
+    except ConfigError as error:
+        return _fail(ExitCode.CONFIG, f"configuration error: {error}")
+    settings = MilterSettings()
+    if args.workers is not None:
+        settings = replace(settings, workers=args.workers)
     metrics = start_metrics("milter", listen, pipeline.quarantine_dir, _fail)
     if isinstance(metrics, ExitCode):
         return metrics
@@ -141,10 +139,10 @@ def run(args: argparse.Namespace) -> int:
             return serve_processes(pipeline, spec, processes=args.processes,
                                    runner=_event_loop_runner(), settings=settings,
                                    mode=args.socket_mode, group=args.socket_group,
-                                   message_log=message_log, reload=reload)
+                                   message_log=message_log, reload=load)
         _event_loop_runner()(serve(pipeline, spec, settings=settings, mode=args.socket_mode,
                                    group=args.socket_group, message_log=message_log,
-                                   metrics=metrics, reload=reload))
+                                   metrics=metrics, reload=load))
     except ConfigError as error:
         return _fail(ExitCode.CONFIG, f"configuration error: {error}")
     except OSError as error:

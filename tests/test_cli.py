@@ -291,11 +291,14 @@ TOPOLOGY = Path(__file__).resolve().parents[1] / "examples" / "topologies" / \
     ["process", "--mail-from", "a\nb@example.net"],
     ["process", "--rcpt", "b@example.net\r"],
     ["process", "--sasl-user", "anna\nX-Injected: yes"],
+    ["process", "--client-ip", "999.1.1.1"],
+    ["process", "--client-ip", "mx.example.net"],
     ["route", "--config", str(TOPOLOGY), "--now", "99999999999999999999", "--rcpt", "b@x.net"],
     ["route", "--config", str(TOPOLOGY), "--now", "253402300800", "--rcpt", "b@x.net"],
     ["smime", "verify", "--trust", str(TOPOLOGY), "--now", "253402300800"],
     ["marker", "rotate", "--key-file", "keys.toml", "--keep", "99999999999999"],
-], ids=["lf-sender", "cr-rcpt", "lf-sasl-user", "now-overflow", "now-year-10000",
+], ids=["lf-sender", "cr-rcpt", "lf-sasl-user", "client-ip-octet-999",
+        "client-ip-a-name", "now-overflow", "now-year-10000",
         "verify-year-10000", "keep-overflow"])
 def test_values_no_command_can_use_are_usage_errors(args: list[str],
                                                     empty_policy: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import sys
@@ -115,6 +116,12 @@ def one_line(text: str) -> str:
     return text
 
 
+def ip_address_text(text: str) -> str:
+    """argparse type of ``--client-ip``: an IPv4 or IPv6 address, in its canonical form
+    (``2001:DB8::1`` is ``2001:db8::1``)."""
+    return str(ipaddress.ip_address(text))  # ValueError: argparse reports it
+
+
 def envelope_address(text: str) -> str:
     """argparse type of an envelope address: one line, and written with or without the
     angle brackets of SMTP (``<a@example.net>`` is ``a@example.net``; ``<>`` the null
@@ -156,7 +163,7 @@ ENVELOPE_FLAGS = (
          group="envelope", convert=envelope_address,
          help="an envelope recipient (repeatable)"),
     Flag(option="--client-ip", dest="client_ip", metavar="IP", group="envelope",
-         convert=one_line, help="the connecting client's address"),
+         convert=ip_address_text, help="the connecting client's IP address"),
     Flag(option="--tls-name", dest="tls_name", metavar="NAME", group="envelope",
          convert=one_line, help="the peer's verified TLS certificate name"),
     Flag(option="--direction", dest="direction", choices=tuple(d.value for d in Direction),

@@ -22,7 +22,7 @@ import pytest
 from mailroute.adapters.serve import ServerTLS
 from mailroute.adapters.serve_routes import TopologyRouter
 from mailroute.errors import TemporaryError
-from mailroute.item import Context, MailItem
+from mailroute.item import Context, Direction, MailItem
 from mailroute.pipeline import Pipeline
 from mailroute.results import Outcome
 from mailroute.routing import load_topology
@@ -66,6 +66,17 @@ class StampDirection:
         return item.evolve(message=item.message.with_header("X-Direction", direction))
 
 
+@dataclass(frozen=True)
+class RefuseOutbound:
+    """Answers the outbound group with ``outcome``; takes the others."""
+
+    outcome: Outcome
+    name: str = "refuse-outbound"
+
+    def apply(self, item: MailItem, ctx: Context) -> MailItem | Outcome:
+        return self.outcome if item.envelope.direction == Direction.OUTBOUND else item
+
+
 def resolve(domain: str) -> list[str]:
     if domain == "slow.example":
         raise TemporaryError("DNS lookup timed out")
@@ -90,19 +101,21 @@ class Bench:
     so a client can arrive as Exchange Online (:meth:`exchange_client`)."""
 
     def __init__(self, topology: Path, exo: SmtpSink, mx: SmtpSink, pki: Pki | None = None,
-                 **overrides: tuple[str, int]) -> None:
+                 *, outbound: Outcome | None = None,
+                 overrides: dict[str, tuple[str, int]] | None = None) -> None:
         routes = {SMART_HOST: ("127.0.0.1", exo.port), "mx1.partner.example": ("127.0.0.1",
                                                                               mx.port)}
         router = TopologyRouter(load_topology(topology), resolve_mx=resolve,
-                                overrides={**routes, **overrides})
+                                overrides={**routes, **(overrides or {})})
         tls = None
         if pki is not None:
             context = server_context(pki, pki.gateway, client_ca=True)
             context.verify_mode = ssl.CERT_OPTIONAL
             tls = ServerTLS(context)
         self.pki = pki
-        self.serve = InProcess(Pipeline(filters=(StampDirection(),)), 0, router=router,
-                               tls=tls)
+        filters = (StampDirection(),) if outbound is None else (StampDirection(),
+                                                                 RefuseOutbound(outbound))
+        self.serve = InProcess(Pipeline(filters=filters), 0, router=router, tls=tls)
         self.names = {SMART_HOST: exo, "mx:partner.example": mx}
 
     def exchange_client(self) -> smtplib.SMTP:
@@ -245,6 +258,44 @@ def test_internal_and_outbound_recipients_are_two_transactions_each_with_its_dir
     assert b"X-Direction: outbound\r\n" in outbound.body
 
 
+BOTH = FROM_TENANT + b"Subject: both\r\n\r\nhi\r\n"
+
+
+def send_to_both(bench: Bench) -> tuple[int, bytes]:
+    """One message from Exchange Online to an internal and an outbound recipient."""
+    with bench.exchange_client() as smtp:
+        smtp.mail("alice@example.net")
+        assert smtp.rcpt("bob@example.net")[0] == 250
+        assert smtp.rcpt("dave@partner.example")[0] == 250
+        return smtp.data(BOTH)
+
+
+def test_a_group_handed_on_before_another_failed_is_not_handed_on_again_on_the_retry(
+        pki: Pki, t1_local: Path) -> None:
+    with SmtpSink() as exo, SmtpSink(data_reply="451 4.3.0 disk full") as mx:
+        bench = Bench(t1_local, exo, mx, pki)
+        with bench.serve:
+            assert send_to_both(bench) == (451, b"4.3.0 disk full")
+            assert [t.recipients for t in exo.wait_for(1)] == [["bob@example.net"]]
+            mx.data_reply = "250 2.0.0 queued"
+            assert send_to_both(bench) == (250, b"2.0.0 Ok: 2 next hops accepted")
+            assert [t.recipients for t in mx.wait_for(1)] == [["dave@partner.example"]]
+        assert [t.recipients for t in exo.delivered] == [["bob@example.net"]]
+
+
+@pytest.mark.parametrize("outcome", [Outcome.reject(), Outcome.tempfail()],
+                         ids=["reject", "tempfail"])
+def test_a_policy_refusing_one_group_hands_on_no_group(pki: Pki, t1_local: Path,
+                                                       outcome: Outcome) -> None:
+    with SmtpSink() as exo, SmtpSink() as mx:
+        bench = Bench(t1_local, exo, mx, pki, outbound=outcome)
+        with bench.serve:
+            assert send_to_both(bench) == (outcome.reply.code,
+                                           f"{outcome.reply.status} {outcome.reply.text}"
+                                           .encode())
+        assert exo.delivered == mx.delivered == []
+
+
 def test_an_mx_lookup_timeout_is_451_for_that_recipient_only(pki: Pki, t1_local: Path
                                                              ) -> None:
     with SmtpSink() as exo, SmtpSink() as mx:
@@ -294,7 +345,7 @@ def test_when_the_first_mx_is_unreachable_the_next_one_gets_the_message(
     from tests.mta.common import free_port
 
     with SmtpSink() as exo, SmtpSink() as mx2:
-        bench = Bench(t1_local, exo, mx2, pki, **{
+        bench = Bench(t1_local, exo, mx2, pki, overrides={
             "mx1.partner.example": ("127.0.0.1", free_port()),   # nobody listens
             "mx2.partner.example": ("127.0.0.1", mx2.port)})
         with bench.serve, bench.exchange_client() as smtp:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import os
@@ -64,6 +65,7 @@ from mailroute.adapters.workerpool import WorkerPool
 from mailroute.adapters.xtext import decode_xtext
 from mailroute.errors import MailrouteError
 from mailroute.gateway.match import cert_name_matches
+from mailroute.gateway.processed import InMemoryProcessedStore
 from mailroute.item import Envelope
 from mailroute.pipeline import Pipeline
 from mailroute.records import field, record
@@ -90,6 +92,12 @@ SHUTTING_DOWN = "451 4.3.2 service shutting down, try again later"
 #: The last line a connection gets when the grace period is over (RFC 5321 4.2.2: 421 may
 #: end any session when the service must shut down).
 CLOSING = b"421 4.3.2 service shutting down, try again later\r\n"
+HANDED_ON_BEFORE = "250 2.0.0 Ok: the next hop took this message on an earlier try"
+#: How long a group handed on before another group's next hop failed is remembered: the
+#: sending MTA's retries end within its queue lifetime (Postfix: 5 days).
+HANDED_ON_TTL = 5 * 24 * 3600.0
+#: At most this many such groups are remembered (the oldest go first).
+HANDED_ON_KEYS = 10_000
 TIMED_OUT = "451 4.3.0 processing took too long, try again later"
 TOO_BIG = "552 5.3.4 message too big"
 BAD_SENDER = "501 5.1.7 bad sender address syntax"
@@ -202,6 +210,8 @@ class GatewayService:
         self.reader = DataReader(limit=pipeline.limits.max_message_size,
                                  spool_above=settings.spool_above, spool_dir=settings.spool_dir)
         self.pool = LinkPool()
+        #: Groups a next hop took while the client was told to try again (see deliver).
+        self.handed_on = InMemoryProcessedStore(HANDED_ON_KEYS)
         self.quarantine = (QuarantineStore(pipeline.quarantine_dir)
                            if pipeline.quarantine_dir is not None else None)
         self.xforward_nets = tuple(ipaddress.ip_network(n) for n in settings.xforward_hosts)
@@ -693,8 +703,14 @@ class GatewaySMTP(FastSMTP):
             await self._finish_half_closed()
 
     async def deliver(self, received: ReceivedData) -> str:
-        """Run the policy once per next-hop transaction; hand each result on; our answer
-        to the final dot (250 only when every next hop took its part)."""
+        """Run the policy once per next-hop transaction, then hand the results on; our
+        answer to the final dot (250 only when every next hop took its part).
+
+        Nothing is handed on unless the policy took the message for every group and every
+        transaction is still open: one group's refusal or temporary failure is the answer
+        for all, so the client's retry or bounce covers recipients who got nothing. A group
+        a next hop took before a later one failed at its final dot is remembered
+        (:attr:`GatewayService.handed_on`) and not handed on again on the retry."""
         legs = [leg for leg in self.legs.values() if leg.recipients]
         if received.too_big:
             for leg in legs:
@@ -707,19 +723,32 @@ class GatewaySMTP(FastSMTP):
             for leg in legs:
                 self._log(refusal, None, data, self._envelope(leg))
             return refusal
+        runs = [await self._run_policy(data, leg) for leg in legs]
+        failures = [run.status for run in runs if run.status and not run.status.startswith("2")]
+        if failures:
+            answer = _combined(failures)
+            for run in runs:
+                self._log(run.status or answer, run.result, data, run.envelope)
+            return answer
         statuses = []
-        for leg in legs:
-            envelope = self._envelope(leg)
-            if leg.broken or leg.client.closed:
-                status, result = NEXT_HOP_LOST, None
-            else:
-                status, result = await self._process(data, envelope, leg)
-            self._log(status, result, data, envelope)
+        for run in runs:
+            status = run.status or await self._complete(run, data)
+            self._log(status, run.result, data, run.envelope)
             statuses.append(status)
-        return _combined(statuses)
+        answer = _combined(statuses)
+        if not answer.startswith("2"):
+            for run, status in zip(runs, statuses, strict=True):
+                if run.leg.done and status.startswith("2"):
+                    self.service.handed_on.record(_handed_on_key(self.sender, run.leg, data),
+                                                  time.time(), HANDED_ON_TTL)
+        return answer
 
-    async def _process(self, data: bytes, envelope: Envelope, leg: Leg
-                       ) -> tuple[str, Result | None]:
+    async def _run_policy(self, data: bytes, leg: Leg) -> _Run:
+        """The policy's verdict for one group; ``status`` stays empty when the result is
+        still to be handed on or quarantined."""
+        envelope = self._envelope(leg)
+        if leg.broken or leg.client.closed:
+            return _Run(leg, envelope, None, NEXT_HOP_LOST)
         service = self.service
         pipeline = service.pipeline
         try:
@@ -728,16 +757,31 @@ class GatewaySMTP(FastSMTP):
         except TimeoutError:
             log.warning("policy took longer than %ss: tempfail",
                         service.settings.processing_timeout)
-            return TIMED_OUT, None
+            return _Run(leg, envelope, None, TIMED_OUT)
         if result.action is Action.ACCEPT and result.data is not None:
-            return await self._hand_on(result.data, leg), result
+            if leg.ascii_only and not header_is_ascii(result.data):
+                return _Run(leg, envelope, result, NO_UTF8_HEADER)
+            return _Run(leg, envelope, result, "")
         if result.action is Action.QUARANTINE:
-            return self._quarantine(result, data, envelope), result
-        return str(result.smtp_reply), result
+            return _Run(leg, envelope, result, "")
+        return _Run(leg, envelope, result, str(result.smtp_reply))
+
+    async def _complete(self, run: _Run, data: bytes) -> str:
+        """Quarantine the result, or hand it on unless the client's earlier try did."""
+        result = run.result
+        assert result is not None
+        if result.action is Action.QUARANTINE:
+            return self._quarantine(result, data, run.envelope)
+        handed_on = self.service.handed_on
+        if len(handed_on) and handed_on.count(_handed_on_key(self.sender, run.leg, data),
+                                              time.time(), HANDED_ON_TTL):
+            log.info("next hop %s took this message on an earlier try: not handed on again",
+                     run.leg.route.hop)
+            return HANDED_ON_BEFORE   # its open transaction is reset with the others
+        assert result.data is not None
+        return await self._hand_on(result.data, run.leg)
 
     async def _hand_on(self, output: bytes, leg: Leg) -> str:
-        if leg.ascii_only and not header_is_ascii(output):
-            return NO_UTF8_HEADER
         try:
             reply = await leg.client.data(to_wire(output))
         except NextHopError as error:
@@ -821,10 +865,30 @@ class Leg:
     done: bool = False
 
 
+@record(frozen=True)
+class _Run:
+    """The policy's verdict for one group: the reply, or ``""`` while its result is still
+    to be handed on or quarantined."""
+
+    leg: Leg
+    envelope: Envelope
+    result: Result | None
+    status: str
+
+
+def _handed_on_key(sender: str, leg: Leg, data: bytes) -> str:
+    """What identifies one group's message when the client tries again: the same sender,
+    recipients and bytes (a queueing MTA resends its queue file as it is)."""
+    digest = hashlib.sha256()
+    for part in (sender, *sorted(leg.recipients)):
+        digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(data)
+    return digest.hexdigest()
+
+
 def _combined(statuses: list[str]) -> str:
     """One answer for several next-hop transactions: 250 when all took it; else the first
-    temporary failure (the client retries; parts already handed on arrive twice, never
-    zero times); else the first refusal."""
+    temporary failure (the client retries); else the first refusal."""
     if all(s.startswith("2") for s in statuses):
         return statuses[0] if len(statuses) == 1 else \
             f"250 2.0.0 Ok: {len(statuses)} next hops accepted"

@@ -35,12 +35,12 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def wait_until(check: object, timeout: float = 20.0) -> None:
+def wait_until(check: object, timeout: float = 20.0, poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     assert callable(check)
     while not check():
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+        time.sleep(poll)
 
 
 def negotiation(path: Path) -> bytes:
@@ -186,6 +186,26 @@ def test_sighup_loads_the_policy_again_and_keeps_it_when_broken(
         wait_until(lambda: log.read_text().count("policy not reloaded") == int(processes))
         assert milter.poll() is None
         assert all(not negotiated_protocol(path) & NO_BODY for _ in range(6))
+        stop_gracefully(milter)
+
+
+def test_a_sighup_while_the_workers_start_is_held_not_lost(tmp_path: Path) -> None:
+    """Found by the suite on a slow machine: a worker ignored SIGHUP until its event loop
+    ran, so a reload sent meanwhile left it on the old policy for good."""
+    policy = tmp_path / "p.toml"
+    policy.write_text("")
+    (tmp_path / "d.txt").write_text("-- footer\n")
+    path = tmp_path / "m.sock"
+    log = tmp_path / "milter.log"
+    with log.open("wb") as out, milter_process(
+            ["-v", "milter", "--config", str(policy), "--socket", f"unix:{path}",
+             "--processes", "2"], stderr=out) as milter:
+        task_children = Path(f"/proc/{milter.pid}/task/{milter.pid}/children")
+        wait_until(lambda: len(task_children.read_text().split()) == 2, poll=0.0)  # forked
+        policy.write_text(f'[[pipeline]]\nfilter = "disclaimer"\ntext = "{tmp_path}/d.txt"\n')
+        milter.send_signal(signal.SIGHUP)
+        wait_until(lambda: log.read_text().count("policy reloaded") == 2)
+        assert all(not negotiated_protocol(path) & NO_BODY for _ in range(8))
         stop_gracefully(milter)
 
 

@@ -939,13 +939,17 @@ async def serve(pipeline: Pipeline, spec: SocketSpec, *, settings: MilterSetting
 
     With ``listening`` (a socket shared by several worker processes) the socket is used as
     it is and left in place at the end: whoever made it removes it. With ``reload``,
-    SIGHUP loads the policy again with it (see :meth:`MilterServer.reload`).
+    SIGHUP loads the policy again with it (see :meth:`MilterServer.reload`); one that came
+    while SIGHUP was blocked (as ``mailroute milter`` does from its start) is handled once
+    the handler is in place.
     """
     pin_mmap_threshold()
     server = MilterServer(pipeline, settings, message_log=message_log, metrics=metrics)
     stop = stop_on_signals()
     if reload is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.reload, reload)
+        # a SIGHUP held while the process started (see milter_processes) is handled now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     if listening is None:
         await server.start(spec, mode=mode, group=group)
     else:

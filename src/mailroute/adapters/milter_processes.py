@@ -70,9 +70,9 @@ def serve_processes(pipeline: Pipeline, spec: SocketSpec, *, processes: int, run
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:  # the worker: its own event loop on the shared socket
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until its loop handles it
             _stop_with(supervisor)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            # SIGHUP stays blocked (held, not lost) until serve() handles it on its loop
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS - {signal.SIGHUP})
             code = 0
             try:
                 runner(serve(pipeline, spec, settings=settings, listening=sock,

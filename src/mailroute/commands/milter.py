@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(_NEEDS_SHARED_STORE)
         return fresh
 
+    # A SIGHUP from now until the server handles it (``systemctl reload`` right after the
+    # start) is held, then loads the policy again, instead of ending the milter at once.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         pipeline = load()
     except ConfigError as error:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +164,26 @@ def negotiated_protocol(path: Path) -> int:
 NO_BODY = 0x10   # SMFIP_NOBODY: asked for by a policy without filters only
 
 
-@pytest.mark.parametrize("processes", ["1", "2"])
-def test_sighup_loads_the_policy_again_and_keeps_it_when_broken(
-        tmp_path: Path, processes: str) -> None:
+@dataclass
+class Reloadable:
+    """A running ``mailroute -v milter`` on an empty policy, and the files to change it."""
+
+    milter: subprocess.Popen[bytes]
+    policy: Path
+    socket: Path
+    log: Path
+
+    def reload_with_disclaimer(self) -> None:
+        self.policy.write_text(f'[[pipeline]]\nfilter = "disclaimer"\n'
+                               f'text = "{self.policy.parent}/d.txt"\n')
+        self.milter.send_signal(signal.SIGHUP)
+
+    def logged(self, text: str) -> int:
+        return self.log.read_text().count(text)
+
+
+@contextmanager
+def reloadable_milter(tmp_path: Path, processes: str) -> Iterator[Reloadable]:
     policy = tmp_path / "p.toml"
     policy.write_text("")
     (tmp_path / "d.txt").write_text("-- footer\n")
@@ -174,39 +192,38 @@ def test_sighup_loads_the_policy_again_and_keeps_it_when_broken(
     with log.open("wb") as out, milter_process(
             ["-v", "milter", "--config", str(policy), "--socket", f"unix:{path}",
              "--processes", processes], stderr=out) as milter:
+        yield Reloadable(milter, policy, path, log)
+        stop_gracefully(milter)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_sighup_loads_the_policy_again_and_keeps_it_when_broken(
+        tmp_path: Path, processes: str) -> None:
+    with reloadable_milter(tmp_path, processes) as running:
+        milter, path = running.milter, running.socket
         wait_until(lambda: path.exists() and (processes == "1"
                                               or len(children(milter.pid)) == 2))
         assert negotiated_protocol(path) & NO_BODY
-        policy.write_text(f'[[pipeline]]\nfilter = "disclaimer"\ntext = "{tmp_path}/d.txt"\n')
-        milter.send_signal(signal.SIGHUP)
-        wait_until(lambda: log.read_text().count("policy reloaded") == int(processes))
+        running.reload_with_disclaimer()
+        wait_until(lambda: running.logged("policy reloaded") == int(processes))
         assert all(not negotiated_protocol(path) & NO_BODY for _ in range(6))
-        policy.write_text("[[pipeline]]\nfilter = 'no-such-filter'\n")
+        running.policy.write_text("[[pipeline]]\nfilter = 'no-such-filter'\n")
         milter.send_signal(signal.SIGHUP)
-        wait_until(lambda: log.read_text().count("policy not reloaded") == int(processes))
+        wait_until(lambda: running.logged("policy not reloaded") == int(processes))
         assert milter.poll() is None
         assert all(not negotiated_protocol(path) & NO_BODY for _ in range(6))
-        stop_gracefully(milter)
 
 
 def test_a_sighup_while_the_workers_start_is_held_not_lost(tmp_path: Path) -> None:
     """Found by the suite on a slow machine: a worker ignored SIGHUP until its event loop
     ran, so a reload sent meanwhile left it on the old policy for good."""
-    policy = tmp_path / "p.toml"
-    policy.write_text("")
-    (tmp_path / "d.txt").write_text("-- footer\n")
-    path = tmp_path / "m.sock"
-    log = tmp_path / "milter.log"
-    with log.open("wb") as out, milter_process(
-            ["-v", "milter", "--config", str(policy), "--socket", f"unix:{path}",
-             "--processes", "2"], stderr=out) as milter:
-        task_children = Path(f"/proc/{milter.pid}/task/{milter.pid}/children")
+    with reloadable_milter(tmp_path, "2") as running:
+        pid = running.milter.pid
+        task_children = Path(f"/proc/{pid}/task/{pid}/children")
         wait_until(lambda: len(task_children.read_text().split()) == 2, poll=0.0)  # forked
-        policy.write_text(f'[[pipeline]]\nfilter = "disclaimer"\ntext = "{tmp_path}/d.txt"\n')
-        milter.send_signal(signal.SIGHUP)
-        wait_until(lambda: log.read_text().count("policy reloaded") == 2)
-        assert all(not negotiated_protocol(path) & NO_BODY for _ in range(8))
-        stop_gracefully(milter)
+        running.reload_with_disclaimer()
+        wait_until(lambda: running.logged("policy reloaded") == 2)
+        assert all(not negotiated_protocol(running.socket) & NO_BODY for _ in range(8))
 
 
 def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mailroute import cli
 from mailroute.commands import pipe, process
-from mailroute.commands.common import Flag, parse_flags
+from mailroute.commands.common import Flag, ip_address_text, parse_flags
 
 
 def _argparse(argv: list[str]) -> dict[str, object] | None:
@@ -61,6 +61,8 @@ ODD_VALUES = st.sampled_from(["-x", "--rcpt", "-", "-1", "sideways", "a b", "x=y
 def _valid_item(draw: st.DrawFn) -> list[str]:
     flag = draw(st.sampled_from(process.FLAGS))
     plain = st.sampled_from(["", "a@example.net", "/tmp/p.toml", "x=y", "a b", "+1"])
+    if flag.convert is ip_address_text:
+        plain = st.sampled_from(["192.0.2.1", "2001:db8::1"])
     values = st.sampled_from(flag.choices) if flag.choices else plain
     return [flag.option, draw(values)]
 

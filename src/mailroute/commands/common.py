@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import sys
@@ -119,6 +118,8 @@ def one_line(text: str) -> str:
 def ip_address_text(text: str) -> str:
     """argparse type of ``--client-ip``: an IPv4 or IPv6 address, in its canonical form
     (``2001:DB8::1`` is ``2001:db8::1``)."""
+    import ipaddress  # here, not above: start-up imports only what a run needs
+
     return str(ipaddress.ip_address(text))  # ValueError: argparse reports it
 
 

@@ -13,7 +13,9 @@ the CPU per message:
   ``<dot-atom@dns.name>`` in ASCII, is read with one regular expression giving exactly
   what the parser gives; everything else still goes to aiosmtpd's parser (and text
   that makes that parser itself fail, a lone ``<`` for one, is a malformed address, 553,
-  instead of an internal error).
+  instead of an internal error). A control character makes any address malformed (553):
+  the parser reads CR and TAB as folding white space, so ``<a@x\r.example>`` was
+  ``a@x.example`` and ``<a\tb@x.example>`` was ``"a b"@x.example``.
 * ``_reset_timeout`` cancels and schedules a timer for every command. One timer per
   connection now moves its deadline; when it fires early it sleeps again until the
   deadline.
@@ -39,6 +41,7 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9-]+"
 _SIMPLE_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*)>"
                           r"(?:\Z| +(?=[^\s(]))")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Attributes aiosmtpd's __init__ sets that belong to one connection (or are methods bound
 # to it); every other attribute it sets is the same for all connections of a service.
@@ -102,6 +105,8 @@ class FastSMTP(SMTP):
         """aiosmtpd's address parsing, with the common ``<local@domain>`` read directly."""
         found = _SIMPLE_PATH.match(arg)
         if found is None:
+            if _CONTROL.search(arg):  # email's parser reads CR and TAB as spaces: another address
+                return None, None
             try:
                 return super()._getaddr(arg)
             except (IndexError, AttributeError, NameError):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailroute.adapters.serve import GatewaySMTP, Hooks
-from mailroute.adapters.smtp_fast import FastSMTP, SessionTemplate
+from mailroute.adapters.smtp_fast import FastSMTP, SessionTemplate, has_control_character
 from mailroute.pipeline import Pipeline
 from tests.serve.harness import InProcess
 from tests.smtpsink import SmtpSink
@@ -100,16 +100,27 @@ ADDRESSES = [
 
 
 def _reference(text: str) -> tuple[str | None, str | None]:
-    """aiosmtpd's parsing; where the parser itself fails (``<`` alone), malformed."""
+    """aiosmtpd's parsing; where the parser itself fails (``<`` alone), or the address part
+    has a control character (which it would read as a space), malformed."""
     try:
-        return REFERENCE._getaddr(text)
+        address, rest = REFERENCE._getaddr(text)
     except (IndexError, AttributeError, NameError):
         return None, None
+    if address is not None and has_control_character(text, rest):
+        return None, None
+    return address, rest
 
 
 def test_the_fast_address_path_gives_what_aiosmtpds_parser_gives() -> None:
     for text in ADDRESSES:
         assert FAST._getaddr(text) == _reference(text), text
+
+
+@pytest.mark.parametrize("text", ["<a@x\r.example>", "<a\tb@x.example>", "<a\x00b@x>",
+                                  "<a@b\x1b>", "<\"a\rb\"@x>", "a@x\r.example", "<a@x\n>"])
+def test_a_control_character_in_the_address_is_malformed_where_aiosmtpd_reads_a_space(
+        text: str) -> None:
+    assert FAST._getaddr(text) == (None, None)
 
 
 @settings(max_examples=3000, deadline=None)

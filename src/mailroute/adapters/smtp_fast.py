@@ -13,9 +13,10 @@ the CPU per message:
   ``<dot-atom@dns.name>`` in ASCII, is read with one regular expression giving exactly
   what the parser gives; everything else still goes to aiosmtpd's parser (and text
   that makes that parser itself fail, a lone ``<`` for one, is a malformed address, 553,
-  instead of an internal error). A control character makes any address malformed (553):
-  the parser reads CR and TAB as folding white space, so ``<a@x\r.example>`` was
-  ``a@x.example`` and ``<a\tb@x.example>`` was ``"a b"@x.example``.
+  instead of an internal error). Where they differ on purpose: a control character in the
+  address makes it malformed (553), since the parser reads CR and TAB there as folding
+  white space (``<a@x\r.example>`` was ``a@x.example``, ``<a\tb@x.example>`` was
+  ``"a b"@x.example``).
 * ``_reset_timeout`` cancels and schedules a timer for every command. One timer per
   connection now moves its deadline; when it fires early it sleeps again until the
   deadline.
@@ -42,6 +43,12 @@ _LABEL = r"[A-Za-z0-9-]+"
 _SIMPLE_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*)>"
                           r"(?:\Z| +(?=[^\s(]))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_character(arg: str, rest: str | None) -> bool:
+    """True when the address part of ``arg`` (before the parameters ``rest``) has a control
+    character: email's parser reads CR and TAB there as spaces, and gives another address."""
+    return bool(_CONTROL.search(arg.removesuffix(rest or "").rstrip()))
 
 # Attributes aiosmtpd's __init__ sets that belong to one connection (or are methods bound
 # to it); every other attribute it sets is the same for all connections of a service.
@@ -105,12 +112,13 @@ class FastSMTP(SMTP):
         """aiosmtpd's address parsing, with the common ``<local@domain>`` read directly."""
         found = _SIMPLE_PATH.match(arg)
         if found is None:
-            if _CONTROL.search(arg):  # email's parser reads CR and TAB as spaces: another address
-                return None, None
             try:
-                return super()._getaddr(arg)
+                address, rest = super()._getaddr(arg)
             except (IndexError, AttributeError, NameError):
                 return None, None   # email's parser failing on garbage such as "<": malformed
+            if address is not None and has_control_character(arg, rest):
+                return None, None
+            return address, rest
         address = found.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None

@@ -112,8 +112,11 @@ def nested_comments(depth: int) -> bytes:
     ids=["delimiters", "headers", "prefix-lines", "nested-comments"])
 @pytest.mark.parametrize("limits", [DEFAULT_LIMITS, UNBOUNDED], ids=["default", "unbounded"])
 def test_scan_time_is_linear(make: Callable[[int], bytes], n: int, limits: Limits) -> None:
+    # 8 times the input: linear is a ratio of 8, quadratic 64. Inside a whole suite's
+    # process on a slow machine a linear scan measured up to 14.3 (CI, prefix-lines), so the
+    # bound leaves room for that and still lies far below quadratic.
     ratio = _cpu(make(8 * n), limits) / _cpu(make(n), limits)
-    assert ratio <= 12, ratio
+    assert ratio <= 24, ratio
 
 
 def test_max_parts_is_exact() -> None:

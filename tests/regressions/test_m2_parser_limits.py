@@ -11,8 +11,6 @@ tracemalloc peak while parsing, the input already allocated.
 
 from __future__ import annotations
 
-import gc
-import time
 import tracemalloc
 from collections.abc import Callable
 
@@ -22,6 +20,7 @@ from mailroute.errors import LimitExceededError
 from mailroute.limits import DEFAULT_LIMITS, Limits
 from mailroute.mime import parse
 from mailroute.mime.defects import DefectKind
+from tests.regressions.complexity import RATIO, growth
 
 HEAD = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
 MIB = 1024 * 1024
@@ -51,22 +50,6 @@ def _peak(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[str, int]:
         return outcome, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-
-
-def _cpu(data: bytes, limits: Limits) -> float:
-    # The cyclic GC is off while timing: its full collections walk every live object of the
-    # test process (the whole suite's), which is not the scanner's cost.
-    gc.collect()
-    gc.disable()
-    try:
-        best = float("inf")
-        for _ in range(5):
-            start = time.process_time()
-            _parse(data, limits)
-            best = min(best, time.process_time() - start)
-    finally:
-        gc.enable()
-    return max(best, 1e-4)
 
 
 def test_a_delimiter_flood_stops_at_max_parts_plus_one() -> None:
@@ -112,11 +95,8 @@ def nested_comments(depth: int) -> bytes:
     ids=["delimiters", "headers", "prefix-lines", "nested-comments"])
 @pytest.mark.parametrize("limits", [DEFAULT_LIMITS, UNBOUNDED], ids=["default", "unbounded"])
 def test_scan_time_is_linear(make: Callable[[int], bytes], n: int, limits: Limits) -> None:
-    # 8 times the input: linear is a ratio of 8, quadratic 64. Inside a whole suite's
-    # process on a slow machine a linear scan measured up to 14.3 (CI, prefix-lines), so the
-    # bound leaves room for that and still lies far below quadratic.
-    ratio = _cpu(make(8 * n), limits) / _cpu(make(n), limits)
-    assert ratio <= 24, ratio
+    ratio = growth(make, lambda data: _parse(data, limits), n)
+    assert ratio <= RATIO, ratio
 
 
 def test_max_parts_is_exact() -> None:
